@@ -1,0 +1,1 @@
+"""Masking strategies (random, span, GeneMask, Global, curricula) and the pretraining data collator."""

@@ -1,0 +1,1 @@
+"""Training loop pieces used by train.py (arguments, checkpoints, validation)."""

@@ -1,0 +1,1 @@
+"""Evaluation suite: closed-world species, open-world genus 1-NN, BIN reconstruction."""

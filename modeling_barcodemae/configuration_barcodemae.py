@@ -1,0 +1,130 @@
+"""Configuration of BarcodeMAE (masked autoencoder) and BarcodeBERT (masked language model) encoders.
+
+One config serves both: ``pretraining_objective="mae"`` gives BarcodeMAE (the encoder sees only visible tokens,
+a decoder reconstructs the masked ones), ``"mlm"`` gives BarcodeBERT (``[MASK]`` tokens go through the encoder,
+no decoder). The paper defaults are non-overlapping 6-mers, 660 bp, a 6-layer/6-head/768-wide encoder, a 6-layer
+decoder and a 50% mask ratio.
+"""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import PretrainedConfig
+
+OBJECTIVES = ("mae", "mlm")
+ACTIVATIONS = ("gelu", "relu", "silu", "gelu_new")
+
+
+@strict
+class BarcodeMAEConfig(PretrainedConfig):
+    r"""Configuration for [`BarcodeMAEModel`] and its heads.
+
+    Args:
+        vocab_size: tokens in the tokenizer (4**6 k-mers + 5 specials for the default 6-mer tokenizer).
+        hidden_size / num_hidden_layers / num_attention_heads / intermediate_size: encoder shape.
+        decoder_hidden_size / decoder_num_hidden_layers / decoder_num_attention_heads / decoder_intermediate_size:
+            MAE decoder shape; a linear projection maps encoder to decoder width when they differ.
+        max_position_embeddings: learned absolute positions (BERT-style), in tokens.
+        mask_ratio: fraction of maskable tokens masked per sequence during pretraining.
+        pretraining_objective: ``"mae"`` (BarcodeMAE) or ``"mlm"`` (BarcodeBERT).
+        mlm_mask_token_prob / mlm_random_token_prob: BERT 80/10/10 corruption of masked tokens (``mlm`` only).
+        prediction_head_transform: BERT-style dense+act+LayerNorm before the vocabulary projection.
+        tokenizer_scheme / kmer_size / kmer_stride / max_bp: which tokenizer the model was trained with.
+        mask_token_id / cls_token_id / sep_token_id / unk_token_id / pad_token_id: special token ids.
+    """
+
+    model_type = "barcodemae"
+
+    vocab_size: int = 4101
+    hidden_size: int = 768
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 6
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    decoder_hidden_size: int = 768
+    decoder_num_hidden_layers: int = 6
+    decoder_num_attention_heads: int = 6
+    decoder_intermediate_size: int = 3072
+    mask_ratio: float = 0.5
+    pretraining_objective: str = "mae"
+    mlm_mask_token_prob: float = 0.8
+    mlm_random_token_prob: float = 0.1
+    prediction_head_transform: bool = True
+    classifier_dropout: float | None = None
+    tokenizer_scheme: str = "kmer"
+    kmer_size: int = 6
+    kmer_stride: int = 6
+    max_bp: int = 660
+    pad_token_id: int | None = 0
+    unk_token_id: int | None = 1
+    cls_token_id: int | None = 2
+    sep_token_id: int | None = 3
+    mask_token_id: int | None = 4
+    tie_word_embeddings: bool = False
+
+    def validate_architecture(self) -> None:
+        """Reject values that would fail deep inside the model with an unhelpful error."""
+        super().validate_architecture()
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+            "decoder_hidden_size",
+            "decoder_num_hidden_layers",
+            "decoder_num_attention_heads",
+            "decoder_intermediate_size",
+            "kmer_size",
+            "kmer_stride",
+            "max_bp",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"BarcodeMAEConfig.{name} must be a positive integer, got {getattr(self, name)}")
+        for width, heads, prefix in (
+            (self.hidden_size, self.num_attention_heads, ""),
+            (self.decoder_hidden_size, self.decoder_num_attention_heads, "decoder_"),
+        ):
+            if width % heads:
+                raise ValueError(
+                    f"BarcodeMAEConfig.{prefix}hidden_size ({width}) must be divisible by "
+                    f"{prefix}num_attention_heads ({heads})"
+                )
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"BarcodeMAEConfig.mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.pretraining_objective not in OBJECTIVES:
+            raise ValueError(
+                f"BarcodeMAEConfig.pretraining_objective must be one of {OBJECTIVES}, got {self.pretraining_objective!r}"
+            )
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"BarcodeMAEConfig.hidden_act must be one of {ACTIVATIONS}, got {self.hidden_act!r}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "mlm_mask_token_prob", "mlm_random_token_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"BarcodeMAEConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.mlm_mask_token_prob + self.mlm_random_token_prob > 1.0:
+            raise ValueError("BarcodeMAEConfig.mlm_mask_token_prob + mlm_random_token_prob must not exceed 1")
+        if self.tokenizer_scheme not in ("kmer", "char", "bpe"):
+            raise ValueError(f"BarcodeMAEConfig.tokenizer_scheme must be kmer, char or bpe, got {self.tokenizer_scheme!r}")
+        if self.kmer_stride > self.kmer_size:
+            raise ValueError(
+                f"BarcodeMAEConfig.kmer_stride ({self.kmer_stride}) cannot exceed kmer_size ({self.kmer_size})"
+            )
+        for name in ("pad_token_id", "unk_token_id", "cls_token_id", "sep_token_id", "mask_token_id"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(f"BarcodeMAEConfig.{name}={value} is outside the vocabulary (size {self.vocab_size})")
+
+    @property
+    def special_token_ids(self) -> list[int]:
+        """Ids that are never masked."""
+        ids = (self.pad_token_id, self.unk_token_id, self.cls_token_id, self.sep_token_id, self.mask_token_id)
+        return [i for i in ids if i is not None and i != self.unk_token_id]
+
+
+__all__ = ["BarcodeMAEConfig"]

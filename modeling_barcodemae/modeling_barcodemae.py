@@ -1,0 +1,446 @@
+"""BarcodeMAE / BarcodeBERT models for DNA barcodes.
+
+BarcodeMAE (Safari et al. 2025) closes the pretraining/inference gap of masked language modelling: ``[MASK]``
+never reaches the encoder. The encoder runs on the *visible* tokens only (gathered by index, keeping their
+original position ids), so its cost scales with the visible count; a decoder receives the encoder outputs
+scattered back to full length, with a learned mask embedding at masked positions, and predicts the masked
+tokens. ``pretraining_objective="mlm"`` is BarcodeBERT: BERT 80/10/10 corruption, everything through the encoder,
+no decoder. The encoder is BERT-compatible (post-LayerNorm, learned absolute positions) so the authors'
+checkpoints convert exactly; attention uses ``torch.nn.functional.scaled_dot_product_attention``.
+
+This file is copied into saved model folders: it imports only torch, transformers and its sibling config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+from transformers.utils import ModelOutput
+
+from .configuration_barcodemae import BarcodeMAEConfig
+
+
+# ------------------------------------------------------------------------------------------------- masking
+def maskable_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, config: BarcodeMAEConfig) -> torch.Tensor:
+    """Tokens that may be masked: real (non-pad) tokens that are not special ([CLS], [SEP], ...)."""
+    special = torch.tensor(config.special_token_ids, device=input_ids.device)
+    return attention_mask.bool() & ~torch.isin(input_ids, special)
+
+
+def random_token_mask(
+    maskable: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Uniform random mask with an exact per-sequence budget of ``round(mask_ratio * n_maskable)`` tokens.
+
+    Exact budgets give every sequence of equal length the same visible count, so MAE batches stay dense.
+    At least one maskable token stays visible and at least one is masked (when there are two or more).
+    """
+    counts = maskable.sum(dim=1)
+    budget = torch.round(counts.float() * mask_ratio).long()
+    budget = torch.minimum(torch.clamp(budget, min=1), torch.clamp(counts - 1, min=0))
+    scores = torch.rand(maskable.shape, device=maskable.device, generator=generator)
+    scores = scores.masked_fill(~maskable, 2.0)
+    ranks = scores.argsort(dim=1).argsort(dim=1)
+    return ranks < budget.unsqueeze(1)
+
+
+def corrupt_for_mlm(
+    input_ids: torch.Tensor, masked: torch.Tensor, config: BarcodeMAEConfig, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """BERT 80/10/10: masked tokens become [MASK], a random non-special token, or stay unchanged."""
+    draw = torch.rand(input_ids.shape, device=input_ids.device, generator=generator)
+    to_mask = masked & (draw < config.mlm_mask_token_prob)
+    to_random = masked & (draw >= config.mlm_mask_token_prob) & (
+        draw < config.mlm_mask_token_prob + config.mlm_random_token_prob
+    )
+    n_special = max(config.special_token_ids + [config.unk_token_id or 0]) + 1
+    random_ids = torch.randint(n_special, config.vocab_size, input_ids.shape, device=input_ids.device, generator=generator)
+    corrupted = torch.where(to_mask, torch.full_like(input_ids, config.mask_token_id), input_ids)
+    return torch.where(to_random, random_ids, corrupted)
+
+
+def gather_visible(
+    visible: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the visible tokens of each row, in order, padded to the row maximum.
+
+    Returns ``(index, valid)``: ``index[b, j]`` is the original position of the j-th visible token of row b
+    (its position id), ``valid`` marks real entries. A stable sort puts visible positions first, so no loop.
+    """
+    count = visible.sum(dim=1)
+    width = int(count.max().item()) if visible.numel() else 0
+    order = torch.argsort((~visible).to(torch.int8), dim=1, stable=True)[:, :width]
+    valid = torch.arange(width, device=visible.device).unsqueeze(0) < count.unsqueeze(1)
+    return order, valid
+
+
+# ----------------------------------------------------------------------------------------------- modules
+class BarcodeMAEEmbeddings(nn.Module):
+    """Token + learned absolute position embeddings, LayerNorm, dropout (BERT layout)."""
+
+    def __init__(self, config: BarcodeMAEConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        embeddings = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class BarcodeMAEAttention(nn.Module):
+    """Multi-head self-attention with a fused QKV projection and SDPA; post-LayerNorm residual."""
+
+    def __init__(self, hidden_size: int, num_heads: int, config: BarcodeMAEConfig):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.output = nn.Linear(hidden_size, hidden_size)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.attention_dropout = config.attention_probs_dropout_prob
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        batch, length, width = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        context = F.scaled_dot_product_attention(
+            qkv[0], qkv[1], qkv[2], attn_mask=attention_mask, dropout_p=self.attention_dropout if self.training else 0.0
+        )
+        context = context.transpose(1, 2).reshape(batch, length, width)
+        return self.LayerNorm(hidden_states + self.dropout(self.output(context)))
+
+
+class BarcodeMAELayer(GradientCheckpointingLayer):
+    """One post-LN transformer block (attention, then a two-layer feed-forward network)."""
+
+    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, config: BarcodeMAEConfig):
+        super().__init__()
+        self.attention = BarcodeMAEAttention(hidden_size, num_heads, config)
+        self.intermediate = nn.Linear(hidden_size, intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.output = nn.Linear(intermediate_size, hidden_size)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        hidden_states = self.attention(hidden_states, attention_mask)
+        feed_forward = self.output(self.activation(self.intermediate(hidden_states)))
+        return self.LayerNorm(hidden_states + self.dropout(feed_forward))
+
+
+class BarcodeMAEStack(nn.Module):
+    """A stack of layers; returns the last hidden state and, on request, every layer's output."""
+
+    def __init__(self, num_layers: int, hidden_size: int, num_heads: int, intermediate_size: int, config: BarcodeMAEConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(
+            BarcodeMAELayer(hidden_size, num_heads, intermediate_size, config) for _ in range(num_layers)
+        )
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        all_states = (hidden_states,) if output_hidden_states else None
+        for layer in self.layer:
+            hidden_states = layer(hidden_states, attention_mask)
+            if output_hidden_states:
+                all_states = all_states + (hidden_states,)
+        return hidden_states, all_states
+
+
+def sdpa_key_mask(attention_mask: torch.Tensor) -> torch.Tensor | None:
+    """Boolean key-padding mask broadcastable over heads and queries; ``None`` when nothing is padded.
+
+    ``None`` lets SDPA pick its fastest (flash) kernel on GPU for unpadded batches.
+    """
+    if bool(attention_mask.all()):
+        return None
+    return attention_mask.bool()[:, None, None, :]
+
+
+def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over non-pad tokens: the barcode embedding used by every evaluation."""
+    weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)
+    return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+class BarcodeMAEPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and loading conventions shared by all BarcodeMAE models."""
+
+    config_class = BarcodeMAEConfig
+    config: BarcodeMAEConfig
+    base_model_prefix = "barcodemae"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["BarcodeMAELayer"]
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """Save, recording every BarcodeMAE head in ``auto_map`` so any Auto class loads the folder remotely."""
+        module = type(self).__module__.rsplit(".", 1)[-1]
+        self.config.auto_map = {
+            **(getattr(self.config, "auto_map", None) or {}),
+            "AutoConfig": f"{module.replace('modeling_', 'configuration_')}.BarcodeMAEConfig",
+            "AutoModel": f"{module}.BarcodeMAEModel",
+            "AutoModelForPreTraining": f"{module}.BarcodeMAEForPreTraining",
+            "AutoModelForSequenceClassification": f"{module}.BarcodeMAEForSequenceClassification",
+        }
+        super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, BarcodeMAEDecoder):
+            init.normal_(module.mask_embedding, mean=0.0, std=self.config.initializer_range)
+
+
+# ------------------------------------------------------------------------------------------------ models
+class BarcodeMAEModel(BarcodeMAEPreTrainedModel):
+    """The encoder: token ids to hidden states, with a mean-pooled barcode embedding as ``pooler_output``."""
+
+    def __init__(self, config: BarcodeMAEConfig):
+        super().__init__(config)
+        self.embeddings = BarcodeMAEEmbeddings(config)
+        self.encoder = BarcodeMAEStack(
+            config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.intermediate_size, config
+        )
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling | tuple:
+        """Encode ``input_ids``; ``position_ids`` lets the MAE encoder keep original positions of visible tokens."""
+        kwargs.pop("token_type_ids", None)  # pipelines may pass it; barcodes have a single segment
+        if kwargs:
+            raise TypeError(f"BarcodeMAEModel.forward got unexpected arguments {sorted(kwargs)}")
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
+        if input_ids.shape[1] > self.config.max_position_embeddings:
+            raise ValueError(
+                f"sequence of {input_ids.shape[1]} tokens exceeds max_position_embeddings="
+                f"{self.config.max_position_embeddings}; truncate the barcode (the tokenizer does this at max_bp)"
+            )
+        if attention_mask is None:
+            attention_mask = (input_ids != self.config.pad_token_id).long()
+        if position_ids is None:
+            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        hidden = self.embeddings(input_ids, position_ids)
+        hidden, all_states = self.encoder(hidden, sdpa_key_mask(attention_mask), bool(output_hidden_states))
+        pooled = mean_pool(hidden, attention_mask)
+        if not return_dict:
+            return (hidden, pooled) + ((all_states,) if output_hidden_states else ())
+        return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=pooled, hidden_states=all_states)
+
+
+class BarcodeMAEDecoder(nn.Module):
+    """MAE decoder: encoder outputs at visible positions, a learned mask embedding elsewhere, own positions."""
+
+    def __init__(self, config: BarcodeMAEConfig):
+        super().__init__()
+        width = config.decoder_hidden_size
+        self.projection = nn.Linear(config.hidden_size, width) if width != config.hidden_size else nn.Identity()
+        self.mask_embedding = nn.Parameter(torch.zeros(width))
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
+        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.layers = BarcodeMAEStack(
+            config.decoder_num_hidden_layers,
+            width,
+            config.decoder_num_attention_heads,
+            config.decoder_intermediate_size,
+            config,
+        )
+
+    def forward(
+        self,
+        visible_states: torch.Tensor,
+        visible_index: torch.Tensor,
+        visible: torch.Tensor,
+        attention_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        batch, length = visible.shape
+        projected = self.projection(visible_states)
+        scattered = projected.new_zeros(batch, length, projected.shape[-1])
+        scattered.scatter_(1, visible_index.unsqueeze(-1).expand_as(projected), projected)
+        hidden = torch.where(visible.unsqueeze(-1), scattered, self.mask_embedding.to(projected.dtype))
+        positions = torch.arange(length, device=hidden.device)
+        hidden = self.dropout(self.LayerNorm(hidden + self.position_embeddings(positions)))
+        hidden, _ = self.layers(hidden, sdpa_key_mask(attention_mask))
+        return hidden
+
+
+class BarcodeMAEPredictionHead(nn.Module):
+    """Vocabulary projection, optionally after BERT's dense+activation+LayerNorm transform."""
+
+    def __init__(self, config: BarcodeMAEConfig, width: int):
+        super().__init__()
+        if config.prediction_head_transform:
+            self.transform = nn.Sequential(
+                nn.Linear(width, width), ACT2FN[config.hidden_act], nn.LayerNorm(width, eps=config.layer_norm_eps)
+            )
+        else:
+            self.transform = nn.Identity()
+        self.decoder = nn.Linear(width, config.vocab_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform(hidden_states))
+
+
+@dataclass
+class BarcodeMAEPreTrainingOutput(ModelOutput):
+    """Pretraining output.
+
+    loss: cross-entropy over masked tokens only. logits: ``(batch, length, vocab)``. masked_positions: the mask
+    that was used. encoder_last_hidden_state: encoder output (visible tokens only in ``mae`` mode).
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    masked_positions: torch.Tensor | None = None
+    encoder_last_hidden_state: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
+    """Encoder + (MAE decoder) + vocabulary head, trained with cross-entropy on masked tokens."""
+
+    def __init__(self, config: BarcodeMAEConfig):
+        super().__init__(config)
+        self.barcodemae = BarcodeMAEModel(config)
+        is_mae = config.pretraining_objective == "mae"
+        self.decoder = BarcodeMAEDecoder(config) if is_mae else None
+        self.lm_head = BarcodeMAEPredictionHead(config, config.decoder_hidden_size if is_mae else config.hidden_size)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        masked_positions: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BarcodeMAEPreTrainingOutput | tuple:
+        """Mask (uniformly at ``config.mask_ratio`` unless ``masked_positions`` is given) and reconstruct.
+
+        ``input_ids`` are the *uncorrupted* tokens; in ``mlm`` mode the 80/10/10 corruption happens here.
+        ``labels`` default to ``input_ids``; only masked positions contribute to the loss.
+        """
+        kwargs.pop("token_type_ids", None)
+        if kwargs:
+            raise TypeError(f"BarcodeMAEForPreTraining.forward got unexpected arguments {sorted(kwargs)}")
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if attention_mask is None:
+            attention_mask = (input_ids != self.config.pad_token_id).long()
+        maskable = maskable_positions(input_ids, attention_mask, self.config)
+        if masked_positions is None:
+            masked_positions = random_token_mask(maskable, self.config.mask_ratio)
+        else:
+            masked_positions = masked_positions.bool() & maskable
+        if self.config.pretraining_objective == "mae":
+            visible = attention_mask.bool() & ~masked_positions
+            index, valid = gather_visible(visible)
+            encoder_out = self.barcodemae(
+                input_ids=input_ids.gather(1, index),
+                attention_mask=valid.long(),
+                position_ids=index,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+            )
+            sequence = self.decoder(encoder_out.last_hidden_state, index, visible, attention_mask)
+        else:
+            encoder_out = self.barcodemae(
+                input_ids=corrupt_for_mlm(input_ids, masked_positions, self.config),
+                attention_mask=attention_mask,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+            )
+            sequence = encoder_out.last_hidden_state
+        logits = self.lm_head(sequence)
+        targets = input_ids if labels is None else labels
+        targets = targets.masked_fill(~masked_positions, -100)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100)
+        output = BarcodeMAEPreTrainingOutput(
+            loss=loss,
+            logits=logits,
+            masked_positions=masked_positions,
+            encoder_last_hidden_state=encoder_out.last_hidden_state,
+            hidden_states=encoder_out.hidden_states,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class BarcodeMAEForSequenceClassification(BarcodeMAEPreTrainedModel):
+    """Mean-pooled encoder + linear classifier, for closed-world species fine-tuning."""
+
+    def __init__(self, config: BarcodeMAEConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.barcodemae = BarcodeMAEModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        encoded = self.barcodemae(
+            input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, return_dict=True, **kwargs
+        )
+        logits = self.classifier(self.dropout(encoded.pooler_output))
+        loss = None
+        if labels is not None:
+            if self.num_labels == 1:
+                loss = F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+            else:
+                loss = F.cross_entropy(logits, labels)
+        output = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=encoded.hidden_states)
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "BarcodeMAEForPreTraining",
+    "BarcodeMAEForSequenceClassification",
+    "BarcodeMAEModel",
+    "BarcodeMAEPreTrainedModel",
+    "BarcodeMAEPreTrainingOutput",
+    "gather_visible",
+    "mean_pool",
+    "random_token_mask",
+]
