@@ -1,0 +1,50 @@
+"""Shared test fixtures: the real data in ../shared/data and small model configurations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout (real BOLD barcodes, BOLD TSVs, reference BPE tokenizers)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def fixture_csv(shared_data: Path) -> Path:
+    return shared_data / "bold_coi" / "fixture.csv"
+
+
+@pytest.fixture(scope="session")
+def demo_csv(shared_data: Path) -> Path:
+    return shared_data / "bold_coi" / "demo.csv.gz"
+
+
+def tiny_config_kwargs(**overrides) -> dict:
+    """A model small enough for unit tests (milliseconds per step on a CPU)."""
+    kwargs = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        decoder_hidden_size=32,
+        decoder_num_hidden_layers=1,
+        decoder_num_attention_heads=4,
+        decoder_intermediate_size=64,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    kwargs.update(overrides)
+    return kwargs
