@@ -14,24 +14,41 @@ Schemes
           With ``random_frame_offset=True`` (training) the first 0..k-1 bases are skipped at random, the
           reading-frame augmentation of BarcodeBERT; evaluation uses offset 0.
 ``char``  one token per base (ENBED-style); the vocabulary holds ACGT and every IUPAC ambiguity code.
-``bpe``   a byte-pair encoding trained on barcodes (DNABERT-2 style), built from a ``tokenizer.json``.
+``bpe``   a byte-pair encoding trained on barcodes (DNABERT-2 style), built from a ``tokenizer.json`` (the
+          BarcodeMAE authors' byte-level files, or one trained with :mod:`barcodemae.tokenization.bpe`). Special
+          token ids are whatever the file says (the reference files use UNK=0 CLS=1 SEP=2 PAD=3 MASK=4); an
+          ambiguity code outside the vocabulary becomes one ``[UNK]`` per base.
+
+``tokenizer.json`` on its own
+-----------------------------
+The saved ``tokenizer.json`` of the k-mer (non-overlapping) and character schemes and of trained BPE also works
+with plain ``tokenizers.Tokenizer.from_file``: its normalizer upper-cases, reads U as T and removes gaps and
+whitespace, and the k-mer pre-tokenizer drops the incomplete tail k-mer. It does not validate letters, trim
+``N`` or truncate to ``max_bp`` (that is the Python class's job), and overlapping k-mers need the class, which
+lays the windows out before the backend sees them.
+
+Coordinates
+-----------
+``nucleotide_spans`` and ``return_offsets_mapping=True`` give base positions in the *cleaned* barcode (after gap
+removal and N trimming), including the reading-frame offset, for every scheme.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import random
+import re
 from typing import Any
 
 import numpy as np
-from tokenizers import Regex, Tokenizer, pre_tokenizers, processors
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
 
 from .sequence_cleaning import DEFAULT_MAX_LENGTH, IUPAC_LETTERS, InvalidBarcodeError, clean_barcode
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+NOT_IUPAC_TOKEN = re.compile(f"[^{IUPAC_LETTERS}]")
 SCHEMES = ("kmer", "char", "bpe")
 
 
@@ -44,16 +61,32 @@ def _with_special_tokens(tokenizer: Tokenizer) -> Tokenizer:
     return tokenizer
 
 
+def dna_normalizer(remove_whitespace: bool = True) -> normalizers.Normalizer:
+    """Upper-case, U->T and gap removal inside ``tokenizer.json``, so the file alone accepts raw barcodes.
+
+    It is idempotent on cleaned input, so the Python class (which cleans first) gets the same tokens. ``N`` is
+    deliberately *not* trimmed here: after a reading-frame offset a prepared string may start with an internal
+    ``N``, and trimming it would shift the frame. Overlapping k-mers keep whitespace (it separates the windows).
+    """
+    steps = [normalizers.Replace(Regex(r"[\s.\-]+" if remove_whitespace else r"[.\-]+"), "")]
+    steps += [normalizers.Replace(letter.lower(), letter) for letter in IUPAC_LETTERS]
+    steps += [normalizers.Replace(Regex("[uU]"), "T")]
+    return normalizers.Sequence(steps)
+
+
 def build_kmer_backend(k: int, stride: int) -> Tokenizer:
     """A WordLevel tokenizer over all ACGT k-mers (lexicographic order after the five special tokens)."""
     kmers = ["".join(p) for p in itertools.product("ACGT", repeat=k)]
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + kmers)}
     tokenizer = Tokenizer(WordLevel(vocab=vocab, unk_token="[UNK]"))
     if stride == k:
-        # Non-overlapping k-mers are expressible in tokenizer.json itself, so the file is usable on its own.
-        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(f".{{{k}}}"), behavior="isolated")
+        # Non-overlapping k-mers are expressible in tokenizer.json itself, so the file is usable on its own:
+        # keep every complete k-mer, drop the tail shorter than k (invert=True + "removed").
+        tokenizer.normalizer = dna_normalizer()
+        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(f".{{{k}}}"), behavior="removed", invert=True)
     else:
         # Overlapping windows cannot be produced by a pre-tokenizer; the Python class writes them space-separated.
+        tokenizer.normalizer = dna_normalizer(remove_whitespace=False)
         tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.add_special_tokens(SPECIAL_TOKENS)
     return _with_special_tokens(tokenizer)
@@ -63,6 +96,7 @@ def build_char_backend() -> Tokenizer:
     """One token per IUPAC letter."""
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + list(IUPAC_LETTERS))}
     tokenizer = Tokenizer(WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = dna_normalizer()
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tokenizer.add_special_tokens(SPECIAL_TOKENS)
     return _with_special_tokens(tokenizer)
@@ -115,9 +149,9 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         self.stride = stride if scheme == "kmer" else 1
         self.max_bp = max_bp
         self.random_frame_offset = random_frame_offset
-        self.init_kwargs.update(
-            scheme=scheme, k=self.k, stride=self.stride, max_bp=max_bp, random_frame_offset=random_frame_offset
-        )
+        # random_frame_offset is a training-time augmentation: it is never saved, so a saved folder (and
+        # pipeline("feature-extraction")) always embeds in frame 0 and gives the same vectors on every call.
+        self.init_kwargs.update(scheme=scheme, k=self.k, stride=self.stride, max_bp=max_bp, random_frame_offset=False)
         self._token_lengths: np.ndarray | None = None
 
     @classmethod
@@ -155,13 +189,17 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
     def from_tokenizer_file(cls, path: str, scheme: str = "bpe", **kwargs: Any) -> "BarcodeTokenizer":
         """Wrap an existing ``tokenizer.json`` (e.g. a barcode BPE) with the barcode cleaning policy.
 
-        The file must define ``[PAD] [UNK] [CLS] [SEP] [MASK]``; a ``[CLS] $A [SEP]`` template is added if the
-        file has no post-processor.
+        The file must define ``[PAD] [UNK] [CLS] [SEP] [MASK]`` (at any ids: the file's ids are kept) and every
+        other token must be a run of IUPAC letters, so that a token's length is the number of bases it covers
+        (byte-level tokens of A/C/G/T are those letters). A ``[CLS] $A [SEP]`` template is added if the file has
+        no post-processor.
         """
         backend = Tokenizer.from_file(str(path))
         missing = [t for t in SPECIAL_TOKENS if backend.token_to_id(t) is None]
         if missing:
             raise ValueError(f"{path}: tokenizer lacks special token(s) {missing}")
+        if scheme == "bpe":
+            _check_bpe_backend(backend, str(path))
         if backend.post_processor is None:
             _with_special_tokens(backend)
         return cls(tokenizer_object=backend, scheme=scheme, **kwargs)
@@ -169,35 +207,93 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
     # --------------------------------------------------------------------------------------- preprocessing
     def prepare_barcode(self, text: str, index: int = 0, frame_offset: int | None = None) -> str:
         """Clean one barcode and lay it out for the backend (reading frame, k-mer windows)."""
+        return self._prepare_one(text, index, self._frame_offsets(1, frame_offset)[0])
+
+    def _frame_offsets(self, count: int, frame_offset: int | None) -> np.ndarray:
+        """Reading-frame offsets for ``count`` barcodes.
+
+        Random offsets use numpy's global generator (seeded by ``transformers.set_seed``), drawn for the whole
+        batch at once; without ``random_frame_offset`` the frame is 0 (evaluation).
+        """
+        if frame_offset is not None:
+            if not 0 <= frame_offset < self.k:
+                raise ValueError(f"frame_offset must be in [0, k={self.k}), got {frame_offset}")
+            return np.full(count, frame_offset, dtype=np.int64)
+        if self.random_frame_offset and self.k > 1:
+            return np.random.randint(0, self.k, size=count)
+        return np.zeros(count, dtype=np.int64)
+
+    def _prepare_one(self, text: str, index: int, offset: int) -> str:
         sequence = clean_barcode(text, record_id=f"input {index}", max_length=self.max_bp).sequence
         if self.scheme != "kmer":
             return sequence
-        if frame_offset is None:
-            frame_offset = random.randrange(self.k) if self.random_frame_offset else 0
-        sequence = sequence[frame_offset:]
+        sequence = sequence[offset:]
         if len(sequence) < self.k:
             raise InvalidBarcodeError(
-                f"input {index}", f"sequence of {len(sequence)} bp (after frame offset) is shorter than k={self.k}"
+                f"input {index}", f"sequence of {len(sequence)} bp (after frame offset {offset}) is shorter than k={self.k}"
             )
         if self.stride == self.k:
             return sequence[: len(sequence) - len(sequence) % self.k]
         return overlapping_kmers(sequence, self.k, self.stride)
 
+    def _prepare_any(self, text: Any, frame_offset: int | None) -> tuple[Any, np.ndarray]:
+        """Prepare a barcode, a batch of barcodes or a batch of ``(barcode, barcode)`` pairs; return the offsets."""
+        if isinstance(text, str):
+            offsets = self._frame_offsets(1, frame_offset)
+            return self._prepare_one(text, 0, int(offsets[0])), offsets
+        if isinstance(text, (list, tuple)):
+            offsets = self._frame_offsets(len(text), frame_offset)
+            prepared = []
+            for i, (item, offset) in enumerate(zip(text, offsets.tolist())):
+                if isinstance(item, (list, tuple)):
+                    if len(item) != 2:
+                        raise ValueError(f"input {i}: a pair must hold two barcodes, got {len(item)} items")
+                    prepared.append((self._prepare_one(item[0], i, offset), self._prepare_one(item[1], i, offset)))
+                else:
+                    prepared.append(self._prepare_one(item, i, offset))
+            return prepared, offsets
+        raise TypeError(f"barcodes must be a string or a list of strings, got {type(text).__name__}")
+
     def _encode_plus(self, text: Any, text_pair: Any = None, **kwargs: Any):  # type: ignore[override]
         frame_offset = kwargs.pop("frame_offset", None)
         if kwargs.get("is_split_into_words"):
             raise ValueError("BarcodeTokenizer takes whole barcodes, not pre-split words")
-        text = self._prepare_any(text, frame_offset)
+        want_offsets = kwargs.pop("return_offsets_mapping", False)
+        batched = not isinstance(text, str)
+        text, offsets = self._prepare_any(text, frame_offset)
         if text_pair is not None:
-            text_pair = self._prepare_any(text_pair, frame_offset)
-        return super()._encode_plus(text, text_pair, **kwargs)
+            text_pair, _ = self._prepare_any(text_pair, frame_offset)
+        is_pair = text_pair is not None or (batched and any(isinstance(t, tuple) for t in text))
+        if want_offsets and is_pair:
+            raise ValueError("return_offsets_mapping is not supported for barcode pairs")
+        encoding = super()._encode_plus(text, text_pair, **kwargs)
+        if want_offsets:
+            encoding["offset_mapping"] = self._offset_mapping(
+                encoding["input_ids"], offsets, batched, kwargs.get("return_tensors")
+            )
+        return encoding
 
-    def _prepare_any(self, text: Any, frame_offset: int | None) -> Any:
-        if isinstance(text, str):
-            return self.prepare_barcode(text, 0, frame_offset)
-        if isinstance(text, (list, tuple)):
-            return [self.prepare_barcode(t, i, frame_offset) for i, t in enumerate(text)]
-        raise TypeError(f"barcodes must be a string or a list of strings, got {type(text).__name__}")
+    def _offset_mapping(self, input_ids: Any, frame_offsets: np.ndarray, batched: bool, return_tensors: Any) -> Any:
+        """(start, end) base of every token in the cleaned barcode, ``(0, 0)`` for special tokens (HF convention).
+
+        The backend's own offsets refer to the laid-out string (space-separated windows, frame-shifted), which
+        means nothing to a user, so they are recomputed from :meth:`nucleotide_spans` (one call per row: rows
+        may be ragged when unpadded).
+        """
+        rows = list(input_ids) if (batched or return_tensors is not None) else [input_ids]
+        mapped = []
+        for row, shift in zip(rows, frame_offsets.tolist()):
+            starts, ends = self.nucleotide_spans(np.asarray(row))
+            special = starts < 0
+            mapped.append(np.stack([np.where(special, 0, starts + shift), np.where(special, 0, ends + shift)], axis=-1))
+        if return_tensors == "np":
+            return np.stack(mapped)
+        if return_tensors is not None:
+            import torch  # reached only when the caller asked for torch tensors, so torch is installed
+
+            return torch.as_tensor(np.stack(mapped))
+        as_lists = [[tuple(pair) for pair in m.tolist()] for m in mapped]
+        return as_lists if batched else as_lists[0]
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         """Rebuild the nucleotide string; overlapping k-mers contribute ``stride`` new bases each."""
@@ -216,12 +312,16 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
 
     # ------------------------------------------------------------------------------- nucleotide coordinates
     def token_lengths(self) -> np.ndarray:
-        """Bases each vocabulary id advances the read by (0 for special tokens), indexed by token id."""
+        """Bases each vocabulary id advances the read by, indexed by token id.
+
+        0 for ``[PAD] [CLS] [SEP] [MASK]``; ``[UNK]`` stands for real bases (a k-mer with an ambiguity code, or
+        one out-of-vocabulary letter in BPE), so it advances ``stride`` (k-mers) or 1 base.
+        """
         if self._token_lengths is None:
             lengths = np.zeros(len(self), dtype=np.int64)
             for token, index in self.get_vocab().items():
-                if token not in self.all_special_tokens:
-                    lengths[index] = self.stride if self.scheme == "kmer" else len(token)
+                if token == self.unk_token or token not in self.all_special_tokens:
+                    lengths[index] = self.stride if self.scheme == "kmer" else (1 if token == self.unk_token else len(token))
             self._token_lengths = lengths
         return self._token_lengths
 
@@ -229,19 +329,54 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         """Start and end base (half-open) each token covers, ``-1`` for special and pad tokens.
 
         Vectorised over a ``(batch, length)`` array; masking strategies work in these coordinates so they are
-        correct for overlapping and non-overlapping k-mers and for BPE alike.
+        correct for overlapping and non-overlapping k-mers and for BPE alike. Coordinates start at the first
+        base the tokenizer saw (i.e. after any reading-frame offset).
         """
         ids = np.asarray(input_ids)
         advance = self.token_lengths()[ids]
         starts = np.cumsum(advance, axis=-1) - advance
-        width = self.k if self.scheme == "kmer" else advance
+        width = np.where(advance > 0, self.k, 0) if self.scheme == "kmer" else advance
         ends = starts + width
         special = advance == 0
         return np.where(special, -1, starts), np.where(special, -1, ends)
 
+    def model_config_kwargs(self) -> dict[str, Any]:
+        """The :class:`BarcodeMAEConfig` fields fixed by this tokenizer.
+
+        Training builds its config as ``BarcodeMAEConfig(**tokenizer.model_config_kwargs(), **architecture)`` so
+        the vocabulary, special ids, the longest possible input and the tokenizer description can never drift
+        from the tokenizer the model was trained with.
+        """
+        return {
+            "vocab_size": len(self),
+            "tokenizer_scheme": self.scheme,
+            "kmer_size": self.k,
+            "kmer_stride": self.stride,
+            "max_bp": self.max_bp,
+            "pad_token_id": self.pad_token_id,
+            "unk_token_id": self.unk_token_id,
+            "cls_token_id": self.cls_token_id,
+            "sep_token_id": self.sep_token_id,
+            "mask_token_id": self.mask_token_id,
+            "max_position_embeddings": int(self.model_max_length),
+        }
+
     def describe(self) -> dict[str, Any]:
         """What a model config records about its tokenizer."""
         return {"scheme": self.scheme, "k": self.k, "stride": self.stride, "max_bp": self.max_bp, "vocab_size": len(self)}
+
+
+def _check_bpe_backend(backend: Tokenizer, source: str) -> None:
+    """Reject BPE files whose tokens are not base runs: their nucleotide coordinates would be wrong."""
+    model = json.loads(backend.to_str())["model"]
+    if model.get("fuse_unk"):
+        raise ValueError(f"{source}: fuse_unk=True makes [UNK] cover an unknown number of bases; re-save with fuse_unk=False")
+    bad = [t for t in backend.get_vocab() if t not in SPECIAL_TOKENS and NOT_IUPAC_TOKEN.search(t)]
+    if bad:
+        raise ValueError(
+            f"{source}: {len(bad)} vocabulary token(s) are not runs of IUPAC letters (e.g. {sorted(bad)[:5]!r}); "
+            "a barcode BPE vocabulary must contain only nucleotide letters besides the special tokens"
+        )
 
 
 def tokenizer_summary_json(tokenizer: BarcodeTokenizer) -> str:
