@@ -1,1 +1,39 @@
-"""Readers for BIOSCAN-5M metadata CSV, FASTA and BOLD TSV, all mapped to one record schema."""
+"""Readers for BIOSCAN-5M metadata CSV, FASTA and BOLD TSV, all mapped to one cleaned, labelled record schema.
+
+Every reader applies the one cleaning policy of :mod:`barcodemae.tokenization.sequence_cleaning`; what it
+rejected, truncated or trimmed is counted in a :class:`CleaningReport` (returned with ``return_report=True``
+and logged). Label ids come from a :class:`LabelVocabulary` that can be saved next to a model.
+"""
+
+from .bioscan5m import download_bioscan5m, load_bioscan5m
+from .bold import read_bold_tsv
+from .cleaning import RecordCleaner, clean_records, clean_table
+from .fasta import read_fasta
+from .labels import LabelVocabulary
+from .loaders import detect_format, load_barcodes
+from .report import CleaningReport
+from .schema import LABEL_RANKS, RECORD_COLUMNS, TAXONOMY_RANKS, BarcodeRecord, label_column, record_features
+from .splits import BIOSCAN5M_SPLITS, META_SPLITS, resolve_splits
+
+__all__ = [
+    "BIOSCAN5M_SPLITS",
+    "LABEL_RANKS",
+    "META_SPLITS",
+    "RECORD_COLUMNS",
+    "TAXONOMY_RANKS",
+    "BarcodeRecord",
+    "CleaningReport",
+    "LabelVocabulary",
+    "RecordCleaner",
+    "clean_records",
+    "clean_table",
+    "detect_format",
+    "download_bioscan5m",
+    "label_column",
+    "load_barcodes",
+    "load_bioscan5m",
+    "read_bold_tsv",
+    "read_fasta",
+    "record_features",
+    "resolve_splits",
+]
