@@ -151,7 +151,8 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         self.random_frame_offset = random_frame_offset
         # random_frame_offset is a training-time augmentation: it is never saved, so a saved folder (and
         # pipeline("feature-extraction")) always embeds in frame 0 and gives the same vectors on every call.
-        self.init_kwargs.update(scheme=scheme, k=self.k, stride=self.stride, max_bp=max_bp, random_frame_offset=False)
+        self.init_kwargs.update(scheme=scheme, k=self.k, stride=self.stride, max_bp=max_bp)
+        self.init_kwargs.pop("random_frame_offset", None)
         self._token_lengths: np.ndarray | None = None
 
     @classmethod
@@ -296,8 +297,13 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         return as_lists if batched else as_lists[0]
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
-        """Rebuild the nucleotide string; overlapping k-mers contribute ``stride`` new bases each."""
-        tokens = [t for t in tokens if t not in self.all_special_tokens]
+        """Rebuild the nucleotide string; overlapping k-mers contribute ``stride`` new bases each.
+
+        ``[UNK]`` stood for real bases (a k-mer holding an ambiguity code, an out-of-vocabulary letter), so it
+        decodes to ``N`` over its width and the decoded length stays right; the other special tokens are dropped.
+        """
+        unk_bases = "N" * self.k
+        tokens = [unk_bases if t == self.unk_token else t for t in tokens if t == self.unk_token or t not in self.all_special_tokens]
         if not tokens:
             return ""
         if self.scheme == "kmer" and self.stride < self.k:
@@ -305,10 +311,10 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         return "".join(tokens)
 
     def _decode(self, token_ids: Any, skip_special_tokens: bool = False, **kwargs: Any) -> str:
+        """Decode to bases; special tokens never appear in the output (see :meth:`convert_tokens_to_string`)."""
         if isinstance(token_ids, int):
             token_ids = [token_ids]
-        tokens = self.convert_ids_to_tokens(list(token_ids), skip_special_tokens=skip_special_tokens)
-        return self.convert_tokens_to_string(tokens)
+        return self.convert_tokens_to_string(self.convert_ids_to_tokens(list(token_ids)))
 
     # ------------------------------------------------------------------------------- nucleotide coordinates
     def token_lengths(self) -> np.ndarray:
