@@ -1,0 +1,347 @@
+"""Export a training checkpoint as a Hub-ready feature-extraction folder holding only the frozen encoder.
+
+Why a separate step: a pretraining checkpoint carries the MAE decoder, the masked-token head and (for accelerate
+``save_state``) optimizer state, none of which a user embedding barcodes needs. The exported folder holds the
+encoder weights (``model.safetensors``), a config whose ``architectures`` is ``["BarcodeMAEModel"]`` with a full
+``auto_map``, the model and tokenizer code files, the tokenizer, the evaluation ``results.json`` and a
+``README.md`` model card rendered from ``model_cards/``. It loads with
+``AutoModel.from_pretrained(folder, trust_remote_code=True)`` and ``pipeline("feature-extraction", ...)`` in a
+process that never installed ``barcodemae``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from barcodemae.tokenization import BarcodeTokenizer
+from modeling_barcodemae import BarcodeMAEConfig, BarcodeMAEModel
+
+logger = logging.getLogger(__name__)
+
+ENCODER_PREFIX = "barcodemae."
+"""``base_model_prefix`` of every BarcodeMAE head: encoder weights are ``barcodemae.*`` in a head's state dict."""
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+"""Prefixes added by DistributedDataParallel and ``torch.compile`` when a wrapped model is saved."""
+
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "feature_extraction.md"
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+SEARCH_PARENTS = 2
+"""How many parent folders of a checkpoint are searched for the run's ``config.json``/tokenizer/results."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be exported; the message names the folder and what is missing."""
+
+
+@dataclass
+class CheckpointFiles:
+    """Where the pieces of one checkpoint live (an accelerate checkpoint keeps config/tokenizer in the run dir)."""
+
+    weights: Path
+    config_dir: Path
+    tokenizer_dir: Path
+    results: Path | None
+
+
+# ------------------------------------------------------------------------------------------ locating files
+def _weights_file(folder: Path) -> Path | None:
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _nearest_with(folder: Path, name: str) -> Path | None:
+    """``folder`` or its nearest parent (up to ``SEARCH_PARENTS`` levels) containing ``name``."""
+    for candidate in [folder, *list(folder.parents)[:SEARCH_PARENTS]]:
+        if (candidate / name).is_file():
+            return candidate
+    return None
+
+
+def locate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    config_dir: str | Path | None = None,
+    tokenizer_dir: str | Path | None = None,
+    results: str | Path | None = None,
+) -> CheckpointFiles:
+    """Find weights, config, tokenizer and results of a ``save_pretrained`` folder or an accelerate checkpoint.
+
+    An accelerate ``save_state`` folder (``model.safetensors`` + ``optimizer.bin`` + ``random_states_*.pkl``)
+    has no ``config.json``: the run's output folder (a parent) holds it, so parents are searched unless
+    ``config_dir``/``tokenizer_dir`` are given. Nothing but the safetensors weights and JSON is ever read.
+    """
+    folder = Path(checkpoint)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: checkpoint folder not found")
+    weights = _weights_file(folder)
+    if weights is None:
+        found = sorted(p.name for p in folder.iterdir())
+        raise CheckpointError(
+            f"{folder}: no model.safetensors (or sharded index) in the checkpoint; found {found}. "
+            "Save with save_pretrained(..., safe_serialization=True) or accelerator.save_state (safetensors)."
+        )
+    config_folder = Path(config_dir) if config_dir is not None else _nearest_with(folder, "config.json")
+    if config_folder is None or not (config_folder / "config.json").is_file():
+        raise CheckpointError(
+            f"{folder}: no config.json in the checkpoint or its {SEARCH_PARENTS} parent folders; pass config_dir"
+        )
+    tokenizer_folder = Path(tokenizer_dir) if tokenizer_dir is not None else _nearest_with(folder, "tokenizer.json")
+    if tokenizer_folder is None or not (tokenizer_folder / "tokenizer.json").is_file():
+        raise CheckpointError(
+            f"{folder}: no tokenizer.json in the checkpoint or its {SEARCH_PARENTS} parent folders; pass tokenizer_dir"
+        )
+    if results is not None:
+        results_path: Path | None = Path(results)
+        if not results_path.is_file():
+            raise CheckpointError(f"{results_path}: results file not found")
+    else:
+        results_folder = _nearest_with(folder, "results.json")
+        results_path = results_folder / "results.json" if results_folder is not None else None
+    return CheckpointFiles(weights, config_folder, tokenizer_folder, results_path)
+
+
+# ---------------------------------------------------------------------------------------------- weights
+def _load_state_dict(weights: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file or of every shard listed in a ``model.safetensors.index.json``."""
+    if weights.name.endswith(".index.json"):
+        shards = sorted(set(json.loads(weights.read_text())["weight_map"].values()))
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            state.update(load_file(str(weights.parent / shard)))
+        return state
+    return load_file(str(weights))
+
+
+def encoder_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The encoder's weights from any BarcodeMAE state dict, keyed as in :class:`BarcodeMAEModel`.
+
+    Strips DDP/``torch.compile`` wrapper prefixes, then keeps ``barcodemae.*`` (dropping the prefix) and drops
+    the decoder, masked-token head and classifier. A bare encoder state dict (already exported) passes through.
+    """
+    unwrapped = {}
+    for key, tensor in state.items():
+        for prefix in WRAPPER_PREFIXES:
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        unwrapped[key] = tensor
+    if any(key.startswith(ENCODER_PREFIX) for key in unwrapped):
+        return {key[len(ENCODER_PREFIX):]: t for key, t in unwrapped.items() if key.startswith(ENCODER_PREFIX)}
+    return {key: t for key, t in unwrapped.items() if key.startswith(("embeddings.", "encoder."))}
+
+
+def load_frozen_encoder(files: CheckpointFiles) -> BarcodeMAEModel:
+    """Build :class:`BarcodeMAEModel` from the checkpoint, requiring every encoder weight to be present."""
+    config = BarcodeMAEConfig.from_pretrained(files.config_dir)
+    config.architectures = ["BarcodeMAEModel"]
+    model = BarcodeMAEModel(config)
+    state = encoder_state_dict(_load_state_dict(files.weights))
+    if not state:
+        raise CheckpointError(f"{files.weights}: no encoder weights (barcodemae.*, embeddings.*, encoder.*) found")
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{files.weights}: encoder weights do not match config {files.config_dir / 'config.json'}: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    mismatched = [k for k in expected if expected[k].shape != state[k].shape]
+    if mismatched:
+        key = mismatched[0]
+        raise CheckpointError(
+            f"{files.weights}: {key} has shape {tuple(state[key].shape)}, config expects {tuple(expected[key].shape)}"
+        )
+    model.load_state_dict(state, strict=True)
+    return model.eval().requires_grad_(False)
+
+
+# ------------------------------------------------------------------------------------------- model card
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
+
+
+def _flatten(results: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows = []
+    for key, value in results.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            rows.extend(_flatten(value, f"{name} / "))
+        elif isinstance(value, (list, tuple)):
+            rows.append((name, ", ".join(_format_value(v) for v in value)))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def results_markdown(results: Mapping[str, Any] | None) -> str:
+    """The measured results as a Markdown table (nested keys joined with ``/``), exactly as in ``results.json``."""
+    if not results:
+        return "No evaluation results were supplied with this export (`results.json` missing)."
+    lines = [
+        "Measured by `barcodemae.eval` and copied verbatim from `results.json` (also in this folder):",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {_format_value(value)} |" for name, value in _flatten(results)]
+    return "\n".join(lines)
+
+
+def _tokenizer_description(tokenizer: BarcodeTokenizer) -> str:
+    if tokenizer.scheme == "kmer":
+        kind = "non-overlapping" if tokenizer.stride == tokenizer.k else f"overlapping (stride {tokenizer.stride})"
+        return f"{tokenizer.k}-mers, {kind}, vocabulary {len(tokenizer):,}"
+    if tokenizer.scheme == "char":
+        return f"one token per base, vocabulary {len(tokenizer):,}"
+    return f"barcode-trained BPE, vocabulary {len(tokenizer):,}"
+
+
+def render_model_card(
+    model: BarcodeMAEModel,
+    tokenizer: BarcodeTokenizer,
+    *,
+    results: Mapping[str, Any] | None,
+    repo_id: str,
+    source: str,
+    model_name: str | None = None,
+    training_data: str | None = None,
+    license: str = "mit",
+    dataset_tag: str = "bioscan-ml/BIOSCAN-5M",
+    template: str | Path = MODEL_CARD_TEMPLATE,
+) -> str:
+    """Fill ``model_cards/feature_extraction.md`` (``string.Template`` ``$fields``) from the model and results."""
+    config = model.config
+    is_mae = config.pretraining_objective == "mae"
+    objective_name = "BarcodeMAE" if is_mae else "BarcodeBERT"
+    ambiguity = (
+        "a k-mer containing one becomes `[UNK]`."
+        if tokenizer.scheme == "kmer"
+        else "codes missing from the vocabulary become `[UNK]`."
+    )
+    fields = dict(
+        license=license,
+        dataset_tag=dataset_tag,
+        model_name=model_name or f"{objective_name} DNA barcode encoder",
+        objective_name=objective_name,
+        architecture="`BarcodeMAEModel` (BERT-style post-LayerNorm transformer encoder, learned absolute positions)",
+        objective_description=(
+            f"masked autoencoding (BarcodeMAE, Safari et al. 2025): {config.mask_ratio:.0%} of tokens masked, the "
+            "encoder sees only visible tokens and a decoder reconstructs the masked ones"
+            if is_mae
+            else f"masked language modelling (BarcodeBERT): {config.mask_ratio:.0%} of tokens masked, BERT 80/10/10"
+        ),
+        num_layers=config.num_hidden_layers,
+        hidden_size=config.hidden_size,
+        num_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        num_parameters=f"{model.num_parameters():,}",
+        tokenizer_description=_tokenizer_description(tokenizer),
+        max_bp=tokenizer.max_bp,
+        ambiguity_note=ambiguity,
+        source=source,
+        training_data=training_data
+        or "Not recorded with this checkpoint. Pass `training_data=` / `--training-data` to describe it.",
+        repo_id=repo_id,
+        results=results_markdown(results),
+    )
+    return string.Template(Path(template).read_text()).substitute(fields)
+
+
+# ------------------------------------------------------------------------------------------------ export
+def export_encoder(
+    checkpoint: str | Path,
+    output_dir: str | Path,
+    *,
+    results: str | Path | None = None,
+    config_dir: str | Path | None = None,
+    tokenizer_dir: str | Path | None = None,
+    repo_id: str | None = None,
+    model_name: str | None = None,
+    training_data: str | None = None,
+    license: str = "mit",
+    template: str | Path = MODEL_CARD_TEMPLATE,
+    push_to_hub: str | None = None,
+    private: bool = False,
+    token: str | None = None,
+) -> Path:
+    """Write the Hub-ready feature-extraction folder for ``checkpoint`` into ``output_dir``; return its path.
+
+    ``repo_id`` is the name used in the model card's loading examples (default: ``push_to_hub`` or the output
+    folder). With ``push_to_hub="user/name"`` the folder is uploaded after it is written (see
+    :func:`push_folder_to_hub`).
+    """
+    files = locate_checkpoint(checkpoint, config_dir=config_dir, tokenizer_dir=tokenizer_dir, results=results)
+    output = Path(output_dir)
+    if output.exists() and any(output.iterdir()):
+        raise FileExistsError(f"{output}: output folder exists and is not empty; choose a new folder")
+    model = load_frozen_encoder(files)
+    tokenizer = BarcodeTokenizer.from_pretrained(files.tokenizer_dir)
+    if len(tokenizer) != model.config.vocab_size:
+        raise CheckpointError(
+            f"{files.tokenizer_dir}: tokenizer has {len(tokenizer)} tokens, model vocab_size is "
+            f"{model.config.vocab_size}; pass the tokenizer the model was trained with"
+        )
+    results_data = json.loads(files.results.read_text()) if files.results is not None else None
+
+    output.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output)
+    # A feature extractor only: drop the heads save_pretrained advertises for training folders.
+    config_path = output / "config.json"
+    config_json = json.loads(config_path.read_text())
+    config_json["architectures"] = ["BarcodeMAEModel"]
+    config_json["auto_map"] = {
+        key: value for key, value in config_json["auto_map"].items() if key in ("AutoConfig", "AutoModel")
+    }
+    config_path.write_text(json.dumps(config_json, indent=2, sort_keys=True) + "\n")
+    tokenizer.save_pretrained(output)
+    if files.results is not None:
+        shutil.copyfile(files.results, output / "results.json")
+    card = render_model_card(
+        model,
+        tokenizer,
+        results=results_data,
+        repo_id=repo_id or push_to_hub or str(output),
+        source=str(Path(checkpoint)),
+        model_name=model_name,
+        training_data=training_data,
+        license=license,
+        template=template,
+    )
+    (output / "README.md").write_text(card)
+    logger.info("exported %s encoder (%s parameters) to %s", files.weights, f"{model.num_parameters():,}", output)
+    if push_to_hub:
+        push_folder_to_hub(output, push_to_hub, private=private, token=token)
+    return output
+
+
+def push_folder_to_hub(
+    folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None, commit_message: str | None = None
+) -> str:
+    """Create ``repo_id`` on the Hugging Face Hub if needed and upload the exported folder; return the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    commit = api.upload_folder(
+        folder_path=str(folder),
+        repo_id=repo_id,
+        repo_type="model",
+        commit_message=commit_message or "Upload BarcodeMAE feature-extraction encoder",
+    )
+    return str(getattr(commit, "commit_url", commit))
