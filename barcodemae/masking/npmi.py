@@ -181,7 +181,9 @@ class NPMITable:
             kept = np.flatnonzero(corpus.counts[n] >= min_count)
             frequency = corpus.counts[n][kept]
             pmi = pmi_min_segmentation(kept, n, log_probs, max_piece)
-            weight = np.log(frequency) / (np.log(min_count) + np.log(frequency))
+            # c = 1 and f = 1 give 0/0; with c = 1 the weight is ln f / ln f = 1 for every f
+            denominator = np.log(min_count) + np.log(frequency)
+            weight = np.divide(np.log(frequency), denominator, out=np.ones_like(denominator), where=denominator > 0)
             ids[n], npmi[n], counts[n] = kept, pmi * weight, frequency
         metadata = {
             "n_sequences": corpus.n_sequences,
