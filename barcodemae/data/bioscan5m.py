@@ -191,7 +191,11 @@ def _stream_bioscan5m(
     dataset = datasets.IterableDataset.from_generator(
         _generate_stream,
         features=record_features(label_ranks),
-        gen_kwargs=dict(path=path, splits=splits, report=report, options=options, vocab=label_vocab, ranks=label_ranks),
+        # no list values: datasets would treat a list in gen_kwargs as shards and split the generator
+        gen_kwargs=dict(
+            path=path, splits=None if splits is None else tuple(splits), report=report, options=options,
+            vocab=label_vocab, ranks=label_ranks,
+        ),
     )
     return dataset, report, label_vocab
 
