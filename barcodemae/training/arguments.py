@@ -1,0 +1,163 @@
+"""Command-line arguments of ``train.py``: one dataclass, YAML presets underneath, flags on top.
+
+Why presets: the paper models (BarcodeMAE, BarcodeBERT) and the CPU demo differ in a dozen numbers; a preset
+names a consistent set, and any flag still overrides it (``--preset barcodemae --max_steps 1000``).
+Precedence: dataclass defaults < preset YAML < command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
+SCHEDULERS = ("cosine", "linear", "onecycle", "constant")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+CURRICULA = ("cm-gems", "cm-step")
+
+
+@dataclass
+class TrainingArguments:
+    """Everything ``train.py`` accepts; see ``python train.py --help``."""
+
+    preset: str | None = field(default="tiny", metadata={"help": "YAML preset: a name in configs/ (tiny, barcodemae, barcodebert) or a path; 'none' for none"})
+    # ------------------------------------------------------------------ data
+    data: str | None = field(default=None, metadata={"help": "BIOSCAN-5M metadata CSV (.csv/.csv.gz); omitted: simulate the embedded default dataset"})
+    split: str = field(default="pretrain+other_heldout", metadata={"help": "pretraining split(s), '+'-joined (BIOSCAN-5M names)"})
+    val_split: str = field(default="val", metadata={"help": "split for masked-token validation loss/perplexity ('' to skip)"})
+    key_split: str = field(default="train", metadata={"help": "labelled keys for the open-world 1-NN genus probe ('' to skip the probe)"})
+    query_split: str = field(default="val_unseen", metadata={"help": "queries for the 1-NN genus probe during training"})
+    max_val_samples: int = field(default=512, metadata={"help": "validation barcodes (fixed masks)"})
+    max_probe_keys: int = field(default=2000, metadata={"help": "at most this many keys / queries in the periodic 1-NN probe"})
+    simulate_genera: int = field(default=40, metadata={"help": "genera of the embedded simulated dataset (~70 barcodes each)"})
+    # ------------------------------------------------------------------ model and tokenizer
+    objective: str = field(default="mae", metadata={"help": "mae (BarcodeMAE) or mlm (BarcodeBERT)"})
+    tokenizer: str = field(default="kmer6", metadata={"help": "kmer6 | kmer:k=6,stride=1 | char | BPE tokenizer.json or tokenizer folder"})
+    frame_offset_augmentation: bool = field(default=True, metadata={"help": "random k-mer reading frame per sample in training"})
+    hidden_size: int = 768
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 6
+    intermediate_size: int = 3072
+    decoder_hidden_size: int = 768
+    decoder_num_hidden_layers: int = 6
+    decoder_num_attention_heads: int = 6
+    decoder_intermediate_size: int = 3072
+    dropout: float = 0.1
+    # ------------------------------------------------------------------ masking
+    masking: str = field(default="random", metadata={"help": "random | span | genemask | global | stochastic_global | cm-gems | cm-step"})
+    mask_ratio: float = 0.5
+    npmi_table: str | None = field(default=None, metadata={"help": "saved NPMI table (genemask/global); built from the training data if omitted"})
+    # ------------------------------------------------------------------ optimisation
+    max_steps: int = field(default=-1, metadata={"help": "optimiser steps; -1: use num_epochs"})
+    num_epochs: float = 1.0
+    per_device_batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    warmup_ratio: float = 0.05
+    lr_scheduler: str = field(default="cosine", metadata={"help": "cosine (warmup-cosine) | linear | onecycle | constant"})
+    max_grad_norm: float = 1.0
+    mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 on a bf16-capable GPU, else no) | no | fp16 | bf16"})
+    seed: int = 42
+    # ------------------------------------------------------------------ logging, checkpoints, evaluation
+    output_dir: str = "runs/barcodemae-tiny"
+    logging_steps: int = 10
+    eval_steps: int = 200
+    save_steps: int = 500
+    save_total_limit: int = 3
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoints/step_N folder, or 'latest' (in output_dir)"})
+    report_to: str = field(default="none", metadata={"help": "accelerate trackers: none | tensorboard | wandb | all"})
+    evaluate: bool = field(default=True, metadata={"help": "run the evaluation suite on final_model/ at the end"})
+    stop_after_steps: int | None = field(default=None, metadata={"help": "testing hook: stop abruptly after this step (no final save), like a killed job"})
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("mae", "mlm"):
+            raise ValueError(f"--objective must be mae or mlm, got {self.objective!r}")
+        if self.lr_scheduler not in SCHEDULERS:
+            raise ValueError(f"--lr_scheduler must be one of {SCHEDULERS}, got {self.lr_scheduler!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"--mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        if self.max_steps <= 0 and self.num_epochs <= 0:
+            raise ValueError("give --max_steps > 0 or --num_epochs > 0")
+        for name in ("per_device_batch_size", "gradient_accumulation_steps", "logging_steps", "eval_steps", "save_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.mask_ratio < 1:
+            raise ValueError(f"--mask_ratio must be in (0, 1), got {self.mask_ratio}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def resolve_preset(preset: str) -> Path:
+    """A preset name (``configs/<name>.yaml``) or a YAML path; a clear error lists the shipped presets."""
+    path = Path(preset)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    candidate = PRESET_DIR / f"{preset}.yaml"
+    if candidate.is_file():
+        return candidate
+    shipped = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
+    raise FileNotFoundError(f"preset {preset!r} is neither a YAML file nor one of the presets in {PRESET_DIR}: {shipped}")
+
+
+def load_preset(preset: str) -> dict[str, Any]:
+    """Preset values, checked against the dataclass fields so a typo in a YAML file fails loudly."""
+    path = resolve_preset(preset)
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a preset must be a mapping of argument names to values")
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown argument(s) {unknown}")
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> TrainingArguments:
+    """Parse flags over the preset over the defaults (see the module docstring)."""
+    parser = HfArgumentParser(TrainingArguments)
+    (first,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    if first.preset and first.preset.lower() != "none":
+        parser.set_defaults(**load_preset(first.preset))
+        (args,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+        return args
+    return first
+
+
+_KMER_SPEC = re.compile(r"^kmer(?P<k>\d+)?(?::(?P<opts>.*))?$")
+
+
+def parse_tokenizer_spec(spec: str) -> dict[str, Any]:
+    """``kmer6`` / ``kmer:k=6,stride=1`` / ``char`` / a path -> builder arguments (``{"scheme": ..., ...}``)."""
+    match = _KMER_SPEC.match(spec)
+    if match:
+        options: dict[str, Any] = {"k": int(match["k"]) if match["k"] else 6}
+        for item in filter(None, (match["opts"] or "").split(",")):
+            key, _, value = item.partition("=")
+            if key not in ("k", "stride") or not value.isdigit():
+                raise ValueError(f"bad tokenizer spec {spec!r}: expected kmer:k=<int>,stride=<int>, got {item!r}")
+            options[key] = int(value)
+        return {"scheme": "kmer", **options}
+    if spec == "char":
+        return {"scheme": "char"}
+    path = Path(spec)
+    if path.is_dir() or path.is_file():
+        return {"scheme": "file", "path": str(path)}
+    raise ValueError(f"tokenizer {spec!r} is not kmer<k>, kmer:k=..,stride=.., char, or an existing tokenizer.json/folder")
+
+
+def save_arguments(args: TrainingArguments, path: Path) -> None:
+    path.write_text(json.dumps(args.to_dict(), indent=2, sort_keys=True))
+
+
+__all__ = ["PRESET_DIR", "TrainingArguments", "load_preset", "parse_args", "parse_tokenizer_spec", "resolve_preset"]

@@ -1,0 +1,166 @@
+"""Deterministic, resumable, process-count-independent pretraining batches.
+
+Why not a plain DataLoader: two promises of ``train.py`` need batches that are a pure function of
+``(seed, epoch, batch index)``:
+
+* exact resume -- the data position is two integers in ``trainer_state.json``, and the masks and reading
+  frames of batch ``i`` do not depend on what ran before it;
+* the same result on 1 or N processes at the same global batch -- every process builds the *global* batch
+  (shuffle, reading frames, masks drawn for the whole batch from one generator) and keeps its own rows. The
+  masked-token count of the whole global batch is then known everywhere without communication, which is what
+  the loop needs to normalise the loss exactly as a single process would.
+
+Building the global batch on each process costs one Rust tokenizer call per reading frame per batch, which is
+small next to a forward pass. Rows are read from the Arrow table by index, so 5M barcodes stay memory-mapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class BarcodeSource:
+    """Random access to cleaned barcode strings from a :class:`datasets.Dataset` column or a Python list."""
+
+    def __init__(self, data: Any, column: str = "dna_barcode") -> None:
+        self._data = data
+        self._column = column
+        self._is_dataset = hasattr(data, "column_names")
+        if self._is_dataset and column not in data.column_names:
+            raise ValueError(f"dataset has no {column!r} column (columns: {data.column_names})")
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def take(self, indices: np.ndarray) -> list[str]:
+        if self._is_dataset:
+            return self._data[indices.tolist()][self._column]
+        return [self._data[i] for i in indices.tolist()]
+
+
+def pad_rows(rows: Sequence[Sequence[int]], fill: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad ragged id lists; returns ``(ids, attention_mask)`` built with one boolean write."""
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    width = int(lengths.max())
+    valid = np.arange(width)[None, :] < lengths[:, None]
+    ids = np.full((len(rows), width), fill, dtype=np.int64)
+    ids[valid] = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
+    return ids, valid.astype(np.int64)
+
+
+def tokenize_in_frames(tokenizer, sequences: list[str], offsets: np.ndarray) -> list[list[int]]:
+    """Tokenize each barcode in its own reading frame: one batched call per distinct offset (at most k)."""
+    rows: list[list[int] | None] = [None] * len(sequences)
+    for offset in np.unique(offsets).tolist():
+        members = np.flatnonzero(offsets == offset)
+        encoded = tokenizer([sequences[i] for i in members.tolist()], frame_offset=int(offset))["input_ids"]
+        for i, ids in zip(members.tolist(), encoded):
+            rows[i] = ids
+    return rows  # type: ignore[return-value]
+
+
+@dataclass
+class DataPosition:
+    """Where the stream is: the epoch and the next global micro-batch within it."""
+
+    epoch: int = 0
+    batch: int = 0
+
+
+class GlobalBatchStream:
+    """Global micro-batches of ``per_device_batch_size * num_processes`` barcodes, sliced for this process.
+
+    Args:
+        source: the pretraining barcodes.
+        tokenizer: a :class:`BarcodeTokenizer`.
+        mask_fn: ``(input_ids, attention_mask, rng) -> bool mask`` for the whole global batch (the masking
+            collator's ``mask_batch``).
+        per_device_batch_size / process_index / num_processes: the sharding.
+        seed: seeds shuffling, reading frames and masks.
+        frame_offsets: draw a random k-mer reading frame per barcode (training); off gives frame 0.
+        shuffle: permute the barcodes every epoch (off for validation).
+    """
+
+    def __init__(
+        self,
+        source: BarcodeSource,
+        tokenizer,
+        mask_fn,
+        *,
+        per_device_batch_size: int,
+        process_index: int = 0,
+        num_processes: int = 1,
+        seed: int = 0,
+        frame_offsets: bool = True,
+        shuffle: bool = True,
+    ) -> None:
+        self.source = source
+        self.tokenizer = tokenizer
+        self.mask_fn = mask_fn
+        self.per_device = per_device_batch_size
+        self.process_index = process_index
+        self.num_processes = num_processes
+        self.global_size = per_device_batch_size * num_processes
+        if len(source) < self.global_size:
+            raise ValueError(
+                f"{len(source)} barcodes cannot fill one global batch of {self.global_size} "
+                f"({per_device_batch_size} per device x {num_processes} processes)"
+            )
+        self.seed = seed
+        self.frame_offsets = frame_offsets and tokenizer.scheme == "kmer" and tokenizer.k > 1
+        self.shuffle = shuffle
+        self.position = DataPosition()
+        self._order_epoch: int | None = None
+        self._order: np.ndarray | None = None
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Full global batches per epoch; the remainder is dropped so every step has the same global size."""
+        return len(self.source) // self.global_size
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        if self._order_epoch != epoch:
+            n = len(self.source)
+            self._order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+            self._order_epoch = epoch
+        return self._order  # type: ignore[return-value]
+
+    def global_batch(self, epoch: int, batch: int) -> dict[str, np.ndarray]:
+        """The whole global batch ``batch`` of ``epoch``: ids, attention mask, masked positions (numpy)."""
+        indices = self._epoch_order(epoch)[batch * self.global_size : (batch + 1) * self.global_size]
+        rng = np.random.default_rng([self.seed, epoch, batch, 1])
+        sequences = self.source.take(indices)
+        offsets = rng.integers(0, self.tokenizer.k, size=len(indices)) if self.frame_offsets else np.zeros(len(indices), np.int64)
+        ids, attention = pad_rows(tokenize_in_frames(self.tokenizer, sequences, offsets), self.tokenizer.pad_token_id)
+        masked = np.asarray(self.mask_fn(ids, attention, rng), dtype=bool)
+        return {"input_ids": ids, "attention_mask": attention, "masked_positions": masked}
+
+    def local_slice(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """This process's rows of a global batch, trimmed to their own longest row, as tensors."""
+        rows = slice(self.process_index * self.per_device, (self.process_index + 1) * self.per_device)
+        attention = batch["attention_mask"][rows]
+        width = int(attention.sum(axis=1).max())
+        return {key: torch.from_numpy(np.ascontiguousarray(value[rows, :width])) for key, value in batch.items()}
+
+    def next(self) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+        """This process's slice of the next global micro-batch, and the global batch's token/masked counts."""
+        if self.position.batch >= self.batches_per_epoch:
+            self.position = DataPosition(self.position.epoch + 1, 0)
+        batch = self.global_batch(self.position.epoch, self.position.batch)
+        self.position = DataPosition(self.position.epoch, self.position.batch + 1)
+        counts = {"masked": int(batch["masked_positions"].sum()), "tokens": int(batch["attention_mask"].sum())}
+        return self.local_slice(batch), counts
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.position.epoch, "batch": self.position.batch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.position = DataPosition(int(state["epoch"]), int(state["batch"]))
+
+
+__all__ = ["BarcodeSource", "DataPosition", "GlobalBatchStream", "pad_rows", "tokenize_in_frames"]

@@ -1,0 +1,133 @@
+"""Resumable checkpoints: ``accelerator.save_state`` plus a JSON trainer state, written atomically and checked.
+
+Layout of ``<output_dir>/checkpoints/step_N/``: accelerate's files (``model.safetensors``, ``optimizer.bin``,
+``scheduler.bin``, ``random_states_<rank>.pkl``) and ``trainer_state.json`` (global step, data position,
+masking-curriculum phase, the step of the last log line). The trainer state is plain JSON rather than an
+accelerate "custom checkpoint" pickle, so nothing of ours needs unpickling.
+
+A checkpoint is written to ``step_N.tmp`` and renamed once complete, so a job killed mid-save leaves a ``.tmp``
+folder that is never picked as ``latest``. Loading checks the files first (present, non-empty, safetensors
+header and size consistent) and raises :class:`CheckpointError` naming the folder and the problem, instead of a
+deep ``torch``/``safetensors`` traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import struct
+from pathlib import Path
+from typing import Any
+
+TRAINER_STATE = "trainer_state.json"
+STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder that cannot be resumed from; the message names the folder and what is wrong."""
+
+
+def checkpoint_root(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoint folders (``step_N``, not ``.tmp``), oldest first."""
+    root = checkpoint_root(output_dir)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := STEP_DIR.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def resolve_checkpoint(spec: str, output_dir: str | Path) -> Path:
+    """``latest`` (newest complete checkpoint in ``output_dir``) or an explicit folder."""
+    if spec == "latest":
+        found = list_checkpoints(output_dir)
+        if not found:
+            raise CheckpointError(f"--resume_from_checkpoint latest: no complete checkpoint in {checkpoint_root(output_dir)}")
+        return found[-1]
+    path = Path(spec)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {path} does not exist or is not a folder")
+    return path
+
+
+def check_safetensors(path: Path) -> None:
+    """Header readable and data length consistent with it: catches truncated or overwritten files."""
+    size = path.stat().st_size
+    if size < 8:
+        raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes)")
+    with path.open("rb") as handle:
+        (header_len,) = struct.unpack("<Q", handle.read(8))
+        if header_len > size - 8:
+            raise CheckpointError(f"{path}: corrupt safetensors header (claims {header_len} bytes, file has {size})")
+        try:
+            header = json.loads(handle.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"{path}: corrupt safetensors header ({error})") from error
+    ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+    expected = 8 + header_len + (max(ends) if ends else 0)
+    if size < expected:
+        raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes, header needs {expected})")
+
+
+def validate_checkpoint(path: Path, num_processes: int) -> dict[str, Any]:
+    """Check a checkpoint folder before ``accelerator.load_state``; returns its trainer state."""
+    if path.name.endswith(".tmp"):
+        raise CheckpointError(f"{path} is a partial checkpoint (the job stopped while saving it); resume from an earlier one")
+    required = [TRAINER_STATE, "model.safetensors", "optimizer.bin", "scheduler.bin"]
+    required += [f"random_states_{rank}.pkl" for rank in range(num_processes)]
+    missing = [name for name in required if not (path / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{path} is not a complete checkpoint: missing {', '.join(missing)}")
+    empty = [name for name in required if (path / name).stat().st_size == 0]
+    if empty:
+        raise CheckpointError(f"{path}: empty file(s) {', '.join(empty)} (interrupted write?)")
+    check_safetensors(path / "model.safetensors")
+    try:
+        state = json.loads((path / TRAINER_STATE).read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path / TRAINER_STATE}: not valid JSON ({error})") from error
+    for key in ("global_step", "data_position"):
+        if key not in state:
+            raise CheckpointError(f"{path / TRAINER_STATE}: missing {key!r}")
+    if state.get("num_processes", num_processes) != num_processes:
+        # The data position is process-count independent, but accelerate's RNG files are per rank.
+        raise CheckpointError(
+            f"{path} was written by {state['num_processes']} process(es); resume it with the same number "
+            f"(this run has {num_processes})"
+        )
+    return state
+
+
+def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_state: dict[str, Any], keep: int) -> Path:
+    """``save_state`` into ``step_N.tmp``, add the trainer state, rename, and drop checkpoints beyond ``keep``."""
+    root = checkpoint_root(output_dir)
+    final = root / f"step_{step}"
+    staging = root / f"step_{step}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (staging / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2))
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+__all__ = [
+    "CheckpointError",
+    "check_safetensors",
+    "list_checkpoints",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "validate_checkpoint",
+]

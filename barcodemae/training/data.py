@@ -1,0 +1,70 @@
+"""Where training barcodes come from: a BIOSCAN-5M CSV given by ``--data``, or the embedded simulated default.
+
+The CSV is loaded and cleaned once (``load_bioscan5m``, a memory-mapped, cached Arrow table) with every split;
+pretraining, validation, probe keys and probe queries are then index selections of that one table, so label
+names mean the same thing everywhere and the file is parsed once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from barcodemae.data.bioscan5m import load_bioscan5m
+from barcodemae.data.splits import resolve_splits
+from barcodemae.simulation import write_simulated_dataset
+
+from .batches import BarcodeSource
+
+logger = logging.getLogger(__name__)
+
+SIMULATED_CSV = "simulated_bioscan5m.csv"
+
+
+@dataclass
+class TrainingData:
+    """The loaded table and the row selections the loop needs."""
+
+    path: Path
+    dataset: object  # datasets.Dataset with dna_barcode, split, genus, species, ... columns
+    label_vocab: object  # barcodemae.data.LabelVocabulary
+    rejected: int
+
+    def rows(self, split: str) -> np.ndarray:
+        """Row indices whose ``split`` is one of the ``+``-joined names (empty for ``''``)."""
+        if not split:
+            return np.zeros(0, dtype=np.int64)
+        column = np.asarray(self.dataset.data.column("split").to_numpy(zero_copy_only=False), dtype=object)
+        return np.flatnonzero(np.isin(column, resolve_splits(split)))
+
+    def source(self, split: str, require_genus: bool = False, limit: int | None = None) -> tuple[BarcodeSource, np.ndarray]:
+        """Barcodes of ``split`` (optionally only rows with a genus; the first ``limit``) and their genus names."""
+        rows = self.rows(split)[:limit]
+        genus = np.asarray(self.dataset.data.column("genus").to_numpy(zero_copy_only=False), dtype=object)[rows]
+        if require_genus:
+            keep = np.array([g is not None for g in genus], dtype=bool)
+            rows, genus = rows[keep], genus[keep]
+        return BarcodeSource(self.dataset.select(rows)), genus
+
+
+def prepare_simulated_data(output_dir: Path, num_genera: int, seed: int) -> Path:
+    """Write (once) the embedded default dataset under ``<output_dir>/data``; no file outside the package."""
+    path = output_dir / "data" / SIMULATED_CSV
+    if not path.is_file():
+        write_simulated_dataset(path, num_genera=num_genera, seed=seed)
+        logger.info("simulated %s (BIOSCAN-5M format, %d genera)", path, num_genera)
+    return path
+
+
+def load_training_data(path: str | Path, cache_dir: Path | None = None) -> TrainingData:
+    """Load and clean the whole CSV once; rejected records are counted and logged by the loader."""
+    dataset, report, vocab = load_bioscan5m(path, "all", return_report=True, cache_dir=cache_dir)
+    if len(dataset) == 0:
+        raise ValueError(f"{path}: no usable barcodes after cleaning ({report.num_rejected} rejected)")
+    return TrainingData(path=Path(path), dataset=dataset, label_vocab=vocab, rejected=report.num_rejected)
+
+
+__all__ = ["SIMULATED_CSV", "TrainingData", "load_training_data", "prepare_simulated_data"]

@@ -1,0 +1,389 @@
+"""The pretraining loop behind ``train.py`` (accelerate: 1 CPU, 1 GPU, multi-GPU, multi-node, DeepSpeed/FSDP).
+
+Output folder::
+
+    <output_dir>/
+      training_args.json      the resolved arguments (preset + flags)
+      metrics.jsonl           one JSON object per log / validation event (step-keyed)
+      checkpoints/step_N/     accelerator.save_state + trainer_state.json (resumable)
+      final_model/            save_pretrained model + tokenizer + label_vocab.json (AutoModel-loadable)
+      eval/results.json       evaluation of final_model/
+      data/                   the simulated dataset, when no --data was given
+
+Loss normalisation: each micro-batch contributes its *summed* masked-token cross-entropy divided by the masked
+tokens of the whole optimiser step (all micro-batches, all processes), rescaled for accelerate's division by the
+accumulation steps and DDP's mean over processes. The gradient is therefore exactly that of one process seeing
+the whole global batch, whatever the split of tokens between devices.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+from barcodemae.masking.collator import BarcodeMaskingCollator
+from barcodemae.masking.curriculum import CMGEMSCurriculum, CMStepCurriculum, MaskingCurriculum
+from barcodemae.masking.npmi import NPMITable
+from barcodemae.tokenization import BarcodeTokenizer
+from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
+from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
+
+from .arguments import TrainingArguments, parse_tokenizer_spec, save_arguments
+from .batches import GlobalBatchStream
+from .checkpoints import resolve_checkpoint, save_checkpoint, validate_checkpoint
+from .data import TrainingData, load_training_data, prepare_simulated_data
+from .final_eval import evaluate_export
+from .validation import GenusProbe, fixed_validation_batches, masked_token_loss, validation_loss
+
+logger = logging.getLogger("barcodemae.train")
+
+NPMI_STRATEGIES = ("genemask", "global", "stochastic_global")
+NPMI_BUILD_SEQUENCES = 20_000
+METRICS_FILE = "metrics.jsonl"
+
+
+# ---------------------------------------------------------------------------------------------- builders
+def build_tokenizer(spec: str) -> BarcodeTokenizer:
+    """A tokenizer from a ``--tokenizer`` spec (see :func:`parse_tokenizer_spec`)."""
+    options = parse_tokenizer_spec(spec)
+    scheme = options.pop("scheme")
+    if scheme == "kmer":
+        return BarcodeTokenizer.kmer(**options)
+    if scheme == "char":
+        return BarcodeTokenizer.char()
+    path = Path(options["path"])
+    if path.is_dir():
+        return BarcodeTokenizer.from_pretrained(str(path))
+    return BarcodeTokenizer.from_tokenizer_file(str(path))
+
+
+def build_model(args: TrainingArguments, tokenizer: BarcodeTokenizer) -> BarcodeMAEForPreTraining:
+    config = BarcodeMAEConfig(
+        **tokenizer.model_config_kwargs(),
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.num_hidden_layers,
+        num_attention_heads=args.num_attention_heads,
+        intermediate_size=args.intermediate_size,
+        decoder_hidden_size=args.decoder_hidden_size,
+        decoder_num_hidden_layers=args.decoder_num_hidden_layers,
+        decoder_num_attention_heads=args.decoder_num_attention_heads,
+        decoder_intermediate_size=args.decoder_intermediate_size,
+        hidden_dropout_prob=args.dropout,
+        attention_probs_dropout_prob=args.dropout,
+        mask_ratio=args.mask_ratio,
+        pretraining_objective=args.objective,
+    )
+    return BarcodeMAEForPreTraining(config)
+
+
+def build_masking(args: TrainingArguments, tokenizer, sequences: list[str], output_dir: Path, is_main: bool):
+    """Collator (used for its vectorised ``mask_batch``) and the curriculum, if ``--masking`` names one."""
+    curriculum: MaskingCurriculum | None = None
+    strategy: str | None = args.masking
+    if args.masking == "cm-gems":
+        curriculum, strategy = CMGEMSCurriculum(), None
+    elif args.masking == "cm-step":
+        curriculum, strategy = CMStepCurriculum(), None
+    names = {strategy} if curriculum is None else {curriculum.early, curriculum.late}
+    table = None
+    if names & set(NPMI_STRATEGIES):
+        if args.npmi_table:
+            table = NPMITable.load(args.npmi_table)
+        else:
+            # Deterministic (counts over the first barcodes), so every process builds the same table.
+            table = NPMITable.build(sequences[:NPMI_BUILD_SEQUENCES], progress=is_main)
+            if is_main:
+                table.save(output_dir / "npmi")
+    collator = BarcodeMaskingCollator(
+        tokenizer, strategy=strategy, mask_ratio=args.mask_ratio, seed=args.seed, curriculum=curriculum, npmi_table=table
+    )
+    return collator, curriculum
+
+
+def build_optimizer(model: torch.nn.Module, args: TrainingArguments) -> torch.optim.AdamW:
+    """AdamW without weight decay on biases, LayerNorms and the MAE mask embedding (standard BERT practice)."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2))
+
+
+def build_scheduler(optimizer, args: TrainingArguments, max_steps: int):
+    warmup = math.ceil(args.warmup_ratio * max_steps)
+    if args.lr_scheduler == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, warmup, max_steps)
+    if args.lr_scheduler == "linear":
+        return get_linear_schedule_with_warmup(optimizer, warmup, max_steps)
+    if args.lr_scheduler == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.learning_rate, total_steps=max_steps, pct_start=max(args.warmup_ratio, 1e-3)
+    )
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    """``auto``: bf16 on a GPU that supports it, full precision otherwise (CPU autocast gains little)."""
+    if choice != "auto":
+        return choice
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def available_trackers(report_to: str) -> list[str] | None:
+    """Trackers requested *and* installed; a missing package is logged, not fatal."""
+    if report_to == "none":
+        return None
+    from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+    installed = {"tensorboard": is_tensorboard_available(), "wandb": is_wandb_available()}
+    wanted = list(installed) if report_to == "all" else [name.strip() for name in report_to.split(",")]
+    for name in wanted:
+        if not installed.get(name, False):
+            logger.warning("tracker %r is not installed; logging to metrics.jsonl and the console only", name)
+    return [name for name in wanted if installed.get(name, False)] or None
+
+
+# ---------------------------------------------------------------------------------------------- logging
+class MetricsLog:
+    """``metrics.jsonl`` + console + accelerate trackers, written by the main process only."""
+
+    def __init__(self, accelerator: Accelerator, path: Path, progress: tqdm) -> None:
+        self.accelerator = accelerator
+        self.path = path
+        self.progress = progress
+
+    def truncate_after(self, step: int) -> None:
+        """Drop lines logged after ``step`` by a killed run, so a resumed curve has no duplicates."""
+        if not self.accelerator.is_main_process or not self.path.is_file():
+            return
+        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+        self.progress.write(shown)
+        self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+
+
+# ---------------------------------------------------------------------------------------------- the job
+def run_training(args: TrainingArguments) -> dict[str, Any]:
+    """Train, checkpoint, export and evaluate; returns a summary (steps, last metrics, evaluation)."""
+    output_dir = Path(args.output_dir)
+    trackers = available_trackers(args.report_to)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=resolve_mixed_precision(args.mixed_precision),
+        log_with=trackers,
+        project_dir=str(output_dir),
+        step_scheduler_with_optimizer=False,  # stepped once per optimiser step below, whatever the process count
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if accelerator.is_main_process else logging.WARNING)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_arguments(args, output_dir / "training_args.json")
+
+    # ------------------------------------------------------------------ data
+    with accelerator.main_process_first():
+        data_path = Path(args.data) if args.data else prepare_simulated_data(output_dir, args.simulate_genera, args.seed)
+        data = load_training_data(data_path)
+    pretrain, _ = data.source(args.split)
+    tokenizer = build_tokenizer(args.tokenizer)
+    collator, curriculum = build_masking(args, tokenizer, pretrain.take(np.arange(min(len(pretrain), NPMI_BUILD_SEQUENCES))), output_dir, accelerator.is_main_process)
+
+    def mask_fn(ids, attention, rng):
+        return collator.mask_batch(ids, attention, rng=rng)
+
+    shard = dict(process_index=accelerator.process_index, num_processes=accelerator.num_processes)
+    stream = GlobalBatchStream(
+        pretrain, tokenizer, mask_fn, per_device_batch_size=args.per_device_batch_size, seed=args.seed,
+        frame_offsets=args.frame_offset_augmentation, **shard,
+    )
+    steps_per_epoch = max(1, stream.batches_per_epoch // args.gradient_accumulation_steps)
+    max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_epochs * steps_per_epoch)
+
+    val_batches = []
+    val_size = min(len(data.rows(args.val_split)), args.max_val_samples)
+    val_size -= val_size % accelerator.num_processes
+    if val_size:
+        val_source, _ = data.source(args.val_split, limit=val_size)
+        val_stream = GlobalBatchStream(
+            val_source, tokenizer, mask_fn,
+            per_device_batch_size=max(1, min(args.per_device_batch_size, val_size // accelerator.num_processes)),
+            seed=args.seed + 1, frame_offsets=False, shuffle=False, **shard,
+        )
+        val_batches = fixed_validation_batches(val_stream)
+    probe = None
+    if args.key_split and args.query_split and len(data.rows(args.key_split)) and len(data.rows(args.query_split)):
+        keys, key_genus = data.source(args.key_split, require_genus=True)
+        queries, query_genus = data.source(args.query_split, require_genus=True)
+        if len(keys) and len(queries):
+            probe = GenusProbe(keys, key_genus, queries, query_genus, args.max_probe_keys, args.seed)
+
+    # ------------------------------------------------------------------ model and optimisation
+    set_seed(args.seed)
+    model = build_model(args, tokenizer)
+    optimizer = build_optimizer(model, args)
+    scheduler = build_scheduler(optimizer, args, max_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if trackers:
+        accelerator.init_trackers("barcodemae", config={k: v for k, v in args.to_dict().items() if v is not None})
+
+    global_step = 0
+    progress = tqdm(total=max_steps, disable=not accelerator.is_main_process, desc="pretraining", dynamic_ncols=True)
+    metrics = MetricsLog(accelerator, output_dir / METRICS_FILE, progress)
+    if args.resume_from_checkpoint:
+        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
+        state = validate_checkpoint(checkpoint, accelerator.num_processes)
+        accelerator.load_state(str(checkpoint))
+        global_step = int(state["global_step"])
+        stream.load_state_dict(state["data_position"])
+        if curriculum is not None and state.get("curriculum") is not None:
+            curriculum.load_state_dict(state["curriculum"])
+        metrics.truncate_after(global_step)
+        progress.update(global_step)
+        logger.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint, global_step, stream.position.epoch, stream.position.batch)
+    elif accelerator.is_main_process and (output_dir / METRICS_FILE).exists():
+        (output_dir / METRICS_FILE).unlink()  # a fresh run in a reused folder starts a fresh curve
+
+    if accelerator.is_main_process:
+        logger.info(
+            "%d pretraining barcodes, %d steps of %d barcodes (%d per device x %d processes x %d accumulation), %s parameters",
+            len(pretrain), max_steps, stream.global_size * args.gradient_accumulation_steps, args.per_device_batch_size,
+            accelerator.num_processes, args.gradient_accumulation_steps, f"{sum(p.numel() for p in model.parameters()):,}",
+        )
+
+    def trainer_state() -> dict[str, Any]:
+        return {
+            "global_step": global_step,
+            "max_steps": max_steps,
+            "data_position": stream.state_dict(),
+            "curriculum": curriculum.state_dict() if curriculum is not None else None,
+            "num_processes": accelerator.num_processes,
+        }
+
+    def validate() -> dict[str, Any]:
+        record: dict[str, Any] = {"step": global_step}
+        if val_batches:
+            record.update(validation_loss(accelerator, model, val_batches, seed=args.seed))
+            if curriculum is not None and curriculum.on_evaluate(global_step, record["val_perplexity"]):
+                record["curriculum_switched"] = True
+        if probe is not None:
+            # Only the main process embeds; the probe does not touch model parameters or gradients.
+            if accelerator.is_main_process:
+                record.update(probe(accelerator.unwrap_model(model).barcodemae, tokenizer, accelerator.device))
+            accelerator.wait_for_everyone()
+        return record
+
+    model.train()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    window_start, window_tokens, window_samples = time.perf_counter(), 0, 0
+    last_record: dict[str, Any] = {}
+    while global_step < max_steps:
+        micro_batches = [stream.next() for _ in range(args.gradient_accumulation_steps)]
+        step_masked = sum(counts["masked"] for _, counts in micro_batches)
+        scale = accelerator.num_processes * args.gradient_accumulation_steps / max(step_masked, 1)
+        step_loss = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+        grad_norm = None
+        for batch, counts in micro_batches:
+            with accelerator.accumulate(model):
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                loss_sum, _ = masked_token_loss(model, batch)
+                accelerator.backward(loss_sum * scale)
+                if accelerator.sync_gradients:
+                    grad_norm = accelerator.clip_grad_norm_(parameters, args.max_grad_norm)
+                optimizer.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            step_loss += loss_sum.detach().double()
+            window_tokens += counts["tokens"]
+            window_samples += stream.global_size
+        global_step += 1
+        if curriculum is not None:
+            curriculum.on_step(global_step, max_steps)
+        loss = float(accelerator.reduce(step_loss, reduction="sum")) / max(step_masked, 1)
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss} at step {global_step}; lower --learning_rate or use bf16/no mixed precision")
+
+        if global_step % args.logging_steps == 0 or global_step == max_steps:
+            elapsed = time.perf_counter() - window_start
+            last_record = {
+                "step": global_step,
+                "loss": loss,
+                "learning_rate": float(scheduler.get_last_lr()[0]),
+                "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                "epoch": stream.position.epoch + stream.position.batch / stream.batches_per_epoch,
+                "tokens_per_second": window_tokens / elapsed,
+                "samples_per_second": window_samples / elapsed,
+            }
+            metrics.write(last_record)
+            window_start, window_tokens, window_samples = time.perf_counter(), 0, 0
+        if global_step % args.eval_steps == 0 or global_step == max_steps:
+            metrics.write(validate())
+        if global_step % args.save_steps == 0 or global_step == max_steps:
+            save_checkpoint(accelerator, output_dir, global_step, trainer_state(), args.save_total_limit)
+        if args.stop_after_steps is not None and global_step >= args.stop_after_steps:
+            progress.close()
+            logger.warning("stopping after step %d (--stop_after_steps), as if the job were killed", global_step)
+            accelerator.end_training()
+            return {"global_step": global_step, "stopped_early": True}
+    progress.close()
+
+    # ------------------------------------------------------------------ export and evaluation
+    final_dir = output_dir / "final_model"
+    summary: dict[str, Any] = {"global_step": global_step, "max_steps": max_steps, "last_log": last_record, "final_model": str(final_dir)}
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.save_pretrained(final_dir, safe_serialization=True)
+        tokenizer.save_pretrained(final_dir)
+        data.label_vocab.save(final_dir)
+        if args.evaluate:
+            results = evaluate_export(final_dir, data, output_dir / "eval")
+            summary["evaluation"] = results
+            metrics.write({"step": global_step, **_flatten(results)})
+        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return summary
+
+
+def _flatten(results: dict[str, Any], prefix: str = "eval/") -> dict[str, float]:
+    """Numeric leaves of a nested results dict as ``eval/a/b`` keys (for metrics.jsonl and trackers)."""
+    flat: dict[str, float] = {}
+    for key, value in results.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[f"{prefix}{key}"] = float(value)
+    return flat
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .arguments import parse_args
+
+    summary = run_training(parse_args(argv))
+    if "evaluation" in summary:
+        print(json.dumps({"evaluation": summary["evaluation"], "final_model": summary["final_model"]}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Periodic validation: masked-token loss/perplexity on fixed masks, and the open-world 1-NN genus probe.
+
+Fixed masks (drawn once from the validation seed) make successive perplexities comparable, which the CM-GEMS
+curriculum relies on. Validation runs under ``torch.random.fork_rng`` with a fixed seed, so it neither consumes
+nor depends on the training RNG stream: resumed and uninterrupted runs stay identical.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .batches import BarcodeSource, GlobalBatchStream, pad_rows, tokenize_in_frames
+
+
+def masked_token_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy over masked tokens and their count, for exact normalisation across devices."""
+    output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], masked_positions=batch["masked_positions"])
+    masked = output.masked_positions
+    targets = batch["input_ids"][masked]
+    loss_sum = F.cross_entropy(output.logits[masked].float(), targets, reduction="sum")
+    return loss_sum, masked.sum()
+
+
+def fixed_validation_batches(stream: GlobalBatchStream) -> list[dict[str, torch.Tensor]]:
+    """All of a (non-shuffled, frame-0) stream's local slices, built once."""
+    return [stream.local_slice(stream.global_batch(0, b)) for b in range(stream.batches_per_epoch)]
+
+
+@torch.no_grad()
+def validation_loss(accelerator, model, batches: list[dict[str, torch.Tensor]], seed: int) -> dict[str, float]:
+    """Masked-token loss and perplexity over the fixed batches, summed over all processes."""
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
+    devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for batch in batches:
+            loss_sum, count = masked_token_loss(model, {k: v.to(accelerator.device) for k, v in batch.items()})
+            total += torch.stack([loss_sum.double(), count.double()])
+    total = accelerator.reduce(total, reduction="sum")
+    model.train()
+    loss = float(total[0] / total[1].clamp(min=1))
+    return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0))}
+
+
+@torch.no_grad()
+def embed(encoder, tokenizer, sequences: list[str], batch_size: int, device: torch.device) -> torch.Tensor:
+    """Mean-pooled, L2-normalised encoder embeddings in reading frame 0."""
+    encoder.eval()
+    out = []
+    for start in range(0, len(sequences), batch_size):
+        chunk = sequences[start : start + batch_size]
+        ids, attention = pad_rows(tokenize_in_frames(tokenizer, chunk, np.zeros(len(chunk), np.int64)), tokenizer.pad_token_id)
+        pooled = encoder(input_ids=torch.from_numpy(ids).to(device), attention_mask=torch.from_numpy(attention).to(device)).pooler_output
+        out.append(F.normalize(pooled.float(), dim=-1))
+    return torch.cat(out)
+
+
+def one_nn_accuracy(keys: torch.Tensor, key_labels: np.ndarray, queries: torch.Tensor, query_labels: np.ndarray) -> float:
+    """Cosine 1-NN accuracy of ``queries`` against ``keys`` (inputs already L2-normalised)."""
+    nearest = (queries @ keys.T).argmax(dim=1).cpu().numpy()
+    return float(np.mean(key_labels[nearest] == query_labels))
+
+
+class GenusProbe:
+    """Open-world genus 1-NN: unseen-species queries against labelled keys of seen species (BIOSCAN protocol)."""
+
+    def __init__(self, keys: BarcodeSource, key_genus: np.ndarray, queries: BarcodeSource, query_genus: np.ndarray, limit: int, seed: int):
+        rng = np.random.default_rng(seed)
+        self.key_index = np.sort(rng.permutation(len(keys))[:limit])
+        self.query_index = np.sort(rng.permutation(len(queries))[:limit])
+        self.keys = keys.take(self.key_index)
+        self.queries = queries.take(self.query_index)
+        self.key_genus = np.asarray(key_genus)[self.key_index]
+        self.query_genus = np.asarray(query_genus)[self.query_index]
+
+    @torch.no_grad()
+    def __call__(self, encoder, tokenizer, device: torch.device, batch_size: int = 128) -> dict[str, float]:
+        key_vectors = embed(encoder, tokenizer, self.keys, batch_size, device)
+        query_vectors = embed(encoder, tokenizer, self.queries, batch_size, device)
+        encoder.train()
+        return {"genus_1nn_accuracy": one_nn_accuracy(key_vectors, self.key_genus, query_vectors, self.query_genus)}
+
+
+__all__ = ["GenusProbe", "embed", "fixed_validation_batches", "masked_token_loss", "one_nn_accuracy", "validation_loss"]
