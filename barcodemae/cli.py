@@ -1,0 +1,149 @@
+"""The ``barcodemae`` command: ``embed``, ``identify build|query`` and ``export``.
+
+Each subcommand is a thin argparse layer over one library function (:func:`barcodemae.embed_files.embed_file`,
+:func:`barcodemae.identify.build_reference_index` / :func:`~barcodemae.identify.identify_file`,
+:func:`barcodemae.export.export_encoder`), so everything the CLI does is also scriptable from Python. A run
+prints a JSON summary on stdout; a bad input ends with a one-line error naming the file/record and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
+
+
+def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=128, help="barcodes per forward pass (default 128)")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: auto)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="barcodemae", description="DNA barcode foundation models: embed, identify, export."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    embed = commands.add_parser(
+        "embed", help="embed a FASTA/CSV/TSV barcode file into Parquet or NumPy",
+        description="Embed barcodes (length-sorted batches, resumable shards, rejected records reported).",
+    )
+    embed.add_argument("--model", required=True, help="model folder (exported or save_pretrained)")
+    embed.add_argument("--input", required=True, help=".csv/.fasta/.fa/.tsv, optionally .gz")
+    embed.add_argument("--output", required=True, help="output .parquet (metadata + embedding) or .npy")
+    embed.add_argument("--resume", action="store_true", help="continue an interrupted run from its saved shards")
+    embed.add_argument("--shard-size", type=int, default=16_384, help="records per saved shard (default 16384)")
+    embed.add_argument("--pooling", default="mean", help="how token states become one vector (default mean)")
+    embed.add_argument("--layer", type=int, default=-1, help="encoder layer to embed from (default -1, the last)")
+    embed.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to embed (default all)")
+    embed.add_argument("--keep-shards", action="store_true", help="keep <output>.parts/ after finishing")
+    _add_embedding_options(embed)
+
+    identify = commands.add_parser("identify", help="identify specimens against an embedded reference library")
+    identify_commands = identify.add_subparsers(dest="identify_command", required=True)
+    build = identify_commands.add_parser("build", help="embed a labelled reference file once and save an index")
+    build.add_argument("--model", required=True, help="model folder")
+    build.add_argument("--reference", required=True, help="labelled reference barcodes (.csv/.fasta/.tsv)")
+    build.add_argument("--output", required=True, help="index folder to create")
+    build.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to use as references")
+    build.add_argument("--shard-size", type=int, default=16_384, help="records per saved shard (default 16384)")
+    build.add_argument("--resume", action="store_true", help="continue an interrupted build")
+    _add_embedding_options(build)
+    query = identify_commands.add_parser("query", help="nearest references and voted genus/species/BIN")
+    query.add_argument("--index", required=True, help="index folder from `identify build`")
+    query.add_argument("--input", required=True, help="query barcodes (.csv/.fasta/.tsv)")
+    query.add_argument("--output", required=True, help="output .csv, one row per query")
+    query.add_argument("--top-k", type=int, default=5, help="neighbours that vote (default 5)")
+    query.add_argument("--model", default=None, help="model folder, if moved since the index was built")
+    _add_embedding_options(query)
+
+    export = commands.add_parser(
+        "export", help="write a Hub-ready feature-extraction folder from a training checkpoint"
+    )
+    export.add_argument("--checkpoint", required=True, help="save_pretrained folder or accelerate checkpoint")
+    export.add_argument("--output", required=True, help="new folder to write")
+    export.add_argument("--results", default=None, help="results.json of the evaluation (default: found nearby)")
+    export.add_argument("--config-dir", default=None, help="folder with config.json (default: found nearby)")
+    export.add_argument("--tokenizer-dir", default=None, help="folder with tokenizer.json (default: found nearby)")
+    export.add_argument("--repo-id", default=None, help="name used in the model card's examples")
+    export.add_argument("--model-name", default=None, help="title of the model card")
+    export.add_argument("--training-data", default=None, help="training data paragraph of the model card")
+    export.add_argument("--license", default="mit", help="licence identifier for the card (default mit)")
+    export.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the folder to this Hub repo")
+    export.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    return parser
+
+
+def run_embed(args: argparse.Namespace) -> dict:
+    from barcodemae.embed_files import embed_file
+
+    summary = embed_file(
+        args.model, args.input, args.output, batch_size=args.batch_size, device=args.device,
+        shard_size=args.shard_size, resume=args.resume, pooling=args.pooling, layer=args.layer, split=args.split,
+        keep_shards=args.keep_shards, progress=not args.no_progress,
+    )
+    return summary.to_dict()
+
+
+def run_identify(args: argparse.Namespace) -> dict:
+    from barcodemae.identify import build_reference_index, identify_file
+
+    if args.identify_command == "build":
+        index = build_reference_index(
+            args.model, args.reference, args.output, split=args.split, batch_size=args.batch_size,
+            device=args.device, shard_size=args.shard_size, resume=args.resume, progress=not args.no_progress,
+        )
+        return {"index": args.output, **index.info}
+    result = identify_file(
+        args.index, args.input, args.output, model_dir=args.model, top_k=args.top_k, batch_size=args.batch_size,
+        device=args.device, progress=not args.no_progress,
+    )
+    summary: dict = {"output": args.output, "num_queries": len(result)}
+    for rank in ("genus", "species", "dna_bin"):
+        if f"true_{rank}" in result and f"predicted_{rank}" in result:
+            known = result[f"true_{rank}"].notna()
+            if known.any():
+                hits = result.loc[known, f"true_{rank}"] == result.loc[known, f"predicted_{rank}"]
+                summary[f"{rank}_accuracy"] = round(float(hits.mean()), 4)
+    return summary
+
+
+def run_export(args: argparse.Namespace) -> dict:
+    from barcodemae.export import export_encoder
+
+    output = export_encoder(
+        args.checkpoint, args.output, results=args.results, config_dir=args.config_dir,
+        tokenizer_dir=args.tokenizer_dir, repo_id=args.repo_id, model_name=args.model_name,
+        training_data=args.training_data, license=args.license, push_to_hub=args.push_to_hub, private=args.private,
+    )
+    return {"output": str(output), "files": sorted(p.name for p in Path(output).iterdir()),
+            "pushed_to": args.push_to_hub}
+
+
+COMMANDS = {"embed": run_embed, "identify": run_identify, "export": run_export}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``barcodemae`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        summary = COMMANDS[args.command](args)
+    except EXPECTED_ERRORS as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"barcodemae {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

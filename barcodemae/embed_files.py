@@ -1,0 +1,291 @@
+"""Embed a FASTA/CSV/TSV barcode file into Parquet or NumPy: batched, length-sorted, resumable, rejects reported.
+
+Why this shape: a BIOSCAN-5M-sized file takes hours to embed, so the work is cut into *shards* of the
+length-sorted records. Each finished shard is saved (``.npy``) and recorded in a ``manifest.json`` before the
+next starts, so a killed run restarted with ``resume=True`` recomputes at most one shard. Sorting by length
+(longest first, so an out-of-memory batch fails at once) keeps padding, and therefore wasted compute, minimal.
+The final file is assembled in *input* order through a memory-mapped array, so memory stays bounded by one shard.
+Records the cleaning rejects are counted and listed in ``<output>.cleaning_report.json``; none vanish silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from barcodemae.data import CleaningReport, load_barcodes
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_FORMATS = (".parquet", ".npy")
+METADATA_COLUMNS = ("processid", "split", "phylum", "class", "order", "family", "subfamily", "genus", "species",
+                    "dna_bin")
+"""Record columns copied next to the embeddings in Parquet output (the barcode itself is not repeated)."""
+MANIFEST = "manifest.json"
+PARQUET_ROW_GROUP = 65_536
+
+
+@dataclass
+class EmbedSummary:
+    """What one ``embed_file`` run did."""
+
+    output: Path
+    num_records: int
+    num_rejected: int
+    hidden_size: int
+    shards_computed: int
+    shards_reused: int
+    report_path: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "output": str(self.output), "report_path": str(self.report_path)}
+
+
+# -------------------------------------------------------------------------------------------------- model
+def load_model(model_dir: str | Path, device: str | None = None):
+    """The encoder and tokenizer of a model folder (exported, or any BarcodeMAE ``save_pretrained`` folder)."""
+    from barcodemae.eval.embeddings import load_encoder
+
+    return load_encoder(model_dir, device=device)
+
+
+def _file_fingerprint(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """Hash of the folder's config and the size/mtime of its weights: a resumed run must use the same model."""
+    folder = Path(model_dir)
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    for weights in sorted(folder.glob("*.safetensors")):
+        stat = weights.stat()
+        digest.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------- records
+def load_records(
+    input_path: str | Path, tokenizer: Any, *, split: str = "all"
+) -> tuple[datasets.Dataset, CleaningReport]:
+    """Cleaned records of a barcode file (format from its name) and the report of what cleaning rejected.
+
+    Barcodes shorter than one token (``k`` bases for k-mers) are rejected here, with the rest of the cleaning,
+    so one such record cannot fail a whole batch later.
+    """
+    min_length = max(1, int(getattr(tokenizer, "k", 1)))
+    dataset, report, _ = load_barcodes(input_path, split=split, min_length=min_length, return_report=True)
+    return dataset, report
+
+
+def length_order(barcodes: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Record indices, longest barcode first (stable, so the order and the shards are reproducible)."""
+    lengths = pc.utf8_length(barcodes).to_numpy(zero_copy_only=False)
+    return np.argsort(-lengths, kind="stable")
+
+
+# ------------------------------------------------------------------------------------------ shard store
+class ShardStore:
+    """Length-sorted shards of one embedding run and the manifest saying which are finished.
+
+    The manifest also records the run's *identity* (input file, model, shard size, pooling, layer, record
+    count); resuming with anything different is refused, because mixing shards of two runs would give wrong
+    vectors without any error.
+    """
+
+    def __init__(self, folder: Path, identity: dict[str, Any], resume: bool) -> None:
+        self.folder = folder
+        self.manifest_path = folder / MANIFEST
+        if self.manifest_path.exists():
+            if not resume:
+                raise FileExistsError(
+                    f"{folder}: an unfinished run is stored here; pass resume=True (--resume) to continue it, "
+                    "or delete the folder to start again"
+                )
+            manifest = json.loads(self.manifest_path.read_text())
+            changed = sorted(k for k in identity if manifest["identity"].get(k) != identity[k])
+            if changed:
+                raise ValueError(
+                    f"{folder}: cannot resume, the run differs from the stored one in {changed}; "
+                    "delete the folder to start again"
+                )
+            # A shard is finished only if it is listed *and* its file is there (a kill can fall in between).
+            self.done = {i for i in manifest["done"] if self.shard_path(i).is_file()}
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.done = set()
+        self.identity = identity
+        self._write_manifest()
+
+    def shard_path(self, index: int) -> Path:
+        return self.folder / f"shard-{index:06d}.npy"
+
+    def _write_manifest(self) -> None:
+        tmp = self.manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"identity": self.identity, "done": sorted(self.done)}, indent=1))
+        os.replace(tmp, self.manifest_path)
+
+    def save(self, index: int, embeddings: np.ndarray) -> None:
+        """Write one shard atomically, then mark it finished."""
+        tmp = self.folder / f"shard-{index:06d}.tmp.npy"
+        np.save(tmp, np.ascontiguousarray(embeddings, dtype=np.float32))
+        os.replace(tmp, self.shard_path(index))
+        self.done.add(index)
+        self._write_manifest()
+
+    def load(self, index: int) -> np.ndarray:
+        return np.load(self.shard_path(index), allow_pickle=False)
+
+
+def embed_records(
+    model: Any,
+    tokenizer: Any,
+    barcodes: pa.ChunkedArray | pa.Array,
+    output_npy: Path,
+    store: ShardStore,
+    *,
+    shard_size: int,
+    batch_size: int,
+    device: str | None,
+    pooling: str,
+    layer: int,
+    progress: bool,
+) -> tuple[int, int]:
+    """Embed ``barcodes`` shard by shard into ``store``, then assemble ``output_npy`` in input order.
+
+    Returns ``(shards_computed, shards_reused)``.
+    """
+    from barcodemae.eval.embeddings import embed_barcodes
+
+    order = length_order(barcodes)
+    num_shards = -(-len(order) // shard_size)
+    reused = len(store.done & set(range(num_shards)))
+    done_records = sum(min(shard_size, len(order) - i * shard_size) for i in store.done if i < num_shards)
+    bar = tqdm(total=len(order), initial=done_records, unit="barcode", desc="embedding", disable=not progress)
+    for index in range(num_shards):
+        if index in store.done:
+            continue
+        rows = order[index * shard_size:(index + 1) * shard_size]
+        sequences = barcodes.take(pa.array(rows)).to_pylist()
+        vectors = embed_barcodes(
+            model, tokenizer, sequences, batch_size=batch_size, device=device, pooling=pooling, layer=layer,
+            progress=False,
+        )
+        store.save(index, vectors)
+        bar.update(len(rows))
+    bar.close()
+
+    hidden = store.load(0).shape[1] if num_shards else int(model.config.hidden_size)
+    tmp = output_npy.with_name(output_npy.name + ".tmp.npy")
+    assembled = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(order), hidden))
+    for index in range(num_shards):
+        assembled[order[index * shard_size:(index + 1) * shard_size]] = store.load(index)
+    assembled.flush()
+    del assembled
+    os.replace(tmp, output_npy)
+    return num_shards - reused, reused
+
+
+# ------------------------------------------------------------------------------------------------ output
+def write_parquet(table: pa.Table, embeddings: np.ndarray, path: Path) -> None:
+    """Record metadata plus an ``embedding`` fixed-size-list column, written one row group at a time."""
+    columns = [name for name in METADATA_COLUMNS if name in table.column_names]
+    hidden = embeddings.shape[1]
+    schema = table.select(columns).schema.append(pa.field("embedding", pa.list_(pa.float32(), hidden)))
+    tmp = path.with_name(path.name + ".tmp")
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for start in range(0, len(table), PARQUET_ROW_GROUP):
+            block = np.ascontiguousarray(embeddings[start:start + PARQUET_ROW_GROUP], dtype=np.float32)
+            vectors = pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), hidden)
+            part = table.select(columns).slice(start, len(block))
+            writer.write_table(pa.Table.from_arrays([*part.columns, vectors], schema=schema))
+    os.replace(tmp, path)
+
+
+def read_embeddings(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """Embeddings and record ids of an ``embed_file`` output (``.parquet``, or ``.npy`` + ``.ids.txt``)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        table = pq.read_table(path, columns=["processid", "embedding"])
+        column = table.column("embedding").combine_chunks()
+        vectors = column.values.to_numpy().reshape(len(table), column.type.list_size)
+        return vectors, table.column("processid").to_pylist()
+    ids = Path(f"{path}.ids.txt").read_text().splitlines()
+    return np.load(path, mmap_mode="r", allow_pickle=False), ids
+
+
+def embed_file(
+    model_dir: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    batch_size: int = 128,
+    device: str | None = None,
+    shard_size: int = 16_384,
+    resume: bool = False,
+    pooling: str = "mean",
+    layer: int = -1,
+    split: str = "all",
+    keep_shards: bool = False,
+    progress: bool = True,
+) -> EmbedSummary:
+    """Embed every valid barcode of ``input_path`` with the model in ``model_dir`` into ``output_path``.
+
+    ``output_path`` ends in ``.parquet`` (record metadata + ``embedding`` column) or ``.npy`` (float32 matrix in
+    input order, with the record ids in ``<output>.ids.txt``). Work in progress lives in ``<output>.parts/``;
+    ``resume=True`` continues a killed run from its finished shards. Rows follow the input order of the kept
+    records; rejected records are listed in ``<output>.cleaning_report.json``.
+    """
+    output = Path(output_path)
+    if output.suffix not in OUTPUT_FORMATS:
+        raise ValueError(f"{output}: output must end in one of {OUTPUT_FORMATS}")
+    if shard_size < 1 or batch_size < 1:
+        raise ValueError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = load_model(model_dir, device=device)
+    dataset, report = load_records(input_path, tokenizer, split=split)
+    report_path = report.save(Path(f"{output}.cleaning_report.json"))
+    if report.num_rejected:
+        logger.warning("%s", report.summary())
+    if len(dataset) == 0:
+        raise ValueError(f"{input_path}: no valid barcodes to embed ({report.num_rejected} rejected, see {report_path})")
+
+    table = dataset.with_format("arrow")[:]  # honours any indices mapping left by filtering; zero-copy otherwise
+    identity = {
+        "input": _file_fingerprint(Path(input_path)),
+        "split": split,
+        "model": model_fingerprint(model_dir),
+        "num_records": len(dataset),
+        "shard_size": shard_size,
+        "pooling": pooling,
+        "layer": layer,
+    }
+    store = ShardStore(Path(f"{output}.parts"), identity, resume)
+    matrix_path = output if output.suffix == ".npy" else store.folder / "embeddings.npy"
+    computed, reused = embed_records(
+        model, tokenizer, table.column("dna_barcode"), matrix_path, store, shard_size=shard_size,
+        batch_size=batch_size, device=device, pooling=pooling, layer=layer, progress=progress,
+    )
+    embeddings = np.load(matrix_path, mmap_mode="r")
+    if output.suffix == ".parquet":
+        write_parquet(table, embeddings, output)
+    else:
+        Path(f"{output}.ids.txt").write_text("\n".join(table.column("processid").to_pylist()) + "\n")
+    hidden = int(embeddings.shape[1])
+    del embeddings
+    if not keep_shards:
+        shutil.rmtree(store.folder)
+    return EmbedSummary(output, len(dataset), report.num_rejected, hidden, computed, reused, report_path)

@@ -1,0 +1,247 @@
+"""Identify specimens: nearest reference barcodes by cosine similarity, with a rank-wise majority vote.
+
+A reference library (e.g. the labelled BIOSCAN/BOLD records of a region) is embedded *once* with
+:func:`build_reference_index` and saved as unit-norm float32 vectors (``embeddings.npy``, memory-mapped at query
+time), their taxonomy (``references.parquet``) and ``index.json`` (model, counts, cleaning report). Queries are
+embedded with the same model and matched by blocked matrix products with a running top-k, so the reference
+set never has to fit in memory twice. For each rank (genus, species, BIN) the prediction is the label most
+frequent among the ``top_k`` neighbours that have one; ties go to the label with the larger summed similarity,
+then to the nearest. The vote agreement and the similarities tell the user how much to trust the call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+from barcodemae.embed_files import (
+    METADATA_COLUMNS,
+    ShardStore,
+    embed_records,
+    load_model,
+    load_records,
+    model_fingerprint,
+)
+
+logger = logging.getLogger(__name__)
+
+VOTE_RANKS: tuple[str, ...] = ("genus", "species", "dna_bin")
+INDEX_INFO = "index.json"
+EMBEDDINGS = "embeddings.npy"
+REFERENCES = "references.parquet"
+REFERENCE_BLOCK = 65_536
+"""Reference rows multiplied per block: bounds the similarity matrix to ``query_block x REFERENCE_BLOCK``."""
+
+
+def normalise_rows(matrix: np.ndarray, block: int = REFERENCE_BLOCK) -> None:
+    """L2-normalise rows in place, block by block (the matrix may be a memory map larger than RAM)."""
+    for start in range(0, len(matrix), block):
+        rows = matrix[start:start + block]
+        rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+@dataclass
+class ReferenceIndex:
+    """Unit-norm reference embeddings, their taxonomy and how they were made."""
+
+    embeddings: np.ndarray
+    references: pa.Table
+    info: dict[str, Any]
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "ReferenceIndex":
+        folder = Path(folder)
+        missing = [n for n in (INDEX_INFO, EMBEDDINGS, REFERENCES) if not (folder / n).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{folder}: not a reference index, missing {missing}; build one first")
+        embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r", allow_pickle=False)
+        references = pq.read_table(folder / REFERENCES)
+        if len(references) != len(embeddings):
+            raise ValueError(f"{folder}: {len(references)} references but {len(embeddings)} embeddings")
+        return cls(embeddings, references, json.loads((folder / INDEX_INFO).read_text()))
+
+    def search(self, queries: np.ndarray, top_k: int = 5, query_block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and cosine similarities ``(n_queries, k)`` of the ``top_k`` nearest references, best first."""
+        if queries.ndim != 2 or queries.shape[1] != self.embeddings.shape[1]:
+            raise ValueError(f"queries must be (n, {self.embeddings.shape[1]}), got {queries.shape}")
+        k = min(top_k, len(self.embeddings))
+        unit = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+        unit = torch.nn.functional.normalize(unit, dim=1)
+        indices, similarities = [], []
+        for q_start in range(0, len(unit), query_block):
+            block = unit[q_start:q_start + query_block]
+            best_sim = torch.full((len(block), 0), -2.0)
+            best_idx = torch.zeros((len(block), 0), dtype=torch.long)
+            for r_start in range(0, len(self.embeddings), REFERENCE_BLOCK):
+                refs = torch.from_numpy(np.array(self.embeddings[r_start:r_start + REFERENCE_BLOCK], dtype=np.float32))
+                sims = block @ refs.T
+                top = sims.topk(min(k, sims.shape[1]), dim=1)
+                best_sim = torch.cat([best_sim, top.values], dim=1)
+                best_idx = torch.cat([best_idx, top.indices + r_start], dim=1)
+                keep = best_sim.topk(min(k, best_sim.shape[1]), dim=1)
+                best_sim, best_idx = keep.values, best_idx.gather(1, keep.indices)
+            indices.append(best_idx.numpy())
+            similarities.append(best_sim.numpy())
+        return np.concatenate(indices), np.concatenate(similarities)
+
+
+def majority_vote(labels: np.ndarray, similarities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rank-wise vote over neighbours: ``labels`` are integer codes ``(n, k)`` with ``-1`` for unknown.
+
+    Returns ``(winner, votes)``: the winning code per row (``-1`` when no neighbour has a label) and how many
+    neighbours carry it. Ties: larger summed similarity, then the nearer neighbour. Vectorised over ``(n, k, k)``.
+    """
+    known = labels >= 0
+    same = (labels[:, :, None] == labels[:, None, :]) & known[:, None, :]
+    votes = same.sum(axis=2)
+    similarity_sum = (same * similarities[:, None, :]).sum(axis=2)
+    k = labels.shape[1]
+    score = votes + (similarity_sum + k) / (2 * k + 1)  # summed similarity in [-k, k] -> a tie-break in [0, 1)
+    score = np.where(known, score, -np.inf)
+    pick = score.argmax(axis=1)
+    rows = np.arange(len(labels))
+    winner = np.where(known.any(axis=1), labels[rows, pick], -1)
+    return winner, np.where(winner >= 0, votes[rows, pick], 0)
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """Integer codes (-1 for null) and their labels."""
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, encoded.dictionary.to_pylist()
+
+
+def identify(
+    index: ReferenceIndex, query_embeddings: np.ndarray, query_ids: list[str], top_k: int = 5
+) -> pd.DataFrame:
+    """One row per query: voted genus/species/BIN with vote counts, and the ``top_k`` neighbours' details."""
+    neighbours, similarities = index.search(query_embeddings, top_k=top_k)
+    k = neighbours.shape[1]
+    result: dict[str, Any] = {"processid": query_ids}
+    reference_ids = np.asarray(index.references.column("processid").to_pylist(), dtype=object)
+    neighbour_labels = {}
+    for rank in VOTE_RANKS:
+        if rank not in index.references.column_names:
+            continue
+        codes, names = _codes(index.references.column(rank))
+        names_array = np.asarray(names + [None], dtype=object)  # code -1 -> None
+        labels = codes[neighbours]
+        winner, votes = majority_vote(labels, similarities)
+        result[f"predicted_{rank}"] = names_array[winner]
+        result[f"{rank}_votes"] = votes
+        result[f"{rank}_agreement"] = votes / k
+        neighbour_labels[rank] = names_array[labels]
+    result["top1_similarity"] = similarities[:, 0]
+    for j in range(k):
+        result[f"neighbor{j + 1}_processid"] = reference_ids[neighbours[:, j]]
+        result[f"neighbor{j + 1}_similarity"] = similarities[:, j]
+        for rank, names in neighbour_labels.items():
+            result[f"neighbor{j + 1}_{rank}"] = names[:, j]
+    return pd.DataFrame(result)
+
+
+def build_reference_index(
+    model_dir: str | Path,
+    reference_path: str | Path,
+    output_dir: str | Path,
+    *,
+    split: str = "all",
+    batch_size: int = 128,
+    device: str | None = None,
+    shard_size: int = 16_384,
+    resume: bool = False,
+    progress: bool = True,
+) -> ReferenceIndex:
+    """Embed a labelled reference file once and save it as an index folder for :func:`identify_file`.
+
+    The embedding is resumable like ``barcodemae embed`` (``resume=True`` continues a killed build).
+    """
+    output = Path(output_dir)
+    if (output / INDEX_INFO).exists():
+        raise FileExistsError(f"{output}: a reference index already exists here")
+    model, tokenizer = load_model(model_dir, device=device)
+    dataset, report = load_records(reference_path, tokenizer, split=split)
+    if len(dataset) == 0:
+        raise ValueError(f"{reference_path}: no valid reference barcodes ({report.num_rejected} rejected)")
+    table = dataset.with_format("arrow")[:]
+    identity = {"reference": str(Path(reference_path).resolve()), "split": split,
+                "model": model_fingerprint(model_dir), "num_records": len(dataset), "shard_size": shard_size}
+    store = ShardStore(output / "parts", identity, resume)
+    embed_records(model, tokenizer, table.column("dna_barcode"), output / EMBEDDINGS, store,
+                  shard_size=shard_size, batch_size=batch_size, device=device, pooling="mean", layer=-1,
+                  progress=progress)
+    shutil.rmtree(store.folder)
+    embeddings = np.load(output / EMBEDDINGS, mmap_mode="r+")
+    normalise_rows(embeddings)
+    embeddings.flush()
+    pq.write_table(table.select([c for c in METADATA_COLUMNS if c in table.column_names]), output / REFERENCES)
+    report.save(output / "cleaning_report.json")
+    info = {
+        "model_dir": str(Path(model_dir).resolve()),
+        "model_fingerprint": identity["model"],
+        "reference": identity["reference"],
+        "split": split,
+        "num_references": len(dataset),
+        "num_rejected": report.num_rejected,
+        "hidden_size": int(embeddings.shape[1]),
+        "similarity": "cosine",
+        "pooling": "mean",
+    }
+    (output / INDEX_INFO).write_text(json.dumps(info, indent=2))
+    return ReferenceIndex.load(output)
+
+
+def identify_file(
+    index_dir: str | Path,
+    input_path: str | Path,
+    output_csv: str | Path,
+    *,
+    model_dir: str | Path | None = None,
+    top_k: int = 5,
+    batch_size: int = 128,
+    device: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Identify every valid barcode of ``input_path`` against the index; write and return the table.
+
+    The queries are embedded with the index's own model (``model_dir`` overrides the stored path, e.g. after
+    moving the files; it must be the same model). Known query taxonomy (CSV input) is kept as ``true_<rank>``
+    columns so a labelled file doubles as an evaluation. Rejected queries go to ``<output>.cleaning_report.json``.
+    """
+    from barcodemae.eval.embeddings import embed_barcodes
+
+    index = ReferenceIndex.load(index_dir)
+    model_dir = Path(model_dir) if model_dir is not None else Path(index.info["model_dir"])
+    if model_fingerprint(model_dir) != index.info["model_fingerprint"]:
+        raise ValueError(f"{model_dir}: not the model the index {index_dir} was built with")
+    model, tokenizer = load_model(model_dir, device=device)
+    dataset, report = load_records(input_path, tokenizer)
+    Path(output_csv).parent.mkdir(parents=True, exist_ok=True)
+    report.save(Path(f"{output_csv}.cleaning_report.json"))
+    if report.num_rejected:
+        logger.warning("%s", report.summary())
+    if len(dataset) == 0:
+        raise ValueError(f"{input_path}: no valid query barcodes ({report.num_rejected} rejected)")
+    table = dataset.with_format("arrow")[:]
+    queries = embed_barcodes(model, tokenizer, table.column("dna_barcode").to_pylist(), batch_size=batch_size,
+                             device=device, pooling="mean", layer=-1, progress=progress)
+    result = identify(index, queries, table.column("processid").to_pylist(), top_k=top_k)
+    for rank in reversed(VOTE_RANKS):
+        if rank in table.column_names and table.column(rank).null_count < len(table):
+            result.insert(1, f"true_{rank}", table.column(rank).to_pylist())
+    result.to_csv(output_csv, index=False)
+    return result
+
+
+__all__ = ["ReferenceIndex", "build_reference_index", "identify", "identify_file", "majority_vote"]
