@@ -114,7 +114,8 @@ def _apply_read_artefacts(codes: np.ndarray, config: SimulationConfig, rng: np.r
     position = np.arange(length)[None, :]
     codes[(position < cut_start[:, None]) | (position >= (length - cut_end)[:, None])] = GAP
     text = CODE_TO_ASCII[codes]
-    sequences = [row.tobytes().decode("ascii").replace("-", "") for row in text]
+    # Leading/trailing N are stripped, as in the released BIOSCAN-5M / BOLD barcodes.
+    sequences = [row.tobytes().decode("ascii").replace("-", "").strip("N") for row in text]
     # Indels are rare (about 1% of rows), so editing those few strings is cheaper than a ragged array.
     for row in np.flatnonzero(rng.random(n) < config.indel_probability):
         size = 3 if rng.random() < 0.5 else 1
