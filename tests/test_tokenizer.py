@@ -234,3 +234,57 @@ def test_tokenizer_json_alone_accepts_raw_dna(make, tmp_path, barcodes):
         assert backend.encode(raw).ids == tokenizer(barcode[:600])["input_ids"]
     assert backend.encode("ACGTACGTT").tokens == (["[CLS]", "ACGTAC", "[SEP]"] if tokenizer.scheme == "kmer"
                                                   else ["[CLS]", *"ACGTACGTT", "[SEP]"])
+
+
+# ------------------------------------------------------------------------- vectorised path == backend path
+CALLS = [
+    {},
+    {"padding": True},
+    {"padding": True, "return_tensors": "pt"},
+    {"padding": "max_length", "max_length": 700, "return_tensors": "np"},
+    {"truncation": True, "max_length": 17, "padding": True},
+    {"truncation": True, "max_length": 2},
+    {"add_special_tokens": False, "padding": True, "pad_to_multiple_of": 8},
+    {"padding": True, "padding_side": "left", "return_attention_mask": True},
+    {"padding": True, "return_attention_mask": False, "frame_offset": 1},
+]
+
+
+@pytest.mark.parametrize("call", CALLS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "default")
+@pytest.mark.parametrize("make", [BarcodeTokenizer.kmer, lambda: BarcodeTokenizer.kmer(6, 1),
+                                  lambda: BarcodeTokenizer.kmer(4, 3), BarcodeTokenizer.char])
+def test_vectorised_path_matches_the_backend(make, call, barcodes):
+    assert_paths_agree(make, call, barcodes)
+
+
+def assert_paths_agree(make, call, barcodes):
+    """Same ids, masks and types from the vectorised path as from ``tokenizers`` (real barcodes, ambiguity codes)."""
+    fast, slow = make(), make()
+    slow.use_fast_path = False
+    if fast.k == 1:
+        call = {key: value for key, value in call.items() if key != "frame_offset"}
+    batch = barcodes[:12] + ["ACGTRYACGTNNACGTAC", barcodes[40][:50]]
+    expected, actual = slow(batch, **call), fast(batch, **call)
+    assert fast._fast_encoder() is not None
+    assert set(actual) == set(expected)
+    for key in expected:
+        got, want = actual[key], expected[key]
+        assert type(got) is type(want)
+        assert (got.tolist() if hasattr(got, "tolist") else got) == (want.tolist() if hasattr(want, "tolist") else want)
+    single_fast, single_slow = fast(barcodes[3], **call), slow(barcodes[3], **call)
+    assert str(single_fast["input_ids"]) == str(single_slow["input_ids"])
+
+
+def test_hand_written_kmer_vocabulary_falls_back_to_the_backend(tmp_path):
+    from tokenizers.models import WordLevel
+
+    from barcodemae.tokenization.tokenization_barcodemae import SPECIAL_TOKENS, _with_special_tokens
+
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + ["TT", "AA", "CC", "GG"])}
+    backend = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    from tokenizers import Regex, pre_tokenizers
+
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(".{2}"), behavior="isolated")
+    tokenizer = BarcodeTokenizer(tokenizer_object=_with_special_tokens(backend), scheme="kmer", k=2)
+    assert tokenizer._fast_encoder() is None
+    assert tokenizer.tokenize("AATTCA") == ["AA", "TT", "[UNK]"]

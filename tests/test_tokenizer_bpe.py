@@ -168,3 +168,21 @@ def test_cli_trains_on_one_split_and_writes_a_loadable_folder(fixture_csv, tmp_p
 def test_csv_reader_names_a_missing_column(fixture_csv):
     with pytest.raises(ValueError, match="no column 'sequence'"):
         next(read_csv_column(fixture_csv, column="sequence"))
+
+
+@pytest.fixture(scope="module")
+def trained_folder(trained, tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("trained_bpe")
+    trained.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("call", [{}, {"padding": True, "return_tensors": "pt"}, {"truncation": True, "max_length": 9}])
+@pytest.mark.parametrize("which", ["reference", "trained"])
+def test_bpe_vectorised_path_matches_the_backend(shared_data, trained_folder, barcodes, which, call):
+    from test_tokenizer import assert_paths_agree
+
+    if which == "reference":
+        assert_paths_agree(lambda: reference(shared_data, 512), call, barcodes)
+    else:
+        assert_paths_agree(lambda: BarcodeTokenizer.from_pretrained(trained_folder), call, barcodes)

@@ -43,8 +43,11 @@ from typing import Any
 import numpy as np
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordLevel
-from transformers import PreTrainedTokenizerFast
+from transformers import BatchEncoding, PreTrainedTokenizerFast
+from transformers.tokenization_utils_base import TruncationStrategy
+from transformers.utils import PaddingStrategy
 
+from .fast_encoding import char_lookup, concatenate, frame_batch, kmer_ids
 from .sequence_cleaning import DEFAULT_MAX_LENGTH, IUPAC_LETTERS, InvalidBarcodeError, clean_barcode
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -121,6 +124,9 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
     vocab_files_names = {"tokenizer_file": "tokenizer.json"}
     model_input_names = ["input_ids", "attention_mask"]
     slow_tokenizer_class = None
+    # Encode k-mers/characters with numpy and BPE with encode_batch_fast (see fast_encoding.py); set False to
+    # send every call through the tokenizers backend instead (same ids, used to test and benchmark the two).
+    use_fast_path: bool = True
 
     def __init__(
         self,
@@ -154,6 +160,7 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         self.init_kwargs.update(scheme=scheme, k=self.k, stride=self.stride, max_bp=max_bp)
         self.init_kwargs.pop("random_frame_offset", None)
         self._token_lengths: np.ndarray | None = None
+        self._fast: tuple[str, Any] | bool | None = None
 
     @classmethod
     def convert_to_native_format(cls, trust_remote_code: bool = False, **kwargs: Any) -> dict[str, Any]:
@@ -260,19 +267,143 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         if kwargs.get("is_split_into_words"):
             raise ValueError("BarcodeTokenizer takes whole barcodes, not pre-split words")
         want_offsets = kwargs.pop("return_offsets_mapping", False)
+        if not isinstance(text, (str, list, tuple)):
+            raise TypeError(f"barcodes must be a string or a list of strings, got {type(text).__name__}")
         batched = not isinstance(text, str)
-        text, offsets = self._prepare_any(text, frame_offset)
-        if text_pair is not None:
-            text_pair, _ = self._prepare_any(text_pair, frame_offset)
-        is_pair = text_pair is not None or (batched and any(isinstance(t, tuple) for t in text))
+        is_pair = text_pair is not None or (batched and any(isinstance(t, (tuple, list)) for t in text))
         if want_offsets and is_pair:
             raise ValueError("return_offsets_mapping is not supported for barcode pairs")
-        encoding = super()._encode_plus(text, text_pair, **kwargs)
+        if not is_pair and self._fast_path_applies(kwargs):
+            items = [text] if isinstance(text, str) else text
+            offsets = self._frame_offsets(len(items), frame_offset)
+            encoding = self._encode_fast(items, offsets, batched, kwargs)
+        else:
+            text, offsets = self._prepare_any(text, frame_offset)
+            if text_pair is not None:
+                text_pair, _ = self._prepare_any(text_pair, frame_offset)
+            encoding = super()._encode_plus(text, text_pair, **kwargs)
         if want_offsets:
             encoding["offset_mapping"] = self._offset_mapping(
                 encoding["input_ids"], offsets, batched, kwargs.get("return_tensors")
             )
         return encoding
+
+    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs: Any) -> list[str]:
+        """Token strings of one barcode (or pair); works on both encoding paths."""
+        ids = self(text, pair, add_special_tokens=add_special_tokens, **kwargs)["input_ids"]
+        return self.convert_ids_to_tokens(ids)
+
+    # ------------------------------------------------------------------------------------ vectorised path
+    def _fast_path_applies(self, kwargs: dict[str, Any]) -> bool:
+        """The vectorised path covers the everyday call; rarer options go through the ``tokenizers`` backend."""
+        return (
+            self.use_fast_path
+            and self._fast_encoder() is not None
+            and not kwargs.get("return_overflowing_tokens")
+            and not kwargs.get("return_token_type_ids")
+            and not kwargs.get("return_special_tokens_mask")
+            and not kwargs.get("return_length")
+            and not kwargs.get("stride")
+            and self.truncation_side == "right"
+        )
+
+    def _fast_encoder(self) -> tuple[str, Any] | None:
+        """How this vocabulary can be encoded without the backend's per-token bookkeeping (cached).
+
+        ``kmer``: ids are ``first_id + base-4 value`` (checked against the vocabulary); ``char``: a byte lookup
+        table; ``bpe``: the backend's ``encode_batch_fast`` without offsets, on a copy without the (idempotent
+        on cleaned input) normalizer. ``None`` when the layout is not ours, e.g. a hand-written k-mer vocabulary
+        or a post-processor other than ``[CLS] $A [SEP]``.
+        """
+        if self._fast is not None:
+            return self._fast or None
+        self._fast = False
+        template = json.loads(self._tokenizer.to_str()).get("post_processor") or {}
+        single = [next(iter(piece.values()))["id"] for piece in template.get("single", [])]
+        if template.get("type") != "TemplateProcessing" or single != ["[CLS]", "A", "[SEP]"]:
+            return None
+        vocab = self.get_vocab()
+        if self.scheme == "kmer":
+            first_id = vocab.get("A" * self.k)
+            kmers = ("".join(p) for p in itertools.product("ACGT", repeat=self.k))
+            if first_id is not None and all(vocab.get(kmer) == first_id + i for i, kmer in enumerate(kmers)):
+                self._fast = ("kmer", first_id)
+        elif self.scheme == "char":
+            self._fast = ("char", char_lookup(vocab, self.unk_token_id))
+        else:
+            encoder = Tokenizer.from_str(self._tokenizer.to_str())
+            if encoder.normalizer is not None and encoder.normalizer.__getstate__() == dna_normalizer().__getstate__():
+                encoder.normalizer = None
+            encoder.post_processor = None
+            encoder.no_truncation()
+            encoder.no_padding()
+            self._fast = ("bpe", encoder)
+        return self._fast or None
+
+    def _encode_fast(self, items: list[Any] | tuple[Any, ...], frame_offsets: np.ndarray, batched: bool, kwargs: dict[str, Any]):
+        """Clean, encode, truncate, frame and pad a batch with numpy; same ids as the backend path."""
+        kind, payload = self._fast_encoder()  # type: ignore[misc]
+        sequences = [
+            clean_barcode(item, record_id=f"input {i}", max_length=self.max_bp).sequence for i, item in enumerate(items)
+        ]
+        if kind == "bpe":
+            pieces = [encoding.ids for encoding in payload.encode_batch_fast(sequences, add_special_tokens=False)]
+            counts = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+            ids = np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int64, count=int(counts.sum()))
+        else:
+            flat, starts, lengths = concatenate(sequences)
+            if kind == "char":
+                ids, counts = payload[flat], lengths
+            else:
+                lengths = np.maximum(lengths - frame_offsets, 0)
+                short = np.flatnonzero(lengths < self.k)
+                if short.size:
+                    i = int(short[0])
+                    raise InvalidBarcodeError(
+                        f"input {i}",
+                        f"sequence of {lengths[i]} bp (after frame offset {frame_offsets[i]}) is shorter than k={self.k}",
+                    )
+                ids, counts = kmer_ids(
+                    flat, starts + frame_offsets, lengths, self.k, self.stride, payload, self.unk_token_id
+                )
+        return self._frame_fast(ids, counts, batched, kwargs)
+
+    def _frame_fast(self, ids: np.ndarray, counts: np.ndarray, batched: bool, kwargs: dict[str, Any]) -> BatchEncoding:
+        """Apply HF truncation/padding semantics to flat ids and build the ``BatchEncoding``."""
+        special = bool(kwargs.get("add_special_tokens", True))
+        max_length = kwargs.get("max_length")
+        truncate = kwargs.get("truncation_strategy", TruncationStrategy.DO_NOT_TRUNCATE) != TruncationStrategy.DO_NOT_TRUNCATE
+        max_content = max_length - 2 * special if truncate and max_length is not None else None
+        padding = kwargs.get("padding_strategy", PaddingStrategy.DO_NOT_PAD)
+        kept = counts if max_content is None else np.minimum(counts, max(max_content, 0))
+        longest = int(kept.max(initial=0)) + 2 * special
+        pad_to = longest if padding != PaddingStrategy.MAX_LENGTH or max_length is None else max(longest, max_length)
+        multiple = kwargs.get("pad_to_multiple_of")
+        if multiple and padding != PaddingStrategy.DO_NOT_PAD:
+            pad_to = -(-pad_to // multiple) * multiple
+        matrix, mask, framed = frame_batch(
+            ids,
+            counts,
+            cls_id=self.cls_token_id if special else None,
+            sep_id=self.sep_token_id if special else None,
+            pad_id=self.pad_token_id,
+            max_content=max_content,
+            pad_to=pad_to,
+            left_padding=(kwargs.get("padding_side") or self.padding_side) == "left",
+        )
+        return_tensors = kwargs.get("return_tensors")
+        data: dict[str, Any] = {"input_ids": matrix}
+        if kwargs.get("return_attention_mask") is not False:
+            data["attention_mask"] = mask
+        ragged = padding == PaddingStrategy.DO_NOT_PAD and bool((framed != framed.max(initial=0)).any())
+        if return_tensors is None or ragged:
+            if padding == PaddingStrategy.DO_NOT_PAD:
+                data = {key: [row[:n] for row, n in zip(value.tolist(), framed.tolist())] for key, value in data.items()}
+            else:
+                data = {key: value.tolist() for key, value in data.items()}
+            if not batched and return_tensors is None:
+                data = {key: value[0] for key, value in data.items()}
+        return BatchEncoding(data, tensor_type=return_tensors)
 
     def _offset_mapping(self, input_ids: Any, frame_offsets: np.ndarray, batched: bool, return_tensors: Any) -> Any:
         """(start, end) base of every token in the cleaned barcode, ``(0, 0)`` for special tokens (HF convention).
