@@ -1,0 +1,184 @@
+"""train.py: arguments and presets, end-to-end runs (both objectives), exact resume, checkpoint checks, 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from barcodemae.simulation import write_simulated_dataset
+from barcodemae.training.arguments import load_preset, parse_args, parse_tokenizer_spec
+from barcodemae.training.checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
+from barcodemae.training.loop import run_training
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A model of a few thousand parameters per layer: every run below takes seconds on a 2-core CPU.
+TINY = [
+    "--hidden_size", "32", "--num_hidden_layers", "1", "--num_attention_heads", "2", "--intermediate_size", "64",
+    "--decoder_hidden_size", "32", "--decoder_num_hidden_layers", "1", "--decoder_num_attention_heads", "2",
+    "--decoder_intermediate_size", "64", "--tokenizer", "kmer4", "--max_val_samples", "32", "--max_probe_keys", "64",
+    "--logging_steps", "1", "--learning_rate", "3e-3", "--warmup_ratio", "0.2", "--mixed_precision", "no",
+]
+
+
+@pytest.fixture(scope="module")
+def sim_csv(tmp_path_factory) -> Path:
+    """A small simulated BIOSCAN-format CSV (no shared data needed)."""
+    return write_simulated_dataset(tmp_path_factory.mktemp("sim") / "sim.csv", num_genera=6, specimens_per_species=12, seed=5)
+
+
+def read_metrics(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def losses(output_dir: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in read_metrics(output_dir) if "loss" in r]
+
+
+# ------------------------------------------------------------------------------------------------ arguments
+def test_presets_and_flag_precedence():
+    paper = load_preset("barcodemae")
+    assert (paper["hidden_size"], paper["num_hidden_layers"], paper["decoder_num_hidden_layers"], paper["mask_ratio"]) == (768, 6, 6, 0.5)
+    assert paper["tokenizer"] == "kmer6" and paper["objective"] == "mae"
+    bert = load_preset("barcodebert")
+    assert bert["objective"] == "mlm" and bert["hidden_size"] == paper["hidden_size"]
+    args = parse_args(["--preset", "barcodebert", "--max_steps", "7", "--learning_rate", "5e-4"])
+    assert (args.objective, args.max_steps, args.learning_rate, args.hidden_size) == ("mlm", 7, 5e-4, 768)
+    assert parse_args([]).preset == "tiny" and parse_args([]).hidden_size == load_preset("tiny")["hidden_size"]
+
+
+def test_bad_arguments_fail_clearly(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hiden_size: 3\n")
+    with pytest.raises(ValueError, match="hiden_size"):
+        parse_args(["--preset", str(bad)])
+    with pytest.raises(FileNotFoundError, match="tiny"):
+        parse_args(["--preset", "no_such_preset"])
+    with pytest.raises(ValueError, match="objective"):
+        parse_args(["--objective", "clm"])
+
+
+def test_tokenizer_specs(tmp_path):
+    assert parse_tokenizer_spec("kmer6") == {"scheme": "kmer", "k": 6}
+    assert parse_tokenizer_spec("kmer:k=5,stride=1") == {"scheme": "kmer", "k": 5, "stride": 1}
+    assert parse_tokenizer_spec("char") == {"scheme": "char"}
+    (tmp_path / "tokenizer.json").write_text("{}")
+    assert parse_tokenizer_spec(str(tmp_path / "tokenizer.json"))["scheme"] == "file"
+    with pytest.raises(ValueError, match="kmer:k=6,stride=x"):
+        parse_tokenizer_spec("kmer:k=6,stride=x")
+    with pytest.raises(ValueError, match="not kmer"):
+        parse_tokenizer_spec("bpe-missing")
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+@pytest.mark.parametrize("objective", ["mae", "mlm"])
+def test_end_to_end_on_demo_data(objective, demo_csv, tmp_path):
+    from transformers import AutoModel
+
+    out = tmp_path / objective
+    summary = run_training(parse_args([
+        *TINY, "--objective", objective, "--data", str(demo_csv), "--output_dir", str(out), "--max_steps", "6",
+        "--per_device_batch_size", "16", "--eval_steps", "3", "--save_steps", "3", "--max_val_samples", "64",
+    ]))
+    assert summary["global_step"] == 6
+    records = read_metrics(out)
+    curve = losses(out)
+    assert [s for s, _ in curve] == list(range(1, 7))
+    assert curve[-1][1] < curve[0][1]  # it learns
+    validations = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in validations] == [3, 6]
+    assert all(r["val_perplexity"] > 1 and 0 <= r["genus_1nn_accuracy"] <= 1 for r in validations)
+    assert all(r["tokens_per_second"] > 0 and r["learning_rate"] >= 0 for r in records if "loss" in r)
+    assert [p.name for p in list_checkpoints(out)] == ["step_3", "step_6"]
+    results = json.loads((out / "eval" / "results.json").read_text())
+    assert 0 <= results["open_world_genus_1nn"]["accuracy"] <= 1 and results["open_world_genus_1nn"]["num_queries"] > 0
+    # The export loads through the Auto classes and has the label vocabulary and tokenizer.
+    encoder = AutoModel.from_pretrained(out / "final_model", trust_remote_code=True)
+    assert encoder.config.pretraining_objective == objective
+    assert (out / "final_model" / "label_vocab.json").is_file() and (out / "final_model" / "tokenizer.json").is_file()
+    assert json.loads((out / "training_args.json").read_text())["objective"] == objective
+
+
+# ------------------------------------------------------------------------------------------------ resume
+def test_resume_after_stop_matches_uninterrupted_run(sim_csv, tmp_path):
+    """MLM with dropout exercises every source of randomness: data order, frames, masks, corruption, dropout."""
+    common = [*TINY, "--objective", "mlm", "--dropout", "0.1", "--data", str(sim_csv), "--max_steps", "8",
+              "--per_device_batch_size", "8", "--gradient_accumulation_steps", "2", "--eval_steps", "4",
+              "--save_steps", "3", "--evaluate", "false", "--masking", "span"]
+    full, parted = tmp_path / "full", tmp_path / "parted"
+    run_training(parse_args([*common, "--output_dir", str(full)]))
+    stopped = run_training(parse_args([*common, "--output_dir", str(parted), "--stop_after_steps", "5"]))
+    assert stopped["stopped_early"] and [p.name for p in list_checkpoints(parted)] == ["step_3"]
+    assert max(s for s, _ in losses(parted)) == 5  # the "killed" run logged past its last checkpoint
+    run_training(parse_args([*common, "--output_dir", str(parted), "--resume_from_checkpoint", "latest"]))
+
+    assert losses(parted) == losses(full)  # same steps, bit-identical losses, no duplicated lines
+    assert [r for r in read_metrics(parted) if "val_loss" in r] == [r for r in read_metrics(full) if "val_loss" in r]
+    reference = load_file(full / "final_model" / "model.safetensors")
+    resumed = load_file(parted / "final_model" / "model.safetensors")
+    assert reference.keys() == resumed.keys()
+    for name in reference:
+        torch.testing.assert_close(resumed[name], reference[name], rtol=0, atol=1e-6, msg=name)
+    state = json.loads((parted / "checkpoints" / "step_8" / "trainer_state.json").read_text())
+    assert state["global_step"] == 8 and state["data_position"] == json.loads(
+        (full / "checkpoints" / "step_8" / "trainer_state.json").read_text())["data_position"]
+
+
+def test_corrupt_or_partial_checkpoints_are_rejected(sim_csv, tmp_path):
+    out = tmp_path / "run"
+    run_training(parse_args([*TINY, "--data", str(sim_csv), "--output_dir", str(out), "--max_steps", "2",
+                             "--per_device_batch_size", "8", "--save_steps", "1", "--eval_steps", "10",
+                             "--evaluate", "false", "--save_total_limit", "5"]))
+    step1, step2 = list_checkpoints(out)
+    assert validate_checkpoint(step2, num_processes=1)["global_step"] == 2
+
+    weights = step2 / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="truncated safetensors"):
+        validate_checkpoint(step2, num_processes=1)
+    (step1 / "optimizer.bin").unlink()
+    with pytest.raises(CheckpointError, match=r"step_1 is not a complete checkpoint: missing optimizer.bin"):
+        run_training(parse_args([*TINY, "--data", str(sim_csv), "--output_dir", str(out), "--max_steps", "3",
+                                 "--per_device_batch_size", "8", "--resume_from_checkpoint", str(step1)]))
+    partial = step2.with_name("step_9.tmp")
+    partial.mkdir()
+    with pytest.raises(CheckpointError, match="partial checkpoint"):
+        validate_checkpoint(partial, num_processes=1)
+    assert partial not in list_checkpoints(out)  # never picked as "latest"
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+        run_training(parse_args([*TINY, "--data", str(sim_csv), "--output_dir", str(tmp_path / "empty"),
+                                 "--max_steps", "1", "--resume_from_checkpoint", "latest"]))
+
+
+# ------------------------------------------------------------------------------------------------ 2 processes
+def test_two_processes_match_one_process_at_the_same_global_batch(sim_csv, tmp_path):
+    common = [*TINY, "--objective", "mae", "--dropout", "0", "--data", str(sim_csv), "--max_steps", "4",
+              "--eval_steps", "2", "--save_steps", "4", "--evaluate", "false", "--seed", "7"]
+    single, double = tmp_path / "one", tmp_path / "two"
+    run_training(parse_args([*common, "--per_device_batch_size", "16", "--output_dir", str(single)]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    launched = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+         str(REPO / "train.py"), *common, "--per_device_batch_size", "8", "--output_dir", str(double)],
+        env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    one, two = losses(single), losses(double)
+    assert [s for s, _ in one] == [s for s, _ in two] == [1, 2, 3, 4]
+    for (_, a), (_, b) in zip(one, two):
+        assert a == pytest.approx(b, rel=1e-5)
+    val_one = [r["val_loss"] for r in read_metrics(single) if "val_loss" in r]
+    val_two = [r["val_loss"] for r in read_metrics(double) if "val_loss" in r]
+    assert val_one == pytest.approx(val_two, rel=1e-5)
+    reference = load_file(single / "checkpoints" / "step_4" / "model.safetensors")
+    other = load_file(double / "checkpoints" / "step_4" / "model.safetensors")
+    for name in reference:
+        torch.testing.assert_close(other[name], reference[name], rtol=1e-4, atol=1e-5, msg=name)
