@@ -206,3 +206,17 @@ def test_push_to_hub_uploads_the_folder(pretraining_folder: Path, tmp_path, monk
     assert calls[2][:2] == ("upload_folder", "lab/barcodemae")
     assert calls[2][2] == sorted(p.name for p in output.iterdir())
     assert 'AutoModel.from_pretrained("lab/barcodemae"' in (output / "README.md").read_text()
+
+
+def test_cli_export(pretraining_folder: Path, tmp_path, capsys) -> None:
+    from barcodemae.cli import main
+
+    output = tmp_path / "cli-export"
+    assert main(["export", "--checkpoint", str(pretraining_folder), "--output", str(output),
+                 "--model-name", "BarcodeMAE tiny test", "--license", "cc-by-4.0"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {"model.safetensors", "README.md", "config.json"} <= set(summary["files"])
+    card = (output / "README.md").read_text()
+    assert "# BarcodeMAE tiny test" in card and "license: cc-by-4.0" in card
+    assert main(["export", "--checkpoint", str(tmp_path / "nope"), "--output", str(tmp_path / "o")]) == 2
+    assert "checkpoint folder not found" in capsys.readouterr().err

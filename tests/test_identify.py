@@ -1,0 +1,136 @@
+"""`barcodemae identify`: blocked cosine top-k, rank-wise vote, and the right genus for species in the reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+
+from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer
+from barcodemae.cli import main
+from conftest import tiny_config_kwargs
+
+pytest.importorskip("barcodemae.eval.embeddings")
+
+import barcodemae.identify as identify_module  # noqa: E402
+from barcodemae.identify import ReferenceIndex, identify, majority_vote  # noqa: E402
+
+
+def test_majority_vote_counts_then_similarity_then_nearest() -> None:
+    labels = np.array([
+        [0, 1, 1, 2, 0],     # 0 and 1 have two votes; 1 has the larger summed similarity (0.8 + 0.7)
+        [3, 4, -1, -1, -1],  # one vote each, equal similarity: the nearer neighbour (3) wins
+        [-1, -1, -1, -1, -1],  # no neighbour has a label
+        [5, 6, 6, 6, 5],     # clear majority for 6 although 5 is nearest
+    ])
+    similarities = np.array([
+        [0.9, 0.8, 0.7, 0.6, 0.1],
+        [0.5, 0.5, 0.4, 0.3, 0.2],
+        [0.9, 0.8, 0.7, 0.6, 0.5],
+        [0.99, 0.6, 0.5, 0.4, 0.3],
+    ])
+    winner, votes = majority_vote(labels, similarities)
+    assert winner.tolist() == [1, 3, -1, 6]
+    assert votes.tolist() == [2, 1, 0, 3]
+
+
+def test_blocked_search_equals_brute_force(monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    references = rng.normal(size=(103, 16)).astype(np.float32)
+    references /= np.linalg.norm(references, axis=1, keepdims=True)
+    queries = rng.normal(size=(21, 16)).astype(np.float32) * 3.0
+    monkeypatch.setattr(identify_module, "REFERENCE_BLOCK", 10)
+    index = ReferenceIndex(references, pa.table({"processid": [f"r{i}" for i in range(103)]}), {})
+    found, similarity = index.search(queries, top_k=4, query_block=8)
+    brute = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ references.T
+    expected = np.argsort(-brute, axis=1)[:, :4]
+    np.testing.assert_array_equal(found, expected)
+    np.testing.assert_allclose(similarity, np.take_along_axis(brute, expected, axis=1), atol=1e-5)
+    with pytest.raises(ValueError, match=r"queries must be \(n, 16\)"):
+        index.search(queries[:, :8])
+
+
+def test_identify_table_columns_and_missing_labels() -> None:
+    references = np.eye(3, dtype=np.float32)
+    table = pa.table({"processid": ["a", "b", "c"], "genus": ["G1", "G1", None], "species": ["s1", "s2", None],
+                      "dna_bin": [None, None, None]})
+    result = identify(ReferenceIndex(references, table, {}), np.array([[0.0, 0.1, 1.0]], np.float32), ["q"], top_k=2)
+    row = result.iloc[0]
+    assert row["neighbor1_processid"] == "c" and row["neighbor2_processid"] == "b"
+    assert row["predicted_genus"] == "G1" and row["genus_votes"] == 1  # c has no genus: it does not vote
+    assert row["predicted_species"] == "s2"
+    assert row["predicted_dna_bin"] is None and row["dna_bin_votes"] == 0
+    assert row["neighbor1_genus"] is None and row["neighbor2_genus"] == "G1"
+
+
+@pytest.fixture(scope="module")
+def kmer_profile_model(tmp_path_factory) -> Path:
+    """An untrained encoder on overlapping 4-mers: its mean-pooled output is a random projection of the 4-mer
+    profile, which (like the 4-mer baseline of the data README) separates genera without any training."""
+    folder = tmp_path_factory.mktemp("model4")
+    tokenizer = BarcodeTokenizer.kmer(k=4, stride=1)
+    config = BarcodeMAEConfig(**tiny_config_kwargs(
+        num_hidden_layers=1, hidden_size=64, intermediate_size=128, decoder_hidden_size=64,
+        max_position_embeddings=tokenizer.model_max_length), vocab_size=len(tokenizer))
+    torch.manual_seed(0)
+    BarcodeMAEModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_identify_cli_names_the_genus_of_species_in_the_reference(kmer_profile_model: Path, fixture_csv: Path,
+                                                                  tmp_path, capsys) -> None:
+    index_dir = tmp_path / "index"
+    assert main(["identify", "build", "--model", str(kmer_profile_model), "--reference", str(fixture_csv),
+                 "--split", "train", "--output", str(index_dir), "--no-progress"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    fixture = pd.read_csv(fixture_csv)
+    train = fixture[fixture["split"] == "train"]
+    assert info["num_references"] == len(train) == 48
+    embeddings = np.load(index_dir / "embeddings.npy")
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+
+    output = tmp_path / "ids.csv"
+    assert main(["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv), "--top-k", "1",
+                 "--output", str(output), "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    result = pd.read_csv(output).merge(fixture[["processid", "split"]], on="processid")
+    assert len(result) == len(fixture) == summary["num_queries"]
+    # test specimens: their species is in the reference, so the nearest reference must carry the right genus
+    test = result[result["split"] == "test"]
+    assert len(test) == 42
+    assert (test["predicted_genus"] == test["true_genus"]).all(), test[["processid", "true_genus", "predicted_genus"]]
+    # a reference barcode finds itself (or an identical barcode) at cosine similarity 1
+    own = result[result["split"] == "train"]
+    np.testing.assert_allclose(own["top1_similarity"], 1.0, atol=1e-5)
+    assert (own["predicted_species"] == own["true_species"]).all()
+
+    voted = tmp_path / "voted.csv"
+    assert main(["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv), "--top-k", "3",
+                 "--output", str(voted), "--no-progress"]) == 0
+    table = pd.read_csv(voted)
+    assert {"neighbor3_processid", "neighbor3_similarity", "neighbor3_genus", "genus_agreement"} <= set(table)
+    assert (table["neighbor1_similarity"] >= table["neighbor2_similarity"]).all()
+    assert set(table["genus_votes"]) <= {1, 2, 3}
+
+
+def test_query_refuses_another_model(kmer_profile_model: Path, fixture_csv: Path, tmp_path, capsys) -> None:
+    index_dir = tmp_path / "index"
+    assert main(["identify", "build", "--model", str(kmer_profile_model), "--reference", str(fixture_csv),
+                 "--split", "train", "--output", str(index_dir), "--no-progress"]) == 0
+    other = tmp_path / "other"
+    tokenizer = BarcodeTokenizer.kmer()
+    BarcodeMAEModel(BarcodeMAEConfig(**tiny_config_kwargs(), vocab_size=len(tokenizer))).save_pretrained(other)
+    tokenizer.save_pretrained(other)
+    code = main(["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv), "--model", str(other),
+                 "--output", str(tmp_path / "x.csv")])
+    assert code == 2
+    assert "not the model the index" in capsys.readouterr().err
+    assert main(["identify", "query", "--index", str(tmp_path), "--input", str(fixture_csv),
+                 "--output", str(tmp_path / "y.csv")]) == 2
+    assert "not a reference index" in capsys.readouterr().err
