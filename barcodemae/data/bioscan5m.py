@@ -28,12 +28,13 @@ import pyarrow.csv as pacsv
 
 from barcodemae.tokenization.sequence_cleaning import DEFAULT_MAX_LENGTH
 
-from .cleaning import DEFAULT_MIN_LENGTH, NAME_COLUMNS, RecordCleaner, normalise_missing_column
+from .cleaning import DEFAULT_MIN_LENGTH, NAME_COLUMNS, normalise_missing_column
 from .io_utils import is_gzipped, open_text
 from .labels import LabelVocabulary
-from .pipeline import clean_and_label, log_report
+from .pipeline import clean_and_label
+from .streaming import clean_stream
 from .report import CleaningReport
-from .schema import LABEL_RANKS, RECORD_COLUMNS, label_column, raw_features, record_features
+from .schema import LABEL_RANKS, RECORD_COLUMNS, raw_features
 from .splits import BIOSCAN5M_SPLITS, resolve_splits
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def load_bioscan5m(
     Returns:
         The dataset, or ``(dataset, report, label_vocab)`` with ``return_report=True``. The report is always
         logged too. In streaming mode the report fills up as the dataset is iterated (and restarts with each
-        new pass); the vocabulary is built up front with one columnar pass over the file unless given.
+        new pass) and is not logged; the vocabulary is built up front with one columnar pass over the file unless given.
     """
     path = Path(path)
     header = read_csv_header(path)
@@ -177,43 +178,19 @@ def _stream_bioscan5m(
     path: Path,
     splits: Sequence[str] | None,
     *,
-    drop_duplicates: bool,
-    max_length: int | None,
-    min_length: int,
-    strict: bool,
     label_vocab: LabelVocabulary | None,
     label_ranks: tuple[str, ...],
+    **options,
 ) -> tuple[datasets.IterableDataset, CleaningReport, LabelVocabulary]:
     if label_vocab is None:
         label_vocab = vocabulary_from_csv(path, splits, label_ranks)
     report = CleaningReport(source=str(path))
-    options = dict(min_length=min_length, max_length=max_length, strict=strict, drop_duplicates=drop_duplicates)
-    dataset = datasets.IterableDataset.from_generator(
-        _generate_stream,
-        features=record_features(label_ranks),
-        # no list values: datasets would treat a list in gen_kwargs as shards and split the generator
-        gen_kwargs=dict(
-            path=path, splits=None if splits is None else tuple(splits), report=report, options=options,
-            vocab=label_vocab, ranks=label_ranks,
-        ),
+    raw = datasets.load_dataset(
+        "csv", data_files=str(path), split="train", streaming=True, features=raw_features(),
+        usecols=list(RECORD_COLUMNS),
     )
+    dataset = clean_stream(raw, report, label_vocab, label_ranks, splits=splits, **options)
     return dataset, report, label_vocab
-
-
-def _generate_stream(path, splits, report, options, vocab, ranks) -> Iterator[dict]:
-    """Rows of the streaming dataset; cleaning counts go to ``report`` (reset at the start of every pass)."""
-    report.reset()
-    cleaner = RecordCleaner(report, track_ids=False, **options)
-    for table in iter_csv_batches(path, RECORD_COLUMNS, splits):
-        labels = {rank: vocab.encode(rank, table.column(rank)) for rank in ranks}
-        for i, record in enumerate(table.select(list(RECORD_COLUMNS)).to_pylist()):
-            row = cleaner(record)
-            if row is None:
-                continue
-            for rank in ranks:
-                row[label_column(rank)] = int(labels[rank][i])
-            yield row
-    log_report(report)
 
 
 def download_bioscan5m(root: str | Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -12,13 +13,14 @@ from barcodemae.tokenization.sequence_cleaning import DEFAULT_MAX_LENGTH
 
 from .bioscan5m import load_bioscan5m
 from .bold import DEFAULT_MARKER, iter_bold_raw
-from .cleaning import DEFAULT_MIN_LENGTH, RecordCleaner
+from .cleaning import DEFAULT_MIN_LENGTH
 from .fasta import iter_fasta_raw
 from .io_utils import strip_compression_suffix
 from .labels import LabelVocabulary
 from .pipeline import clean_and_label, log_report
 from .report import CleaningReport
-from .schema import LABEL_RANKS, BarcodeRecord, label_column, raw_features, record_features
+from .streaming import clean_stream
+from .schema import LABEL_RANKS, BarcodeRecord, raw_features
 
 CSV_SUFFIXES = (".csv",)
 FASTA_SUFFIXES = (".fasta", ".fa", ".fna", ".fas", ".ffn")
@@ -124,23 +126,27 @@ def _stream_records(
             {rank: [[row[rank] for row in _raw_rows(kind, path, marker, None)]] for rank in label_ranks}
         )
     report = CleaningReport(source=path)
-    dataset = datasets.IterableDataset.from_generator(
-        _generate_clean,
-        features=record_features(label_ranks),
-        gen_kwargs=dict(kind=kind, path=path, marker=marker, report=report, options=options, vocab=label_vocab,
-                        ranks=label_ranks),
+    pending: deque[tuple[str, str]] = deque()  # not a list: datasets would read a list as shards
+    raw = datasets.IterableDataset.from_generator(
+        _generate_raw_counting_markers,
+        features=raw_features(),
+        gen_kwargs=dict(kind=kind, path=path, marker=marker, pending=pending),
+    )
+    dataset = clean_stream(
+        raw, report, label_vocab, label_ranks, splits=None, arrow_batches=False, pending_rejections=pending, **options
     )
     return dataset, report, label_vocab
 
 
-def _generate_clean(kind, path, marker, report, options, vocab, ranks) -> Iterator[dict]:
-    report.reset()
-    cleaner = RecordCleaner(report, **options)
-    for raw in _raw_rows(kind, path, marker, report):
-        row = cleaner(raw)
-        if row is None:
-            continue
-        for rank in ranks:
-            row[label_column(rank)] = int(vocab.encode(rank, row[rank]))
+def _generate_raw_counting_markers(
+    kind: str, path: str, marker: str | None, pending: deque[tuple[str, str]]
+) -> Iterator[dict]:
+    """Raw rows of a streaming FASTA/BOLD load; BOLD records of other markers go to ``pending`` as rejections
+    (the cleaning map counts them, so they land in the same pass's report)."""
+    pending.clear()
+    markers = CleaningReport()
+    for row in _raw_rows(kind, path, marker, markers):
+        pending.extend(markers.rejected)
+        markers.rejected.clear()
         yield row
-    log_report(report)
+    pending.extend(markers.rejected)
