@@ -1,8 +1,9 @@
-"""The ``barcodemae`` command: ``embed``, ``identify build|query`` and ``export``.
+"""The ``barcodemae`` command: ``embed``, ``identify build|query``, ``export`` and ``train``.
 
 Each subcommand is a thin argparse layer over one library function (:func:`barcodemae.embed_files.embed_file`,
 :func:`barcodemae.identify.build_reference_index` / :func:`~barcodemae.identify.identify_file`,
-:func:`barcodemae.export.export_encoder`), so everything the CLI does is also scriptable from Python. A run
+:func:`barcodemae.export.export_encoder`), so everything the CLI does is also scriptable from Python (``train`` hands its arguments to train.py's
+:func:`barcodemae.training.loop.main`). A run
 prints a JSON summary on stdout; a bad input ends with a one-line error naming the file/record and exit code 2.
 """
 
@@ -63,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--top-k", type=int, default=5, help="neighbours that vote (default 5)")
     query.add_argument("--model", default=None, help="model folder, if moved since the index was built")
     _add_embedding_options(query)
+
+    commands.add_parser(
+        "train", add_help=False,
+        help="pretrain BarcodeMAE/BarcodeBERT (every argument goes to train.py; `barcodemae train --help`)",
+    )
 
     export = commands.add_parser(
         "export", help="write a Hub-ready feature-extraction folder from a training checkpoint"
@@ -132,6 +138,11 @@ COMMANDS = {"embed": run_embed, "identify": run_identify, "export": run_export}
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``barcodemae`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        from barcodemae.training.loop import main as train_main
+
+        return train_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")

@@ -37,6 +37,9 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "feature_extraction.md"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 SEARCH_PARENTS = 2
+TRAINING_ARGS = "training_args.json"
+RUN_MODEL_FOLDER = "final_model"
+"""Where train.py saves the final model, config and tokenizer inside its output folder."""
 """How many parent folders of a checkpoint are searched for the run's ``config.json``/tokenizer/results."""
 
 
@@ -52,6 +55,7 @@ class CheckpointFiles:
     config_dir: Path
     tokenizer_dir: Path
     results: Path | None
+    training_args: Path | None = None
 
 
 # ------------------------------------------------------------------------------------------ locating files
@@ -63,10 +67,14 @@ def _weights_file(folder: Path) -> Path | None:
 
 
 def _nearest_with(folder: Path, name: str) -> Path | None:
-    """``folder`` or its nearest parent (up to ``SEARCH_PARENTS`` levels) containing ``name``."""
+    """``folder`` or its nearest parent (up to ``SEARCH_PARENTS`` levels) containing ``name``.
+
+    A parent's ``final_model/`` counts too: train.py keeps config and tokenizer there, next to ``checkpoints/``.
+    """
     for candidate in [folder, *list(folder.parents)[:SEARCH_PARENTS]]:
-        if (candidate / name).is_file():
-            return candidate
+        for place in (candidate, candidate / RUN_MODEL_FOLDER):
+            if (place / name).is_file():
+                return place
     return None
 
 
@@ -79,9 +87,9 @@ def locate_checkpoint(
 ) -> CheckpointFiles:
     """Find weights, config, tokenizer and results of a ``save_pretrained`` folder or an accelerate checkpoint.
 
-    An accelerate ``save_state`` folder (``model.safetensors`` + ``optimizer.bin`` + ``random_states_*.pkl``)
-    has no ``config.json``: the run's output folder (a parent) holds it, so parents are searched unless
-    ``config_dir``/``tokenizer_dir`` are given. Nothing but the safetensors weights and JSON is ever read.
+    An accelerate ``save_state`` folder (``model.safetensors`` + ``optimizer.bin`` + ``random_states_*.pkl``,
+    train.py's ``<run>/checkpoints/step_N``) has no ``config.json``: the run's output folder or its
+    ``final_model/`` holds it, so parents are searched unless ``config_dir``/``tokenizer_dir`` are given. Nothing but the safetensors weights and JSON is ever read.
     """
     folder = Path(checkpoint)
     if not folder.is_dir():
@@ -108,9 +116,21 @@ def locate_checkpoint(
         if not results_path.is_file():
             raise CheckpointError(f"{results_path}: results file not found")
     else:
-        results_folder = _nearest_with(folder, "results.json")
-        results_path = results_folder / "results.json" if results_folder is not None else None
-    return CheckpointFiles(weights, config_folder, tokenizer_folder, results_path)
+        results_path = _nearest_results(folder)
+    args_folder = _nearest_with(folder, TRAINING_ARGS)
+    return CheckpointFiles(
+        weights, config_folder, tokenizer_folder, results_path,
+        args_folder / TRAINING_ARGS if args_folder is not None else None,
+    )
+
+
+def _nearest_results(folder: Path) -> Path | None:
+    """``results.json`` in the checkpoint, a parent, or a parent's ``eval/`` (train.py writes ``eval/results.json``)."""
+    for candidate in [folder, *list(folder.parents)[:SEARCH_PARENTS]]:
+        for path in (candidate / "results.json", candidate / "eval" / "results.json"):
+            if path.is_file():
+                return path
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- weights
@@ -170,6 +190,21 @@ def load_frozen_encoder(files: CheckpointFiles) -> BarcodeMAEModel:
 
 
 # ------------------------------------------------------------------------------------------- model card
+def describe_training_run(training_args: Path | None) -> str | None:
+    """A model-card paragraph from train.py's ``training_args.json`` (data, splits, objective, masking, steps)."""
+    if training_args is None:
+        return None
+    args = json.loads(training_args.read_text())
+    data = args.get("data") or "the simulated demo dataset of train.py"
+    details = [f"- Data: `{data}`, pretraining split(s) `{args.get('split', '?')}`"]
+    for key, label in (("preset", "Preset"), ("objective", "Objective"), ("tokenizer", "Tokenizer"),
+                       ("masking", "Masking"), ("max_steps", "Optimiser steps"), ("num_epochs", "Epochs"),
+                       ("learning_rate", "Peak learning rate"), ("seed", "Seed")):
+        if args.get(key) not in (None, -1, ""):
+            details.append(f"- {label}: `{args[key]}`")
+    return "Pretrained with `train.py` (arguments from `training_args.json`):\n\n" + "\n".join(details)
+
+
 def _format_value(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
@@ -319,7 +354,7 @@ def export_encoder(
         repo_id=repo_id or push_to_hub or str(output),
         source=str(Path(checkpoint)),
         model_name=model_name,
-        training_data=training_data,
+        training_data=training_data or describe_training_run(files.training_args),
         license=license,
         template=template,
     )

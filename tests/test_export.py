@@ -139,18 +139,29 @@ def test_exported_folder_loads_without_package_or_network(exported: Path, pretra
 
 
 def test_export_from_accelerate_checkpoint(pretraining_folder: Path, tmp_path) -> None:
-    """accelerate save_state: model.safetensors (possibly wrapped keys) in a subfolder, config in the run dir."""
+    """train.py layout: <run>/checkpoints/step_N (accelerate save_state, possibly wrapped keys),
+    <run>/final_model (config, tokenizer), <run>/eval/results.json, <run>/training_args.json."""
     run = tmp_path / "run"
-    checkpoint = run / "checkpoints" / "checkpoint_3"
+    checkpoint = run / "checkpoints" / "step_3"
     checkpoint.mkdir(parents=True)
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "results.json"):
-        (run / name).write_bytes((pretraining_folder / name).read_bytes())
+    (run / "final_model").mkdir()
+    (run / "eval").mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (run / "final_model" / name).write_bytes((pretraining_folder / name).read_bytes())
+    (run / "eval" / "results.json").write_bytes((pretraining_folder / "results.json").read_bytes())
+    (run / "training_args.json").write_text(json.dumps(
+        {"data": "../shared/data/bold_coi/dev.csv.gz", "split": "pretrain+other_heldout", "objective": "mae",
+         "max_steps": 3, "seed": 42}))
     state = load_file(str(pretraining_folder / "model.safetensors"))
     save_file({f"_orig_mod.{k}": v for k, v in state.items()}, str(checkpoint / "model.safetensors"))
     (checkpoint / "optimizer.bin").write_bytes(b"not read")
     files = locate_checkpoint(checkpoint)
-    assert files.config_dir == run and files.tokenizer_dir == run and files.results == run / "results.json"
+    assert files.config_dir == files.tokenizer_dir == run / "final_model"
+    assert files.results == run / "eval" / "results.json"
     output = export_encoder(checkpoint, tmp_path / "out")
+    card = (output / "README.md").read_text()
+    assert "- Data: `../shared/data/bold_coi/dev.csv.gz`, pretraining split(s) `pretrain+other_heldout`" in card
+    assert "- Optimiser steps: `3`" in card and "| open_world / genus_1nn_accuracy | 0.7123 |" in card
     exported = BarcodeMAEModel.from_pretrained(output)
     original = BarcodeMAEForPreTraining.from_pretrained(pretraining_folder).barcodemae
     for key, value in original.state_dict().items():
@@ -220,3 +231,12 @@ def test_cli_export(pretraining_folder: Path, tmp_path, capsys) -> None:
     assert "# BarcodeMAE tiny test" in card and "license: cc-by-4.0" in card
     assert main(["export", "--checkpoint", str(tmp_path / "nope"), "--output", str(tmp_path / "o")]) == 2
     assert "checkpoint folder not found" in capsys.readouterr().err
+
+
+def test_cli_train_forwards_to_train_py(capsys) -> None:
+    from barcodemae.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--help"])
+    assert stopped.value.code == 0
+    assert "--resume_from_checkpoint" in capsys.readouterr().out
