@@ -188,7 +188,7 @@ def embed_records(
         bar.update(len(rows))
     bar.close()
 
-    hidden = store.load(0).shape[1] if num_shards else int(model.config.hidden_size)
+    hidden = np.load(store.shard_path(0), mmap_mode="r").shape[1] if num_shards else int(model.config.hidden_size)
     tmp = output_npy.with_name(output_npy.name + ".tmp.npy")
     assembled = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(order), hidden))
     for index in range(num_shards):
