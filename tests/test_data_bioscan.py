@@ -144,6 +144,7 @@ def test_malformed_records_are_counted_and_named(tmp_path, fixture_rows, cache):
     path = write_csv(tmp_path / "bad.csv", malformed_rows(fixture_rows[0]))
     dataset, report, _ = load_barcodes(path, cache_dir=cache, return_report=True)
     assert dataset["processid"] == ["OK-lower-gaps", "OK-long", "OK-Ns", "OK-lower-gaps"]
+    assert dataset.data.column("processid").to_pylist() == dataset["processid"]  # no hidden indices mapping
     assert report.read == 7 and report.kept == 4
     assert report.rejected_by_reason == {"non_iupac": 1, "missing": 1, "all_n": 1}  # empty CSV cell = missing
     rejected = dict(report.rejected)

@@ -41,6 +41,11 @@ def _numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return column.to_numpy() if isinstance(column, pa.ChunkedArray) else column.to_numpy(zero_copy_only=False)
 
 
+def _workers(num_proc: int | None, num_rows: int) -> int | None:
+    """Worker processes worth starting: none for small tables, where process start-up costs more."""
+    return num_proc if num_proc and num_proc > 1 and num_rows >= 2 * CLEAN_BATCH_SIZE else None
+
+
 def first_occurrences(keys: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """Sorted row indices among ``candidates`` holding the first occurrence of each key."""
     _, first = np.unique(keys[candidates], return_index=True)
@@ -81,7 +86,7 @@ def clean_and_label(
         partial(clean_table, min_length=min_length, max_length=max_length, with_barcode_key=drop_duplicates),
         batched=True,
         batch_size=CLEAN_BATCH_SIZE,
-        num_proc=num_proc if num_proc and num_proc > 1 and len(raw) >= 2 * CLEAN_BATCH_SIZE else None,
+        num_proc=_workers(num_proc, len(raw)),
         desc="cleaning barcodes",
     ).with_format(None)
     table = cleaned.data.table
@@ -122,7 +127,9 @@ def clean_and_label(
     for rank in label_ranks:
         result = result.add_column(label_column(rank), label_vocab.encode(rank, table.column(rank)))
     if not kept_all:
-        result = result.select(keep)
+        # flattened (written once, cached) so that ``dataset.data`` -- which Arrow-level consumers read
+        # directly -- holds exactly the kept rows instead of hiding them behind an indices mapping
+        result = result.select(keep).flatten_indices(num_proc=_workers(num_proc, len(keep)))
     log_report(report)
     return result, report, label_vocab
 
