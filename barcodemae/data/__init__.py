@@ -14,6 +14,7 @@ from .loaders import detect_format, load_barcodes
 from .report import CleaningReport
 from .schema import LABEL_RANKS, RECORD_COLUMNS, TAXONOMY_RANKS, BarcodeRecord, label_column, record_features
 from .splits import BIOSCAN5M_SPLITS, META_SPLITS, resolve_splits
+from .tokenize import tokenize_dataset
 
 __all__ = [
     "BIOSCAN5M_SPLITS",
@@ -36,4 +37,5 @@ __all__ = [
     "read_fasta",
     "record_features",
     "resolve_splits",
+    "tokenize_dataset",
 ]
