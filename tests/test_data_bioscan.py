@@ -8,15 +8,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError, clean_barcode
 
 from barcodemae.data import (
     RECORD_COLUMNS,
     LabelVocabulary,
+    download_bioscan5m,
     load_barcodes,
     load_bioscan5m,
+    pipeline,
 )
-from barcodemae.data import download_bioscan5m, pipeline
-from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError, clean_barcode
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

@@ -7,10 +7,15 @@ import random
 import numpy as np
 import pyarrow as pa
 import pytest
+from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError, clean_barcode
 
 from barcodemae.data import CleaningReport, clean_records, clean_table
-from barcodemae.data.cleaning import KEY_COLUMN, REASON_COLUMN, TRIMMED_COLUMN, TRUNCATED_COLUMN
-from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError, clean_barcode
+from barcodemae.data.cleaning import (
+    KEY_COLUMN,
+    REASON_COLUMN,
+    TRIMMED_COLUMN,
+    TRUNCATED_COLUMN,
+)
 
 EDGE_CASES = [
     "A", "N", "AN", "NA", "NAN", "R", "ACGT", "acgt", "AC-GT", "AC GT\n", "ACGU", "ACGTX", "", None, "NNNN",

@@ -7,9 +7,15 @@ import gzip
 from pathlib import Path
 
 import pytest
-
-from barcodemae.data import CleaningReport, detect_format, load_barcodes, read_bold_tsv, read_fasta
 from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError, clean_barcode
+
+from barcodemae.data import (
+    CleaningReport,
+    detect_format,
+    load_barcodes,
+    read_bold_tsv,
+    read_fasta,
+)
 
 BOLD_2023 = "BOLD_Public.18-Dec-2023.sample1000.tsv"
 BOLD_2024 = "BOLD_Public.21-Jun-2024.curated.NL.tsv"

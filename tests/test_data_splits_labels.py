@@ -8,7 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from barcodemae.data import BIOSCAN5M_SPLITS, CleaningReport, LabelVocabulary, resolve_splits
+from barcodemae.data import (
+    BIOSCAN5M_SPLITS,
+    CleaningReport,
+    LabelVocabulary,
+    resolve_splits,
+)
 from barcodemae.data.report import reason_category
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError
 
 from barcodemae import BarcodeTokenizer
 from barcodemae.data import load_bioscan5m, tokenize_dataset
-from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,14 @@ from .fasta import read_fasta
 from .labels import LabelVocabulary
 from .loaders import detect_format, load_barcodes
 from .report import CleaningReport
-from .schema import LABEL_RANKS, RECORD_COLUMNS, TAXONOMY_RANKS, BarcodeRecord, label_column, record_features
+from .schema import (
+    LABEL_RANKS,
+    RECORD_COLUMNS,
+    TAXONOMY_RANKS,
+    BarcodeRecord,
+    label_column,
+    record_features,
+)
 from .splits import BIOSCAN5M_SPLITS, META_SPLITS, resolve_splits
 from .tokenize import tokenize_dataset
 

@@ -32,10 +32,10 @@ from .cleaning import DEFAULT_MIN_LENGTH, NAME_COLUMNS, normalise_missing_column
 from .io_utils import is_gzipped, open_text
 from .labels import LabelVocabulary
 from .pipeline import clean_and_label
-from .streaming import clean_stream
 from .report import CleaningReport
 from .schema import LABEL_RANKS, RECORD_COLUMNS, raw_features
 from .splits import BIOSCAN5M_SPLITS, resolve_splits
+from .streaming import clean_stream
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,13 @@ from barcodemae.tokenization.sequence_cleaning import (
 )
 
 from .report import CleaningReport
-from .schema import MISSING_STRINGS, RECORD_COLUMNS, TAXONOMY_RANKS, BarcodeRecord, normalise_missing
+from .schema import (
+    MISSING_STRINGS,
+    RECORD_COLUMNS,
+    TAXONOMY_RANKS,
+    BarcodeRecord,
+    normalise_missing,
+)
 
 REASON_COLUMN = "_reject_reason"
 TRUNCATED_COLUMN = "_truncated_bases"

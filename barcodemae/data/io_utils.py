@@ -28,4 +28,4 @@ def open_text(path: str | Path) -> io.TextIOBase:
 def strip_compression_suffix(path: str | Path) -> str:
     """File name without a trailing ``.gz`` (``a.fasta.gz`` -> ``a.fasta``), lower-cased, for format dispatch."""
     name = Path(path).name.lower()
-    return name[:-3] if name.endswith(".gz") else name
+    return name.removesuffix(".gz")

@@ -19,8 +19,8 @@ from .io_utils import strip_compression_suffix
 from .labels import LabelVocabulary
 from .pipeline import clean_and_label, log_report
 from .report import CleaningReport
-from .streaming import clean_stream
 from .schema import LABEL_RANKS, BarcodeRecord, raw_features
+from .streaming import clean_stream
 
 CSV_SUFFIXES = (".csv",)
 FASTA_SUFFIXES = (".fasta", ".fa", ".fna", ".fas", ".ffn")
@@ -74,10 +74,10 @@ def load_barcodes(
     ``(dataset, report, label_vocab)`` with ``return_report=True``.
     """
     kind = detect_format(path)
-    common = dict(
-        streaming=streaming, drop_duplicates=drop_duplicates, max_length=max_length, min_length=min_length,
-        strict=strict, label_vocab=label_vocab, label_ranks=label_ranks, return_report=return_report,
-    )
+    common = {
+        "streaming": streaming, "drop_duplicates": drop_duplicates, "max_length": max_length, "min_length": min_length,
+        "strict": strict, "label_vocab": label_vocab, "label_ranks": label_ranks, "return_report": return_report,
+    }
     if kind == "csv":
         return load_bioscan5m(path, split, num_proc=num_proc, cache_dir=cache_dir, **common)
     if split != "all":
@@ -87,7 +87,7 @@ def load_barcodes(
     if streaming:
         dataset, report, vocab = _stream_records(
             kind, path, marker, label_vocab, label_ranks,
-            dict(min_length=min_length, max_length=max_length, strict=strict, drop_duplicates=drop_duplicates),
+            {"min_length": min_length, "max_length": max_length, "strict": strict, "drop_duplicates": drop_duplicates},
         )
         return (dataset, report, vocab) if return_report else dataset
 
@@ -96,7 +96,7 @@ def load_barcodes(
     raw = datasets.Dataset.from_generator(
         _generate_raw,
         features=raw_features(),
-        gen_kwargs=dict(kind=kind, path=path, marker=marker, stamp=(stat.st_size, stat.st_mtime_ns)),
+        gen_kwargs={"kind": kind, "path": path, "marker": marker, "stamp": (stat.st_size, stat.st_mtime_ns)},
         cache_dir=str(cache_dir) if cache_dir is not None else None,
     )
     if kind == "bold_tsv" and marker is not None:
@@ -130,7 +130,7 @@ def _stream_records(
     raw = datasets.IterableDataset.from_generator(
         _generate_raw_counting_markers,
         features=raw_features(),
-        gen_kwargs=dict(kind=kind, path=path, marker=marker, pending=pending),
+        gen_kwargs={"kind": kind, "path": path, "marker": marker, "pending": pending},
     )
     dataset = clean_stream(
         raw, report, label_vocab, label_ranks, splits=None, arrow_batches=False, pending_rejections=pending, **options

@@ -22,7 +22,6 @@ from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError
 from .cleaning import (
     HELPER_COLUMNS,
     KEY_COLUMN,
-    NAME_COLUMNS,
     REASON_COLUMN,
     TRIMMED_COLUMN,
     TRUNCATED_COLUMN,

@@ -17,7 +17,14 @@ import pyarrow.compute as pc
 
 from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError
 
-from .cleaning import HELPER_COLUMNS, KEY_COLUMN, REASON_COLUMN, TRIMMED_COLUMN, TRUNCATED_COLUMN, clean_table
+from .cleaning import (
+    HELPER_COLUMNS,
+    KEY_COLUMN,
+    REASON_COLUMN,
+    TRIMMED_COLUMN,
+    TRUNCATED_COLUMN,
+    clean_table,
+)
 from .labels import LabelVocabulary
 from .report import CleaningReport
 from .schema import RECORD_COLUMNS, label_column, raw_features, record_features

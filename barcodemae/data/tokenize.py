@@ -63,10 +63,10 @@ def tokenize_dataset(
         kept.update({name: dataset.features[name] for name in label_columns})
         kept["input_ids"] = datasets.List(datasets.Value("int32"))
         features = datasets.Features(kept)
-    kwargs = dict(
-        function=_encode_batch, batched=True, batch_size=batch_size, remove_columns=remove, features=features,
-        fn_kwargs=dict(tokenizer=tokenizer, frame_offset=frame_offset),
-    )
+    kwargs = {
+        "function": _encode_batch, "batched": True, "batch_size": batch_size, "remove_columns": remove, "features": features,
+        "fn_kwargs": {"tokenizer": tokenizer, "frame_offset": frame_offset},
+    }
     if isinstance(dataset, datasets.IterableDataset):
         return dataset.map(**kwargs)
     if getattr(tokenizer, "scheme", None) == "kmer" and len(dataset):
