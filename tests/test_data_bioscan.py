@@ -204,3 +204,11 @@ def test_download_without_optional_dependency_says_what_to_install(monkeypatch, 
     monkeypatch.setitem(__import__("sys").modules, "bioscan_dataset", None)
     with pytest.raises(ImportError, match="pip install bioscan-dataset"):
         download_bioscan5m(tmp_path)
+
+
+def test_split_with_no_rows_gives_empty_dataset_with_schema(fixture_csv, fixture_rows, cache):
+    assert not any(row["split"] == "other_heldout" for row in fixture_rows)
+    dataset, report, vocab = load_bioscan5m(fixture_csv, "other_heldout", cache_dir=cache, return_report=True)
+    assert len(dataset) == 0 and report.read == 0 and vocab.num_labels("genus") == 0
+    assert dataset.column_names == [*RECORD_COLUMNS, "genus_label", "species_label", "dna_bin_label"]
+    assert list(load_bioscan5m(fixture_csv, "other_heldout", streaming=True)) == []

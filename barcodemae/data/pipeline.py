@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from functools import partial
 
 import datasets
+from datasets.table import InMemoryTable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -81,13 +82,17 @@ def clean_and_label(
     The label vocabulary, when not given, is built from every selected record (rejected ones included), so it
     depends on the data and split only, not on the cleaning options or on streaming vs. in-memory loading.
     """
-    cleaned = raw.with_format("arrow").map(
-        partial(clean_table, min_length=min_length, max_length=max_length, with_barcode_key=drop_duplicates),
-        batched=True,
-        batch_size=CLEAN_BATCH_SIZE,
-        num_proc=_workers(num_proc, len(raw)),
-        desc="cleaning barcodes",
-    ).with_format(None)
+    clean = partial(clean_table, min_length=min_length, max_length=max_length, with_barcode_key=drop_duplicates)
+    if len(raw) == 0:  # map() does not call the function on an empty table, so build the empty schema here
+        cleaned = datasets.Dataset(InMemoryTable(clean(raw.with_format("arrow")[:0])))
+    else:
+        cleaned = raw.with_format("arrow").map(
+            clean,
+            batched=True,
+            batch_size=CLEAN_BATCH_SIZE,
+            num_proc=_workers(num_proc, len(raw)),
+            desc="cleaning barcodes",
+        ).with_format(None)
     table = cleaned.data.table
     num_rows = table.num_rows
     reasons = table.column(REASON_COLUMN)
