@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from functools import partial
 
 import datasets
-from datasets.table import InMemoryTable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from datasets.table import InMemoryTable
 
 from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError
 
