@@ -55,11 +55,14 @@ class EmbedSummary:
 
 
 # -------------------------------------------------------------------------------------------------- model
-def load_model(model_dir: str | Path, device: str | None = None):
-    """The encoder and tokenizer of a model folder (exported, or any BarcodeMAE ``save_pretrained`` folder)."""
+def load_model(model_dir: str | Path) -> tuple[Any, Any]:
+    """The encoder and tokenizer of a model folder (exported, or any BarcodeMAE ``save_pretrained`` folder).
+
+    Device placement is left to ``embed_barcodes(..., device=...)``, the one embedding loop of the project.
+    """
     from barcodemae.eval.embeddings import load_encoder
 
-    return load_encoder(model_dir, device=device)
+    return load_encoder(model_dir)
 
 
 def _file_fingerprint(path: Path) -> dict[str, Any]:
@@ -255,7 +258,7 @@ def embed_file(
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_model(model_dir, device=device)
+    model, tokenizer = load_model(model_dir)
     dataset, report = load_records(input_path, tokenizer, split=split)
     report_path = report.save(Path(f"{output}.cleaning_report.json"))
     if report.num_rejected:
