@@ -163,14 +163,16 @@ def test_two_processes_match_one_process_at_the_same_global_batch(sim_csv, tmp_p
               "--eval_steps", "2", "--save_steps", "4", "--evaluate", "false", "--seed", "7"]
     single, double = tmp_path / "one", tmp_path / "two"
     run_training(parse_args([*common, "--per_device_batch_size", "16", "--output_dir", str(single)]))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    # accelerate's --cpu flag runs one process; torchrun-style CPU processes are --multi_gpu + ACCELERATE_USE_CPU.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(REPO)}
     launched = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
          str(REPO / "train.py"), *common, "--per_device_batch_size", "8", "--output_dir", str(double)],
         env=env, capture_output=True, text=True, timeout=240,
     )
     assert launched.returncode == 0, launched.stderr[-3000:]
+    assert "2 processes" in launched.stderr  # really distributed (gloo), not two independent runs
     one, two = losses(single), losses(double)
     assert [s for s, _ in one] == [s for s, _ in two] == [1, 2, 3, 4]
     for (_, a), (_, b) in zip(one, two):

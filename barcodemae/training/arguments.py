@@ -31,8 +31,8 @@ class TrainingArguments:
     # ------------------------------------------------------------------ data
     data: str | None = field(default=None, metadata={"help": "BIOSCAN-5M metadata CSV (.csv/.csv.gz); omitted: simulate the embedded default dataset"})
     split: str = field(default="pretrain+other_heldout", metadata={"help": "pretraining split(s), '+'-joined (BIOSCAN-5M names)"})
-    val_split: str = field(default="val", metadata={"help": "split for masked-token validation loss/perplexity ('' to skip)"})
-    key_split: str = field(default="train", metadata={"help": "labelled keys for the open-world 1-NN genus probe ('' to skip the probe)"})
+    val_split: str = field(default="val", metadata={"help": "split for masked-token validation loss/perplexity ('' or none to skip)"})
+    key_split: str = field(default="train", metadata={"help": "labelled keys for the open-world 1-NN genus probe ('' or none to skip the probe)"})
     query_split: str = field(default="val_unseen", metadata={"help": "queries for the 1-NN genus probe during training"})
     max_val_samples: int = field(default=512, metadata={"help": "validation barcodes (fixed masks)"})
     max_probe_keys: int = field(default=2000, metadata={"help": "at most this many keys / queries in the periodic 1-NN probe"})

@@ -84,6 +84,8 @@ class GlobalBatchStream:
         seed: seeds shuffling, reading frames and masks.
         frame_offsets: draw a random k-mer reading frame per barcode (training); off gives frame 0.
         shuffle: permute the barcodes every epoch (off for validation).
+        drop_last: drop the final partial global batch (training: every step has the same global size);
+            validation keeps it, so every barcode is scored whatever the process count.
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class GlobalBatchStream:
         seed: int = 0,
         frame_offsets: bool = True,
         shuffle: bool = True,
+        drop_last: bool = True,
     ) -> None:
         self.source = source
         self.tokenizer = tokenizer
@@ -106,7 +109,8 @@ class GlobalBatchStream:
         self.process_index = process_index
         self.num_processes = num_processes
         self.global_size = per_device_batch_size * num_processes
-        if len(source) < self.global_size:
+        self.drop_last = drop_last
+        if drop_last and len(source) < self.global_size:
             raise ValueError(
                 f"{len(source)} barcodes cannot fill one global batch of {self.global_size} "
                 f"({per_device_batch_size} per device x {num_processes} processes)"
@@ -120,8 +124,10 @@ class GlobalBatchStream:
 
     @property
     def batches_per_epoch(self) -> int:
-        """Full global batches per epoch; the remainder is dropped so every step has the same global size."""
-        return len(self.source) // self.global_size
+        """Global batches per epoch (full ones only with ``drop_last``)."""
+        if self.drop_last:
+            return len(self.source) // self.global_size
+        return -(-len(self.source) // self.global_size)
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         if self._order_epoch != epoch:
@@ -140,10 +146,15 @@ class GlobalBatchStream:
         masked = np.asarray(self.mask_fn(ids, attention, rng), dtype=bool)
         return {"input_ids": ids, "attention_mask": attention, "masked_positions": masked}
 
-    def local_slice(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        """This process's rows of a global batch, trimmed to their own longest row, as tensors."""
+    def local_slice(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor] | None:
+        """This process's rows of a global batch, trimmed to their own longest row, as tensors.
+
+        ``None`` when a final partial batch (``drop_last=False``) has no rows left for this process.
+        """
         rows = slice(self.process_index * self.per_device, (self.process_index + 1) * self.per_device)
         attention = batch["attention_mask"][rows]
+        if len(attention) == 0:
+            return None
         width = int(attention.sum(axis=1).max())
         return {key: torch.from_numpy(np.ascontiguousarray(value[rows, :width])) for key, value in batch.items()}
 

@@ -34,8 +34,8 @@ class TrainingData:
     rejected: int
 
     def rows(self, split: str) -> np.ndarray:
-        """Row indices whose ``split`` is one of the ``+``-joined names (empty for ``''``)."""
-        if not split:
+        """Row indices whose ``split`` is one of the ``+``-joined names (none for ``''`` or ``none``)."""
+        if not split or split == "none":
             return np.zeros(0, dtype=np.int64)
         column = np.asarray(self.dataset.data.column("split").to_numpy(zero_copy_only=False), dtype=object)
         return np.flatnonzero(np.isin(column, resolve_splits(split)))

@@ -219,13 +219,13 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
 
     val_batches = []
     val_size = min(len(data.rows(args.val_split)), args.max_val_samples)
-    val_size -= val_size % accelerator.num_processes
     if val_size:
+        # A fixed global validation batch of per_device x processes barcodes (the training global batch),
+        # the last one partial: the scored barcodes and their masks do not depend on the process count.
         val_source, _ = data.source(args.val_split, limit=val_size)
         val_stream = GlobalBatchStream(
-            val_source, tokenizer, mask_fn,
-            per_device_batch_size=max(1, min(args.per_device_batch_size, val_size // accelerator.num_processes)),
-            seed=args.seed + 1, frame_offsets=False, shuffle=False, **shard,
+            val_source, tokenizer, mask_fn, per_device_batch_size=args.per_device_batch_size, seed=args.seed + 1,
+            frame_offsets=False, shuffle=False, drop_last=False, **shard,
         )
         val_batches = fixed_validation_batches(val_stream)
     probe = None
@@ -280,7 +280,9 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     def validate() -> dict[str, Any]:
         record: dict[str, Any] = {"step": global_step}
         if val_batches:
-            record.update(validation_loss(accelerator, model, val_batches, seed=args.seed))
+            # The unwrapped module: a rank whose share of the last partial batch is empty skips forward passes,
+            # which must then involve no DDP collective.
+            record.update(validation_loss(accelerator, accelerator.unwrap_model(model), val_batches, seed=args.seed))
             if curriculum is not None and curriculum.on_evaluate(global_step, record["val_perplexity"]):
                 record["curriculum_switched"] = True
         if probe is not None:

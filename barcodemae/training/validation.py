@@ -26,8 +26,9 @@ def masked_token_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
 
 
 def fixed_validation_batches(stream: GlobalBatchStream) -> list[dict[str, torch.Tensor]]:
-    """All of a (non-shuffled, frame-0) stream's local slices, built once."""
-    return [stream.local_slice(stream.global_batch(0, b)) for b in range(stream.batches_per_epoch)]
+    """All of a (non-shuffled, frame-0, ``drop_last=False``) stream's non-empty local slices, built once."""
+    slices = (stream.local_slice(stream.global_batch(0, b)) for b in range(stream.batches_per_epoch))
+    return [batch for batch in slices if batch is not None]
 
 
 @torch.no_grad()
