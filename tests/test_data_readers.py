@@ -148,7 +148,7 @@ class TestBold:
         dataset, report, vocab = load_barcodes(bold_dir / BOLD_2023, cache_dir=cache, return_report=True)
         header, rows = read_tsv(bold_dir / BOLD_2023)
         species = [row[header.index("species")] for row in rows]
-        assert len(dataset) == 999 and set(dataset["split"]) == {""}
+        assert len(dataset) == report.kept == 999 and set(dataset["split"]) == {""}
         assert dataset["species_label"].count(-1) == sum(name == "None" for name in species) == 830
         assert vocab.num_labels("species") == len({name for name in species if name != "None"})
         assert all(vocab.names("dna_bin")[i] == b for i, b in zip(dataset["dna_bin_label"], dataset["dna_bin"]) if i >= 0)
@@ -161,13 +161,18 @@ class TestBold:
         rows[2][sequence] = "None"
         rows[3][sequence] = rows[3][sequence][:50] + "J" + rows[3][sequence][50:]
         path = write_tsv(tmp_path / "bold.tsv", header, rows)
-        dataset, report, _ = load_barcodes(path, cache_dir=cache, return_report=True)
+        dataset, report, vocab = load_barcodes(path, cache_dir=cache, return_report=True)
         assert len(dataset) == 7 and report.read == 10 and report.kept == 7
         assert report.rejected_by_reason == {"wrong_marker": 1, "missing": 1, "non_iupac": 1}
         assert {record_id for record_id, _ in report.rejected} == {rows[i][0] for i in (1, 2, 3)}
         assert len(list(read_bold_tsv(path, marker=None))) == 8
-        stream, stream_report, _ = load_barcodes(path, streaming=True, return_report=True)
+        stream, stream_report, stream_vocab = load_barcodes(path, streaming=True, return_report=True)
         assert len(list(stream)) == 7 and stream_report.rejected_by_reason == report.rejected_by_reason
+        assert stream_vocab == vocab  # rows set aside by the reader give no labels in either mode
+
+        only_other_marker = write_tsv(tmp_path / "marker_only.tsv", header, [rows[0], rows[1]])
+        strict, strict_report, _ = load_barcodes(only_other_marker, strict=True, cache_dir=cache, return_report=True)
+        assert len(strict) == 1 and strict_report.rejected_by_reason == {"wrong_marker": 1}
 
         write_tsv(tmp_path / "short_row.tsv", header, [rows[0], rows[0][:5]])
         with pytest.raises(ValueError, match="short_row.tsv:3: 5 fields"):

@@ -38,10 +38,8 @@ def _check_header(path: str | Path, header: list[str]) -> str:
     return sequence_column
 
 
-def iter_bold_raw(
-    path: str | Path, *, marker: str | None = DEFAULT_MARKER, report: CleaningReport | None = None
-) -> Iterator[BarcodeRecord]:
-    """Parse a BOLD TSV into uncleaned records; other markers are counted into ``report`` as rejected."""
+def iter_bold_rows(path: str | Path, *, marker: str | None = DEFAULT_MARKER) -> Iterator[tuple[BarcodeRecord, str | None]]:
+    """Every record of a BOLD TSV with ``None`` or, for records of another marker, the rejection reason."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with open_text(path) as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -56,15 +54,12 @@ def iter_bold_raw(
                 continue
             if len(fields) != len(header):
                 raise ValueError(f"{path}:{line_number}: {len(fields)} fields, header has {len(header)}")
-            processid = fields[column["processid"]]
+            reject = None
             if marker is not None and marker_index is not None and fields[marker_index] != marker:
-                if report is not None:
-                    report.read += 1
-                    report.add_rejected(processid, f"marker {fields[marker_index]!r} is not {marker!r}")
-                continue
+                reject = f"marker {fields[marker_index]!r} is not {marker!r}"
             sequence = fields[column[sequence_column]]
-            yield BarcodeRecord(
-                processid=processid,
+            record = BarcodeRecord(
+                processid=fields[column["processid"]],
                 dna_barcode=None if sequence == "None" else sequence,
                 split="",
                 phylum=normalise_missing(fields[column["phylum"]]),
@@ -76,6 +71,19 @@ def iter_bold_raw(
                 species=normalise_missing(fields[column["species"]]),
                 dna_bin=normalise_missing(fields[column["bin_uri"]]),
             )
+            yield record, reject
+
+
+def iter_bold_raw(
+    path: str | Path, *, marker: str | None = DEFAULT_MARKER, report: CleaningReport | None = None
+) -> Iterator[BarcodeRecord]:
+    """Uncleaned records of ``marker``; records of other markers are counted into ``report`` as rejected."""
+    for record, reject in iter_bold_rows(path, marker=marker):
+        if reject is None:
+            yield record
+        elif report is not None:
+            report.read += 1
+            report.add_rejected(record.processid, reject)
 
 
 def read_bold_tsv(

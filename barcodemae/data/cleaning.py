@@ -35,7 +35,9 @@ REASON_COLUMN = "_reject_reason"
 TRUNCATED_COLUMN = "_truncated_bases"
 TRIMMED_COLUMN = "_trimmed_n"
 KEY_COLUMN = "_barcode_key"
-HELPER_COLUMNS = (REASON_COLUMN, TRUNCATED_COLUMN, TRIMMED_COLUMN, KEY_COLUMN)
+SOURCE_REJECT_COLUMN = "_source_reject"
+"""Optional input column: a reason set by the reader itself (e.g. another BOLD marker) rejects the row."""
+HELPER_COLUMNS = (REASON_COLUMN, TRUNCATED_COLUMN, TRIMMED_COLUMN, KEY_COLUMN, SOURCE_REJECT_COLUMN)
 NAME_COLUMNS = (*TAXONOMY_RANKS, "dna_bin")
 DEFAULT_MIN_LENGTH = 1
 """No length floor by default, as in the official ``bioscan-dataset`` loader; pass e.g. 200 to drop fragments."""
@@ -108,6 +110,10 @@ def clean_table(
     sequences = pc.replace_with_mask(raw, replace_mask, pa.array(cleaned_sequences, pa.string()))
     no_reasons = pa.nulls(table.num_rows, pa.string())
     reason_column = pc.replace_with_mask(no_reasons, replace_mask, pa.array(reasons, pa.string()))
+    if SOURCE_REJECT_COLUMN in table.column_names:
+        source_reject = table.column(SOURCE_REJECT_COLUMN).combine_chunks()
+        reason_column = pc.coalesce(source_reject, reason_column)
+        sequences = pc.if_else(pc.is_valid(source_reject), pa.scalar(None, pa.string()), sequences)
 
     ordered = [name for name in RECORD_COLUMNS if name in table.column_names]
     ordered += [name for name in table.column_names if name not in RECORD_COLUMNS]

@@ -12,12 +12,12 @@ import datasets
 from barcodemae.tokenization.sequence_cleaning import DEFAULT_MAX_LENGTH
 
 from .bioscan5m import load_bioscan5m
-from .bold import DEFAULT_MARKER, iter_bold_raw
-from .cleaning import DEFAULT_MIN_LENGTH
+from .bold import DEFAULT_MARKER, iter_bold_raw, iter_bold_rows
+from .cleaning import DEFAULT_MIN_LENGTH, SOURCE_REJECT_COLUMN
 from .fasta import iter_fasta_raw
 from .io_utils import strip_compression_suffix
 from .labels import LabelVocabulary
-from .pipeline import clean_and_label, log_report
+from .pipeline import clean_and_label
 from .report import CleaningReport
 from .schema import LABEL_RANKS, BarcodeRecord, raw_features
 from .streaming import clean_stream
@@ -46,8 +46,14 @@ def _raw_rows(kind: str, path: str, marker: str | None, report: CleaningReport |
 
 
 def _generate_raw(kind: str, path: str, marker: str | None, stamp: tuple[int, int]) -> Iterator[dict]:
-    """Raw rows for ``Dataset.from_generator``; ``stamp`` (size, mtime) makes the cache follow file changes."""
-    yield from _raw_rows(kind, path, marker, report=None)
+    """Raw rows for ``Dataset.from_generator``, records the reader rejects included with their reason (so the
+    cached dataset alone yields the full report); ``stamp`` (size, mtime) makes the cache follow file changes."""
+    if kind == "fasta":
+        for record in iter_fasta_raw(path):
+            yield {**record.to_dict(), SOURCE_REJECT_COLUMN: None}
+        return
+    for record, reject in iter_bold_rows(path, marker=marker):
+        yield {**record.to_dict(), SOURCE_REJECT_COLUMN: reject}
 
 
 def load_barcodes(
@@ -92,24 +98,18 @@ def load_barcodes(
         return (dataset, report, vocab) if return_report else dataset
 
     stat = os.stat(path)
-    marker_report = CleaningReport(source=path)
+    features = raw_features()
+    features[SOURCE_REJECT_COLUMN] = datasets.Value("string")
     raw = datasets.Dataset.from_generator(
         _generate_raw,
-        features=raw_features(),
+        features=features,
         gen_kwargs={"kind": kind, "path": path, "marker": marker, "stamp": (stat.st_size, stat.st_mtime_ns)},
         cache_dir=str(cache_dir) if cache_dir is not None else None,
     )
-    if kind == "bold_tsv" and marker is not None:
-        # other markers never reach the cached dataset; count them with a cheap header-and-marker pass
-        for _ in iter_bold_raw(path, marker=marker, report=marker_report):
-            pass
     dataset, report, vocab = clean_and_label(
         raw, source=path, min_length=min_length, max_length=max_length, strict=strict,
         drop_duplicates=drop_duplicates, num_proc=num_proc, label_vocab=label_vocab, label_ranks=label_ranks,
     )
-    if marker_report.read:
-        report.merge(marker_report)
-        log_report(report)
     return (dataset, report, vocab) if return_report else dataset
 
 

@@ -24,6 +24,7 @@ from .cleaning import (
     HELPER_COLUMNS,
     KEY_COLUMN,
     REASON_COLUMN,
+    SOURCE_REJECT_COLUMN,
     TRIMMED_COLUMN,
     TRUNCATED_COLUMN,
     clean_table,
@@ -79,7 +80,8 @@ def clean_and_label(
 ) -> tuple[datasets.Dataset, CleaningReport, LabelVocabulary]:
     """Turn raw string records into the cleaned, labelled record dataset plus its report and vocabulary.
 
-    The label vocabulary, when not given, is built from every selected record (rejected ones included), so it
+    The label vocabulary, when not given, is built from every selected record (including those cleaning rejects, excluding those the
+    reader set aside, such as other BOLD markers), so it
     depends on the data and split only, not on the cleaning options or on streaming vs. in-memory loading.
     """
     clean = partial(clean_table, min_length=min_length, max_length=max_length, with_barcode_key=drop_duplicates)
@@ -97,13 +99,21 @@ def clean_and_label(
     num_rows = table.num_rows
     reasons = table.column(REASON_COLUMN)
     rejected_mask = _numpy(pc.is_valid(reasons)).astype(bool)
+    # rows the reader itself set aside (e.g. other BOLD markers): counted, but neither strict errors nor labels
+    from_source = (
+        _numpy(pc.is_valid(table.column(SOURCE_REJECT_COLUMN))).astype(bool)
+        if SOURCE_REJECT_COLUMN in table.column_names
+        else np.zeros(num_rows, dtype=bool)
+    )
 
     report = CleaningReport(source=source, read=num_rows)
     if rejected_mask.any():
         rejected_ids = pc.filter(table.column("processid"), pa.array(rejected_mask)).to_pylist()
         rejected_reasons = pc.filter(reasons, pa.array(rejected_mask)).to_pylist()
-        if strict:
-            raise InvalidBarcodeError(rejected_ids[0], rejected_reasons[0])
+        invalid = np.flatnonzero(rejected_mask & ~from_source)
+        if strict and len(invalid):
+            first = int(invalid[0])
+            raise InvalidBarcodeError(table.column("processid")[first].as_py(), reasons[first].as_py())
         for record_id, reason in zip(rejected_ids, rejected_reasons):
             report.add_rejected(str(record_id), reason)
 
@@ -126,7 +136,10 @@ def clean_and_label(
     report.trimmed, report.trimmed_bases = int((trimmed > 0).sum()), int(trimmed.sum())
 
     if label_vocab is None:
-        label_vocab = LabelVocabulary.from_columns({rank: [table.column(rank)] for rank in label_ranks})
+        selected = pa.array(~from_source)
+        label_vocab = LabelVocabulary.from_columns(
+            {rank: [pc.filter(table.column(rank), selected)] for rank in label_ranks}
+        )
     result = cleaned.remove_columns([name for name in HELPER_COLUMNS if name in cleaned.column_names])
     for rank in label_ranks:
         result = result.add_column(label_column(rank), label_vocab.encode(rank, table.column(rank)))
