@@ -27,6 +27,14 @@ whitespace, and the k-mer pre-tokenizer drops the incomplete tail k-mer. It does
 ``N`` or truncate to ``max_bp`` (that is the Python class's job), and overlapping k-mers need the class, which
 lays the windows out before the backend sees them.
 
+Speed
+-----
+For k-mers and characters the ids are a pure function of the bases, so batches are encoded with numpy
+(``fast_encoding.py``); BPE uses the backend's ``encode_batch_fast``. Both give exactly the backend's ids (tested);
+pairs, ``return_special_tokens_mask``, ``return_length``, overflowing tokens and left truncation go through the
+backend. ``tokenizer.use_fast_path = False`` forces the backend everywhere. The reading-frame offsets of a batch
+are drawn at once from numpy's global generator, which ``transformers.set_seed`` seeds.
+
 Coordinates
 -----------
 ``nucleotide_spans`` and ``return_offsets_mapping=True`` give base positions in the *cleaned* barcode (after gap
