@@ -11,14 +11,14 @@ import pyarrow as pa
 import pytest
 import torch
 
+import barcodemae.identify as identify_module
 from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer
 from barcodemae.cli import main
+from barcodemae.identify import ReferenceIndex, identify, majority_vote
 from conftest import tiny_config_kwargs
+from test_cli_embed import embedding_api
 
-pytest.importorskip("barcodemae.eval.embeddings")
-
-import barcodemae.identify as identify_module  # noqa: E402
-from barcodemae.identify import ReferenceIndex, identify, majority_vote  # noqa: E402
+embedding_api()
 
 
 def test_majority_vote_counts_then_similarity_then_nearest() -> None:
