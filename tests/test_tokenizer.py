@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from barcodemae.tokenization import BarcodeTokenizer, InvalidBarcodeError
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer, set_seed
 
 from barcodemae import BarcodeMAEConfig
-from barcodemae.tokenization import BarcodeTokenizer, InvalidBarcodeError
 
 SPECIALS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
 
@@ -173,7 +173,7 @@ def test_offsets_and_spans_are_base_coordinates(k, stride):
     assert offsets[0] == (0, 0) and offsets[-1] == (0, 0)
     for (start, end), token in zip(offsets[1:-1], tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])[1:-1]):
         assert sequence[start:end] == token and end - start == k
-    starts, ends = tokenizer.nucleotide_spans(np.array(encoded["input_ids"]))
+    starts, _ = tokenizer.nucleotide_spans(np.array(encoded["input_ids"]))
     assert np.array_equal(starts[0, 1:-1] + 1, [o[0] for o in offsets[1:-1]])
     assert (starts[1][np.array(encoded["attention_mask"][1]) == 0] == -1).all()
 
@@ -276,9 +276,11 @@ def assert_paths_agree(make, call, barcodes):
 
 
 def test_hand_written_kmer_vocabulary_falls_back_to_the_backend(tmp_path):
+    from barcodemae.tokenization.tokenization_barcodemae import (
+        SPECIAL_TOKENS,
+        _with_special_tokens,
+    )
     from tokenizers.models import WordLevel
-
-    from barcodemae.tokenization.tokenization_barcodemae import SPECIAL_TOKENS, _with_special_tokens
 
     vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + ["TT", "AA", "CC", "GG"])}
     backend = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))

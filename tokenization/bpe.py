@@ -33,8 +33,18 @@ from pathlib import Path
 from tokenizers import Tokenizer, trainers
 from tokenizers.models import BPE
 
-from .sequence_cleaning import DEFAULT_MAX_LENGTH, IUPAC_LETTERS, InvalidBarcodeError, clean_barcode
-from .tokenization_barcodemae import SPECIAL_TOKENS, BarcodeTokenizer, _with_special_tokens, dna_normalizer
+from .sequence_cleaning import (
+    DEFAULT_MAX_LENGTH,
+    IUPAC_LETTERS,
+    InvalidBarcodeError,
+    clean_barcode,
+)
+from .tokenization_barcodemae import (
+    SPECIAL_TOKENS,
+    BarcodeTokenizer,
+    _with_special_tokens,
+    dna_normalizer,
+)
 
 logger = logging.getLogger(__name__)
 

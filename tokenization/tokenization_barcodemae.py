@@ -46,7 +46,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
@@ -56,7 +56,12 @@ from transformers.tokenization_utils_base import TruncationStrategy
 from transformers.utils import PaddingStrategy
 
 from .fast_encoding import char_lookup, concatenate, frame_batch, kmer_ids
-from .sequence_cleaning import DEFAULT_MAX_LENGTH, IUPAC_LETTERS, InvalidBarcodeError, clean_barcode
+from .sequence_cleaning import (
+    DEFAULT_MAX_LENGTH,
+    IUPAC_LETTERS,
+    InvalidBarcodeError,
+    clean_barcode,
+)
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 NOT_IUPAC_TOKEN = re.compile(f"[^{IUPAC_LETTERS}]")
@@ -129,8 +134,8 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
     load it back with ``AutoTokenizer.from_pretrained(folder, trust_remote_code=True)``.
     """
 
-    vocab_files_names = {"tokenizer_file": "tokenizer.json"}
-    model_input_names = ["input_ids", "attention_mask"]
+    vocab_files_names: ClassVar[dict[str, str]] = {"tokenizer_file": "tokenizer.json"}
+    model_input_names: ClassVar[list[str]] = ["input_ids", "attention_mask"]
     slow_tokenizer_class = None
     # Encode k-mers/characters with numpy and BPE with encode_batch_fast (see fast_encoding.py); set False to
     # send every call through the tokenizers backend instead (same ids, used to test and benchmark the two).
@@ -187,7 +192,7 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
 
     # ----------------------------------------------------------------------------------------------- builders
     @classmethod
-    def kmer(cls, k: int = 6, stride: int | None = None, **kwargs: Any) -> "BarcodeTokenizer":
+    def kmer(cls, k: int = 6, stride: int | None = None, **kwargs: Any) -> BarcodeTokenizer:
         """k-mer tokenizer; ``stride=None`` means non-overlapping (``stride=k``), ``stride=1`` overlapping."""
         if not 1 <= k <= 8:
             raise ValueError(f"k must be in [1, 8] (4**k vocabulary), got {k}")
@@ -197,12 +202,12 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         return cls(tokenizer_object=build_kmer_backend(k, stride), scheme="kmer", k=k, stride=stride, **kwargs)
 
     @classmethod
-    def char(cls, **kwargs: Any) -> "BarcodeTokenizer":
+    def char(cls, **kwargs: Any) -> BarcodeTokenizer:
         """Character-level tokenizer (one token per base)."""
         return cls(tokenizer_object=build_char_backend(), scheme="char", **kwargs)
 
     @classmethod
-    def from_tokenizer_file(cls, path: str, scheme: str = "bpe", **kwargs: Any) -> "BarcodeTokenizer":
+    def from_tokenizer_file(cls, path: str, scheme: str = "bpe", **kwargs: Any) -> BarcodeTokenizer:
         """Wrap an existing ``tokenizer.json`` (e.g. a barcode BPE) with the barcode cleaning policy.
 
         The file must define ``[PAD] [UNK] [CLS] [SEP] [MASK]`` (at any ids: the file's ids are kept) and every
