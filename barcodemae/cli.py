@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model-name", default=None, help="title of the model card")
     export.add_argument("--training-data", default=None, help="training data paragraph of the model card")
     export.add_argument("--license", default="mit", help="licence identifier for the card (default mit)")
+    export.add_argument("--template", default=None, help="model card template (default model_cards/feature_extraction.md)")
     export.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the folder to this Hub repo")
     export.add_argument("--private", action="store_true", help="create the Hub repo as private")
     return parser
@@ -128,6 +129,7 @@ def run_export(args: argparse.Namespace) -> dict:
         args.checkpoint, args.output, results=args.results, config_dir=args.config_dir,
         tokenizer_dir=args.tokenizer_dir, repo_id=args.repo_id, model_name=args.model_name,
         training_data=args.training_data, license=args.license, push_to_hub=args.push_to_hub, private=args.private,
+        **({"template": args.template} if args.template else {}),
     )
     return {"output": str(output), "files": sorted(p.name for p in Path(output).iterdir()),
             "pushed_to": args.push_to_hub}

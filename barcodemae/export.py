@@ -295,6 +295,10 @@ def render_model_card(
         repo_id=repo_id,
         results=results_markdown(results),
     )
+    if not Path(template).is_file():
+        raise FileNotFoundError(
+            f"model card template {template} not found; pass template= (--template) or install from a source checkout"
+        )
     return string.Template(Path(template).read_text()).substitute(fields)
 
 
