@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model-name", default=None, help="title of the model card")
     export.add_argument("--training-data", default=None, help="training data paragraph of the model card")
     export.add_argument("--license", default="mit", help="licence identifier for the card (default mit)")
-    export.add_argument("--template", default=None, help="model card template (default model_cards/feature_extraction.md)")
+    export.add_argument("--template", default=None,
+                        help="model card template (default model_cards/feature_extraction.md)")
     export.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the folder to this Hub repo")
     export.add_argument("--private", action="store_true", help="create the Hub repo as private")
     return parser
