@@ -192,6 +192,12 @@ def test_demo_gz_in_memory_with_workers_and_streaming(demo_csv, cache, monkeypat
     assert vocab.num_labels("genus") == len({row["genus"] for row in rows if row["genus"]})
     assert vocab.num_labels("species") == len({row["species"] for row in rows if row["species"]})
     assert report.truncated == sum(len(row["dna_barcode"]) > 660 for row in rows)
+    unique, unique_report, _ = load_bioscan5m(
+        demo_csv, drop_duplicates=True, num_proc=2, cache_dir=cache, return_report=True
+    )
+    assert 0 < unique_report.duplicates_dropped == len(rows) - len(unique)
+    assert len(set(unique["dna_barcode"])) == len(unique)
+    assert unique.data.column("processid").to_pylist() == unique["processid"]
     stream = load_bioscan5m(demo_csv, "test_unseen", streaming=True, label_vocab=vocab)
     streamed = list(stream)
     assert len(streamed) == sum(row["split"] == "test_unseen" for row in rows)

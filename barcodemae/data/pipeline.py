@@ -16,6 +16,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from datasets.fingerprint import Hasher
 from datasets.table import InMemoryTable
 
 from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError
@@ -31,7 +32,7 @@ from .cleaning import (
 )
 from .labels import LabelVocabulary
 from .report import CleaningReport
-from .schema import LABEL_RANKS, label_column
+from .schema import LABEL_RANKS, label_column, record_features
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,49 @@ def _numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 def _workers(num_proc: int | None, num_rows: int) -> int | None:
     """Worker processes worth starting: none for small tables, where process start-up costs more."""
     return num_proc if num_proc and num_proc > 1 and num_rows >= 2 * CLEAN_BATCH_SIZE else None
+
+
+def _keep_and_label(
+    table: pa.Table, indices: list[int], keep: np.ndarray, vocab: LabelVocabulary, ranks: tuple[str, ...]
+) -> pa.Table:
+    kept = table.filter(pa.array(keep[np.asarray(indices)]))
+    kept = kept.drop_columns([name for name in HELPER_COLUMNS if name in kept.column_names])
+    for rank in ranks:
+        kept = kept.append_column(label_column(rank), pa.array(vocab.encode(rank, kept.column(rank))))
+    return kept
+
+
+def _write_kept(
+    cleaned: datasets.Dataset,
+    keep: np.ndarray,
+    num_rows: int,
+    vocab: LabelVocabulary,
+    ranks: tuple[str, ...],
+    num_proc: int | None,
+) -> datasets.Dataset:
+    """Write the kept rows with their label ids as one new cached Arrow file.
+
+    Why not ``select``: an indices mapping hides the row selection from Arrow-level readers of
+    ``dataset.data``, and flattening it gathers row by row (minutes for millions of rows); a batched Arrow
+    filter writes the same table in one vectorised pass.
+    """
+    mask = np.zeros(num_rows, dtype=bool)
+    mask[keep] = True
+    fingerprint = Hasher.hash(
+        ("barcodemae.keep_and_label/1", cleaned._fingerprint, mask.tobytes(), vocab.to_dict(), ranks)
+    )
+    return cleaned.with_format("arrow").map(
+        _keep_and_label,
+        batched=True,
+        batch_size=CLEAN_BATCH_SIZE,
+        with_indices=True,
+        remove_columns=cleaned.column_names,
+        fn_kwargs={"keep": mask, "vocab": vocab, "ranks": ranks},
+        features=record_features(ranks),
+        num_proc=_workers(num_proc, num_rows),
+        new_fingerprint=fingerprint,
+        desc="dropping rejected records",
+    ).with_format(None)
 
 
 def first_occurrences(keys: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -140,13 +184,12 @@ def clean_and_label(
         label_vocab = LabelVocabulary.from_columns(
             {rank: [pc.filter(table.column(rank), selected)] for rank in label_ranks}
         )
-    result = cleaned.remove_columns([name for name in HELPER_COLUMNS if name in cleaned.column_names])
-    for rank in label_ranks:
-        result = result.add_column(label_column(rank), label_vocab.encode(rank, table.column(rank)))
-    if not kept_all:
-        # flattened (written once, cached) so that ``dataset.data`` -- which Arrow-level consumers read
-        # directly -- holds exactly the kept rows instead of hiding them behind an indices mapping
-        result = result.select(keep).flatten_indices(num_proc=_workers(num_proc, len(keep)))
+    if kept_all:  # nothing to drop: label columns are added without rewriting the table
+        result = cleaned.remove_columns([name for name in HELPER_COLUMNS if name in cleaned.column_names])
+        for rank in label_ranks:
+            result = result.add_column(label_column(rank), label_vocab.encode(rank, table.column(rank)))
+    else:
+        result = _write_kept(cleaned, keep, num_rows, label_vocab, tuple(label_ranks), num_proc)
     log_report(report)
     return result, report, label_vocab
 
