@@ -264,7 +264,9 @@ def embed_file(
     if report.num_rejected:
         logger.warning("%s", report.summary())
     if len(dataset) == 0:
-        raise ValueError(f"{input_path}: no valid barcodes to embed ({report.num_rejected} rejected, see {report_path})")
+        raise ValueError(
+            f"{input_path}: no valid barcodes to embed ({report.num_rejected} rejected, see {report_path})"
+        )
 
     table = dataset.with_format("arrow")[:]  # honours any indices mapping left by filtering; zero-copy otherwise
     identity = {

@@ -89,7 +89,8 @@ def locate_checkpoint(
 
     An accelerate ``save_state`` folder (``model.safetensors`` + ``optimizer.bin`` + ``random_states_*.pkl``,
     train.py's ``<run>/checkpoints/step_N``) has no ``config.json``: the run's output folder or its
-    ``final_model/`` holds it, so parents are searched unless ``config_dir``/``tokenizer_dir`` are given. Nothing but the safetensors weights and JSON is ever read.
+    ``final_model/`` holds it, so parents are searched unless ``config_dir``/``tokenizer_dir`` are given.
+    Nothing but the safetensors weights and JSON is ever read.
     """
     folder = Path(checkpoint)
     if not folder.is_dir():
@@ -370,7 +371,12 @@ def export_encoder(
 
 
 def push_folder_to_hub(
-    folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None, commit_message: str | None = None
+    folder: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str | None = None,
 ) -> str:
     """Create ``repo_id`` on the Hugging Face Hub if needed and upload the exported folder; return the commit URL."""
     from huggingface_hub import HfApi

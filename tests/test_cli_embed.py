@@ -68,7 +68,8 @@ def model_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("model")
     tokenizer = BarcodeTokenizer.kmer()
     torch.manual_seed(0)
-    BarcodeMAEForPreTraining(BarcodeMAEConfig(**tiny_config_kwargs(), vocab_size=len(tokenizer))).save_pretrained(folder)
+    config = BarcodeMAEConfig(**tiny_config_kwargs(), vocab_size=len(tokenizer))
+    BarcodeMAEForPreTraining(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
