@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from barcodemae.tokenization import BarcodeTokenizer, InvalidBarcodeError
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer, set_seed
 
 from barcodemae import BarcodeMAEConfig
+from barcodemae.tokenization import BarcodeTokenizer, InvalidBarcodeError
 
 SPECIALS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
 

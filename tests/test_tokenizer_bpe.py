@@ -8,11 +8,12 @@ import json
 
 import numpy as np
 import pytest
+from tokenizers import Tokenizer
+from transformers import AutoTokenizer
+
 from barcodemae.tokenization import BarcodeTokenizer, InvalidBarcodeError
 from barcodemae.tokenization.bpe import main as bpe_main
 from barcodemae.tokenization.bpe import read_csv_column, train_bpe_tokenizer
-from tokenizers import Tokenizer
-from transformers import AutoTokenizer
 
 REFERENCE_SIZES = (128, 256, 512, 4096)
 IUPAC = set("ACGTRYSWKMBDHVN")
