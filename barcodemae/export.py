@@ -90,7 +90,8 @@ def locate_checkpoint(
     An accelerate ``save_state`` folder (``model.safetensors`` + ``optimizer.bin`` + ``random_states_*.pkl``,
     train.py's ``<run>/checkpoints/step_N``) has no ``config.json``: the run's output folder or its
     ``final_model/`` holds it, so parents are searched unless ``config_dir``/``tokenizer_dir`` are given.
-    Nothing but the safetensors weights and JSON is ever read.
+    Results are found automatically only for a saved model folder; an intermediate checkpoint needs
+    ``results=`` because the run's results describe its final model. Only safetensors and JSON are read.
     """
     folder = Path(checkpoint)
     if not folder.is_dir():
@@ -116,8 +117,11 @@ def locate_checkpoint(
         results_path: Path | None = Path(results)
         if not results_path.is_file():
             raise CheckpointError(f"{results_path}: results file not found")
-    else:
+    elif (folder / "config.json").is_file():
         results_path = _nearest_results(folder)
+    else:
+        # An intermediate training checkpoint: the run's eval/results.json measured final_model/, not these weights.
+        results_path = None
     args_folder = _nearest_with(folder, TRAINING_ARGS)
     return CheckpointFiles(
         weights, config_folder, tokenizer_folder, results_path,
@@ -125,12 +129,12 @@ def locate_checkpoint(
     )
 
 
-def _nearest_results(folder: Path) -> Path | None:
-    """``results.json`` in the checkpoint, a parent, or a parent's ``eval/`` (train.py writes ``eval/results.json``)."""
-    for candidate in [folder, *list(folder.parents)[:SEARCH_PARENTS]]:
-        for path in (candidate / "results.json", candidate / "eval" / "results.json"):
-            if path.is_file():
-                return path
+def _nearest_results(model_folder: Path) -> Path | None:
+    """The evaluation of a saved model: its own ``results.json``, or the run's ``eval/results.json`` beside it
+    (train.py evaluates ``final_model/`` into ``<run>/eval/``)."""
+    for path in (model_folder / "results.json", model_folder.parent / "eval" / "results.json"):
+        if path.is_file():
+            return path
     return None
 
 
@@ -201,6 +205,8 @@ def describe_training_run(training_args: Path | None) -> str | None:
     for key, label in (("preset", "Preset"), ("objective", "Objective"), ("tokenizer", "Tokenizer"),
                        ("masking", "Masking"), ("max_steps", "Optimiser steps"), ("num_epochs", "Epochs"),
                        ("learning_rate", "Peak learning rate"), ("seed", "Seed")):
+        if key == "num_epochs" and (args.get("max_steps") or -1) > 0:
+            continue  # max_steps overrides epochs in train.py
         if args.get(key) not in (None, -1, ""):
             details.append(f"- {label}: `{args[key]}`")
     return "Pretrained with `train.py` (arguments from `training_args.json`):\n\n" + "\n".join(details)
@@ -230,7 +236,7 @@ def results_markdown(results: Mapping[str, Any] | None) -> str:
     if not results:
         return "No evaluation results were supplied with this export (`results.json` missing)."
     lines = [
-        "Measured by `barcodemae.eval` and copied verbatim from `results.json` (also in this folder):",
+        "Measured on this model and copied verbatim from `results.json` (also in this folder):",
         "",
         "| metric | value |",
         "|---|---|",

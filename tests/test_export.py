@@ -157,8 +157,9 @@ def test_export_from_accelerate_checkpoint(pretraining_folder: Path, tmp_path) -
     (checkpoint / "optimizer.bin").write_bytes(b"not read")
     files = locate_checkpoint(checkpoint)
     assert files.config_dir == files.tokenizer_dir == run / "final_model"
-    assert files.results == run / "eval" / "results.json"
-    output = export_encoder(checkpoint, tmp_path / "out")
+    assert files.results is None  # the run's eval/results.json measured final_model/, not step_3
+    assert locate_checkpoint(run / "final_model").results == run / "eval" / "results.json"
+    output = export_encoder(checkpoint, tmp_path / "out", results=run / "eval" / "results.json")
     card = (output / "README.md").read_text()
     assert "- Data: `../shared/data/bold_coi/dev.csv.gz`, pretraining split(s) `pretrain+other_heldout`" in card
     assert "- Optimiser steps: `3`" in card and "| open_world / genus_1nn_accuracy | 0.7123 |" in card
