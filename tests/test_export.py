@@ -146,7 +146,7 @@ def test_export_from_accelerate_checkpoint(pretraining_folder: Path, tmp_path) -
     checkpoint.mkdir(parents=True)
     (run / "final_model").mkdir()
     (run / "eval").mkdir()
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"):
         (run / "final_model" / name).write_bytes((pretraining_folder / name).read_bytes())
     (run / "eval" / "results.json").write_bytes((pretraining_folder / "results.json").read_bytes())
     (run / "training_args.json").write_text(json.dumps(
