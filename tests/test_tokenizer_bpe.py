@@ -187,3 +187,11 @@ def test_bpe_vectorised_path_matches_the_backend(shared_data, trained_folder, ba
         assert_paths_agree(lambda: reference(shared_data, 512), call, barcodes)
     else:
         assert_paths_agree(lambda: BarcodeTokenizer.from_pretrained(trained_folder), call, barcodes)
+
+
+def test_cli_reads_a_bold_tsv_and_reports_what_the_reader_rejected(shared_data, tmp_path, capsys):
+    tsv = shared_data / "bold_public_tsv" / "BOLD_Public.21-Jun-2024.curated.NL.tsv"
+    bpe_main(["--data", str(tsv), "--vocab-size", "64", "--output", str(tmp_path / "bpe")])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["used"] > 100 and summary["rejected"] == 0 and summary["vocab_size"] == 64
+    assert "rejected" in summary["reader_report"] and str(tsv) in summary["reader_report"]
