@@ -85,7 +85,10 @@ class BarcodeMAEConfig(PretrainedConfig):
             "kmer_stride",
             "max_bp",
         ):
-            if getattr(self, name) < 1:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"BarcodeMAEConfig.{name} must be an integer, got {value!r}")
+            if value < 1:
                 raise ValueError(f"BarcodeMAEConfig.{name} must be a positive integer, got {getattr(self, name)}")
         for width, heads, prefix in (
             (self.hidden_size, self.num_attention_heads, ""),
@@ -111,14 +114,27 @@ class BarcodeMAEConfig(PretrainedConfig):
             raise ValueError("BarcodeMAEConfig.mlm_mask_token_prob + mlm_random_token_prob must not exceed 1")
         if self.tokenizer_scheme not in ("kmer", "char", "bpe"):
             raise ValueError(f"BarcodeMAEConfig.tokenizer_scheme must be kmer, char or bpe, got {self.tokenizer_scheme!r}")
-        if self.kmer_stride > self.kmer_size:
-            raise ValueError(
-                f"BarcodeMAEConfig.kmer_stride ({self.kmer_stride}) cannot exceed kmer_size ({self.kmer_size})"
-            )
         for name in ("pad_token_id", "unk_token_id", "cls_token_id", "sep_token_id", "mask_token_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:
                 raise ValueError(f"BarcodeMAEConfig.{name}={value} is outside the vocabulary (size {self.vocab_size})")
+
+        for name in ("pad_token_id", "mask_token_id"):
+            if getattr(self, name) is None:
+                raise ValueError(f"BarcodeMAEConfig.{name} is required (padding and masking use it)")
+        if self.kmer_stride > self.kmer_size:
+            raise ValueError(
+                f"BarcodeMAEConfig.kmer_stride ({self.kmer_stride}) cannot exceed kmer_size ({self.kmer_size})"
+            )
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, **architecture) -> BarcodeMAEConfig:
+        """A config whose vocabulary, special ids, tokenizer description and position table come from ``tokenizer``.
+
+        Keeps model and tokenizer from drifting apart; ``architecture`` sets the rest (and may override
+        ``max_position_embeddings``). ``tokenizer`` is a ``BarcodeTokenizer`` (anything with ``model_config_kwargs``).
+        """
+        return cls(**{**tokenizer.model_config_kwargs(), **architecture})
 
     @property
     def special_token_ids(self) -> list[int]:

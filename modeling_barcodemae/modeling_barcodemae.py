@@ -162,11 +162,15 @@ class BarcodeMAEStack(nn.Module):
 def sdpa_key_mask(attention_mask: torch.Tensor) -> torch.Tensor | None:
     """Boolean key-padding mask broadcastable over heads and queries; ``None`` when nothing is padded.
 
-    ``None`` lets SDPA pick its fastest (flash) kernel on GPU for unpadded batches.
+    ``None`` lets SDPA pick its fastest (flash) kernel on GPU for unpadded batches. A row with no real token at
+    all (an empty slot in a batch) may attend everywhere: an all-False row would make SDPA return NaN, and the
+    row's outputs are ignored anyway (its pooled embedding is zero).
     """
     if bool(attention_mask.all()):
         return None
-    return attention_mask.bool()[:, None, None, :]
+    keys = attention_mask.bool()
+    keys = keys | ~keys.any(dim=1, keepdim=True)
+    return keys[:, None, None, :]
 
 
 def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -361,6 +365,10 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         if attention_mask is None:
             attention_mask = (input_ids != self.config.pad_token_id).long()
         maskable = maskable_positions(input_ids, attention_mask, self.config)
+        if masked_positions is not None and masked_positions.shape != input_ids.shape:
+            raise ValueError(
+                f"masked_positions has shape {tuple(masked_positions.shape)}, input_ids {tuple(input_ids.shape)}"
+            )
         if masked_positions is None:
             masked_positions = random_token_mask(maskable, self.config.mask_ratio)
         else:
@@ -387,7 +395,10 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         logits = self.lm_head(sequence)
         targets = input_ids if labels is None else labels
         targets = targets.masked_fill(~masked_positions, -100)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100)
+        # Sum / count rather than a mean: a batch with nothing masked (all rows too short) gives 0, not NaN.
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100, reduction="sum"
+        ) / (targets != -100).sum().clamp(min=1)
         output = BarcodeMAEPreTrainingOutput(
             loss=loss,
             logits=logits,
