@@ -93,7 +93,7 @@ def test_end_to_end_on_demo_data(objective, demo_csv, tmp_path):
     assert [s for s, _ in curve] == list(range(1, 7))
     assert curve[-1][1] < curve[0][1]  # it learns
     validations = [r for r in records if "val_loss" in r]
-    assert [r["step"] for r in validations] == [3, 6]
+    assert [r["step"] for r in validations] == [0, 3, 6]  # step 0: the untrained baseline
     assert all(r["val_perplexity"] > 1 and 0 <= r["genus_1nn_accuracy"] <= 1 for r in validations)
     assert all(r["tokens_per_second"] > 0 and r["learning_rate"] >= 0 for r in records if "loss" in r)
     assert [p.name for p in list_checkpoints(out)] == ["step_3", "step_6"]
@@ -184,3 +184,16 @@ def test_two_processes_match_one_process_at_the_same_global_batch(sim_csv, tmp_p
     other = load_file(double / "checkpoints" / "step_4" / "model.safetensors")
     for name in reference:
         torch.testing.assert_close(other[name], reference[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_curriculum_phase_is_checkpointed(sim_csv, tmp_path):
+    """CM-GEMS (GeneMask -> Global, NPMI table built from the pretraining barcodes) records its phase."""
+    out = tmp_path / "cmgems"
+    run_training(parse_args([*TINY, "--data", str(sim_csv), "--output_dir", str(out), "--max_steps", "2",
+                             "--per_device_batch_size", "8", "--masking", "cm-gems", "--eval_steps", "1",
+                             "--save_steps", "2", "--evaluate", "false", "--key_split", "none"]))
+    state = json.loads((out / "checkpoints" / "step_2" / "trainer_state.json").read_text())
+    curriculum = state["curriculum"]
+    assert [step for step, _ in curriculum["history"]] == [1, 2]
+    assert curriculum["history"][-1][1] == pytest.approx(read_metrics(out)[-1]["val_perplexity"])
+    assert (out / "npmi" / "npmi_table.safetensors").is_file()

@@ -277,13 +277,13 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             "num_processes": accelerator.num_processes,
         }
 
-    def validate() -> dict[str, Any]:
+    def validate(notify_curriculum: bool = True) -> dict[str, Any]:
         record: dict[str, Any] = {"step": global_step}
         if val_batches:
             # The unwrapped module: a rank whose share of the last partial batch is empty skips forward passes,
             # which must then involve no DDP collective.
             record.update(validation_loss(accelerator, accelerator.unwrap_model(model), val_batches, seed=args.seed))
-            if curriculum is not None and curriculum.on_evaluate(global_step, record["val_perplexity"]):
+            if notify_curriculum and curriculum is not None and curriculum.on_evaluate(global_step, record["val_perplexity"]):
                 record["curriculum_switched"] = True
         if probe is not None:
             # Only the main process embeds; the probe does not touch model parameters or gradients.
@@ -296,6 +296,10 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     parameters = [p for p in model.parameters() if p.requires_grad]
     window_start, window_tokens, window_samples = time.perf_counter(), 0, 0
     last_record: dict[str, Any] = {}
+    if global_step == 0:
+        # The untrained baseline (a random encoder's mean-pooled k-mer embeddings already carry k-mer
+        # composition), so later probe values can be read against it.
+        metrics.write(validate(notify_curriculum=False))
     while global_step < max_steps:
         micro_batches = [stream.next() for _ in range(args.gradient_accumulation_steps)]
         step_masked = sum(counts["masked"] for _, counts in micro_batches)
