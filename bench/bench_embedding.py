@@ -30,8 +30,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from timing import (
+    DTYPES,
+    machine_info,
+    matmul_flops_per_s,
+    peak_memory_mib,
+    reset_peak_memory,
+    synchronize,
+    time_steps,
+)
 
-from timing import DTYPES, machine_info, matmul_flops_per_s, peak_memory_mib, reset_peak_memory, synchronize, time_steps
 from barcodemae import BarcodeTokenizer
 from modeling_barcodemae import BarcodeMAEConfig, BarcodeMAEModel
 

@@ -24,9 +24,9 @@ import json
 from pathlib import Path
 
 import torch
-
 from bert_reference import BertReferenceMAE
 from timing import DTYPES, machine_info, peak_memory_mib, reset_peak_memory, time_steps
+
 from modeling_barcodemae import BarcodeMAEConfig, BarcodeMAEForPreTraining
 from modeling_barcodemae.modeling_barcodemae import random_token_mask
 
@@ -132,9 +132,6 @@ def measure_step(args: argparse.Namespace, variant: str, mask_ratio: float, seq_
         "tokens_per_s": args.batch_size * seq_len / timing["median_s"],
         **peak_memory_mib(device),
     }
-    del model, optimizer
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     return result
 
 

@@ -38,7 +38,7 @@ def time_steps(step: Callable[[], object], device: torch.device, steps: int, war
     return {
         "median_s": statistics.median(times),
         "p10_s": ordered[int(0.1 * (len(ordered) - 1))],
-        "p90_s": ordered[int(round(0.9 * (len(ordered) - 1)))],
+        "p90_s": ordered[round(0.9 * (len(ordered) - 1))],
         "steps": steps,
     }
 

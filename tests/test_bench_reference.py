@@ -1,0 +1,112 @@
+"""The speed baseline and the benchmark arithmetic must be right, or the speed comparisons mean nothing."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from bench_embedding import forward_flops_per_barcode
+from bench_pretraining import MAIN_VARIANTS, measure_step, speedups, synthetic_batch
+from bert_reference import BertReferenceMAE
+from timing import time_steps
+
+from modeling_barcodemae import BarcodeMAEConfig, BarcodeMAEModel
+
+VOCAB = 4101
+
+
+@pytest.fixture(scope="module")
+def reference() -> BertReferenceMAE:
+    torch.manual_seed(0)
+    return BertReferenceMAE(VOCAB, hidden_size=32, num_layers=2, decoder_layers=1, num_heads=2,
+                            intermediate_size=64).eval()
+
+
+@pytest.fixture(scope="module")
+def batch() -> dict:
+    values = synthetic_batch(batch_size=3, seq_len=20, mask_ratio=0.5, device=torch.device("cpu"), seed=1)
+    values["attention_mask"][2, 14:] = 0  # a shorter barcode, padded
+    values["input_ids"][2, 14:] = 0
+    values["input_ids"][2, 13] = 3
+    values["masked_positions"] &= values["attention_mask"].bool()
+    values["masked_positions"][2, 13] = False
+    return values
+
+
+def test_masked_tokens_never_reach_the_reference_encoder(reference, batch):
+    """Changing the ids under the mask leaves every logit unchanged: only visible tokens are encoded."""
+    with torch.no_grad():
+        _, logits = reference(batch["input_ids"], batch["attention_mask"], batch["masked_positions"])
+        altered = torch.where(batch["masked_positions"], torch.full_like(batch["input_ids"], 7), batch["input_ids"])
+        _, logits_altered = reference(altered, batch["attention_mask"], batch["masked_positions"])
+    torch.testing.assert_close(logits, logits_altered)
+
+
+def test_reference_loss_is_cross_entropy_on_masked_positions_only(reference, batch):
+    with torch.no_grad():
+        loss, logits = reference(batch["input_ids"], batch["attention_mask"], batch["masked_positions"])
+    masked = batch["masked_positions"]
+    expected = F.cross_entropy(logits[masked], batch["input_ids"][masked])
+    torch.testing.assert_close(loss, expected)
+
+
+def test_reference_padding_does_not_change_a_barcode_result(reference, batch):
+    """Row 2 alone (unpadded) and inside the padded batch gives the same logits on its real tokens."""
+    with torch.no_grad():
+        _, batched = reference(batch["input_ids"], batch["attention_mask"], batch["masked_positions"])
+        _, alone = reference(batch["input_ids"][2:, :14], batch["attention_mask"][2:, :14],
+                             batch["masked_positions"][2:, :14])
+    torch.testing.assert_close(batched[2, :14], alone[0], atol=1e-5, rtol=1e-4)
+
+
+def test_reference_trains(reference, batch):
+    model = BertReferenceMAE(VOCAB, hidden_size=32, num_layers=1, decoder_layers=1, num_heads=2,
+                             intermediate_size=64)
+    loss, _ = model(batch["input_ids"], batch["attention_mask"], batch["masked_positions"])
+    loss.backward()
+    assert all(p.grad is not None for p in model.encoder.encoder.parameters())
+    assert model.decoder.classifier.weight.grad.abs().sum() > 0
+
+
+def test_flop_formula_matches_torch_flop_counter():
+    config = BarcodeMAEConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              intermediate_size=96)
+    model = BarcodeMAEModel(config).eval()
+    input_ids = torch.randint(5, VOCAB, (2, 30))
+    counter = FlopCounterMode(display=False)
+    # The math SDPA backend runs attention as counted matmuls; the fused CPU kernel is invisible to the counter.
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
+        model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
+    assert counter.get_total_flops() == pytest.approx(2 * forward_flops_per_barcode(config, 30), rel=1e-6)
+
+
+def test_step_measurement_and_speedups_are_consistent():
+    args = argparse.Namespace(device="cpu", dtype="float32", hidden=32, layers=1, decoder_layers=1, heads=2,
+                              batch_size=4, steps=2, warmup=1)
+    rows = [measure_step(args, variant, mask_ratio=0.5, seq_len=24) for variant in MAIN_VARIANTS]
+    for row in rows:
+        assert row["median_s"] > 0
+        assert row["barcodes_per_s"] == pytest.approx(4 / row["median_s"])
+        assert row["tokens_per_s"] == pytest.approx(4 * 24 / row["median_s"])
+    by_name = {row["variant"]: row for row in rows}
+    assert by_name["mlm_equal_depth"]["parameters_m"] > by_name["mlm_same_encoder"]["parameters_m"]
+    ratios = speedups(rows)
+    assert ratios["mae_vs_bert_reference"] == pytest.approx(
+        by_name["bert_reference"]["median_s"] / by_name["mae"]["median_s"])
+    assert ratios["target_not_slower_than_reference_met"] == (ratios["mae_vs_bert_reference"] >= 1.0)
+
+
+def test_time_steps_counts_and_orders():
+    calls = []
+    timing = time_steps(lambda: calls.append(1), torch.device("cpu"), steps=5, warmup=2)
+    assert len(calls) == 7 and timing["steps"] == 5
+    assert timing["p10_s"] <= timing["median_s"] <= timing["p90_s"]
