@@ -1,0 +1,276 @@
+"""BarcodeMAE models: shapes, MAE masking semantics, loss on masked tokens only, pad invariance, edge cases."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from barcodemae.tokenization import BarcodeTokenizer
+from conftest import tiny_config_kwargs
+from modeling_barcodemae import (
+    BarcodeMAEConfig,
+    BarcodeMAEForPreTraining,
+    BarcodeMAEForSequenceClassification,
+    BarcodeMAEModel,
+)
+from modeling_barcodemae.modeling_barcodemae import (
+    corrupt_for_mlm,
+    gather_visible,
+    maskable_positions,
+    random_token_mask,
+)
+
+VOCAB = 4101
+
+
+def tiny(model_class=BarcodeMAEForPreTraining, **overrides):
+    torch.manual_seed(0)
+    return model_class(BarcodeMAEConfig(**tiny_config_kwargs(**overrides))).eval()
+
+
+def batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """[CLS] random k-mers [SEP] rows of the given total lengths, right-padded."""
+    generator = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = torch.randint(5, VOCAB, (length,), generator=generator)
+        ids[row, 0], ids[row, length - 1] = 2, 3
+    return ids, (ids != 0).long()
+
+
+@pytest.fixture(scope="module")
+def real_batch(fixture_csv) -> dict[str, torch.Tensor]:
+    barcodes = pd.read_csv(fixture_csv, usecols=["dna_barcode"])["dna_barcode"].tolist()[:6]
+    barcodes[1] = barcodes[1][:60]  # a short row among long ones
+    return BarcodeTokenizer.kmer(6)(barcodes, padding=True, return_tensors="pt")
+
+
+# ------------------------------------------------------------------------------------------- mask helpers
+def test_random_token_mask_has_exact_budget_and_spares_specials_and_padding():
+    ids, mask = batch([40, 40, 17, 3, 2])
+    config = BarcodeMAEConfig(**tiny_config_kwargs())
+    maskable = maskable_positions(ids, mask, config)
+    masked = random_token_mask(maskable, 0.5, generator=torch.Generator().manual_seed(0))
+    assert masked.sum(dim=1).tolist() == [19, 19, 8, 0, 0]  # round(0.5 * n); a single maskable token stays visible
+    assert not (masked & ~maskable).any()
+    assert not masked[:, 0].any()
+
+
+def test_random_token_mask_keeps_one_visible_and_masks_one():
+    maskable = torch.ones(3, 10, dtype=torch.bool)
+    assert random_token_mask(maskable, 0.99).sum(dim=1).tolist() == [9, 9, 9]
+    assert random_token_mask(maskable, 0.01).sum(dim=1).tolist() == [1, 1, 1]
+
+
+def test_gather_visible_keeps_order_and_marks_padding():
+    visible = torch.tensor([[1, 0, 1, 1, 0], [0, 1, 0, 0, 0]], dtype=torch.bool)
+    index, valid = gather_visible(visible)
+    assert index.shape == (2, 3)
+    assert index[0].tolist() == [0, 2, 3] and index[1, 0].item() == 1
+    assert valid.tolist() == [[True, True, True], [True, False, False]]
+
+
+def test_mlm_corruption_is_bert_80_10_10():
+    config = BarcodeMAEConfig(**tiny_config_kwargs(pretraining_objective="mlm"))
+    ids = torch.randint(5, VOCAB, (200, 200), generator=torch.Generator().manual_seed(0))
+    masked = torch.rand(ids.shape, generator=torch.Generator().manual_seed(1)) < 0.5
+    corrupted = corrupt_for_mlm(ids, masked, config, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(corrupted[~masked], ids[~masked])
+    changed = corrupted[masked]
+    original = ids[masked]
+    as_mask = (changed == config.mask_token_id).float().mean().item()
+    kept = (changed == original).float().mean().item()
+    assert abs(as_mask - 0.8) < 0.01 and abs(kept - 0.1) < 0.01
+    assert (changed[changed != config.mask_token_id] >= 5).all()  # random replacements are never special tokens
+
+
+# ------------------------------------------------------------------------------------------------ encoder
+def test_encoder_shapes_hidden_states_and_mean_pool():
+    model = tiny(BarcodeMAEModel)
+    ids, mask = batch([30, 12])
+    out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    assert out.last_hidden_state.shape == (2, 30, 32)
+    assert len(out.hidden_states) == model.config.num_hidden_layers + 1
+    expected = out.last_hidden_state[1, :12].mean(dim=0)
+    torch.testing.assert_close(out.pooler_output[1], expected)
+    hidden, pooled = model(input_ids=ids, attention_mask=mask, return_dict=False)[:2]
+    torch.testing.assert_close(pooled, out.pooler_output)
+
+
+@pytest.mark.parametrize("objective", ["mae", "mlm"])
+def test_padded_batch_gives_same_embedding_as_alone(objective, real_batch):
+    model = tiny(BarcodeMAEModel, pretraining_objective=objective)
+    ids, mask = real_batch["input_ids"], real_batch["attention_mask"]
+    assert (mask[1] == 0).any()
+    with torch.no_grad():
+        together = model(input_ids=ids, attention_mask=mask).pooler_output
+        n = int(mask[1].sum())
+        alone = model(input_ids=ids[1:2, :n]).pooler_output
+    torch.testing.assert_close(together[1:2], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_empty_row_gives_finite_outputs():
+    model = tiny(BarcodeMAEModel)
+    ids, mask = batch([10, 10])
+    ids[1], mask[1] = 0, 0
+    out = model(input_ids=ids, attention_mask=mask)
+    assert torch.isfinite(out.last_hidden_state).all() and torch.isfinite(out.pooler_output).all()
+    assert torch.equal(out.pooler_output[1], torch.zeros(32))
+
+
+def test_bad_inputs_get_clear_errors():
+    model = tiny(BarcodeMAEModel)
+    with pytest.raises(ValueError, match="exceeds max_position_embeddings=128"):
+        model(input_ids=torch.full((1, 129), 7))
+    with pytest.raises(ValueError, match=r"must be \(batch, length\)"):
+        model(input_ids=torch.full((129,), 7))
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        model(input_ids=torch.full((1, 9), 7), labels=None)
+    pretraining = tiny()
+    with pytest.raises(ValueError, match="masked_positions has shape"):
+        pretraining(input_ids=torch.full((2, 9), 7), masked_positions=torch.zeros(2, 8, dtype=torch.bool))
+
+
+# -------------------------------------------------------------------------------------------- pretraining
+def test_mae_encoder_sees_only_visible_tokens_at_their_original_positions():
+    model = tiny()
+    ids, mask = batch([40, 40, 25])
+    seen: dict[str, torch.Tensor] = {}
+    model.barcodemae.encoder.layer[0].register_forward_hook(lambda m, args, out: seen.update(length=args[0].shape[1]))
+    original_embeddings = model.barcodemae.embeddings.forward
+    model.barcodemae.embeddings.forward = lambda i, p: (seen.update(ids=i, positions=p), original_embeddings(i, p))[1]
+    out = model(input_ids=ids, attention_mask=mask)
+    visible = mask.bool() & ~out.masked_positions
+    assert seen["length"] == out.encoder_last_hidden_state.shape[1] == int(visible.sum(dim=1).max()) == 40 - 19
+    assert out.logits.shape == (3, 40, VOCAB)
+    for row in range(3):
+        count = int(visible[row].sum())
+        positions = visible[row].nonzero().squeeze(1)
+        assert torch.equal(seen["positions"][row, :count], positions)
+        assert torch.equal(seen["ids"][row, :count], ids[row, positions])
+        assert not (seen["ids"][row, :count] == model.config.mask_token_id).any()
+
+
+def test_mlm_encoder_sees_full_length_with_corruption():
+    model = tiny(pretraining_objective="mlm")
+    assert model.decoder is None
+    ids, mask = batch([40, 22])
+    out = model(input_ids=ids, attention_mask=mask)
+    assert out.encoder_last_hidden_state.shape == (2, 40, 32)
+    assert out.logits.shape == (2, 40, VOCAB)
+
+
+@pytest.mark.parametrize("objective", ["mae", "mlm"])
+def test_loss_is_cross_entropy_on_masked_tokens_only(objective):
+    model = tiny(pretraining_objective=objective)
+    ids, mask = batch([30, 18], seed=3)
+    torch.manual_seed(5)
+    out = model(input_ids=ids, attention_mask=mask)
+    masked = out.masked_positions
+    expected = F.cross_entropy(out.logits[masked], ids[masked])
+    torch.testing.assert_close(out.loss, expected)
+
+    labels = ids.clone()
+    labels[~masked] = 5  # changing unmasked targets must not change the loss
+    torch.manual_seed(5)
+    same = model(input_ids=ids, attention_mask=mask, masked_positions=masked, labels=labels)
+    if objective == "mae":
+        torch.testing.assert_close(same.loss, out.loss)
+    else:  # mlm corruption is random; recompute on the same logits
+        torch.testing.assert_close(same.loss, F.cross_entropy(same.logits[masked], ids[masked]))
+
+
+def test_given_mask_is_honoured_but_never_covers_specials_or_padding():
+    model = tiny()
+    ids, mask = batch([12, 8])
+    wanted = torch.ones_like(ids, dtype=torch.bool)
+    wanted[:, 1] = False
+    out = model(input_ids=ids, attention_mask=mask, masked_positions=wanted)
+    assert torch.equal(out.masked_positions, wanted & maskable_positions(ids, mask, model.config))
+
+
+def test_mae_logits_of_a_padded_row_match_the_row_alone(real_batch):
+    model = tiny()
+    ids, mask = real_batch["input_ids"], real_batch["attention_mask"]
+    masked = random_token_mask(maskable_positions(ids, mask, model.config), 0.5, torch.Generator().manual_seed(0))
+    n = int(mask[1].sum())
+    with torch.no_grad():
+        together = model(input_ids=ids, attention_mask=mask, masked_positions=masked).logits
+        alone = model(input_ids=ids[1:2, :n], masked_positions=masked[1:2, :n]).logits
+    torch.testing.assert_close(together[1:2, :n], alone, atol=1e-4, rtol=1e-4)
+
+
+def test_batch_with_nothing_to_mask_has_zero_loss_not_nan():
+    model = tiny()
+    ids, mask = batch([3, 2])  # [CLS] x [SEP] and [CLS] [SEP]: one maskable token at most stays visible
+    out = model(input_ids=ids, attention_mask=mask)
+    assert not out.masked_positions.any()
+    assert out.loss.item() == 0.0
+
+
+@pytest.mark.parametrize("objective", ["mae", "mlm"])
+def test_training_on_real_barcodes_reduces_loss(objective, real_batch):
+    torch.manual_seed(0)
+    model = tiny(pretraining_objective=objective).train()
+    ids, mask = real_batch["input_ids"], real_batch["attention_mask"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    masked = random_token_mask(maskable_positions(ids, mask, model.config), 0.5, torch.Generator().manual_seed(0))
+    losses = []
+    for _ in range(15):
+        loss = model(input_ids=ids, attention_mask=mask, masked_positions=masked).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    ids, mask = batch([30, 20])
+    masked = random_token_mask(maskable_positions(ids, mask, tiny().config), 0.5, torch.Generator().manual_seed(0))
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny().train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+            assert model.barcodemae.encoder.layer[0].gradient_checkpointing
+        model(input_ids=ids, attention_mask=mask, masked_positions=masked).loss.backward()
+        grads.append(model.barcodemae.embeddings.word_embeddings.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("objective", ["mae", "mlm"])
+def test_bf16_autocast_forward_and_backward(objective):
+    model = tiny(pretraining_objective=objective, decoder_hidden_size=16, decoder_num_attention_heads=2).train()
+    ids, mask = batch([30, 11])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(input_ids=ids, attention_mask=mask)
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_decoder_projection_when_widths_differ():
+    model = tiny(decoder_hidden_size=16, decoder_num_attention_heads=2)
+    assert model.decoder.projection.weight.shape == (16, 32)
+    assert tiny().decoder.projection.__class__.__name__ == "Identity"
+
+
+def test_mask_embedding_is_initialised_and_pad_row_zero():
+    model = tiny()
+    assert model.decoder.mask_embedding.abs().sum() > 0
+    assert model.barcodemae.embeddings.word_embeddings.weight[0].abs().sum() == 0
+
+
+# ------------------------------------------------------------------------------------------ classification
+def test_sequence_classification(real_batch):
+    model = tiny(BarcodeMAEForSequenceClassification, num_labels=7)
+    labels = torch.tensor([0, 1, 2, 3, 4, 6])
+    out = model(input_ids=real_batch["input_ids"], attention_mask=real_batch["attention_mask"], labels=labels)
+    assert out.logits.shape == (6, 7)
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, labels))
+    out.loss.backward()
+    assert model.barcodemae.embeddings.word_embeddings.weight.grad is not None
