@@ -52,6 +52,26 @@ def random_token_mask(
     return ranks < budget.unsqueeze(1)
 
 
+def random_regular_tokens(
+    shape: torch.Size, config: BarcodeMAEConfig, device: torch.device, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Uniform ids over the vocabulary minus every special token, wherever the specials sit (BPE files differ).
+
+    Draw from ``vocab_size - n_special`` slots, then step over each special id in increasing order.
+    """
+    specials = sorted(
+        {
+            i
+            for i in (config.pad_token_id, config.unk_token_id, config.cls_token_id, config.sep_token_id, config.mask_token_id)
+            if i is not None
+        }
+    )
+    ids = torch.randint(0, config.vocab_size - len(specials), shape, device=device, generator=generator)
+    for special in specials:
+        ids = ids + (ids >= special).long()
+    return ids
+
+
 def corrupt_for_mlm(
     input_ids: torch.Tensor, masked: torch.Tensor, config: BarcodeMAEConfig, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -61,8 +81,7 @@ def corrupt_for_mlm(
     to_random = masked & (draw >= config.mlm_mask_token_prob) & (
         draw < config.mlm_mask_token_prob + config.mlm_random_token_prob
     )
-    n_special = max(config.special_token_ids + [config.unk_token_id or 0]) + 1
-    random_ids = torch.randint(n_special, config.vocab_size, input_ids.shape, device=input_ids.device, generator=generator)
+    random_ids = random_regular_tokens(input_ids.shape, config, input_ids.device, generator)
     corrupted = torch.where(to_mask, torch.full_like(input_ids, config.mask_token_id), input_ids)
     return torch.where(to_random, random_ids, corrupted)
 

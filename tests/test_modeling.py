@@ -19,6 +19,7 @@ from modeling_barcodemae.modeling_barcodemae import (
     corrupt_for_mlm,
     gather_visible,
     maskable_positions,
+    random_regular_tokens,
     random_token_mask,
 )
 
@@ -85,6 +86,16 @@ def test_mlm_corruption_is_bert_80_10_10():
     kept = (changed == original).float().mean().item()
     assert abs(as_mask - 0.8) < 0.01 and abs(kept - 0.1) < 0.01
     assert (changed[changed != config.mask_token_id] >= 5).all()  # random replacements are never special tokens
+
+
+def test_random_replacements_avoid_specials_wherever_they_are():
+    config = BarcodeMAEConfig(
+        **tiny_config_kwargs(vocab_size=12, pad_token_id=3, unk_token_id=0, cls_token_id=11, sep_token_id=2, mask_token_id=7)
+    )
+    ids = random_regular_tokens((20000,), config, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert set(ids.tolist()) == {1, 4, 5, 6, 8, 9, 10}
+    counts = torch.bincount(ids, minlength=12)[[1, 4, 5, 6, 8, 9, 10]].float()
+    assert (counts / counts.sum() - 1 / 7).abs().max() < 0.02
 
 
 # ------------------------------------------------------------------------------------------------ encoder
