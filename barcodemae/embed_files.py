@@ -187,6 +187,8 @@ def embed_records(
             model, tokenizer, sequences, batch_size=batch_size, device=device, pooling=pooling, layer=layer,
             progress=False,
         )
+        if len(vectors) != len(rows):
+            raise RuntimeError(f"shard {index}: embed_barcodes returned {len(vectors)} vectors for {len(rows)} barcodes")
         store.save(index, vectors)
         bar.update(len(rows))
     bar.close()
