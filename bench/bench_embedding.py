@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from flops import layers_flops
 from timing import (
     DTYPES,
     machine_info,
@@ -74,9 +75,7 @@ def parse_args() -> argparse.Namespace:
 
 def forward_flops_per_barcode(config: BarcodeMAEConfig, length: int) -> float:
     """Matmul FLOPs of one encoder forward over ``length`` tokens (formula in the module docstring)."""
-    hidden, inner = config.hidden_size, config.intermediate_size
-    per_layer = length * (8 * hidden**2 + 4 * hidden * inner) + 4 * length**2 * hidden
-    return float(config.num_hidden_layers * per_layer)
+    return layers_flops(config.num_hidden_layers, length, config.hidden_size, config.intermediate_size)
 
 
 def read_barcodes(path: Path, count: int) -> list[str]:

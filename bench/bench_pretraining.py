@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from bert_reference import BertReferenceMAE
+from flops import head_flops, layers_flops
 from timing import DTYPES, machine_info, peak_memory_mib, reset_peak_memory, time_steps
 
 from modeling_barcodemae import BarcodeMAEConfig, BarcodeMAEForPreTraining
@@ -102,6 +103,25 @@ def synthetic_batch(batch_size: int, seq_len: int, mask_ratio: float, device: to
             {"input_ids": input_ids, "attention_mask": attention_mask, "masked_positions": masked}.items()}
 
 
+def step_flops(args: argparse.Namespace, variant: str, mask_ratio: float, seq_len: int) -> float:
+    """Analytic matmul FLOPs of one training step (3 x forward) for the whole batch; see bench/flops.py.
+
+    The MAE encoder runs over the visible tokens only; decoders and heads run over the full length (as the
+    models do: both compute logits everywhere, the loss only on masked positions).
+    """
+    inner = 4 * args.hidden
+    maskable = seq_len - 2
+    visible = seq_len - round(mask_ratio * maskable)
+    if variant in ("mae", "bert_reference"):
+        forward = (layers_flops(args.layers, visible, args.hidden, inner)
+                   + layers_flops(args.decoder_layers, seq_len, args.hidden, inner)
+                   + head_flops(seq_len, args.hidden, VOCAB_SIZE, transform=variant == "mae"))
+    else:
+        depth = args.layers + (args.decoder_layers if variant == "mlm_equal_depth" else 0)
+        forward = layers_flops(depth, seq_len, args.hidden, inner) + head_flops(seq_len, args.hidden, VOCAB_SIZE, True)
+    return 3 * forward * args.batch_size
+
+
 def measure_step(args: argparse.Namespace, variant: str, mask_ratio: float, seq_len: int) -> dict:
     """Median seconds of one forward+backward+AdamW step, as barcodes/s and tokens/s, with peak memory."""
     device = torch.device(args.device)
@@ -130,6 +150,8 @@ def measure_step(args: argparse.Namespace, variant: str, mask_ratio: float, seq_
         **timing,
         "barcodes_per_s": args.batch_size / timing["median_s"],
         "tokens_per_s": args.batch_size * seq_len / timing["median_s"],
+        "analytic_tflops_per_step": step_flops(args, variant, mask_ratio, seq_len) / 1e12,
+        "achieved_tflops_per_s": step_flops(args, variant, mask_ratio, seq_len) / 1e12 / timing["median_s"],
         **peak_memory_mib(device),
     }
     return result
@@ -138,8 +160,10 @@ def measure_step(args: argparse.Namespace, variant: str, mask_ratio: float, seq_
 def speedups(rows: list[dict]) -> dict:
     """Step-time ratios (how many times faster ``mae`` is) against each baseline, plus the issue's targets."""
     time_of = {row["variant"]: row["median_s"] for row in rows}
+    flops_of = {row["variant"]: row["analytic_tflops_per_step"] for row in rows}
     mae = time_of["mae"]
     out = {f"mae_vs_{name}": time_of[name] / mae for name in time_of if name != "mae"}
+    out |= {f"analytic_flop_ratio_{name}_over_mae": flops_of[name] / flops_of["mae"] for name in flops_of if name != "mae"}
     if "mlm_same_encoder" in time_of:
         out["target_mae_1.5x_mlm_same_encoder_met"] = out["mae_vs_mlm_same_encoder"] >= 1.5
     if "mlm_equal_depth" in time_of:

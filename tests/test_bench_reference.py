@@ -15,7 +15,13 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from bench_embedding import forward_flops_per_barcode
-from bench_pretraining import MAIN_VARIANTS, measure_step, speedups, synthetic_batch
+from bench_pretraining import (
+    MAIN_VARIANTS,
+    measure_step,
+    speedups,
+    step_flops,
+    synthetic_batch,
+)
 from bert_reference import BertReferenceMAE
 from timing import time_steps
 
@@ -110,3 +116,13 @@ def test_time_steps_counts_and_orders():
     timing = time_steps(lambda: calls.append(1), torch.device("cpu"), steps=5, warmup=2)
     assert len(calls) == 7 and timing["steps"] == 5
     assert timing["p10_s"] <= timing["median_s"] <= timing["p90_s"]
+
+
+def test_analytic_step_flops_follow_the_visible_token_count():
+    """With nothing masked, MAE 6+6 costs what a 12-layer MLM costs; masking only shrinks the MAE encoder's share."""
+    args = argparse.Namespace(hidden=64, layers=6, decoder_layers=6, batch_size=8)
+    full = step_flops(args, "mae", 0.0, 112)
+    assert full == pytest.approx(step_flops(args, "mlm_equal_depth", 0.5, 112))
+    ratios = [step_flops(args, "mae", ratio, 112) for ratio in (0.15, 0.5, 0.75)]
+    assert ratios == sorted(ratios, reverse=True) and ratios[0] < full
+    assert step_flops(args, "mlm_same_encoder", 0.15, 112) == step_flops(args, "mlm_same_encoder", 0.75, 112)
