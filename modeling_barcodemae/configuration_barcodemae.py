@@ -107,13 +107,20 @@ class BarcodeMAEConfig(PretrainedConfig):
             )
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"BarcodeMAEConfig.hidden_act must be one of {ACTIVATIONS}, got {self.hidden_act!r}")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "mlm_mask_token_prob", "mlm_random_token_prob"):
+        for name in (
+            "hidden_dropout_prob",
+            "attention_probs_dropout_prob",
+            "mlm_mask_token_prob",
+            "mlm_random_token_prob",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"BarcodeMAEConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.mlm_mask_token_prob + self.mlm_random_token_prob > 1.0:
             raise ValueError("BarcodeMAEConfig.mlm_mask_token_prob + mlm_random_token_prob must not exceed 1")
         if self.tokenizer_scheme not in ("kmer", "char", "bpe"):
-            raise ValueError(f"BarcodeMAEConfig.tokenizer_scheme must be kmer, char or bpe, got {self.tokenizer_scheme!r}")
+            raise ValueError(
+                f"BarcodeMAEConfig.tokenizer_scheme must be kmer, char or bpe, got {self.tokenizer_scheme!r}"
+            )
         for name in ("pad_token_id", "unk_token_id", "cls_token_id", "sep_token_id", "mask_token_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:

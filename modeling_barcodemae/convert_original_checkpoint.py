@@ -74,7 +74,7 @@ def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise ValueError(f"{path}: no state dict found (top-level keys: {sorted(state)[:10]})")
         state = state[wrapper]
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+        raise TypeError(f"{path}: expected a state dict, got {type(state).__name__}")
     tensors = {}
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
@@ -88,7 +88,9 @@ def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def detect_format(state_dict: dict[str, torch.Tensor]) -> str:
     """``"barcodemae"`` for the authors' MAELMModel, ``"barcodebert"`` for a BertForMaskedLM."""
-    if "encoder.embeddings.word_embeddings.weight" in state_dict and any(k.startswith("decoder.bert.") for k in state_dict):
+    if "encoder.embeddings.word_embeddings.weight" in state_dict and any(
+        k.startswith("decoder.bert.") for k in state_dict
+    ):
         return "barcodemae"
     if "bert.embeddings.word_embeddings.weight" in state_dict:
         return "barcodebert"
@@ -243,7 +245,10 @@ class _TrackedStateDict(dict):
 
 def _rename_legacy_layernorm(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Old BERT checkpoints name LayerNorm parameters gamma/beta."""
-    return {k.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias"): v for k, v in state_dict.items()}
+    return {
+        k.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias"): v
+        for k, v in state_dict.items()
+    }
 
 
 def convert_state_dict(
@@ -268,7 +273,9 @@ def convert_state_dict(
         out["lm_head.transform.2.weight"] = s["cls.predictions.transform.LayerNorm.weight"]
         out["lm_head.transform.2.bias"] = s["cls.predictions.transform.LayerNorm.bias"]
         # Tied checkpoints may omit the decoder weight: it is the word embedding matrix.
-        out["lm_head.decoder.weight"] = s.get("cls.predictions.decoder.weight", s["bert.embeddings.word_embeddings.weight"])
+        out["lm_head.decoder.weight"] = s.get(
+            "cls.predictions.decoder.weight", s["bert.embeddings.word_embeddings.weight"]
+        )
         out["lm_head.decoder.bias"] = s.get("cls.predictions.decoder.bias", s.get("cls.predictions.bias"))
     ignored = sorted(set(s) - s.used)
     return {k: v.detach().clone().contiguous() for k, v in out.items()}, ignored

@@ -62,7 +62,13 @@ def random_regular_tokens(
     specials = sorted(
         {
             i
-            for i in (config.pad_token_id, config.unk_token_id, config.cls_token_id, config.sep_token_id, config.mask_token_id)
+            for i in (
+                config.pad_token_id,
+                config.unk_token_id,
+                config.cls_token_id,
+                config.sep_token_id,
+                config.mask_token_id,
+            )
             if i is not None
         }
     )
@@ -78,8 +84,10 @@ def corrupt_for_mlm(
     """BERT 80/10/10: masked tokens become [MASK], a random non-special token, or stay unchanged."""
     draw = torch.rand(input_ids.shape, device=input_ids.device, generator=generator)
     to_mask = masked & (draw < config.mlm_mask_token_prob)
-    to_random = masked & (draw >= config.mlm_mask_token_prob) & (
-        draw < config.mlm_mask_token_prob + config.mlm_random_token_prob
+    to_random = (
+        masked
+        & (draw >= config.mlm_mask_token_prob)
+        & (draw < config.mlm_mask_token_prob + config.mlm_random_token_prob)
     )
     random_ids = random_regular_tokens(input_ids.shape, config, input_ids.device, generator)
     corrupted = torch.where(to_mask, torch.full_like(input_ids, config.mask_token_id), input_ids)
@@ -161,7 +169,9 @@ class BarcodeMAELayer(GradientCheckpointingLayer):
 class BarcodeMAEStack(nn.Module):
     """A stack of layers; returns the last hidden state and, on request, every layer's output."""
 
-    def __init__(self, num_layers: int, hidden_size: int, num_heads: int, intermediate_size: int, config: BarcodeMAEConfig):
+    def __init__(
+        self, num_layers: int, hidden_size: int, num_heads: int, intermediate_size: int, config: BarcodeMAEConfig
+    ):
         super().__init__()
         self.layer = nn.ModuleList(
             BarcodeMAELayer(hidden_size, num_heads, intermediate_size, config) for _ in range(num_layers)
@@ -258,7 +268,9 @@ class BarcodeMAEModel(BarcodeMAEPreTrainedModel):
         kwargs.pop("token_type_ids", None)  # pipelines may pass it; barcodes have a single segment
         if kwargs:
             raise TypeError(f"BarcodeMAEModel.forward got unexpected arguments {sorted(kwargs)}")
-        output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}")
@@ -451,7 +463,11 @@ class BarcodeMAEForSequenceClassification(BarcodeMAEPreTrainedModel):
     ) -> SequenceClassifierOutput | tuple:
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         encoded = self.barcodemae(
-            input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states, return_dict=True, **kwargs
+            input_ids,
+            attention_mask=attention_mask,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            **kwargs,
         )
         logits = self.classifier(self.dropout(encoded.pooler_output))
         loss = None

@@ -26,7 +26,9 @@ def test_special_token_ids_exclude_unk():
     assert sorted(config.special_token_ids) == [0, 2, 3, 4]
 
 
-@pytest.mark.parametrize("tokenizer", [BarcodeTokenizer.kmer(4), BarcodeTokenizer.kmer(6, stride=1), BarcodeTokenizer.char()])
+@pytest.mark.parametrize(
+    "tokenizer", [BarcodeTokenizer.kmer(4), BarcodeTokenizer.kmer(6, stride=1), BarcodeTokenizer.char()]
+)
 def test_from_tokenizer_copies_vocabulary_and_special_ids(tokenizer):
     config = BarcodeMAEConfig.from_tokenizer(tokenizer, **tiny_config_kwargs(max_position_embeddings=1024))
     assert config.vocab_size == len(tokenizer)

@@ -189,8 +189,20 @@ def test_cli_writes_folder_loadable_in_fresh_process(tmp_path):
     checkpoint = tmp_path / "mae.pt"
     torch.save(original.state_dict(), checkpoint)
     output = tmp_path / "converted"
-    main(["--checkpoint", str(checkpoint), "--output", str(output), "--tokenizer", "kmer:6", "--num-attention-heads", "4",
-          "--decoder-num-attention-heads", "4"])
+    main(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--output",
+            str(output),
+            "--tokenizer",
+            "kmer:6",
+            "--num-attention-heads",
+            "4",
+            "--decoder-num-attention-heads",
+            "4",
+        ]
+    )
     assert (output / "model.safetensors").is_file() and (output / "tokenizer.json").is_file()
     assert not list(output.glob("*.bin")) and not list(output.glob("*.pt"))
     config = json.loads((output / "config.json").read_text())
@@ -212,8 +224,15 @@ real = ref["mask"].bool()
 torch.testing.assert_close(out[real], ref["expected"][real], atol=1e-5, rtol=1e-5)
 print("OK", type(model).__name__)
 """
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK BarcodeMAEModel" in result.stdout
 

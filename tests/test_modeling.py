@@ -90,7 +90,9 @@ def test_mlm_corruption_is_bert_80_10_10():
 
 def test_random_replacements_avoid_specials_wherever_they_are():
     config = BarcodeMAEConfig(
-        **tiny_config_kwargs(vocab_size=12, pad_token_id=3, unk_token_id=0, cls_token_id=11, sep_token_id=2, mask_token_id=7)
+        **tiny_config_kwargs(
+            vocab_size=12, pad_token_id=3, unk_token_id=0, cls_token_id=11, sep_token_id=2, mask_token_id=7
+        )
     )
     ids = random_regular_tokens((20000,), config, torch.device("cpu"), torch.Generator().manual_seed(0))
     assert set(ids.tolist()) == {1, 4, 5, 6, 8, 9, 10}
@@ -107,7 +109,7 @@ def test_encoder_shapes_hidden_states_and_mean_pool():
     assert len(out.hidden_states) == model.config.num_hidden_layers + 1
     expected = out.last_hidden_state[1, :12].mean(dim=0)
     torch.testing.assert_close(out.pooler_output[1], expected)
-    hidden, pooled = model(input_ids=ids, attention_mask=mask, return_dict=False)[:2]
+    _, pooled = model(input_ids=ids, attention_mask=mask, return_dict=False)[:2]
     torch.testing.assert_close(pooled, out.pooler_output)
 
 
