@@ -197,3 +197,35 @@ def test_curriculum_phase_is_checkpointed(sim_csv, tmp_path):
     assert [step for step, _ in curriculum["history"]] == [1, 2]
     assert curriculum["history"][-1][1] == pytest.approx(read_metrics(out)[-1]["val_perplexity"])
     assert (out / "npmi" / "npmi_table.safetensors").is_file()
+
+
+def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(sim_csv, tmp_path):
+    """A real ``kill -9`` of a training process after its second checkpoint (possibly mid-save)."""
+    import signal
+    import time
+
+    common = [*TINY, "--objective", "mae", "--dropout", "0.1", "--data", str(sim_csv), "--max_steps", "30",
+              "--per_device_batch_size", "8", "--save_steps", "2", "--eval_steps", "1000", "--evaluate", "false",
+              "--save_total_limit", "2", "--logging_steps", "1"]
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(REPO)}  # as conftest: same kernels
+    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *common, "--output_dir", str(killed)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while not (killed / "checkpoints" / "step_4").is_dir() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "final_model").exists()
+
+    run_training(parse_args([*common, "--output_dir", str(killed), "--resume_from_checkpoint", "latest"]))
+    full = tmp_path / "full"
+    run_training(parse_args([*common, "--output_dir", str(full)]))
+    # Bit-identical in practice; the tolerance covers kernel differences between the killed process and this one.
+    assert [s for s, _ in losses(killed)] == [s for s, _ in losses(full)] == list(range(1, 31))
+    assert [v for _, v in losses(killed)] == pytest.approx([v for _, v in losses(full)], rel=1e-6)
+    reference = load_file(full / "final_model" / "model.safetensors")
+    resumed = load_file(killed / "final_model" / "model.safetensors")
+    for name in reference:
+        torch.testing.assert_close(resumed[name], reference[name], rtol=0, atol=1e-5, msg=name)
