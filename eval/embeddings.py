@@ -1,0 +1,205 @@
+"""Barcode embeddings from a frozen encoder (ours or any Hugging Face folder) and a k-mer frequency baseline.
+
+This is the one embedding loop of the project: the evaluation suite, ``barcodemae embed``, ``identify`` and the
+training-time probes all call :func:`embed_barcodes`, so every number is computed from identical vectors.
+Barcodes are sorted by length before batching (padding is then minimal; the original order is restored), the
+forward pass runs under ``torch.inference_mode`` and optionally under bf16/fp16 autocast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+POOLINGS = ("mean", "cls", "max")
+"""``mean``: average over non-pad tokens (the model's ``pooler_output``; the BIOSCAN protocol); ``cls``: the
+first token; ``max``: element-wise maximum over non-pad tokens."""
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def load_encoder(model_dir_or_name: str | os.PathLike, trust_remote_code: bool = True) -> tuple[Any, Any]:
+    """The encoder (``AutoModel``, in eval mode) and tokenizer of a model folder or hub name.
+
+    Works for BarcodeMAE folders (pretraining heads are dropped: ``AutoModel`` keeps the encoder) and for any
+    other Hugging Face model (BERT, DNABERT-2, ...). A missing local folder, or a folder without a
+    ``config.json``, raises :class:`FileNotFoundError` naming it instead of a network error from the hub.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    import barcodemae  # noqa: F401  (registers BarcodeMAE with the Auto* classes)
+
+    name = os.fspath(model_dir_or_name)
+    path = Path(name).expanduser()
+    looks_local = path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.strip("/")
+    if looks_local and not path.is_dir():
+        raise FileNotFoundError(f"model folder {name!r} does not exist")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{name!r} is not a model folder: it has no config.json (expected a save_pretrained folder)")
+    try:
+        model = AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise FileNotFoundError(f"cannot load model {name!r} (not a local model folder, and not on the hub "
+                                f"or the hub is unreachable): {error}") from error
+    return model.eval(), tokenizer
+
+
+# -------------------------------------------------------------------------------------------- baseline
+class KmerFrequencyEmbedder:
+    """k-mer frequency vectors (no learning): the BIOSCAN-5M "no pretraining" baseline.
+
+    Each barcode becomes the normalised count vector of its ``4**k`` ACGT k-mers (k-mers with an ambiguity
+    code are skipped). Counting is vectorised over a whole chunk of barcodes with ``np.bincount``.
+    Call it like :func:`embed_barcodes`: ``embedder(sequences)`` or ``embed_barcodes(embedder, None, sequences)``.
+    """
+
+    def __init__(self, k: int = 4, chunk_size: int = 20_000):
+        if not 1 <= k <= 8:
+            raise ValueError(f"k must be in 1..8 (4**k features), got {k}")
+        self.k = k
+        self.chunk_size = chunk_size
+        lookup = np.full(256, -1, dtype=np.int64)
+        for code, base in enumerate(b"ACGT"):
+            lookup[base] = code
+            lookup[ord(chr(base).lower())] = code
+        self._lookup = lookup
+
+    @property
+    def dim(self) -> int:
+        return 4**self.k
+
+    def __repr__(self) -> str:
+        return f"KmerFrequencyEmbedder(k={self.k})"
+
+    def _embed_chunk(self, sequences: Sequence[str]) -> np.ndarray:
+        k = self.k
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        flat = np.frombuffer("".join(sequences).encode("ascii", "replace"), dtype=np.uint8)
+        codes = self._lookup[flat]
+        counts = np.zeros((len(sequences), self.dim), dtype=np.float32)
+        if len(codes) < k:
+            return counts
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        row = np.repeat(np.arange(len(sequences)), lengths)
+        windows = np.lib.stride_tricks.sliding_window_view(codes, k)  # (total - k + 1, k)
+        valid = (windows >= 0).all(axis=1)
+        position = np.arange(len(windows)) - starts[row[: len(windows)]]
+        valid &= position + k <= lengths[row[: len(windows)]]  # window inside one barcode
+        kmer = windows[valid] @ (4 ** np.arange(k - 1, -1, -1, dtype=np.int64))
+        flat_counts = np.bincount(row[: len(windows)][valid] * self.dim + kmer, minlength=counts.size)
+        counts[:] = flat_counts.reshape(counts.shape)
+        totals = counts.sum(axis=1, keepdims=True)
+        return counts / np.maximum(totals, 1.0)
+
+    def __call__(self, sequences: Sequence[str], *, progress: bool = False, **_: Any) -> np.ndarray:
+        sequences = list(sequences)
+        parts = [
+            self._embed_chunk(sequences[start : start + self.chunk_size])
+            for start in tqdm(range(0, len(sequences), self.chunk_size), desc=f"{self.k}-mer frequencies",
+                              unit="chunk", disable=not progress)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------------- embedding
+def _resolve_device(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if next(model.parameters()).device != device:
+        model.to(device)
+    return device
+
+
+def _autocast_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or dtype in ("float32", "fp32", torch.float32):
+        return None
+    aliases = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+    if isinstance(dtype, str):
+        if dtype not in aliases:
+            raise ValueError(f"dtype must be one of float32, bfloat16, float16, got {dtype!r}")
+        return aliases[dtype]
+    return dtype
+
+
+def _tokenize(tokenizer: Any, batch: list[str], max_tokens: int | None) -> dict[str, torch.Tensor]:
+    """Our tokenizer cleans and frames barcodes itself (frame 0 for evaluation); others get raw DNA, truncated."""
+    if hasattr(tokenizer, "nucleotide_spans"):  # BarcodeTokenizer
+        return dict(tokenizer(batch, frame_offset=0, padding=True, return_tensors="pt"))
+    encoded = tokenizer(batch, padding=True, truncation=max_tokens is not None, max_length=max_tokens,
+                        return_tensors="pt")
+    return {key: value for key, value in encoded.items() if key in ("input_ids", "attention_mask")}
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """One vector per barcode from token states ``(B, L, H)``; see :data:`POOLINGS`."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(torch.bool)
+    if pooling == "max":
+        return hidden.masked_fill(~mask, torch.finfo(hidden.dtype).min).amax(dim=1)
+    weights = mask.to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def embed_barcodes(
+    model: Any,
+    tokenizer: Any,
+    sequences: Sequence[str],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    pooling: str = "mean",
+    layer: int = -1,
+    dtype: str | torch.dtype | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Embed barcodes with a frozen encoder: ``(N, H)`` float32, row ``i`` for ``sequences[i]``.
+
+    Args:
+        model: an encoder returning ``last_hidden_state`` (``load_encoder``), or a :class:`KmerFrequencyEmbedder`.
+        tokenizer: its tokenizer (ignored for the k-mer baseline).
+        batch_size: barcodes per forward pass (batches are length-sorted, so padding is small).
+        device: where to run; ``None`` = CUDA when available, else CPU. The model is moved there.
+        pooling: ``"mean"`` (default; equals ``pooler_output`` of BarcodeMAE), ``"cls"`` or ``"max"``.
+        layer: which hidden state to pool: ``-1`` the last layer, ``0`` the embeddings, ``i`` after block ``i``.
+        dtype: autocast dtype (``"bf16"``/``"fp16"``) for speed on GPU; ``None`` = full float32.
+        progress: show a tqdm bar.
+    """
+    if isinstance(model, KmerFrequencyEmbedder):
+        return model(sequences, progress=progress)
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    sequences = list(sequences)
+    num_layers = getattr(model.config, "num_hidden_layers", None)
+    if layer != -1 and num_layers is not None and not -(num_layers + 1) <= layer <= num_layers:
+        raise ValueError(f"layer must be in [-{num_layers + 1}, {num_layers}] for a {num_layers}-layer model, got {layer}")
+    device = _resolve_device(model, device)
+    autocast = _autocast_dtype(dtype)
+    max_tokens = getattr(model.config, "max_position_embeddings", None)
+    hidden_size = int(model.config.hidden_size)
+    out = np.zeros((len(sequences), hidden_size), dtype=np.float32)
+    order = np.argsort(-np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences)), kind="stable")
+    model.eval()
+    bar = tqdm(total=len(sequences), desc="embedding", unit="barcode", disable=not progress)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch = {key: value.to(device) for key, value in _tokenize(tokenizer, [sequences[i] for i in rows], max_tokens).items()}
+            outputs = model(**batch, output_hidden_states=layer != -1)
+            hidden = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
+            out[rows] = pool(hidden, batch["attention_mask"], pooling).float().cpu().numpy()
+            bar.update(len(rows))
+    bar.close()
+    return out
+
+
+__all__ = ["POOLINGS", "KmerFrequencyEmbedder", "embed_barcodes", "load_encoder", "pool"]
