@@ -241,6 +241,9 @@ class BarcodeMAEPreTrainedModel(PreTrainedModel):
 class BarcodeMAEModel(BarcodeMAEPreTrainedModel):
     """The encoder: token ids to hidden states, with a mean-pooled barcode embedding as ``pooler_output``."""
 
+    # Loading the encoder from a pretraining folder drops the MAE decoder and vocabulary head by design.
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\.", r"^lm_head\."]
+
     def __init__(self, config: BarcodeMAEConfig):
         super().__init__(config)
         self.embeddings = BarcodeMAEEmbeddings(config)
