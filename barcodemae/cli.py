@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--output", required=True, help="output .parquet (metadata + embedding) or .npy")
     embed.add_argument("--resume", action="store_true", help="continue an interrupted run from its saved shards")
     embed.add_argument("--shard-size", type=int, default=16_384, help="records per saved shard (default 16384)")
-    embed.add_argument("--pooling", default="mean", help="how token states become one vector (default mean)")
+    embed.add_argument("--pooling", default="mean", choices=["mean", "cls", "max"], help="token states -> one vector")
     embed.add_argument("--layer", type=int, default=-1, help="encoder layer to embed from (default -1, the last)")
+    embed.add_argument("--dtype", default=None, choices=["bf16", "fp16"], help="autocast dtype (GPU speed)")
     embed.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to embed (default all)")
     embed.add_argument("--keep-shards", action="store_true", help="keep <output>.parts/ after finishing")
     _add_embedding_options(embed)
@@ -94,7 +95,8 @@ def run_embed(args: argparse.Namespace) -> dict:
 
     summary = embed_file(
         args.model, args.input, args.output, batch_size=args.batch_size, device=args.device,
-        shard_size=args.shard_size, resume=args.resume, pooling=args.pooling, layer=args.layer, split=args.split,
+        shard_size=args.shard_size, resume=args.resume, pooling=args.pooling, layer=args.layer, dtype=args.dtype,
+        split=args.split,
         keep_shards=args.keep_shards, progress=not args.no_progress,
     )
     return summary.to_dict()

@@ -166,6 +166,7 @@ def embed_records(
     pooling: str,
     layer: int,
     progress: bool,
+    dtype: str | None = None,
 ) -> tuple[int, int]:
     """Embed ``barcodes`` shard by shard into ``store``, then assemble ``output_npy`` in input order.
 
@@ -185,7 +186,7 @@ def embed_records(
         sequences = barcodes.take(pa.array(rows)).to_pylist()
         vectors = embed_barcodes(
             model, tokenizer, sequences, batch_size=batch_size, device=device, pooling=pooling, layer=layer,
-            progress=False,
+            dtype=dtype, progress=False,
         )
         if len(vectors) != len(rows):
             raise RuntimeError(f"shard {index}: embed_barcodes returned {len(vectors)} vectors for {len(rows)} barcodes")
@@ -243,6 +244,7 @@ def embed_file(
     resume: bool = False,
     pooling: str = "mean",
     layer: int = -1,
+    dtype: str | None = None,
     split: str = "all",
     keep_shards: bool = False,
     progress: bool = True,
@@ -252,7 +254,8 @@ def embed_file(
     ``output_path`` ends in ``.parquet`` (record metadata + ``embedding`` column) or ``.npy`` (float32 matrix in
     input order, with the record ids in ``<output>.ids.txt``). Work in progress lives in ``<output>.parts/``;
     ``resume=True`` continues a killed run from its finished shards. Rows follow the input order of the kept
-    records; rejected records are listed in ``<output>.cleaning_report.json``.
+    records; rejected records are listed in ``<output>.cleaning_report.json``. ``dtype="bf16"``/``"fp16"``
+    runs the encoder under autocast (GPU speed; vectors then differ from float32 in the third decimal).
     """
     output = Path(output_path)
     if output.suffix not in OUTPUT_FORMATS:
@@ -279,12 +282,13 @@ def embed_file(
         "shard_size": shard_size,
         "pooling": pooling,
         "layer": layer,
+        "dtype": dtype,
     }
     store = ShardStore(Path(f"{output}.parts"), identity, resume)
     matrix_path = output if output.suffix == ".npy" else store.folder / "embeddings.npy"
     computed, reused = embed_records(
         model, tokenizer, table.column("dna_barcode"), matrix_path, store, shard_size=shard_size,
-        batch_size=batch_size, device=device, pooling=pooling, layer=layer, progress=progress,
+        batch_size=batch_size, device=device, pooling=pooling, layer=layer, progress=progress, dtype=dtype,
     )
     embeddings = np.load(matrix_path, mmap_mode="r")
     if output.suffix == ".parquet":

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -13,40 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-import barcodemae.eval
+import barcodemae.eval.embeddings as embeddings_api
 from barcodemae import BarcodeMAEConfig, BarcodeMAEForPreTraining, BarcodeTokenizer
 from barcodemae.cli import main
 from barcodemae.data import load_barcodes
 from barcodemae.embed_files import embed_file, read_embeddings
 from conftest import tiny_config_kwargs
-
-
-def embedding_api() -> types.ModuleType:
-    """``barcodemae.eval.embeddings``; while it has not landed, a stand-in with its documented signatures.
-
-    The stand-in (plain batched forward, mean pooling) keeps the CLI's own logic (shards, resume, ordering,
-    reports) under test; as soon as the real module exists it is the one used.
-    """
-    try:
-        return importlib.import_module("barcodemae.eval.embeddings")
-    except ImportError:
-        pass
-    from transformers import AutoModel
-
-    stand_in = types.ModuleType("barcodemae.eval.embeddings")
-
-    def load_encoder(model_dir):
-        return AutoModel.from_pretrained(model_dir).eval(), BarcodeTokenizer.from_pretrained(model_dir)
-
-    def embed_barcodes(model, tokenizer, sequences, batch_size=128, device=None, pooling="mean", layer=-1,
-                       progress=True):
-        assert pooling == "mean" and layer == -1, "the stand-in only pools the last layer by mean"
-        return direct_embeddings_of(model, tokenizer, list(sequences), batch_size)
-
-    stand_in.load_encoder, stand_in.embed_barcodes = load_encoder, embed_barcodes
-    sys.modules[stand_in.__name__] = stand_in
-    barcodemae.eval.embeddings = stand_in
-    return stand_in
 
 
 def direct_embeddings_of(encoder, tokenizer, barcodes: list[str], batch_size: int = 128) -> np.ndarray:
@@ -57,9 +26,6 @@ def direct_embeddings_of(encoder, tokenizer, barcodes: list[str], batch_size: in
             batch = tokenizer(barcodes[start:start + batch_size], padding=True, return_tensors="pt")
             parts.append(encoder(**batch).pooler_output.numpy())
     return np.concatenate(parts)
-
-
-embeddings_api = embedding_api()
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,6 @@ from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer
 from barcodemae.cli import main
 from barcodemae.identify import ReferenceIndex, identify, majority_vote
 from conftest import tiny_config_kwargs
-from test_cli_embed import embedding_api
-
-embedding_api()
 
 
 def test_majority_vote_counts_then_similarity_then_nearest() -> None:
