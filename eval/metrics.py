@@ -1,0 +1,271 @@
+"""The BIOSCAN-5M / BarcodeMAE metrics on plain arrays (testable with synthetic embeddings).
+
+- :func:`one_nn_accuracy`: cosine 1-NN classification of queries against labelled keys (open-world genus);
+  exact search in torch, chunked so memory stays bounded, or faiss (exact inner product) when installed and
+  the search is large.
+- :func:`linear_probe`: a logistic-regression probe on frozen embeddings (closed-world species).
+- :func:`bin_reconstruction_ami`: dimensionality reduction (UMAP, PCA fallback) + agglomerative clustering,
+  scored by adjusted mutual information against the BINs (or species).
+- :func:`harmonic_mean`: the single headline number of the three.
+
+Accuracy is scikit-learn's ``accuracy_score``; macro accuracy is ``balanced_accuracy_score`` (the mean of the
+per-class recalls), so a model cannot look good by only getting the common genera right.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, adjusted_mutual_info_score, balanced_accuracy_score
+
+FAISS_MIN_PAIRS = 10**10
+"""Above this many query x key pairs, faiss (when installed) does the search instead of torch."""
+
+
+def _labels(values: Any, name: str, length: int) -> np.ndarray:
+    labels = np.asarray(values)
+    if labels.ndim != 1 or len(labels) != length:
+        raise ValueError(f"{name}: expected {length} labels (one per row), got shape {labels.shape}")
+    return labels
+
+
+def _matrix(values: Any, name: str) -> np.ndarray:
+    matrix = np.asarray(values, dtype=np.float32)
+    if matrix.ndim != 2 or len(matrix) == 0:
+        raise ValueError(f"{name}: expected a non-empty (N, D) array, got shape {matrix.shape}")
+    if not np.isfinite(matrix).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return matrix
+
+
+def classification_scores(y_true: Any, y_pred: Any) -> dict[str, float]:
+    """``accuracy`` and ``macro_accuracy`` (balanced accuracy: mean per-class recall over the true classes)."""
+    with warnings.catch_warnings():  # predictions of classes absent from y_true are fine (open world)
+        warnings.simplefilter("ignore", UserWarning)
+        return {
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        }
+
+
+def per_class_accuracy(y_true: Any, y_pred: Any) -> dict[str, dict[str, float]]:
+    """Accuracy (recall) and support of every true class, e.g. for the accuracy-per-genus plot."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    classes, inverse, support = np.unique(y_true, return_inverse=True, return_counts=True)
+    correct = np.bincount(inverse, weights=(y_true == y_pred).astype(np.float64), minlength=len(classes))
+    return {str(c): {"accuracy": float(k / n), "support": int(n)} for c, k, n in zip(classes, correct, support)}
+
+
+def nearest_neighbors(
+    keys: np.ndarray,
+    queries: np.ndarray,
+    *,
+    chunk_size: int = 4096,
+    device: str | torch.device | None = None,
+    use_faiss: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the most cosine-similar key of every query, and that similarity (exact search).
+
+    Torch multiplies one chunk of queries at a time by all keys (memory ``chunk_size x num_keys``); faiss
+    (``IndexFlatIP``, also exact) is used for very large searches when importable, or when ``use_faiss=True``.
+    """
+    keys = _matrix(keys, "keys")
+    queries = _matrix(queries, "queries")
+    if keys.shape[1] != queries.shape[1]:
+        raise ValueError(f"keys have dimension {keys.shape[1]} but queries {queries.shape[1]}")
+    if use_faiss is None:
+        use_faiss = len(keys) * len(queries) >= FAISS_MIN_PAIRS and importlib.util.find_spec("faiss") is not None
+    keys = keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-12)
+    queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+    if use_faiss:
+        import faiss
+
+        index = faiss.IndexFlatIP(keys.shape[1])
+        index.add(np.ascontiguousarray(keys))
+        similarity, nearest = index.search(np.ascontiguousarray(queries), 1)
+        return nearest[:, 0].astype(np.int64), similarity[:, 0]
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    key_tensor = torch.from_numpy(keys).to(device)
+    nearest = np.empty(len(queries), dtype=np.int64)
+    similarity = np.empty(len(queries), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(queries), chunk_size):
+            block = torch.from_numpy(queries[start : start + chunk_size]).to(device) @ key_tensor.T
+            best, index = block.max(dim=1)
+            nearest[start : start + len(index)] = index.cpu().numpy()
+            similarity[start : start + len(index)] = best.float().cpu().numpy()
+    return nearest, similarity
+
+
+def one_nn_accuracy(
+    keys: Any,
+    key_labels: Any,
+    queries: Any,
+    query_labels: Any,
+    *,
+    chunk_size: int = 4096,
+    device: str | torch.device | None = None,
+    use_faiss: bool | None = None,
+    return_predictions: bool = False,
+) -> dict[str, Any]:
+    """Cosine 1-NN classification: each query takes the label of its nearest key.
+
+    Returns ``accuracy``, ``macro_accuracy``, ``num_keys``, ``num_queries`` (and ``predictions`` when asked).
+    """
+    keys, queries = _matrix(keys, "keys"), _matrix(queries, "queries")
+    key_labels = _labels(key_labels, "key_labels", len(keys))
+    query_labels = _labels(query_labels, "query_labels", len(queries))
+    nearest, _ = nearest_neighbors(keys, queries, chunk_size=chunk_size, device=device, use_faiss=use_faiss)
+    predictions = key_labels[nearest]
+    result: dict[str, Any] = {**classification_scores(query_labels, predictions), "num_keys": len(keys),
+                              "num_queries": len(queries)}
+    if return_predictions:
+        result["predictions"] = predictions
+    return result
+
+
+def linear_probe(
+    train_embeddings: Any,
+    train_labels: Any,
+    test_embeddings: Any,
+    test_labels: Any,
+    *,
+    regularization: float = 1.0,
+    max_iter: int = 1000,
+    return_predictions: bool = False,
+) -> dict[str, Any]:
+    """Logistic-regression probe on frozen, standardised embeddings (the closed-world protocol).
+
+    ``regularization`` is scikit-learn's inverse strength ``C``. Returns ``accuracy``, ``macro_accuracy``,
+    ``num_train``, ``num_test``, ``num_classes`` (and ``predictions`` when asked).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train_x, test_x = _matrix(train_embeddings, "train_embeddings"), _matrix(test_embeddings, "test_embeddings")
+    train_y = _labels(train_labels, "train_labels", len(train_x))
+    test_y = _labels(test_labels, "test_labels", len(test_x))
+    classes = np.unique(train_y)
+    if len(classes) < 2:
+        raise ValueError(f"linear probe needs at least 2 classes in the training labels, got {len(classes)}")
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=regularization, max_iter=max_iter))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings on tiny/separable sets are expected
+        probe.fit(train_x, train_y)
+    predictions = probe.predict(test_x)
+    result: dict[str, Any] = {**classification_scores(test_y, predictions), "num_train": len(train_x),
+                              "num_test": len(test_x), "num_classes": int(len(classes))}
+    if return_predictions:
+        result["predictions"] = predictions
+    return result
+
+
+def reduce_dimensions(
+    embeddings: Any, *, n_components: int = 50, reducer: str = "auto", random_state: int = 0, **umap_kwargs: Any
+) -> tuple[np.ndarray, str]:
+    """Reduce embeddings before clustering, as BIOSCAN-5M does (UMAP); returns ``(reduced, reducer_used)``.
+
+    ``reducer``: ``"umap"`` (needs ``umap-learn``), ``"pca"`` (scikit-learn), ``"none"``, or ``"auto"`` (UMAP
+    when installed, else PCA). Embeddings already at most ``n_components`` wide are returned as they are.
+    """
+    x = _matrix(embeddings, "embeddings")
+    if reducer not in ("auto", "umap", "pca", "none"):
+        raise ValueError(f"reducer must be auto, umap, pca or none, got {reducer!r}")
+    if reducer == "auto":
+        reducer = "umap" if importlib.util.find_spec("umap") is not None else "pca"
+    n_components = min(n_components, len(x) - 2) if reducer == "umap" else min(n_components, len(x))
+    if reducer == "none" or x.shape[1] <= n_components or n_components < 1:
+        return x, "none"
+    if reducer == "umap":
+        import umap
+
+        params = {"n_neighbors": min(15, len(x) - 1), "min_dist": 0.0, "metric": "cosine", **umap_kwargs}
+        model = umap.UMAP(n_components=n_components, random_state=random_state, **params)
+        return model.fit_transform(x).astype(np.float32), "umap"
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=n_components, random_state=random_state).fit_transform(x).astype(np.float32), "pca"
+
+
+def cluster(embeddings: Any, n_clusters: int | None = None, *, distance_threshold: float | None = None,
+            linkage: str = "ward") -> np.ndarray:
+    """Agglomerative clustering of (reduced) embeddings into ``n_clusters`` or by ``distance_threshold``."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    x = _matrix(embeddings, "embeddings")
+    if (n_clusters is None) == (distance_threshold is None):
+        raise ValueError("give exactly one of n_clusters and distance_threshold")
+    if n_clusters is not None:
+        n_clusters = max(1, min(int(n_clusters), len(x)))
+        if n_clusters == 1 or len(x) == 1:
+            return np.zeros(len(x), dtype=np.int64)
+    model = AgglomerativeClustering(n_clusters=n_clusters, distance_threshold=distance_threshold, linkage=linkage)
+    return model.fit_predict(x).astype(np.int64)
+
+
+def bin_reconstruction_ami(
+    embeddings: Any,
+    labels: Any,
+    *,
+    n_clusters: int | None = None,
+    distance_threshold: float | None = None,
+    linkage: str = "ward",
+    reducer: str = "auto",
+    n_components: int = 50,
+    random_state: int = 0,
+    return_clusters: bool = False,
+) -> dict[str, Any]:
+    """Cluster embeddings and score the clusters against ``labels`` (BINs or species) by AMI.
+
+    By default the number of clusters is the number of distinct labels (BIOSCAN-5M); pass ``n_clusters`` or
+    ``distance_threshold`` to change it. Returns ``ami``, ``n_clusters``, ``num_labels``, ``num_samples``,
+    ``reducer`` (the one actually used), ``n_components``.
+    """
+    x = _matrix(embeddings, "embeddings")
+    y = _labels(labels, "labels", len(x))
+    if n_clusters is None and distance_threshold is None:
+        n_clusters = len(np.unique(y))
+    reduced, used = reduce_dimensions(x, n_components=n_components, reducer=reducer, random_state=random_state)
+    clusters = cluster(reduced, n_clusters, distance_threshold=distance_threshold, linkage=linkage)
+    result: dict[str, Any] = {
+        "ami": float(adjusted_mutual_info_score(y, clusters)),
+        "n_clusters": int(len(np.unique(clusters))),
+        "num_labels": int(len(np.unique(y))),
+        "num_samples": len(x),
+        "reducer": used,
+        "n_components": int(reduced.shape[1]),
+        "linkage": linkage,
+    }
+    if return_clusters:
+        result["clusters"] = clusters
+    return result
+
+
+def harmonic_mean(values: Any) -> float:
+    """Harmonic mean of scores in [0, 1] (0 when any is 0 or below: one failed task sinks the headline)."""
+    scores = np.asarray(list(values), dtype=np.float64)
+    if scores.size == 0 or not np.isfinite(scores).all():
+        raise ValueError(f"harmonic_mean needs finite scores, got {scores.tolist()}")
+    if (scores <= 0).any():
+        return 0.0
+    from scipy.stats import hmean
+
+    return float(hmean(scores))
+
+
+__all__ = [
+    "bin_reconstruction_ami",
+    "classification_scores",
+    "cluster",
+    "harmonic_mean",
+    "linear_probe",
+    "nearest_neighbors",
+    "one_nn_accuracy",
+    "per_class_accuracy",
+    "reduce_dimensions",
+]

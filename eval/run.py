@@ -1,0 +1,300 @@
+"""One command for the BIOSCAN-5M / BarcodeBERT / BarcodeMAE evaluation protocol.
+
+    python eval/run.py --model DIR --data CSV --output DIR       (or: python -m barcodemae.eval.run ...)
+    python eval/run.py --baseline kmer --data CSV --output DIR   (4-mer frequencies, no learning)
+
+Every model (ours, any Hugging Face folder, the k-mer baseline) goes through the same splits, the same
+embedding loop and the same metrics, so the numbers are comparable:
+
+- closed world: species of ``test``, logistic-regression probe trained on ``train`` (plus cosine 1-NN);
+- open world: genus of ``test_unseen`` by cosine 1-NN against the ``train`` keys;
+- BIN reconstruction: ``test_unseen`` embeddings reduced (UMAP, PCA fallback) and clustered (agglomerative),
+  AMI against ``dna_bin`` and against species;
+- the harmonic mean of species probe accuracy, genus 1-NN accuracy and BIN AMI.
+
+Writes ``results.json``, ``report.md`` and plots (``umap_test_unseen_genus.png``, ``accuracy_per_genus.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from barcodemae.eval.embeddings import POOLINGS, KmerFrequencyEmbedder, embed_barcodes, load_encoder
+from barcodemae.eval.metrics import (
+    bin_reconstruction_ami,
+    harmonic_mean,
+    linear_probe,
+    one_nn_accuracy,
+    per_class_accuracy,
+    reduce_dimensions,
+)
+
+logger = logging.getLogger(__name__)
+
+EVAL_SPLITS = ("train", "test", "test_unseen")
+"""Partitions the protocol needs: probe/keys, closed-world queries, open-world queries and clustering."""
+
+BASELINES = ("kmer",)
+
+
+def load_eval_splits(data: str | Path, *, max_per_split: int | None = None, seed: int = 0,
+                     min_length: int = 1) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The ``train``, ``test`` and ``test_unseen`` records of a BIOSCAN-5M CSV, cleaned; and what was dropped.
+
+    ``max_per_split`` keeps a seeded random subset of each split (for quick runs). A missing or empty split
+    raises :class:`ValueError` naming the file and the split, because the protocol cannot run without it.
+    """
+    from barcodemae.data import load_bioscan5m
+
+    path = Path(data)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {str(data)!r} does not exist (expected a BIOSCAN-5M metadata CSV)")
+    dataset, report, _ = load_bioscan5m(path, "+".join(EVAL_SPLITS), min_length=min_length, return_report=True)
+    columns = ["processid", "dna_barcode", "split", "genus", "species", "dna_bin"]
+    frame = dataset.select_columns(columns).to_pandas()
+    sizes = frame["split"].value_counts().to_dict()
+    missing = [split for split in EVAL_SPLITS if sizes.get(split, 0) == 0]
+    if missing:
+        found = ", ".join(f"{name}={count}" for name, count in sizes.items()) or "none"
+        raise ValueError(
+            f"{path}: split(s) {', '.join(missing)} missing or empty (records found: {found}); the evaluation "
+            f"needs {', '.join(EVAL_SPLITS)} in the 'split' column (BIOSCAN-5M partitions)"
+        )
+    if max_per_split is not None:
+        rng = np.random.default_rng(seed)
+        keep = [
+            np.sort(rng.permutation(index)[:max_per_split])
+            for index in (np.flatnonzero(frame["split"].to_numpy() == split) for split in EVAL_SPLITS)
+        ]
+        frame = frame.iloc[np.sort(np.concatenate(keep))].reset_index(drop=True)
+    info = {
+        "path": str(path),
+        "split_sizes": {split: int((frame["split"] == split).sum()) for split in EVAL_SPLITS},
+        "split_sizes_before_subsampling": {split: int(sizes.get(split, 0)) for split in EVAL_SPLITS},
+        "max_per_split": max_per_split,
+        "cleaning": {"read": report.read, "kept": report.kept, "rejected": report.num_rejected},
+    }
+    return frame, info
+
+
+def _labelled(frame: pd.DataFrame, split: str, rank: str) -> np.ndarray:
+    """Row positions of ``split`` whose ``rank`` label is known (unlabelled rows cannot be scored)."""
+    labels = frame[rank]
+    return np.flatnonzero((frame["split"] == split).to_numpy() & labels.notna().to_numpy() & (labels != "").to_numpy())
+
+
+def evaluate_embeddings(
+    frame: pd.DataFrame,
+    embeddings: np.ndarray,
+    *,
+    reducer: str = "auto",
+    n_components: int = 50,
+    linkage: str = "ward",
+    probe_max_iter: int = 1000,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """All protocol metrics from one embedding per row of ``frame``; returns ``(metrics, details)``.
+
+    ``details`` holds what the plots need (genus predictions, the 2-D layout is computed by the plotter).
+    """
+    metrics: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+    skipped: dict[str, int] = {}
+
+    train_species, test_species = _labelled(frame, "train", "species"), _labelled(frame, "test", "species")
+    species = frame["species"].to_numpy(dtype=object)
+    probe = linear_probe(embeddings[train_species], species[train_species], embeddings[test_species],
+                         species[test_species], max_iter=probe_max_iter)
+    nn_species = one_nn_accuracy(embeddings[train_species], species[train_species], embeddings[test_species],
+                                 species[test_species])
+    metrics["closed_world_species"] = {"linear_probe": probe, "one_nn": nn_species}
+    skipped["test_without_species"] = int((frame["split"] == "test").sum() - len(test_species))
+
+    train_genus, unseen_genus = _labelled(frame, "train", "genus"), _labelled(frame, "test_unseen", "genus")
+    genus = frame["genus"].to_numpy(dtype=object)
+    open_world = one_nn_accuracy(embeddings[train_genus], genus[train_genus], embeddings[unseen_genus],
+                                 genus[unseen_genus], return_predictions=True)
+    details["genus_true"], details["genus_predicted"] = genus[unseen_genus], open_world.pop("predictions")
+    details["genus_rows"] = unseen_genus
+    metrics["open_world_genus"] = {"one_nn": open_world}
+    skipped["test_unseen_without_genus"] = int((frame["split"] == "test_unseen").sum() - len(unseen_genus))
+
+    unseen = np.flatnonzero((frame["split"] == "test_unseen").to_numpy())
+    reduced, used = reduce_dimensions(embeddings[unseen], n_components=n_components, reducer=reducer, random_state=seed)
+    bins: dict[str, Any] = {"reducer": used, "n_components": int(reduced.shape[1]), "linkage": linkage}
+    for rank in ("dna_bin", "species"):
+        labels = frame[rank].to_numpy(dtype=object)[unseen]
+        known = np.flatnonzero(pd.notna(labels) & (labels != ""))
+        if len(known) < 2:
+            logger.warning("BIN reconstruction against %s skipped: %d labelled test_unseen records", rank, len(known))
+            continue
+        scored = bin_reconstruction_ami(reduced[known], labels[known], reducer="none", linkage=linkage)
+        bins[rank] = {key: scored[key] for key in ("ami", "n_clusters", "num_labels", "num_samples")}
+    metrics["bin_reconstruction"] = bins
+
+    headline = {
+        "closed_world_species_accuracy": probe["accuracy"],
+        "open_world_genus_accuracy": open_world["accuracy"],
+        "bin_reconstruction_ami": bins.get("dna_bin", {}).get("ami", float("nan")),
+    }
+    valid = [value for value in headline.values() if np.isfinite(value)]
+    headline["harmonic_mean"] = harmonic_mean(headline.values()) if len(valid) == 3 else float("nan")
+    metrics["headline"] = headline
+    metrics["unlabelled_records_skipped"] = skipped
+    return metrics, details
+
+
+def _model_info(model: Any, name: str) -> dict[str, Any]:
+    if isinstance(model, KmerFrequencyEmbedder):
+        return {"name": name, "kind": "kmer_frequency", "k": model.k, "dim": model.dim, "num_parameters": 0}
+    config = model.config
+    return {
+        "name": name,
+        "kind": "huggingface",
+        "model_type": getattr(config, "model_type", None),
+        "class": type(model).__name__,
+        "hidden_size": int(config.hidden_size),
+        "num_hidden_layers": getattr(config, "num_hidden_layers", None),
+        "num_parameters": int(sum(p.numel() for p in model.parameters())),
+        "pretraining_objective": getattr(config, "pretraining_objective", None),
+    }
+
+
+def run_evaluation(
+    model: str | Path | None = None,
+    data: str | Path | None = None,
+    output_dir: str | Path | None = None,
+    *,
+    baseline: str | None = None,
+    kmer_k: int = 4,
+    batch_size: int = 256,
+    device: str | None = None,
+    layer: int = -1,
+    pooling: str = "mean",
+    dtype: str | None = None,
+    max_per_split: int | None = None,
+    seed: int = 0,
+    reducer: str = "auto",
+    n_components: int = 50,
+    linkage: str = "ward",
+    probe_max_iter: int = 1000,
+    plots: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a model folder (or ``baseline="kmer"``) on a BIOSCAN-5M CSV; write and return the results.
+
+    ``output_dir`` receives ``results.json``, ``report.md`` and the plots (skipped when matplotlib is missing
+    or ``plots=False``). Returns the content of ``results.json``.
+    """
+    if data is None or output_dir is None:
+        raise ValueError("run_evaluation needs data (a BIOSCAN-5M CSV) and output_dir")
+    if (model is None) == (baseline is None):
+        raise ValueError("give exactly one of model (a model folder or hub name) and baseline ('kmer')")
+    if baseline is not None and baseline not in BASELINES:
+        raise ValueError(f"unknown baseline {baseline!r}; available: {', '.join(BASELINES)}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    if baseline == "kmer":
+        encoder, tokenizer, name = KmerFrequencyEmbedder(kmer_k), None, f"{kmer_k}-mer frequency baseline"
+    else:
+        encoder, tokenizer = load_encoder(model)
+        name = str(model)
+    min_length = max(1, int(getattr(tokenizer, "k", 1) or 1))
+    frame, data_info = load_eval_splits(data, max_per_split=max_per_split, seed=seed, min_length=min_length)
+    timings["load_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    embeddings = embed_barcodes(encoder, tokenizer, frame["dna_barcode"].tolist(), batch_size=batch_size,
+                                device=device, pooling=pooling, layer=layer, dtype=dtype, progress=progress)
+    timings["embed_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    metrics, details = evaluate_embeddings(frame, embeddings, reducer=reducer, n_components=n_components,
+                                           linkage=linkage, probe_max_iter=probe_max_iter, seed=seed)
+    timings["metrics_s"] = time.perf_counter() - started
+
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    genus_accuracy = per_class_accuracy(details["genus_true"], details["genus_predicted"])
+    results: dict[str, Any] = {
+        "protocol": "BIOSCAN-5M (closed-world species probe, open-world genus 1-NN, BIN reconstruction AMI)",
+        "model": _model_info(encoder, name),
+        "data": data_info,
+        "metrics": metrics,
+        "open_world_genus_accuracy_per_genus": genus_accuracy,
+        "settings": {"batch_size": batch_size, "device": device, "layer": layer, "pooling": pooling, "dtype": dtype,
+                     "seed": seed, "reducer": reducer, "n_components": n_components, "linkage": linkage,
+                     "embedding_dim": int(embeddings.shape[1])},
+        "timings": timings,
+        "environment": {"python": platform.python_version()},
+    }
+    if plots:
+        from barcodemae.eval.plots import write_plots
+
+        results["plots"] = write_plots(output, frame, embeddings, details, genus_accuracy, seed=seed)
+    (output / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+    from barcodemae.eval.report import write_report
+
+    write_report(output / "report.md", results)
+    return results
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="model folder (save_pretrained) or hub name; any AutoModel encoder")
+    parser.add_argument("--baseline", choices=BASELINES, help="evaluate a baseline with no learning instead of a model")
+    parser.add_argument("--kmer-k", type=int, default=4, help="k of the k-mer frequency baseline (default 4)")
+    parser.add_argument("--data", required=True, help="BIOSCAN-5M metadata CSV with train, test and test_unseen")
+    parser.add_argument("--output", required=True, help="folder for results.json, report.md and the plots")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--dtype", default=None, choices=["float32", "bf16", "fp16"], help="autocast dtype")
+    parser.add_argument("--layer", type=int, default=-1, help="hidden state to pool (-1 last, 0 embeddings)")
+    parser.add_argument("--pooling", default="mean", choices=POOLINGS)
+    parser.add_argument("--max-per-split", type=int, default=None, help="random subset of each split (quick runs)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reducer", default="auto", choices=["auto", "umap", "pca", "none"],
+                        help="reduction before clustering (auto: UMAP when umap-learn is installed, else PCA)")
+    parser.add_argument("--n-components", type=int, default=50, help="dimensions kept by the reducer")
+    parser.add_argument("--linkage", default="ward", choices=["ward", "average", "complete", "single"])
+    parser.add_argument("--no-plots", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if (args.model is None) == (args.baseline is None):
+        build_parser().error("give exactly one of --model and --baseline")
+    results = run_evaluation(
+        args.model, args.data, args.output, baseline=args.baseline, kmer_k=args.kmer_k, batch_size=args.batch_size,
+        device=args.device, layer=args.layer, pooling=args.pooling, dtype=args.dtype,
+        max_per_split=args.max_per_split, seed=args.seed, reducer=args.reducer, n_components=args.n_components,
+        linkage=args.linkage, plots=not args.no_plots,
+    )
+    print(json.dumps(results["metrics"]["headline"], indent=2))
+    print(f"wrote {Path(args.output) / 'results.json'} and {Path(args.output) / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
