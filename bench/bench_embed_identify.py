@@ -17,7 +17,9 @@ from pathlib import Path
 import torch
 
 from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer
+from barcodemae.data import load_barcodes
 from barcodemae.embed_files import embed_file
+from barcodemae.eval.embeddings import embed_barcodes, load_encoder
 from barcodemae.identify import build_reference_index, identify_file
 
 DEFAULT_INPUT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bold_coi" / "demo.csv.gz"
@@ -53,6 +55,14 @@ def main() -> None:
         model = Path(args.model) if args.model else random_model(work / "model", args.hidden_size, args.layers)
         results = {"input": args.input, "model": args.model or f"random h={args.hidden_size} L={args.layers}",
                    "batch_size": args.batch_size, "device": args.device or "auto", "threads": args.threads}
+        # the embedding loop alone, on the same cleaned barcodes: the difference to embed_file is the file pipeline
+        encoder, tokenizer = load_encoder(model)
+        barcodes = load_barcodes(args.input)["dna_barcode"]
+        start = time.perf_counter()
+        embed_barcodes(encoder, tokenizer, barcodes, batch_size=args.batch_size, device=args.device, progress=False)
+        seconds = time.perf_counter() - start
+        results["embed_barcodes_only"] = {"records": len(barcodes), "seconds": round(seconds, 2),
+                                          "records_per_s": round(len(barcodes) / seconds, 1)}
         for suffix in (".parquet", ".npy"):
             start = time.perf_counter()
             summary = embed_file(model, args.input, work / f"out{suffix}", batch_size=args.batch_size,
