@@ -3,7 +3,7 @@
 - :func:`one_nn_accuracy`: cosine 1-NN classification of queries against labelled keys (open-world genus);
   exact search in torch, chunked so memory stays bounded, or faiss (exact inner product) when installed and
   the search is large.
-- :func:`linear_probe`: a logistic-regression probe on frozen embeddings (closed-world species).
+- :func:`linear_probe`: a logistic-regression probe on frozen embeddings (closed-world species), L-BFGS in torch.
 - :func:`bin_reconstruction_ami`: dimensionality reduction (UMAP, PCA fallback) + agglomerative clustering,
   scored by adjusted mutual information against the BINs (or species).
 - :func:`harmonic_mean`: the single headline number of the three.
@@ -134,30 +134,50 @@ def linear_probe(
     test_embeddings: Any,
     test_labels: Any,
     *,
-    regularization: float = 1.0,
-    max_iter: int = 1000,
+    weight_decay: float = 1e-4,
+    max_iter: int = 300,
+    device: str | torch.device | None = None,
+    seed: int = 0,
     return_predictions: bool = False,
 ) -> dict[str, Any]:
-    """Logistic-regression probe on frozen, standardised embeddings (the closed-world protocol).
+    """Multinomial logistic-regression probe on frozen, standardised embeddings (the closed-world protocol).
 
-    ``regularization`` is scikit-learn's inverse strength ``C``. Returns ``accuracy``, ``macro_accuracy``,
-    ``num_train``, ``num_test``, ``num_classes`` (and ``predictions`` when asked).
+    Fitted full-batch with L-BFGS in torch (on the GPU when there is one): the same model as scikit-learn's
+    ``LogisticRegression`` (L2 penalty ``weight_decay``) but ~10x faster on CPU and able to handle the 289k
+    BIOSCAN-5M training barcodes. Returns ``accuracy``, ``macro_accuracy``, ``num_train``, ``num_test``,
+    ``num_classes`` (and ``predictions`` when asked).
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     train_x, test_x = _matrix(train_embeddings, "train_embeddings"), _matrix(test_embeddings, "test_embeddings")
     train_y = _labels(train_labels, "train_labels", len(train_x))
     test_y = _labels(test_labels, "test_labels", len(test_x))
-    classes = np.unique(train_y)
+    if train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(f"train embeddings have dimension {train_x.shape[1]} but test {test_x.shape[1]}")
+    classes, targets = np.unique(train_y, return_inverse=True)
     if len(classes) < 2:
         raise ValueError(f"linear probe needs at least 2 classes in the training labels, got {len(classes)}")
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=regularization, max_iter=max_iter))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence warnings on tiny/separable sets are expected
-        probe.fit(train_x, train_y)
-    predictions = probe.predict(test_x)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
+    x = torch.from_numpy((train_x - mean) / std).to(device)
+    y = torch.from_numpy(targets.astype(np.int64)).to(device)
+    generator = torch.Generator().manual_seed(seed)
+    head = torch.nn.Linear(x.shape[1], len(classes)).to(device)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.01)
+        head.bias.zero_()
+    optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
+                                  tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(x), y) + 0.5 * weight_decay * head.weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    with torch.inference_mode():
+        scores = head(torch.from_numpy((test_x - mean) / std).to(device))
+        predictions = classes[scores.argmax(dim=1).cpu().numpy()]
     result: dict[str, Any] = {**classification_scores(test_y, predictions), "num_train": len(train_x),
                               "num_test": len(test_x), "num_classes": int(len(classes))}
     if return_predictions:

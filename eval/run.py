@@ -99,7 +99,7 @@ def evaluate_embeddings(
     reducer: str = "auto",
     n_components: int = 50,
     linkage: str = "ward",
-    probe_max_iter: int = 1000,
+    probe_max_iter: int = 300,
     seed: int = 0,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """All protocol metrics from one embedding per row of ``frame``; returns ``(metrics, details)``.
@@ -113,7 +113,7 @@ def evaluate_embeddings(
     train_species, test_species = _labelled(frame, "train", "species"), _labelled(frame, "test", "species")
     species = frame["species"].to_numpy(dtype=object)
     probe = linear_probe(embeddings[train_species], species[train_species], embeddings[test_species],
-                         species[test_species], max_iter=probe_max_iter)
+                         species[test_species], max_iter=probe_max_iter, seed=seed)
     nn_species = one_nn_accuracy(embeddings[train_species], species[train_species], embeddings[test_species],
                                  species[test_species])
     metrics["closed_world_species"] = {"linear_probe": probe, "one_nn": nn_species}
@@ -186,7 +186,7 @@ def run_evaluation(
     reducer: str = "auto",
     n_components: int = 50,
     linkage: str = "ward",
-    probe_max_iter: int = 1000,
+    probe_max_iter: int = 300,
     plots: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
