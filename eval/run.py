@@ -99,7 +99,7 @@ def evaluate_embeddings(
     reducer: str = "auto",
     n_components: int = 50,
     linkage: str = "ward",
-    probe_max_iter: int = 300,
+    probe_max_iter: int = 100,
     seed: int = 0,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """All protocol metrics from one embedding per row of ``frame``; returns ``(metrics, details)``.
@@ -186,7 +186,7 @@ def run_evaluation(
     reducer: str = "auto",
     n_components: int = 50,
     linkage: str = "ward",
-    probe_max_iter: int = 300,
+    probe_max_iter: int = 100,
     plots: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:

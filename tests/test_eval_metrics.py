@@ -1,0 +1,113 @@
+"""Evaluation metrics on synthetic embeddings: perfect embeddings score 1.0, random ones score near chance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score
+
+from barcodemae.eval.metrics import (
+    bin_reconstruction_ami,
+    classification_scores,
+    harmonic_mean,
+    linear_probe,
+    nearest_neighbors,
+    one_nn_accuracy,
+    per_class_accuracy,
+    reduce_dimensions,
+)
+
+NUM_CLASSES = 12
+
+
+def one_hot(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+@pytest.fixture
+def labels() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, NUM_CLASSES, 600), rng.integers(0, NUM_CLASSES, 300)
+
+
+def test_perfect_embedding_scores_one_everywhere(labels):
+    train, test = labels
+    nn = one_nn_accuracy(one_hot(train), train, one_hot(test), test)
+    assert nn["accuracy"] == nn["macro_accuracy"] == 1.0
+    probe = linear_probe(one_hot(train), train, one_hot(test), test)
+    assert probe["accuracy"] == probe["macro_accuracy"] == 1.0
+    assert probe["num_classes"] == NUM_CLASSES
+    ami = bin_reconstruction_ami(one_hot(test), test, reducer="none")
+    assert ami["ami"] == pytest.approx(1.0)
+    assert ami["n_clusters"] == ami["num_labels"] == NUM_CLASSES
+
+
+def test_random_embedding_scores_near_chance(labels):
+    train, test = labels
+    rng = np.random.default_rng(1)
+    chance = 1 / NUM_CLASSES
+    nn = one_nn_accuracy(rng.normal(size=(600, 32)), train, rng.normal(size=(300, 32)), test)
+    assert abs(nn["accuracy"] - chance) < 0.07 and abs(nn["macro_accuracy"] - chance) < 0.07
+    probe = linear_probe(rng.normal(size=(600, 32)), train, rng.normal(size=(300, 32)), test)
+    assert abs(probe["accuracy"] - chance) < 0.08
+    ami = bin_reconstruction_ami(rng.normal(size=(300, 32)), test, reducer="pca", n_components=8)
+    assert abs(ami["ami"]) < 0.06
+    assert ami["reducer"] == "pca"
+
+
+def test_one_nn_is_cosine_and_string_labels_work():
+    keys = np.array([[1.0, 0.0], [0.0, 1.0], [10.0, 10.5]])  # large norm must not win: cosine, not dot product
+    queries = np.array([[5.0, 0.1], [0.1, 3.0], [1.0, 1.0]])
+    result = one_nn_accuracy(keys, ["Aedes", "Culex", "Bombus"], queries, ["Aedes", "Culex", "Bombus"],
+                             return_predictions=True)
+    assert list(result["predictions"]) == ["Aedes", "Culex", "Bombus"]
+    assert result["accuracy"] == 1.0 and result["num_keys"] == 3 and result["num_queries"] == 3
+
+
+def test_nearest_neighbors_chunked_equals_bruteforce():
+    rng = np.random.default_rng(2)
+    keys, queries = rng.normal(size=(257, 16)), rng.normal(size=(301, 16))
+    nearest, similarity = nearest_neighbors(keys, queries, chunk_size=7)
+    normalise = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
+    cosine = normalise(queries) @ normalise(keys).T
+    np.testing.assert_array_equal(nearest, cosine.argmax(axis=1))
+    np.testing.assert_allclose(similarity, cosine.max(axis=1), rtol=1e-5, atol=1e-5)
+
+
+def test_macro_accuracy_is_balanced_accuracy():
+    y_true = np.array(["a"] * 8 + ["b"] * 2)
+    y_pred = np.array(["a"] * 8 + ["a", "c"])  # the majority class right, the rare one wrong (one unseen label)
+    scores = classification_scores(y_true, y_pred)
+    assert scores["accuracy"] == pytest.approx(0.8)
+    assert scores["macro_accuracy"] == pytest.approx(0.5) == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    per_class = per_class_accuracy(y_true, y_pred)
+    assert per_class == {"a": {"accuracy": 1.0, "support": 8}, "b": {"accuracy": 0.0, "support": 2}}
+
+
+def test_harmonic_mean():
+    assert harmonic_mean([0.5, 0.5, 0.5]) == pytest.approx(0.5)
+    assert harmonic_mean([1.0, 0.5, 0.25]) == pytest.approx(3 / (1 + 2 + 4))
+    assert harmonic_mean([0.9, 0.0, 0.8]) == 0.0
+    with pytest.raises(ValueError, match="finite"):
+        harmonic_mean([0.5, float("nan")])
+
+
+def test_reducer_choice_is_reported():
+    x = np.random.default_rng(3).normal(size=(50, 20)).astype(np.float32)
+    reduced, used = reduce_dimensions(x, n_components=5, reducer="pca")
+    assert reduced.shape == (50, 5) and used == "pca"
+    same, used = reduce_dimensions(x, n_components=50, reducer="pca")  # already narrow enough: untouched
+    assert used == "none" and same.shape == (50, 20)
+    with pytest.raises(ValueError, match="reducer"):
+        reduce_dimensions(x, reducer="tsne")
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="query_labels: expected 2 labels"):
+        one_nn_accuracy(np.ones((3, 4)), [0, 1, 2], np.ones((2, 4)), [0, 1, 2])
+    with pytest.raises(ValueError, match="keys have dimension 4 but queries 5"):
+        nearest_neighbors(np.ones((3, 4)), np.ones((2, 5)))
+    with pytest.raises(ValueError, match="NaN"):
+        one_nn_accuracy(np.full((3, 4), np.nan), [0, 1, 2], np.ones((2, 4)), [0, 1])
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        linear_probe(np.ones((3, 4)), [0, 0, 0], np.ones((2, 4)), [0, 0])
