@@ -88,3 +88,19 @@ def test_raw_bold_tsv_records_all_clean_and_long_ones_are_counted(shared_data):
     assert sum(c.truncated_bases > 0 for c in cleaned) > 0
     assert all(set(c.sequence) <= set("ACGTRYSWKMBDHVN") for c in cleaned)
     assert all(len(c.sequence) <= 660 and c.sequence[0] != "N" != c.sequence[-1] for c in cleaned)
+
+
+def test_truncation_ending_in_n_is_trimmed_so_cleaning_is_idempotent():
+    raw = "A" * 658 + "NN" + "C" * 30
+    once = clean_barcode(raw)
+    assert once.sequence == "A" * 658
+    assert once.truncated_bases == 30 and once.trimmed_n == 2
+    assert clean_barcode(once.sequence).sequence == once.sequence
+
+
+def test_invalid_barcode_error_survives_pickling():
+    import pickle
+
+    error = pickle.loads(pickle.dumps(InvalidBarcodeError("BOLD:1", "empty sequence")))
+    assert error.record_id == "BOLD:1" and error.reason == "empty sequence"
+    assert str(error) == "record 'BOLD:1': empty sequence"

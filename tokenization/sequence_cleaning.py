@@ -13,7 +13,8 @@ Policy
 * ``U`` (RNA) is read as ``T``;
 * anything else (digits, ``X``, ``*``, punctuation) is an error naming the record and the offending letters;
 * empty, all-``N`` and too-short records are errors; records longer than ``max_length`` are truncated (the
-  BIOSCAN-5M convention, 660 bp) and the caller is told how many bases were cut.
+  BIOSCAN-5M convention, 660 bp), N left at the cut is trimmed too (cleaning is idempotent), and the caller
+  is told how many bases were cut.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class InvalidBarcodeError(ValueError):
         self.reason = reason
         where = f"record {record_id!r}" if record_id is not None else "barcode"
         super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self):
+        """Rebuild from (record_id, reason) so the error crosses process boundaries (datasets.map, DataLoader)."""
+        return (type(self), (self.record_id, self.reason))
 
 
 @dataclass(frozen=True)
@@ -66,10 +71,10 @@ def clean_barcode(
     sequence = GAP_AND_SPACE.sub("", raw).upper().replace("U", "T")
     if not sequence:
         raise InvalidBarcodeError(record_id, "empty sequence")
-    bad = NOT_IUPAC.findall(sequence)
-    if bad:
-        letters = "".join(sorted(set(bad)))
-        first = NOT_IUPAC.search(sequence).start()  # type: ignore[union-attr]
+    first_bad = NOT_IUPAC.search(sequence)
+    if first_bad is not None:
+        letters = "".join(sorted(set(NOT_IUPAC.findall(sequence))))
+        first = first_bad.start()
         raise InvalidBarcodeError(
             record_id, f"non-IUPAC character(s) {letters!r} (first at position {first}); allowed: {IUPAC_LETTERS}"
         )
@@ -82,5 +87,9 @@ def clean_barcode(
     truncated = 0
     if max_length is not None and len(stripped) > max_length:
         truncated = len(stripped) - max_length
-        stripped = stripped[:max_length]
+        # Re-trim: a cut that ends in N would otherwise leave a terminal N, and cleaning must be idempotent
+        # (readers clean once, the tokenizer cleans again).
+        kept = stripped[:max_length].rstrip("N")
+        trimmed_n += max_length - len(kept)
+        stripped = kept
     return CleanedBarcode(stripped, truncated_bases=truncated, trimmed_n=trimmed_n)
