@@ -60,8 +60,11 @@ def plot_accuracy_per_genus(path: Path, genus_accuracy: dict[str, dict[str, floa
 
 
 def write_plots(output: Path, frame: pd.DataFrame, embeddings: np.ndarray, details: dict[str, Any],
-                genus_accuracy: dict[str, dict[str, float]], *, seed: int = 0) -> dict[str, Any]:
-    """Write both figures into ``output``; returns their file names and the 2-D reducer used."""
+                genus_accuracy: dict[str, dict[str, float]], *, reducer: str = "auto", seed: int = 0) -> dict[str, Any]:
+    """Write both figures into ``output``; returns their file names and the 2-D reducer used.
+
+    ``reducer`` is the run's choice (``auto``/``umap``/``pca``); with ``none`` the 2-D view uses PCA.
+    """
     if importlib.util.find_spec("matplotlib") is None:
         logger.warning("matplotlib is not installed: no plots (pip install matplotlib)")
         return {"skipped": "matplotlib not installed"}
@@ -71,7 +74,7 @@ def write_plots(output: Path, frame: pd.DataFrame, embeddings: np.ndarray, detai
     rows = details["genus_rows"]
     written: dict[str, Any] = {}
     if len(rows) >= 3:
-        coordinates, used = reduce_dimensions(embeddings[rows], n_components=2, reducer="auto", random_state=seed)
+        coordinates, used = reduce_dimensions(embeddings[rows], n_components=2, reducer="pca" if reducer == "none" else reducer, random_state=seed)
         name = f"{used}_test_unseen_genus.png"
         plot_embedding_2d(output / name, coordinates, np.asarray(details["genus_true"]),
                           f"test_unseen embeddings ({used.upper()}), coloured by genus")

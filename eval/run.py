@@ -242,7 +242,7 @@ def run_evaluation(
     if plots:
         from barcodemae.eval.plots import write_plots
 
-        results["plots"] = write_plots(output, frame, embeddings, details, genus_accuracy, seed=seed)
+        results["plots"] = write_plots(output, frame, embeddings, details, genus_accuracy, reducer=reducer, seed=seed)
     (output / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
     from barcodemae.eval.report import write_report
 

@@ -1,0 +1,132 @@
+"""The embedding loop, the k-mer baseline and the end-to-end evaluation on the real fixture/demo data."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from barcodemae import BarcodeMAEConfig, BarcodeMAEForPreTraining, BarcodeTokenizer
+from barcodemae.eval import run_evaluation
+from barcodemae.eval.embeddings import KmerFrequencyEmbedder, embed_barcodes, load_encoder
+from barcodemae.eval.run import load_eval_splits
+from conftest import REPO_ROOT, tiny_config_kwargs
+
+BARCODES = ["ACGTACGTAAGGTTCA" * 3, "ACGTTTGCA", "ACGGGTTACCAGTNNA" * 6, "TTRACGTACGTA", "GGGCCCAAATTT" * 2]
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory) -> Path:
+    """A tiny randomly initialised BarcodeMAE (4-mer) saved as a model folder, as training exports it."""
+    torch.manual_seed(0)
+    tokenizer = BarcodeTokenizer.kmer(k=4)
+    config = BarcodeMAEConfig.from_tokenizer(tokenizer, **tiny_config_kwargs(max_position_embeddings=700))
+    folder = tmp_path_factory.mktemp("tiny_model")
+    BarcodeMAEForPreTraining(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_embeddings_keep_input_order_and_equal_pooler_output(model_folder: Path):
+    model, tokenizer = load_encoder(model_folder)
+    vectors = embed_barcodes(model, tokenizer, BARCODES, batch_size=2, device="cpu", progress=False)
+    with torch.no_grad():  # one unsorted batch straight through the model
+        reference = model(**tokenizer(BARCODES, padding=True, return_tensors="pt")).pooler_output.numpy()
+    assert vectors.dtype == np.float32 and vectors.shape == (len(BARCODES), model.config.hidden_size)
+    np.testing.assert_allclose(vectors, reference, atol=1e-5)
+
+
+def test_layer_and_pooling_options(model_folder: Path):
+    model, tokenizer = load_encoder(model_folder)
+    batch = tokenizer(BARCODES, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        states = model(**batch, output_hidden_states=True).hidden_states
+    mask = batch["attention_mask"].bool()
+    first_layer_max = states[1].masked_fill(~mask[..., None], -torch.inf).amax(dim=1).numpy()
+    got = embed_barcodes(model, tokenizer, BARCODES, layer=1, pooling="max", device="cpu", progress=False)
+    np.testing.assert_allclose(got, first_layer_max, atol=1e-5)
+    cls = embed_barcodes(model, tokenizer, BARCODES, pooling="cls", device="cpu", progress=False)
+    np.testing.assert_allclose(cls, model(**batch).last_hidden_state[:, 0].detach().numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="pooling"):
+        embed_barcodes(model, tokenizer, BARCODES, pooling="median", progress=False)
+    with pytest.raises(ValueError, match="layer must be in"):
+        embed_barcodes(model, tokenizer, BARCODES, layer=7, progress=False)
+
+
+def test_kmer_frequencies_match_direct_counting():
+    embedder = KmerFrequencyEmbedder(k=3, chunk_size=2)  # chunks smaller than the input
+    got = embed_barcodes(embedder, None, BARCODES, progress=False)
+    assert got.shape == (len(BARCODES), 64)
+    index = {a + b + c: i for i, (a, b, c) in enumerate((a, b, c) for a in "ACGT" for b in "ACGT" for c in "ACGT")}
+    for row, barcode in zip(got, BARCODES):
+        expected = np.zeros(64)
+        for start in range(len(barcode) - 2):
+            if barcode[start:start + 3] in index:  # k-mers with ambiguity codes are skipped
+                expected[index[barcode[start:start + 3]]] += 1
+        np.testing.assert_allclose(row, expected / expected.sum(), rtol=1e-6)
+
+
+def test_load_encoder_errors_name_the_folder(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_encoder(tmp_path / "no_such_model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_encoder(tmp_path / "empty")
+
+
+def test_missing_split_is_a_clear_error(fixture_csv: Path, tmp_path: Path):
+    text = fixture_csv.read_text().splitlines()
+    without_unseen = [line for line in text if ",test_unseen," not in line]
+    assert len(without_unseen) < len(text)
+    path = tmp_path / "no_unseen.csv"
+    path.write_text("\n".join(without_unseen) + "\n")
+    with pytest.raises(ValueError, match="split.*test_unseen missing or empty"):
+        load_eval_splits(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_eval_splits(tmp_path / "missing.csv")
+
+
+def test_run_evaluation_on_demo(model_folder: Path, demo_csv: Path, tmp_path: Path):
+    results = run_evaluation(model_folder, demo_csv, tmp_path, max_per_split=250, reducer="pca", n_components=8, progress=False,
+                             batch_size=64)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["metrics"]["headline"] == pytest.approx(results["metrics"]["headline"])
+    assert saved["data"]["split_sizes"] == {"train": 250, "test": 250, "test_unseen": 250}
+    assert saved["data"]["split_sizes_before_subsampling"] == {"train": 1346, "test": 779, "test_unseen": 377}
+    assert saved["model"]["model_type"] == "barcodemae" and saved["model"]["hidden_size"] == 32
+    headline = saved["metrics"]["headline"]
+    for name in ("closed_world_species_accuracy", "open_world_genus_accuracy", "bin_reconstruction_ami"):
+        assert 0.0 <= headline[name] <= 1.0
+    assert headline["harmonic_mean"] <= max(v for k, v in headline.items() if k != "harmonic_mean")
+    bins = saved["metrics"]["bin_reconstruction"]
+    assert bins["reducer"] == "pca" and {"dna_bin", "species"} <= bins.keys()
+    report = (tmp_path / "report.md").read_text()
+    assert "## Headline" in report and str(model_folder) in report
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / saved["plots"]["embedding_2d"]).stat().st_size > 0
+        assert (tmp_path / "accuracy_per_genus.png").stat().st_size > 0
+
+
+def test_kmer_baseline_command_line(demo_csv: Path, tmp_path: Path):
+    """``python eval/run.py --baseline kmer`` on the demo: 4-mer frequencies identify most test species."""
+    command = [sys.executable, str(REPO_ROOT / "eval" / "run.py"), "--baseline", "kmer", "--data", str(demo_csv),
+               "--output", str(tmp_path), "--reducer", "pca", "--no-plots", "--max-per-split", "300"]
+    finished = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["model"]["kind"] == "kmer_frequency" and results["model"]["k"] == 4
+    headline = results["metrics"]["headline"]
+    # 300 of 1,346 train records: many test species lose their training examples (0.99 with all of them)
+    assert headline["closed_world_species_accuracy"] > 0.5  # chance: 1/247
+    assert headline["open_world_genus_accuracy"] > 0.4  # 0.68 on the full set, 0.74 on all of demo
+    assert "plots" not in results
+
+    unknown = subprocess.run([*command[:2], "--model", str(tmp_path / "nope"), *command[4:]], capture_output=True,
+                             text=True, cwd=tmp_path, timeout=120)
+    assert unknown.returncode != 0 and "does not exist" in unknown.stderr
