@@ -1,1 +1,19 @@
-"""Training loop pieces used by train.py (arguments, checkpoints, validation)."""
+"""Pretraining with accelerate: arguments and presets, deterministic batches, checkpoints, validation, the loop.
+
+Entry points: ``python train.py`` (or ``accelerate launch train.py``) and :func:`run_training`.
+"""
+
+from .arguments import TrainingArguments, load_preset, parse_args, parse_tokenizer_spec
+from .checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
+from .loop import run_training
+
+__all__ = [
+    "CheckpointError",
+    "TrainingArguments",
+    "list_checkpoints",
+    "load_preset",
+    "parse_args",
+    "parse_tokenizer_spec",
+    "run_training",
+    "validate_checkpoint",
+]

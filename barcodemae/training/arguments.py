@@ -77,6 +77,8 @@ class TrainingArguments:
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoints/step_N folder, or 'latest' (in output_dir)"})
     report_to: str = field(default="none", metadata={"help": "accelerate trackers: none | tensorboard | wandb | all"})
     evaluate: bool = field(default=True, metadata={"help": "run the evaluation suite on final_model/ at the end"})
+    eval_reducer: str = field(default="auto", metadata={"help": "BIN-clustering reducer of the final evaluation: auto (UMAP if installed) | umap | pca | none"})
+    eval_plots: bool = field(default=True, metadata={"help": "write the evaluation plots (UMAP / per-genus accuracy)"})
     stop_after_steps: int | None = field(default=None, metadata={"help": "testing hook: stop abruptly after this step (no final save), like a killed job"})
 
     def __post_init__(self) -> None:

@@ -60,7 +60,7 @@ def builtin_probes(model_dir: Path, data: TrainingData, batch_size: int = 128) -
     return results
 
 
-def evaluate_export(model_dir: Path, data: TrainingData, eval_dir: Path) -> dict[str, Any]:
+def evaluate_export(model_dir: Path, data: TrainingData, eval_dir: Path, reducer: str = "auto", plots: bool = True) -> dict[str, Any]:
     """Run the evaluation suite (or the built-in probes) and write ``eval/results.json``."""
     eval_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -68,7 +68,7 @@ def evaluate_export(model_dir: Path, data: TrainingData, eval_dir: Path) -> dict
     except ImportError:
         run_evaluation = None
     if run_evaluation is not None:
-        results = run_evaluation(str(model_dir), str(data.path), str(eval_dir))
+        results = run_evaluation(str(model_dir), str(data.path), str(eval_dir), reducer=reducer, plots=plots)
     else:
         results = {"suite": "barcodemae.training.final_eval (built-in 1-NN probes)", **builtin_probes(model_dir, data)}
         (eval_dir / "results.json").write_text(json.dumps(results, indent=2))

@@ -41,7 +41,7 @@ from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
 
 from .arguments import TrainingArguments, parse_tokenizer_spec, save_arguments
-from .batches import GlobalBatchStream
+from .batches import BarcodeSource, GlobalBatchStream
 from .checkpoints import resolve_checkpoint, save_checkpoint, validate_checkpoint
 from .data import TrainingData, load_training_data, prepare_simulated_data
 from .final_eval import evaluate_export
@@ -88,8 +88,11 @@ def build_model(args: TrainingArguments, tokenizer: BarcodeTokenizer) -> Barcode
     return BarcodeMAEForPreTraining(config)
 
 
-def build_masking(args: TrainingArguments, tokenizer, sequences: list[str], output_dir: Path, is_main: bool):
-    """Collator (used for its vectorised ``mask_batch``) and the curriculum, if ``--masking`` names one."""
+def build_masking(args: TrainingArguments, tokenizer, source: BarcodeSource, output_dir: Path | None, is_main: bool):
+    """Collator (used for its vectorised ``mask_batch``) and the curriculum, if ``--masking`` names one.
+
+    NPMI strategies need an n-gram table: ``--npmi_table``, or one counted over the first pretraining barcodes.
+    """
     curriculum: MaskingCurriculum | None = None
     strategy: str | None = args.masking
     if args.masking == "cm-gems":
@@ -103,8 +106,8 @@ def build_masking(args: TrainingArguments, tokenizer, sequences: list[str], outp
             table = NPMITable.load(args.npmi_table)
         else:
             # Deterministic (counts over the first barcodes), so every process builds the same table.
-            table = NPMITable.build(sequences[:NPMI_BUILD_SEQUENCES], progress=is_main)
-            if is_main:
+            table = NPMITable.build(source.take(np.arange(min(len(source), NPMI_BUILD_SEQUENCES))), progress=is_main)
+            if is_main and output_dir is not None:
                 table.save(output_dir / "npmi")
     collator = BarcodeMaskingCollator(
         tokenizer, strategy=strategy, mask_ratio=args.mask_ratio, seed=args.seed, curriculum=curriculum, npmi_table=table
@@ -204,7 +207,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         data = load_training_data(data_path)
     pretrain, _ = data.source(args.split)
     tokenizer = build_tokenizer(args.tokenizer)
-    collator, curriculum = build_masking(args, tokenizer, pretrain.take(np.arange(min(len(pretrain), NPMI_BUILD_SEQUENCES))), output_dir, accelerator.is_main_process)
+    collator, curriculum = build_masking(args, tokenizer, pretrain, output_dir, accelerator.is_main_process)
 
     def mask_fn(ids, attention, rng):
         return collator.mask_batch(ids, attention, rng=rng)
@@ -362,7 +365,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         tokenizer.save_pretrained(final_dir)
         data.label_vocab.save(final_dir)
         if args.evaluate:
-            results = evaluate_export(final_dir, data, output_dir / "eval")
+            results = evaluate_export(final_dir, data, output_dir / "eval", reducer=args.eval_reducer, plots=args.eval_plots)
             summary["evaluation"] = results
             metrics.write({"step": global_step, **_flatten(results)})
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
