@@ -185,8 +185,7 @@ def embed_barcodes(
     device = _resolve_device(model, device)
     autocast = _autocast_dtype(dtype)
     max_tokens = getattr(model.config, "max_position_embeddings", None)
-    hidden_size = int(model.config.hidden_size)
-    out = np.zeros((len(sequences), hidden_size), dtype=np.float32)
+    out: np.ndarray | None = None  # allocated at the first batch: configs name the width differently
     order = np.argsort(-np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences)), kind="stable")
     model.eval()
     bar = tqdm(total=len(sequences), desc="embedding", unit="barcode", disable=not progress)
@@ -194,11 +193,20 @@ def embed_barcodes(
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             batch = {key: value.to(device) for key, value in _tokenize(tokenizer, [sequences[i] for i in rows], max_tokens).items()}
-            outputs = model(**batch, output_hidden_states=layer != -1)
-            hidden = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
-            out[rows] = pool(hidden, batch["attention_mask"], pooling).float().cpu().numpy()
+            # output_hidden_states only when needed: some remote-code encoders (DNABERT-2) do not accept it
+            outputs = model(**batch, output_hidden_states=True) if layer != -1 else model(**batch)
+            if layer != -1:
+                hidden = outputs.hidden_states[layer]
+            else:  # remote-code encoders may return a plain tuple
+                hidden = outputs[0] if isinstance(outputs, tuple) else outputs.last_hidden_state
+            pooled = pool(hidden, batch["attention_mask"], pooling).float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(sequences), pooled.shape[1]), dtype=np.float32)
+            out[rows] = pooled
             bar.update(len(rows))
     bar.close()
+    if out is None:  # no sequences
+        out = np.zeros((0, int(getattr(model.config, "hidden_size", 0))), dtype=np.float32)
     return out
 
 

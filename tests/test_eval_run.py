@@ -130,3 +130,26 @@ def test_kmer_baseline_command_line(demo_csv: Path, tmp_path: Path):
     unknown = subprocess.run([*command[:2], "--model", str(tmp_path / "nope"), *command[4:]], capture_output=True,
                              text=True, cwd=tmp_path, timeout=120)
     assert unknown.returncode != 0 and "does not exist" in unknown.stderr
+
+
+def test_any_huggingface_encoder_folder(tmp_path: Path):
+    """A plain BERT folder (no BarcodeMAE code) loads through AutoModel and embeds in the same harness."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"ACGTN", *(f"##{base}" for base in "ACGTN")]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"), do_lower_case=False)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=24, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=48, max_position_embeddings=64)
+    folder = tmp_path / "bert"
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    model, loaded_tokenizer = load_encoder(folder)
+    assert type(model).__name__ == "BertModel"
+    long_barcode = "ACGT" * 40  # 160 bases: truncated to the 64 positions of this model
+    vectors = embed_barcodes(model, loaded_tokenizer, ["ACGTTGCA", long_barcode, "GGCA"], batch_size=2, progress=False)
+    assert vectors.shape == (3, 24) and np.isfinite(vectors).all()
+    batch = loaded_tokenizer(["ACGTTGCA"], return_tensors="pt")
+    with torch.no_grad():
+        direct = model(**batch).last_hidden_state.mean(dim=1).numpy()
+    np.testing.assert_allclose(vectors[:1], direct, atol=1e-5)
