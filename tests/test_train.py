@@ -211,7 +211,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(sim_csv, tmp_path
     import signal
     import time
 
-    common = [*TINY, "--objective", "mae", "--dropout", "0.1", "--data", str(sim_csv), "--max_steps", "30",
+    common = [*TINY, "--objective", "mae", "--dropout", "0.1", "--data", str(sim_csv), "--max_steps", "20",
               "--per_device_batch_size", "8", "--save_steps", "2", "--eval_steps", "1000", "--evaluate", "false",
               "--save_total_limit", "2", "--logging_steps", "1"]
     killed = tmp_path / "killed"
@@ -230,7 +230,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(sim_csv, tmp_path
     full = tmp_path / "full"
     run_training(parse_args([*common, "--output_dir", str(full)]))
     # Bit-identical in practice; the tolerance covers kernel differences between the killed process and this one.
-    assert [s for s, _ in losses(killed)] == [s for s, _ in losses(full)] == list(range(1, 31))
+    assert [s for s, _ in losses(killed)] == [s for s, _ in losses(full)] == list(range(1, 21))
     assert [v for _, v in losses(killed)] == pytest.approx([v for _, v in losses(full)], rel=1e-6)
     reference = load_file(full / "final_model" / "model.safetensors")
     resumed = load_file(killed / "final_model" / "model.safetensors")

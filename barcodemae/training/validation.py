@@ -21,7 +21,9 @@ def masked_token_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
     output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], masked_positions=batch["masked_positions"])
     masked = output.masked_positions
     targets = batch["input_ids"][masked]
-    loss_sum = F.cross_entropy(output.logits[masked].float(), targets, reduction="sum")
+    # The head may return logits of the masked tokens only (row-major), or full (batch, length, vocab) ones.
+    logits = output.logits[masked] if output.logits.dim() == 3 else output.logits
+    loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
     return loss_sum, masked.sum()
 
 
