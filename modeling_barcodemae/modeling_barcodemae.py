@@ -352,8 +352,10 @@ class BarcodeMAEPredictionHead(nn.Module):
 class BarcodeMAEPreTrainingOutput(ModelOutput):
     """Pretraining output.
 
-    loss: cross-entropy over masked tokens only. logits: ``(batch, length, vocab)``. masked_positions: the mask
-    that was used. encoder_last_hidden_state: encoder output (visible tokens only in ``mae`` mode).
+    loss: cross-entropy over masked tokens only. logits: ``(num_masked, vocab)`` for the masked tokens in
+    row-major order (``logits[i]`` predicts ``input_ids[masked_positions][i]``), or ``(batch, length, vocab)`` when
+    the forward pass is called with ``full_logits=True``. masked_positions: the mask that was used.
+    encoder_last_hidden_state: encoder output (visible tokens only in ``mae`` mode).
     """
 
     loss: torch.Tensor | None = None
@@ -385,12 +387,15 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        full_logits: bool = False,
         **kwargs,
     ) -> BarcodeMAEPreTrainingOutput | tuple:
         """Mask (uniformly at ``config.mask_ratio`` unless ``masked_positions`` is given) and reconstruct.
 
         ``input_ids`` are the *uncorrupted* tokens; in ``mlm`` mode the 80/10/10 corruption happens here.
         ``labels`` default to ``input_ids``; only masked positions contribute to the loss.
+        The vocabulary head runs on the masked tokens only unless ``full_logits=True``: with a 4,101-token
+        vocabulary, full ``(batch, length, vocab)`` logits and their softmax cost more than a small model itself.
         """
         kwargs.pop("token_type_ids", None)
         if kwargs:
@@ -426,13 +431,16 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
                 return_dict=True,
             )
             sequence = encoder_out.last_hidden_state
-        logits = self.lm_head(sequence)
-        targets = input_ids if labels is None else labels
-        targets = targets.masked_fill(~masked_positions, -100)
+        targets = (input_ids if labels is None else labels)[masked_positions]
+        if full_logits:
+            logits = self.lm_head(sequence)
+            masked_logits = logits[masked_positions]
+        else:
+            logits = masked_logits = self.lm_head(sequence[masked_positions])
         # Sum / count rather than a mean: a batch with nothing masked (all rows too short) gives 0, not NaN.
-        loss = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-100, reduction="sum"
-        ) / (targets != -100).sum().clamp(min=1)
+        loss = F.cross_entropy(masked_logits.float(), targets, ignore_index=-100, reduction="sum") / (
+            (targets != -100).sum().clamp(min=1)
+        )
         output = BarcodeMAEPreTrainingOutput(
             loss=loss,
             logits=logits,

@@ -120,7 +120,7 @@ def test_barcodemae_checkpoint_reproduces_encoder_and_decoder(tmp_path, decoder_
     masked[1, [1, 3, 4, 10, 14]] = True
     with torch.no_grad():
         expected_logits = original.forward_v2(ids, masked)
-        output = model(input_ids=ids, masked_positions=masked)
+        output = model(input_ids=ids, masked_positions=masked, full_logits=True)
     assert torch.equal(output.masked_positions, masked)
     torch.testing.assert_close(output.logits, expected_logits, atol=1e-4, rtol=1e-4)
 

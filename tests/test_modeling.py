@@ -158,7 +158,10 @@ def test_mae_encoder_sees_only_visible_tokens_at_their_original_positions():
     out = model(input_ids=ids, attention_mask=mask)
     visible = mask.bool() & ~out.masked_positions
     assert seen["length"] == out.encoder_last_hidden_state.shape[1] == int(visible.sum(dim=1).max()) == 40 - 19
-    assert out.logits.shape == (3, 40, VOCAB)
+    assert out.logits.shape == (int(out.masked_positions.sum()), VOCAB)  # head runs on masked tokens only
+    full = model(input_ids=ids, attention_mask=mask, masked_positions=out.masked_positions, full_logits=True)
+    assert full.logits.shape == (3, 40, VOCAB)
+    torch.testing.assert_close(full.logits[out.masked_positions], out.logits)
     for row in range(3):
         count = int(visible[row].sum())
         positions = visible[row].nonzero().squeeze(1)
@@ -173,7 +176,8 @@ def test_mlm_encoder_sees_full_length_with_corruption():
     ids, mask = batch([40, 22])
     out = model(input_ids=ids, attention_mask=mask)
     assert out.encoder_last_hidden_state.shape == (2, 40, 32)
-    assert out.logits.shape == (2, 40, VOCAB)
+    assert out.logits.shape == (int(out.masked_positions.sum()), VOCAB)
+    assert model(input_ids=ids, attention_mask=mask, full_logits=True).logits.shape == (2, 40, VOCAB)
 
 
 @pytest.mark.parametrize("objective", ["mae", "mlm"])
@@ -183,7 +187,7 @@ def test_loss_is_cross_entropy_on_masked_tokens_only(objective):
     torch.manual_seed(5)
     out = model(input_ids=ids, attention_mask=mask)
     masked = out.masked_positions
-    expected = F.cross_entropy(out.logits[masked], ids[masked])
+    expected = F.cross_entropy(out.logits, ids[masked])
     torch.testing.assert_close(out.loss, expected)
 
     labels = ids.clone()
@@ -193,7 +197,7 @@ def test_loss_is_cross_entropy_on_masked_tokens_only(objective):
     if objective == "mae":
         torch.testing.assert_close(same.loss, out.loss)
     else:  # mlm corruption is random; recompute on the same logits
-        torch.testing.assert_close(same.loss, F.cross_entropy(same.logits[masked], ids[masked]))
+        torch.testing.assert_close(same.loss, F.cross_entropy(same.logits, ids[masked]))
 
 
 def test_given_mask_is_honoured_but_never_covers_specials_or_padding():
@@ -211,8 +215,8 @@ def test_mae_logits_of_a_padded_row_match_the_row_alone(real_batch):
     masked = random_token_mask(maskable_positions(ids, mask, model.config), 0.5, torch.Generator().manual_seed(0))
     n = int(mask[1].sum())
     with torch.no_grad():
-        together = model(input_ids=ids, attention_mask=mask, masked_positions=masked).logits
-        alone = model(input_ids=ids[1:2, :n], masked_positions=masked[1:2, :n]).logits
+        together = model(input_ids=ids, attention_mask=mask, masked_positions=masked, full_logits=True).logits
+        alone = model(input_ids=ids[1:2, :n], masked_positions=masked[1:2, :n], full_logits=True).logits
     torch.testing.assert_close(together[1:2, :n], alone, atol=1e-4, rtol=1e-4)
 
 
