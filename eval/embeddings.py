@@ -40,13 +40,17 @@ def load_encoder(model_dir_or_name: str | os.PathLike, trust_remote_code: bool =
     if looks_local and not path.is_dir():
         raise FileNotFoundError(f"model folder {name!r} does not exist")
     if path.is_dir() and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{name!r} is not a model folder: it has no config.json (expected a save_pretrained folder)")
+        raise FileNotFoundError(
+            f"{name!r} is not a model folder: it has no config.json (expected a save_pretrained folder)"
+        )
     try:
         model = AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except OSError as error:
-        raise FileNotFoundError(f"cannot load model {name!r} (not a local model folder, and not on the hub "
-                                f"or the hub is unreachable): {error}") from error
+        raise FileNotFoundError(
+            f"cannot load model {name!r} (not a local model folder, and not on the hub "
+            f"or the hub is unreachable): {error}"
+        ) from error
     return model.eval(), tokenizer
 
 
@@ -85,14 +89,19 @@ class KmerFrequencyEmbedder:
         counts = np.zeros((len(sequences), self.dim), dtype=np.float32)
         if len(codes) < k:
             return counts
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        row = np.repeat(np.arange(len(sequences)), lengths)
-        windows = np.lib.stride_tricks.sliding_window_view(codes, k)  # (total - k + 1, k)
-        valid = (windows >= 0).all(axis=1)
-        position = np.arange(len(windows)) - starts[row[: len(windows)]]
-        valid &= position + k <= lengths[row[: len(windows)]]  # window inside one barcode
-        kmer = windows[valid] @ (4 ** np.arange(k - 1, -1, -1, dtype=np.int64))
-        flat_counts = np.bincount(row[: len(windows)][valid] * self.dim + kmer, minlength=counts.size)
+        # Rolling base-4 code of every window start: k vectorised passes over the whole chunk.
+        num_windows = len(codes) - k + 1
+        known = codes >= 0
+        digits = np.where(known, codes, 0).astype(np.int32)
+        kmer = np.zeros(num_windows, dtype=np.int32)
+        valid = np.ones(num_windows, dtype=bool)
+        for offset in range(k):
+            kmer = kmer * 4 + digits[offset : offset + num_windows]
+            valid &= known[offset : offset + num_windows]
+        row = np.repeat(np.arange(len(sequences), dtype=np.int64), lengths)[:num_windows]
+        ends = np.cumsum(lengths)
+        valid &= np.arange(num_windows) + k <= ends[row]  # the window lies inside one barcode
+        flat_counts = np.bincount(row[valid] * self.dim + kmer[valid], minlength=counts.size)
         counts[:] = flat_counts.reshape(counts.shape)
         totals = counts.sum(axis=1, keepdims=True)
         return counts / np.maximum(totals, 1.0)
@@ -101,8 +110,12 @@ class KmerFrequencyEmbedder:
         sequences = list(sequences)
         parts = [
             self._embed_chunk(sequences[start : start + self.chunk_size])
-            for start in tqdm(range(0, len(sequences), self.chunk_size), desc=f"{self.k}-mer frequencies",
-                              unit="chunk", disable=not progress)
+            for start in tqdm(
+                range(0, len(sequences), self.chunk_size),
+                desc=f"{self.k}-mer frequencies",
+                unit="chunk",
+                disable=not progress,
+            )
         ]
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
 
@@ -132,8 +145,9 @@ def _tokenize(tokenizer: Any, batch: list[str], max_tokens: int | None) -> dict[
     """Our tokenizer cleans and frames barcodes itself (frame 0 for evaluation); others get raw DNA, truncated."""
     if hasattr(tokenizer, "nucleotide_spans"):  # BarcodeTokenizer
         return dict(tokenizer(batch, frame_offset=0, padding=True, return_tensors="pt"))
-    encoded = tokenizer(batch, padding=True, truncation=max_tokens is not None, max_length=max_tokens,
-                        return_tensors="pt")
+    encoded = tokenizer(
+        batch, padding=True, truncation=max_tokens is not None, max_length=max_tokens, return_tensors="pt"
+    )
     return {key: value for key, value in encoded.items() if key in ("input_ids", "attention_mask")}
 
 
@@ -181,7 +195,9 @@ def embed_barcodes(
     sequences = list(sequences)
     num_layers = getattr(model.config, "num_hidden_layers", None)
     if layer != -1 and num_layers is not None and not -(num_layers + 1) <= layer <= num_layers:
-        raise ValueError(f"layer must be in [-{num_layers + 1}, {num_layers}] for a {num_layers}-layer model, got {layer}")
+        raise ValueError(
+            f"layer must be in [-{num_layers + 1}, {num_layers}] for a {num_layers}-layer model, got {layer}"
+        )
     device = _resolve_device(model, device)
     autocast = _autocast_dtype(dtype)
     max_tokens = getattr(model.config, "max_position_embeddings", None)
@@ -189,10 +205,16 @@ def embed_barcodes(
     order = np.argsort(-np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences)), kind="stable")
     model.eval()
     bar = tqdm(total=len(sequences), desc="embedding", unit="barcode", disable=not progress)
-    with torch.inference_mode(), torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+    with (
+        torch.inference_mode(),
+        torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None),
+    ):
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            batch = {key: value.to(device) for key, value in _tokenize(tokenizer, [sequences[i] for i in rows], max_tokens).items()}
+            batch = {
+                key: value.to(device)
+                for key, value in _tokenize(tokenizer, [sequences[i] for i in rows], max_tokens).items()
+            }
             # output_hidden_states only when needed: some remote-code encoders (DNABERT-2) do not accept it
             outputs = model(**batch, output_hidden_states=True) if layer != -1 else model(**batch)
             if layer != -1:

@@ -121,8 +121,11 @@ def one_nn_accuracy(
     query_labels = _labels(query_labels, "query_labels", len(queries))
     nearest, _ = nearest_neighbors(keys, queries, chunk_size=chunk_size, device=device, use_faiss=use_faiss)
     predictions = key_labels[nearest]
-    result: dict[str, Any] = {**classification_scores(query_labels, predictions), "num_keys": len(keys),
-                              "num_queries": len(queries)}
+    result: dict[str, Any] = {
+        **classification_scores(query_labels, predictions),
+        "num_keys": len(keys),
+        "num_queries": len(queries),
+    }
     if return_predictions:
         result["predictions"] = predictions
     return result
@@ -164,8 +167,15 @@ def linear_probe(
     with torch.no_grad():
         head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.01)
         head.bias.zero_()
-    optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
-                                  tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        head.parameters(),
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-6,
+        tolerance_change=1e-9,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -178,8 +188,12 @@ def linear_probe(
     with torch.inference_mode():
         scores = head(torch.from_numpy((test_x - mean) / std).to(device))
         predictions = classes[scores.argmax(dim=1).cpu().numpy()]
-    result: dict[str, Any] = {**classification_scores(test_y, predictions), "num_train": len(train_x),
-                              "num_test": len(test_x), "num_classes": int(len(classes))}
+    result: dict[str, Any] = {
+        **classification_scores(test_y, predictions),
+        "num_train": len(train_x),
+        "num_test": len(test_x),
+        "num_classes": len(classes),
+    }
     if return_predictions:
         result["predictions"] = predictions
     return result
@@ -212,8 +226,9 @@ def reduce_dimensions(
     return PCA(n_components=n_components, random_state=random_state).fit_transform(x).astype(np.float32), "pca"
 
 
-def cluster(embeddings: Any, n_clusters: int | None = None, *, distance_threshold: float | None = None,
-            linkage: str = "ward") -> np.ndarray:
+def cluster(
+    embeddings: Any, n_clusters: int | None = None, *, distance_threshold: float | None = None, linkage: str = "ward"
+) -> np.ndarray:
     """Agglomerative clustering of (reduced) embeddings into ``n_clusters`` or by ``distance_threshold``."""
     from sklearn.cluster import AgglomerativeClustering
 
@@ -254,8 +269,8 @@ def bin_reconstruction_ami(
     clusters = cluster(reduced, n_clusters, distance_threshold=distance_threshold, linkage=linkage)
     result: dict[str, Any] = {
         "ami": float(adjusted_mutual_info_score(y, clusters)),
-        "n_clusters": int(len(np.unique(clusters))),
-        "num_labels": int(len(np.unique(y))),
+        "n_clusters": len(np.unique(clusters)),
+        "num_labels": len(np.unique(y)),
         "num_samples": len(x),
         "reducer": used,
         "n_components": int(reduced.shape[1]),

@@ -49,7 +49,9 @@ def plot_accuracy_per_genus(path: Path, genus_accuracy: dict[str, dict[str, floa
     table = pd.DataFrame(genus_accuracy).T.sort_values("support", ascending=False).head(max_genera)
     table = table.sort_values("accuracy")
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.22 * len(table) + 1)))
-    ax.barh([f"{name} (n={int(n)})" for name, n in zip(table.index, table["support"])], table["accuracy"], color="tab:blue")
+    ax.barh(
+        [f"{name} (n={int(n)})" for name, n in zip(table.index, table["support"])], table["accuracy"], color="tab:blue"
+    )
     ax.set_xlim(0, 1)
     ax.set_xlabel("open-world genus 1-NN accuracy")
     ax.set_title(f"accuracy per genus (test_unseen, {len(table)} most frequent genera)")
@@ -59,8 +61,16 @@ def plot_accuracy_per_genus(path: Path, genus_accuracy: dict[str, dict[str, floa
     plt.close(fig)
 
 
-def write_plots(output: Path, frame: pd.DataFrame, embeddings: np.ndarray, details: dict[str, Any],
-                genus_accuracy: dict[str, dict[str, float]], *, reducer: str = "auto", seed: int = 0) -> dict[str, Any]:
+def write_plots(
+    output: Path,
+    frame: pd.DataFrame,
+    embeddings: np.ndarray,
+    details: dict[str, Any],
+    genus_accuracy: dict[str, dict[str, float]],
+    *,
+    reducer: str = "auto",
+    seed: int = 0,
+) -> dict[str, Any]:
     """Write both figures into ``output``; returns their file names and the 2-D reducer used.
 
     ``reducer`` is the run's choice (``auto``/``umap``/``pca``); with ``none`` the 2-D view uses PCA.
@@ -74,10 +84,16 @@ def write_plots(output: Path, frame: pd.DataFrame, embeddings: np.ndarray, detai
     rows = details["genus_rows"]
     written: dict[str, Any] = {}
     if len(rows) >= 3:
-        coordinates, used = reduce_dimensions(embeddings[rows], n_components=2, reducer="pca" if reducer == "none" else reducer, random_state=seed)
+        coordinates, used = reduce_dimensions(
+            embeddings[rows], n_components=2, reducer="pca" if reducer == "none" else reducer, random_state=seed
+        )
         name = f"{used}_test_unseen_genus.png"
-        plot_embedding_2d(output / name, coordinates, np.asarray(details["genus_true"]),
-                          f"test_unseen embeddings ({used.upper()}), coloured by genus")
+        plot_embedding_2d(
+            output / name,
+            coordinates,
+            np.asarray(details["genus_true"]),
+            f"test_unseen embeddings ({used.upper()}), coloured by genus",
+        )
         written["embedding_2d"], written["embedding_2d_reducer"] = name, used
     if genus_accuracy:
         plot_accuracy_per_genus(output / "accuracy_per_genus.png", genus_accuracy)

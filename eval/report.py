@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 
 def _pct(value: float) -> str:
-    return "n/a" if value != value else f"{100 * value:.2f}"
+    return "n/a" if math.isnan(value) else f"{100 * value:.2f}"
 
 
 def render_report(results: dict[str, Any]) -> str:
     """The report text: model, data, headline table, per-task details, plots."""
     model, data, metrics = results["model"], results["data"], results["metrics"]
     headline = metrics["headline"]
-    closed, open_world, bins = metrics["closed_world_species"], metrics["open_world_genus"]["one_nn"], metrics["bin_reconstruction"]
+    closed, open_world, bins = (
+        metrics["closed_world_species"],
+        metrics["open_world_genus"]["one_nn"],
+        metrics["bin_reconstruction"],
+    )
     lines = [
         f"# Evaluation of {model['name']}",
         "",
         f"Protocol: {results['protocol']}.",
         "",
-        f"- model: `{model['name']}` ({model.get('model_type') or model['kind']}, "
-        f"{model.get('num_parameters', 0):,} parameters, embedding dim {results['settings']['embedding_dim']}, "
-        f"pooling {results['settings']['pooling']}, layer {results['settings']['layer']})",
+        (
+            f"- model: `{model['name']}` ({model.get('model_type') or model['kind']}, "
+            f"{model.get('num_parameters', 0):,} parameters, embedding dim {results['settings']['embedding_dim']}, "
+            f"pooling {results['settings']['pooling']}, layer {results['settings']['layer']})"
+        ),
         f"- data: `{data['path']}`; records per split: "
         + ", ".join(f"{split} {count:,}" for split, count in data["split_sizes"].items())
         + f" (cleaning: {data['cleaning']['rejected']:,} rejected of {data['cleaning']['read']:,} read)",
@@ -31,30 +38,42 @@ def render_report(results: dict[str, Any]) -> str:
         "",
         "| closed-world species acc. (probe) | open-world genus acc. (1-NN) | BIN AMI | harmonic mean |",
         "|---:|---:|---:|---:|",
-        f"| {_pct(headline['closed_world_species_accuracy'])} | {_pct(headline['open_world_genus_accuracy'])} | "
-        f"{_pct(headline['bin_reconstruction_ami'])} | {_pct(headline['harmonic_mean'])} |",
+        (
+            f"| {_pct(headline['closed_world_species_accuracy'])} | {_pct(headline['open_world_genus_accuracy'])} | "
+            f"{_pct(headline['bin_reconstruction_ami'])} | {_pct(headline['harmonic_mean'])} |"
+        ),
         "",
         "## Details",
         "",
         "| task | accuracy | macro accuracy | size |",
         "|---|---:|---:|---|",
-        f"| closed world, species, linear probe | {_pct(closed['linear_probe']['accuracy'])} | "
-        f"{_pct(closed['linear_probe']['macro_accuracy'])} | {closed['linear_probe']['num_train']:,} train, "
-        f"{closed['linear_probe']['num_test']:,} test, {closed['linear_probe']['num_classes']} species |",
-        f"| closed world, species, 1-NN | {_pct(closed['one_nn']['accuracy'])} | {_pct(closed['one_nn']['macro_accuracy'])} | "
-        f"{closed['one_nn']['num_keys']:,} keys, {closed['one_nn']['num_queries']:,} queries |",
-        f"| open world, genus, 1-NN | {_pct(open_world['accuracy'])} | {_pct(open_world['macro_accuracy'])} | "
-        f"{open_world['num_keys']:,} keys, {open_world['num_queries']:,} queries |",
+        (
+            f"| closed world, species, linear probe | {_pct(closed['linear_probe']['accuracy'])} | "
+            f"{_pct(closed['linear_probe']['macro_accuracy'])} | {closed['linear_probe']['num_train']:,} train, "
+            f"{closed['linear_probe']['num_test']:,} test, {closed['linear_probe']['num_classes']} species |"
+        ),
+        (
+            f"| closed world, species, 1-NN | {_pct(closed['one_nn']['accuracy'])} | {_pct(closed['one_nn']['macro_accuracy'])} | "
+            f"{closed['one_nn']['num_keys']:,} keys, {closed['one_nn']['num_queries']:,} queries |"
+        ),
+        (
+            f"| open world, genus, 1-NN | {_pct(open_world['accuracy'])} | {_pct(open_world['macro_accuracy'])} | "
+            f"{open_world['num_keys']:,} keys, {open_world['num_queries']:,} queries |"
+        ),
         "",
-        f"BIN reconstruction on test_unseen: {bins['reducer']} to {bins['n_components']} dimensions, agglomerative "
-        f"clustering ({bins['linkage']} linkage), one cluster per distinct label.",
+        (
+            f"BIN reconstruction on test_unseen: {bins['reducer']} to {bins['n_components']} dimensions, agglomerative "
+            f"clustering ({bins['linkage']} linkage), one cluster per distinct label."
+        ),
         "",
         "| labels | AMI | clusters | samples |",
         "|---|---:|---:|---:|",
     ]
     for rank in ("dna_bin", "species"):
         if rank in bins:
-            lines.append(f"| {rank} | {_pct(bins[rank]['ami'])} | {bins[rank]['n_clusters']} | {bins[rank]['num_samples']:,} |")
+            lines.append(
+                f"| {rank} | {_pct(bins[rank]['ami'])} | {bins[rank]['n_clusters']} | {bins[rank]['num_samples']:,} |"
+            )
     plots = results.get("plots") or {}
     if plots.get("embedding_2d") or plots.get("accuracy_per_genus"):
         lines += ["", "## Plots", ""]

@@ -46,8 +46,9 @@ EVAL_SPLITS = ("train", "test", "test_unseen")
 BASELINES = ("kmer",)
 
 
-def load_eval_splits(data: str | Path, *, max_per_split: int | None = None, seed: int = 0,
-                     min_length: int = 1) -> tuple[pd.DataFrame, dict[str, Any]]:
+def load_eval_splits(
+    data: str | Path, *, max_per_split: int | None = None, seed: int = 0, min_length: int = 1
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The ``train``, ``test`` and ``test_unseen`` records of a BIOSCAN-5M CSV, cleaned; and what was dropped.
 
     ``max_per_split`` keeps a seeded random subset of each split (for quick runs). A missing or empty split
@@ -112,17 +113,29 @@ def evaluate_embeddings(
 
     train_species, test_species = _labelled(frame, "train", "species"), _labelled(frame, "test", "species")
     species = frame["species"].to_numpy(dtype=object)
-    probe = linear_probe(embeddings[train_species], species[train_species], embeddings[test_species],
-                         species[test_species], max_iter=probe_max_iter, seed=seed)
-    nn_species = one_nn_accuracy(embeddings[train_species], species[train_species], embeddings[test_species],
-                                 species[test_species])
+    probe = linear_probe(
+        embeddings[train_species],
+        species[train_species],
+        embeddings[test_species],
+        species[test_species],
+        max_iter=probe_max_iter,
+        seed=seed,
+    )
+    nn_species = one_nn_accuracy(
+        embeddings[train_species], species[train_species], embeddings[test_species], species[test_species]
+    )
     metrics["closed_world_species"] = {"linear_probe": probe, "one_nn": nn_species}
     skipped["test_without_species"] = int((frame["split"] == "test").sum() - len(test_species))
 
     train_genus, unseen_genus = _labelled(frame, "train", "genus"), _labelled(frame, "test_unseen", "genus")
     genus = frame["genus"].to_numpy(dtype=object)
-    open_world = one_nn_accuracy(embeddings[train_genus], genus[train_genus], embeddings[unseen_genus],
-                                 genus[unseen_genus], return_predictions=True)
+    open_world = one_nn_accuracy(
+        embeddings[train_genus],
+        genus[train_genus],
+        embeddings[unseen_genus],
+        genus[unseen_genus],
+        return_predictions=True,
+    )
     details["genus_true"], details["genus_predicted"] = genus[unseen_genus], open_world.pop("predictions")
     details["genus_rows"] = unseen_genus
     metrics["open_world_genus"] = {"one_nn": open_world}
@@ -215,13 +228,29 @@ def run_evaluation(
     timings["load_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    embeddings = embed_barcodes(encoder, tokenizer, frame["dna_barcode"].tolist(), batch_size=batch_size,
-                                device=device, pooling=pooling, layer=layer, dtype=dtype, progress=progress)
+    embeddings = embed_barcodes(
+        encoder,
+        tokenizer,
+        frame["dna_barcode"].tolist(),
+        batch_size=batch_size,
+        device=device,
+        pooling=pooling,
+        layer=layer,
+        dtype=dtype,
+        progress=progress,
+    )
     timings["embed_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    metrics, details = evaluate_embeddings(frame, embeddings, reducer=reducer, n_components=n_components,
-                                           linkage=linkage, probe_max_iter=probe_max_iter, seed=seed)
+    metrics, details = evaluate_embeddings(
+        frame,
+        embeddings,
+        reducer=reducer,
+        n_components=n_components,
+        linkage=linkage,
+        probe_max_iter=probe_max_iter,
+        seed=seed,
+    )
     timings["metrics_s"] = time.perf_counter() - started
 
     output = Path(output_dir)
@@ -233,9 +262,18 @@ def run_evaluation(
         "data": data_info,
         "metrics": metrics,
         "open_world_genus_accuracy_per_genus": genus_accuracy,
-        "settings": {"batch_size": batch_size, "device": device, "layer": layer, "pooling": pooling, "dtype": dtype,
-                     "seed": seed, "reducer": reducer, "n_components": n_components, "linkage": linkage,
-                     "embedding_dim": int(embeddings.shape[1])},
+        "settings": {
+            "batch_size": batch_size,
+            "device": device,
+            "layer": layer,
+            "pooling": pooling,
+            "dtype": dtype,
+            "seed": seed,
+            "reducer": reducer,
+            "n_components": n_components,
+            "linkage": linkage,
+            "embedding_dim": int(embeddings.shape[1]),
+        },
         "timings": timings,
         "environment": {"python": platform.python_version()},
     }
@@ -259,7 +297,9 @@ def _json_default(value: Any) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="model folder (save_pretrained) or hub name; any AutoModel encoder")
     parser.add_argument("--baseline", choices=BASELINES, help="evaluate a baseline with no learning instead of a model")
     parser.add_argument("--kmer-k", type=int, default=4, help="k of the k-mer frequency baseline (default 4)")
@@ -272,8 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pooling", default="mean", choices=POOLINGS)
     parser.add_argument("--max-per-split", type=int, default=None, help="random subset of each split (quick runs)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reducer", default="auto", choices=["auto", "umap", "pca", "none"],
-                        help="reduction before clustering (auto: UMAP when umap-learn is installed, else PCA)")
+    parser.add_argument(
+        "--reducer",
+        default="auto",
+        choices=["auto", "umap", "pca", "none"],
+        help="reduction before clustering (auto: UMAP when umap-learn is installed, else PCA)",
+    )
     parser.add_argument("--n-components", type=int, default=50, help="dimensions kept by the reducer")
     parser.add_argument("--linkage", default="ward", choices=["ward", "average", "complete", "single"])
     parser.add_argument("--no-plots", action="store_true")
@@ -286,10 +330,22 @@ def main(argv: list[str] | None = None) -> int:
     if (args.model is None) == (args.baseline is None):
         build_parser().error("give exactly one of --model and --baseline")
     results = run_evaluation(
-        args.model, args.data, args.output, baseline=args.baseline, kmer_k=args.kmer_k, batch_size=args.batch_size,
-        device=args.device, layer=args.layer, pooling=args.pooling, dtype=args.dtype,
-        max_per_split=args.max_per_split, seed=args.seed, reducer=args.reducer, n_components=args.n_components,
-        linkage=args.linkage, plots=not args.no_plots,
+        args.model,
+        args.data,
+        args.output,
+        baseline=args.baseline,
+        kmer_k=args.kmer_k,
+        batch_size=args.batch_size,
+        device=args.device,
+        layer=args.layer,
+        pooling=args.pooling,
+        dtype=args.dtype,
+        max_per_split=args.max_per_split,
+        seed=args.seed,
+        reducer=args.reducer,
+        n_components=args.n_components,
+        linkage=args.linkage,
+        plots=not args.no_plots,
     )
     print(json.dumps(results["metrics"]["headline"], indent=2))
     print(f"wrote {Path(args.output) / 'results.json'} and {Path(args.output) / 'report.md'}")
