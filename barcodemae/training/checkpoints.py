@@ -73,11 +73,15 @@ def check_safetensors(path: Path) -> None:
         raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes, header needs {expected})")
 
 
-def validate_checkpoint(path: Path, num_processes: int) -> dict[str, Any]:
-    """Check a checkpoint folder before ``accelerator.load_state``; returns its trainer state."""
+def validate_checkpoint(path: Path, num_processes: int, sharded: bool = False) -> dict[str, Any]:
+    """Check a checkpoint folder before ``accelerator.load_state``; returns its trainer state.
+
+    ``sharded``: DeepSpeed / FSDP write their own weight and optimizer layout, so only the trainer state and
+    the per-rank RNG files are checked for them.
+    """
     if path.name.endswith(".tmp"):
         raise CheckpointError(f"{path} is a partial checkpoint (the job stopped while saving it); resume from an earlier one")
-    required = [TRAINER_STATE, "model.safetensors", "optimizer.bin", "scheduler.bin"]
+    required = [TRAINER_STATE] if sharded else [TRAINER_STATE, "model.safetensors", "optimizer.bin", "scheduler.bin"]
     required += [f"random_states_{rank}.pkl" for rank in range(num_processes)]
     missing = [name for name in required if not (path / name).is_file()]
     if missing:
@@ -85,7 +89,8 @@ def validate_checkpoint(path: Path, num_processes: int) -> dict[str, Any]:
     empty = [name for name in required if (path / name).stat().st_size == 0]
     if empty:
         raise CheckpointError(f"{path}: empty file(s) {', '.join(empty)} (interrupted write?)")
-    check_safetensors(path / "model.safetensors")
+    if not sharded:
+        check_safetensors(path / "model.safetensors")
     try:
         state = json.loads((path / TRAINER_STATE).read_text())
     except json.JSONDecodeError as error:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
@@ -252,7 +252,8 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     metrics = MetricsLog(accelerator, output_dir / METRICS_FILE, progress)
     if args.resume_from_checkpoint:
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
-        state = validate_checkpoint(checkpoint, accelerator.num_processes)
+        sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+        state = validate_checkpoint(checkpoint, accelerator.num_processes, sharded=sharded)
         accelerator.load_state(str(checkpoint))
         global_step = int(state["global_step"])
         stream.load_state_dict(state["data_position"])
