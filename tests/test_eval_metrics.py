@@ -58,8 +58,9 @@ def test_random_embedding_scores_near_chance(labels):
 def test_one_nn_is_cosine_and_string_labels_work():
     keys = np.array([[1.0, 0.0], [0.0, 1.0], [10.0, 10.5]])  # large norm must not win: cosine, not dot product
     queries = np.array([[5.0, 0.1], [0.1, 3.0], [1.0, 1.0]])
-    result = one_nn_accuracy(keys, ["Aedes", "Culex", "Bombus"], queries, ["Aedes", "Culex", "Bombus"],
-                             return_predictions=True)
+    result = one_nn_accuracy(
+        keys, ["Aedes", "Culex", "Bombus"], queries, ["Aedes", "Culex", "Bombus"], return_predictions=True
+    )
     assert list(result["predictions"]) == ["Aedes", "Culex", "Bombus"]
     assert result["accuracy"] == 1.0 and result["num_keys"] == 3 and result["num_queries"] == 3
 
@@ -68,7 +69,7 @@ def test_nearest_neighbors_chunked_equals_bruteforce():
     rng = np.random.default_rng(2)
     keys, queries = rng.normal(size=(257, 16)), rng.normal(size=(301, 16))
     nearest, similarity = nearest_neighbors(keys, queries, chunk_size=7)
-    normalise = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
+    normalise = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)
     cosine = normalise(queries) @ normalise(keys).T
     np.testing.assert_array_equal(nearest, cosine.argmax(axis=1))
     np.testing.assert_allclose(similarity, cosine.max(axis=1), rtol=1e-5, atol=1e-5)

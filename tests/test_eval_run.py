@@ -67,8 +67,8 @@ def test_kmer_frequencies_match_direct_counting():
     for row, barcode in zip(got, BARCODES):
         expected = np.zeros(64)
         for start in range(len(barcode) - 2):
-            if barcode[start:start + 3] in index:  # k-mers with ambiguity codes are skipped
-                expected[index[barcode[start:start + 3]]] += 1
+            if barcode[start : start + 3] in index:  # k-mers with ambiguity codes are skipped
+                expected[index[barcode[start : start + 3]]] += 1
         np.testing.assert_allclose(row, expected / expected.sum(), rtol=1e-6)
 
 
@@ -93,8 +93,16 @@ def test_missing_split_is_a_clear_error(fixture_csv: Path, tmp_path: Path):
 
 
 def test_run_evaluation_on_demo(model_folder: Path, demo_csv: Path, tmp_path: Path):
-    results = run_evaluation(model_folder, demo_csv, tmp_path, max_per_split=250, reducer="pca", n_components=8, progress=False,
-                             batch_size=64)
+    results = run_evaluation(
+        model_folder,
+        demo_csv,
+        tmp_path,
+        max_per_split=250,
+        reducer="pca",
+        n_components=8,
+        progress=False,
+        batch_size=64,
+    )
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["metrics"]["headline"] == pytest.approx(results["metrics"]["headline"])
     assert saved["data"]["split_sizes"] == {"train": 250, "test": 250, "test_unseen": 250}
@@ -115,9 +123,22 @@ def test_run_evaluation_on_demo(model_folder: Path, demo_csv: Path, tmp_path: Pa
 
 def test_kmer_baseline_command_line(demo_csv: Path, tmp_path: Path):
     """``python eval/run.py --baseline kmer`` on the demo: 4-mer frequencies identify most test species."""
-    command = [sys.executable, str(REPO_ROOT / "eval" / "run.py"), "--baseline", "kmer", "--data", str(demo_csv),
-               "--output", str(tmp_path), "--reducer", "pca", "--no-plots", "--max-per-split", "300"]
-    finished = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "eval" / "run.py"),
+        "--baseline",
+        "kmer",
+        "--data",
+        str(demo_csv),
+        "--output",
+        str(tmp_path),
+        "--reducer",
+        "pca",
+        "--no-plots",
+        "--max-per-split",
+        "300",
+    ]
+    finished = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False)
     assert finished.returncode == 0, finished.stderr[-2000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["model"]["kind"] == "kmer_frequency" and results["model"]["k"] == 4
@@ -127,8 +148,14 @@ def test_kmer_baseline_command_line(demo_csv: Path, tmp_path: Path):
     assert headline["open_world_genus_accuracy"] > 0.4  # 0.68 on the full set, 0.74 on all of demo
     assert "plots" not in results
 
-    unknown = subprocess.run([*command[:2], "--model", str(tmp_path / "nope"), *command[4:]], capture_output=True,
-                             text=True, cwd=tmp_path, timeout=120)
+    unknown = subprocess.run(
+        [*command[:2], "--model", str(tmp_path / "nope"), *command[4:]],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     assert unknown.returncode != 0 and "does not exist" in unknown.stderr
 
 
@@ -139,8 +166,14 @@ def test_any_huggingface_encoder_folder(tmp_path: Path):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"ACGTN", *(f"##{base}" for base in "ACGTN")]
     (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"), do_lower_case=False)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=24, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=48, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=24,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=64,
+    )
     folder = tmp_path / "bert"
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
