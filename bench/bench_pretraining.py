@@ -106,19 +106,21 @@ def synthetic_batch(batch_size: int, seq_len: int, mask_ratio: float, device: to
 def step_flops(args: argparse.Namespace, variant: str, mask_ratio: float, seq_len: int) -> float:
     """Analytic matmul FLOPs of one training step (3 x forward) for the whole batch; see bench/flops.py.
 
-    The MAE encoder runs over the visible tokens only; decoders and heads run over the full length (as the
-    models do: both compute logits everywhere, the loss only on masked positions).
+    The MAE encoder runs over the visible tokens only; decoders run over the full length. Our models run the
+    vocabulary head on the masked tokens only; the reference (like BertForTokenClassification) on every token.
     """
     inner = 4 * args.hidden
     maskable = seq_len - 2
-    visible = seq_len - round(mask_ratio * maskable)
+    masked = round(mask_ratio * maskable)
+    visible = seq_len - masked
     if variant in ("mae", "bert_reference"):
+        head = (head_flops(masked, args.hidden, VOCAB_SIZE, transform=True) if variant == "mae"
+                else head_flops(seq_len, args.hidden, VOCAB_SIZE, transform=False))
         forward = (layers_flops(args.layers, visible, args.hidden, inner)
-                   + layers_flops(args.decoder_layers, seq_len, args.hidden, inner)
-                   + head_flops(seq_len, args.hidden, VOCAB_SIZE, transform=variant == "mae"))
+                   + layers_flops(args.decoder_layers, seq_len, args.hidden, inner) + head)
     else:
         depth = args.layers + (args.decoder_layers if variant == "mlm_equal_depth" else 0)
-        forward = layers_flops(depth, seq_len, args.hidden, inner) + head_flops(seq_len, args.hidden, VOCAB_SIZE, True)
+        forward = layers_flops(depth, seq_len, args.hidden, inner) + head_flops(masked, args.hidden, VOCAB_SIZE, True)
     return 3 * forward * args.batch_size
 
 
