@@ -22,7 +22,6 @@ and weighted sum 2 L H per token; embeddings, LayerNorm, softmax and pooling are
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from flops import layers_flops
 from timing import (
     DTYPES,
+    emit_report,
     machine_info,
     matmul_flops_per_s,
     peak_memory_mib,
@@ -211,11 +211,7 @@ def main() -> None:
         "end_to_end": end_to_end,
         "extrapolation_bioscan_5m": extrapolation(rows, end_to_end, device),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
+    emit_report(report, args.output)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,12 @@ JSON object (also written to --output). Examples:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 from bert_reference import BertReferenceMAE
 from flops import head_flops, layers_flops
-from timing import DTYPES, machine_info, peak_memory_mib, reset_peak_memory, time_steps
+from timing import DTYPES, emit_report, machine_info, peak_memory_mib, reset_peak_memory, time_steps
 
 from modeling_barcodemae import BarcodeMAEConfig, BarcodeMAEForPreTraining
 from modeling_barcodemae.modeling_barcodemae import random_token_mask
@@ -197,11 +196,7 @@ def main() -> None:
             rows = [measure_step(args, v, args.mask_ratio, length) for v in SCALING_VARIANTS]
             by_length[str(length)] = {"rows": rows, "speedups": speedups(rows)}
         report["seq_len_scan"] = by_length
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
+    emit_report(report, args.output)
 
 
 if __name__ == "__main__":

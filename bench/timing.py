@@ -6,6 +6,7 @@ median (with p10/p90) of the measured steps reported, peak memory from the CUDA 
 
 from __future__ import annotations
 
+import json
 import platform
 import statistics
 import time
@@ -87,3 +88,12 @@ def machine_info(device: torch.device) -> dict:
         info["gpu"] = torch.cuda.get_device_name(device)
         info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
     return info
+
+
+def emit_report(report: dict, output: Path | None) -> None:
+    """Print the benchmark's JSON and, when asked, write it to ``output`` as well."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n")
