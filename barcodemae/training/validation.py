@@ -21,9 +21,8 @@ def masked_token_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tens
     output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], masked_positions=batch["masked_positions"])
     masked = output.masked_positions
     targets = batch["input_ids"][masked]
-    # The head may return logits of the masked tokens only (row-major), or full (batch, length, vocab) ones.
-    logits = output.logits[masked] if output.logits.dim() == 3 else output.logits
-    loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
+    # The pretraining head returns the logits of the masked tokens only, in row-major order.
+    loss_sum = F.cross_entropy(output.logits.float(), targets, reduction="sum")
     return loss_sum, masked.sum()
 
 
