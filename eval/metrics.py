@@ -137,17 +137,19 @@ def linear_probe(
     test_embeddings: Any,
     test_labels: Any,
     *,
-    weight_decay: float = 1e-3,
-    max_iter: int = 100,
+    c: float = 1.0,
+    max_iter: int = 500,
     device: str | torch.device | None = None,
     seed: int = 0,
     return_predictions: bool = False,
 ) -> dict[str, Any]:
     """Multinomial logistic-regression probe on frozen, standardised embeddings (the closed-world protocol).
 
-    Fitted full-batch with L-BFGS in torch (on the GPU when there is one): the same model as scikit-learn's
-    ``LogisticRegression`` (L2 penalty ``weight_decay``) but ~10x faster on CPU and able to handle the 289k
-    BIOSCAN-5M training barcodes. Returns ``accuracy``, ``macro_accuracy``, ``num_train``, ``num_test``,
+    Fitted full-batch with L-BFGS in torch (on the GPU when there is one): the objective of scikit-learn's
+    ``LogisticRegression(C=c)`` (L2 penalty ``||W||^2 / (2 C n)`` on the mean loss, so its strength does not
+    change with the number of training barcodes) but faster on CPU and able to handle the 289k BIOSCAN-5M
+    training barcodes. With hundreds of species and a narrow embedding the probe needs a weak penalty and a few
+    hundred iterations: a fixed penalty of 1e-3 cut a 64-wide model's probe from 64% to 22% on ``dev.csv.gz``. Returns ``accuracy``, ``macro_accuracy``, ``num_train``, ``num_test``,
     ``num_classes`` (and ``predictions`` when asked).
     """
     train_x, test_x = _matrix(train_embeddings, "train_embeddings"), _matrix(test_embeddings, "test_embeddings")
@@ -158,6 +160,9 @@ def linear_probe(
     classes, targets = np.unique(train_y, return_inverse=True)
     if len(classes) < 2:
         raise ValueError(f"linear probe needs at least 2 classes in the training labels, got {len(classes)}")
+    if not c > 0:
+        raise ValueError(f"linear probe inverse regularisation c must be > 0, got {c}")
+    penalty = 1.0 / (c * len(train_x))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
     x = torch.from_numpy((train_x - mean) / std).to(device)
@@ -179,7 +184,7 @@ def linear_probe(
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(head(x), y) + 0.5 * weight_decay * head.weight.square().sum()
+        loss = torch.nn.functional.cross_entropy(head(x), y) + 0.5 * penalty * head.weight.square().sum()
         loss.backward()
         return loss
 

@@ -100,7 +100,8 @@ def evaluate_embeddings(
     reducer: str = "auto",
     n_components: int = 50,
     linkage: str = "ward",
-    probe_max_iter: int = 100,
+    probe_c: float = 1.0,
+    probe_max_iter: int = 500,
     seed: int = 0,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """All protocol metrics from one embedding per row of ``frame``; returns ``(metrics, details)``.
@@ -118,6 +119,7 @@ def evaluate_embeddings(
         species[train_species],
         embeddings[test_species],
         species[test_species],
+        c=probe_c,
         max_iter=probe_max_iter,
         seed=seed,
     )
@@ -199,7 +201,8 @@ def run_evaluation(
     reducer: str = "auto",
     n_components: int = 50,
     linkage: str = "ward",
-    probe_max_iter: int = 100,
+    probe_c: float = 1.0,
+    probe_max_iter: int = 500,
     plots: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -248,6 +251,7 @@ def run_evaluation(
         reducer=reducer,
         n_components=n_components,
         linkage=linkage,
+        probe_c=probe_c,
         probe_max_iter=probe_max_iter,
         seed=seed,
     )
@@ -272,6 +276,8 @@ def run_evaluation(
             "reducer": reducer,
             "n_components": n_components,
             "linkage": linkage,
+            "probe_c": probe_c,
+            "probe_max_iter": probe_max_iter,
             "embedding_dim": int(embeddings.shape[1]),
         },
         "timings": timings,
@@ -320,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--n-components", type=int, default=50, help="dimensions kept by the reducer")
     parser.add_argument("--linkage", default="ward", choices=["ward", "average", "complete", "single"])
+    parser.add_argument("--probe-c", type=float, default=1.0, help="linear probe inverse L2 strength (sklearn's C)")
+    parser.add_argument("--probe-max-iter", type=int, default=500, help="L-BFGS iterations of the linear probe")
     parser.add_argument("--no-plots", action="store_true")
     return parser
 
@@ -345,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         reducer=args.reducer,
         n_components=args.n_components,
         linkage=args.linkage,
+        probe_c=args.probe_c,
+        probe_max_iter=args.probe_max_iter,
         plots=not args.no_plots,
     )
     print(json.dumps(results["metrics"]["headline"], indent=2))

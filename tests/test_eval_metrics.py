@@ -55,6 +55,21 @@ def test_random_embedding_scores_near_chance(labels):
     assert ami["reducer"] == "pca"
 
 
+def test_linear_probe_is_not_over_regularised_with_many_classes():
+    """500 Gaussian classes in 8 dimensions (species in a narrow embedding): the probe must come within a few
+    points of the nearest-true-centre rule; a fixed, too strong L2 penalty (the old default) scored 0.79."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(500, 8))
+    train_y, test_y = np.repeat(np.arange(500), 20), np.repeat(np.arange(500), 5)
+    train_x = centres[train_y] + 0.35 * rng.normal(size=(len(train_y), 8))
+    test_x = centres[test_y] + 0.35 * rng.normal(size=(len(test_y), 8))
+    distances = ((test_x[:, None, :] - centres[None]) ** 2).sum(axis=-1)
+    nearest_centre = (distances.argmin(axis=1) == test_y).mean()  # 0.92
+    assert linear_probe(train_x, train_y, test_x, test_y)["accuracy"] > nearest_centre - 0.04
+    with pytest.raises(ValueError, match="must be > 0"):
+        linear_probe(train_x, train_y, test_x, test_y, c=0.0)
+
+
 def test_one_nn_is_cosine_and_string_labels_work():
     keys = np.array([[1.0, 0.0], [0.0, 1.0], [10.0, 10.5]])  # large norm must not win: cosine, not dot product
     queries = np.array([[5.0, 0.1], [0.1, 3.0], [1.0, 1.0]])

@@ -186,3 +186,38 @@ def test_any_huggingface_encoder_folder(tmp_path: Path):
     with torch.no_grad():
         direct = model(**batch).last_hidden_state.mean(dim=1).numpy()
     np.testing.assert_allclose(vectors[:1], direct, atol=1e-5)
+
+
+def test_command_line_with_a_model_folder_writes_plots(model_folder: Path, fixture_csv: Path, tmp_path: Path):
+    """``python eval/run.py --model DIR`` on the fixture: results, report and both PNG plots."""
+    pytest.importorskip("matplotlib")
+    output = tmp_path / "out"
+    finished = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "eval" / "run.py"),
+            "--model",
+            str(model_folder),
+            "--data",
+            str(fixture_csv),
+            "--output",
+            str(output),
+            "--reducer",
+            "pca",
+            "--batch-size",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    results = json.loads((output / "results.json").read_text())
+    assert results["model"]["name"] == str(model_folder)
+    assert results["settings"]["embedding_dim"] == 32
+    plots = sorted(name for name in results["plots"].values() if name.endswith(".png"))
+    assert plots == ["accuracy_per_genus.png", "pca_test_unseen_genus.png"]
+    assert all((output / name).stat().st_size > 1000 for name in plots)
+    assert "harmonic" in (output / "report.md").read_text().lower()
