@@ -17,6 +17,7 @@ import shutil
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ ENCODER_PREFIX = "barcodemae."
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 """Prefixes added by DistributedDataParallel and ``torch.compile`` when a wrapped model is saved."""
 
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "feature_extraction.md"
+MODEL_CARD_TEMPLATE = Path(str(resources.files("barcodemae.model_cards"))) / "feature_extraction.md"
+"""``model_cards/`` of the repository, installed as ``barcodemae.model_cards`` (package data)."""
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 SEARCH_PARENTS = 2
 TRAINING_ARGS = "training_args.json"
@@ -124,7 +126,10 @@ def locate_checkpoint(
         results_path = None
     args_folder = _nearest_with(folder, TRAINING_ARGS)
     return CheckpointFiles(
-        weights, config_folder, tokenizer_folder, results_path,
+        weights,
+        config_folder,
+        tokenizer_folder,
+        results_path,
         args_folder / TRAINING_ARGS if args_folder is not None else None,
     )
 
@@ -160,10 +165,10 @@ def encoder_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
     for key, tensor in state.items():
         for prefix in WRAPPER_PREFIXES:
             while key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         unwrapped[key] = tensor
     if any(key.startswith(ENCODER_PREFIX) for key in unwrapped):
-        return {key[len(ENCODER_PREFIX):]: t for key, t in unwrapped.items() if key.startswith(ENCODER_PREFIX)}
+        return {key[len(ENCODER_PREFIX) :]: t for key, t in unwrapped.items() if key.startswith(ENCODER_PREFIX)}
     return {key: t for key, t in unwrapped.items() if key.startswith(("embeddings.", "encoder."))}
 
 
@@ -202,9 +207,16 @@ def describe_training_run(training_args: Path | None) -> str | None:
     args = json.loads(training_args.read_text())
     data = args.get("data") or "the simulated demo dataset of train.py"
     details = [f"- Data: `{data}`, pretraining split(s) `{args.get('split', '?')}`"]
-    for key, label in (("preset", "Preset"), ("objective", "Objective"), ("tokenizer", "Tokenizer"),
-                       ("masking", "Masking"), ("max_steps", "Optimiser steps"), ("num_epochs", "Epochs"),
-                       ("learning_rate", "Peak learning rate"), ("seed", "Seed")):
+    for key, label in (
+        ("preset", "Preset"),
+        ("objective", "Objective"),
+        ("tokenizer", "Tokenizer"),
+        ("masking", "Masking"),
+        ("max_steps", "Optimiser steps"),
+        ("num_epochs", "Epochs"),
+        ("learning_rate", "Peak learning rate"),
+        ("seed", "Seed"),
+    ):
         if key == "num_epochs" and (args.get("max_steps") or -1) > 0:
             continue  # max_steps overrides epochs in train.py
         if args.get(key) not in (None, -1, ""):

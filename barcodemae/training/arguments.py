@@ -11,13 +11,15 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 from transformers import HfArgumentParser
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
+PRESET_DIR = Path(str(resources.files("barcodemae.configs")))
+"""``configs/`` of the repository, installed as ``barcodemae.configs`` (package data)."""
 SCHEDULERS = ("cosine", "linear", "onecycle", "constant")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 CURRICULA = ("cm-gems", "cm-step")
@@ -27,20 +29,43 @@ CURRICULA = ("cm-gems", "cm-step")
 class TrainingArguments:
     """Everything ``train.py`` accepts; see ``python train.py --help``."""
 
-    preset: str | None = field(default="tiny", metadata={"help": "YAML preset: a name in configs/ (tiny, barcodemae, barcodebert) or a path; 'none' for none"})
+    preset: str | None = field(
+        default="tiny",
+        metadata={"help": "YAML preset: a name in configs/ (tiny, barcodemae, barcodebert) or a path; 'none' for none"},
+    )
     # ------------------------------------------------------------------ data
-    data: str | None = field(default=None, metadata={"help": "BIOSCAN-5M metadata CSV (.csv/.csv.gz); omitted: simulate the embedded default dataset"})
-    split: str = field(default="pretrain+other_heldout", metadata={"help": "pretraining split(s), '+'-joined (BIOSCAN-5M names)"})
-    val_split: str = field(default="val", metadata={"help": "split for masked-token validation loss/perplexity ('' or none to skip)"})
-    key_split: str = field(default="train", metadata={"help": "labelled keys for the open-world 1-NN genus probe ('' or none to skip the probe)"})
-    query_split: str = field(default="val_unseen", metadata={"help": "queries for the 1-NN genus probe during training"})
+    data: str | None = field(
+        default=None,
+        metadata={"help": "BIOSCAN-5M metadata CSV (.csv/.csv.gz); omitted: simulate the embedded default dataset"},
+    )
+    split: str = field(
+        default="pretrain+other_heldout", metadata={"help": "pretraining split(s), '+'-joined (BIOSCAN-5M names)"}
+    )
+    val_split: str = field(
+        default="val", metadata={"help": "split for masked-token validation loss/perplexity ('' or none to skip)"}
+    )
+    key_split: str = field(
+        default="train",
+        metadata={"help": "labelled keys for the open-world 1-NN genus probe ('' or none to skip the probe)"},
+    )
+    query_split: str = field(
+        default="val_unseen", metadata={"help": "queries for the 1-NN genus probe during training"}
+    )
     max_val_samples: int = field(default=512, metadata={"help": "validation barcodes (fixed masks)"})
-    max_probe_keys: int = field(default=2000, metadata={"help": "at most this many keys / queries in the periodic 1-NN probe"})
-    simulate_genera: int = field(default=40, metadata={"help": "genera of the embedded simulated dataset (~70 barcodes each)"})
+    max_probe_keys: int = field(
+        default=2000, metadata={"help": "at most this many keys / queries in the periodic 1-NN probe"}
+    )
+    simulate_genera: int = field(
+        default=40, metadata={"help": "genera of the embedded simulated dataset (~70 barcodes each)"}
+    )
     # ------------------------------------------------------------------ model and tokenizer
     objective: str = field(default="mae", metadata={"help": "mae (BarcodeMAE) or mlm (BarcodeBERT)"})
-    tokenizer: str = field(default="kmer6", metadata={"help": "kmer6 | kmer:k=6,stride=1 | char | BPE tokenizer.json or tokenizer folder"})
-    frame_offset_augmentation: bool = field(default=True, metadata={"help": "random k-mer reading frame per sample in training"})
+    tokenizer: str = field(
+        default="kmer6", metadata={"help": "kmer6 | kmer:k=6,stride=1 | char | BPE tokenizer.json or tokenizer folder"}
+    )
+    frame_offset_augmentation: bool = field(
+        default=True, metadata={"help": "random k-mer reading frame per sample in training"}
+    )
     hidden_size: int = 768
     num_hidden_layers: int = 6
     num_attention_heads: int = 6
@@ -51,9 +76,13 @@ class TrainingArguments:
     decoder_intermediate_size: int = 3072
     dropout: float = 0.1
     # ------------------------------------------------------------------ masking
-    masking: str = field(default="random", metadata={"help": "random | span | genemask | global | stochastic_global | cm-gems | cm-step"})
+    masking: str = field(
+        default="random", metadata={"help": "random | span | genemask | global | stochastic_global | cm-gems | cm-step"}
+    )
     mask_ratio: float = 0.5
-    npmi_table: str | None = field(default=None, metadata={"help": "saved NPMI table (genemask/global); built from the training data if omitted"})
+    npmi_table: str | None = field(
+        default=None, metadata={"help": "saved NPMI table (genemask/global); built from the training data if omitted"}
+    )
     # ------------------------------------------------------------------ optimisation
     max_steps: int = field(default=-1, metadata={"help": "optimiser steps; -1: use num_epochs"})
     num_epochs: float = 1.0
@@ -64,9 +93,13 @@ class TrainingArguments:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.98
     warmup_ratio: float = 0.05
-    lr_scheduler: str = field(default="cosine", metadata={"help": "cosine (warmup-cosine) | linear | onecycle | constant"})
+    lr_scheduler: str = field(
+        default="cosine", metadata={"help": "cosine (warmup-cosine) | linear | onecycle | constant"}
+    )
     max_grad_norm: float = 1.0
-    mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 on a bf16-capable GPU, else no) | no | fp16 | bf16"})
+    mixed_precision: str = field(
+        default="auto", metadata={"help": "auto (bf16 on a bf16-capable GPU, else no) | no | fp16 | bf16"}
+    )
     seed: int = 42
     # ------------------------------------------------------------------ logging, checkpoints, evaluation
     output_dir: str = "runs/barcodemae-tiny"
@@ -74,12 +107,22 @@ class TrainingArguments:
     eval_steps: int = 200
     save_steps: int = 500
     save_total_limit: int = 3
-    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "a checkpoints/step_N folder, or 'latest' (in output_dir)"})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "a checkpoints/step_N folder, or 'latest' (in output_dir)"}
+    )
     report_to: str = field(default="none", metadata={"help": "accelerate trackers: none | tensorboard | wandb | all"})
     evaluate: bool = field(default=True, metadata={"help": "run the evaluation suite on final_model/ at the end"})
-    eval_reducer: str = field(default="auto", metadata={"help": "BIN-clustering reducer of the final evaluation: auto (UMAP if installed) | umap | pca | none"})
+    eval_reducer: str = field(
+        default="auto",
+        metadata={
+            "help": "BIN-clustering reducer of the final evaluation: auto (UMAP if installed) | umap | pca | none"
+        },
+    )
     eval_plots: bool = field(default=True, metadata={"help": "write the evaluation plots (UMAP / per-genus accuracy)"})
-    stop_after_steps: int | None = field(default=None, metadata={"help": "testing hook: stop abruptly after this step (no final save), like a killed job"})
+    stop_after_steps: int | None = field(
+        default=None,
+        metadata={"help": "testing hook: stop abruptly after this step (no final save), like a killed job"},
+    )
 
     def __post_init__(self) -> None:
         if self.objective not in ("mae", "mlm"):
@@ -90,7 +133,13 @@ class TrainingArguments:
             raise ValueError(f"--mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
         if self.max_steps <= 0 and self.num_epochs <= 0:
             raise ValueError("give --max_steps > 0 or --num_epochs > 0")
-        for name in ("per_device_batch_size", "gradient_accumulation_steps", "logging_steps", "eval_steps", "save_steps"):
+        for name in (
+            "per_device_batch_size",
+            "gradient_accumulation_steps",
+            "logging_steps",
+            "eval_steps",
+            "save_steps",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.mask_ratio < 1:
@@ -109,7 +158,9 @@ def resolve_preset(preset: str) -> Path:
     if candidate.is_file():
         return candidate
     shipped = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
-    raise FileNotFoundError(f"preset {preset!r} is neither a YAML file nor one of the presets in {PRESET_DIR}: {shipped}")
+    raise FileNotFoundError(
+        f"preset {preset!r} is neither a YAML file nor one of the presets in {PRESET_DIR}: {shipped}"
+    )
 
 
 def load_preset(preset: str) -> dict[str, Any]:
@@ -155,7 +206,9 @@ def parse_tokenizer_spec(spec: str) -> dict[str, Any]:
     path = Path(spec)
     if path.is_dir() or path.is_file():
         return {"scheme": "file", "path": str(path)}
-    raise ValueError(f"tokenizer {spec!r} is not kmer<k>, kmer:k=..,stride=.., char, or an existing tokenizer.json/folder")
+    raise ValueError(
+        f"tokenizer {spec!r} is not kmer<k>, kmer:k=..,stride=.., char, or an existing tokenizer.json/folder"
+    )
 
 
 def save_arguments(args: TrainingArguments, path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Training presets (``tiny``, ``barcodemae``, ``barcodebert``) and accelerate configs, shipped as package data."""

@@ -1,0 +1,1 @@
+"""Model card templates rendered by ``barcodemae export``, shipped as package data."""
