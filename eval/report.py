@@ -56,6 +56,17 @@ def render_report(results: dict[str, Any]) -> str:
             f"| closed world, species, 1-NN | {_pct(closed['one_nn']['accuracy'])} | {_pct(closed['one_nn']['macro_accuracy'])} | "
             f"{closed['one_nn']['num_keys']:,} keys, {closed['one_nn']['num_queries']:,} queries |"
         ),
+        *(
+            [
+                (
+                    f"| closed world, species, fine-tuned ({closed['fine_tune']['epochs']} epochs) | "
+                    f"{_pct(closed['fine_tune']['accuracy'])} | {_pct(closed['fine_tune']['macro_accuracy'])} | "
+                    f"{closed['fine_tune']['num_train']:,} train, {closed['fine_tune']['num_test']:,} test |"
+                )
+            ]
+            if "fine_tune" in closed
+            else []
+        ),
         (
             f"| open world, genus, 1-NN | {_pct(open_world['accuracy'])} | {_pct(open_world['macro_accuracy'])} | "
             f"{open_world['num_keys']:,} keys, {open_world['num_queries']:,} queries |"

@@ -1,0 +1,169 @@
+"""Closed-world species by full fine-tuning: encoder + linear head trained end to end on ``train``, scored on ``test``.
+
+The linear probe (:func:`barcodemae.eval.metrics.linear_probe`) measures what the frozen embedding already
+separates; fine-tuning measures how good a starting point the pretrained encoder is, the second closed-world
+number BarcodeBERT and BarcodeMAE report. Any ``AutoModelForSequenceClassification`` folder works: BarcodeMAE
+folders load as :class:`BarcodeMAEForSequenceClassification` (the MAE decoder and vocabulary head are dropped and a
+new classifier is initialised), plain BERT folders as ``BertForSequenceClassification``.
+
+Training is a plain torch loop (AdamW, linear warm-up then linear decay, gradient clipping), shuffled
+mini-batches tokenised on the fly; our k-mer tokenizer draws a random reading frame per training barcode (the
+pretraining augmentation, for non-overlapping k-mers) and uses frame 0 for the test barcodes, as the embedding
+loop does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .embeddings import _autocast_dtype, _tokenize
+from .metrics import classification_scores
+
+
+def load_classifier(model_dir_or_name: str | os.PathLike, num_labels: int) -> tuple[Any, Any]:
+    """A sequence classifier with a fresh ``num_labels``-way head on top of the folder's encoder, and its tokenizer."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import barcodemae  # noqa: F401  (registers BarcodeMAE with the Auto* classes)
+
+    name = os.fspath(model_dir_or_name)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        name, num_labels=num_labels, trust_remote_code=True, ignore_mismatched_sizes=True
+    )
+    tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=True)
+    return model, tokenizer
+
+
+def _random_frames(tokenizer: Any, batch: list[str], rng: np.random.Generator) -> list[str]:
+    """Each training barcode in a random reading frame (k-mer tokenizers only), keeping at least one k-mer."""
+    k = int(getattr(tokenizer, "k", 1) or 1)
+    if not hasattr(tokenizer, "nucleotide_spans") or k == 1 or getattr(tokenizer, "stride", k) != k:
+        return batch
+    offsets = rng.integers(0, k, size=len(batch))
+    return [sequence[min(int(offset), max(0, len(sequence) - k)) :] for sequence, offset in zip(batch, offsets)]
+
+
+def fine_tune_classifier(
+    model_dir_or_name: str | os.PathLike,
+    train_sequences: Sequence[str],
+    train_labels: Sequence[Any],
+    test_sequences: Sequence[str],
+    test_labels: Sequence[Any],
+    *,
+    epochs: int = 3,
+    batch_size: int = 64,
+    learning_rate: float = 1e-4,
+    weight_decay: float = 0.01,
+    warmup_ratio: float = 0.1,
+    max_grad_norm: float = 1.0,
+    device: str | torch.device | None = None,
+    dtype: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    return_predictions: bool = False,
+) -> dict[str, Any]:
+    """Fine-tune the whole encoder with a new classification head; return test ``accuracy`` and ``macro_accuracy``.
+
+    Test barcodes whose label never occurs in ``train_labels`` cannot be predicted and count as errors (the
+    closed-world protocol's ``test`` split only holds species seen in ``train``). Also returns ``num_train``,
+    ``num_test``, ``num_classes``, ``epochs``, ``steps`` and the mean training loss of the last epoch.
+    """
+    train_sequences, test_sequences = list(train_sequences), list(test_sequences)
+    train_y, test_y = np.asarray(train_labels, dtype=object), np.asarray(test_labels, dtype=object)
+    if len(train_sequences) != len(train_y) or len(test_sequences) != len(test_y):
+        raise ValueError(
+            f"fine-tuning needs one label per barcode: train {len(train_sequences)} barcodes / {len(train_y)} labels, "
+            f"test {len(test_sequences)} / {len(test_y)}"
+        )
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got epochs={epochs}, batch_size={batch_size}")
+    classes, targets = np.unique(train_y.astype(str), return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"fine-tuning needs at least 2 classes in the training labels, got {len(classes)}")
+
+    torch.manual_seed(seed)
+    model, tokenizer = load_classifier(model_dir_or_name, len(classes))
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    autocast = _autocast_dtype(dtype)
+    max_tokens = getattr(model.config, "max_position_embeddings", None)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "LayerNorm" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "LayerNorm" in n]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=learning_rate
+    )
+    steps_per_epoch = math.ceil(len(train_sequences) / batch_size)
+    total_steps = epochs * steps_per_epoch
+    warmup_steps = max(1, int(warmup_ratio * total_steps))
+
+    def schedule(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    generator = np.random.default_rng(seed)
+    labels_tensor = torch.from_numpy(targets.astype(np.int64))
+    bar = tqdm(total=total_steps, desc="fine-tuning", unit="step", disable=not progress)
+    epoch_losses: list[float] = []
+    model.train()
+    for _ in range(epochs):
+        order = generator.permutation(len(train_sequences))
+        losses = []
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch = {
+                key: value.to(device)
+                for key, value in _tokenize(
+                    tokenizer, _random_frames(tokenizer, [train_sequences[i] for i in rows], generator), max_tokens
+                ).items()
+            }
+            with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+                loss = model(**batch, labels=labels_tensor[rows].to(device)).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        epoch_losses.append(float(np.mean(losses)))
+    bar.close()
+
+    model.eval()
+    predictions = np.empty(len(test_sequences), dtype=object)
+    with (
+        torch.inference_mode(),
+        torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None),
+    ):
+        for start in range(0, len(test_sequences), batch_size):
+            batch = {
+                key: value.to(device)
+                for key, value in _tokenize(tokenizer, test_sequences[start : start + batch_size], max_tokens).items()
+            }
+            predicted = model(**batch).logits.argmax(dim=-1).cpu().numpy()
+            predictions[start : start + len(predicted)] = classes[predicted]
+    result: dict[str, Any] = {
+        **classification_scores(test_y.astype(str), predictions.astype(str)),
+        "num_train": len(train_sequences),
+        "num_test": len(test_sequences),
+        "num_classes": len(classes),
+        "epochs": epochs,
+        "steps": total_steps,
+        "learning_rate": learning_rate,
+        "final_epoch_loss": epoch_losses[-1],
+    }
+    if return_predictions:
+        result["predictions"] = predictions
+    return result
+
+
+__all__ = ["fine_tune_classifier", "load_classifier"]
