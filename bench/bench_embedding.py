@@ -7,7 +7,7 @@ a randomly initialised ``BarcodeMAEModel`` encoder of the given size (throughput
   per batch size: median seconds per batch, barcodes/s, peak memory, achieved FLOP/s and its ratio to the FLOP/s
   of a large square matmul measured in the same run (the utilisation).
 - ``end_to_end``: ``barcodemae.eval.embeddings.embed_barcodes`` on raw strings (cleaning, tokenising, batching,
-  transfers included); a plain tokenise+forward loop is timed instead, and labelled so, while that module is absent.
+  transfers included).
 - ``extrapolation``: hours to embed all 5,150,000 BIOSCAN-5M barcodes at the best model-only and the end-to-end
   rate. Only a GPU run answers the issue's target (< 1 h on one H100); a CPU run prints the CPU figure.
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +41,7 @@ from timing import (
 )
 
 from barcodemae import BarcodeTokenizer
+from barcodemae.eval.embeddings import embed_barcodes
 from modeling_barcodemae import BarcodeMAEConfig, BarcodeMAEModel
 
 BIOSCAN_5M_BARCODES = 5_150_000
@@ -87,29 +87,6 @@ def read_barcodes(path: Path, count: int) -> list[str]:
     return barcodes
 
 
-def direct_embedder(device: torch.device) -> Callable[..., np.ndarray]:
-    """Plain tokenise + forward + mean-pool loop, timed only while barcodemae.eval.embeddings is absent."""
-
-    def embed(model, tokenizer, sequences, batch_size=128, **_) -> np.ndarray:
-        parts = []
-        with torch.inference_mode():
-            for start in range(0, len(sequences), batch_size):
-                batch = tokenizer(sequences[start:start + batch_size], padding=True, return_tensors="pt")
-                batch = {key: value.to(device) for key, value in batch.items() if key != "token_type_ids"}
-                parts.append(model(**batch).pooler_output.float().cpu().numpy())
-        return np.concatenate(parts)
-
-    return embed
-
-
-def embedding_engine(device: torch.device) -> tuple[str, Callable[..., np.ndarray]]:
-    try:
-        from barcodemae.eval.embeddings import embed_barcodes
-    except ImportError:
-        return "direct_loop (barcodemae.eval.embeddings not available)", direct_embedder(device)
-    return "barcodemae.eval.embeddings.embed_barcodes", embed_barcodes
-
-
 def measure_batch_size(
     model: BarcodeMAEModel, tokenizer: BarcodeTokenizer, barcodes: list[str], batch_size: int,
     args: argparse.Namespace, machine_flops: float,
@@ -149,7 +126,7 @@ def measure_end_to_end(
     model: BarcodeMAEModel, tokenizer: BarcodeTokenizer, barcodes: list[str], args: argparse.Namespace
 ) -> dict:
     device = torch.device(args.device)
-    name, embed = embedding_engine(device)
+    name, embed = "barcodemae.eval.embeddings.embed_barcodes", embed_barcodes
     embed(model, tokenizer, barcodes[: args.e2e_batch_size], batch_size=args.e2e_batch_size, device=device,
           progress=False)  # warm-up
     reset_peak_memory(device)
