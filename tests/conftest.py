@@ -48,3 +48,17 @@ def tiny_config_kwargs(**overrides) -> dict:
     )
     kwargs.update(overrides)
     return kwargs
+
+
+@pytest.fixture(scope="session")
+def kmer4_model_folder(tmp_path_factory) -> Path:
+    """A tiny randomly initialised BarcodeMAE (4-mer, 700 positions) saved as training exports it."""
+    from barcodemae import BarcodeMAEConfig, BarcodeMAEForPreTraining, BarcodeTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = BarcodeTokenizer.kmer(k=4)
+    config = BarcodeMAEConfig.from_tokenizer(tokenizer, **tiny_config_kwargs(max_position_embeddings=700))
+    folder = tmp_path_factory.mktemp("kmer4_model")
+    BarcodeMAEForPreTraining(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -9,21 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from barcodemae import BarcodeMAEConfig, BarcodeMAEForPreTraining, BarcodeTokenizer
+from barcodemae import BarcodeMAEForPreTraining
 from barcodemae.eval import run_evaluation
 from barcodemae.eval.finetune import fine_tune_classifier, load_classifier
-from conftest import tiny_config_kwargs
-
-
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    tokenizer = BarcodeTokenizer.kmer(k=4)
-    config = BarcodeMAEConfig.from_tokenizer(tokenizer, **tiny_config_kwargs(max_position_embeddings=700))
-    folder = tmp_path_factory.mktemp("pretrained")
-    BarcodeMAEForPreTraining(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def _species_barcodes(num_species: int, per_species: int, seed: int) -> tuple[list[str], list[str]]:
@@ -41,37 +29,37 @@ def _species_barcodes(num_species: int, per_species: int, seed: int) -> tuple[li
     return sequences, labels
 
 
-def test_classifier_loads_encoder_weights_and_a_fresh_head(model_folder: Path):
-    model, _ = load_classifier(model_folder, num_labels=5)
+def test_classifier_loads_encoder_weights_and_a_fresh_head(kmer4_model_folder: Path):
+    model, _ = load_classifier(kmer4_model_folder, num_labels=5)
     assert type(model).__name__ == "BarcodeMAEForSequenceClassification" and model.classifier.out_features == 5
-    pretrained = BarcodeMAEForPreTraining.from_pretrained(model_folder)
+    pretrained = BarcodeMAEForPreTraining.from_pretrained(kmer4_model_folder)
     torch.testing.assert_close(
         model.barcodemae.embeddings.word_embeddings.weight, pretrained.barcodemae.embeddings.word_embeddings.weight
     )
 
 
-def test_fine_tuning_learns_separable_species(model_folder: Path):
+def test_fine_tuning_learns_separable_species(kmer4_model_folder: Path):
     train_x, train_y = _species_barcodes(6, 12, seed=0)
     test_x, test_y = _species_barcodes(6, 4, seed=0)  # same ancestors (same seed), fresh mutations are not
     test_x, test_y = test_x[::3], test_y[::3]
     result = fine_tune_classifier(
-        model_folder, train_x, train_y, test_x, test_y, epochs=8, batch_size=8, learning_rate=2e-3, progress=False
+        kmer4_model_folder, train_x, train_y, test_x, test_y, epochs=8, batch_size=8, learning_rate=2e-3, progress=False
     )
     assert result["num_classes"] == 6 and result["steps"] == 8 * 9
     assert result["accuracy"] >= 0.9, result  # chance is 1/6
     assert result["final_epoch_loss"] < np.log(6) / 2
 
 
-def test_fine_tuning_errors(model_folder: Path):
+def test_fine_tuning_errors(kmer4_model_folder: Path):
     with pytest.raises(ValueError, match="one label per barcode"):
-        fine_tune_classifier(model_folder, ["ACGTACGT"], ["a", "b"], ["ACGTACGT"], ["a"])
+        fine_tune_classifier(kmer4_model_folder, ["ACGTACGT"], ["a", "b"], ["ACGTACGT"], ["a"])
     with pytest.raises(ValueError, match="at least 2 classes"):
-        fine_tune_classifier(model_folder, ["ACGTACGT", "ACGTTTTT"], ["a", "a"], ["ACGTACGT"], ["a"])
+        fine_tune_classifier(kmer4_model_folder, ["ACGTACGT", "ACGTTTTT"], ["a", "a"], ["ACGTACGT"], ["a"])
 
 
-def test_run_evaluation_reports_fine_tuning(model_folder: Path, fixture_csv: Path, tmp_path: Path):
+def test_run_evaluation_reports_fine_tuning(kmer4_model_folder: Path, fixture_csv: Path, tmp_path: Path):
     results = run_evaluation(
-        model_folder,
+        kmer4_model_folder,
         fixture_csv,
         tmp_path,
         reducer="pca",

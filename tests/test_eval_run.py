@@ -12,29 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from barcodemae import BarcodeMAEConfig, BarcodeMAEForPreTraining, BarcodeTokenizer
 from barcodemae.eval import run_evaluation
 from barcodemae.eval.embeddings import KmerFrequencyEmbedder, embed_barcodes, load_encoder
 from barcodemae.eval.run import load_eval_splits
-from conftest import REPO_ROOT, tiny_config_kwargs
+from conftest import REPO_ROOT
 
 BARCODES = ["ACGTACGTAAGGTTCA" * 3, "ACGTTTGCA", "ACGGGTTACCAGTNNA" * 6, "TTRACGTACGTA", "GGGCCCAAATTT" * 2]
 
 
-@pytest.fixture(scope="module")
-def model_folder(tmp_path_factory) -> Path:
-    """A tiny randomly initialised BarcodeMAE (4-mer) saved as a model folder, as training exports it."""
-    torch.manual_seed(0)
-    tokenizer = BarcodeTokenizer.kmer(k=4)
-    config = BarcodeMAEConfig.from_tokenizer(tokenizer, **tiny_config_kwargs(max_position_embeddings=700))
-    folder = tmp_path_factory.mktemp("tiny_model")
-    BarcodeMAEForPreTraining(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def test_embeddings_keep_input_order_and_equal_pooler_output(model_folder: Path):
-    model, tokenizer = load_encoder(model_folder)
+def test_embeddings_keep_input_order_and_equal_pooler_output(kmer4_model_folder: Path):
+    model, tokenizer = load_encoder(kmer4_model_folder)
     vectors = embed_barcodes(model, tokenizer, BARCODES, batch_size=2, device="cpu", progress=False)
     with torch.no_grad():  # one unsorted batch straight through the model
         reference = model(**tokenizer(BARCODES, padding=True, return_tensors="pt")).pooler_output.numpy()
@@ -42,8 +29,8 @@ def test_embeddings_keep_input_order_and_equal_pooler_output(model_folder: Path)
     np.testing.assert_allclose(vectors, reference, atol=1e-5)
 
 
-def test_layer_and_pooling_options(model_folder: Path):
-    model, tokenizer = load_encoder(model_folder)
+def test_layer_and_pooling_options(kmer4_model_folder: Path):
+    model, tokenizer = load_encoder(kmer4_model_folder)
     batch = tokenizer(BARCODES, padding=True, return_tensors="pt")
     with torch.no_grad():
         states = model(**batch, output_hidden_states=True).hidden_states
@@ -92,9 +79,9 @@ def test_missing_split_is_a_clear_error(fixture_csv: Path, tmp_path: Path):
         load_eval_splits(tmp_path / "missing.csv")
 
 
-def test_run_evaluation_on_demo(model_folder: Path, demo_csv: Path, tmp_path: Path):
+def test_run_evaluation_on_demo(kmer4_model_folder: Path, demo_csv: Path, tmp_path: Path):
     results = run_evaluation(
-        model_folder,
+        kmer4_model_folder,
         demo_csv,
         tmp_path,
         max_per_split=250,
@@ -115,7 +102,7 @@ def test_run_evaluation_on_demo(model_folder: Path, demo_csv: Path, tmp_path: Pa
     bins = saved["metrics"]["bin_reconstruction"]
     assert bins["reducer"] == "pca" and {"dna_bin", "species"} <= bins.keys()
     report = (tmp_path / "report.md").read_text()
-    assert "## Headline" in report and str(model_folder) in report
+    assert "## Headline" in report and str(kmer4_model_folder) in report
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / saved["plots"]["embedding_2d"]).stat().st_size > 0
         assert (tmp_path / "accuracy_per_genus.png").stat().st_size > 0
@@ -188,7 +175,9 @@ def test_any_huggingface_encoder_folder(tmp_path: Path):
     np.testing.assert_allclose(vectors[:1], direct, atol=1e-5)
 
 
-def test_command_line_with_a_model_folder_writes_plots(model_folder: Path, fixture_csv: Path, tmp_path: Path):
+def test_command_line_with_a_kmer4_model_folder_writes_plots(
+    kmer4_model_folder: Path, fixture_csv: Path, tmp_path: Path
+):
     """``python eval/run.py --model DIR`` on the fixture: results, report and both PNG plots."""
     pytest.importorskip("matplotlib")
     output = tmp_path / "out"
@@ -197,7 +186,7 @@ def test_command_line_with_a_model_folder_writes_plots(model_folder: Path, fixtu
             sys.executable,
             str(REPO_ROOT / "eval" / "run.py"),
             "--model",
-            str(model_folder),
+            str(kmer4_model_folder),
             "--data",
             str(fixture_csv),
             "--output",
@@ -215,7 +204,7 @@ def test_command_line_with_a_model_folder_writes_plots(model_folder: Path, fixtu
     )
     assert finished.returncode == 0, finished.stderr[-2000:]
     results = json.loads((output / "results.json").read_text())
-    assert results["model"]["name"] == str(model_folder)
+    assert results["model"]["name"] == str(kmer4_model_folder)
     assert results["settings"]["embedding_dim"] == 32
     plots = sorted(name for name in results["plots"].values() if name.endswith(".png"))
     assert plots == ["accuracy_per_genus.png", "pca_test_unseen_genus.png"]
