@@ -104,6 +104,7 @@ def test_end_to_end_on_demo_data(objective, demo_csv, tmp_path):
         genus = results["metrics"]["open_world_genus"]["one_nn"]  # the barcodemae.eval suite's results
         assert 0 <= genus["accuracy"] <= 1 and genus["num_queries"] > 0
         assert any(k.startswith("eval/metrics/open_world_genus") for r in records for k in r)  # also in metrics.jsonl
+        assert not any("per_genus" in k or k.startswith("eval/settings") for r in records for k in r)  # not the rest
     else:
         assert not (out / "eval").exists()
     # The export loads through the Auto classes and has the label vocabulary and tokenizer.
