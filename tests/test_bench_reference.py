@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -35,8 +37,9 @@ VOCAB = 4101
 @pytest.fixture(scope="module")
 def reference() -> BertReferenceMAE:
     torch.manual_seed(0)
-    return BertReferenceMAE(VOCAB, hidden_size=32, num_layers=2, decoder_layers=1, num_heads=2,
-                            intermediate_size=64).eval()
+    return BertReferenceMAE(
+        VOCAB, hidden_size=32, num_layers=2, decoder_layers=1, num_heads=2, intermediate_size=64
+    ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +74,14 @@ def test_reference_padding_does_not_change_a_barcode_result(reference, batch):
     """Row 2 alone (unpadded) and inside the padded batch gives the same logits on its real tokens."""
     with torch.no_grad():
         _, batched = reference(batch["input_ids"], batch["attention_mask"], batch["masked_positions"])
-        _, alone = reference(batch["input_ids"][2:, :14], batch["attention_mask"][2:, :14],
-                             batch["masked_positions"][2:, :14])
+        _, alone = reference(
+            batch["input_ids"][2:, :14], batch["attention_mask"][2:, :14], batch["masked_positions"][2:, :14]
+        )
     torch.testing.assert_close(batched[2, :14], alone[0], atol=1e-5, rtol=1e-4)
 
 
 def test_reference_trains(reference, batch):
-    model = BertReferenceMAE(VOCAB, hidden_size=32, num_layers=1, decoder_layers=1, num_heads=2,
-                             intermediate_size=64)
+    model = BertReferenceMAE(VOCAB, hidden_size=32, num_layers=1, decoder_layers=1, num_heads=2, intermediate_size=64)
     loss, _ = model(batch["input_ids"], batch["attention_mask"], batch["masked_positions"])
     loss.backward()
     assert all(p.grad is not None for p in model.encoder.encoder.parameters())
@@ -86,8 +89,9 @@ def test_reference_trains(reference, batch):
 
 
 def test_flop_formula_matches_torch_flop_counter():
-    config = BarcodeMAEConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=96)
+    config = BarcodeMAEConfig(
+        vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96
+    )
     model = BarcodeMAEModel(config).eval()
     input_ids = torch.randint(5, VOCAB, (2, 30))
     counter = FlopCounterMode(display=False)
@@ -98,8 +102,9 @@ def test_flop_formula_matches_torch_flop_counter():
 
 
 def test_step_measurement_and_speedups_are_consistent():
-    args = argparse.Namespace(device="cpu", dtype="float32", hidden=32, layers=1, decoder_layers=1, heads=2,
-                              batch_size=4, steps=2, warmup=1)
+    args = argparse.Namespace(
+        device="cpu", dtype="float32", hidden=32, layers=1, decoder_layers=1, heads=2, batch_size=4, steps=2, warmup=1
+    )
     rows = [measure_step(args, variant, mask_ratio=0.5, seq_len=24) for variant in MAIN_VARIANTS]
     for row in rows:
         assert row["median_s"] > 0
@@ -109,7 +114,8 @@ def test_step_measurement_and_speedups_are_consistent():
     assert by_name["mlm_equal_depth"]["parameters_m"] > by_name["mlm_same_encoder"]["parameters_m"]
     ratios = speedups(rows)
     assert ratios["mae_vs_bert_reference"] == pytest.approx(
-        by_name["bert_reference"]["median_s"] / by_name["mae"]["median_s"])
+        by_name["bert_reference"]["median_s"] / by_name["mae"]["median_s"]
+    )
     assert ratios["target_not_slower_than_reference_met"] == (ratios["mae_vs_bert_reference"] >= 1.0)
 
 
@@ -135,3 +141,31 @@ def test_analytic_step_flops_follow_the_visible_token_count():
     mae = [without_head("mae", ratio) for ratio in (0.0, 0.15, 0.5, 0.75)]
     assert mae == sorted(mae, reverse=True) and mae[-1] < mae[0]
     assert without_head("mlm_same_encoder", 0.15) == pytest.approx(without_head("mlm_same_encoder", 0.75))
+
+
+def test_quality_table_reads_runs_and_reports_mean_and_sd(tmp_path):
+    from quality_table import main as quality_table_main
+
+    for seed, (probe, ppl) in enumerate([(0.50, 10.0), (0.70, 12.0)]):
+        run = tmp_path / f"mae-{seed}"
+        (run / "eval").mkdir(parents=True)
+        metrics = {
+            "closed_world_species": {"linear_probe": {"accuracy": probe}, "one_nn": {"accuracy": 0.9}},
+            "open_world_genus": {"one_nn": {"accuracy": 0.3, "macro_accuracy": 0.2}},
+            "bin_reconstruction": {"dna_bin": {"ami": 0.7}},
+            "headline": {"harmonic_mean": 0.4},
+        }
+        (run / "eval" / "results.json").write_text(json.dumps({"metrics": metrics}))
+        (run / "metrics.jsonl").write_text(
+            json.dumps({"step": 1, "val_perplexity": ppl + 5})
+            + "\n"
+            + json.dumps({"step": 2, "val_perplexity": ppl})
+            + "\n"
+        )
+    lines = []
+    with mock.patch("builtins.print", lines.append):
+        quality_table_main([f"tiny MAE={tmp_path}/mae-*"])
+    row = lines[0].splitlines()[-1]
+    assert row.startswith("| tiny MAE | 2 | 60.00 ± 14.14 | 90.00 ± 0.00 |") and row.endswith("| 11.00 ± 1.41 |")
+    with pytest.raises(SystemExit):
+        quality_table_main([f"none={tmp_path}/nothing-*"])
