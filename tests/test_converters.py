@@ -6,19 +6,26 @@ BERT classes; the converted model must reproduce the original's outputs to float
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import os
+import random
 import subprocess
 import sys
 
 import pytest
 import torch
 from torch import nn
-from transformers import BertConfig, BertForMaskedLM, BertForTokenClassification, BertModel
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForTokenClassification, BertModel
 
+from barcodemae.masking import BarcodeMaskingCollator
+from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae import BarcodeMAEModel
 from modeling_barcodemae.convert_original_checkpoint import (
+    UNPREDICTABLE_BIAS,
     convert_checkpoint,
+    converted_tokenizer,
     detect_format,
     load_original_state_dict,
     main,
@@ -28,9 +35,9 @@ from modeling_barcodemae.modeling_barcodemae import gather_visible
 VOCAB = 4101
 
 
-def bert_config(hidden: int = 32, layers: int = 2, heads: int = 4, **kwargs) -> BertConfig:
+def bert_config(hidden: int = 32, layers: int = 2, heads: int = 4, vocab_size: int = VOCAB, **kwargs) -> BertConfig:
     return BertConfig(
-        vocab_size=VOCAB,
+        vocab_size=vocab_size,
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
@@ -55,10 +62,11 @@ def randomise(module: nn.Module) -> nn.Module:
 class MAELMModel(nn.Module):
     """The authors' BarcodeMAE module structure and ``forward_v2`` (encoder on visible tokens, BERT decoder)."""
 
-    def __init__(self, encoder_config: BertConfig, decoder_config: BertConfig):
+    def __init__(self, encoder_config: BertConfig, decoder_config: BertConfig, num_labels: int | None = None):
         super().__init__()
         self.encoder = BertModel(encoder_config, add_pooling_layer=True)
-        decoder_config.num_labels = encoder_config.vocab_size
+        # The authors' code sets num_labels = 4**k (k-mers only); the vocabulary size is the layout we kept as_is.
+        decoder_config.num_labels = num_labels or encoder_config.vocab_size
         self.decoder = BertForTokenClassification(decoder_config)
         self.projection_layer = nn.Linear(encoder_config.hidden_size, decoder_config.hidden_size)
         self.project = encoder_config.hidden_size != decoder_config.hidden_size
@@ -248,3 +256,248 @@ def test_converted_encoder_loads_as_base_model(tmp_path):
             encoder(input_ids=ids, attention_mask=mask).last_hidden_state,
             model.barcodemae(input_ids=ids, attention_mask=mask).last_hidden_state,
         )
+
+
+# ------------------------------------------------------------------------------- the authors' k-mer vocabulary
+K = 3
+KMERS = 4**K
+AUTHORS = ("[MASK]", "[UNK]")
+AUTHORS_WITH_CLS = ("[MASK]", "[UNK]", "[CLS]")
+PAPER = ("<MASK>", "<CLS>", "<UNK>")  # BarcodeBERT paper scripts; they wrote id 1 at masked positions
+# Upper-case barcodes without flanking N (our cleaning would trim it); an internal N and R become [UNK] in both.
+BARCODES = ["".join(random.Random(seed).choices("ACGT", k=length)) for seed, length in enumerate([61, 45, 52, 57])]
+BARCODES[1] = BARCODES[1][:10] + "N" + BARCODES[1][11:30] + "R" + BARCODES[1][31:]
+
+
+def authors_vocab(specials: tuple[str, ...]) -> dict[str, int]:
+    """The authors' DNADataset(tokenizer="kmer") vocabulary: their specials, then ``product("ACGT")`` k-mers."""
+    kmers = ["".join(kmer) for kmer in itertools.product("ACGT", repeat=K)]
+    return {token: index for index, token in enumerate([*specials, *kmers])}
+
+
+def authors_tokenize(barcodes: list[str], vocab: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Their KmerTokenizer + DNADataset in frame 0: pad with N to a common length, non-overlapping k-mers (any
+    other k-mer is [UNK]), attention on the complete k-mers only, a leading [CLS] with use_cls_token."""
+    unk = vocab.get("[UNK]", vocab.get("<UNK>"))
+    length = -(-max(map(len, barcodes)) // K) * K
+    ids, masks = [], []
+    for barcode in barcodes:
+        padded = barcode + "N" * (length - len(barcode))
+        tokens = [vocab.get(padded[i : i + K], unk) for i in range(0, length - K + 1, K)]
+        mask = [1] * (len(barcode) // K) + [0] * (length // K - len(barcode) // K)
+        if "[CLS]" in vocab:
+            tokens, mask = [vocab["[CLS]"], *tokens], [1, *mask]
+        ids.append(tokens)
+        masks.append(mask)
+    return torch.tensor(ids), torch.tensor(masks)
+
+
+def as_our_ids(their_ids: torch.Tensor, specials: tuple[str, ...]) -> torch.Tensor:
+    """Their real token ids in our vocabulary: k-mer ``n + i`` -> ``5 + i``; [UNK] -> 1; [CLS] -> 2."""
+    ours = their_ids - len(specials) + 5
+    unk = specials.index("[UNK]" if "[UNK]" in specials else "<UNK>")
+    ours[their_ids == unk] = 1
+    if "[CLS]" in specials:
+        ours[their_ids == specials.index("[CLS]")] = 2
+    return ours
+
+
+def our_batch(tokenizer: BarcodeTokenizer, barcodes: list[str]) -> dict[str, torch.Tensor]:
+    return dict(tokenizer(barcodes, padding=True, return_tensors="pt"))
+
+
+def equal_count_mask(shape: torch.Size, skip: int, count: int = 6) -> torch.Tensor:
+    """``count`` random masked positions per row, none among the first ``skip`` (forward_v2 needs equal counts)."""
+    scores = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    scores[:, :skip] = 2.0
+    return scores.argsort(dim=1).argsort(dim=1) < count
+
+
+# (original class, its specials, their [UNK] id, the id their training put at masked positions)
+BARCODEBERT_CASES = {
+    "mlm": (BertForMaskedLM, AUTHORS, 1, 0),
+    "paper_mlm": (BertForMaskedLM, PAPER, 2, 1),
+    "token_classification": (BertForTokenClassification, AUTHORS, 1, 0),
+}
+
+
+@pytest.mark.parametrize("case", BARCODEBERT_CASES)
+def test_authors_kmer_barcodebert_reproduces_hidden_states_and_kmer_logits(case):
+    head, specials, their_unk, their_mask = BARCODEBERT_CASES[case]
+    vocab = authors_vocab(specials)
+    original = randomise(head(bert_config(vocab_size=len(vocab), num_labels=KMERS)))
+    tokenizer = BarcodeTokenizer.kmer(K, framing="none")
+    model, report = convert_checkpoint(
+        original.state_dict(), num_attention_heads=4, tokenizer_kwargs=tokenizer.model_config_kwargs()
+    )
+    assert report.vocab_layout == "barcodebert_kmer" and report.original_vocabulary.framing == "none"
+    assert model.config.vocab_size == KMERS + 5 and model.config.prediction_head_transform == (head is BertForMaskedLM)
+
+    theirs = original.get_input_embeddings().weight
+    ours = model.barcodemae.get_input_embeddings().weight
+    assert torch.equal(ours[5:], theirs[len(specials) :])
+    assert torch.equal(ours[[1, 4]], theirs[[their_unk, their_mask]])
+    assert torch.equal(ours[[0, 2, 3]], theirs[their_unk].expand(3, -1))
+
+    their_ids, their_attention = authors_tokenize(BARCODES, vocab)
+    batch = our_batch(tokenizer, BARCODES)
+    their_real, our_real = their_attention.bool(), batch["attention_mask"].bool()
+    assert torch.equal(batch["input_ids"][our_real], as_our_ids(their_ids[their_real], specials))
+    with torch.no_grad():
+        expected = original(input_ids=their_ids, attention_mask=their_attention, output_hidden_states=True)
+        hidden = model.barcodemae(**batch).last_hidden_state
+        logits = model.lm_head(hidden)[our_real]
+    torch.testing.assert_close(hidden[our_real], expected.hidden_states[-1][their_real], atol=1e-5, rtol=1e-5)
+    their_logits = expected.logits[their_real]
+    torch.testing.assert_close(logits[:, 5:], their_logits[:, -KMERS:], atol=1e-4, rtol=1e-4)
+    if head is BertForMaskedLM:  # one output per vocabulary entry: [UNK] and [MASK] keep theirs
+        torch.testing.assert_close(logits[:, [1, 4]], their_logits[:, [their_unk, their_mask]], atol=1e-4, rtol=1e-4)
+        assert (logits[:, [0, 2, 3]] == UNPREDICTABLE_BIAS).all()
+    else:  # the authors' num_labels = 4**k head predicts k-mers only
+        assert (logits[:, :5] == UNPREDICTABLE_BIAS).all()
+
+
+@pytest.mark.parametrize("specials", [AUTHORS, AUTHORS_WITH_CLS], ids=["plain", "use_cls_token"])
+def test_authors_kmer_barcodemae_reproduces_encoder_and_decoder(specials):
+    vocab = authors_vocab(specials)
+    original = randomise(
+        MAELMModel(bert_config(vocab_size=len(vocab)), bert_config(hidden=48, layers=1, vocab_size=len(vocab)), KMERS)
+    )
+    # No tokenizer given: the vocabulary size alone selects the layout, and the framing follows use_cls_token.
+    model, report = convert_checkpoint(original.state_dict(), num_attention_heads=4, decoder_num_attention_heads=4)
+    tokenizer = converted_tokenizer(report.original_vocabulary)
+    assert tokenizer.framing == ("cls" if "[CLS]" in specials else "none")
+    assert tokenizer.model_config_kwargs()["vocab_size"] == model.config.vocab_size
+    torch.testing.assert_close(model.decoder.mask_embedding, original.decoder.bert.embeddings.word_embeddings.weight[0])
+
+    their_ids, their_attention = authors_tokenize(BARCODES, vocab)
+    batch = our_batch(tokenizer, BARCODES)
+    their_real, our_real = their_attention.bool(), batch["attention_mask"].bool()
+    assert torch.equal(batch["input_ids"][our_real], as_our_ids(their_ids[their_real], specials))
+    with torch.no_grad():
+        expected = original.encoder(input_ids=their_ids, attention_mask=their_attention).last_hidden_state
+        hidden = model.barcodemae(**batch).last_hidden_state
+    torch.testing.assert_close(hidden[our_real], expected[their_real], atol=1e-5, rtol=1e-5)
+
+    same_length = [barcode[:45] for barcode in BARCODES]  # forward_v2 takes no padding
+    their_ids, _ = authors_tokenize(same_length, vocab)
+    our_ids = our_batch(tokenizer, same_length)["input_ids"]
+    masked = equal_count_mask(our_ids.shape, skip=int("[CLS]" in specials))  # [CLS] is never masked
+    with torch.no_grad():
+        expected_logits = original.forward_v2(their_ids, masked)
+        output = model(input_ids=our_ids, masked_positions=masked, full_logits=True)
+    assert torch.equal(output.masked_positions, masked)
+    torch.testing.assert_close(output.logits[..., 5:], expected_logits, atol=1e-4, rtol=1e-4)
+    assert (output.logits[..., :5] == UNPREDICTABLE_BIAS).all()
+
+
+def test_vocab_layout_detection_and_clear_errors(caplog):
+    state = randomise(BertForMaskedLM(bert_config(vocab_size=KMERS + 2))).state_dict()
+    kmer = BarcodeTokenizer.kmer(K).model_config_kwargs()
+    with caplog.at_level(logging.INFO, logger="modeling_barcodemae.convert_original_checkpoint"):
+        _, report = convert_checkpoint(state, num_attention_heads=4, tokenizer_kwargs=kmer)
+    assert report.vocab_layout == "barcodebert_kmer"
+    assert "vocabulary layout barcodebert_kmer (auto)" in caplog.text and "framing='none'" in caplog.text
+    tied = {key: value for key, value in state.items() if key != "cls.predictions.decoder.weight"}
+    model, report = convert_checkpoint(tied, num_attention_heads=4, vocab_layout="barcodebert_kmer")
+    assert report.original_vocabulary.k == K and report.config.vocab_size == KMERS + 5
+    assert torch.equal(model.lm_head.decoder.weight[5:], state["bert.embeddings.word_embeddings.weight"][2:])
+
+    with pytest.raises(ValueError, match=f"tokenizer has {KMERS + 5} tokens"):  # as_is keeps their 66 ids
+        convert_checkpoint(state, num_attention_heads=4, tokenizer_kwargs=kmer, vocab_layout="as_is")
+    with pytest.raises(ValueError, match="tokenizer has 261 tokens"):  # a 4-mer tokenizer: not this layout
+        convert_checkpoint(
+            state, num_attention_heads=4, tokenizer_kwargs=BarcodeTokenizer.kmer(4).model_config_kwargs()
+        )
+    with pytest.raises(ValueError, match="converts to our k-mer tokenizer"):
+        char = BarcodeTokenizer.char().model_config_kwargs()
+        convert_checkpoint(state, num_attention_heads=4, tokenizer_kwargs=char, vocab_layout="barcodebert_kmer")
+    with pytest.raises(ValueError, match="vocab_layout must be one of"):
+        convert_checkpoint(state, num_attention_heads=4, vocab_layout="kmer")
+
+    wrong = randomise(BertForMaskedLM(bert_config(vocab_size=KMERS + 4))).state_dict()
+    with pytest.raises(ValueError, match=f"tokenizer has {KMERS + 5} tokens but the checkpoint's vocabulary has 68"):
+        convert_checkpoint(wrong, num_attention_heads=4, tokenizer_kwargs=kmer)
+    with pytest.raises(ValueError, match="68 tokens: not the authors' k-mer layout"):
+        convert_checkpoint(wrong, num_attention_heads=4, vocab_layout="barcodebert_kmer")
+    n_kmers = randomise(BertForMaskedLM(bert_config(vocab_size=5**K + 2))).state_dict()
+    with pytest.raises(ValueError, match="tokenize_n_nucleotide=True layout"):
+        convert_checkpoint(n_kmers, num_attention_heads=4, tokenizer_kwargs=kmer)
+
+    mae = MAELMModel(bert_config(vocab_size=KMERS + 2), bert_config(layers=1, vocab_size=KMERS + 2), KMERS)
+    with pytest.raises(ValueError, match="need vocab_layout='barcodebert_kmer'"):
+        convert_checkpoint(mae.state_dict(), num_attention_heads=4, decoder_num_attention_heads=4, vocab_layout="as_is")
+
+
+@pytest.mark.parametrize("framing", ["none", "cls"])
+def test_framing_round_trips_and_the_vectorised_path_matches_the_backend(framing, tmp_path):
+    tokenizer = BarcodeTokenizer.kmer(K, framing=framing)
+    tokenizer.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "tokenizer_config.json").read_text())["framing"] == framing
+    loaded = AutoTokenizer.from_pretrained(tmp_path, trust_remote_code=True)
+    assert loaded.framing == framing and loaded.describe() == tokenizer.describe()
+    assert loaded.model_max_length == (660 - K) // K + 1 + (framing == "cls")
+    assert loaded(BARCODES)["input_ids"] == tokenizer(BARCODES)["input_ids"]
+    lead = ["[CLS]"] if framing == "cls" else []
+    assert tokenizer.convert_ids_to_tokens(tokenizer("ACGTTTGGGA")["input_ids"]) == [*lead, "ACG", "TTT", "GGG"]
+    offsets = tokenizer("ACGTTTGGGA", return_offsets_mapping=True)["offset_mapping"]
+    assert offsets == [(0, 0)] * len(lead) + [(0, 3), (3, 6), (6, 9)]
+
+    backend = BarcodeTokenizer.kmer(K, framing=framing)
+    backend.use_fast_path = False
+    assert tokenizer._fast_encoder() is not None
+    for call in (
+        {"padding": True, "return_tensors": "pt"},
+        {"truncation": True, "max_length": 5, "padding": "max_length"},
+        {"add_special_tokens": False, "padding": True, "pad_to_multiple_of": 8},
+        {"padding": True, "padding_side": "left", "frame_offset": 1},
+    ):
+        fast, slow = tokenizer(BARCODES, **call), backend(BARCODES, **call)
+        assert {key: torch.as_tensor(value).tolist() for key, value in fast.items()} == {
+            key: torch.as_tensor(value).tolist() for key, value in slow.items()
+        }, call
+
+
+def test_masking_collator_needs_no_framing_tokens():
+    tokenizer = BarcodeTokenizer.kmer(K, framing="none")
+    collator = BarcodeMaskingCollator(tokenizer, "span", mask_ratio=0.5, seed=0)
+    batch = collator([{"input_ids": ids} for ids in tokenizer(BARCODES)["input_ids"]])
+    masked, real = batch["masked_positions"], batch["attention_mask"].bool()
+    assert not (masked & ~real).any()
+    assert (masked.sum(dim=1) == torch.round(real.sum(dim=1) * 0.5)).all()
+
+
+def test_cli_converts_the_authors_kmer_layout_for_a_fresh_process(tmp_path):
+    vocab = authors_vocab(AUTHORS_WITH_CLS)
+    original = randomise(
+        MAELMModel(bert_config(vocab_size=len(vocab)), bert_config(layers=1, vocab_size=len(vocab)), KMERS)
+    )
+    checkpoint = tmp_path / "mae.pt"
+    torch.save(original.state_dict(), checkpoint)
+    output = tmp_path / "converted"
+    flags = ["--num-attention-heads", "4", "--decoder-num-attention-heads", "4", "--tokenizer", f"kmer:{K}"]
+    main(["--checkpoint", str(checkpoint), "--output", str(output), *flags])
+    assert json.loads((output / "tokenizer_config.json").read_text())["framing"] == "cls"
+
+    their_ids, their_attention = authors_tokenize(BARCODES, vocab)
+    with torch.no_grad():
+        expected = original.encoder(input_ids=their_ids, attention_mask=their_attention).last_hidden_state
+    torch.save({"expected": expected[their_attention.bool()]}, tmp_path / "reference.pt")
+    script = f"""
+import torch
+from transformers import AutoModel, AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained({str(output)!r}, trust_remote_code=True)
+model = AutoModel.from_pretrained({str(output)!r}, trust_remote_code=True).eval()
+batch = tokenizer({BARCODES!r}, padding=True, return_tensors="pt")
+with torch.no_grad():
+    hidden = model(**batch).last_hidden_state[batch["attention_mask"].bool()]
+expected = torch.load({str(tmp_path / "reference.pt")!r}, weights_only=True)["expected"]
+torch.testing.assert_close(hidden, expected, atol=1e-5, rtol=1e-5)
+print("OK", tokenizer.framing)
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "m")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OK cls" in result.stdout

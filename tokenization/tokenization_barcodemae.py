@@ -35,6 +35,13 @@ pairs, ``return_special_tokens_mask``, ``return_length``, overflowing tokens and
 backend. ``tokenizer.use_fast_path = False`` forces the backend everywhere. The reading-frame offsets of a batch
 are drawn at once from numpy's global generator, which ``transformers.set_seed`` seeds.
 
+Framing
+-------
+``framing`` says which special tokens surround each barcode: ``"cls_sep"`` (default, ``[CLS] x [SEP]``),
+``"cls"`` (a leading ``[CLS]`` only) or ``"none"``. The last two reproduce the inputs of the authors' BarcodeBERT /
+BarcodeMAE k-mer models (no framing; a leading ``[CLS]`` with their ``use_cls_token``), which checkpoints converted
+by ``convert_original_checkpoint`` need for exact outputs. It is saved with the tokenizer.
+
 Coordinates
 -----------
 ``nucleotide_spans`` and ``return_offsets_mapping=True`` give base positions in the *cleaned* barcode (after gap
@@ -66,13 +73,26 @@ from .sequence_cleaning import (
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 NOT_IUPAC_TOKEN = re.compile(f"[^{IUPAC_LETTERS}]")
 SCHEMES = ("kmer", "char", "bpe")
+#: The special tokens before and after each barcode, by framing name (see "Framing" in the module docstring).
+FRAMINGS: dict[str, tuple[str | None, str | None]] = {
+    "cls_sep": ("[CLS]", "[SEP]"),
+    "cls": ("[CLS]", None),
+    "none": (None, None),
+}
 
 
-def _with_special_tokens(tokenizer: Tokenizer) -> Tokenizer:
-    """Add ``[CLS] x [SEP]`` framing; BarcodeMAE never masks these, and they make pooling robust to empty frames."""
-    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+def _with_special_tokens(tokenizer: Tokenizer, framing: str = "cls_sep") -> Tokenizer:
+    """Set the backend's framing template (``[CLS] x [SEP]`` by default).
+
+    BarcodeMAE never masks ``[CLS]``/``[SEP]``, and they make pooling robust to empty frames; the other framings
+    exist to reproduce models trained without them.
+    """
+    lead, trail = FRAMINGS[framing]
+    used = [token for token in (lead, trail) if token is not None]
+    single = " ".join(token for token in (lead, "$A", trail) if token is not None)
+    pair = " ".join(token for token in (lead, "$A", trail, "$B", trail) if token is not None)
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+        single=single, pair=pair, special_tokens=[(token, tokenizer.token_to_id(token)) for token in used]
     )
     return tokenizer
 
@@ -150,10 +170,13 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         stride: int | None = None,
         max_bp: int = DEFAULT_MAX_LENGTH,
         random_frame_offset: bool = False,
+        framing: str = "cls_sep",
         **kwargs: Any,
     ) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+        if framing not in FRAMINGS:
+            raise ValueError(f"framing must be one of {tuple(FRAMINGS)}, got {framing!r}")
         stride = k if stride is None else stride
         if scheme == "kmer" and not (1 <= stride <= k):
             raise ValueError(f"k-mer stride must be in [1, k={k}], got {stride}")
@@ -161,8 +184,12 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
             raise ValueError(f"max_bp must be positive, got {max_bp}")
         for name in ("pad", "unk", "cls", "sep", "mask"):
             kwargs.setdefault(f"{name}_token", f"[{name.upper()}]")
-        kwargs.setdefault("model_max_length", self._max_tokens(scheme, k, stride, max_bp))
+        kwargs.setdefault("model_max_length", self._max_tokens(scheme, k, stride, max_bp, framing))
         super().__init__(tokenizer_file=tokenizer_file, tokenizer_object=tokenizer_object, **kwargs)
+        if framing != "cls_sep":
+            # Only a non-default framing rewrites the template: a BPE file keeps its own post-processor otherwise.
+            _with_special_tokens(self._tokenizer, framing)
+        self.framing = framing
         self.scheme = scheme
         self.k = k if scheme == "kmer" else 1
         self.stride = stride if scheme == "kmer" else 1
@@ -170,7 +197,7 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         self.random_frame_offset = random_frame_offset
         # random_frame_offset is a training-time augmentation: it is never saved, so a saved folder (and
         # pipeline("feature-extraction")) always embeds in frame 0 and gives the same vectors on every call.
-        self.init_kwargs.update(scheme=scheme, k=self.k, stride=self.stride, max_bp=max_bp)
+        self.init_kwargs.update(scheme=scheme, k=self.k, stride=self.stride, max_bp=max_bp, framing=framing)
         self.init_kwargs.pop("random_frame_offset", None)
         self._token_lengths: np.ndarray | None = None
         self._fast: tuple[str, Any] | bool | None = None
@@ -185,15 +212,20 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         return dict(kwargs)
 
     @staticmethod
-    def _max_tokens(scheme: str, k: int, stride: int, max_bp: int) -> int:
+    def _max_tokens(scheme: str, k: int, stride: int, max_bp: int, framing: str) -> int:
+        """Longest encoding of a ``max_bp`` barcode: its tokens plus the framing's special tokens."""
+        special = sum(token is not None for token in FRAMINGS[framing])
         if scheme == "kmer":
-            return (max_bp - k) // stride + 1 + 2
-        return max_bp + 2
+            return (max_bp - k) // stride + 1 + special
+        return max_bp + special
 
     # ----------------------------------------------------------------------------------------------- builders
     @classmethod
     def kmer(cls, k: int = 6, stride: int | None = None, **kwargs: Any) -> BarcodeTokenizer:
-        """k-mer tokenizer; ``stride=None`` means non-overlapping (``stride=k``), ``stride=1`` overlapping."""
+        """k-mer tokenizer; ``stride=None`` means non-overlapping (``stride=k``), ``stride=1`` overlapping.
+
+        ``framing="none"`` (or ``"cls"``) gives the authors' BarcodeBERT/BarcodeMAE inputs, for converted models.
+        """
         if not 1 <= k <= 8:
             raise ValueError(f"k must be in [1, 8] (4**k vocabulary), got {k}")
         stride = k if stride is None else stride
@@ -213,7 +245,7 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         The file must define ``[PAD] [UNK] [CLS] [SEP] [MASK]`` (at any ids: the file's ids are kept) and every
         other token must be a run of IUPAC letters, so that a token's length is the number of bases it covers
         (byte-level tokens of A/C/G/T are those letters). A ``[CLS] $A [SEP]`` template is added if the file has
-        no post-processor.
+        no post-processor; a non-default ``framing`` replaces the file's.
         """
         backend = Tokenizer.from_file(str(path))
         missing = [t for t in SPECIAL_TOKENS if backend.token_to_id(t) is None]
@@ -251,7 +283,8 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         sequence = sequence[offset:]
         if len(sequence) < self.k:
             raise InvalidBarcodeError(
-                f"input {index}", f"sequence of {len(sequence)} bp (after frame offset {offset}) is shorter than k={self.k}"
+                f"input {index}",
+                f"sequence of {len(sequence)} bp (after frame offset {offset}) is shorter than k={self.k}",
             )
         if self.stride == self.k:
             return sequence[: len(sequence) - len(sequence) % self.k]
@@ -301,7 +334,9 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
             )
         return encoding
 
-    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs: Any) -> list[str]:
+    def tokenize(
+        self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs: Any
+    ) -> list[str]:
         """Token strings of one barcode (or pair); works on both encoding paths."""
         ids = self(text, pair, add_special_tokens=add_special_tokens, **kwargs)["input_ids"]
         return self.convert_ids_to_tokens(ids)
@@ -326,14 +361,16 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         ``kmer``: ids are ``first_id + base-4 value`` (checked against the vocabulary); ``char``: a byte lookup
         table; ``bpe``: the backend's ``encode_batch_fast`` without offsets, on a copy without the (idempotent
         on cleaned input) normalizer. ``None`` when the layout is not ours, e.g. a hand-written k-mer vocabulary
-        or a post-processor other than ``[CLS] $A [SEP]``.
+        or a post-processor other than the template of :attr:`framing`.
         """
         if self._fast is not None:
             return self._fast or None
         self._fast = False
         template = json.loads(self._tokenizer.to_str()).get("post_processor") or {}
         single = [next(iter(piece.values()))["id"] for piece in template.get("single", [])]
-        if template.get("type") != "TemplateProcessing" or single != ["[CLS]", "A", "[SEP]"]:
+        lead, trail = FRAMINGS[self.framing]
+        expected = [token for token in (lead, "A", trail) if token is not None]
+        if template.get("type") != "TemplateProcessing" or single != expected:
             return None
         vocab = self.get_vocab()
         if self.scheme == "kmer":
@@ -353,7 +390,9 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
             self._fast = ("bpe", encoder)
         return self._fast or None
 
-    def _encode_fast(self, items: list[Any] | tuple[Any, ...], frame_offsets: np.ndarray, batched: bool, kwargs: dict[str, Any]):
+    def _encode_fast(
+        self, items: list[Any] | tuple[Any, ...], frame_offsets: np.ndarray, batched: bool, kwargs: dict[str, Any]
+    ):
         """Clean, encode, truncate, frame and pad a batch with numpy; same ids as the backend path."""
         kind, payload = self._fast_encoder()  # type: ignore[misc]
         sequences = [
@@ -384,12 +423,18 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
     def _frame_fast(self, ids: np.ndarray, counts: np.ndarray, batched: bool, kwargs: dict[str, Any]) -> BatchEncoding:
         """Apply HF truncation/padding semantics to flat ids and build the ``BatchEncoding``."""
         special = bool(kwargs.get("add_special_tokens", True))
+        lead, trail = FRAMINGS[self.framing]
+        cls_id = self.cls_token_id if special and lead is not None else None
+        sep_id = self.sep_token_id if special and trail is not None else None
+        added = (cls_id is not None) + (sep_id is not None)
         max_length = kwargs.get("max_length")
-        truncate = kwargs.get("truncation_strategy", TruncationStrategy.DO_NOT_TRUNCATE) != TruncationStrategy.DO_NOT_TRUNCATE
-        max_content = max_length - 2 * special if truncate and max_length is not None else None
+        truncate = (
+            kwargs.get("truncation_strategy", TruncationStrategy.DO_NOT_TRUNCATE) != TruncationStrategy.DO_NOT_TRUNCATE
+        )
+        max_content = max_length - added if truncate and max_length is not None else None
         padding = kwargs.get("padding_strategy", PaddingStrategy.DO_NOT_PAD)
         kept = counts if max_content is None else np.minimum(counts, max(max_content, 0))
-        longest = int(kept.max(initial=0)) + 2 * special
+        longest = int(kept.max(initial=0)) + added
         pad_to = longest if padding != PaddingStrategy.MAX_LENGTH or max_length is None else max(longest, max_length)
         multiple = kwargs.get("pad_to_multiple_of")
         if multiple and padding != PaddingStrategy.DO_NOT_PAD:
@@ -397,8 +442,8 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         matrix, mask, framed = frame_batch(
             ids,
             counts,
-            cls_id=self.cls_token_id if special else None,
-            sep_id=self.sep_token_id if special else None,
+            cls_id=cls_id,
+            sep_id=sep_id,
             pad_id=self.pad_token_id,
             max_content=max_content,
             pad_to=pad_to,
@@ -411,7 +456,9 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         ragged = padding == PaddingStrategy.DO_NOT_PAD and bool((framed != framed.max(initial=0)).any())
         if return_tensors is None or ragged:
             if padding == PaddingStrategy.DO_NOT_PAD:
-                data = {key: [row[:n] for row, n in zip(value.tolist(), framed.tolist())] for key, value in data.items()}
+                data = {
+                    key: [row[:n] for row, n in zip(value.tolist(), framed.tolist())] for key, value in data.items()
+                }
             else:
                 data = {key: value.tolist() for key, value in data.items()}
             if not batched and return_tensors is None:
@@ -447,7 +494,11 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         decodes to ``N`` over its width and the decoded length stays right; the other special tokens are dropped.
         """
         unk_bases = "N" * self.k
-        tokens = [unk_bases if t == self.unk_token else t for t in tokens if t == self.unk_token or t not in self.all_special_tokens]
+        tokens = [
+            unk_bases if t == self.unk_token else t
+            for t in tokens
+            if t == self.unk_token or t not in self.all_special_tokens
+        ]
         if not tokens:
             return ""
         if self.scheme == "kmer" and self.stride < self.k:
@@ -471,7 +522,9 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
             lengths = np.zeros(len(self), dtype=np.int64)
             for token, index in self.get_vocab().items():
                 if token == self.unk_token or token not in self.all_special_tokens:
-                    lengths[index] = self.stride if self.scheme == "kmer" else (1 if token == self.unk_token else len(token))
+                    lengths[index] = (
+                        self.stride if self.scheme == "kmer" else (1 if token == self.unk_token else len(token))
+                    )
             self._token_lengths = lengths
         return self._token_lengths
 
@@ -513,14 +566,23 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
 
     def describe(self) -> dict[str, Any]:
         """What a model config records about its tokenizer."""
-        return {"scheme": self.scheme, "k": self.k, "stride": self.stride, "max_bp": self.max_bp, "vocab_size": len(self)}
+        return {
+            "scheme": self.scheme,
+            "k": self.k,
+            "stride": self.stride,
+            "max_bp": self.max_bp,
+            "vocab_size": len(self),
+            "framing": self.framing,
+        }
 
 
 def _check_bpe_backend(backend: Tokenizer, source: str) -> None:
     """Reject BPE files whose tokens are not base runs: their nucleotide coordinates would be wrong."""
     model = json.loads(backend.to_str())["model"]
     if model.get("fuse_unk"):
-        raise ValueError(f"{source}: fuse_unk=True makes [UNK] cover an unknown number of bases; re-save with fuse_unk=False")
+        raise ValueError(
+            f"{source}: fuse_unk=True makes [UNK] cover an unknown number of bases; re-save with fuse_unk=False"
+        )
     bad = [t for t in backend.get_vocab() if t not in SPECIAL_TOKENS and NOT_IUPAC_TOKEN.search(t)]
     if bad:
         raise ValueError(
