@@ -190,6 +190,8 @@ def embed_barcodes(
         return model(sequences, progress=progress)
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if pooling == "cls" and getattr(tokenizer, "framing", "cls_sep") == "none":
+        raise ValueError("pooling='cls' needs a leading [CLS] token, but this tokenizer has framing='none'")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     sequences = list(sequences)

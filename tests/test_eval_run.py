@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from barcodemae import BarcodeTokenizer
 from barcodemae.eval import run_evaluation
 from barcodemae.eval.embeddings import KmerFrequencyEmbedder, embed_barcodes, load_encoder
 from barcodemae.eval.run import load_eval_splits
@@ -44,6 +45,9 @@ def test_layer_and_pooling_options(kmer4_model_folder: Path):
         embed_barcodes(model, tokenizer, BARCODES, pooling="median", progress=False)
     with pytest.raises(ValueError, match="layer must be in"):
         embed_barcodes(model, tokenizer, BARCODES, layer=7, progress=False)
+    unframed = BarcodeTokenizer.kmer(k=4, framing="none")
+    with pytest.raises(ValueError, match="framing='none'"):
+        embed_barcodes(model, unframed, BARCODES, pooling="cls", progress=False)
 
 
 def test_kmer_frequencies_match_direct_counting():
