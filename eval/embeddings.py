@@ -1,7 +1,8 @@
 """Barcode embeddings from a frozen encoder (ours or any Hugging Face folder) and a k-mer frequency baseline.
 
-This is the one embedding loop of the project: the evaluation suite, ``barcodemae embed``, ``identify`` and the
-training-time probes all call :func:`embed_barcodes`, so every number is computed from identical vectors.
+The evaluation suite, ``barcodemae embed``, ``identify`` and the final evaluation of ``train.py`` all call
+:func:`embed_barcodes`, so their numbers come from identical vectors (the periodic genus probe during training
+embeds its small subsample inside the training loop, across processes).
 Barcodes are sorted by length before batching (padding is then minimal; the original order is restored), the
 forward pass runs under ``torch.inference_mode`` and optionally under bf16/fp16 autocast.
 """
