@@ -8,16 +8,17 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError, clean_barcode
 
 from barcodemae.data import (
     RECORD_COLUMNS,
+    TAXONOMY_RANKS,
     LabelVocabulary,
     download_bioscan5m,
     load_barcodes,
     load_bioscan5m,
     pipeline,
 )
+from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError, clean_barcode
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -47,7 +48,7 @@ def write_csv(path: Path, rows: list[dict[str, str]], columns=RECORD_COLUMNS) ->
 
 def test_columns_schema_and_split_selection(fixture_csv, fixture_rows, cache):
     dataset, report, vocab = load_bioscan5m(fixture_csv, "train+val", cache_dir=cache, return_report=True)
-    assert dataset.column_names == [*RECORD_COLUMNS, "genus_label", "species_label", "dna_bin_label"]
+    assert dataset.column_names == [*RECORD_COLUMNS, *(f"{rank}_label" for rank in (*TAXONOMY_RANKS, "dna_bin"))]
     assert dataset.features["genus_label"].dtype == "int64"
     expected = [row["processid"] for row in fixture_rows if row["split"] in ("train", "val")]
     assert dataset["processid"] == expected
@@ -57,6 +58,10 @@ def test_columns_schema_and_split_selection(fixture_csv, fixture_rows, cache):
         assert vocab.names("genus")[row["genus_label"]] == row["genus"]
         assert vocab.names("species")[row["species_label"]] == row["species"]
         assert vocab.names("dna_bin")[row["dna_bin_label"]] == row["dna_bin"]
+        assert vocab.names("order")[row["order_label"]] == row["order"]
+    # label_ranks= encodes only the ranks asked for
+    fewer = load_bioscan5m(fixture_csv, "train", cache_dir=cache, label_ranks=("family",))
+    assert [c for c in fewer.column_names if c.endswith("_label")] == ["family_label"]
 
 
 def test_barcodes_follow_the_one_cleaning_policy(fixture_csv, fixture_rows, cache):
@@ -216,5 +221,5 @@ def test_split_with_no_rows_gives_empty_dataset_with_schema(fixture_csv, fixture
     assert not any(row["split"] == "other_heldout" for row in fixture_rows)
     dataset, report, vocab = load_bioscan5m(fixture_csv, "other_heldout", cache_dir=cache, return_report=True)
     assert len(dataset) == 0 and report.read == 0 and vocab.num_labels("genus") == 0
-    assert dataset.column_names == [*RECORD_COLUMNS, "genus_label", "species_label", "dna_bin_label"]
+    assert dataset.column_names == [*RECORD_COLUMNS, *(f"{rank}_label" for rank in (*TAXONOMY_RANKS, "dna_bin"))]
     assert list(load_bioscan5m(fixture_csv, "other_heldout", streaming=True)) == []

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError
 
 from barcodemae import BarcodeTokenizer
-from barcodemae.data import load_bioscan5m, tokenize_dataset
+from barcodemae.data import LABEL_RANKS, load_bioscan5m, tokenize_dataset
+from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,8 @@ def test_ids_match_tokenizer_and_cache_is_reused(fixture_csv, tokenizer, tmp_pat
     assert tokenized["genus_label"] == dataset["genus_label"]
     again = tokenize_dataset(dataset, tokenizer)
     assert again.cache_files == tokenized.cache_files
+    parallel = tokenize_dataset(dataset, tokenizer, num_proc=2)  # datasets.map over two worker processes
+    assert parallel["input_ids"] == expected
     shifted = tokenize_dataset(dataset, tokenizer, frame_offset=2)
     assert shifted["input_ids"][0] == tokenizer(dataset[0]["dna_barcode"], frame_offset=2)["input_ids"]
 
@@ -30,7 +32,7 @@ def test_ids_match_tokenizer_and_cache_is_reused(fixture_csv, tokenizer, tmp_pat
 def test_minimal_columns_and_streaming(fixture_csv, tokenizer, tmp_path):
     dataset = load_bioscan5m(fixture_csv, "test", cache_dir=str(tmp_path))
     small = tokenize_dataset(dataset, tokenizer, keep_columns=False)
-    assert small.column_names == ["genus_label", "species_label", "dna_bin_label", "input_ids"]
+    assert small.column_names == [f"{rank}_label" for rank in LABEL_RANKS] + ["input_ids"]
     stream = tokenize_dataset(load_bioscan5m(fixture_csv, "test", streaming=True), tokenizer, keep_columns=False)
     assert [row["input_ids"] for row in stream] == small["input_ids"]
 

@@ -18,8 +18,9 @@ import datasets
 TAXONOMY_RANKS: tuple[str, ...] = ("phylum", "class", "order", "family", "subfamily", "genus", "species")
 """Taxonomic ranks kept by every loader, most general first (BIOSCAN-5M column names)."""
 
-LABEL_RANKS: tuple[str, ...] = ("genus", "species", "dna_bin")
-"""Ranks that get an integer ``<rank>_label`` column by default."""
+LABEL_RANKS: tuple[str, ...] = (*TAXONOMY_RANKS, "dna_bin")
+"""Ranks that get an integer ``<rank>_label`` column by default: every rank, so a classifier or probe can target
+any of them (pass ``label_ranks=`` to a loader to encode fewer)."""
 
 RECORD_COLUMNS: tuple[str, ...] = ("processid", "dna_barcode", "split", *TAXONOMY_RANKS, "dna_bin")
 """String columns of a loaded dataset, in order; the ``<rank>_label`` int columns follow them."""
