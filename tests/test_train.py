@@ -34,6 +34,16 @@ def sim_csv(tmp_path_factory) -> Path:
     return write_simulated_dataset(tmp_path_factory.mktemp("sim") / "sim.csv", num_genera=6, specimens_per_species=12, seed=5)
 
 
+def flags(**values: object) -> list[str]:
+    """``--name value`` command-line flags from keyword arguments (the tests below state runs this way)."""
+    return [item for name, value in values.items() for item in (f"--{name}", str(value))]
+
+
+def train(**values: object) -> dict:
+    """``run_training`` of the tiny model with the given flags."""
+    return run_training(parse_args([*TINY, *flags(**values)]))
+
+
 def read_metrics(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -237,3 +247,41 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(sim_csv, tmp_path
     resumed = load_file(killed / "final_model" / "model.safetensors")
     for name in reference:
         torch.testing.assert_close(resumed[name], reference[name], rtol=0, atol=1e-5, msg=name)
+
+
+# ------------------------------------------------------------------------------------------------ short barcodes
+def test_barcodes_too_short_for_every_reading_frame_are_rejected_up_front(fixture_csv, tmp_path, caplog):
+    """5 bp passes a 4-mer in frame 0 but not in frames 2-3: it must be rejected on load, not crash step N."""
+    import pandas as pd
+
+    table = pd.read_csv(fixture_csv)
+    short = table.index[table["split"] == "pretrain"][0]
+    table.loc[short, "dna_barcode"] = "ACGTA"
+    csv = tmp_path / "short.csv"
+    table.to_csv(csv, index=False)
+    with caplog.at_level("INFO"):
+        # Without the length check, frame offsets of 2-3 on this record crash within three steps of 46.
+        summary = train(
+            data=csv,
+            output_dir=tmp_path / "run",
+            max_steps=3,
+            per_device_batch_size=46,
+            split="pretrain",
+            eval_steps=10,
+            save_steps=10,
+            evaluate=False,
+        )
+    assert summary["global_step"] == 3
+    record_id = table.loc[short, "processid"]
+    assert f"{record_id}: too short: 5 bp < minimum 7 bp" in caplog.text  # the cleaning report names it
+    assert "rejected 1 record(s) shorter than 7 bp" in caplog.text
+
+
+def test_min_barcode_length_covers_every_drawn_reading_frame():
+    from barcodemae.tokenization import BarcodeTokenizer
+    from barcodemae.training.batches import min_barcode_length
+
+    assert min_barcode_length(BarcodeTokenizer.kmer(k=6), frame_offsets=True) == 11  # 5 skipped + one 6-mer
+    assert min_barcode_length(BarcodeTokenizer.kmer(k=6), frame_offsets=False) == 6
+    assert min_barcode_length(BarcodeTokenizer.kmer(k=4, stride=1), frame_offsets=True) == 7  # frames drawn too
+    assert min_barcode_length(BarcodeTokenizer.char(), frame_offsets=True) == 1

@@ -64,6 +64,22 @@ def tokenize_in_frames(tokenizer, sequences: list[str], offsets: np.ndarray) -> 
     return rows  # type: ignore[return-value]
 
 
+def draws_frame_offsets(tokenizer, frame_offsets: bool) -> bool:
+    """Whether a stream built with ``frame_offsets`` skips 0..k-1 leading bases (multi-base k-mers only)."""
+    return frame_offsets and tokenizer.scheme == "kmer" and tokenizer.k > 1
+
+
+def min_barcode_length(tokenizer, frame_offsets: bool) -> int:
+    """Shortest barcode that yields a token in every reading frame the stream may draw.
+
+    One k-mer needs k bases after the offset, and a random frame skips up to k-1: hence 2k-1 bp with random
+    frames, k without (1 for character and BPE tokenizers). Loading with this minimum rejects shorter records
+    up front, in the cleaning report, instead of the tokenizer failing mid-run on whichever batch draws them.
+    """
+    k = tokenizer.k if tokenizer.scheme == "kmer" else 1
+    return 2 * k - 1 if draws_frame_offsets(tokenizer, frame_offsets) else k
+
+
 @dataclass
 class DataPosition:
     """Where the stream is: the epoch and the next global micro-batch within it."""
@@ -116,7 +132,7 @@ class GlobalBatchStream:
                 f"({per_device_batch_size} per device x {num_processes} processes)"
             )
         self.seed = seed
-        self.frame_offsets = frame_offsets and tokenizer.scheme == "kmer" and tokenizer.k > 1
+        self.frame_offsets = draws_frame_offsets(tokenizer, frame_offsets)
         self.shuffle = shuffle
         self.position = DataPosition()
         self._order_epoch: int | None = None
@@ -174,4 +190,12 @@ class GlobalBatchStream:
         self.position = DataPosition(int(state["epoch"]), int(state["batch"]))
 
 
-__all__ = ["BarcodeSource", "DataPosition", "GlobalBatchStream", "pad_rows", "tokenize_in_frames"]
+__all__ = [
+    "BarcodeSource",
+    "DataPosition",
+    "GlobalBatchStream",
+    "draws_frame_offsets",
+    "min_barcode_length",
+    "pad_rows",
+    "tokenize_in_frames",
+]

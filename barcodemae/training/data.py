@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from barcodemae.data.bioscan5m import load_bioscan5m
+from barcodemae.data.report import CleaningReport
 from barcodemae.data.splits import resolve_splits
 from barcodemae.simulation import write_simulated_dataset
 
@@ -31,7 +32,7 @@ class TrainingData:
     path: Path
     dataset: object  # datasets.Dataset with dna_barcode, split, genus, species, ... columns
     label_vocab: object  # barcodemae.data.LabelVocabulary
-    rejected: int
+    report: CleaningReport
 
     def rows(self, split: str) -> np.ndarray:
         """Row indices whose ``split`` is one of the ``+``-joined names (none for ``''`` or ``none``)."""
@@ -59,12 +60,24 @@ def prepare_simulated_data(output_dir: Path, num_genera: int, seed: int) -> Path
     return path
 
 
-def load_training_data(path: str | Path, cache_dir: Path | None = None) -> TrainingData:
-    """Load and clean the whole CSV once; rejected records are counted and logged by the loader."""
-    dataset, report, vocab = load_bioscan5m(path, "all", return_report=True, cache_dir=cache_dir)
+def load_training_data(path: str | Path, min_length: int = 1, cache_dir: Path | None = None) -> TrainingData:
+    """Load and clean the whole CSV once; rejected records are counted and logged by the loader.
+
+    ``min_length``: the shortest barcode every split's tokenization can handle (see ``min_barcode_length``);
+    shorter records are rejected here, with their ids in the cleaning report, rather than failing a batch later.
+    """
+    dataset, report, vocab = load_bioscan5m(path, "all", min_length=min_length, return_report=True, cache_dir=cache_dir)
+    too_short = report.rejected_by_reason.get("too_short", 0)
+    if too_short:
+        logger.warning(
+            "%s: rejected %d record(s) shorter than %d bp, too short to tokenize in every reading frame",
+            path,
+            too_short,
+            min_length,
+        )
     if len(dataset) == 0:
         raise ValueError(f"{path}: no usable barcodes after cleaning ({report.num_rejected} rejected)")
-    return TrainingData(path=Path(path), dataset=dataset, label_vocab=vocab, rejected=report.num_rejected)
+    return TrainingData(path=Path(path), dataset=dataset, label_vocab=vocab, report=report)
 
 
 __all__ = ["SIMULATED_CSV", "TrainingData", "load_training_data", "prepare_simulated_data"]

@@ -41,7 +41,7 @@ from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
 
 from .arguments import TrainingArguments, parse_tokenizer_spec, save_arguments
-from .batches import BarcodeSource, GlobalBatchStream
+from .batches import BarcodeSource, GlobalBatchStream, min_barcode_length
 from .checkpoints import resolve_checkpoint, save_checkpoint, validate_checkpoint
 from .data import TrainingData, load_training_data, prepare_simulated_data
 from .final_eval import evaluate_export
@@ -202,11 +202,13 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         save_arguments(args, output_dir / "training_args.json")
 
     # ------------------------------------------------------------------ data
+    tokenizer = build_tokenizer(args.tokenizer)
+    # One table serves pretraining (random frames), validation and probes (frame 0): the strictest minimum.
+    min_length = min_barcode_length(tokenizer, args.frame_offset_augmentation)
     with accelerator.main_process_first():
         data_path = Path(args.data) if args.data else prepare_simulated_data(output_dir, args.simulate_genera, args.seed)
-        data = load_training_data(data_path)
+        data = load_training_data(data_path, min_length=min_length)
     pretrain, _ = data.source(args.split)
-    tokenizer = build_tokenizer(args.tokenizer)
     collator, curriculum = build_masking(args, tokenizer, pretrain, output_dir, accelerator.is_main_process)
 
     def mask_fn(ids, attention, rng):
