@@ -163,7 +163,7 @@ def test_corrupt_or_partial_checkpoints_are_rejected(sim_csv, tmp_path):
         validate_checkpoint(step2, num_processes=1)
     (step1 / "optimizer.bin").unlink()
     with pytest.raises(CheckpointError, match=r"step_1 is not a complete checkpoint: missing optimizer.bin"):
-        run_training(parse_args([*TINY, "--data", str(sim_csv), "--output_dir", str(out), "--max_steps", "3",
+        run_training(parse_args([*TINY, "--data", str(sim_csv), "--output_dir", str(out), "--max_steps", "2",
                                  "--per_device_batch_size", "8", "--resume_from_checkpoint", str(step1)]))
     partial = step2.with_name("step_9.tmp")
     partial.mkdir()
@@ -173,6 +173,30 @@ def test_corrupt_or_partial_checkpoints_are_rejected(sim_csv, tmp_path):
     with pytest.raises(CheckpointError, match="no complete checkpoint"):
         run_training(parse_args([*TINY, "--data", str(sim_csv), "--output_dir", str(tmp_path / "empty"),
                                  "--max_steps", "1", "--resume_from_checkpoint", "latest"]))
+
+
+def test_resume_refuses_arguments_other_than_the_checkpoints(sim_csv, tmp_path):
+    """Resuming with fewer flags than the original run (the README case) names each differing argument."""
+    out = tmp_path / "run"
+    original = {"data": sim_csv, "output_dir": out, "max_steps": 3, "per_device_batch_size": 8, "evaluate": False}
+    train(**original, save_steps=1, stop_after_steps=1)
+
+    with pytest.raises(CheckpointError) as refused:
+        run_training(parse_args(["--output_dir", str(out), "--resume_from_checkpoint", "latest"]))
+    message = str(refused.value)
+    assert "step_1" in message and "training_args.json" in message
+    assert f"--data: saved '{sim_csv}', given None" in message
+    assert "--hidden_size: saved 32, given 64" in message and "--tokenizer: saved 'kmer4', given 'kmer6'" in message
+    assert "original run's flags" in message
+    assert not (out / "data").exists()  # refused before simulating the default data
+    with pytest.raises(CheckpointError, match="--mask_ratio: saved 0.5, given 0.3") as refused:
+        train(**original, mask_ratio=0.3, resume_from_checkpoint="latest")
+    assert "hidden_size" not in str(refused.value)  # only what differs is listed
+
+    # Logging, validation, saving and evaluation settings may change.
+    resumed = train(**original, resume_from_checkpoint="latest", logging_steps=2, eval_steps=1, save_steps=5)
+    assert resumed["global_step"] == 3
+    assert json.loads((out / "training_args.json").read_text())["logging_steps"] == 2
 
 
 # ------------------------------------------------------------------------------------------------ 2 processes

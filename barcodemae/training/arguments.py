@@ -20,6 +20,8 @@ from transformers import HfArgumentParser
 
 PRESET_DIR = Path(str(resources.files("barcodemae.configs")))
 """``configs/`` of the repository, installed as ``barcodemae.configs`` (package data)."""
+TRAINING_ARGS_FILE = "training_args.json"
+"""The resolved arguments of a run, in its output folder; a resumed run is checked against them."""
 SCHEDULERS = ("cosine", "linear", "onecycle", "constant")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 CURRICULA = ("cm-gems", "cm-step")
@@ -215,4 +217,49 @@ def save_arguments(args: TrainingArguments, path: Path) -> None:
     path.write_text(json.dumps(args.to_dict(), indent=2, sort_keys=True))
 
 
-__all__ = ["PRESET_DIR", "TrainingArguments", "load_preset", "parse_args", "parse_tokenizer_spec", "resolve_preset"]
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "preset",  # the resolved values it supplied are compared, not its name
+        "output_dir",
+        "resume_from_checkpoint",
+        "stop_after_steps",
+        "logging_steps",
+        "eval_steps",
+        "save_steps",
+        "save_total_limit",
+        "report_to",
+        "key_split",
+        "query_split",
+        "max_probe_keys",
+        "evaluate",
+        "eval_reducer",
+        "eval_plots",
+    }
+)
+"""Arguments a resumed run may change: where it writes, how often it logs, validates and saves, the genus probe
+(read-only) and the final evaluation. Every other argument defines the model, the data, the masking or the
+schedule, and resuming with another value would fail to load the checkpoint or silently train something else."""
+
+
+def resume_mismatches(saved: dict[str, Any], given: TrainingArguments) -> list[str]:
+    """``--name: saved X, given Y`` for each argument outside :data:`RESUME_MAY_CHANGE` that differs.
+
+    Only arguments present on both sides are compared, so a run saved before an argument existed still resumes.
+    """
+    current = given.to_dict()
+    compared = (saved.keys() & current.keys()) - RESUME_MAY_CHANGE
+    differing = sorted(name for name in compared if saved[name] != current[name])
+    return [f"--{name}: saved {saved[name]!r}, given {current[name]!r}" for name in differing]
+
+
+__all__ = [
+    "PRESET_DIR",
+    "RESUME_MAY_CHANGE",
+    "TRAINING_ARGS_FILE",
+    "TrainingArguments",
+    "load_preset",
+    "parse_args",
+    "parse_tokenizer_spec",
+    "resolve_preset",
+    "resume_mismatches",
+]

@@ -14,11 +14,16 @@ deep ``torch``/``safetensors`` traceback.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import struct
 from pathlib import Path
 from typing import Any
+
+from .arguments import RESUME_MAY_CHANGE, TRAINING_ARGS_FILE, TrainingArguments, resume_mismatches
+
+logger = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"
 STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -52,6 +57,28 @@ def resolve_checkpoint(spec: str, output_dir: str | Path) -> Path:
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} does not exist or is not a folder")
     return path
+
+
+def check_resume_arguments(checkpoint: Path, args: TrainingArguments) -> None:
+    """Refuse to resume with model, data or schedule arguments other than those the checkpoint was trained with.
+
+    Why: ``train.py`` does not read the saved arguments back (flags stay explicit), so resuming with fewer flags
+    than the original run would rebuild the default preset and either fail deep inside ``load_state`` or
+    silently train something else. The saved ``training_args.json`` is the run folder's (above ``checkpoints/``).
+    """
+    saved_path = checkpoint.resolve().parent.parent / TRAINING_ARGS_FILE
+    if not saved_path.is_file():
+        logger.warning("%s not found: cannot check that the resumed run uses the checkpoint's arguments", saved_path)
+        return
+    differing = resume_mismatches(json.loads(saved_path.read_text()), args)
+    if differing:
+        raise CheckpointError(
+            f"cannot resume from {checkpoint}: these arguments differ from the run that wrote it ({saved_path}):\n  "
+            + "\n  ".join(differing)
+            + "\nResume with the original run's flags (preset, data, model, masking and schedule) plus "
+            "--resume_from_checkpoint; only these may change: "
+            + ", ".join(f"--{name}" for name in sorted(RESUME_MAY_CHANGE))
+        )
 
 
 def check_safetensors(path: Path) -> None:
@@ -130,6 +157,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_stat
 
 __all__ = [
     "CheckpointError",
+    "check_resume_arguments",
     "check_safetensors",
     "list_checkpoints",
     "resolve_checkpoint",

@@ -40,9 +40,9 @@ from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
 
-from .arguments import TrainingArguments, parse_tokenizer_spec, save_arguments
+from .arguments import TRAINING_ARGS_FILE, TrainingArguments, parse_tokenizer_spec, save_arguments
 from .batches import BarcodeSource, GlobalBatchStream, min_barcode_length
-from .checkpoints import resolve_checkpoint, save_checkpoint, validate_checkpoint
+from .checkpoints import check_resume_arguments, resolve_checkpoint, save_checkpoint, validate_checkpoint
 from .data import TrainingData, load_training_data, prepare_simulated_data
 from .final_eval import evaluate_export
 from .validation import GenusProbe, fixed_validation_batches, masked_token_loss, validation_loss
@@ -197,9 +197,14 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         step_scheduler_with_optimizer=False,  # stepped once per optimiser step below, whatever the process count
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if accelerator.is_main_process else logging.WARNING)
+    checkpoint = None
+    if args.resume_from_checkpoint:
+        # Before training_args.json is rewritten with this run's arguments, and before any data is loaded.
+        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
+        check_resume_arguments(checkpoint, args)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        save_arguments(args, output_dir / "training_args.json")
+        save_arguments(args, output_dir / TRAINING_ARGS_FILE)
 
     # ------------------------------------------------------------------ data
     tokenizer = build_tokenizer(args.tokenizer)
@@ -252,8 +257,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     global_step = 0
     progress = tqdm(total=max_steps, disable=not accelerator.is_main_process, desc="pretraining", dynamic_ncols=True)
     metrics = MetricsLog(accelerator, output_dir / METRICS_FILE, progress)
-    if args.resume_from_checkpoint:
-        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
+    if checkpoint is not None:
         sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
         state = validate_checkpoint(checkpoint, accelerator.num_processes, sharded=sharded)
         accelerator.load_state(str(checkpoint))
