@@ -309,3 +309,19 @@ def test_min_barcode_length_covers_every_drawn_reading_frame():
     assert min_barcode_length(BarcodeTokenizer.kmer(k=6), frame_offsets=False) == 6
     assert min_barcode_length(BarcodeTokenizer.kmer(k=4, stride=1), frame_offsets=True) == 7  # frames drawn too
     assert min_barcode_length(BarcodeTokenizer.char(), frame_offsets=True) == 1
+
+
+def test_checkpoint_files_that_fail_to_load_raise_checkpoint_error(sim_csv, tmp_path):
+    """Files of the right size with the wrong bytes fail inside torch: the error still names folder and file."""
+    run = {"data": sim_csv, "output_dir": tmp_path / "run", "max_steps": 2, "per_device_batch_size": 8}
+    train(**run, save_steps=1, evaluate=False)
+    step1, step2 = list_checkpoints(tmp_path / "run")
+
+    (step2 / "optimizer.bin").write_bytes(b"not a torch pickle" * 64)
+    with pytest.raises(CheckpointError, match=r"step_2/optimizer\.bin: cannot load the checkpoint") as refused:
+        train(**run, resume_from_checkpoint=step2)
+    assert refused.value.__cause__ is not None  # the torch error, chained
+    # accelerate skips an unreadable RNG file with an INFO line: the resumed run would silently differ.
+    (step1 / "random_states_0.pkl").write_bytes(b"corrupt" * 64)
+    with pytest.raises(CheckpointError, match=r"step_1/random_states_0\.pkl: cannot load the checkpoint"):
+        train(**run, resume_from_checkpoint=step1)

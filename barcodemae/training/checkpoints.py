@@ -8,7 +8,8 @@ accelerate "custom checkpoint" pickle, so nothing of ours needs unpickling.
 A checkpoint is written to ``step_N.tmp`` and renamed once complete, so a job killed mid-save leaves a ``.tmp``
 folder that is never picked as ``latest``. Loading checks the files first (present, non-empty, safetensors
 header and size consistent) and raises :class:`CheckpointError` naming the folder and the problem, instead of a
-deep ``torch``/``safetensors`` traceback.
+deep ``torch``/``safetensors`` traceback; a file that passes those checks and still fails to load (corrupt
+pickle) is reported the same way by :func:`load_checkpoint`, with the original error chained.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import shutil
 import struct
 from pathlib import Path
 from typing import Any
+
+from accelerate.utils import load
 
 from .arguments import RESUME_MAY_CHANGE, TRAINING_ARGS_FILE, TrainingArguments, resume_mismatches
 
@@ -134,6 +137,42 @@ def validate_checkpoint(path: Path, num_processes: int, sharded: bool = False) -
     return state
 
 
+def load_checkpoint(accelerator, checkpoint: Path) -> None:
+    """``accelerator.load_state`` with any failure raised as :class:`CheckpointError` naming the folder and file.
+
+    This process's RNG file is read first because accelerate catches a failure to load it and only logs it at
+    INFO level: the run would resume with fresh random states and silently stop matching an uninterrupted one.
+    """
+    try:
+        load(checkpoint / f"random_states_{accelerator.process_index}.pkl")
+        accelerator.load_state(str(checkpoint))
+    except Exception as error:
+        where = failing_file(error, checkpoint) or checkpoint
+        raise CheckpointError(
+            f"{where}: cannot load the checkpoint ({type(error).__name__}, chained above): corrupt, or not written "
+            f"by this training code; resume from another checkpoint in {checkpoint.parent}"
+        ) from error
+
+
+def failing_file(error: BaseException, folder: Path) -> Path | None:
+    """The file of ``folder`` a failed load was reading: the innermost traceback frame holding one such path.
+
+    Why the traceback: torch and accelerate name no file in their errors (a corrupt pickle raises
+    ``UnpicklingError: invalid load key``), but the frame that opened it (``torch.load(f)``) still holds the path.
+    A frame holding several (accelerate's, with every file loaded so far) says nothing and is skipped; ``None``
+    when no frame names exactly one.
+    """
+    folder = folder.resolve()
+    found = None
+    frame = error.__traceback__
+    while frame is not None:
+        paths = {v for v in frame.tb_frame.f_locals.values() if isinstance(v, Path) and v.resolve().parent == folder}
+        if len(paths) == 1:
+            found = paths.pop()
+        frame = frame.tb_next
+    return found
+
+
 def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_state: dict[str, Any], keep: int) -> Path:
     """``save_state`` into ``step_N.tmp``, add the trainer state, rename, and drop checkpoints beyond ``keep``."""
     root = checkpoint_root(output_dir)
@@ -159,7 +198,9 @@ __all__ = [
     "CheckpointError",
     "check_resume_arguments",
     "check_safetensors",
+    "failing_file",
     "list_checkpoints",
+    "load_checkpoint",
     "resolve_checkpoint",
     "save_checkpoint",
     "validate_checkpoint",

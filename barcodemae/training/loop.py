@@ -42,7 +42,13 @@ from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
 
 from .arguments import TRAINING_ARGS_FILE, TrainingArguments, parse_tokenizer_spec, save_arguments
 from .batches import BarcodeSource, GlobalBatchStream, min_barcode_length
-from .checkpoints import check_resume_arguments, resolve_checkpoint, save_checkpoint, validate_checkpoint
+from .checkpoints import (
+    check_resume_arguments,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+    validate_checkpoint,
+)
 from .data import TrainingData, load_training_data, prepare_simulated_data
 from .final_eval import evaluate_export
 from .validation import GenusProbe, fixed_validation_batches, masked_token_loss, validation_loss
@@ -260,7 +266,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     if checkpoint is not None:
         sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
         state = validate_checkpoint(checkpoint, accelerator.num_processes, sharded=sharded)
-        accelerator.load_state(str(checkpoint))
+        load_checkpoint(accelerator, checkpoint)
         global_step = int(state["global_step"])
         stream.load_state_dict(state["data_position"])
         if curriculum is not None and state.get("curriculum") is not None:
