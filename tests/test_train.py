@@ -325,3 +325,33 @@ def test_checkpoint_files_that_fail_to_load_raise_checkpoint_error(sim_csv, tmp_
     (step1 / "random_states_0.pkl").write_bytes(b"corrupt" * 64)
     with pytest.raises(CheckpointError, match=r"step_1/random_states_0\.pkl: cannot load the checkpoint"):
         train(**run, resume_from_checkpoint=step1)
+
+
+# ------------------------------------------------------------------------------------------------ the main job
+def test_main_job_simulates_trains_exports_and_evaluates(tmp_path):
+    """``python train.py`` with no --data: simulated data, a few steps, the export and its evaluation."""
+    import math
+
+    out = tmp_path / "demo"
+    summary = train(
+        output_dir=out,
+        simulate_genera=4,
+        max_steps=2,
+        per_device_batch_size=16,
+        eval_steps=2,
+        save_steps=2,
+        eval_reducer="pca",
+        eval_plots=False,
+    )
+    assert summary["global_step"] == 2
+    assert (out / "data" / "simulated_bioscan5m.csv").is_file()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "label_vocab.json"):
+        assert (out / "final_model" / name).is_file(), name
+    headline = json.loads((out / "eval" / "results.json").read_text())["metrics"]["headline"]
+    assert set(headline) == {
+        "closed_world_species_accuracy",
+        "open_world_genus_accuracy",
+        "bin_reconstruction_ami",
+        "harmonic_mean",
+    }
+    assert all(math.isfinite(value) for value in headline.values()), headline
