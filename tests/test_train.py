@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -328,7 +329,7 @@ def test_checkpoint_files_that_fail_to_load_raise_checkpoint_error(sim_csv, tmp_
 
 
 # ------------------------------------------------------------------------------------------------ the main job
-def test_main_job_simulates_trains_exports_and_evaluates(tmp_path):
+def test_main_job_simulates_trains_exports_and_evaluates(tmp_path, capsys):
     """``python train.py`` with no --data: simulated data, a few steps, the export and its evaluation."""
     import math
 
@@ -344,6 +345,7 @@ def test_main_job_simulates_trains_exports_and_evaluates(tmp_path):
         eval_plots=False,
     )
     assert summary["global_step"] == 2
+    assert re.search(r"loss=[\d.]+, lr=[\d.e+-]+, tok/s=[\d,]+", capsys.readouterr().err)  # the progress bar
     assert (out / "data" / "simulated_bioscan5m.csv").is_file()
     for name in ("config.json", "model.safetensors", "tokenizer.json", "label_vocab.json"):
         assert (out / "final_model" / name).is_file(), name

@@ -341,7 +341,11 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             curriculum.on_step(global_step, max_steps)
         loss = float(accelerator.reduce(step_loss, reduction="sum")) / max(step_masked, 1)
         progress.update(1)
-        progress.set_postfix(loss=f"{loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        # Tokens per second since the last log line: smoother than one step, and the same count metrics.jsonl logs.
+        throughput = window_tokens / (time.perf_counter() - window_start)
+        progress.set_postfix(
+            {"loss": f"{loss:.4f}", "lr": f"{scheduler.get_last_lr()[0]:.2e}", "tok/s": f"{throughput:,.0f}"}
+        )
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss} at step {global_step}; lower --learning_rate or use bf16/no mixed precision")
 
