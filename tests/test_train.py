@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -357,3 +358,24 @@ def test_main_job_simulates_trains_exports_and_evaluates(tmp_path, capsys):
         "harmonic_mean",
     }
     assert all(math.isfinite(value) for value in headline.values()), headline
+
+
+# ------------------------------------------------------------------------------------------------ NPMI table
+def test_npmi_table_is_exported_and_reloaded_on_resume(sim_csv, tmp_path, monkeypatch):
+    from barcodemae.masking.npmi import NPMITable
+
+    run = {"data": sim_csv, "output_dir": tmp_path / "run", "max_steps": 2, "per_device_batch_size": 8}
+    run.update(masking="genemask", save_steps=1, eval_steps=10, evaluate=False)
+    train(**run, stop_after_steps=1)
+    saved = NPMITable.load(tmp_path / "run" / "npmi")
+
+    def recount(*args, **kwargs):
+        raise AssertionError("the NPMI table was counted again instead of reloaded")
+
+    monkeypatch.setattr(NPMITable, "build", recount)
+    assert train(**run, resume_from_checkpoint="latest")["global_step"] == 2
+    exported = NPMITable.load(tmp_path / "run" / "final_model")
+    assert exported.npmi.keys() == saved.npmi.keys()
+    for n in saved.npmi:
+        np.testing.assert_array_equal(exported.npmi[n], saved.npmi[n])
+        np.testing.assert_array_equal(exported.ngram_ids[n], saved.ngram_ids[n])

@@ -6,7 +6,9 @@ Output folder::
       training_args.json      the resolved arguments (preset + flags)
       metrics.jsonl           one JSON object per log / validation event (step-keyed)
       checkpoints/step_N/     accelerator.save_state + trainer_state.json (resumable)
-      final_model/            save_pretrained model + tokenizer + label_vocab.json (AutoModel-loadable)
+      npmi/                   the NPMI table counted for PMI-based masking (reloaded on resume)
+      final_model/            save_pretrained model + tokenizer + label_vocab.json (AutoModel-loadable),
+                              and npmi_table.safetensors when PMI-based masking was used
       eval/results.json       evaluation of final_model/
       data/                   the simulated dataset, when no --data was given
 
@@ -35,7 +37,7 @@ from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_
 
 from barcodemae.masking.collator import BarcodeMaskingCollator
 from barcodemae.masking.curriculum import CMGEMSCurriculum, CMStepCurriculum, MaskingCurriculum
-from barcodemae.masking.npmi import NPMITable
+from barcodemae.masking.npmi import TABLE_FILENAME, NPMITable
 from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
@@ -57,6 +59,7 @@ logger = logging.getLogger("barcodemae.train")
 
 NPMI_STRATEGIES = ("genemask", "global", "stochastic_global")
 NPMI_BUILD_SEQUENCES = 20_000
+NPMI_DIR = "npmi"
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -94,10 +97,12 @@ def build_model(args: TrainingArguments, tokenizer: BarcodeTokenizer) -> Barcode
     return BarcodeMAEForPreTraining(config)
 
 
-def build_masking(args: TrainingArguments, tokenizer, source: BarcodeSource, output_dir: Path | None, is_main: bool):
-    """Collator (used for its vectorised ``mask_batch``) and the curriculum, if ``--masking`` names one.
+def build_masking(
+    args: TrainingArguments, tokenizer, source: BarcodeSource, output_dir: Path, resume: bool, is_main: bool
+) -> tuple[BarcodeMaskingCollator, MaskingCurriculum | None, NPMITable | None]:
+    """Collator (used for its vectorised ``mask_batch``), curriculum and NPMI table for ``--masking``.
 
-    NPMI strategies need an n-gram table: ``--npmi_table``, or one counted over the first pretraining barcodes.
+    The curriculum is ``None`` unless ``--masking`` names one, the table unless a PMI-based strategy uses one.
     """
     curriculum: MaskingCurriculum | None = None
     strategy: str | None = args.masking
@@ -108,17 +113,31 @@ def build_masking(args: TrainingArguments, tokenizer, source: BarcodeSource, out
     names = {strategy} if curriculum is None else {curriculum.early, curriculum.late}
     table = None
     if names & set(NPMI_STRATEGIES):
-        if args.npmi_table:
-            table = NPMITable.load(args.npmi_table)
-        else:
-            # Deterministic (counts over the first barcodes), so every process builds the same table.
-            table = NPMITable.build(source.take(np.arange(min(len(source), NPMI_BUILD_SEQUENCES))), progress=is_main)
-            if is_main and output_dir is not None:
-                table.save(output_dir / "npmi")
+        table = load_or_build_npmi_table(args, source, output_dir, resume, is_main)
     collator = BarcodeMaskingCollator(
         tokenizer, strategy=strategy, mask_ratio=args.mask_ratio, seed=args.seed, curriculum=curriculum, npmi_table=table
     )
-    return collator, curriculum
+    return collator, curriculum, table
+
+
+def load_or_build_npmi_table(
+    args: TrainingArguments, source: BarcodeSource, output_dir: Path, resume: bool, is_main: bool
+) -> NPMITable:
+    """``--npmi_table``; when resuming, the table the run saved in ``<output_dir>/npmi``; else one counted now.
+
+    Reloading on resume masks with exactly the table the run started with, without counting the corpus again.
+    """
+    if args.npmi_table:
+        return NPMITable.load(args.npmi_table)
+    saved = output_dir / NPMI_DIR
+    if resume and (saved / TABLE_FILENAME).is_file():
+        logger.info("resuming with the NPMI table saved in %s", saved)
+        return NPMITable.load(saved)
+    # Deterministic (counts over the first barcodes), so every process builds the same table.
+    table = NPMITable.build(source.take(np.arange(min(len(source), NPMI_BUILD_SEQUENCES))), progress=is_main)
+    if is_main:
+        table.save(saved)
+    return table
 
 
 def build_optimizer(model: torch.nn.Module, args: TrainingArguments) -> torch.optim.AdamW:
@@ -220,7 +239,9 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         data_path = Path(args.data) if args.data else prepare_simulated_data(output_dir, args.simulate_genera, args.seed)
         data = load_training_data(data_path, min_length=min_length)
     pretrain, _ = data.source(args.split)
-    collator, curriculum = build_masking(args, tokenizer, pretrain, output_dir, accelerator.is_main_process)
+    collator, curriculum, npmi_table = build_masking(
+        args, tokenizer, pretrain, output_dir, resume=checkpoint is not None, is_main=accelerator.is_main_process
+    )
 
     def mask_fn(ids, attention, rng):
         return collator.mask_batch(ids, attention, rng=rng)
@@ -381,6 +402,8 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         unwrapped.save_pretrained(final_dir, safe_serialization=True)
         tokenizer.save_pretrained(final_dir)
         data.label_vocab.save(final_dir)
+        if npmi_table is not None:
+            npmi_table.save(final_dir)  # the masking statistics the model was trained with travel with it
         if args.evaluate:
             results = evaluate_export(final_dir, data, output_dir / "eval", reducer=args.eval_reducer, plots=args.eval_plots)
             summary["evaluation"] = results
