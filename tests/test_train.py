@@ -213,7 +213,7 @@ def test_two_processes_match_one_process_at_the_same_global_batch(sim_csv, tmp_p
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
          str(REPO / "train.py"), *common, "--per_device_batch_size", "8", "--output_dir", str(double)],
-        env=env, capture_output=True, text=True, timeout=240,
+        env=env, capture_output=True, text=True, timeout=240, check=False,
     )
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert "2 processes" in launched.stderr  # really distributed (gloo), not two independent runs

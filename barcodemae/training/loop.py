@@ -33,7 +33,11 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
-from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+from transformers import (
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+)
 
 from barcodemae.masking.collator import BarcodeMaskingCollator
 from barcodemae.masking.curriculum import CMGEMSCurriculum, CMStepCurriculum, MaskingCurriculum
@@ -51,7 +55,7 @@ from .checkpoints import (
     save_checkpoint,
     validate_checkpoint,
 )
-from .data import TrainingData, load_training_data, prepare_simulated_data
+from .data import load_training_data, prepare_simulated_data
 from .final_eval import evaluate_export
 from .validation import GenusProbe, fixed_validation_batches, masked_token_loss, validation_loss
 
@@ -246,7 +250,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     def mask_fn(ids, attention, rng):
         return collator.mask_batch(ids, attention, rng=rng)
 
-    shard = dict(process_index=accelerator.process_index, num_processes=accelerator.num_processes)
+    shard = {"process_index": accelerator.process_index, "num_processes": accelerator.num_processes}
     stream = GlobalBatchStream(
         pretrain, tokenizer, mask_fn, per_device_batch_size=args.per_device_batch_size, seed=args.seed,
         frame_offsets=args.frame_offset_augmentation, **shard,
