@@ -33,7 +33,7 @@ def main() -> None:
     sequences = pd.read_csv(options.data, usecols=["dna_barcode"])["dna_barcode"].dropna().tolist()
     args = parse_args(["--preset", options.preset] + (["--per_device_batch_size", str(options.batch_size)] if options.batch_size else []))
     tokenizer = build_tokenizer(args.tokenizer)
-    collator, _ = build_masking(args, tokenizer, BarcodeSource(sequences), None, False)
+    collator, _, _ = build_masking(args, tokenizer, BarcodeSource(sequences), None, resume=False, is_main=False)
     stream = GlobalBatchStream(
         BarcodeSource(sequences), tokenizer, lambda i, a, r: collator.mask_batch(i, a, rng=r),
         per_device_batch_size=args.per_device_batch_size, seed=args.seed,

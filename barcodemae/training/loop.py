@@ -102,11 +102,12 @@ def build_model(args: TrainingArguments, tokenizer: BarcodeTokenizer) -> Barcode
 
 
 def build_masking(
-    args: TrainingArguments, tokenizer, source: BarcodeSource, output_dir: Path, resume: bool, is_main: bool
+    args: TrainingArguments, tokenizer, source: BarcodeSource, output_dir: Path | None, resume: bool, is_main: bool
 ) -> tuple[BarcodeMaskingCollator, MaskingCurriculum | None, NPMITable | None]:
     """Collator (used for its vectorised ``mask_batch``), curriculum and NPMI table for ``--masking``.
 
     The curriculum is ``None`` unless ``--masking`` names one, the table unless a PMI-based strategy uses one.
+    ``output_dir=None`` (benchmarks) neither saves nor reloads a table.
     """
     curriculum: MaskingCurriculum | None = None
     strategy: str | None = args.masking
@@ -125,7 +126,7 @@ def build_masking(
 
 
 def load_or_build_npmi_table(
-    args: TrainingArguments, source: BarcodeSource, output_dir: Path, resume: bool, is_main: bool
+    args: TrainingArguments, source: BarcodeSource, output_dir: Path | None, resume: bool, is_main: bool
 ) -> NPMITable:
     """``--npmi_table``; when resuming, the table the run saved in ``<output_dir>/npmi``; else one counted now.
 
@@ -133,13 +134,13 @@ def load_or_build_npmi_table(
     """
     if args.npmi_table:
         return NPMITable.load(args.npmi_table)
-    saved = output_dir / NPMI_DIR
-    if resume and (saved / TABLE_FILENAME).is_file():
+    saved = output_dir / NPMI_DIR if output_dir is not None else None
+    if resume and saved is not None and (saved / TABLE_FILENAME).is_file():
         logger.info("resuming with the NPMI table saved in %s", saved)
         return NPMITable.load(saved)
     # Deterministic (counts over the first barcodes), so every process builds the same table.
     table = NPMITable.build(source.take(np.arange(min(len(source), NPMI_BUILD_SEQUENCES))), progress=is_main)
-    if is_main:
+    if is_main and saved is not None:
         table.save(saved)
     return table
 
