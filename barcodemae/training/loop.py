@@ -402,9 +402,11 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     # ------------------------------------------------------------------ export and evaluation
     final_dir = output_dir / "final_model"
     summary: dict[str, Any] = {"global_step": global_step, "max_steps": max_steps, "last_log": last_record, "final_model": str(final_dir)}
+    # Every process takes part in gathering the weights (FSDP/DeepSpeed ZeRO-3 shard them); the main one writes.
+    state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(final_dir, safe_serialization=True)
+        unwrapped.save_pretrained(final_dir, state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(final_dir)
         data.label_vocab.save(final_dir)
         if npmi_table is not None:
