@@ -31,7 +31,21 @@ def load_encoder(model_dir_or_name: str | os.PathLike, trust_remote_code: bool =
     other Hugging Face model (BERT, DNABERT-2, ...). A missing local folder, or a folder without a
     ``config.json``, raises :class:`FileNotFoundError` naming it instead of a network error from the hub.
     """
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
+
+    model, tokenizer = load_pretrained(model_dir_or_name, AutoModel, trust_remote_code=trust_remote_code)
+    return model.eval(), tokenizer
+
+
+def load_pretrained(
+    model_dir_or_name: str | os.PathLike, auto_class: Any, trust_remote_code: bool = True, **model_kwargs: Any
+) -> tuple[Any, Any]:
+    """``auto_class.from_pretrained`` and ``AutoTokenizer.from_pretrained`` with clear errors for a bad location.
+
+    Shared by the embedding loop and fine-tuning, so both name a missing folder, a folder without
+    ``config.json`` or an unreachable hub name the same way.
+    """
+    from transformers import AutoTokenizer
 
     import barcodemae  # noqa: F401  (registers BarcodeMAE with the Auto* classes)
 
@@ -45,14 +59,14 @@ def load_encoder(model_dir_or_name: str | os.PathLike, trust_remote_code: bool =
             f"{name!r} is not a model folder: it has no config.json (expected a save_pretrained folder)"
         )
     try:
-        model = AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code)
+        model = auto_class.from_pretrained(name, trust_remote_code=trust_remote_code, **model_kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except OSError as error:
         raise FileNotFoundError(
             f"cannot load model {name!r} (not a local model folder, and not on the hub "
             f"or the hub is unreachable): {error}"
         ) from error
-    return model.eval(), tokenizer
+    return model, tokenizer
 
 
 # -------------------------------------------------------------------------------------------- baseline
@@ -235,4 +249,4 @@ def embed_barcodes(
     return out
 
 
-__all__ = ["POOLINGS", "KmerFrequencyEmbedder", "embed_barcodes", "load_encoder", "pool"]
+__all__ = ["POOLINGS", "KmerFrequencyEmbedder", "embed_barcodes", "load_encoder", "load_pretrained", "pool"]

@@ -23,22 +23,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .embeddings import _autocast_dtype, _tokenize
+from .embeddings import _autocast_dtype, _tokenize, load_pretrained
 from .metrics import classification_scores
 
 
 def load_classifier(model_dir_or_name: str | os.PathLike, num_labels: int) -> tuple[Any, Any]:
     """A sequence classifier with a fresh ``num_labels``-way head on top of the folder's encoder, and its tokenizer."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
-    import barcodemae  # noqa: F401  (registers BarcodeMAE with the Auto* classes)
-
-    name = os.fspath(model_dir_or_name)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        name, num_labels=num_labels, trust_remote_code=True, ignore_mismatched_sizes=True
+    return load_pretrained(
+        model_dir_or_name, AutoModelForSequenceClassification, num_labels=num_labels, ignore_mismatched_sizes=True
     )
-    tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=True)
-    return model, tokenizer
 
 
 def _random_frames(tokenizer: Any, batch: list[str], rng: np.random.Generator) -> list[str]:

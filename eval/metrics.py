@@ -149,8 +149,9 @@ def linear_probe(
     ``LogisticRegression(C=c)`` (L2 penalty ``||W||^2 / (2 C n)`` on the mean loss, so its strength does not
     change with the number of training barcodes) but faster on CPU and able to handle the 289k BIOSCAN-5M
     training barcodes. With hundreds of species and a narrow embedding the probe needs a weak penalty and a few
-    hundred iterations: a fixed penalty of 1e-3 cut a 64-wide model's probe from 64% to 22% on ``dev.csv.gz``. Returns ``accuracy``, ``macro_accuracy``, ``num_train``, ``num_test``,
-    ``num_classes`` (and ``predictions`` when asked).
+    hundred iterations: a fixed penalty of 1e-3 cut a 64-wide model's probe from 64% to 22% on ``dev.csv.gz``.
+    Returns ``accuracy``, ``macro_accuracy``, ``num_train``, ``num_test``, ``num_classes`` (and ``predictions``
+    when asked).
     """
     train_x, test_x = _matrix(train_embeddings, "train_embeddings"), _matrix(test_embeddings, "test_embeddings")
     train_y = _labels(train_labels, "train_labels", len(train_x))

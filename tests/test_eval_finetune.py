@@ -50,7 +50,9 @@ def test_fine_tuning_learns_separable_species(kmer4_model_folder: Path):
     assert result["final_epoch_loss"] < np.log(6) / 2
 
 
-def test_fine_tuning_errors(kmer4_model_folder: Path):
+def test_fine_tuning_errors(kmer4_model_folder: Path, tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_classifier(tmp_path / "missing", num_labels=2)
     with pytest.raises(ValueError, match="one label per barcode"):
         fine_tune_classifier(kmer4_model_folder, ["ACGTACGT"], ["a", "b"], ["ACGTACGT"], ["a"])
     with pytest.raises(ValueError, match="at least 2 classes"):
