@@ -1,8 +1,8 @@
 """Barcode embeddings from a frozen encoder (ours or any Hugging Face folder) and a k-mer frequency baseline.
 
 The evaluation suite, ``barcodemae embed``, ``identify`` and the final evaluation of ``train.py`` all call
-:func:`embed_barcodes`, so their numbers come from identical vectors (the periodic genus probe during training
-embeds its small subsample inside the training loop, across processes).
+:func:`embed_barcodes`, and so does the periodic genus probe during pretraining: their numbers come from
+identical vectors.
 Barcodes are sorted by length before batching (padding is then minimal; the original order is restored), the
 forward pass runs under ``torch.inference_mode`` and optionally under bf16/fp16 autocast.
 """
@@ -156,10 +156,13 @@ def _autocast_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return dtype
 
 
-def _tokenize(tokenizer: Any, batch: list[str], max_tokens: int | None) -> dict[str, torch.Tensor]:
-    """Our tokenizer cleans and frames barcodes itself (frame 0 for evaluation); others get raw DNA, truncated."""
+def _tokenize(
+    tokenizer: Any, batch: list[str], max_tokens: int | None, frame_offsets: int | np.ndarray = 0
+) -> dict[str, torch.Tensor]:
+    """Our tokenizer cleans and frames barcodes itself (``frame_offsets``: frame 0 for evaluation, or one offset
+    per barcode); others get raw DNA, truncated."""
     if hasattr(tokenizer, "nucleotide_spans"):  # BarcodeTokenizer
-        return dict(tokenizer(batch, frame_offset=0, padding=True, return_tensors="pt"))
+        return dict(tokenizer(batch, frame_offset=frame_offsets, padding=True, return_tensors="pt"))
     encoded = tokenizer(
         batch, padding=True, truncation=max_tokens is not None, max_length=max_tokens, return_tensors="pt"
     )

@@ -36,13 +36,12 @@ def load_classifier(model_dir_or_name: str | os.PathLike, num_labels: int) -> tu
     )
 
 
-def _random_frames(tokenizer: Any, batch: list[str], rng: np.random.Generator) -> list[str]:
-    """Each training barcode in a random reading frame (k-mer tokenizers only), keeping at least one k-mer."""
-    k = int(getattr(tokenizer, "k", 1) or 1)
-    if not hasattr(tokenizer, "nucleotide_spans") or k == 1 or getattr(tokenizer, "stride", k) != k:
-        return batch
-    offsets = rng.integers(0, k, size=len(batch))
-    return [sequence[min(int(offset), max(0, len(sequence) - k)) :] for sequence, offset in zip(batch, offsets)]
+def _reading_frames(tokenizer: Any, batch: list[str], rng: np.random.Generator) -> np.ndarray | int:
+    """A random reading frame per training barcode, drawn by the tokenizer exactly as pretraining draws them
+    (``BarcodeTokenizer.draw_frame_offsets``); frame 0 for tokenizers without reading frames."""
+    if not hasattr(tokenizer, "draw_frame_offsets"):
+        return 0
+    return tokenizer.draw_frame_offsets(np.fromiter(map(len, batch), np.int64, len(batch)), rng)
 
 
 def fine_tune_classifier(
@@ -114,12 +113,9 @@ def fine_tune_classifier(
         losses = []
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            batch = {
-                key: value.to(device)
-                for key, value in _tokenize(
-                    tokenizer, _random_frames(tokenizer, [train_sequences[i] for i in rows], generator), max_tokens
-                ).items()
-            }
+            sequences = [train_sequences[i] for i in rows]
+            frames = _reading_frames(tokenizer, sequences, generator)
+            batch = {key: value.to(device) for key, value in _tokenize(tokenizer, sequences, max_tokens, frames).items()}
             with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
                 loss = model(**batch, labels=labels_tensor[rows].to(device)).loss
             loss.backward()

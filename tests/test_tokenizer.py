@@ -115,6 +115,41 @@ def test_random_frame_offset_is_seeded_and_covers_every_frame(barcodes):
     assert (evaluation[:, 1, 0] == 0).all()
 
 
+def test_frame_offset_per_barcode_equals_one_call_per_frame(barcodes):
+    tokenizer = BarcodeTokenizer.kmer(k=6)
+    batch = barcodes[:12]
+    offsets = np.arange(len(batch)) % 6
+    together = tokenizer(batch, frame_offset=offsets)["input_ids"]
+    assert together == [tokenizer(b, frame_offset=int(o))["input_ids"] for b, o in zip(batch, offsets)]
+    backend = tokenizer(batch, frame_offset=offsets, return_special_tokens_mask=True)["input_ids"]  # backend path
+    assert backend == together
+    with pytest.raises(ValueError, match=r"one offset or one per barcode \(12\), got 3"):
+        tokenizer(batch, frame_offset=[0, 1, 2])
+    with pytest.raises(ValueError, match=r"frame_offset must be in \[0, k=6\), got -1"):
+        tokenizer(batch, frame_offset=np.r_[offsets[:-1], -1])
+
+
+def test_min_barcode_length_covers_every_drawn_reading_frame():
+    assert BarcodeTokenizer.kmer(k=6).min_barcode_length(random_frames=True) == 11  # 5 skipped + one 6-mer
+    assert BarcodeTokenizer.kmer(k=6).min_barcode_length(random_frames=False) == 6
+    assert BarcodeTokenizer.kmer(k=4, stride=1).min_barcode_length(random_frames=True) == 7  # frames drawn too
+    assert BarcodeTokenizer.char().min_barcode_length(random_frames=True) == 1
+
+
+def test_draw_frame_offsets_is_uniform_and_keeps_one_kmer():
+    tokenizer = BarcodeTokenizer.kmer(k=6)
+    offsets = tokenizer.draw_frame_offsets(np.full(6000, 658), np.random.default_rng(0))
+    assert np.bincount(offsets, minlength=6).min() > 900  # every frame, about 1000 times each
+    short = tokenizer.draw_frame_offsets(np.array([6, 7, 8] * 200), np.random.default_rng(0))
+    assert short.reshape(-1, 3).max(axis=0).tolist() == [0, 1, 2]  # capped at length - k
+    encoded = tokenizer(["ACGTACGT"] * 20, frame_offset=tokenizer.draw_frame_offsets([8] * 20, np.random.default_rng(1)))
+    assert all(len(ids) == 3 for ids in encoded["input_ids"])  # [CLS] one 6-mer [SEP] in every drawn frame
+    char = BarcodeTokenizer.char()
+    rng = np.random.default_rng(5)
+    assert not char.draw_frame_offsets([30, 40], rng).any()
+    assert rng.integers(1 << 30) == np.random.default_rng(5).integers(1 << 30)  # a single frame draws nothing
+
+
 def test_sequence_shorter_than_k_after_offset_names_the_input(kmer6):
     with pytest.raises(InvalidBarcodeError, match=r"'input 1'.*shorter than k=6"):
         kmer6(["ACGTACGTAC", "ACGTAC"], frame_offset=1)

@@ -303,16 +303,6 @@ def test_barcodes_too_short_for_every_reading_frame_are_rejected_up_front(fixtur
     assert "rejected 1 record(s) shorter than 7 bp" in caplog.text
 
 
-def test_min_barcode_length_covers_every_drawn_reading_frame():
-    from barcodemae.tokenization import BarcodeTokenizer
-    from barcodemae.training.batches import min_barcode_length
-
-    assert min_barcode_length(BarcodeTokenizer.kmer(k=6), frame_offsets=True) == 11  # 5 skipped + one 6-mer
-    assert min_barcode_length(BarcodeTokenizer.kmer(k=6), frame_offsets=False) == 6
-    assert min_barcode_length(BarcodeTokenizer.kmer(k=4, stride=1), frame_offsets=True) == 7  # frames drawn too
-    assert min_barcode_length(BarcodeTokenizer.char(), frame_offsets=True) == 1
-
-
 def test_checkpoint_files_that_fail_to_load_raise_checkpoint_error(sim_csv, tmp_path):
     """Files of the right size with the wrong bytes fail inside torch: the error still names folder and file."""
     run = {"data": sim_csv, "output_dir": tmp_path / "run", "max_steps": 2, "per_device_batch_size": 8}
@@ -379,3 +369,47 @@ def test_npmi_table_is_exported_and_reloaded_on_resume(sim_csv, tmp_path, monkey
     for n in saved.npmi:
         np.testing.assert_array_equal(exported.npmi[n], saved.npmi[n])
         np.testing.assert_array_equal(exported.ngram_ids[n], saved.ngram_ids[n])
+
+
+# ------------------------------------------------------------------------------------------------ genus probe
+def test_genus_probe_scores_eval_suite_vectors_and_leaves_the_encoder_training(kmer4_model_folder):
+    from barcodemae.eval.embeddings import embed_barcodes, load_encoder
+    from barcodemae.eval.metrics import one_nn_accuracy
+    from barcodemae.training.batches import BarcodeSource
+    from barcodemae.training.validation import GenusProbe
+
+    encoder, tokenizer = load_encoder(kmer4_model_folder)
+    rng = np.random.default_rng(0)
+    keys = ["".join(rng.choice(list("ACGT"), 120)) for _ in range(40)]
+    key_genus = np.array([f"g{i % 5}" for i in range(40)], dtype=object)
+    queries = [k[:100] for k in keys[::2]] + ["".join(rng.choice(list("ACGT"), 110)) for _ in range(10)]
+    query_genus = np.array([f"g{i % 3}" for i in range(30)], dtype=object)
+    probe = GenusProbe(BarcodeSource(keys), key_genus, BarcodeSource(queries), query_genus, limit=25, seed=1)
+    assert len(probe.keys) == len(probe.query_genus) == 25  # subsampled to the limit
+
+    encoder.train()
+    result = probe(encoder, tokenizer, torch.device("cpu"), batch_size=7)
+    assert encoder.training  # the training loop's model comes back in training mode
+    expected = one_nn_accuracy(
+        embed_barcodes(encoder, tokenizer, probe.keys, progress=False), probe.key_genus,
+        embed_barcodes(encoder, tokenizer, probe.queries, progress=False), probe.query_genus,
+    )["accuracy"]
+    assert result == {"genus_1nn_accuracy": pytest.approx(expected)}
+
+
+@pytest.mark.parametrize(
+    ("distributed_type", "zero_stage", "sharded"),
+    [("NO", None, False), ("MULTI_GPU", None, False), ("FSDP", None, True), ("DEEPSPEED", 2, False), ("DEEPSPEED", 3, True)],
+)
+def test_periodic_probe_is_off_only_when_parameters_are_sharded(distributed_type, zero_stage, sharded):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from barcodemae.training.loop import parameters_are_sharded
+
+    plugin = SimpleNamespace(zero_stage=zero_stage) if zero_stage is not None else None
+    accelerator = SimpleNamespace(
+        distributed_type=DistributedType[distributed_type], state=SimpleNamespace(deepspeed_plugin=plugin)
+    )
+    assert parameters_are_sharded(accelerator) is sharded

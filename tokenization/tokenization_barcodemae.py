@@ -12,7 +12,8 @@ Schemes
           BarcodeMAE, k=6), ``stride == 1`` is overlapping (DNABERT). The vocabulary is the 4**k ACGT k-mers; a
           k-mer containing an ambiguity code (N, R, Y, ...) is ``[UNK]``. The tail shorter than ``k`` is dropped.
           With ``random_frame_offset=True`` (training) the first 0..k-1 bases are skipped at random, the
-          reading-frame augmentation of BarcodeBERT; evaluation uses offset 0.
+          reading-frame augmentation of BarcodeBERT; evaluation uses offset 0. ``frame_offset=`` takes one offset
+          or one per barcode, and ``draw_frame_offsets`` is the augmentation's rule (pretraining and fine-tuning).
 ``char``  one token per base (ENBED-style); the vocabulary holds ACGT and every IUPAC ambiguity code.
 ``bpe``   a byte-pair encoding trained on barcodes (DNABERT-2 style), built from a ``tokenizer.json`` (the
           BarcodeMAE authors' byte-level files, or one trained with :mod:`barcodemae.tokenization.bpe`). Special
@@ -262,16 +263,50 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         """Clean one barcode and lay it out for the backend (reading frame, k-mer windows)."""
         return self._prepare_one(text, index, self._frame_offsets(1, frame_offset)[0])
 
-    def _frame_offsets(self, count: int, frame_offset: int | None) -> np.ndarray:
-        """Reading-frame offsets for ``count`` barcodes.
+    # ---------------------------------------------------------------------------------------- reading frames
+    @property
+    def num_reading_frames(self) -> int:
+        """How many leading bases a random reading frame may skip, plus one: ``k`` for multi-base k-mers, else 1."""
+        return self.k
+
+    def min_barcode_length(self, random_frames: bool) -> int:
+        """Shortest barcode that yields a token in every reading frame that may be drawn.
+
+        One k-mer needs k bases after the offset, and a random frame skips up to k-1: hence 2k-1 bp with random
+        frames, k without (1 for character and BPE tokenizers). Pretraining loads with this minimum so that short
+        records are rejected up front, in the cleaning report, instead of failing on whichever batch draws them.
+        """
+        return self.k + (self.num_reading_frames - 1 if random_frames else 0)
+
+    def draw_frame_offsets(self, lengths: np.ndarray | list[int], rng: np.random.Generator) -> np.ndarray:
+        """A random reading frame for each barcode of these cleaned ``lengths``: the reading-frame augmentation.
+
+        Offsets are uniform in ``[0, k)`` (one draw per barcode; nothing is drawn when there is a single frame),
+        capped at ``length - k`` so that a barcode shorter than ``min_barcode_length(True)`` still keeps one k-mer.
+        Pretraining and fine-tuning both draw through here, so the augmentation has one definition.
+        """
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if self.num_reading_frames == 1:
+            return np.zeros(len(lengths), dtype=np.int64)
+        offsets = rng.integers(0, self.num_reading_frames, size=len(lengths))
+        return np.minimum(offsets, np.maximum(lengths - self.k, 0))
+
+    def _frame_offsets(self, count: int, frame_offset: int | np.ndarray | list[int] | None) -> np.ndarray:
+        """Reading-frame offsets for ``count`` barcodes: ``frame_offset`` is one offset for all or one per barcode.
 
         Random offsets use numpy's global generator (seeded by ``transformers.set_seed``), drawn for the whole
         batch at once; without ``random_frame_offset`` the frame is 0 (evaluation).
         """
         if frame_offset is not None:
-            if not 0 <= frame_offset < self.k:
-                raise ValueError(f"frame_offset must be in [0, k={self.k}), got {frame_offset}")
-            return np.full(count, frame_offset, dtype=np.int64)
+            offsets = np.asarray(frame_offset, dtype=np.int64)
+            if offsets.ndim == 0:
+                offsets = np.full(count, int(offsets), dtype=np.int64)
+            elif offsets.shape != (count,):
+                raise ValueError(f"frame_offset must be one offset or one per barcode ({count}), got {offsets.shape[0]}")
+            outside = np.flatnonzero((offsets < 0) | (offsets >= self.k))
+            if outside.size:
+                raise ValueError(f"frame_offset must be in [0, k={self.k}), got {int(offsets[outside[0]])}")
+            return offsets
         if self.random_frame_offset and self.k > 1:
             return np.random.randint(0, self.k, size=count)
         return np.zeros(count, dtype=np.int64)

@@ -10,8 +10,8 @@ Why not a plain DataLoader: two promises of ``train.py`` need batches that are a
   masked-token count of the whole global batch is then known everywhere without communication, which is what
   the loop needs to normalise the loss exactly as a single process would.
 
-Building the global batch on each process costs one Rust tokenizer call per reading frame per batch, which is
-small next to a forward pass. Rows are read from the Arrow table by index, so 5M barcodes stay memory-mapped.
+Building the global batch on each process costs one tokenizer call per batch (the reading frames, drawn by
+``BarcodeTokenizer.draw_frame_offsets``, go in as one offset per barcode), which is small next to a forward pass. Rows are read from the Arrow table by index, so 5M barcodes stay memory-mapped.
 """
 
 from __future__ import annotations
@@ -51,33 +51,6 @@ def pad_rows(rows: Sequence[Sequence[int]], fill: int) -> tuple[np.ndarray, np.n
     ids = np.full((len(rows), width), fill, dtype=np.int64)
     ids[valid] = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
     return ids, valid.astype(np.int64)
-
-
-def tokenize_in_frames(tokenizer, sequences: list[str], offsets: np.ndarray) -> list[list[int]]:
-    """Tokenize each barcode in its own reading frame: one batched call per distinct offset (at most k)."""
-    rows: list[list[int] | None] = [None] * len(sequences)
-    for offset in np.unique(offsets).tolist():
-        members = np.flatnonzero(offsets == offset)
-        encoded = tokenizer([sequences[i] for i in members.tolist()], frame_offset=int(offset))["input_ids"]
-        for i, ids in zip(members.tolist(), encoded):
-            rows[i] = ids
-    return rows  # type: ignore[return-value]
-
-
-def draws_frame_offsets(tokenizer, frame_offsets: bool) -> bool:
-    """Whether a stream built with ``frame_offsets`` skips 0..k-1 leading bases (multi-base k-mers only)."""
-    return frame_offsets and tokenizer.scheme == "kmer" and tokenizer.k > 1
-
-
-def min_barcode_length(tokenizer, frame_offsets: bool) -> int:
-    """Shortest barcode that yields a token in every reading frame the stream may draw.
-
-    One k-mer needs k bases after the offset, and a random frame skips up to k-1: hence 2k-1 bp with random
-    frames, k without (1 for character and BPE tokenizers). Loading with this minimum rejects shorter records
-    up front, in the cleaning report, instead of the tokenizer failing mid-run on whichever batch draws them.
-    """
-    k = tokenizer.k if tokenizer.scheme == "kmer" else 1
-    return 2 * k - 1 if draws_frame_offsets(tokenizer, frame_offsets) else k
 
 
 @dataclass
@@ -132,7 +105,7 @@ class GlobalBatchStream:
                 f"({per_device_batch_size} per device x {num_processes} processes)"
             )
         self.seed = seed
-        self.frame_offsets = draws_frame_offsets(tokenizer, frame_offsets)
+        self.frame_offsets = frame_offsets and tokenizer.num_reading_frames > 1
         self.shuffle = shuffle
         self.position = DataPosition()
         self._order_epoch: int | None = None
@@ -157,8 +130,11 @@ class GlobalBatchStream:
         indices = self._epoch_order(epoch)[batch * self.global_size : (batch + 1) * self.global_size]
         rng = np.random.default_rng([self.seed, epoch, batch, 1])
         sequences = self.source.take(indices)
-        offsets = rng.integers(0, self.tokenizer.k, size=len(indices)) if self.frame_offsets else np.zeros(len(indices), np.int64)
-        ids, attention = pad_rows(tokenize_in_frames(self.tokenizer, sequences, offsets), self.tokenizer.pad_token_id)
+        if self.frame_offsets:
+            offsets = self.tokenizer.draw_frame_offsets(np.fromiter(map(len, sequences), np.int64, len(sequences)), rng)
+        else:
+            offsets = np.zeros(len(sequences), np.int64)
+        ids, attention = pad_rows(self.tokenizer(sequences, frame_offset=offsets)["input_ids"], self.tokenizer.pad_token_id)
         masked = np.asarray(self.mask_fn(ids, attention, rng), dtype=bool)
         return {"input_ids": ids, "attention_mask": attention, "masked_positions": masked}
 
@@ -194,8 +170,5 @@ __all__ = [
     "BarcodeSource",
     "DataPosition",
     "GlobalBatchStream",
-    "draws_frame_offsets",
-    "min_barcode_length",
     "pad_rows",
-    "tokenize_in_frames",
 ]

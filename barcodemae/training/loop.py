@@ -39,6 +39,7 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from barcodemae.eval import run_evaluation
 from barcodemae.masking.collator import BarcodeMaskingCollator
 from barcodemae.masking.curriculum import CMGEMSCurriculum, CMStepCurriculum, MaskingCurriculum
 from barcodemae.masking.npmi import TABLE_FILENAME, NPMITable
@@ -47,7 +48,7 @@ from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
 
 from .arguments import TRAINING_ARGS_FILE, TrainingArguments, parse_tokenizer_spec, save_arguments
-from .batches import BarcodeSource, GlobalBatchStream, min_barcode_length
+from .batches import BarcodeSource, GlobalBatchStream
 from .checkpoints import (
     check_resume_arguments,
     load_checkpoint,
@@ -56,7 +57,6 @@ from .checkpoints import (
     validate_checkpoint,
 )
 from .data import load_training_data, prepare_simulated_data
-from .final_eval import evaluate_export
 from .validation import GenusProbe, fixed_validation_batches, masked_token_loss, validation_loss
 
 logger = logging.getLogger("barcodemae.train")
@@ -80,6 +80,20 @@ def build_tokenizer(spec: str) -> BarcodeTokenizer:
     if path.is_dir():
         return BarcodeTokenizer.from_pretrained(str(path))
     return BarcodeTokenizer.from_tokenizer_file(str(path))
+
+
+def parameters_are_sharded(accelerator: Accelerator) -> bool:
+    """Whether each process holds only a shard of the parameters (FSDP, DeepSpeed ZeRO-3).
+
+    Code that runs the unwrapped model on one process (the periodic genus probe) would then see flat shards, or
+    hang waiting for an all-gather the other processes never join. ZeRO-1/2 shard only optimiser state.
+    """
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return True
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        plugin = accelerator.state.deepspeed_plugin
+        return plugin is not None and int(plugin.zero_stage) == 3
+    return False
 
 
 def build_model(args: TrainingArguments, tokenizer: BarcodeTokenizer) -> BarcodeMAEForPreTraining:
@@ -239,7 +253,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     # ------------------------------------------------------------------ data
     tokenizer = build_tokenizer(args.tokenizer)
     # One table serves pretraining (random frames), validation and probes (frame 0): the strictest minimum.
-    min_length = min_barcode_length(tokenizer, args.frame_offset_augmentation)
+    min_length = tokenizer.min_barcode_length(random_frames=args.frame_offset_augmentation)
     with accelerator.main_process_first():
         data_path = Path(args.data) if args.data else prepare_simulated_data(output_dir, args.simulate_genera, args.seed)
         data = load_training_data(data_path, min_length=min_length)
@@ -276,6 +290,12 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         queries, query_genus = data.source(args.query_split, require_genus=True)
         if len(keys) and len(queries):
             probe = GenusProbe(keys, key_genus, queries, query_genus, args.max_probe_keys, args.seed)
+    if probe is not None and parameters_are_sharded(accelerator):
+        logger.warning(
+            "periodic genus probe off: FSDP / DeepSpeed ZeRO-3 shard the parameters across processes, and the probe "
+            "embeds with the whole encoder on the main process; final_model/ is still evaluated"
+        )
+        probe = None
 
     # ------------------------------------------------------------------ model and optimisation
     set_seed(args.seed)
@@ -290,7 +310,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     progress = tqdm(total=max_steps, disable=not accelerator.is_main_process, desc="pretraining", dynamic_ncols=True)
     metrics = MetricsLog(accelerator, output_dir / METRICS_FILE, progress)
     if checkpoint is not None:
-        sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+        sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)  # sharded states
         state = validate_checkpoint(checkpoint, accelerator.num_processes, sharded=sharded)
         load_checkpoint(accelerator, checkpoint)
         global_step = int(state["global_step"])
@@ -412,7 +432,9 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         if npmi_table is not None:
             npmi_table.save(final_dir)  # the masking statistics the model was trained with travel with it
         if args.evaluate:
-            results = evaluate_export(final_dir, data, output_dir / "eval", reducer=args.eval_reducer, plots=args.eval_plots)
+            results = run_evaluation(
+                str(final_dir), str(data.path), str(output_dir / "eval"), reducer=args.eval_reducer, plots=args.eval_plots
+            )
             summary["evaluation"] = results
             # Only the metrics go to metrics.jsonl and the trackers: per-genus accuracies (thousands of genera on
             # BIOSCAN-5M), settings and split sizes stay in eval/results.json.

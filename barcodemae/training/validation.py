@@ -13,7 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .batches import BarcodeSource, GlobalBatchStream, pad_rows, tokenize_in_frames
+from barcodemae.eval.embeddings import embed_barcodes
+from barcodemae.eval.metrics import one_nn_accuracy
+
+from .batches import BarcodeSource, GlobalBatchStream
 
 
 def masked_token_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,25 +52,6 @@ def validation_loss(accelerator, model, batches: list[dict[str, torch.Tensor]], 
     return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0))}
 
 
-@torch.no_grad()
-def embed(encoder, tokenizer, sequences: list[str], batch_size: int, device: torch.device) -> torch.Tensor:
-    """Mean-pooled, L2-normalised encoder embeddings in reading frame 0."""
-    encoder.eval()
-    out = []
-    for start in range(0, len(sequences), batch_size):
-        chunk = sequences[start : start + batch_size]
-        ids, attention = pad_rows(tokenize_in_frames(tokenizer, chunk, np.zeros(len(chunk), np.int64)), tokenizer.pad_token_id)
-        pooled = encoder(input_ids=torch.from_numpy(ids).to(device), attention_mask=torch.from_numpy(attention).to(device)).pooler_output
-        out.append(F.normalize(pooled.float(), dim=-1))
-    return torch.cat(out)
-
-
-def one_nn_accuracy(keys: torch.Tensor, key_labels: np.ndarray, queries: torch.Tensor, query_labels: np.ndarray) -> float:
-    """Cosine 1-NN accuracy of ``queries`` against ``keys`` (inputs already L2-normalised)."""
-    nearest = (queries @ keys.T).argmax(dim=1).cpu().numpy()
-    return float(np.mean(key_labels[nearest] == query_labels))
-
-
 class GenusProbe:
     """Open-world genus 1-NN: unseen-species queries against labelled keys of seen species (BIOSCAN protocol)."""
 
@@ -80,12 +64,19 @@ class GenusProbe:
         self.key_genus = np.asarray(key_genus)[self.key_index]
         self.query_genus = np.asarray(query_genus)[self.query_index]
 
-    @torch.no_grad()
     def __call__(self, encoder, tokenizer, device: torch.device, batch_size: int = 128) -> dict[str, float]:
-        key_vectors = embed(encoder, tokenizer, self.keys, batch_size, device)
-        query_vectors = embed(encoder, tokenizer, self.queries, batch_size, device)
-        encoder.train()
-        return {"genus_1nn_accuracy": one_nn_accuracy(key_vectors, self.key_genus, query_vectors, self.query_genus)}
+        """Embed keys and queries with the evaluation suite's ``embed_barcodes`` (frame 0, mean pooling), so the
+        periodic probe and the final evaluation score the same vectors; the encoder is left in training mode."""
+        embed = {"batch_size": batch_size, "device": device, "progress": False}
+        try:
+            accuracy = one_nn_accuracy(
+                embed_barcodes(encoder, tokenizer, self.keys, **embed), self.key_genus,
+                embed_barcodes(encoder, tokenizer, self.queries, **embed), self.query_genus,
+                device=device,
+            )["accuracy"]
+        finally:
+            encoder.train()
+        return {"genus_1nn_accuracy": accuracy}
 
 
-__all__ = ["GenusProbe", "embed", "fixed_validation_batches", "masked_token_loss", "one_nn_accuracy", "validation_loss"]
+__all__ = ["GenusProbe", "fixed_validation_batches", "masked_token_loss", "validation_loss"]
