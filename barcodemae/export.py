@@ -39,10 +39,10 @@ MODEL_CARD_TEMPLATE = Path(str(resources.files("barcodemae.model_cards"))) / "fe
 """``model_cards/`` of the repository, installed as ``barcodemae.model_cards`` (package data)."""
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 SEARCH_PARENTS = 2
+"""How many parent folders of a checkpoint are searched for the run's ``config.json``/tokenizer/results."""
 TRAINING_ARGS = "training_args.json"
 RUN_MODEL_FOLDER = "final_model"
 """Where train.py saves the final model, config and tokenizer inside its output folder."""
-"""How many parent folders of a checkpoint are searched for the run's ``config.json``/tokenizer/results."""
 
 
 class CheckpointError(ValueError):
