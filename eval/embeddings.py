@@ -43,11 +43,12 @@ def load_pretrained(
     """``auto_class.from_pretrained`` and ``AutoTokenizer.from_pretrained`` with clear errors for a bad location.
 
     Shared by the embedding loop and fine-tuning, so both name a missing folder, a folder without
-    ``config.json`` or an unreachable hub name the same way.
+    ``config.json`` or an unreachable hub name the same way. A BarcodeMAE tokenizer comes back as the installed
+    :class:`BarcodeTokenizer`, not the folder's (possibly older) copy of its code.
     """
     from transformers import AutoTokenizer
 
-    import barcodemae  # noqa: F401  (registers BarcodeMAE with the Auto* classes)
+    from barcodemae import BarcodeTokenizer  # importing barcodemae also registers it with the Auto* classes
 
     name = os.fspath(model_dir_or_name)
     path = Path(name).expanduser()
@@ -61,6 +62,10 @@ def load_pretrained(
     try:
         model = auto_class.from_pretrained(name, trust_remote_code=trust_remote_code, **model_kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        if type(tokenizer).__name__ == "BarcodeTokenizer" and not isinstance(tokenizer, BarcodeTokenizer):
+            # The folder's copy of the tokenizer code is frozen at its export; with barcodemae installed, its
+            # own class reads the same tokenizer.json (same ids) and has every later method (reading frames).
+            tokenizer = BarcodeTokenizer.from_pretrained(name)
     except OSError as error:
         raise FileNotFoundError(
             f"cannot load model {name!r} (not a local model folder, and not on the hub "

@@ -3,7 +3,8 @@
 - :func:`one_nn_accuracy`: cosine 1-NN classification of queries against labelled keys (open-world genus);
   exact search in torch, chunked so memory stays bounded, or faiss (exact inner product) when installed and
   the search is large.
-- :func:`linear_probe`: a logistic-regression probe on frozen embeddings (closed-world species), L-BFGS in torch.
+- :func:`linear_probe`: a logistic-regression probe on frozen embeddings (closed-world species), L-BFGS in torch;
+  :func:`select_probe_c` picks its inverse L2 strength on a held-out part of the training barcodes.
 - :func:`bin_reconstruction_ami`: dimensionality reduction (UMAP, PCA fallback) + agglomerative clustering,
   scored by adjusted mutual information against the BINs (or species).
 - :func:`harmonic_mean`: the single headline number of the three.
@@ -205,6 +206,72 @@ def linear_probe(
     return result
 
 
+PROBE_C_GRID = (0.1, 1.0, 10.0, 100.0)
+"""Inverse L2 strengths tried by :func:`select_probe_c` (``--probe-c auto``)."""
+
+
+def holdout_keeping_every_class(labels: Any, fraction: float, seed: int = 0) -> np.ndarray:
+    """Boolean mask of held-out rows: ``fraction`` of the rows, never a class's last member.
+
+    One random member of every class stays in the fitting part (so every class is still seen when fitting, even
+    the many species with two or three training barcodes); ``round(fraction * rest)`` of the other rows are held
+    out at random. Vectorised: two permutations and one stable sort.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"held-out fraction must be in (0, 1), got {fraction}")
+    _, codes = np.unique(np.asarray(labels).astype(str), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(codes))
+    order = order[np.argsort(codes[order], kind="stable")]  # random order within each class
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = codes[order[1:]] != codes[order[:-1]]
+    rest = order[~first]  # all but one random member of each class
+    held_out = np.zeros(len(codes), dtype=bool)
+    held_out[rng.permutation(rest)[: round(fraction * len(rest))]] = True
+    return held_out
+
+
+def select_probe_c(
+    train_embeddings: Any,
+    train_labels: Any,
+    *,
+    grid: tuple[float, ...] = PROBE_C_GRID,
+    held_out_fraction: float = 0.2,
+    max_iter: int = 500,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The probe's ``C`` chosen on a held-out part of the *training* barcodes (test stays unseen).
+
+    Every ``C`` of ``grid`` is fitted on the rest of train and scored on the held-out part; the best (ties: the
+    smaller ``C``, the stronger penalty) is returned with every score, so the choice can be read in
+    ``results.json``. The final probe is then refitted on the whole training split with that ``C``.
+    """
+    train_x = _matrix(train_embeddings, "train_embeddings")
+    train_y = _labels(train_labels, "train_labels", len(train_x))
+    if not grid or any(not c > 0 for c in grid):
+        raise ValueError(f"the C grid must hold positive values, got {grid}")
+    held_out = holdout_keeping_every_class(train_y, held_out_fraction, seed)
+    if not held_out.any():
+        raise ValueError(
+            f"cannot select C: every species has a single training barcode, none can be held out"
+        )
+    scores = {
+        float(c): linear_probe(
+            train_x[~held_out], train_y[~held_out], train_x[held_out], train_y[held_out],
+            c=c, max_iter=max_iter, device=device, seed=seed,
+        )["accuracy"]
+        for c in sorted(grid)
+    }
+    best = max(scores, key=lambda c: (scores[c], -c))
+    return {
+        "c": best,
+        "held_out_accuracy": {str(c): accuracy for c, accuracy in scores.items()},
+        "num_fit": int((~held_out).sum()),
+        "num_held_out": int(held_out.sum()),
+    }
+
+
 def reduce_dimensions(
     embeddings: Any, *, n_components: int = 50, reducer: str = "auto", random_state: int = 0, **umap_kwargs: Any
 ) -> tuple[np.ndarray, str]:
@@ -300,13 +367,16 @@ def harmonic_mean(values: Any) -> float:
 
 
 __all__ = [
+    "PROBE_C_GRID",
     "bin_reconstruction_ami",
     "classification_scores",
     "cluster",
     "harmonic_mean",
+    "holdout_keeping_every_class",
     "linear_probe",
     "nearest_neighbors",
     "one_nn_accuracy",
     "per_class_accuracy",
     "reduce_dimensions",
+    "select_probe_c",
 ]

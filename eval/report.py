@@ -11,6 +11,14 @@ def _pct(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.2f}"
 
 
+def _probe_c(probe: dict[str, Any]) -> str:
+    """``C=1``, or ``C=10 chosen on held-out train`` when ``--probe-c auto`` selected it."""
+    if "c" not in probe:  # results written before the probe recorded its C
+        return "C not recorded"
+    chosen = " chosen on held-out train" if "c_selection" in probe else ""
+    return f"C={probe['c']:g}{chosen}"
+
+
 def render_report(results: dict[str, Any]) -> str:
     """The report text: model, data, headline table, per-task details, plots."""
     model, data, metrics = results["model"], results["data"], results["metrics"]
@@ -48,7 +56,8 @@ def render_report(results: dict[str, Any]) -> str:
         "| task | accuracy | macro accuracy | size |",
         "|---|---:|---:|---|",
         (
-            f"| closed world, species, linear probe | {_pct(closed['linear_probe']['accuracy'])} | "
+            f"| closed world, species, linear probe ({_probe_c(closed['linear_probe'])}) | "
+            f"{_pct(closed['linear_probe']['accuracy'])} | "
             f"{_pct(closed['linear_probe']['macro_accuracy'])} | {closed['linear_probe']['num_train']:,} train, "
             f"{closed['linear_probe']['num_test']:,} test, {closed['linear_probe']['num_classes']} species |"
         ),

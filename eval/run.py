@@ -32,12 +32,14 @@ import pandas as pd
 from barcodemae.eval.embeddings import POOLINGS, KmerFrequencyEmbedder, embed_barcodes, load_encoder
 from barcodemae.eval.finetune import fine_tune_classifier
 from barcodemae.eval.metrics import (
+    PROBE_C_GRID,
     bin_reconstruction_ami,
     harmonic_mean,
     linear_probe,
     one_nn_accuracy,
     per_class_accuracy,
     reduce_dimensions,
+    select_probe_c,
 )
 
 logger = logging.getLogger(__name__)
@@ -102,12 +104,13 @@ def evaluate_embeddings(
     reducer: str = "auto",
     n_components: int = 50,
     linkage: str = "ward",
-    probe_c: float = 1.0,
+    probe_c: float | str = 1.0,
     probe_max_iter: int = 500,
     seed: int = 0,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """All protocol metrics from one embedding per row of ``frame``; returns ``(metrics, details)``.
 
+    ``probe_c="auto"`` chooses the probe's C on a held-out fifth of ``train`` (:func:`select_probe_c`).
     ``details`` holds what the plots need (genus predictions, the 2-D layout is computed by the plotter).
     """
     metrics: dict[str, Any] = {}
@@ -116,6 +119,14 @@ def evaluate_embeddings(
 
     train_species, test_species = _labelled(frame, "train", "species"), _labelled(frame, "test", "species")
     species = frame["species"].to_numpy(dtype=object)
+    selection = None
+    if probe_c == "auto":
+        selection = select_probe_c(
+            embeddings[train_species], species[train_species], max_iter=probe_max_iter, seed=seed
+        )
+        probe_c = selection["c"]
+    elif isinstance(probe_c, str):
+        raise ValueError(f"probe_c must be a positive number or 'auto', got {probe_c!r}")
     probe = linear_probe(
         embeddings[train_species],
         species[train_species],
@@ -125,6 +136,9 @@ def evaluate_embeddings(
         max_iter=probe_max_iter,
         seed=seed,
     )
+    probe["c"] = float(probe_c)
+    if selection is not None:
+        probe["c_selection"] = selection
     nn_species = one_nn_accuracy(
         embeddings[train_species], species[train_species], embeddings[test_species], species[test_species]
     )
@@ -203,7 +217,7 @@ def run_evaluation(
     reducer: str = "auto",
     n_components: int = 50,
     linkage: str = "ward",
-    probe_c: float = 1.0,
+    probe_c: float | str = 1.0,
     probe_max_iter: int = 500,
     finetune_epochs: int = 0,
     finetune_learning_rate: float = 1e-4,
@@ -330,6 +344,19 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _probe_c(value: str) -> float | str:
+    """``--probe-c``: a positive number, or ``auto``."""
+    if value == "auto":
+        return value
+    try:
+        c = float(value)
+    except ValueError:
+        c = float("nan")
+    if not c > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number or 'auto', got {value!r}")
+    return c
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -354,7 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--n-components", type=int, default=50, help="dimensions kept by the reducer")
     parser.add_argument("--linkage", default="ward", choices=["ward", "average", "complete", "single"])
-    parser.add_argument("--probe-c", type=float, default=1.0, help="linear probe inverse L2 strength (sklearn's C)")
+    parser.add_argument(
+        "--probe-c", type=_probe_c, default=1.0,
+        help="linear probe inverse L2 strength (sklearn's C), or 'auto': the best of "
+        f"{', '.join(map(str, PROBE_C_GRID))} on a held-out fifth of train",
+    )
     parser.add_argument("--probe-max-iter", type=int, default=500, help="L-BFGS iterations of the linear probe")
     parser.add_argument(
         "--finetune-epochs", type=int, default=0, help="also fine-tune the whole encoder for species (0: off)"

@@ -38,6 +38,18 @@ def test_classifier_loads_encoder_weights_and_a_fresh_head(kmer4_model_folder: P
     )
 
 
+def test_fine_tuning_draws_reading_frames_with_the_installed_tokenizer(kmer4_model_folder: Path):
+    """The folder's saved tokenizer code is replaced by the installed class, whose rule draws the frames."""
+    from barcodemae import BarcodeTokenizer
+    from barcodemae.eval.finetune import _reading_frames
+
+    _, tokenizer = load_classifier(kmer4_model_folder, num_labels=2)
+    assert isinstance(tokenizer, BarcodeTokenizer)
+    frames = _reading_frames(tokenizer, ["ACGT" * 30] * 400 + ["ACGTA"], np.random.default_rng(0))
+    assert set(frames[:-1].tolist()) == {0, 1, 2, 3} and frames[-1] <= 1  # 5 bp keep one 4-mer
+    assert _reading_frames(object(), ["ACGT"], np.random.default_rng(0)) == 0  # other tokenizers: frame 0
+
+
 def test_fine_tuning_learns_separable_species(kmer4_model_folder: Path):
     train_x, train_y = _species_barcodes(6, 12, seed=0)
     test_x, test_y = _species_barcodes(6, 4, seed=0)  # same ancestors (same seed), fresh mutations are not

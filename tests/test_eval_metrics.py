@@ -15,6 +15,8 @@ from barcodemae.eval.metrics import (
     one_nn_accuracy,
     per_class_accuracy,
     reduce_dimensions,
+    select_probe_c,
+    holdout_keeping_every_class,
 )
 
 NUM_CLASSES = 12
@@ -68,6 +70,36 @@ def test_linear_probe_is_not_over_regularised_with_many_classes():
     assert linear_probe(train_x, train_y, test_x, test_y)["accuracy"] > nearest_centre - 0.04
     with pytest.raises(ValueError, match="must be > 0"):
         linear_probe(train_x, train_y, test_x, test_y, c=0.0)
+
+
+def test_holdout_keeps_one_member_of_every_class_for_fitting():
+    labels = np.array(["a"] * 10 + ["b"] * 5 + ["c"] * 2 + ["d"])
+    held_out = holdout_keeping_every_class(labels, 0.25, seed=0)
+    assert held_out.sum() == round(0.25 * (9 + 4 + 1))  # of the rows that are not a class's last member
+    assert all((~held_out[labels == name]).any() for name in "abcd") and not held_out[labels == "d"].any()
+    assert np.array_equal(held_out, holdout_keeping_every_class(labels, 0.25, seed=0))
+    draws = np.mean([holdout_keeping_every_class(labels, 0.25, seed=s) for s in range(400)], axis=0)
+    assert draws[labels == "a"].mean() == pytest.approx(draws[labels == "b"].mean(), abs=0.05)  # no class favoured
+    with pytest.raises(ValueError, match=r"must be in \(0, 1\)"):
+        holdout_keeping_every_class(labels, 1.0)
+
+
+def test_probe_c_is_chosen_on_held_out_train():
+    """Many narrow classes want a weak penalty; few barcodes in many noise dimensions want a strong one."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(300, 8))
+    labels = np.repeat(np.arange(300), 10)
+    crowded = select_probe_c(centres[labels] + 0.35 * rng.normal(size=(len(labels), 8)), labels)
+    assert crowded["c"] >= 10 and crowded["num_held_out"] == 540 and crowded["num_fit"] == 2460
+    assert crowded["held_out_accuracy"][str(crowded["c"])] == max(crowded["held_out_accuracy"].values())
+
+    labels = np.repeat(np.arange(4), 15)
+    noisy = rng.normal(size=(60, 400))
+    noisy[:, 0] += 1.5 * labels  # one informative direction among 400
+    sparse = select_probe_c(noisy, labels)
+    assert sparse["c"] <= 1 and set(sparse["held_out_accuracy"]) == {"0.1", "1.0", "10.0", "100.0"}
+    with pytest.raises(ValueError, match="every species has a single training barcode"):
+        select_probe_c(rng.normal(size=(6, 4)), [0, 1, 2, 3, 4, 5])
 
 
 def test_one_nn_is_cosine_and_string_labels_work():

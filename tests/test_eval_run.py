@@ -93,8 +93,12 @@ def test_run_evaluation_on_demo(kmer4_model_folder: Path, demo_csv: Path, tmp_pa
         n_components=8,
         progress=False,
         batch_size=64,
+        probe_c="auto",
     )
     saved = json.loads((tmp_path / "results.json").read_text())
+    probe = saved["metrics"]["closed_world_species"]["linear_probe"]
+    scores = probe["c_selection"]["held_out_accuracy"]
+    assert scores[str(probe["c"])] == max(scores.values()) and saved["settings"]["probe_c"] == "auto"
     assert saved["metrics"]["headline"] == pytest.approx(results["metrics"]["headline"])
     assert saved["data"]["split_sizes"] == {"train": 250, "test": 250, "test_unseen": 250}
     assert saved["data"]["split_sizes_before_subsampling"] == {"train": 1346, "test": 779, "test_unseen": 377}
@@ -107,6 +111,7 @@ def test_run_evaluation_on_demo(kmer4_model_folder: Path, demo_csv: Path, tmp_pa
     assert bins["reducer"] == "pca" and {"dna_bin", "species"} <= bins.keys()
     report = (tmp_path / "report.md").read_text()
     assert "## Headline" in report and str(kmer4_model_folder) in report
+    assert f"linear probe (C={probe['c']:g} chosen on held-out train)" in report
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / saved["plots"]["embedding_2d"]).stat().st_size > 0
         assert (tmp_path / "accuracy_per_genus.png").stat().st_size > 0
@@ -214,3 +219,15 @@ def test_command_line_with_a_kmer4_model_folder_writes_plots(
     assert plots == ["accuracy_per_genus.png", "pca_test_unseen_genus.png"]
     assert all((output / name).stat().st_size > 1000 for name in plots)
     assert "harmonic" in (output / "report.md").read_text().lower()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "strong"])
+def test_probe_c_flag_takes_a_positive_number_or_auto(value, capsys):
+    from barcodemae.eval.run import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["--baseline", "kmer", "--data", "x", "--output", "o", "--probe-c", "auto"]).probe_c == "auto"
+    assert parser.parse_args(["--baseline", "kmer", "--data", "x", "--output", "o", "--probe-c", "10"]).probe_c == 10.0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--baseline", "kmer", "--data", "x", "--output", "o", "--probe-c", value])
+    assert "must be a positive number or 'auto'" in capsys.readouterr().err
