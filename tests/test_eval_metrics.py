@@ -122,6 +122,28 @@ def test_nearest_neighbors_chunked_equals_bruteforce():
     np.testing.assert_allclose(similarity, cosine.max(axis=1), rtol=1e-5, atol=1e-5)
 
 
+def test_faiss_search_equals_the_torch_search():
+    """The faiss branch (exact inner product on normalised vectors) must return the torch branch's neighbours."""
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(4)
+    keys, queries = rng.normal(size=(500, 24)) * rng.uniform(0.1, 10, size=(500, 1)), rng.normal(size=(300, 24))
+    torch_nearest, torch_similarity = nearest_neighbors(keys, queries, use_faiss=False)
+    faiss_nearest, faiss_similarity = nearest_neighbors(keys, queries, use_faiss=True)
+    np.testing.assert_array_equal(faiss_nearest, torch_nearest)
+    np.testing.assert_allclose(faiss_similarity, torch_similarity, rtol=1e-5, atol=1e-5)
+
+
+def test_umap_reducer_keeps_clusters_apart():
+    """With umap-learn installed, ``auto`` is UMAP (BIOSCAN-5M's reducer) and clusters survive the reduction."""
+    pytest.importorskip("umap")
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(4), 40)
+    x = (rng.normal(size=(4, 64)) * 4)[labels] + rng.normal(size=(160, 64))
+    reduced, used = reduce_dimensions(x, n_components=5, reducer="auto")
+    assert used == "umap" and reduced.shape == (160, 5) and reduced.dtype == np.float32
+    assert bin_reconstruction_ami(x, labels, reducer="umap", n_components=5)["ami"] > 0.95
+
+
 def test_macro_accuracy_is_balanced_accuracy():
     y_true = np.array(["a"] * 8 + ["b"] * 2)
     y_pred = np.array(["a"] * 8 + ["a", "c"])  # the majority class right, the rare one wrong (one unseen label)
