@@ -413,3 +413,31 @@ def test_periodic_probe_is_off_only_when_parameters_are_sharded(distributed_type
         distributed_type=DistributedType[distributed_type], state=SimpleNamespace(deepspeed_plugin=plugin)
     )
     assert parameters_are_sharded(accelerator) is sharded
+
+
+# ------------------------------------------------------------------------------------------------ --init_from
+def test_init_from_continues_from_the_final_model_with_its_architecture(sim_csv, tmp_path):
+    first = tmp_path / "first"
+    train(data=sim_csv, output_dir=first, max_steps=4, eval_steps=4, per_device_batch_size=8, evaluate=False)
+    second = tmp_path / "second"
+    # Other size flags are overridden by the folder (and said so); the objective must match it.
+    train(data=sim_csv, output_dir=second, max_steps=2, eval_steps=2, per_device_batch_size=8, evaluate=False,
+          init_from=first / "final_model", hidden_size=48, num_hidden_layers=3)
+    saved = json.loads((second / "training_args.json").read_text())
+    assert (saved["hidden_size"], saved["num_hidden_layers"], saved["tokenizer"]) == (32, 1, str(first / "final_model"))
+    # Step 0 of the continued run scores exactly the first run's final weights on the same fixed masks.
+    end_of_first = [r for r in read_metrics(first) if "val_loss" in r][-1]
+    start_of_second = [r for r in read_metrics(second) if "val_loss" in r][0]
+    assert start_of_second["step"] == 0 and start_of_second["val_loss"] == pytest.approx(end_of_first["val_loss"], rel=1e-6)
+    assert start_of_second["genus_1nn_accuracy"] == pytest.approx(end_of_first["genus_1nn_accuracy"])
+    assert [r for r in read_metrics(second) if "learning_rate" in r][0]["learning_rate"] > 0  # a fresh schedule
+
+    with pytest.raises(ValueError, match="pretrained with objective 'mae'.*pass --objective mae"):
+        train(data=sim_csv, output_dir=tmp_path / "x", max_steps=1, init_from=first / "final_model", objective="mlm")
+    with pytest.raises(FileNotFoundError, match="not a model folder"):
+        train(data=sim_csv, output_dir=tmp_path / "x", max_steps=1, init_from=tmp_path / "nowhere")
+    from barcodemae.export import export_encoder
+
+    encoder_only = export_encoder(first / "final_model", tmp_path / "export")
+    with pytest.raises(ValueError, match=r"lacks pretraining weights \(decoder\..*encoder-only export"):
+        train(data=sim_csv, output_dir=tmp_path / "x", max_steps=1, per_device_batch_size=8, init_from=encoder_only)

@@ -68,6 +68,13 @@ class TrainingArguments:
     frame_offset_augmentation: bool = field(
         default=True, metadata={"help": "random k-mer reading frame per sample in training"}
     )
+    init_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "continue pretraining from this folder (a final_model/, a converted checkpoint): its weights, "
+            "architecture and tokenizer, with a fresh optimiser and schedule"
+        },
+    )
     hidden_size: int = 768
     num_hidden_layers: int = 6
     num_attention_heads: int = 6

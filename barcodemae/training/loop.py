@@ -57,6 +57,7 @@ from .checkpoints import (
     validate_checkpoint,
 )
 from .data import load_training_data, prepare_simulated_data
+from .initial_model import adopt_initial_model, load_initial_model
 from .validation import GenusProbe, fixed_validation_batches, masked_token_loss, validation_loss
 
 logger = logging.getLogger("barcodemae.train")
@@ -241,6 +242,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         step_scheduler_with_optimizer=False,  # stepped once per optimiser step below, whatever the process count
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if accelerator.is_main_process else logging.WARNING)
+    args = adopt_initial_model(args)  # --init_from fixes architecture and tokenizer before anything is saved
     checkpoint = None
     if args.resume_from_checkpoint:
         # Before training_args.json is rewritten with this run's arguments, and before any data is loaded.
@@ -299,7 +301,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
 
     # ------------------------------------------------------------------ model and optimisation
     set_seed(args.seed)
-    model = build_model(args, tokenizer)
+    model = load_initial_model(args.init_from, args.mask_ratio) if args.init_from else build_model(args, tokenizer)
     optimizer = build_optimizer(model, args)
     scheduler = build_scheduler(optimizer, args, max_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
