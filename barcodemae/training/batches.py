@@ -16,7 +16,6 @@ Building the global batch on each process costs one tokenizer call per batch (th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,16 +40,6 @@ class BarcodeSource:
         if self._is_dataset:
             return self._data[indices.tolist()][self._column]
         return [self._data[i] for i in indices.tolist()]
-
-
-def pad_rows(rows: Sequence[Sequence[int]], fill: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad ragged id lists; returns ``(ids, attention_mask)`` built with one boolean write."""
-    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-    width = int(lengths.max())
-    valid = np.arange(width)[None, :] < lengths[:, None]
-    ids = np.full((len(rows), width), fill, dtype=np.int64)
-    ids[valid] = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
-    return ids, valid.astype(np.int64)
 
 
 @dataclass
@@ -134,7 +123,8 @@ class GlobalBatchStream:
             offsets = self.tokenizer.draw_frame_offsets(np.fromiter(map(len, sequences), np.int64, len(sequences)), rng)
         else:
             offsets = np.zeros(len(sequences), np.int64)
-        ids, attention = pad_rows(self.tokenizer(sequences, frame_offset=offsets)["input_ids"], self.tokenizer.pad_token_id)
+        encoded = self.tokenizer(sequences, frame_offset=offsets, padding=True, return_tensors="np")
+        ids, attention = encoded["input_ids"].astype(np.int64), encoded["attention_mask"].astype(np.int64)
         masked = np.asarray(self.mask_fn(ids, attention, rng), dtype=bool)
         return {"input_ids": ids, "attention_mask": attention, "masked_positions": masked}
 
@@ -170,5 +160,4 @@ __all__ = [
     "BarcodeSource",
     "DataPosition",
     "GlobalBatchStream",
-    "pad_rows",
 ]
