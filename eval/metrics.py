@@ -206,8 +206,10 @@ def linear_probe(
     return result
 
 
-PROBE_C_GRID = (0.1, 1.0, 10.0, 100.0)
-"""Inverse L2 strengths tried by :func:`select_probe_c` (``--probe-c auto``)."""
+PROBE_C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
+"""Inverse L2 strengths tried by :func:`select_probe_c` (``--probe-c auto``, the default). On ``dev.csv.gz`` a
+64-wide encoder's held-out species accuracy rose from 39% at C=0.1 to 88% at C=100: no fixed C suits every
+embedding width and training-set size."""
 
 
 def holdout_keeping_every_class(labels: Any, fraction: float, seed: int = 0) -> np.ndarray:
@@ -264,8 +266,15 @@ def select_probe_c(
         for c in sorted(grid)
     }
     best = max(scores, key=lambda c: (scores[c], -c))
+    at_edge = len(set(scores.values())) > 1 and best in (min(scores), max(scores))  # not a tie across the grid
+    if at_edge:
+        warnings.warn(
+            f"the probe's best C ({best:g}) is at the edge of the grid {sorted(scores)}; a wider grid may do better",
+            stacklevel=2,
+        )
     return {
         "c": best,
+        "at_grid_edge": at_edge,
         "held_out_accuracy": {str(c): accuracy for c, accuracy in scores.items()},
         "num_fit": int((~held_out).sum()),
         "num_held_out": int(held_out.sum()),

@@ -104,13 +104,14 @@ def evaluate_embeddings(
     reducer: str = "auto",
     n_components: int = 50,
     linkage: str = "ward",
-    probe_c: float | str = 1.0,
+    probe_c: float | str = "auto",
     probe_max_iter: int = 500,
     seed: int = 0,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """All protocol metrics from one embedding per row of ``frame``; returns ``(metrics, details)``.
 
-    ``probe_c="auto"`` chooses the probe's C on a held-out fifth of ``train`` (:func:`select_probe_c`).
+    ``probe_c="auto"`` (default) chooses the probe's C on a held-out fifth of ``train`` (:func:`select_probe_c`);
+    a number fixes it.
     ``details`` holds what the plots need (genus predictions, the 2-D layout is computed by the plotter).
     """
     metrics: dict[str, Any] = {}
@@ -217,7 +218,7 @@ def run_evaluation(
     reducer: str = "auto",
     n_components: int = 50,
     linkage: str = "ward",
-    probe_c: float | str = 1.0,
+    probe_c: float | str = "auto",
     probe_max_iter: int = 500,
     finetune_epochs: int = 0,
     finetune_learning_rate: float = 1e-4,
@@ -382,9 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-components", type=int, default=50, help="dimensions kept by the reducer")
     parser.add_argument("--linkage", default="ward", choices=["ward", "average", "complete", "single"])
     parser.add_argument(
-        "--probe-c", type=_probe_c, default=1.0,
-        help="linear probe inverse L2 strength (sklearn's C), or 'auto': the best of "
-        f"{', '.join(map(str, PROBE_C_GRID))} on a held-out fifth of train",
+        "--probe-c", type=_probe_c, default="auto",
+        help="linear probe inverse L2 strength (sklearn's C), or 'auto' (default): the best of "
+        f"{', '.join(f'{c:g}' for c in PROBE_C_GRID)} on a held-out fifth of train",
     )
     parser.add_argument("--probe-max-iter", type=int, default=500, help="L-BFGS iterations of the linear probe")
     parser.add_argument(

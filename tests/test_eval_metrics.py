@@ -85,19 +85,24 @@ def test_holdout_keeps_one_member_of_every_class_for_fitting():
 
 
 def test_probe_c_is_chosen_on_held_out_train():
-    """Many narrow classes want a weak penalty; few barcodes in many noise dimensions want a strong one."""
+    """300 narrow classes (species in a 64-wide embedding) want a weak penalty; the choice is the held-out best."""
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(300, 8))
     labels = np.repeat(np.arange(300), 10)
-    crowded = select_probe_c(centres[labels] + 0.35 * rng.normal(size=(len(labels), 8)), labels)
-    assert crowded["c"] >= 10 and crowded["num_held_out"] == 540 and crowded["num_fit"] == 2460
-    assert crowded["held_out_accuracy"][str(crowded["c"])] == max(crowded["held_out_accuracy"].values())
+    x = centres[labels] + 0.35 * rng.normal(size=(len(labels), 8))
+    crowded = select_probe_c(x, labels)
+    scores = crowded["held_out_accuracy"]
+    assert set(scores) == {"0.1", "1.0", "10.0", "100.0", "1000.0"}
+    assert crowded["c"] in (10.0, 100.0) and scores[str(crowded["c"])] == max(scores.values())
+    assert scores["0.1"] < scores["1.0"] < scores[str(crowded["c"])]  # over-regularised at small C
+    assert (crowded["num_fit"], crowded["num_held_out"], crowded["at_grid_edge"]) == (2460, 540, False)
 
-    labels = np.repeat(np.arange(4), 15)
-    noisy = rng.normal(size=(60, 400))
-    noisy[:, 0] += 1.5 * labels  # one informative direction among 400
-    sparse = select_probe_c(noisy, labels)
-    assert sparse["c"] <= 1 and set(sparse["held_out_accuracy"]) == {"0.1", "1.0", "10.0", "100.0"}
+    with pytest.warns(UserWarning, match=r"best C \(1\) is at the edge of the grid"):
+        assert select_probe_c(x, labels, grid=(0.1, 1.0))["at_grid_edge"]
+
+    tied = np.repeat(np.arange(4), 15)  # pure noise: every C scores the same, the strongest penalty is kept
+    noise = select_probe_c(rng.normal(size=(60, 400)), tied, grid=(1.0, 10.0, 100.0))
+    assert len(set(noise["held_out_accuracy"].values())) == 1 and noise["c"] == 1.0 and not noise["at_grid_edge"]
     with pytest.raises(ValueError, match="every species has a single training barcode"):
         select_probe_c(rng.normal(size=(6, 4)), [0, 1, 2, 3, 4, 5])
 
