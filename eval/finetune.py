@@ -41,7 +41,7 @@ def _reading_frames(tokenizer: Any, batch: list[str], rng: np.random.Generator) 
     (``BarcodeTokenizer.draw_frame_offsets``); frame 0 for tokenizers without reading frames."""
     if not hasattr(tokenizer, "draw_frame_offsets"):
         return 0
-    return tokenizer.draw_frame_offsets(np.fromiter(map(len, batch), np.int64, len(batch)), rng)
+    return tokenizer.draw_frame_offsets(batch, rng)
 
 
 def fine_tune_classifier(

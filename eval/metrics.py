@@ -255,9 +255,7 @@ def select_probe_c(
         raise ValueError(f"the C grid must hold positive values, got {grid}")
     held_out = holdout_keeping_every_class(train_y, held_out_fraction, seed)
     if not held_out.any():
-        raise ValueError(
-            f"cannot select C: every species has a single training barcode, none can be held out"
-        )
+        raise ValueError("cannot select C: every species has a single training barcode, none can be held out")
     scores = {
         float(c): linear_probe(
             train_x[~held_out], train_y[~held_out], train_x[held_out], train_y[held_out],

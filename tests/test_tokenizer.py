@@ -138,15 +138,15 @@ def test_min_barcode_length_covers_every_drawn_reading_frame():
 
 def test_draw_frame_offsets_is_uniform_and_keeps_one_kmer():
     tokenizer = BarcodeTokenizer.kmer(k=6)
-    offsets = tokenizer.draw_frame_offsets(np.full(6000, 658), np.random.default_rng(0))
+    offsets = tokenizer.draw_frame_offsets(["A" * 658] * 6000, np.random.default_rng(0))
     assert np.bincount(offsets, minlength=6).min() > 900  # every frame, about 1000 times each
-    short = tokenizer.draw_frame_offsets(np.array([6, 7, 8] * 200), np.random.default_rng(0))
+    short = tokenizer.draw_frame_offsets(["ACGTAC", "ACGTACG", "ACGTACGT"] * 200, np.random.default_rng(0))
     assert short.reshape(-1, 3).max(axis=0).tolist() == [0, 1, 2]  # capped at length - k
-    encoded = tokenizer(["ACGTACGT"] * 20, frame_offset=tokenizer.draw_frame_offsets([8] * 20, np.random.default_rng(1)))
+    encoded = tokenizer(["ACGTACGT"] * 20, frame_offset=tokenizer.draw_frame_offsets(["ACGTACGT"] * 20, np.random.default_rng(1)))
     assert all(len(ids) == 3 for ids in encoded["input_ids"])  # [CLS] one 6-mer [SEP] in every drawn frame
     char = BarcodeTokenizer.char()
     rng = np.random.default_rng(5)
-    assert not char.draw_frame_offsets([30, 40], rng).any()
+    assert not char.draw_frame_offsets(["A" * 30, "C" * 40], rng).any()
     assert rng.integers(1 << 30) == np.random.default_rng(5).integers(1 << 30)  # a single frame draws nothing
 
 

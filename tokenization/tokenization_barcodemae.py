@@ -278,14 +278,14 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         """
         return self.k + (self.num_reading_frames - 1 if random_frames else 0)
 
-    def draw_frame_offsets(self, lengths: np.ndarray | list[int], rng: np.random.Generator) -> np.ndarray:
-        """A random reading frame for each barcode of these cleaned ``lengths``: the reading-frame augmentation.
+    def draw_frame_offsets(self, barcodes: list[str], rng: np.random.Generator) -> np.ndarray:
+        """A random reading frame for each of these (cleaned) barcodes: the reading-frame augmentation.
 
         Offsets are uniform in ``[0, k)`` (one draw per barcode; nothing is drawn when there is a single frame),
-        capped at ``length - k`` so that a barcode shorter than ``min_barcode_length(True)`` still keeps one k-mer.
-        Pretraining and fine-tuning both draw through here, so the augmentation has one definition.
+        capped at ``len(barcode) - k`` so that a barcode shorter than ``min_barcode_length(True)`` still keeps one
+        k-mer. Pretraining and fine-tuning both draw through here, so the augmentation has one definition.
         """
-        lengths = np.asarray(lengths, dtype=np.int64)
+        lengths = np.fromiter(map(len, barcodes), dtype=np.int64, count=len(barcodes))
         if self.num_reading_frames == 1:
             return np.zeros(len(lengths), dtype=np.int64)
         offsets = rng.integers(0, self.num_reading_frames, size=len(lengths))
@@ -307,8 +307,8 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
             if outside.size:
                 raise ValueError(f"frame_offset must be in [0, k={self.k}), got {int(offsets[outside[0]])}")
             return offsets
-        if self.random_frame_offset and self.k > 1:
-            return np.random.randint(0, self.k, size=count)
+        if self.random_frame_offset and self.num_reading_frames > 1:
+            return np.random.randint(0, self.num_reading_frames, size=count)
         return np.zeros(count, dtype=np.int64)
 
     def _prepare_one(self, text: str, index: int, offset: int) -> str:

@@ -11,7 +11,8 @@ Why not a plain DataLoader: two promises of ``train.py`` need batches that are a
   the loop needs to normalise the loss exactly as a single process would.
 
 Building the global batch on each process costs one tokenizer call per batch (the reading frames, drawn by
-``BarcodeTokenizer.draw_frame_offsets``, go in as one offset per barcode), which is small next to a forward pass. Rows are read from the Arrow table by index, so 5M barcodes stay memory-mapped.
+``BarcodeTokenizer.draw_frame_offsets``, go in as one offset per barcode), which is small next to a forward
+pass. Rows are read from the Arrow table by index, so 5M barcodes stay memory-mapped.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class GlobalBatchStream:
         rng = np.random.default_rng([self.seed, epoch, batch, 1])
         sequences = self.source.take(indices)
         if self.frame_offsets:
-            offsets = self.tokenizer.draw_frame_offsets(np.fromiter(map(len, sequences), np.int64, len(sequences)), rng)
+            offsets = self.tokenizer.draw_frame_offsets(sequences, rng)
         else:
             offsets = np.zeros(len(sequences), np.int64)
         encoded = self.tokenizer(sequences, frame_offset=offsets, padding=True, return_tensors="np")
