@@ -185,6 +185,10 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
+LAYER_MEAN = "mean"
+"""``layer="mean"``: the average of every hidden state (embeddings and each block), pooled the same way."""
+
+
 def embed_barcodes(
     model: Any,
     tokenizer: Any,
@@ -193,7 +197,7 @@ def embed_barcodes(
     batch_size: int = 256,
     device: str | torch.device | None = None,
     pooling: str = "mean",
-    layer: int = -1,
+    layer: int | str = -1,
     dtype: str | torch.dtype | None = None,
     progress: bool = True,
 ) -> np.ndarray:
@@ -205,24 +209,62 @@ def embed_barcodes(
         batch_size: barcodes per forward pass (batches are length-sorted, so padding is small).
         device: where to run; ``None`` = CUDA when available, else CPU. The model is moved there.
         pooling: ``"mean"`` (default; equals ``pooler_output`` of BarcodeMAE), ``"cls"`` or ``"max"``.
-        layer: which hidden state to pool: ``-1`` the last layer, ``0`` the embeddings, ``i`` after block ``i``.
+        layer: which hidden state to pool: ``-1`` the last layer, ``0`` the embeddings, ``i`` after block ``i``,
+            or ``"mean"`` (:data:`LAYER_MEAN`) for the average over all of them.
         dtype: autocast dtype (``"bf16"``/``"fp16"``) for speed on GPU; ``None`` = full float32.
         progress: show a tqdm bar.
     """
     if isinstance(model, KmerFrequencyEmbedder):
         return model(sequences, progress=progress)
+    return embed_barcode_layers(
+        model, tokenizer, sequences, layers=(layer,), batch_size=batch_size, device=device, pooling=pooling,
+        dtype=dtype, progress=progress,
+    )[0]
+
+
+def check_layer(layer: int | str, num_layers: int | None) -> None:
+    """Refuse a layer index outside ``[-(L+1), L]`` for an ``L``-block model, or an unknown name."""
+    if isinstance(layer, str):
+        if layer != LAYER_MEAN:
+            raise ValueError(f"layer must be an integer or {LAYER_MEAN!r}, got {layer!r}")
+        return
+    if layer != -1 and num_layers is not None and not -(num_layers + 1) <= layer <= num_layers:
+        raise ValueError(
+            f"layer must be in [-{num_layers + 1}, {num_layers}] for a {num_layers}-layer model, got {layer}"
+        )
+
+
+def embed_barcode_layers(
+    model: Any,
+    tokenizer: Any,
+    sequences: Sequence[str],
+    *,
+    layers: Sequence[int | str],
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    pooling: str = "mean",
+    dtype: str | torch.dtype | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Pooled embeddings of several hidden states from one forward pass: ``(len(layers), N, H)`` float32.
+
+    Why one pass: the training-time probe scores every layer (where pretraining helps or hurts is a per-layer
+    question) at the cost of a single embedding of the keys and queries. ``layers`` entries are as
+    :func:`embed_barcodes`'s ``layer``; the other arguments too.
+    """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     if pooling == "cls" and getattr(tokenizer, "framing", "cls_sep") == "none":
         raise ValueError("pooling='cls' needs a leading [CLS] token, but this tokenizer has framing='none'")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not layers:
+        raise ValueError("layers must name at least one hidden state")
     sequences = list(sequences)
     num_layers = getattr(model.config, "num_hidden_layers", None)
-    if layer != -1 and num_layers is not None and not -(num_layers + 1) <= layer <= num_layers:
-        raise ValueError(
-            f"layer must be in [-{num_layers + 1}, {num_layers}] for a {num_layers}-layer model, got {layer}"
-        )
+    for layer in layers:
+        check_layer(layer, num_layers)
+    needs_all_states = any(layer != -1 for layer in layers)
     device = _resolve_device(model, device)
     autocast = _autocast_dtype(dtype)
     max_tokens = getattr(model.config, "max_position_embeddings", None)
@@ -241,20 +283,38 @@ def embed_barcodes(
                 for key, value in _tokenize(tokenizer, [sequences[i] for i in rows], max_tokens).items()
             }
             # output_hidden_states only when needed: some remote-code encoders (DNABERT-2) do not accept it
-            outputs = model(**batch, output_hidden_states=True) if layer != -1 else model(**batch)
-            if layer != -1:
-                hidden = outputs.hidden_states[layer]
-            else:  # remote-code encoders may return a plain tuple
-                hidden = outputs[0] if isinstance(outputs, tuple) else outputs.last_hidden_state
-            pooled = pool(hidden, batch["attention_mask"], pooling).float().cpu().numpy()
+            outputs = model(**batch, output_hidden_states=True) if needs_all_states else model(**batch)
+            pooled = torch.stack(
+                [pool(_hidden_state(outputs, layer), batch["attention_mask"], pooling) for layer in layers]
+            ).float().cpu().numpy()
             if out is None:
-                out = np.zeros((len(sequences), pooled.shape[1]), dtype=np.float32)
-            out[rows] = pooled
+                out = np.zeros((len(layers), len(sequences), pooled.shape[2]), dtype=np.float32)
+            out[:, rows] = pooled
             bar.update(len(rows))
     bar.close()
     if out is None:  # no sequences
-        out = np.zeros((0, int(getattr(model.config, "hidden_size", 0))), dtype=np.float32)
+        out = np.zeros((len(layers), 0, int(getattr(model.config, "hidden_size", 0))), dtype=np.float32)
     return out
 
 
-__all__ = ["POOLINGS", "KmerFrequencyEmbedder", "embed_barcodes", "load_encoder", "load_pretrained", "pool"]
+def _hidden_state(outputs: Any, layer: int | str) -> torch.Tensor:
+    """Token states ``(B, L, H)`` of one layer (``"mean"``: averaged over all layers) from a model output."""
+    if layer == LAYER_MEAN:
+        return torch.stack(outputs.hidden_states).mean(dim=0)
+    if layer != -1:
+        return outputs.hidden_states[layer]
+    # remote-code encoders may return a plain tuple
+    return outputs[0] if isinstance(outputs, tuple) else outputs.last_hidden_state
+
+
+__all__ = [
+    "LAYER_MEAN",
+    "POOLINGS",
+    "KmerFrequencyEmbedder",
+    "check_layer",
+    "embed_barcode_layers",
+    "embed_barcodes",
+    "load_encoder",
+    "load_pretrained",
+    "pool",
+]

@@ -14,7 +14,7 @@ import torch
 
 from barcodemae import BarcodeTokenizer
 from barcodemae.eval import run_evaluation
-from barcodemae.eval.embeddings import KmerFrequencyEmbedder, embed_barcodes, load_encoder
+from barcodemae.eval.embeddings import KmerFrequencyEmbedder, embed_barcode_layers, embed_barcodes, load_encoder
 from barcodemae.eval.run import load_eval_splits
 from conftest import REPO_ROOT
 
@@ -45,6 +45,14 @@ def test_layer_and_pooling_options(kmer4_model_folder: Path):
         embed_barcodes(model, tokenizer, BARCODES, pooling="median", progress=False)
     with pytest.raises(ValueError, match="layer must be in"):
         embed_barcodes(model, tokenizer, BARCODES, layer=7, progress=False)
+    with pytest.raises(ValueError, match="integer or 'mean'"):
+        embed_barcodes(model, tokenizer, BARCODES, layer="last", progress=False)
+    # layer="mean": every hidden state averaged, then pooled; all layers from one pass equal one call per layer
+    every = embed_barcode_layers(model, tokenizer, BARCODES, layers=[0, 1, 2, -1, "mean"], device="cpu", progress=False)
+    for index, layer in enumerate([0, 1, 2, -1]):
+        np.testing.assert_allclose(every[index], embed_barcodes(model, tokenizer, BARCODES, layer=layer, progress=False))
+    np.testing.assert_allclose(every[4], every[:3].mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(every[4], embed_barcodes(model, tokenizer, BARCODES, layer="mean", progress=False))
     unframed = BarcodeTokenizer.kmer(k=4, framing="none")
     with pytest.raises(ValueError, match="framing='none'"):
         embed_barcodes(model, unframed, BARCODES, pooling="cls", progress=False)
