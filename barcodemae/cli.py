@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from barcodemae.eval.postprocess import POSTPROCESSING
+
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
 
 
@@ -57,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to use as references")
     build.add_argument("--shard-size", type=int, default=16_384, help="records per saved shard (default 16384)")
     build.add_argument("--resume", action="store_true", help="continue an interrupted build")
+    build.add_argument(
+        "--postprocess", default="none", choices=POSTPROCESSING,
+        help="centring or PCA-whitening fitted on the references, stored in the index and applied to queries",
+    )
     _add_embedding_options(build)
     query = identify_commands.add_parser("query", help="nearest references and voted genus/species/BIN")
     query.add_argument("--index", required=True, help="index folder from `identify build`")
@@ -108,7 +114,8 @@ def run_identify(args: argparse.Namespace) -> dict:
     if args.identify_command == "build":
         index = build_reference_index(
             args.model, args.reference, args.output, split=args.split, batch_size=args.batch_size,
-            device=args.device, shard_size=args.shard_size, resume=args.resume, progress=not args.no_progress,
+            device=args.device, shard_size=args.shard_size, resume=args.resume, postprocess=args.postprocess,
+            progress=not args.no_progress,
         )
         return {"index": args.output, **index.info}
     result = identify_file(

@@ -2,7 +2,8 @@
 
 A reference library (e.g. the labelled BIOSCAN/BOLD records of a region) is embedded *once* with
 :func:`build_reference_index` and saved as unit-norm float32 vectors (``embeddings.npy``, memory-mapped at query
-time), their taxonomy (``references.parquet``) and ``index.json`` (model, counts, cleaning report). Queries are
+time), their taxonomy (``references.parquet``), ``index.json`` (model, counts, cleaning report) and the optional
+post-processing fitted on the references (``postprocess.safetensors``: centring or whitening, applied to queries). Queries are
 embedded with the same model and matched by blocked matrix products with a running top-k, so the reference
 set never has to fit in memory twice. For each rank (genus, species, BIN) the prediction is the label most
 frequent among the ``top_k`` neighbours that have one; ties go to the label with the larger summed similarity,
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from barcodemae.embed_files import (
     load_records,
     model_fingerprint,
 )
+from barcodemae.eval.postprocess import POSTPROCESS_FILE, POSTPROCESSING, EmbeddingPostprocessor
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +60,10 @@ class ReferenceIndex:
     embeddings: np.ndarray
     references: pa.Table
     info: dict[str, Any]
+    postprocessor: EmbeddingPostprocessor = field(default_factory=lambda: EmbeddingPostprocessor("none"))
 
     @classmethod
-    def load(cls, folder: str | Path) -> "ReferenceIndex":
+    def load(cls, folder: str | Path) -> ReferenceIndex:
         folder = Path(folder)
         missing = [n for n in (INDEX_INFO, EMBEDDINGS, REFERENCES) if not (folder / n).is_file()]
         if missing:
@@ -69,7 +72,14 @@ class ReferenceIndex:
         references = pq.read_table(folder / REFERENCES)
         if len(references) != len(embeddings):
             raise ValueError(f"{folder}: {len(references)} references but {len(embeddings)} embeddings")
-        return cls(embeddings, references, json.loads((folder / INDEX_INFO).read_text()))
+        info = json.loads((folder / INDEX_INFO).read_text())
+        postprocessor = EmbeddingPostprocessor.load(folder)  # indexes built before post-processing have none
+        if postprocessor.method != info.get("postprocess", "none"):
+            raise ValueError(
+                f"{folder}: index.json says post-processing {info.get('postprocess', 'none')!r} but "
+                f"{POSTPROCESS_FILE} holds {postprocessor.method!r}"
+            )
+        return cls(embeddings, references, info, postprocessor)
 
     def search(self, queries: np.ndarray, top_k: int = 5, query_block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         """Indices and cosine similarities ``(n_queries, k)`` of the ``top_k`` nearest references, best first."""
@@ -161,12 +171,17 @@ def build_reference_index(
     device: str | None = None,
     shard_size: int = 16_384,
     resume: bool = False,
+    postprocess: str = "none",
     progress: bool = True,
 ) -> ReferenceIndex:
     """Embed a labelled reference file once and save it as an index folder for :func:`identify_file`.
 
     The embedding is resumable like ``barcodemae embed`` (``resume=True`` continues a killed build).
+    ``postprocess`` (``none`` | ``center`` | ``whiten``) is fitted on the reference embeddings and saved in the
+    index (``postprocess.safetensors``), so every query is transformed the same way before the cosine search.
     """
+    if postprocess not in POSTPROCESSING:
+        raise ValueError(f"postprocess must be one of {POSTPROCESSING}, got {postprocess!r}")
     output = Path(output_dir)
     if (output / INDEX_INFO).exists():
         raise FileExistsError(f"{output}: a reference index already exists here")
@@ -183,8 +198,12 @@ def build_reference_index(
                   progress=progress)
     shutil.rmtree(store.folder)
     embeddings = np.load(output / EMBEDDINGS, mmap_mode="r+")
+    transform = EmbeddingPostprocessor.fit(embeddings, postprocess)
+    for start in range(0, len(embeddings), REFERENCE_BLOCK):
+        embeddings[start:start + REFERENCE_BLOCK] = transform.transform(embeddings[start:start + REFERENCE_BLOCK])
     normalise_rows(embeddings)
     embeddings.flush()
+    transform.save(output)
     pq.write_table(table.select([c for c in METADATA_COLUMNS if c in table.column_names]), output / REFERENCES)
     report.save(output / "cleaning_report.json")
     info = {
@@ -197,6 +216,7 @@ def build_reference_index(
         "hidden_size": int(embeddings.shape[1]),
         "similarity": "cosine",
         "pooling": "mean",
+        "postprocess": postprocess,
     }
     (output / INDEX_INFO).write_text(json.dumps(info, indent=2))
     return ReferenceIndex.load(output)
@@ -236,6 +256,7 @@ def identify_file(
     table = dataset.with_format("arrow")[:]
     queries = embed_barcodes(model, tokenizer, table.column("dna_barcode").to_pylist(), batch_size=batch_size,
                              device=device, pooling="mean", layer=-1, progress=progress)
+    queries = index.postprocessor.transform(queries)
     result = identify(index, queries, table.column("processid").to_pylist(), top_k=top_k)
     for rank in reversed(VOTE_RANKS):
         if rank in table.column_names and table.column(rank).null_count < len(table):

@@ -36,7 +36,8 @@ def render_report(results: dict[str, Any]) -> str:
         (
             f"- model: `{model['name']}` ({model.get('model_type') or model['kind']}, "
             f"{model.get('num_parameters', 0):,} parameters, embedding dim {results['settings']['embedding_dim']}, "
-            f"pooling {results['settings']['pooling']}, layer {results['settings']['layer']})"
+            f"pooling {results['settings']['pooling']}, layer {results['settings']['layer']}, "
+            f"post-processing {results['settings'].get('postprocess', 'none')})"
         ),
         f"- data: `{data['path']}`; records per split: "
         + ", ".join(f"{split} {count:,}" for split, count in data["split_sizes"].items())

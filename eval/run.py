@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from barcodemae.eval.embeddings import POOLINGS, KmerFrequencyEmbedder, embed_barcodes, load_encoder
+from barcodemae.eval.embeddings import (
+    LAYER_MEAN,
+    POOLINGS,
+    KmerFrequencyEmbedder,
+    embed_barcodes,
+    load_encoder,
+)
 from barcodemae.eval.finetune import fine_tune_classifier
 from barcodemae.eval.metrics import (
     PROBE_C_GRID,
@@ -41,6 +47,7 @@ from barcodemae.eval.metrics import (
     reduce_dimensions,
     select_probe_c,
 )
+from barcodemae.eval.postprocess import POSTPROCESSING, EmbeddingPostprocessor
 
 logger = logging.getLogger(__name__)
 
@@ -107,16 +114,20 @@ def evaluate_embeddings(
     probe_c: float | str = "auto",
     probe_max_iter: int = 500,
     seed: int = 0,
+    postprocess: str = "none",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """All protocol metrics from one embedding per row of ``frame``; returns ``(metrics, details)``.
 
     ``probe_c="auto"`` (default) chooses the probe's C on a held-out fifth of ``train`` (:func:`select_probe_c`);
-    a number fixes it.
+    a number fixes it. ``postprocess`` (``none`` | ``center`` | ``whiten``, :mod:`.postprocess`) is fitted on the
+    ``train`` embeddings (the keys) and applied to every row before any metric; ``none`` is the protocol.
     ``details`` holds what the plots need (genus predictions, the 2-D layout is computed by the plotter).
     """
     metrics: dict[str, Any] = {}
     details: dict[str, Any] = {}
     skipped: dict[str, int] = {}
+    keys = np.flatnonzero((frame["split"] == "train").to_numpy())
+    embeddings = EmbeddingPostprocessor.fit(embeddings[keys], postprocess).transform(embeddings)
 
     train_species, test_species = _labelled(frame, "train", "species"), _labelled(frame, "test", "species")
     species = frame["species"].to_numpy(dtype=object)
@@ -210,8 +221,9 @@ def run_evaluation(
     kmer_k: int = 4,
     batch_size: int = 256,
     device: str | None = None,
-    layer: int = -1,
+    layer: int | str = -1,
     pooling: str = "mean",
+    postprocess: str = "none",
     dtype: str | None = None,
     max_per_split: int | None = None,
     seed: int = 0,
@@ -240,6 +252,8 @@ def run_evaluation(
         raise ValueError(f"unknown baseline {baseline!r}; available: {', '.join(BASELINES)}")
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if postprocess not in POSTPROCESSING:
+        raise ValueError(f"postprocess must be one of {POSTPROCESSING}, got {postprocess!r}")
     if finetune_epochs and baseline is not None:
         raise ValueError("fine-tuning needs a model folder; the k-mer baseline has nothing to fine-tune")
     timings: dict[str, float] = {}
@@ -277,6 +291,7 @@ def run_evaluation(
         probe_c=probe_c,
         probe_max_iter=probe_max_iter,
         seed=seed,
+        postprocess=postprocess,
     )
     timings["metrics_s"] = time.perf_counter() - started
     if finetune_epochs > 0:
@@ -313,6 +328,7 @@ def run_evaluation(
             "device": device,
             "layer": layer,
             "pooling": pooling,
+            "postprocess": postprocess,
             "dtype": dtype,
             "seed": seed,
             "reducer": reducer,
@@ -345,6 +361,16 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _layer(value: str) -> int | str:
+    """``--layer``: an integer, or ``mean``."""
+    if value == LAYER_MEAN:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer or {LAYER_MEAN!r}, got {value!r}") from None
+
+
 def _probe_c(value: str) -> float | str:
     """``--probe-c``: a positive number, or ``auto``."""
     if value == "auto":
@@ -370,8 +396,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--dtype", default=None, choices=["float32", "bf16", "fp16"], help="autocast dtype")
-    parser.add_argument("--layer", type=int, default=-1, help="hidden state to pool (-1 last, 0 embeddings)")
+    parser.add_argument(
+        "--layer", type=_layer, default=-1,
+        help=f"hidden state to pool (-1 last, 0 embeddings), or {LAYER_MEAN!r} for the average of all of them",
+    )
     parser.add_argument("--pooling", default="mean", choices=POOLINGS)
+    parser.add_argument(
+        "--postprocess", default="none", choices=POSTPROCESSING,
+        help="transform fitted on the train embeddings (the keys) before every metric: none (the protocol, "
+        "default), center, or whiten (PCA-whitening)",
+    )
     parser.add_argument("--max-per-split", type=int, default=None, help="random subset of each split (quick runs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -412,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         layer=args.layer,
         pooling=args.pooling,
+        postprocess=args.postprocess,
         dtype=args.dtype,
         max_per_split=args.max_per_split,
         seed=args.seed,

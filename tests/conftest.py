@@ -62,3 +62,20 @@ def kmer4_model_folder(tmp_path_factory) -> Path:
     BarcodeMAEForPreTraining(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def kmer_profile_model(tmp_path_factory) -> Path:
+    """An untrained encoder on overlapping 4-mers: its mean-pooled output is a random projection of the 4-mer
+    profile, which (like the 4-mer baseline of the data README) separates genera without any training."""
+    from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer
+
+    folder = tmp_path_factory.mktemp("model4")
+    tokenizer = BarcodeTokenizer.kmer(k=4, stride=1)
+    config = BarcodeMAEConfig(**tiny_config_kwargs(
+        num_hidden_layers=1, hidden_size=64, intermediate_size=128, decoder_hidden_size=64,
+        max_position_embeddings=tokenizer.model_max_length), vocab_size=len(tokenizer))
+    torch.manual_seed(0)
+    BarcodeMAEModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-import torch
 
 import barcodemae.identify as identify_module
 from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer
@@ -63,21 +62,6 @@ def test_identify_table_columns_and_missing_labels() -> None:
     assert row["predicted_species"] == "s2"
     assert row["predicted_dna_bin"] is None and row["dna_bin_votes"] == 0
     assert row["neighbor1_genus"] is None and row["neighbor2_genus"] == "G1"
-
-
-@pytest.fixture(scope="module")
-def kmer_profile_model(tmp_path_factory) -> Path:
-    """An untrained encoder on overlapping 4-mers: its mean-pooled output is a random projection of the 4-mer
-    profile, which (like the 4-mer baseline of the data README) separates genera without any training."""
-    folder = tmp_path_factory.mktemp("model4")
-    tokenizer = BarcodeTokenizer.kmer(k=4, stride=1)
-    config = BarcodeMAEConfig(**tiny_config_kwargs(
-        num_hidden_layers=1, hidden_size=64, intermediate_size=128, decoder_hidden_size=64,
-        max_position_embeddings=tokenizer.model_max_length), vocab_size=len(tokenizer))
-    torch.manual_seed(0)
-    BarcodeMAEModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_identify_cli_names_the_genus_of_species_in_the_reference(kmer_profile_model: Path, fixture_csv: Path,
