@@ -13,8 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from barcodemae.eval.embeddings import embed_barcodes
+from barcodemae.eval.embeddings import LAYER_MEAN, embed_barcode_layers
 from barcodemae.eval.metrics import one_nn_accuracy
+from barcodemae.eval.postprocess import top_pc_variance_share
 
 from .batches import BarcodeSource, GlobalBatchStream
 
@@ -36,8 +37,14 @@ def fixed_validation_batches(stream: GlobalBatchStream) -> list[dict[str, torch.
 
 
 @torch.no_grad()
-def validation_loss(accelerator, model, batches: list[dict[str, torch.Tensor]], seed: int) -> dict[str, float]:
-    """Masked-token loss and perplexity over the fixed batches, summed over all processes."""
+def validation_loss(
+    accelerator, model, batches: list[dict[str, torch.Tensor]], seed: int, prefix: str = "val"
+) -> dict[str, float]:
+    """Masked-token loss and perplexity over the fixed batches, summed over all processes.
+
+    Returns ``<prefix>_loss`` and ``<prefix>_perplexity`` (``val_*`` on seen species, ``unseen_val_*`` on the
+    probe's unseen-species queries: a gap between the two is memorisation of the pretraining species).
+    """
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
     devices = [accelerator.device] if accelerator.device.type == "cuda" else []
@@ -49,11 +56,18 @@ def validation_loss(accelerator, model, batches: list[dict[str, torch.Tensor]], 
     total = accelerator.reduce(total, reduction="sum")
     model.train()
     loss = float(total[0] / total[1].clamp(min=1))
-    return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0))}
+    return {f"{prefix}_loss": loss, f"{prefix}_perplexity": math.exp(min(loss, 50.0))}
 
 
 class GenusProbe:
-    """Open-world genus 1-NN: unseen-species queries against labelled keys of seen species (BIOSCAN protocol)."""
+    """Open-world genus 1-NN: unseen-species queries against labelled keys of seen species (BIOSCAN protocol).
+
+    Besides the headline ``genus_1nn_accuracy`` (last layer, mean pooling: what ``final_model/`` is scored on),
+    it reports the accuracy of every hidden state (``genus_1nn_accuracy_layer_<i>``, 0 = embeddings) and of their
+    average (``genus_1nn_accuracy_layer_mean``), and the share of the keys' variance on their first principal
+    component (``top_pc_variance_share``): where pretraining helps or hurts, layer by layer, and whether the
+    embeddings collapse onto one direction.
+    """
 
     def __init__(self, keys: BarcodeSource, key_genus: np.ndarray, queries: BarcodeSource, query_genus: np.ndarray, limit: int, seed: int):
         rng = np.random.default_rng(seed)
@@ -65,18 +79,25 @@ class GenusProbe:
         self.query_genus = np.asarray(query_genus)[self.query_index]
 
     def __call__(self, encoder, tokenizer, device: torch.device, batch_size: int = 128) -> dict[str, float]:
-        """Embed keys and queries with the evaluation suite's ``embed_barcodes`` (frame 0, mean pooling), so the
+        """Embed keys and queries with the evaluation suite's embedding loop (frame 0, mean pooling), so the
         periodic probe and the final evaluation score the same vectors; the encoder is left in training mode."""
-        embed = {"batch_size": batch_size, "device": device, "progress": False}
+        layers = [*range(encoder.config.num_hidden_layers + 1), LAYER_MEAN]
+        embed = {"layers": layers, "batch_size": batch_size, "device": device, "progress": False}
         try:
-            accuracy = one_nn_accuracy(
-                embed_barcodes(encoder, tokenizer, self.keys, **embed), self.key_genus,
-                embed_barcodes(encoder, tokenizer, self.queries, **embed), self.query_genus,
-                device=device,
-            )["accuracy"]
+            keys = embed_barcode_layers(encoder, tokenizer, self.keys, **embed)
+            queries = embed_barcode_layers(encoder, tokenizer, self.queries, **embed)
         finally:
             encoder.train()
-        return {"genus_1nn_accuracy": accuracy}
+        record: dict[str, float] = {}
+        for layer, key_vectors, query_vectors in zip(layers, keys, queries):
+            accuracy = one_nn_accuracy(key_vectors, self.key_genus, query_vectors, self.query_genus, device=device)
+            record[f"genus_1nn_accuracy_layer_{layer}"] = accuracy["accuracy"]
+        last = len(layers) - 2  # the last block, before the layer average
+        return {
+            "genus_1nn_accuracy": record[f"genus_1nn_accuracy_layer_{layers[last]}"],
+            **record,
+            "top_pc_variance_share": top_pc_variance_share(keys[last]),
+        }
 
 
 __all__ = ["GenusProbe", "fixed_validation_batches", "masked_token_loss", "validation_loss"]
