@@ -375,6 +375,7 @@ def test_npmi_table_is_exported_and_reloaded_on_resume(sim_csv, tmp_path, monkey
 def test_genus_probe_scores_eval_suite_vectors_and_leaves_the_encoder_training(kmer4_model_folder):
     from barcodemae.eval.embeddings import embed_barcodes, load_encoder
     from barcodemae.eval.metrics import one_nn_accuracy
+    from barcodemae.eval.postprocess import top_pc_variance_share
     from barcodemae.training.batches import BarcodeSource
     from barcodemae.training.validation import GenusProbe
 
@@ -390,11 +391,89 @@ def test_genus_probe_scores_eval_suite_vectors_and_leaves_the_encoder_training(k
     encoder.train()
     result = probe(encoder, tokenizer, torch.device("cpu"), batch_size=7)
     assert encoder.training  # the training loop's model comes back in training mode
-    expected = one_nn_accuracy(
-        embed_barcodes(encoder, tokenizer, probe.keys, progress=False), probe.key_genus,
-        embed_barcodes(encoder, tokenizer, probe.queries, progress=False), probe.query_genus,
-    )["accuracy"]
-    assert result == {"genus_1nn_accuracy": pytest.approx(expected)}
+    def accuracy(layer):
+        return one_nn_accuracy(
+            embed_barcodes(encoder, tokenizer, probe.keys, layer=layer, progress=False), probe.key_genus,
+            embed_barcodes(encoder, tokenizer, probe.queries, layer=layer, progress=False), probe.query_genus,
+        )["accuracy"]
+
+    layers = encoder.config.num_hidden_layers
+    assert result["genus_1nn_accuracy"] == pytest.approx(accuracy(-1))  # the headline: last layer, as final_model
+    assert result["genus_1nn_accuracy"] == result[f"genus_1nn_accuracy_layer_{layers}"]
+    for layer in [*range(layers), "mean"]:
+        assert result[f"genus_1nn_accuracy_layer_{layer}"] == pytest.approx(accuracy(layer)), layer
+    keys_last = embed_barcodes(encoder, tokenizer, probe.keys, progress=False)
+    assert result["top_pc_variance_share"] == pytest.approx(top_pc_variance_share(keys_last), rel=1e-5)
+    assert len(result) == 1 + (layers + 2) + 1
+
+
+def test_validation_reports_unseen_species_perplexity(sim_csv, tmp_path):
+    out = tmp_path / "run"
+    train(data=sim_csv, output_dir=out, max_steps=2, per_device_batch_size=8, eval_steps=2, evaluate=False)
+    validations = [r for r in read_metrics(out) if "val_loss" in r]
+    assert [r["step"] for r in validations] == [0, 2]
+    for record in validations:
+        assert record["unseen_val_perplexity"] > 1 and record["val_perplexity"] > 1
+        assert record["unseen_val_loss"] != record["val_loss"]  # other barcodes (val_unseen), other masks
+        assert 0 < record["top_pc_variance_share"] <= 1
+
+
+# ------------------------------------------------------------------------------------------------ best model
+def test_load_best_model_at_end_exports_the_best_step(sim_csv, tmp_path, monkeypatch):
+    """The probe's values are scripted (5 validations: steps 0, 2, 4, 6, 8) so the best step is known: 4."""
+    from barcodemae.training import validation
+
+    scripted = iter([0.2, 0.5, 0.9, 0.4, 0.9])  # a later tie does not replace the earlier best
+    monkeypatch.setattr(validation.GenusProbe, "__call__", lambda self, *a, **k: {"genus_1nn_accuracy": next(scripted)})
+    out = tmp_path / "run"
+    summary = train(data=sim_csv, output_dir=out, max_steps=8, per_device_batch_size=8, eval_steps=2, save_steps=4,
+                    save_total_limit=5, evaluate=False, load_best_model_at_end=True)
+    assert summary["final_model_step"] == 4 and summary["global_step"] == 8
+    assert summary["best_model"] == {"metric": "genus_1nn_accuracy", "step": 4, "value": 0.9}
+    final = load_file(out / "final_model" / "model.safetensors")
+    at_step_4 = load_file(out / "checkpoints" / "step_4" / "model.safetensors")
+    at_step_8 = load_file(out / "checkpoints" / "step_8" / "model.safetensors")
+    assert final.keys() == at_step_4.keys()
+    for name in final:
+        torch.testing.assert_close(final[name], at_step_4[name], rtol=0, atol=0, msg=name)
+    assert any(not torch.equal(final[name], at_step_8[name]) for name in final)  # not the last step
+    assert [r["best_model_step"] for r in read_metrics(out) if "best_model_step" in r] == [0, 2, 4, 4, 4]
+    assert read_metrics(out)[-1] == {"step": 8, "final_model_step": 4, "best_genus_1nn_accuracy": 0.9}
+    state = json.loads((out / "checkpoints" / "step_8" / "trainer_state.json").read_text())
+    assert state["best_model"] == {"metric": "genus_1nn_accuracy", "step": 4, "value": 0.9}
+
+
+def test_best_model_choice_survives_a_kill_and_resume(sim_csv, tmp_path, monkeypatch):
+    from barcodemae.training import validation
+
+    values = {0: 0.1, 2: 0.7, 4: 0.3, 6: 0.2}  # the best (step 2) is before the checkpoint the run resumes from
+    common = {"data": sim_csv, "max_steps": 6, "per_device_batch_size": 8, "eval_steps": 2, "save_steps": 4,
+              "evaluate": False, "load_best_model_at_end": True}
+    steps = iter([0, 2, 4, 6])  # the steps of the probe calls, one per validation
+    monkeypatch.setattr(validation.GenusProbe, "__call__", lambda self, *a, **k: {"genus_1nn_accuracy": values[next(steps)]})
+    full = train(**common, output_dir=tmp_path / "full")
+    steps = iter([0, 2, 4, 6])
+    train(**common, output_dir=tmp_path / "parted", stop_after_steps=5)  # killed after step 5: checkpoint step 4
+    steps = iter([6])
+    resumed = train(**common, output_dir=tmp_path / "parted", resume_from_checkpoint="latest")
+    assert full["final_model_step"] == resumed["final_model_step"] == 2
+    reference = load_file(tmp_path / "full" / "final_model" / "model.safetensors")
+    again = load_file(tmp_path / "parted" / "final_model" / "model.safetensors")
+    for name in reference:
+        torch.testing.assert_close(again[name], reference[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_best_model_is_never_chosen_on_a_test_split(sim_csv, tmp_path):
+    from barcodemae.training.best_model import greater_is_better
+
+    with pytest.raises(ValueError, match="test splits must not choose the model"):
+        train(data=sim_csv, output_dir=tmp_path / "a", max_steps=2, load_best_model_at_end=True,
+              query_split="test_unseen")
+    with pytest.raises(ValueError, match="test splits must not choose the model"):
+        train(data=sim_csv, output_dir=tmp_path / "b", max_steps=2, load_best_model_at_end=True,
+              metric_for_best_model="val_loss", val_split="test")
+    assert not greater_is_better("unseen_val_perplexity") and not greater_is_better("val_loss")
+    assert greater_is_better("genus_1nn_accuracy_layer_1")
 
 
 @pytest.mark.parametrize(

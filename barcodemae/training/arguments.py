@@ -128,6 +128,20 @@ class TrainingArguments:
         },
     )
     eval_plots: bool = field(default=True, metadata={"help": "write the evaluation plots (UMAP / per-genus accuracy)"})
+    load_best_model_at_end: bool = field(
+        default=False,
+        metadata={
+            "help": "export the weights of the step with the best --metric_for_best_model as final_model/ "
+            "(kept in <output_dir>/best_model/ during the run), instead of the last step's"
+        },
+    )
+    metric_for_best_model: str = field(
+        default="genus_1nn_accuracy",
+        metadata={
+            "help": "validation metric for --load_best_model_at_end: genus_1nn_accuracy[_layer_<i>] (the probe on "
+            "--query_split), val_loss, unseen_val_loss, ...; *loss / *perplexity are minimised, others maximised"
+        },
+    )
     stop_after_steps: int | None = field(
         default=None,
         metadata={"help": "testing hook: stop abruptly after this step (no final save), like a killed job"},

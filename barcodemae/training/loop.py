@@ -49,6 +49,7 @@ from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
 
 from .arguments import TRAINING_ARGS_FILE, TrainingArguments, parse_tokenizer_spec, save_arguments
 from .batches import BarcodeSource, GlobalBatchStream
+from .best_model import BestModelTracker, check_selection_split
 from .checkpoints import (
     check_resume_arguments,
     load_checkpoint,
@@ -203,6 +204,17 @@ def available_trackers(report_to: str) -> list[str] | None:
     return [name for name in wanted if installed.get(name, False)] or None
 
 
+def broadcast_record_value(accelerator: Accelerator, record: dict[str, Any], metric: str) -> float | None:
+    """``record[metric]`` of the main process on every process (the genus probe runs on the main one only)."""
+    value = torch.tensor([float(record.get(metric, math.nan))], dtype=torch.float64, device=accelerator.device)
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast
+
+        value = broadcast(value, from_process=0)
+    number = float(value.item())
+    return None if math.isnan(number) else number
+
+
 # ---------------------------------------------------------------------------------------------- logging
 class MetricsLog:
     """``metrics.jsonl`` + console + accelerate trackers, written by the main process only."""
@@ -275,17 +287,22 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     steps_per_epoch = max(1, stream.batches_per_epoch // args.gradient_accumulation_steps)
     max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_epochs * steps_per_epoch)
 
-    val_batches = []
-    val_size = min(len(data.rows(args.val_split)), args.max_val_samples)
-    if val_size:
-        # A fixed global validation batch of per_device x processes barcodes (the training global batch),
-        # the last one partial: the scored barcodes and their masks do not depend on the process count.
-        val_source, _ = data.source(args.val_split, limit=val_size)
+    def fixed_batches(split: str, seed: int) -> list[dict[str, torch.Tensor]]:
+        """Fixed global validation batches of per_device x processes barcodes (the training global batch), the
+        last one partial: the scored barcodes and their masks do not depend on the process count."""
+        size = min(len(data.rows(split)), args.max_val_samples)
+        if not size:
+            return []
+        source, _ = data.source(split, limit=size)
         val_stream = GlobalBatchStream(
-            val_source, tokenizer, mask_fn, per_device_batch_size=args.per_device_batch_size, seed=args.seed + 1,
+            source, tokenizer, mask_fn, per_device_batch_size=args.per_device_batch_size, seed=seed,
             frame_offsets=False, shuffle=False, drop_last=False, **shard,
         )
-        val_batches = fixed_validation_batches(val_stream)
+        return fixed_validation_batches(val_stream)
+
+    val_batches = fixed_batches(args.val_split, args.seed + 1)
+    # The probe's unseen-species queries, scored like val: perplexity there vs on val measures memorisation.
+    unseen_val_batches = fixed_batches(args.query_split, args.seed + 2) if args.key_split else []
     probe = None
     if args.key_split and args.query_split and len(data.rows(args.key_split)) and len(data.rows(args.query_split)):
         keys, key_genus = data.source(args.key_split, require_genus=True)
@@ -298,6 +315,13 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             "embeds with the whole encoder on the main process; final_model/ is still evaluated"
         )
         probe = None
+
+    best = None
+    if args.load_best_model_at_end:
+        check_selection_split(args.metric_for_best_model, args.val_split, args.query_split)
+        if parameters_are_sharded(accelerator):
+            raise ValueError("--load_best_model_at_end is not supported with FSDP / DeepSpeed ZeRO-3 sharding")
+        best = BestModelTracker(args.metric_for_best_model, output_dir)
 
     # ------------------------------------------------------------------ model and optimisation
     set_seed(args.seed)
@@ -319,6 +343,8 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         stream.load_state_dict(state["data_position"])
         if curriculum is not None and state.get("curriculum") is not None:
             curriculum.load_state_dict(state["curriculum"])
+        if best is not None:
+            best.load_state_dict(state.get("best_model"))
         metrics.truncate_after(global_step)
         progress.update(global_step)
         logger.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint, global_step, stream.position.epoch, stream.position.batch)
@@ -339,6 +365,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             "data_position": stream.state_dict(),
             "curriculum": curriculum.state_dict() if curriculum is not None else None,
             "num_processes": accelerator.num_processes,
+            "best_model": best.state_dict() if best is not None else None,
         }
 
     def validate(notify_curriculum: bool = True) -> dict[str, Any]:
@@ -349,10 +376,20 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             record.update(validation_loss(accelerator, accelerator.unwrap_model(model), val_batches, seed=args.seed))
             if notify_curriculum and curriculum is not None and curriculum.on_evaluate(global_step, record["val_perplexity"]):
                 record["curriculum_switched"] = True
+        if unseen_val_batches:
+            unwrapped = accelerator.unwrap_model(model)
+            record.update(validation_loss(accelerator, unwrapped, unseen_val_batches, seed=args.seed, prefix="unseen_val"))
         if probe is not None:
             # Only the main process embeds; the probe does not touch model parameters or gradients.
             if accelerator.is_main_process:
                 record.update(probe(accelerator.unwrap_model(model).barcodemae, tokenizer, accelerator.device))
+            accelerator.wait_for_everyone()
+        if best is not None:
+            # Every process takes the same decision (the probe's numbers are broadcast), only the main one writes.
+            value = broadcast_record_value(accelerator, record, best.metric)
+            unwrapped = accelerator.unwrap_model(model)
+            best.update(value, global_step, unwrapped, tokenizer, write=accelerator.is_main_process)
+            record["best_model_step"] = best.best_step
             accelerator.wait_for_everyone()
         return record
 
@@ -424,6 +461,17 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     # ------------------------------------------------------------------ export and evaluation
     final_dir = output_dir / "final_model"
     summary: dict[str, Any] = {"global_step": global_step, "max_steps": max_steps, "last_log": last_record, "final_model": str(final_dir)}
+    if best is not None and best.best_step is not None:
+        best.load_best_weights(accelerator.unwrap_model(model))
+        summary["final_model_step"] = best.best_step
+        summary["best_model"] = best.state_dict()
+        logger.info(
+            "final_model/ holds step %d, the best %s (%.4g); the last step was %d",
+            best.best_step, best.metric, best.best_value, global_step,
+        )
+        metrics.write({"step": global_step, "final_model_step": best.best_step, f"best_{best.metric}": best.best_value})
+    else:
+        summary["final_model_step"] = global_step
     # Every process takes part in gathering the weights (FSDP/DeepSpeed ZeRO-3 shard them); the main one writes.
     state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
