@@ -8,6 +8,9 @@ from transformers import (
     AutoTokenizer,
 )
 
+# Imported after our own submodules: `barcodemae/__init__` imports them back, which must not meet a half-built module.
+from barcodemae.tokenization import BarcodeTokenizer
+
 from .configuration_barcodemae import BarcodeMAEConfig
 from .modeling_barcodemae import (
     BarcodeMAEForPreTraining,
@@ -16,9 +19,6 @@ from .modeling_barcodemae import (
     BarcodeMAEPreTrainedModel,
     BarcodeMAEPreTrainingOutput,
 )
-
-# Imported after our own submodules: `barcodemae/__init__` imports them back, which must not meet a half-built module.
-from barcodemae.tokenization import BarcodeTokenizer  # noqa: E402
 
 AutoConfig.register(BarcodeMAEConfig.model_type, BarcodeMAEConfig, exist_ok=True)
 AutoModel.register(BarcodeMAEConfig, BarcodeMAEModel, exist_ok=True)

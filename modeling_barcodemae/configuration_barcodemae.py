@@ -24,6 +24,9 @@ class BarcodeMAEConfig(PretrainedConfig):
         hidden_size / num_hidden_layers / num_attention_heads / intermediate_size: encoder shape.
         decoder_hidden_size / decoder_num_hidden_layers / decoder_num_attention_heads / decoder_intermediate_size:
             MAE decoder shape; a linear projection maps encoder to decoder width when they differ.
+        decoder_projection: keep that linear projection even when the widths are equal. The authors' ``MAELMModel``
+            applies its ``projection_layer`` whenever their encoder and decoder configs differ in
+            ``output_hidden_states`` (as their pretraining always builds them), so converted checkpoints need it.
         max_position_embeddings: learned absolute positions (BERT-style), in tokens.
         mask_ratio: fraction of maskable tokens masked per sequence during pretraining.
         pretraining_objective: ``"mae"`` (BarcodeMAE) or ``"mlm"`` (BarcodeBERT).
@@ -50,6 +53,7 @@ class BarcodeMAEConfig(PretrainedConfig):
     decoder_num_hidden_layers: int = 6
     decoder_num_attention_heads: int = 6
     decoder_intermediate_size: int = 3072
+    decoder_projection: bool = False
     mask_ratio: float = 0.5
     pretraining_objective: str = "mae"
     mlm_mask_token_prob: float = 0.8

@@ -1,7 +1,10 @@
 """Convert checkpoints of the original BarcodeMAE and BarcodeBERT code into a BarcodeMAE model folder.
 
 The authors' BarcodeMAE (``MAELMModel``) is a transformers ``BertModel`` encoder, a ``BertForTokenClassification``
-decoder and ``projection_layer`` (used only when the widths differ); BarcodeBERT is a ``BertForMaskedLM`` (the
+decoder and ``projection_layer``, which ``forward_v2`` applies whenever the encoder and decoder configs differ in
+``output_hidden_states`` -- as their ``pretraining.py`` always builds them (encoder ``True``, decoder ``False``), also
+at equal widths; the converted decoder keeps it (``decoder_projection``) unless the original configs, given or
+beside the checkpoint, say the forward pass skipped it. BarcodeBERT is a ``BertForMaskedLM`` (the
 paper's checkpoints) or a ``BertForTokenClassification`` (``bert.*`` + ``classifier.*``, the current code). Both
 ship as ``.pt`` state dicts. Our layout differs in three exact, lossless ways:
 
@@ -122,6 +125,7 @@ class ConversionReport:
     source_format: str
     config: BarcodeMAEConfig
     ignored_keys: list[str] = field(default_factory=list)
+    ignored_reasons: dict[str, str] = field(default_factory=dict)
     vocab_layout: str = "as_is"
     original_vocabulary: AuthorsKmerVocabulary | None = None
 
@@ -276,6 +280,7 @@ def build_config(
         kwargs.update(
             pretraining_objective="mae",
             prediction_head_transform=False,
+            decoder_projection=projection_applies(state_dict, encoder_config, decoder_config),
             decoder_hidden_size=decoder["hidden_size"],
             decoder_num_hidden_layers=decoder["num_hidden_layers"],
             decoder_intermediate_size=decoder["intermediate_size"],
@@ -289,6 +294,85 @@ def build_config(
         kwargs.update(pretraining_objective="mlm", prediction_head_transform=_has_mlm_transform(state_dict))
     kwargs.update(overrides)
     return BarcodeMAEConfig(**kwargs)
+
+
+# ----------------------------------------------------------------------------------------- unused keys
+ALIASES = {
+    "encoder_embedding.weight": "encoder.embeddings.word_embeddings.weight",
+    "encoder_position_embeddings.weight": "encoder.embeddings.position_embeddings.weight",
+    "decoder_embedding.weight": "decoder.bert.embeddings.word_embeddings.weight",
+    "cls.predictions.bias": "cls.predictions.decoder.bias",
+}
+"""Second names of one tensor: ``MAELMModel`` registers its embedding modules again as attributes, so its state dict
+holds each twice; ``BertForMaskedLM`` ties ``cls.predictions.bias`` to the decoder's bias. Checked equal."""
+UNUSED_KEYS = (
+    (
+        re.compile(r"^(encoder|bert)\.pooler\."),
+        (
+            "BertModel's pooler: the authors' forward passes read last_hidden_state only (MAELMModel.forward_v2, "
+            "and BarcodeBERT's heads)"
+        ),
+    ),
+    (re.compile(r"\.(position_ids|token_type_ids)$"), "a constant buffer (arange / zeros), not a learned weight"),
+)
+"""Keys of the authors' checkpoints that their forward passes provably never read, with the reason."""
+
+
+def projection_applies(
+    state_dict: dict[str, torch.Tensor], encoder_config: dict[str, Any] | None, decoder_config: dict[str, Any] | None
+) -> bool:
+    """Whether the authors' ``forward_v2`` applies ``projection_layer`` to the encoder outputs.
+
+    It does when ``encoder.config.output_hidden_states != decoder.config.output_hidden_states``. The flag is not in
+    a state dict: it is read from the original configs when both state it, else taken as ``pretraining.py`` sets it
+    (encoder ``True``, decoder ``False``: applied). Unequal widths need the projection whatever the flags say.
+    """
+    if "projection_layer.weight" not in state_dict:
+        return False
+    encoder_width = state_dict["encoder.embeddings.word_embeddings.weight"].shape[1]
+    if state_dict["projection_layer.weight"].shape[0] != encoder_width:
+        return True
+    flags = [(config or {}).get("output_hidden_states") for config in (encoder_config, decoder_config)]
+    if None in flags:
+        logger.info(
+            "projection_layer: output_hidden_states not stated by both original configs; applied, as the authors' "
+            "pretraining.py builds them (encoder True, decoder False)"
+        )
+        return True
+    return bool(flags[0]) != bool(flags[1])
+
+
+def drop_aliases(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The state dict without second names of a tensor (:data:`ALIASES`, checked equal), and why each went."""
+    reasons: dict[str, str] = {}
+    for alias, name in ALIASES.items():
+        if alias in state_dict and name in state_dict:
+            if not torch.equal(state_dict[alias], state_dict[name]):
+                raise ValueError(
+                    f"{alias} should be the same tensor as {name} but differs: not a checkpoint of the authors' classes"
+                )
+            reasons[alias] = f"the same tensor as {name} (a second name in the module tree)"
+    return {k: v for k, v in state_dict.items() if k not in reasons}, reasons
+
+
+def unused_key_reasons(unused: list[str], projection_used: bool) -> dict[str, str]:
+    """Why each unused key can be dropped; a key with no proven reason is an error (nothing is lost silently)."""
+    reasons: dict[str, str] = {}
+    unexplained = []
+    for key in unused:
+        if key.startswith("projection_layer.") and not projection_used:
+            reasons[key] = ("forward_v2 applies projection_layer only when the encoder and decoder configs differ in "
+                            "output_hidden_states; the original configs have them equal")
+        elif (rule := next((reason for pattern, reason in UNUSED_KEYS if pattern.search(key)), None)) is not None:
+            reasons[key] = rule
+        else:
+            unexplained.append(key)
+    if unexplained:
+        raise ValueError(
+            f"the checkpoint has weights the conversion does not use and the authors' forward passes may read: "
+            f"{unexplained}; refusing to drop them silently"
+        )
+    return reasons
 
 
 # ----------------------------------------------------------------------------------------- key mapping
@@ -361,7 +445,7 @@ def convert_state_dict(
         out["decoder.mask_embedding"] = s["decoder.bert.embeddings.word_embeddings.weight"][0]
         out["lm_head.decoder.weight"] = s["decoder.classifier.weight"]
         out["lm_head.decoder.bias"] = s["decoder.classifier.bias"]
-        if config.hidden_size != config.decoder_hidden_size:
+        if config.hidden_size != config.decoder_hidden_size or config.decoder_projection:
             out["decoder.projection.weight"] = s["projection_layer.weight"]
             out["decoder.projection.bias"] = s["projection_layer.bias"]
     elif config.prediction_head_transform:
@@ -532,7 +616,7 @@ def convert_checkpoint(
         state_dict = load_original_state_dict(checkpoint)
     else:
         state_dict = {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
-    state_dict = _rename_legacy_layernorm(state_dict)
+    state_dict, alias_reasons = drop_aliases(_rename_legacy_layernorm(state_dict))
     source_format = detect_format(state_dict)
     original = resolve_vocab_layout(vocab_layout, state_dict, source_format, tokenizer_kwargs)
     if original is not None:
@@ -554,14 +638,17 @@ def convert_checkpoint(
     missing, unexpected = sorted(expected - set(converted)), sorted(set(converted) - expected)
     if missing or unexpected:
         raise ValueError(f"conversion produced a mismatched state dict: missing {missing}, unexpected {unexpected}")
+    reasons = {**alias_reasons, **unused_key_reasons(ignored, projection_used=config.decoder_projection)}
+    ignored = sorted(reasons)
     model.load_state_dict(converted, strict=True)
     model.eval()
-    if ignored:
-        logger.info("not converted (no counterpart in BarcodeMAE): %s", ignored)
+    for key, reason in reasons.items():
+        logger.info("not converted: %s (%s)", key, reason)
     return model, ConversionReport(
         source_format=source_format,
         config=config,
         ignored_keys=ignored,
+        ignored_reasons=reasons,
         vocab_layout="as_is" if original is None else "barcodebert_kmer",
         original_vocabulary=original,
     )
@@ -658,7 +745,7 @@ def main(argv: list[str] | None = None) -> None:
                 "source_format": report.source_format,
                 "output": str(args.output),
                 "parameters": sum(p.numel() for p in model.parameters()),
-                "ignored_keys": report.ignored_keys,
+                "ignored_keys": report.ignored_reasons,
                 "vocab_layout": report.vocab_layout,
                 "tokenizer_saved": tokenizer is not None,
                 "tokenizer_framing": tokenizer.framing if tokenizer is not None else None,

@@ -300,7 +300,8 @@ class BarcodeMAEDecoder(nn.Module):
     def __init__(self, config: BarcodeMAEConfig):
         super().__init__()
         width = config.decoder_hidden_size
-        self.projection = nn.Linear(config.hidden_size, width) if width != config.hidden_size else nn.Identity()
+        projects = width != config.hidden_size or config.decoder_projection
+        self.projection = nn.Linear(config.hidden_size, width) if projects else nn.Identity()
         self.mask_embedding = nn.Parameter(torch.zeros(width))
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
         self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)

@@ -30,7 +30,6 @@ from modeling_barcodemae.convert_original_checkpoint import (
     load_original_state_dict,
     main,
 )
-from modeling_barcodemae.modeling_barcodemae import gather_visible
 
 VOCAB = 4101
 
@@ -60,28 +59,58 @@ def randomise(module: nn.Module) -> nn.Module:
 
 
 class MAELMModel(nn.Module):
-    """The authors' BarcodeMAE module structure and ``forward_v2`` (encoder on visible tokens, BERT decoder)."""
+    """The authors' BarcodeMAE module (bioscan-ml/BarcodeMAE ``barcodebert/maelm_model.py``), rewritten for the test.
+
+    The same module tree (including the embedding modules registered a second time as attributes, so the state dict
+    holds them twice) and the same ``forward_v2``: visible tokens packed left and padded with id 1 under a zero
+    attention mask and position 0; ``projection_layer`` applied whenever the encoder and decoder configs differ in
+    ``output_hidden_states`` (their ``pretraining.py`` sets it on the encoder only); the decoder's word embedding 0 at
+    masked positions; the input attention mask and positions for the decoder.
+    """
 
     def __init__(self, encoder_config: BertConfig, decoder_config: BertConfig, num_labels: int | None = None):
         super().__init__()
-        self.encoder = BertModel(encoder_config, add_pooling_layer=True)
+        self.encoder = BertModel(encoder_config)
         # The authors' code sets num_labels = 4**k (k-mers only); the vocabulary size is the layout we kept as_is.
         decoder_config.num_labels = num_labels or encoder_config.vocab_size
         self.decoder = BertForTokenClassification(decoder_config)
+        self.encoder_embedding = self.encoder.embeddings.word_embeddings
+        self.encoder_position_embeddings = self.encoder.embeddings.position_embeddings
         self.projection_layer = nn.Linear(encoder_config.hidden_size, decoder_config.hidden_size)
-        self.project = encoder_config.hidden_size != decoder_config.hidden_size
+        self.decoder_embedding = self.decoder.bert.embeddings.word_embeddings
 
-    def forward_v2(self, input_ids: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
-        index, _ = gather_visible(~masked)
-        encoded = self.encoder(input_ids=input_ids.gather(1, index), position_ids=index).last_hidden_state
-        if self.project:
-            encoded = self.projection_layer(encoded)
+    def forward_v2(self, input_ids: torch.Tensor, masked: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
         batch, length = input_ids.shape
-        mask_token = self.decoder.bert.embeddings.word_embeddings.weight[0]
-        full = mask_token.expand(batch, length, encoded.shape[-1]).clone()
-        full.scatter_(1, index.unsqueeze(-1).expand_as(encoded), encoded)
-        positions = torch.arange(length).expand(batch, length)
-        return self.decoder(inputs_embeds=full, position_ids=positions).logits
+        seen = ~masked
+        seen_count = seen.sum(dim=1)
+        width = int(seen_count.max())
+        positions = torch.arange(length).unsqueeze(0).expand(batch, length)
+        packed = torch.arange(width).unsqueeze(0).expand(batch, width) < seen_count.unsqueeze(1)
+        encoder_ids = torch.ones(batch, width, dtype=torch.long)
+        encoder_positions = torch.zeros(batch, width, dtype=torch.long)
+        encoder_attention = torch.zeros(batch, width, dtype=torch.long)
+        encoder_ids[packed] = input_ids[seen]
+        encoder_positions[packed] = positions[seen]
+        encoder_attention[packed] = attention_mask[seen].long()
+        encoded = self.encoder(
+            input_ids=encoder_ids, attention_mask=encoder_attention, position_ids=encoder_positions
+        ).last_hidden_state
+        decoder_inputs = torch.zeros(batch, length, encoded.shape[-1])
+        if self.encoder.config.output_hidden_states != self.decoder.config.output_hidden_states:
+            encoded = self.projection_layer(encoded)
+        decoder_inputs[seen] = encoded[packed]
+        decoder_inputs[masked] = self.decoder_embedding.weight[0]
+        return self.decoder(inputs_embeds=decoder_inputs, attention_mask=attention_mask, position_ids=positions).logits
+
+
+def authors_mae(hidden: int = 32, decoder_hidden: int = 32, vocab_size: int = VOCAB, num_labels: int | None = None,
+                decoder_layers: int = 1) -> MAELMModel:
+    """A randomised MAELMModel with configs as the authors' ``pretraining.py`` builds them."""
+    encoder = bert_config(hidden=hidden, vocab_size=vocab_size, output_hidden_states=True)
+    decoder = bert_config(hidden=decoder_hidden, layers=decoder_layers, vocab_size=vocab_size)
+    return randomise(MAELMModel(encoder, decoder, num_labels))
 
 
 def token_batch(batch: int = 3, length: int = 20, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,16 +133,22 @@ def padded_batch() -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
-@pytest.mark.parametrize("decoder_hidden", [32, 48])
-def test_barcodemae_checkpoint_reproduces_encoder_and_decoder(tmp_path, decoder_hidden):
-    original = randomise(MAELMModel(bert_config(), bert_config(hidden=decoder_hidden, layers=1, heads=4)))
+def test_barcodemae_checkpoint_reproduces_encoder_and_decoder(tmp_path):
+    """Equal widths, configs as the authors' pretraining builds them: forward_v2 applies the trained projection."""
+    original = authors_mae()
+    assert original.encoder.config.output_hidden_states and not original.decoder.config.output_hidden_states
     path = tmp_path / "mae.pt"
     torch.save({"model": {f"module.{k}": v for k, v in original.state_dict().items()}, "epoch": 3}, path)
     model, report = convert_checkpoint(path, num_attention_heads=4, decoder_num_attention_heads=4)
     assert report.source_format == "barcodemae"
-    assert model.config.pretraining_objective == "mae" and model.config.decoder_hidden_size == decoder_hidden
-    assert "encoder.pooler.dense.weight" in report.ignored_keys
-    assert ("projection_layer.weight" in report.ignored_keys) == (decoder_hidden == 32)
+    assert model.config.pretraining_objective == "mae" and model.config.decoder_projection
+    torch.testing.assert_close(model.decoder.projection.weight, original.projection_layer.weight)
+    # every key left out is explained: the encoder's pooler and the second names of the embedding tensors
+    assert report.ignored_keys == sorted(report.ignored_reasons) == [
+        "decoder_embedding.weight", "encoder.pooler.dense.bias", "encoder.pooler.dense.weight",
+        "encoder_embedding.weight", "encoder_position_embeddings.weight",
+    ]
+    assert "pooler" in report.ignored_reasons["encoder.pooler.dense.weight"]
 
     ids, mask = padded_batch()
     with torch.no_grad():
@@ -131,6 +166,66 @@ def test_barcodemae_checkpoint_reproduces_encoder_and_decoder(tmp_path, decoder_
         output = model(input_ids=ids, masked_positions=masked, full_logits=True)
     assert torch.equal(output.masked_positions, masked)
     torch.testing.assert_close(output.logits, expected_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_projection_follows_the_original_configs_and_unequal_widths(tmp_path):
+    original = authors_mae()
+    state = original.state_dict()
+    # Configs saying both sides had the same output_hidden_states: forward_v2 skipped the projection.
+    same = {"output_hidden_states": False}
+    model, report = convert_checkpoint(state, encoder_config=same, decoder_config=same, num_attention_heads=4,
+                                       decoder_num_attention_heads=4)
+    assert not model.config.decoder_projection and isinstance(model.decoder.projection, nn.Identity)
+    assert "output_hidden_states" in report.ignored_reasons["projection_layer.weight"]
+    original.encoder.config.output_hidden_states = False
+    ids, _ = token_batch(2, 16, seed=5)
+    masked = equal_count_mask(ids.shape, skip=0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids, masked_positions=masked, full_logits=True).logits,
+                                   original.forward_v2(ids, masked), atol=1e-4, rtol=1e-4)
+    # Unequal widths always project. (The authors' forward_v2 cannot run them at all: it allocates the decoder input
+    # at the encoder's width before projecting, so only the carried weights are compared.)
+    wide = authors_mae(decoder_hidden=48)
+    model, report = convert_checkpoint(wide.state_dict(), encoder_config=same, decoder_config=same,
+                                       num_attention_heads=4, decoder_num_attention_heads=4)
+    assert model.config.decoder_projection and "projection_layer.weight" not in report.ignored_keys
+    torch.testing.assert_close(model.decoder.projection.weight, wide.projection_layer.weight)
+
+
+def test_unexplained_or_inconsistent_keys_are_refused():
+    state = authors_mae().state_dict()
+    with pytest.raises(ValueError, match=r"may read: \['decoder.extra_gate'\]"):
+        convert_checkpoint({**state, "decoder.extra_gate": torch.ones(3)}, num_attention_heads=4,
+                           decoder_num_attention_heads=4)
+    with pytest.raises(ValueError, match="should be the same tensor as encoder.embeddings.word_embeddings.weight"):
+        convert_checkpoint({**state, "encoder_embedding.weight": state["encoder_embedding.weight"] + 1},
+                           num_attention_heads=4, decoder_num_attention_heads=4)
+
+
+def test_init_from_a_converted_authors_checkpoint_reproduces_their_masked_token_loss(tmp_path):
+    """Continued pretraining (train.py --init_from loads with load_initial_model) starts from the original's decoder,
+    trained projection included: the masked-token loss of a fixed padded batch is the original's."""
+    from barcodemae.training.initial_model import load_initial_model
+
+    tokenizer = BarcodeTokenizer.kmer(4)
+    original = authors_mae(vocab_size=len(tokenizer), decoder_layers=2)
+    model, _ = convert_checkpoint(original.state_dict(), num_attention_heads=4, decoder_num_attention_heads=4,
+                                  tokenizer_kwargs={**tokenizer.model_config_kwargs(), "max_position_embeddings": 64})
+    folder = tmp_path / "converted"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    continued = load_initial_model(str(folder), mask_ratio=0.5).eval()
+    assert continued.config.decoder_projection
+    batch = tokenizer(BARCODES, padding=True, return_tensors="pt")
+    ids, attention = batch["input_ids"], batch["attention_mask"]
+    maskable = attention.bool() & (ids > 4)  # real k-mers: not [PAD] [UNK] [CLS] [SEP] [MASK]
+    scores = torch.rand(ids.shape, generator=torch.Generator().manual_seed(3)).masked_fill(~maskable, 2.0)
+    masked = scores.argsort(dim=1).argsort(dim=1) < 5
+    with torch.no_grad():
+        theirs = original.forward_v2(ids, masked, attention)
+        expected = nn.functional.cross_entropy(theirs[masked], ids[masked])
+        ours = continued(input_ids=ids, attention_mask=attention, masked_positions=masked).loss
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_barcodebert_checkpoint_reproduces_encoder_and_mlm_logits(tmp_path):
@@ -193,7 +288,7 @@ def argparse_namespace():
 
 
 def test_cli_writes_folder_loadable_in_fresh_process(tmp_path):
-    original = randomise(MAELMModel(bert_config(), bert_config(layers=1)))
+    original = authors_mae()
     checkpoint = tmp_path / "mae.pt"
     torch.save(original.state_dict(), checkpoint)
     output = tmp_path / "converted"
@@ -360,9 +455,7 @@ def test_authors_kmer_barcodebert_reproduces_hidden_states_and_kmer_logits(case)
 @pytest.mark.parametrize("specials", [AUTHORS, AUTHORS_WITH_CLS], ids=["plain", "use_cls_token"])
 def test_authors_kmer_barcodemae_reproduces_encoder_and_decoder(specials):
     vocab = authors_vocab(specials)
-    original = randomise(
-        MAELMModel(bert_config(vocab_size=len(vocab)), bert_config(hidden=48, layers=1, vocab_size=len(vocab)), KMERS)
-    )
+    original = authors_mae(vocab_size=len(vocab), num_labels=KMERS)
     # No tokenizer given: the vocabulary size alone selects the layout, and the framing follows use_cls_token.
     model, report = convert_checkpoint(original.state_dict(), num_attention_heads=4, decoder_num_attention_heads=4)
     tokenizer = converted_tokenizer(report.original_vocabulary)
