@@ -520,3 +520,48 @@ def test_init_from_continues_from_the_final_model_with_its_architecture(sim_csv,
     encoder_only = export_encoder(first / "final_model", tmp_path / "export")
     with pytest.raises(ValueError, match=r"lacks pretraining weights \(decoder\..*encoder-only export"):
         train(data=sim_csv, output_dir=tmp_path / "x", max_steps=1, per_device_batch_size=8, init_from=encoder_only)
+
+
+# ------------------------------------------------------------------------------------------------ output folder
+def test_a_new_run_never_reuses_another_runs_folder(sim_csv, tmp_path):
+    """The issue's case: a second run without resume into a used folder used to destroy the first and then resume it."""
+    from barcodemae.training.run_folder import OutputDirInUseError, read_run_id
+
+    out = tmp_path / "run"
+    first = {"data": sim_csv, "output_dir": out, "max_steps": 4, "per_device_batch_size": 8, "save_steps": 1,
+             "save_total_limit": 5, "eval_steps": 2, "evaluate": False}
+    train(**first)
+    run_id = read_run_id(out)
+    state = json.loads((list_checkpoints(out)[-1] / "trainer_state.json").read_text())
+    assert state["run_id"] == run_id and len(run_id) == 32
+    before = (out / "metrics.jsonl").read_text(), (out / "training_args.json").read_text()
+
+    with pytest.raises(OutputDirInUseError) as refused:
+        train(**first, learning_rate=1e-3, stop_after_steps=1)
+    message = str(refused.value)
+    assert "--resume_from_checkpoint latest" in message and "--overwrite_output_dir" in message
+    assert "checkpoints" in message and "training_args.json" in message
+    assert ((out / "metrics.jsonl").read_text(), (out / "training_args.json").read_text()) == before  # untouched
+    assert [p.name for p in list_checkpoints(out)] == ["step_1", "step_2", "step_3", "step_4"]
+
+    # --overwrite_output_dir starts afresh: the old run's files are gone, a new id is recorded everywhere
+    train(**first, learning_rate=1e-3, stop_after_steps=1, overwrite_output_dir=True)
+    assert read_run_id(out) != run_id
+    assert [p.name for p in list_checkpoints(out)] == ["step_1"]
+    assert max(r["step"] for r in read_metrics(out)) == 1
+    assert json.loads((out / "training_args.json").read_text())["learning_rate"] == 1e-3
+    assert not (out / "final_model").exists()
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(sim_csv, tmp_path):
+    from barcodemae.training.run_folder import OutputDirInUseError, read_run_id
+
+    common = {"data": sim_csv, "max_steps": 3, "per_device_batch_size": 8, "save_steps": 1, "evaluate": False}
+    train(**common, output_dir=tmp_path / "a", stop_after_steps=2)
+    train(**common, output_dir=tmp_path / "b", stop_after_steps=1)
+    foreign = list_checkpoints(tmp_path / "a")[-1]
+    with pytest.raises(OutputDirInUseError, match=f"belongs to run {read_run_id(tmp_path / 'a')}"):
+        train(**common, output_dir=tmp_path / "b", resume_from_checkpoint=str(foreign))
+    # the same checkpoint resumes in its own folder, and into a new folder, which becomes that run's
+    resumed = train(**common, output_dir=tmp_path / "c", resume_from_checkpoint=str(foreign))
+    assert resumed["global_step"] == 3 and read_run_id(tmp_path / "c") == read_run_id(tmp_path / "a")

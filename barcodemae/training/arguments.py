@@ -116,6 +116,13 @@ class TrainingArguments:
     eval_steps: int = 200
     save_steps: int = 500
     save_total_limit: int = 3
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "start afresh in an --output_dir that holds another run, deleting that run's files "
+            "(checkpoints, final_model/, metrics, ...); without it such a folder is refused"
+        },
+    )
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "a checkpoints/step_N folder, or 'latest' (in output_dir)"}
     )
@@ -242,6 +249,7 @@ RESUME_MAY_CHANGE = frozenset(
     {
         "preset",  # the resolved values it supplied are compared, not its name
         "output_dir",
+        "overwrite_output_dir",
         "resume_from_checkpoint",
         "stop_after_steps",
         "logging_steps",

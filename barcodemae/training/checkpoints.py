@@ -84,6 +84,14 @@ def check_resume_arguments(checkpoint: Path, args: TrainingArguments) -> None:
         )
 
 
+def checkpoint_run_id(path: Path) -> str | None:
+    """The run id in a checkpoint's trainer state (``None`` if absent or unreadable: validation reports that)."""
+    try:
+        return json.loads((path / TRAINER_STATE).read_text()).get("run_id")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
 def check_safetensors(path: Path) -> None:
     """Header readable and data length consistent with it: catches truncated or overwritten files."""
     size = path.stat().st_size
@@ -198,6 +206,7 @@ __all__ = [
     "CheckpointError",
     "check_resume_arguments",
     "check_safetensors",
+    "checkpoint_run_id",
     "failing_file",
     "list_checkpoints",
     "load_checkpoint",

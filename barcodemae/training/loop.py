@@ -52,6 +52,7 @@ from .batches import BarcodeSource, GlobalBatchStream
 from .best_model import BestModelTracker, check_selection_split
 from .checkpoints import (
     check_resume_arguments,
+    checkpoint_run_id,
     load_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
@@ -59,6 +60,7 @@ from .checkpoints import (
 )
 from .data import load_training_data, prepare_simulated_data
 from .initial_model import adopt_initial_model, load_initial_model
+from .run_folder import adopt_resumed_run, check_new_run, check_resumed_run, read_run_id, start_run
 from .validation import GenusProbe, fixed_validation_batches, masked_token_loss, validation_loss
 
 logger = logging.getLogger("barcodemae.train")
@@ -260,9 +262,18 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         # Before training_args.json is rewritten with this run's arguments, and before any data is loaded.
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
         check_resume_arguments(checkpoint, args)
+        check_resumed_run(output_dir, checkpoint, checkpoint_run_id(checkpoint))
+    else:
+        check_new_run(output_dir, args.overwrite_output_dir)  # every process: an error here stops all of them
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        if checkpoint is None:
+            start_run(output_dir, args.overwrite_output_dir)
+        else:
+            adopt_resumed_run(output_dir, checkpoint, checkpoint_run_id(checkpoint))
         save_arguments(args, output_dir / TRAINING_ARGS_FILE)
+    accelerator.wait_for_everyone()
+    run_id = read_run_id(output_dir)
 
     # ------------------------------------------------------------------ data
     tokenizer = build_tokenizer(args.tokenizer)
@@ -287,12 +298,13 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     steps_per_epoch = max(1, stream.batches_per_epoch // args.gradient_accumulation_steps)
     max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_epochs * steps_per_epoch)
 
-    def fixed_batches(split: str, seed: int) -> list[dict[str, torch.Tensor]]:
+    def fixed_batches(split: str, seed: int) -> list[dict[str, torch.Tensor]] | None:
         """Fixed global validation batches of per_device x processes barcodes (the training global batch), the
-        last one partial: the scored barcodes and their masks do not depend on the process count."""
+        last one partial: the scored barcodes and their masks do not depend on the process count. ``None`` when
+        the split is empty; a process may hold no batch of a small split, and still takes part in the reduce."""
         size = min(len(data.rows(split)), args.max_val_samples)
         if not size:
-            return []
+            return None
         source, _ = data.source(split, limit=size)
         val_stream = GlobalBatchStream(
             source, tokenizer, mask_fn, per_device_batch_size=args.per_device_batch_size, seed=seed,
@@ -302,7 +314,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
 
     val_batches = fixed_batches(args.val_split, args.seed + 1)
     # The probe's unseen-species queries, scored like val: perplexity there vs on val measures memorisation.
-    unseen_val_batches = fixed_batches(args.query_split, args.seed + 2) if args.key_split else []
+    unseen_val_batches = fixed_batches(args.query_split, args.seed + 2) if args.key_split else None
     probe = None
     if args.key_split and args.query_split and len(data.rows(args.key_split)) and len(data.rows(args.query_split)):
         keys, key_genus = data.source(args.key_split, require_genus=True)
@@ -348,8 +360,6 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         metrics.truncate_after(global_step)
         progress.update(global_step)
         logger.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint, global_step, stream.position.epoch, stream.position.batch)
-    elif accelerator.is_main_process and (output_dir / METRICS_FILE).exists():
-        (output_dir / METRICS_FILE).unlink()  # a fresh run in a reused folder starts a fresh curve
 
     if accelerator.is_main_process:
         logger.info(
@@ -360,6 +370,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
 
     def trainer_state() -> dict[str, Any]:
         return {
+            "run_id": run_id,
             "global_step": global_step,
             "max_steps": max_steps,
             "data_position": stream.state_dict(),
@@ -370,13 +381,13 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
 
     def validate(notify_curriculum: bool = True) -> dict[str, Any]:
         record: dict[str, Any] = {"step": global_step}
-        if val_batches:
+        if val_batches is not None:
             # The unwrapped module: a rank whose share of the last partial batch is empty skips forward passes,
             # which must then involve no DDP collective.
             record.update(validation_loss(accelerator, accelerator.unwrap_model(model), val_batches, seed=args.seed))
             if notify_curriculum and curriculum is not None and curriculum.on_evaluate(global_step, record["val_perplexity"]):
                 record["curriculum_switched"] = True
-        if unseen_val_batches:
+        if unseen_val_batches is not None:
             unwrapped = accelerator.unwrap_model(model)
             record.update(validation_loss(accelerator, unwrapped, unseen_val_batches, seed=args.seed, prefix="unseen_val"))
         if probe is not None:
