@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from barcodemae.eval.embeddings import add_trust_remote_code_flag
 from barcodemae.eval.postprocess import POSTPROCESSING
 
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
@@ -25,6 +26,7 @@ def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=128, help="barcodes per forward pass (default 128)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: auto)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_trust_remote_code_flag(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +105,7 @@ def run_embed(args: argparse.Namespace) -> dict:
         args.model, args.input, args.output, batch_size=args.batch_size, device=args.device,
         shard_size=args.shard_size, resume=args.resume, pooling=args.pooling, layer=args.layer, dtype=args.dtype,
         split=args.split,
-        keep_shards=args.keep_shards, progress=not args.no_progress,
+        keep_shards=args.keep_shards, progress=not args.no_progress, trust_remote_code=args.trust_remote_code,
     )
     return summary.to_dict()
 
@@ -115,12 +117,12 @@ def run_identify(args: argparse.Namespace) -> dict:
         index = build_reference_index(
             args.model, args.reference, args.output, split=args.split, batch_size=args.batch_size,
             device=args.device, shard_size=args.shard_size, resume=args.resume, postprocess=args.postprocess,
-            progress=not args.no_progress,
+            progress=not args.no_progress, trust_remote_code=args.trust_remote_code,
         )
         return {"index": args.output, **index.info}
     result = identify_file(
         args.index, args.input, args.output, model_dir=args.model, top_k=args.top_k, batch_size=args.batch_size,
-        device=args.device, progress=not args.no_progress,
+        device=args.device, progress=not args.no_progress, trust_remote_code=args.trust_remote_code,
     )
     summary: dict = {"output": args.output, "num_queries": len(result)}
     for rank in ("genus", "species", "dna_bin"):

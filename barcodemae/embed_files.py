@@ -55,14 +55,16 @@ class EmbedSummary:
 
 
 # -------------------------------------------------------------------------------------------------- model
-def load_model(model_dir: str | Path) -> tuple[Any, Any]:
+def load_model(model_dir: str | Path, trust_remote_code: bool | None = None) -> tuple[Any, Any]:
     """The encoder and tokenizer of a model folder (exported, or any BarcodeMAE ``save_pretrained`` folder).
 
     Device placement is left to ``embed_barcodes(..., device=...)``, the one embedding loop of the project.
+    ``trust_remote_code``: see :func:`barcodemae.eval.embeddings.load_pretrained` (BarcodeMAE folders run none of
+    their own code).
     """
     from barcodemae.eval.embeddings import load_encoder
 
-    return load_encoder(model_dir)
+    return load_encoder(model_dir, trust_remote_code=trust_remote_code)
 
 
 def _file_fingerprint(path: Path) -> dict[str, Any]:
@@ -248,6 +250,7 @@ def embed_file(
     split: str = "all",
     keep_shards: bool = False,
     progress: bool = True,
+    trust_remote_code: bool | None = None,
 ) -> EmbedSummary:
     """Embed every valid barcode of ``input_path`` with the model in ``model_dir`` into ``output_path``.
 
@@ -263,7 +266,7 @@ def embed_file(
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     dataset, report = load_records(input_path, tokenizer, split=split)
     report_path = report.save(Path(f"{output}.cleaning_report.json"))
     if report.num_rejected:

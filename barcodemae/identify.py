@@ -173,6 +173,7 @@ def build_reference_index(
     resume: bool = False,
     postprocess: str = "none",
     progress: bool = True,
+    trust_remote_code: bool | None = None,
 ) -> ReferenceIndex:
     """Embed a labelled reference file once and save it as an index folder for :func:`identify_file`.
 
@@ -185,7 +186,7 @@ def build_reference_index(
     output = Path(output_dir)
     if (output / INDEX_INFO).exists():
         raise FileExistsError(f"{output}: a reference index already exists here")
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     dataset, report = load_records(reference_path, tokenizer, split=split)
     if len(dataset) == 0:
         raise ValueError(f"{reference_path}: no valid reference barcodes ({report.num_rejected} rejected)")
@@ -232,6 +233,7 @@ def identify_file(
     batch_size: int = 128,
     device: str | None = None,
     progress: bool = True,
+    trust_remote_code: bool | None = None,
 ) -> pd.DataFrame:
     """Identify every valid barcode of ``input_path`` against the index; write and return the table.
 
@@ -245,7 +247,7 @@ def identify_file(
     model_dir = Path(model_dir) if model_dir is not None else Path(index.info["model_dir"])
     if model_fingerprint(model_dir) != index.info["model_fingerprint"]:
         raise ValueError(f"{model_dir}: not the model the index {index_dir} was built with")
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     dataset, report = load_records(input_path, tokenizer)
     Path(output_csv).parent.mkdir(parents=True, exist_ok=True)
     report.save(Path(f"{output_csv}.cleaning_report.json"))

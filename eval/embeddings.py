@@ -24,54 +24,110 @@ first token; ``max``: element-wise maximum over non-pad tokens."""
 
 
 # ---------------------------------------------------------------------------------------------- loading
-def load_encoder(model_dir_or_name: str | os.PathLike, trust_remote_code: bool = True) -> tuple[Any, Any]:
+def load_encoder(model_dir_or_name: str | os.PathLike, trust_remote_code: bool | None = None) -> tuple[Any, Any]:
     """The encoder (``AutoModel``, in eval mode) and tokenizer of a model folder or hub name.
 
-    Works for BarcodeMAE folders (pretraining heads are dropped: ``AutoModel`` keeps the encoder) and for any
-    other Hugging Face model (BERT, DNABERT-2, ...). A missing local folder, or a folder without a
-    ``config.json``, raises :class:`FileNotFoundError` naming it instead of a network error from the hub.
+    Works for BarcodeMAE folders (pretraining heads are dropped: the encoder is kept) and for any other Hugging Face
+    model (BERT, DNABERT-2, ...). A missing local folder, or a folder without a ``config.json``, raises
+    :class:`FileNotFoundError` naming it instead of a network error from the hub. ``trust_remote_code``: see
+    :func:`load_pretrained`.
     """
-    from transformers import AutoModel
-
-    model, tokenizer = load_pretrained(model_dir_or_name, AutoModel, trust_remote_code=trust_remote_code)
+    model, tokenizer = load_pretrained(model_dir_or_name, "AutoModel", trust_remote_code=trust_remote_code)
     return model.eval(), tokenizer
 
 
+OUR_CLASSES = {
+    "AutoModel": "BarcodeMAEModel",
+    "AutoModelForSequenceClassification": "BarcodeMAEForSequenceClassification",
+}
+"""The installed class that loads a BarcodeMAE folder for each Auto class used here (no folder code is run)."""
+
+
+def is_local_name(name: str) -> bool:
+    """Whether ``name`` means a path on this machine rather than a hub repository id."""
+    path = Path(name).expanduser()
+    windows_path = os.sep != "/" and os.sep in name
+    return path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1 or windows_path
+
+
 def load_pretrained(
-    model_dir_or_name: str | os.PathLike, auto_class: Any, trust_remote_code: bool = True, **model_kwargs: Any
+    model_dir_or_name: str | os.PathLike,
+    auto_class: str,
+    trust_remote_code: bool | None = None,
+    **model_kwargs: Any,
 ) -> tuple[Any, Any]:
-    """``auto_class.from_pretrained`` and ``AutoTokenizer.from_pretrained`` with clear errors for a bad location.
+    """A model (``auto_class``: ``"AutoModel"`` or ``"AutoModelForSequenceClassification"``) and its tokenizer,
+    with clear errors for a bad location.
 
     Shared by the embedding loop and fine-tuning, so both name a missing folder, a folder without
-    ``config.json`` or an unreachable hub name the same way. A BarcodeMAE tokenizer comes back as the installed
-    :class:`BarcodeTokenizer`, not the folder's (possibly older) copy of its code.
+    ``config.json`` or an unreachable hub name the same way.
+
+    Whose code runs: a BarcodeMAE folder (``model_type == "barcodemae"``) always loads through the *installed*
+    classes (:class:`BarcodeMAEModel`, :class:`BarcodeTokenizer`), never through the Python files copied into it, so
+    nothing from the folder executes. Any other model's own code runs only with ``trust_remote_code``; ``None``
+    (default) trusts local folders, which the user put there, and not hub names, as ``transformers`` users expect.
     """
+    import transformers
     from transformers import AutoTokenizer
 
+    import modeling_barcodemae
     from barcodemae import BarcodeTokenizer  # importing barcodemae also registers it with the Auto* classes
 
     name = os.fspath(model_dir_or_name)
     path = Path(name).expanduser()
-    looks_local = path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.strip("/")
-    if looks_local and not path.is_dir():
+    local = is_local_name(name)
+    if local and not path.is_dir():
         raise FileNotFoundError(f"model folder {name!r} does not exist")
     if path.is_dir() and not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"{name!r} is not a model folder: it has no config.json (expected a save_pretrained folder)"
         )
+    trust = local if trust_remote_code is None else bool(trust_remote_code)
     try:
-        model = auto_class.from_pretrained(name, trust_remote_code=trust_remote_code, **model_kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
-        if type(tokenizer).__name__ == "BarcodeTokenizer" and not isinstance(tokenizer, BarcodeTokenizer):
-            # The folder's copy of the tokenizer code is frozen at its export; with barcodemae installed, its
-            # own class reads the same tokenizer.json (same ids) and has every later method (reading frames).
+        model_type = _model_type(name, local)
+        if model_type == "barcodemae":
+            model = getattr(modeling_barcodemae, OUR_CLASSES[auto_class]).from_pretrained(name, **model_kwargs)
             tokenizer = BarcodeTokenizer.from_pretrained(name)
+        else:
+            loader = getattr(transformers, auto_class)
+            model = loader.from_pretrained(name, trust_remote_code=trust, **model_kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust)
     except OSError as error:
         raise FileNotFoundError(
             f"cannot load model {name!r} (not a local model folder, and not on the hub "
             f"or the hub is unreachable): {error}"
         ) from error
+    except ValueError as error:
+        if "trust_remote_code" in str(error) and not trust:
+            raise ValueError(
+                f"model {name!r} needs its own code to load; pass --trust-remote-code (trust_remote_code=True) if "
+                f"you trust it: {error}"
+            ) from error
+        raise
     return model, tokenizer
+
+
+def add_trust_remote_code_flag(parser: Any) -> None:
+    """``--trust-remote-code`` / ``--no-trust-remote-code`` on an argparse parser (default: local folders only)."""
+    import argparse
+
+    parser.add_argument(
+        "--trust-remote-code", action=argparse.BooleanOptionalAction, default=None,
+        help="let a non-BarcodeMAE model run its own code (default: yes for local folders, no for hub names); "
+        "BarcodeMAE folders always load through the installed package, running none of their code",
+    )
+
+
+def _model_type(name: str, local: bool) -> str | None:
+    """``model_type`` of a folder's ``config.json`` (read as JSON: no code runs); ``None`` for hub names."""
+    import json
+
+    if not local:
+        from transformers import PretrainedConfig
+
+        config, _ = PretrainedConfig.get_config_dict(name)
+        return config.get("model_type")
+    return json.loads((Path(name).expanduser() / "config.json").read_text()).get("model_type")
 
 
 # -------------------------------------------------------------------------------------------- baseline
@@ -311,6 +367,7 @@ __all__ = [
     "LAYER_MEAN",
     "POOLINGS",
     "KmerFrequencyEmbedder",
+    "add_trust_remote_code_flag",
     "check_layer",
     "embed_barcode_layers",
     "embed_barcodes",

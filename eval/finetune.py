@@ -27,12 +27,14 @@ from .embeddings import _autocast_dtype, _tokenize, load_pretrained
 from .metrics import classification_scores
 
 
-def load_classifier(model_dir_or_name: str | os.PathLike, num_labels: int) -> tuple[Any, Any]:
-    """A sequence classifier with a fresh ``num_labels``-way head on top of the folder's encoder, and its tokenizer."""
-    from transformers import AutoModelForSequenceClassification
-
+def load_classifier(
+    model_dir_or_name: str | os.PathLike, num_labels: int, trust_remote_code: bool | None = None
+) -> tuple[Any, Any]:
+    """A sequence classifier with a fresh ``num_labels``-way head on top of the folder's encoder, and its tokenizer
+    (``trust_remote_code`` as in :func:`~barcodemae.eval.embeddings.load_pretrained`)."""
     return load_pretrained(
-        model_dir_or_name, AutoModelForSequenceClassification, num_labels=num_labels, ignore_mismatched_sizes=True
+        model_dir_or_name, "AutoModelForSequenceClassification", trust_remote_code=trust_remote_code,
+        num_labels=num_labels, ignore_mismatched_sizes=True,
     )
 
 
@@ -62,6 +64,7 @@ def fine_tune_classifier(
     seed: int = 0,
     progress: bool = True,
     return_predictions: bool = False,
+    trust_remote_code: bool | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the whole encoder with a new classification head; return test ``accuracy`` and ``macro_accuracy``.
 
@@ -83,7 +86,7 @@ def fine_tune_classifier(
         raise ValueError(f"fine-tuning needs at least 2 classes in the training labels, got {len(classes)}")
 
     torch.manual_seed(seed)
-    model, tokenizer = load_classifier(model_dir_or_name, len(classes))
+    model, tokenizer = load_classifier(model_dir_or_name, len(classes), trust_remote_code=trust_remote_code)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     autocast = _autocast_dtype(dtype)

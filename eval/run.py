@@ -31,6 +31,7 @@ import pandas as pd
 
 from barcodemae.eval.embeddings import (
     LAYER_MEAN,
+    add_trust_remote_code_flag,
     POOLINGS,
     KmerFrequencyEmbedder,
     embed_barcodes,
@@ -237,12 +238,15 @@ def run_evaluation(
     finetune_batch_size: int = 64,
     plots: bool = True,
     progress: bool = True,
+    trust_remote_code: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model folder (or ``baseline="kmer"``) on a BIOSCAN-5M CSV; write and return the results.
 
     ``output_dir`` receives ``results.json``, ``report.md`` and the plots (skipped when matplotlib is missing
     or ``plots=False``). Returns the content of ``results.json``. ``finetune_epochs > 0`` adds the closed-world
     species accuracy of the fully fine-tuned encoder (:mod:`barcodemae.eval.finetune`) next to the linear probe.
+    ``trust_remote_code``: whether a non-BarcodeMAE model's own code may run (``None``: for local folders only; see
+    :func:`~barcodemae.eval.embeddings.load_pretrained`).
     """
     if data is None or output_dir is None:
         raise ValueError("run_evaluation needs data (a BIOSCAN-5M CSV) and output_dir")
@@ -261,7 +265,7 @@ def run_evaluation(
     if baseline == "kmer":
         encoder, tokenizer, name = KmerFrequencyEmbedder(kmer_k), None, f"{kmer_k}-mer frequency baseline"
     else:
-        encoder, tokenizer = load_encoder(model)
+        encoder, tokenizer = load_encoder(model, trust_remote_code=trust_remote_code)
         name = str(model)
     min_length = max(1, int(getattr(tokenizer, "k", 1) or 1))
     frame, data_info = load_eval_splits(data, max_per_split=max_per_split, seed=seed, min_length=min_length)
@@ -311,6 +315,7 @@ def run_evaluation(
             dtype=dtype,
             seed=seed,
             progress=progress,
+            trust_remote_code=trust_remote_code,
         )
         timings["finetune_s"] = time.perf_counter() - started
 
@@ -428,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--finetune-lr", type=float, default=1e-4, help="peak learning rate of the fine-tuning")
     parser.add_argument("--finetune-batch-size", type=int, default=64)
     parser.add_argument("--no-plots", action="store_true")
+    add_trust_remote_code_flag(parser)
     return parser
 
 
@@ -459,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         finetune_learning_rate=args.finetune_lr,
         finetune_batch_size=args.finetune_batch_size,
         plots=not args.no_plots,
+        trust_remote_code=args.trust_remote_code,
     )
     print(json.dumps(results["metrics"]["headline"], indent=2))
     print(f"wrote {Path(args.output) / 'results.json'} and {Path(args.output) / 'report.md'}")
