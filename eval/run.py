@@ -31,9 +31,9 @@ import pandas as pd
 
 from barcodemae.eval.embeddings import (
     LAYER_MEAN,
-    add_trust_remote_code_flag,
     POOLINGS,
     KmerFrequencyEmbedder,
+    add_trust_remote_code_flag,
     embed_barcodes,
     load_encoder,
 )
