@@ -3,14 +3,13 @@
 Importing the package registers the model, config and tokenizer classes with transformers' Auto classes.
 """
 
+import modeling_barcodemae  # noqa: F401  (registers the Auto classes; safe while it is itself importing us)
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import (
     BarcodeMAEForPreTraining,
     BarcodeMAEForSequenceClassification,
     BarcodeMAEModel,
 )
-
-import modeling_barcodemae  # noqa: F401  (registers the Auto classes; safe while it is itself importing us)
 
 from .tokenization import BarcodeTokenizer, InvalidBarcodeError, clean_barcode
 

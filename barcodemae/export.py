@@ -288,32 +288,32 @@ def render_model_card(
         if tokenizer.scheme == "kmer"
         else "codes missing from the vocabulary become `[UNK]`."
     )
-    fields = dict(
-        license=license,
-        dataset_tag=dataset_tag,
-        model_name=model_name or f"{objective_name} DNA barcode encoder",
-        objective_name=objective_name,
-        architecture="`BarcodeMAEModel` (BERT-style post-LayerNorm transformer encoder, learned absolute positions)",
-        objective_description=(
+    fields = {
+        "license": license,
+        "dataset_tag": dataset_tag,
+        "model_name": model_name or f"{objective_name} DNA barcode encoder",
+        "objective_name": objective_name,
+        "architecture": "`BarcodeMAEModel` (BERT-style post-LayerNorm transformer encoder, learned absolute positions)",
+        "objective_description": (
             f"masked autoencoding (BarcodeMAE, Safari et al. 2025): {config.mask_ratio:.0%} of tokens masked, the "
             "encoder sees only visible tokens and a decoder reconstructs the masked ones"
             if is_mae
             else f"masked language modelling (BarcodeBERT): {config.mask_ratio:.0%} of tokens masked, BERT 80/10/10"
         ),
-        num_layers=config.num_hidden_layers,
-        hidden_size=config.hidden_size,
-        num_heads=config.num_attention_heads,
-        intermediate_size=config.intermediate_size,
-        num_parameters=f"{model.num_parameters():,}",
-        tokenizer_description=_tokenizer_description(tokenizer),
-        max_bp=tokenizer.max_bp,
-        ambiguity_note=ambiguity,
-        source=source,
-        training_data=training_data
+        "num_layers": config.num_hidden_layers,
+        "hidden_size": config.hidden_size,
+        "num_heads": config.num_attention_heads,
+        "intermediate_size": config.intermediate_size,
+        "num_parameters": f"{model.num_parameters():,}",
+        "tokenizer_description": _tokenizer_description(tokenizer),
+        "max_bp": tokenizer.max_bp,
+        "ambiguity_note": ambiguity,
+        "source": source,
+        "training_data": training_data
         or "Not recorded with this checkpoint. Pass `training_data=` / `--training-data` to describe it.",
-        repo_id=repo_id,
-        results=results_markdown(results),
-    )
+        "repo_id": repo_id,
+        "results": results_markdown(results),
+    }
     if not Path(template).is_file():
         raise FileNotFoundError(
             f"model card template {template} not found; pass template= (--template) or install from a source checkout"

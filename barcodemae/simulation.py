@@ -206,7 +206,7 @@ def simulate_barcodes(config: SimulationConfig | None = None, **overrides) -> pd
         {
             "processid": np.char.add("SIM", ids).astype(object) + "-25",
             "sampleid": np.char.add("SIMS", ids).astype(object),
-            "taxon": np.where(species_col == None, genus_col, species_col),  # noqa: E711 (element-wise)
+            "taxon": np.where(species_col == None, genus_col, species_col),
             "phylum": "Arthropoda",
             "class": "Insecta",
             "order": order,

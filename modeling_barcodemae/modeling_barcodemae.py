@@ -14,6 +14,7 @@ This file is copied into saved model folders: it imports only torch, transformer
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -217,7 +218,7 @@ class BarcodeMAEPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    _no_split_modules = ["BarcodeMAELayer"]
+    _no_split_modules: ClassVar[list[str]] = ["BarcodeMAELayer"]
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
         """Save, recording every BarcodeMAE head in ``auto_map`` so any Auto class loads the folder remotely."""
@@ -242,7 +243,7 @@ class BarcodeMAEModel(BarcodeMAEPreTrainedModel):
     """The encoder: token ids to hidden states, with a mean-pooled barcode embedding as ``pooler_output``."""
 
     # Loading the encoder from a pretraining folder drops the MAE decoder and vocabulary head by design.
-    _keys_to_ignore_on_load_unexpected = [r"^decoder\.", r"^lm_head\."]
+    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"^decoder\.", r"^lm_head\."]
 
     def __init__(self, config: BarcodeMAEConfig):
         super().__init__(config)

@@ -33,19 +33,19 @@ def demo_csv(shared_data: Path) -> Path:
 
 def tiny_config_kwargs(**overrides) -> dict:
     """A model small enough for unit tests (milliseconds per step on a CPU)."""
-    kwargs = dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        decoder_hidden_size=32,
-        decoder_num_hidden_layers=1,
-        decoder_num_attention_heads=4,
-        decoder_intermediate_size=64,
-        max_position_embeddings=128,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
+    kwargs = {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "decoder_hidden_size": 32,
+        "decoder_num_hidden_layers": 1,
+        "decoder_num_attention_heads": 4,
+        "decoder_intermediate_size": 64,
+        "max_position_embeddings": 128,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    }
     kwargs.update(overrides)
     return kwargs
 

@@ -7,7 +7,6 @@ import random
 import numpy as np
 import pyarrow as pa
 import pytest
-from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError, clean_barcode
 
 from barcodemae.data import CleaningReport, clean_records, clean_table
 from barcodemae.data.cleaning import (
@@ -16,6 +15,7 @@ from barcodemae.data.cleaning import (
     TRIMMED_COLUMN,
     TRUNCATED_COLUMN,
 )
+from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError, clean_barcode
 
 EDGE_CASES = [
     "A", "N", "AN", "NA", "NAN", "R", "ACGT", "acgt", "AC-GT", "AC GT\n", "ACGU", "ACGTX", "", None, "NNNN",

@@ -7,7 +7,6 @@ import gzip
 from pathlib import Path
 
 import pytest
-from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError, clean_barcode
 
 from barcodemae.data import (
     CleaningReport,
@@ -16,6 +15,7 @@ from barcodemae.data import (
     read_bold_tsv,
     read_fasta,
 )
+from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError, clean_barcode
 
 BOLD_2023 = "BOLD_Public.18-Dec-2023.sample1000.tsv"
 BOLD_2024 = "BOLD_Public.21-Jun-2024.curated.NL.tsv"

@@ -10,13 +10,13 @@ from barcodemae.eval.metrics import (
     bin_reconstruction_ami,
     classification_scores,
     harmonic_mean,
+    holdout_keeping_every_class,
     linear_probe,
     nearest_neighbors,
     one_nn_accuracy,
     per_class_accuracy,
     reduce_dimensions,
     select_probe_c,
-    holdout_keeping_every_class,
 )
 
 NUM_CLASSES = 12

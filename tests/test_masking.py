@@ -28,7 +28,6 @@ from barcodemae.masking import (
     select_by_key,
     spans_to_token_keys,
 )
-
 from conftest import tiny_config_kwargs
 
 # ------------------------------------------------------------------------------------------------ fixtures
@@ -110,7 +109,7 @@ def _token_coordinates(tokenizer, sequence):
 @pytest.mark.parametrize(("k", "stride", "expected_starts"), [(6, 6, [6]), (6, 1, [2, 3, 4, 5, 6, 7, 8]), (4, 2, [4, 6, 8])])
 def test_a_base_span_masks_every_token_overlapping_it(k, stride, expected_starts):
     tokenizer = BarcodeTokenizer.kmer(k, stride=stride)
-    ids, starts, ends = _token_coordinates(tokenizer, "ACGTACGTACGTACGTACGTACGTACGT")
+    _ids, starts, ends = _token_coordinates(tokenizer, "ACGTACGTACGTACGTACGTACGTACGT")
     keys = spans_to_token_keys(
         np.array([[7]]), np.array([[9]]), np.array([[True]]), starts, ends, np.random.default_rng(0)
     )
@@ -122,7 +121,7 @@ def test_a_base_span_masks_every_token_overlapping_it(k, stride, expected_starts
 
 def test_overshooting_spans_are_trimmed_from_the_tail_and_short_ones_topped_up():
     tokenizer = BarcodeTokenizer.char()
-    ids, starts, ends = _token_coordinates(tokenizer, "ACGT" * 10)
+    _ids, starts, ends = _token_coordinates(tokenizer, "ACGT" * 10)
     maskable = starts >= 0
     span_starts, span_ends = np.array([[5, 20]]), np.array([[10, 30]])  # 5 + 10 bases
     keys = spans_to_token_keys(span_starts, span_ends, np.ones((1, 2), bool), starts, ends, np.random.default_rng(0))
@@ -187,7 +186,7 @@ def test_global_masks_the_top_ngram_deterministically_and_stochastic_global_vari
     epochs = [stochastic(batch)["masked_positions"] for _ in range(2)]
     assert not torch.equal(epochs[0], epochs[1])
     random_mask = BarcodeMaskingCollator(tokenizer, "random", 0.1, seed=0)(batch)["masked_positions"]
-    overlap = lambda a, b: (a & b).sum().item() / b.sum().item()  # noqa: E731
+    overlap = lambda a, b: (a & b).sum().item() / b.sum().item()
     assert overlap(epochs[0], masks[0]) > overlap(random_mask, masks[0])
 
 
@@ -223,7 +222,7 @@ def _brute_force_pmi(word, counts, totals, max_piece=None):
     best = -math.inf
     for cuts in itertools.chain.from_iterable(itertools.combinations(range(1, n), r) for r in range(1, n)):
         bounds = (0, *cuts, n)
-        pieces = [word[a:b] for a, b in zip(bounds, bounds[1:])]
+        pieces = [word[a:b] for a, b in itertools.pairwise(bounds)]
         if max(len(p) for p in pieces) > longest:
             continue
         best = max(best, sum(math.log(counts[p] / totals[len(p)]) for p in pieces))

@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from barcodemae.simulation import BIOSCAN5M_COLUMNS, SimulationConfig, mutate, simulate_barcodes, site_weights, write_simulated_dataset
+from barcodemae.simulation import (
+    BIOSCAN5M_COLUMNS,
+    SimulationConfig,
+    mutate,
+    simulate_barcodes,
+    site_weights,
+    write_simulated_dataset,
+)
 from barcodemae.tokenization import clean_barcode
 
 
@@ -24,8 +31,8 @@ def test_columns_and_bioscan_split_names(table, fixture_csv):
 
 
 def test_split_semantics(table):
-    species_of = lambda *splits: set(table.loc[table["split"].isin(splits), "species"].dropna())  # noqa: E731
-    genera_of = lambda *splits: set(table.loc[table["split"].isin(splits), "genus"])  # noqa: E731
+    species_of = lambda *splits: set(table.loc[table["split"].isin(splits), "species"].dropna())
+    genera_of = lambda *splits: set(table.loc[table["split"].isin(splits), "genus"])
     train_species, train_genera = species_of("train"), genera_of("train")
     assert species_of("val", "test") <= train_species  # every val/test species occurs in train
     unseen = species_of("key_unseen", "val_unseen", "test_unseen")

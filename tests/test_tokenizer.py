@@ -311,11 +311,12 @@ def assert_paths_agree(make, call, barcodes):
 
 
 def test_hand_written_kmer_vocabulary_falls_back_to_the_backend(tmp_path):
+    from tokenizers.models import WordLevel
+
     from barcodemae.tokenization.tokenization_barcodemae import (
         SPECIAL_TOKENS,
         _with_special_tokens,
     )
-    from tokenizers.models import WordLevel
 
     vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + ["TT", "AA", "CC", "GG"])}
     backend = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))

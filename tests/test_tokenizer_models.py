@@ -10,11 +10,11 @@ import textwrap
 
 import pytest
 import torch
-from conftest import tiny_config_kwargs
 
 from barcodemae import BarcodeMAEConfig, BarcodeMAEForPreTraining, BarcodeMAEModel
 from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.tokenization.bpe import train_bpe_tokenizer
+from conftest import tiny_config_kwargs
 
 TOKENIZERS = ("kmer6", "kmer6_overlapping", "char", "reference_bpe", "trained_bpe")
 

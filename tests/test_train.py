@@ -506,10 +506,10 @@ def test_init_from_continues_from_the_final_model_with_its_architecture(sim_csv,
     assert (saved["hidden_size"], saved["num_hidden_layers"], saved["tokenizer"]) == (32, 1, str(first / "final_model"))
     # Step 0 of the continued run scores exactly the first run's final weights on the same fixed masks.
     end_of_first = [r for r in read_metrics(first) if "val_loss" in r][-1]
-    start_of_second = [r for r in read_metrics(second) if "val_loss" in r][0]
+    start_of_second = next(r for r in read_metrics(second) if "val_loss" in r)
     assert start_of_second["step"] == 0 and start_of_second["val_loss"] == pytest.approx(end_of_first["val_loss"], rel=1e-6)
     assert start_of_second["genus_1nn_accuracy"] == pytest.approx(end_of_first["genus_1nn_accuracy"])
-    assert [r for r in read_metrics(second) if "learning_rate" in r][0]["learning_rate"] > 0  # a fresh schedule
+    assert next(r for r in read_metrics(second) if "learning_rate" in r)["learning_rate"] > 0  # a fresh schedule
 
     with pytest.raises(ValueError, match="pretrained with objective 'mae'.*pass --objective mae"):
         train(data=sim_csv, output_dir=tmp_path / "x", max_steps=1, init_from=first / "final_model", objective="mlm")
@@ -565,3 +565,38 @@ def test_resume_refuses_a_checkpoint_of_another_run(sim_csv, tmp_path):
     # the same checkpoint resumes in its own folder, and into a new folder, which becomes that run's
     resumed = train(**common, output_dir=tmp_path / "c", resume_from_checkpoint=str(foreign))
     assert resumed["global_step"] == 3 and read_run_id(tmp_path / "c") == read_run_id(tmp_path / "a")
+
+
+# ------------------------------------------------------------------------------------------------ augmentation
+def test_start_shift_drops_leading_bases_deterministically():
+    from barcodemae.tokenization import BarcodeTokenizer
+    from barcodemae.training.batches import BarcodeSource, GlobalBatchStream
+
+    rng = np.random.default_rng(0)
+    barcodes = ["".join(rng.choice(list("ACGT"), 120)) for _ in range(63)] + ["ACGTACGTACG"]  # one of 11 bp
+
+    def mask_fn(ids, attention, rng):
+        return np.zeros_like(ids, dtype=bool)
+
+    def stream(shift, frames=True):
+        return GlobalBatchStream(BarcodeSource(barcodes), BarcodeTokenizer.kmer(6), mask_fn, per_device_batch_size=64,
+                                 seed=3, shuffle=False, frame_offsets=frames, max_start_shift=shift)
+
+    plain, shifted = stream(0).global_batch(0, 0), stream(60).global_batch(0, 0)
+    tokens = shifted["attention_mask"].sum(axis=1) - 2  # k-mers between [CLS] and [SEP]
+    assert (tokens <= plain["attention_mask"].sum(axis=1) - 2).all()
+    assert 120 // 6 - tokens[:63].min() >= 8  # up to 60 bases (10 k-mers) dropped; uniform draws reach near that
+    assert tokens.min() >= 1  # the 11-bp barcode keeps a k-mer in every reading frame (shift capped at 0)
+    for key in plain:  # a pure function of (seed, epoch, batch)
+        np.testing.assert_array_equal(shifted[key], stream(60).global_batch(0, 0)[key])
+    # Without frame draws, the shifts are the batch generator's first draw: rebuild the rows by hand.
+    batch = stream(60, frames=False).global_batch(0, 0)
+    draws = np.random.default_rng([3, 0, 0, 1]).integers(0, 61, size=64)
+    shifts = np.minimum(draws, [len(b) - 6 for b in barcodes])
+    expected = BarcodeTokenizer.kmer(6)([b[s:] for b, s in zip(barcodes, shifts)], padding=True, return_tensors="np")
+    np.testing.assert_array_equal(batch["input_ids"], expected["input_ids"])
+    assert shifts[-1] == 5 and shifts[:63].max() > 50
+    with pytest.raises(ValueError, match="max_start_shift"):
+        stream(-1)
+    with pytest.raises(ValueError, match="max_start_shift"):
+        parse_args(["--max_start_shift", "-5"])

@@ -160,7 +160,7 @@ class NPMITable:
         min_count: int | None = None,
         min_count_rate: float = 1e-6,
         max_piece: int | None = None,
-    ) -> "NPMITable":
+    ) -> NPMITable:
         """Score the n-grams of precomputed counts; ``min_count=None`` uses ``max(2, rate * N_1)``."""
         max_n = max(corpus.counts) if max_n is None else max_n
         if not 2 <= min_n <= max_n <= max(corpus.counts):
@@ -169,7 +169,7 @@ class NPMITable:
         if totals[1] == 0:
             raise ValueError("the corpus holds no unambiguous bases; cannot estimate n-gram probabilities")
         if min_count is None:
-            min_count = max(2, int(round(min_count_rate * totals[1])))
+            min_count = max(2, round(min_count_rate * totals[1]))
         if min_count < 1:
             raise ValueError(f"min_count must be >= 1, got {min_count}")
         with np.errstate(divide="ignore"):
@@ -203,7 +203,7 @@ class NPMITable:
         max_piece: int | None = None,
         chunk_bases: int = 4_000_000,
         progress: bool = True,
-    ) -> "NPMITable":
+    ) -> NPMITable:
         """Count n-grams of ``sequences`` (raw barcodes; cleaned here) and score them; see the module docstring."""
         corpus = count_ngrams(sequences, max_n=max_n, chunk_bases=chunk_bases, progress=progress)
         return cls.from_counts(corpus, min_n, max_n, min_count, min_count_rate, max_piece)
@@ -281,7 +281,7 @@ class NPMITable:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "NPMITable":
+    def load(cls, path: str | Path) -> NPMITable:
         """Read a table written by :meth:`save` (a folder or the ``.safetensors`` file itself)."""
         path = Path(path)
         if path.is_dir():

@@ -68,6 +68,13 @@ class TrainingArguments:
     frame_offset_augmentation: bool = field(
         default=True, metadata={"help": "random k-mer reading frame per sample in training"}
     )
+    max_start_shift: int = field(
+        default=0,
+        metadata={
+            "help": "augmentation: drop a random 0..N leading bases of each pretraining barcode, so position ids no "
+            "longer give away where in the gene a token lies (0: off)"
+        },
+    )
     init_from: str | None = field(
         default=None,
         metadata={
@@ -172,6 +179,8 @@ class TrainingArguments:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_start_shift < 0:
+            raise ValueError(f"--max_start_shift must be >= 0, got {self.max_start_shift}")
         if not 0 < self.mask_ratio < 1:
             raise ValueError(f"--mask_ratio must be in (0, 1), got {self.mask_ratio}")
 
@@ -198,7 +207,7 @@ def load_preset(preset: str) -> dict[str, Any]:
     path = resolve_preset(preset)
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: a preset must be a mapping of argument names to values")
+        raise TypeError(f"{path}: a preset must be a mapping of argument names to values")
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -62,6 +62,9 @@ class GlobalBatchStream:
         per_device_batch_size / process_index / num_processes: the sharding.
         seed: seeds shuffling, reading frames and masks.
         frame_offsets: draw a random k-mer reading frame per barcode (training); off gives frame 0.
+        max_start_shift: drop a uniform random 0..``max_start_shift`` leading bases of each barcode (training; 0: off),
+            so a token's position id stops telling where in the COI gene it lies (a barcode keeps at least
+            ``tokenizer.min_barcode_length`` bases).
         shuffle: permute the barcodes every epoch (off for validation).
         drop_last: drop the final partial global batch (training: every step has the same global size);
             validation keeps it, so every barcode is scored whatever the process count.
@@ -80,6 +83,7 @@ class GlobalBatchStream:
         frame_offsets: bool = True,
         shuffle: bool = True,
         drop_last: bool = True,
+        max_start_shift: int = 0,
     ) -> None:
         self.source = source
         self.tokenizer = tokenizer
@@ -96,6 +100,9 @@ class GlobalBatchStream:
             )
         self.seed = seed
         self.frame_offsets = frame_offsets and tokenizer.num_reading_frames > 1
+        if max_start_shift < 0:
+            raise ValueError(f"max_start_shift must be >= 0, got {max_start_shift}")
+        self.max_start_shift = max_start_shift
         self.shuffle = shuffle
         self.position = DataPosition()
         self._order_epoch: int | None = None
@@ -120,6 +127,8 @@ class GlobalBatchStream:
         indices = self._epoch_order(epoch)[batch * self.global_size : (batch + 1) * self.global_size]
         rng = np.random.default_rng([self.seed, epoch, batch, 1])
         sequences = self.source.take(indices)
+        if self.max_start_shift:
+            sequences = self._shift_starts(sequences, rng)
         if self.frame_offsets:
             offsets = self.tokenizer.draw_frame_offsets(sequences, rng)
         else:
@@ -128,6 +137,14 @@ class GlobalBatchStream:
         ids, attention = encoded["input_ids"].astype(np.int64), encoded["attention_mask"].astype(np.int64)
         masked = np.asarray(self.mask_fn(ids, attention, rng), dtype=bool)
         return {"input_ids": ids, "attention_mask": attention, "masked_positions": masked}
+
+    def _shift_starts(self, sequences: list[str], rng: np.random.Generator) -> list[str]:
+        """Each barcode without a random number of leading bases (uniform in ``[0, max_start_shift]``, capped so
+        that every reading frame the stream may draw still yields a token)."""
+        keep = self.tokenizer.min_barcode_length(random_frames=self.frame_offsets)
+        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+        shifts = np.minimum(rng.integers(0, self.max_start_shift + 1, size=len(sequences)), np.maximum(lengths - keep, 0))
+        return [sequence[shift:] for sequence, shift in zip(sequences, shifts.tolist())]
 
     def local_slice(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor] | None:
         """This process's rows of a global batch, trimmed to their own longest row, as tensors.

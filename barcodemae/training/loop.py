@@ -293,7 +293,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     shard = {"process_index": accelerator.process_index, "num_processes": accelerator.num_processes}
     stream = GlobalBatchStream(
         pretrain, tokenizer, mask_fn, per_device_batch_size=args.per_device_batch_size, seed=args.seed,
-        frame_offsets=args.frame_offset_augmentation, **shard,
+        frame_offsets=args.frame_offset_augmentation, max_start_shift=args.max_start_shift, **shard,
     )
     steps_per_epoch = max(1, stream.batches_per_epoch // args.gradient_accumulation_steps)
     max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_epochs * steps_per_epoch)
