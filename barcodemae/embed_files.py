@@ -67,9 +67,25 @@ def load_model(model_dir: str | Path, trust_remote_code: bool | None = None) -> 
     return load_encoder(model_dir, trust_remote_code=trust_remote_code)
 
 
-def _file_fingerprint(path: Path) -> dict[str, Any]:
+def file_fingerprint(path: Path) -> dict[str, Any]:
+    """Path, size and modification time of an input file (part of a resumable run's identity)."""
     stat = path.stat()
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def records_fingerprint(table: pa.Table) -> str:
+    """SHA-256 of the records' ids and cleaned barcodes, in order: a resumed run must embed the same records.
+
+    Size and mtime of the input file catch most edits; this also catches an input rewritten with the same
+    size, or a reference whose barcodes changed while the record count stayed the same.
+    """
+    digest = hashlib.sha256()
+    for name in ("processid", "dna_barcode"):
+        for chunk in table.column(name).chunks:
+            for buffer in chunk.buffers():
+                if buffer is not None:
+                    digest.update(memoryview(buffer))
+    return digest.hexdigest()
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
@@ -278,10 +294,11 @@ def embed_file(
 
     table = dataset.with_format("arrow")[:]  # honours any indices mapping left by filtering; zero-copy otherwise
     identity = {
-        "input": _file_fingerprint(Path(input_path)),
+        "input": file_fingerprint(Path(input_path)),
         "split": split,
         "model": model_fingerprint(model_dir),
         "num_records": len(dataset),
+        "records": records_fingerprint(table),
         "shard_size": shard_size,
         "pooling": pooling,
         "layer": layer,

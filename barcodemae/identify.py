@@ -30,9 +30,11 @@ from barcodemae.embed_files import (
     METADATA_COLUMNS,
     ShardStore,
     embed_records,
+    file_fingerprint,
     load_model,
     load_records,
     model_fingerprint,
+    records_fingerprint,
 )
 from barcodemae.eval.postprocess import POSTPROCESS_FILE, POSTPROCESSING, EmbeddingPostprocessor
 
@@ -191,8 +193,9 @@ def build_reference_index(
     if len(dataset) == 0:
         raise ValueError(f"{reference_path}: no valid reference barcodes ({report.num_rejected} rejected)")
     table = dataset.with_format("arrow")[:]
-    identity = {"reference": str(Path(reference_path).resolve()), "split": split,
-                "model": model_fingerprint(model_dir), "num_records": len(dataset), "shard_size": shard_size}
+    identity = {"reference": file_fingerprint(Path(reference_path)), "split": split,
+                "model": model_fingerprint(model_dir), "num_records": len(dataset),
+                "records": records_fingerprint(table), "shard_size": shard_size}
     store = ShardStore(output / "parts", identity, resume)
     embed_records(model, tokenizer, table.column("dna_barcode"), output / EMBEDDINGS, store,
                   shard_size=shard_size, batch_size=batch_size, device=device, pooling="mean", layer=-1,
@@ -210,7 +213,7 @@ def build_reference_index(
     info = {
         "model_dir": str(Path(model_dir).resolve()),
         "model_fingerprint": identity["model"],
-        "reference": identity["reference"],
+        "reference": identity["reference"]["path"],
         "split": split,
         "num_references": len(dataset),
         "num_rejected": report.num_rejected,

@@ -115,3 +115,35 @@ def test_query_refuses_another_model(kmer_profile_model: Path, fixture_csv: Path
     assert main(["identify", "query", "--index", str(tmp_path), "--input", str(fixture_csv),
                  "--output", str(tmp_path / "y.csv")]) == 2
     assert "not a reference index" in capsys.readouterr().err
+
+
+def test_build_resume_refuses_a_reference_whose_records_changed(kmer_profile_model: Path, fixture_csv: Path,
+                                                                tmp_path, monkeypatch, capsys) -> None:
+    """Same path, same size, same record count, other barcodes (the issue's case): resuming would mix two
+    references. The index identity holds the file's size and mtime and a hash of the cleaned records."""
+    import barcodemae.eval.embeddings as embeddings_api
+
+    reference = tmp_path / "reference.csv"
+    table = pd.read_csv(fixture_csv)
+    table.to_csv(reference, index=False)
+    real = embeddings_api.embed_barcodes
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(embeddings_api, "embed_barcodes", killed)
+    index_dir = tmp_path / "index"
+    args = ["identify", "build", "--model", str(kmer_profile_model), "--reference", str(reference),
+            "--split", "train", "--output", str(index_dir), "--shard-size", "16", "--no-progress"]
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    monkeypatch.setattr(embeddings_api, "embed_barcodes", real)
+    manifest = json.loads((index_dir / "parts" / "manifest.json").read_text())["identity"]
+    assert manifest["reference"]["size"] == reference.stat().st_size and len(manifest["records"]) == 64
+    changed = table.copy()
+    train = changed["split"] == "train"
+    changed.loc[train, "dna_barcode"] = changed.loc[train, "dna_barcode"].str.replace("A", "G", n=1)
+    changed.to_csv(reference, index=False)
+    assert reference.stat().st_size == manifest["reference"]["size"]
+    assert main([*args, "--resume"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
