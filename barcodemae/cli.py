@@ -16,10 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from barcodemae.errors import report_errors
 from barcodemae.eval.embeddings import add_trust_remote_code_flag
 from barcodemae.eval.postprocess import POSTPROCESSING
-
-EXPECTED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
 
 
 def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
@@ -160,14 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        summary = COMMANDS[args.command](args)
-    except EXPECTED_ERRORS as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"barcodemae {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
+    def run() -> int:
+        print(json.dumps(COMMANDS[args.command](args), indent=2, default=str))
+        return 0
+
+    return report_errors(f"barcodemae {args.command}", run)
 
 
 if __name__ == "__main__":

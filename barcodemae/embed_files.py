@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from barcodemae.data import CleaningReport, load_barcodes
+from barcodemae.errors import check_output_file
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ def embed_file(
         raise ValueError(f"{output}: output must end in one of {OUTPUT_FORMATS}")
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    check_output_file(output, inputs=(input_path,))
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     dataset, report = load_records(input_path, tokenizer, split=split)
     report_path = report.save(Path(f"{output}.cleaning_report.json"))

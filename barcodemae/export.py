@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from barcodemae.file_modes import apply_umask
 from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae import BarcodeMAEConfig, BarcodeMAEModel
 
@@ -382,6 +383,7 @@ def export_encoder(
         template=template,
     )
     (output / "README.md").write_text(card)
+    apply_umask(output)
     logger.info("exported %s encoder (%s parameters) to %s", files.weights, f"{model.num_parameters():,}", output)
     if push_to_hub:
         push_folder_to_hub(output, push_to_hub, private=private, token=token)

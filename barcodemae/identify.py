@@ -36,6 +36,7 @@ from barcodemae.embed_files import (
     model_fingerprint,
     records_fingerprint,
 )
+from barcodemae.errors import check_output_file
 from barcodemae.eval.postprocess import POSTPROCESS_FILE, POSTPROCESSING, EmbeddingPostprocessor
 
 logger = logging.getLogger(__name__)
@@ -193,6 +194,10 @@ def build_reference_index(
     if len(dataset) == 0:
         raise ValueError(f"{reference_path}: no valid reference barcodes ({report.num_rejected} rejected)")
     table = dataset.with_format("arrow")[:]
+    labelled = [rank for rank in VOTE_RANKS if rank in table.column_names and table.column(rank).null_count < len(table)]
+    if not labelled:
+        logger.warning("%s: no reference has a genus, species or BIN; queries will get neighbours but no predicted "
+                       "taxonomy", reference_path)
     identity = {"reference": file_fingerprint(Path(reference_path)), "split": split,
                 "model": model_fingerprint(model_dir), "num_records": len(dataset),
                 "records": records_fingerprint(table), "shard_size": shard_size}
@@ -246,6 +251,9 @@ def identify_file(
     """
     from barcodemae.eval.embeddings import embed_barcodes
 
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1 (the neighbours that vote), got {top_k}")
+    check_output_file(output_csv, inputs=(input_path,))
     index = ReferenceIndex.load(index_dir)
     model_dir = Path(model_dir) if model_dir is not None else Path(index.info["model_dir"])
     if model_fingerprint(model_dir) != index.info["model_fingerprint"]:

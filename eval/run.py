@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from barcodemae.errors import check_writable_folder, report_errors
 from barcodemae.eval.embeddings import (
     LAYER_MEAN,
     POOLINGS,
@@ -260,6 +261,7 @@ def run_evaluation(
         raise ValueError(f"postprocess must be one of {POSTPROCESSING}, got {postprocess!r}")
     if finetune_epochs and baseline is not None:
         raise ValueError("fine-tuning needs a model folder; the k-mer baseline has nothing to fine-tune")
+    check_writable_folder(output_dir)  # before the embedding and the metrics, which may take long
     timings: dict[str, float] = {}
     started = time.perf_counter()
     if baseline == "kmer":
@@ -438,10 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``eval/run.py``: expected failures (bad data, missing model, unwritable output) are one line on stderr and
+    exit status 2."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if (args.model is None) == (args.baseline is None):
         build_parser().error("give exactly one of --model and --baseline")
+    return report_errors("eval/run.py", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     results = run_evaluation(
         args.model,
         args.data,

@@ -65,6 +65,7 @@ from typing import Any
 
 import torch
 
+from barcodemae.file_modes import apply_umask
 from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.tokenization.tokenization_barcodemae import SPECIAL_TOKENS
 
@@ -739,6 +740,7 @@ def main(argv: list[str] | None = None) -> None:
     model.save_pretrained(args.output)
     if tokenizer is not None:
         tokenizer.save_pretrained(args.output)
+    apply_umask(args.output)
     print(
         json.dumps(
             {

@@ -29,6 +29,7 @@ import pyarrow.csv as pacsv
 from barcodemae.tokenization.sequence_cleaning import DEFAULT_MAX_LENGTH
 
 from .cleaning import DEFAULT_MIN_LENGTH, NAME_COLUMNS, normalise_missing_column
+from .input_errors import check_input_file, reading
 from .io_utils import is_gzipped, open_text
 from .labels import LabelVocabulary
 from .pipeline import clean_and_label
@@ -105,7 +106,9 @@ def load_bioscan5m(
         new pass) and is not logged; the vocabulary is built up front with one columnar pass over the file unless given.
     """
     path = Path(path)
-    header = read_csv_header(path)
+    check_input_file(path)
+    with reading(path):
+        header = read_csv_header(path)
     check_bioscan_columns(path, header)
     splits = None if split == "all" else resolve_splits(split)
     label_ranks = tuple(label_ranks)
@@ -116,14 +119,15 @@ def load_bioscan5m(
         )
         return (dataset, report, label_vocab) if return_report else dataset
 
-    raw = datasets.load_dataset(
-        "csv",
-        data_files=str(path),
-        split="train",
-        features=raw_features(),
-        usecols=list(RECORD_COLUMNS),
-        cache_dir=str(cache_dir) if cache_dir is not None else None,
-    )
+    with reading(path):
+        raw = datasets.load_dataset(
+            "csv",
+            data_files=str(path),
+            split="train",
+            features=raw_features(),
+            usecols=list(RECORD_COLUMNS),
+            cache_dir=str(cache_dir) if cache_dir is not None else None,
+        )
     if splits is None:
         _warn_unknown_splits(raw.data.column("split"), path)
     else:

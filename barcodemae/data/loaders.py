@@ -15,6 +15,7 @@ from .bioscan5m import load_bioscan5m
 from .bold import DEFAULT_MARKER, iter_bold_raw, iter_bold_rows
 from .cleaning import DEFAULT_MIN_LENGTH, SOURCE_REJECT_COLUMN
 from .fasta import iter_fasta_raw
+from .input_errors import check_input_file, reading
 from .io_utils import strip_compression_suffix
 from .labels import LabelVocabulary
 from .pipeline import clean_and_label
@@ -79,6 +80,7 @@ def load_barcodes(
     only (records of other markers are rejected and counted). Returns the dataset, or
     ``(dataset, report, label_vocab)`` with ``return_report=True``.
     """
+    check_input_file(path)
     kind = detect_format(path)
     common = {
         "streaming": streaming, "drop_duplicates": drop_duplicates, "max_length": max_length, "min_length": min_length,
@@ -100,12 +102,13 @@ def load_barcodes(
     stat = os.stat(path)
     features = raw_features()
     features[SOURCE_REJECT_COLUMN] = datasets.Value("string")
-    raw = datasets.Dataset.from_generator(
-        _generate_raw,
-        features=features,
-        gen_kwargs={"kind": kind, "path": path, "marker": marker, "stamp": (stat.st_size, stat.st_mtime_ns)},
-        cache_dir=str(cache_dir) if cache_dir is not None else None,
-    )
+    with reading(path):
+        raw = datasets.Dataset.from_generator(
+            _generate_raw,
+            features=features,
+            gen_kwargs={"kind": kind, "path": path, "marker": marker, "stamp": (stat.st_size, stat.st_mtime_ns)},
+            cache_dir=str(cache_dir) if cache_dir is not None else None,
+        )
     dataset, report, vocab = clean_and_label(
         raw, source=path, min_length=min_length, max_length=max_length, strict=strict,
         drop_duplicates=drop_duplicates, num_proc=num_proc, label_vocab=label_vocab, label_ranks=label_ranks,

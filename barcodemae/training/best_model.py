@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from barcodemae.data.splits import resolve_splits
+from barcodemae.file_modes import apply_umask
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class BestModelTracker:
             model.save_pretrained(staging, safe_serialization=True)
             tokenizer.save_pretrained(staging)
             (staging / BEST_MODEL_INFO).write_text(json.dumps(self.state_dict(), indent=2))
+            apply_umask(staging)
             shutil.rmtree(self.folder, ignore_errors=True)
             staging.rename(self.folder)
         return True

@@ -14,6 +14,7 @@ pickle) is reported the same way by :func:`load_checkpoint`, with the original e
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -22,13 +23,19 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate.utils import load
+
+from barcodemae.file_modes import apply_umask
 
 from .arguments import RESUME_MAY_CHANGE, TRAINING_ARGS_FILE, TrainingArguments, resume_mismatches
 
 logger = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"
+CHECKSUMS = "checksums.json"
+"""SHA-256 of every other file of a checkpoint, written last: flipped bytes or a swapped file fail the resume."""
+RNG_KEYS = ("random_state", "numpy_random_seed", "torch_manual_seed")
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -129,6 +136,7 @@ def validate_checkpoint(path: Path, num_processes: int, sharded: bool = False) -
         raise CheckpointError(f"{path}: empty file(s) {', '.join(empty)} (interrupted write?)")
     if not sharded:
         check_safetensors(path / "model.safetensors")
+    verify_checksums(path)
     try:
         state = json.loads((path / TRAINER_STATE).read_text())
     except json.JSONDecodeError as error:
@@ -145,15 +153,56 @@ def validate_checkpoint(path: Path, num_processes: int, sharded: bool = False) -
     return state
 
 
+def file_checksums(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file in ``folder`` (not recursing, the checksum file itself excluded)."""
+    sums = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != CHECKSUMS:
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                    digest.update(block)
+            sums[path.name] = digest.hexdigest()
+    return sums
+
+
+def verify_checksums(path: Path) -> None:
+    """Compare a checkpoint's files with its ``checksums.json``; a checkpoint written before checksums warns."""
+    recorded_path = path / CHECKSUMS
+    if not recorded_path.is_file():
+        logger.warning("%s has no %s (written by an older version): its files cannot be verified", path, CHECKSUMS)
+        return
+    recorded = json.loads(recorded_path.read_text())
+    actual = file_checksums(path)
+    for name, digest in recorded.items():
+        if name not in actual:
+            raise CheckpointError(f"{path / name}: listed in {CHECKSUMS} but missing")
+        if actual[name] != digest:
+            raise CheckpointError(f"{path / name}: content differs from {CHECKSUMS} (corrupted or replaced since saving)")
+
+
+def check_rng_state(states: object, path: Path) -> None:
+    """An RNG file must hold accelerate's random states; accelerate itself skips a bad one with an INFO line."""
+    if not isinstance(states, dict) or any(key not in states for key in RNG_KEYS):
+        found = sorted(states) if isinstance(states, dict) else type(states).__name__
+        raise CheckpointError(f"{path}: not accelerate's random states (expected keys {list(RNG_KEYS)}, found {found})")
+    if torch.cuda.is_available() and "torch_cuda_manual_seed" not in states:
+        raise CheckpointError(f"{path}: no CUDA random state, but this run uses CUDA; resume on the kind of device that wrote it")
+
+
 def load_checkpoint(accelerator, checkpoint: Path) -> None:
     """``accelerator.load_state`` with any failure raised as :class:`CheckpointError` naming the folder and file.
 
-    This process's RNG file is read first because accelerate catches a failure to load it and only logs it at
-    INFO level: the run would resume with fresh random states and silently stop matching an uninterrupted one.
+    This process's RNG file is read and checked first because accelerate catches a failure to load or apply it and
+    only logs it at INFO level: the run would resume with fresh random states and silently stop matching an
+    uninterrupted one.
     """
     try:
-        load(checkpoint / f"random_states_{accelerator.process_index}.pkl")
+        rng_file = checkpoint / f"random_states_{accelerator.process_index}.pkl"
+        check_rng_state(load(rng_file), rng_file)
         accelerator.load_state(str(checkpoint))
+    except CheckpointError:
+        raise
     except Exception as error:
         where = failing_file(error, checkpoint) or checkpoint
         raise CheckpointError(
@@ -194,6 +243,8 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_stat
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (staging / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2))
+        apply_umask(staging)
+        (staging / CHECKSUMS).write_text(json.dumps(file_checksums(staging), indent=1))  # last: covers the rest
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
         for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
@@ -203,14 +254,18 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_stat
 
 
 __all__ = [
+    "CHECKSUMS",
     "CheckpointError",
     "check_resume_arguments",
+    "check_rng_state",
     "check_safetensors",
     "checkpoint_run_id",
     "failing_file",
+    "file_checksums",
     "list_checkpoints",
     "load_checkpoint",
     "resolve_checkpoint",
     "save_checkpoint",
     "validate_checkpoint",
+    "verify_checksums",
 ]

@@ -39,7 +39,9 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from barcodemae.errors import check_writable_folder, report_errors
 from barcodemae.eval import run_evaluation
+from barcodemae.file_modes import apply_umask
 from barcodemae.masking.collator import BarcodeMaskingCollator
 from barcodemae.masking.curriculum import CMGEMSCurriculum, CMStepCurriculum, MaskingCurriculum
 from barcodemae.masking.npmi import TABLE_FILENAME, NPMITable
@@ -51,6 +53,7 @@ from .arguments import TRAINING_ARGS_FILE, TrainingArguments, parse_tokenizer_sp
 from .batches import BarcodeSource, GlobalBatchStream
 from .best_model import BestModelTracker, check_selection_split
 from .checkpoints import (
+    CheckpointError,
     check_resume_arguments,
     checkpoint_run_id,
     load_checkpoint,
@@ -265,6 +268,8 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         check_resumed_run(output_dir, checkpoint, checkpoint_run_id(checkpoint))
     else:
         check_new_run(output_dir, args.overwrite_output_dir)  # every process: an error here stops all of them
+    if accelerator.is_main_process:
+        check_writable_folder(output_dir)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if checkpoint is None:
@@ -492,6 +497,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         data.label_vocab.save(final_dir)
         if npmi_table is not None:
             npmi_table.save(final_dir)  # the masking statistics the model was trained with travel with it
+        apply_umask(final_dir)
         if args.evaluate:
             results = run_evaluation(
                 str(final_dir), str(data.path), str(output_dir / "eval"), reducer=args.eval_reducer, plots=args.eval_plots
@@ -518,12 +524,18 @@ def _flatten(results: dict[str, Any], prefix: str = "eval/") -> dict[str, float]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``train.py``: expected failures (bad data, a used output folder, a corrupt checkpoint) are one line on
+    stderr and exit status 2."""
     from .arguments import parse_args
 
-    summary = run_training(parse_args(argv))
-    if "evaluation" in summary:
-        print(json.dumps({"evaluation": summary["evaluation"], "final_model": summary["final_model"]}, indent=2, default=str))
-    return 0
+    def run() -> int:
+        summary = run_training(parse_args(argv))
+        if "evaluation" in summary:
+            print(json.dumps({"evaluation": summary["evaluation"], "final_model": summary["final_model"]}, indent=2,
+                             default=str))
+        return 0
+
+    return report_errors("train.py", run, extra=(CheckpointError,))
 
 
 if __name__ == "__main__":
