@@ -36,7 +36,7 @@ from barcodemae.embed_files import (
     model_fingerprint,
     records_fingerprint,
 )
-from barcodemae.errors import check_output_file
+from barcodemae.errors import check_output_file, check_writable_folder
 from barcodemae.eval.postprocess import POSTPROCESS_FILE, POSTPROCESSING, EmbeddingPostprocessor
 
 logger = logging.getLogger(__name__)
@@ -189,6 +189,7 @@ def build_reference_index(
     output = Path(output_dir)
     if (output / INDEX_INFO).exists():
         raise FileExistsError(f"{output}: a reference index already exists here")
+    check_writable_folder(output)
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     dataset, report = load_records(reference_path, tokenizer, split=split)
     if len(dataset) == 0:
