@@ -14,9 +14,10 @@ import time
 import numpy as np
 import torch
 
+from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.training.arguments import parse_args
 from barcodemae.training.batches import BarcodeSource, GlobalBatchStream
-from barcodemae.training.loop import build_masking, build_model, build_optimizer, build_tokenizer
+from barcodemae.training.loop import build_masking, build_model, build_optimizer
 from barcodemae.training.validation import masked_token_loss
 
 
@@ -32,7 +33,7 @@ def main() -> None:
 
     sequences = pd.read_csv(options.data, usecols=["dna_barcode"])["dna_barcode"].dropna().tolist()
     args = parse_args(["--preset", options.preset] + (["--per_device_batch_size", str(options.batch_size)] if options.batch_size else []))
-    tokenizer = build_tokenizer(args.tokenizer)
+    tokenizer = BarcodeTokenizer.from_spec(args.tokenizer)
     collator, _, _ = build_masking(args, tokenizer, BarcodeSource(sequences), None, resume=False, is_main=False)
     stream = GlobalBatchStream(
         BarcodeSource(sequences), tokenizer, lambda i, a, r: collator.mask_batch(i, a, rng=r),

@@ -680,28 +680,11 @@ def _configs_beside(checkpoint: Path, decoder_config: dict[str, Any] | None) -> 
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-def load_tokenizer(spec: str) -> BarcodeTokenizer:
-    """``kmer:K`` / ``kmer:K:STRIDE`` / ``char``, a ``tokenizer.json`` (BPE), or a saved tokenizer folder."""
-    if spec == "char":
-        return BarcodeTokenizer.char()
-    if spec.startswith("kmer"):
-        parts = spec.split(":")
-        k = int(parts[1]) if len(parts) > 1 else 6
-        stride = int(parts[2]) if len(parts) > 2 else None
-        return BarcodeTokenizer.kmer(k=k, stride=stride)
-    path = Path(spec)
-    if path.is_file():
-        return BarcodeTokenizer.from_tokenizer_file(str(path), scheme="bpe")
-    if path.is_dir():
-        return BarcodeTokenizer.from_pretrained(str(path))
-    raise ValueError(f"--tokenizer {spec!r}: expected kmer:K[:STRIDE], char, a tokenizer.json or a tokenizer folder")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="original .pt/.bin/.safetensors state dict")
     parser.add_argument("--output", required=True, help="folder to write (model.safetensors, config.json, code)")
-    parser.add_argument("--tokenizer", help="kmer:K[:STRIDE], char, tokenizer.json or tokenizer folder to save with it")
+    parser.add_argument("--tokenizer", help=f"tokenizer to save with it: {BarcodeTokenizer.SPEC_GRAMMAR}")
     parser.add_argument("--bert-config", help="original BERT config.json (default: config.json beside the checkpoint)")
     parser.add_argument("--decoder-bert-config", help="original decoder BERT config.json (BarcodeMAE)")
     parser.add_argument("--num-attention-heads", type=int)
@@ -718,7 +701,7 @@ def main(argv: list[str] | None = None) -> None:
 
     encoder_config = json.loads(Path(args.bert_config).read_text()) if args.bert_config else None
     decoder_config = json.loads(Path(args.decoder_bert_config).read_text()) if args.decoder_bert_config else None
-    tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
+    tokenizer = BarcodeTokenizer.from_spec(args.tokenizer) if args.tokenizer else None
     tokenizer_kwargs = tokenizer.model_config_kwargs() if tokenizer is not None else None
     if tokenizer_kwargs:
         tokenizer_kwargs.pop("max_position_embeddings", None)  # the checkpoint's position table decides

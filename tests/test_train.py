@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from barcodemae.simulation import write_simulated_dataset
-from barcodemae.training.arguments import load_preset, parse_args, parse_tokenizer_spec
+from barcodemae.training.arguments import load_preset, parse_args
 from barcodemae.training.checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
 from barcodemae.training.loop import run_training
 
@@ -78,15 +78,21 @@ def test_bad_arguments_fail_clearly(tmp_path):
 
 
 def test_tokenizer_specs(tmp_path):
-    assert parse_tokenizer_spec("kmer6") == {"scheme": "kmer", "k": 6}
-    assert parse_tokenizer_spec("kmer:k=5,stride=1") == {"scheme": "kmer", "k": 5, "stride": 1}
-    assert parse_tokenizer_spec("char") == {"scheme": "char"}
+    """One grammar for train.py, the converter and the command line: BarcodeTokenizer.parse_spec / from_spec."""
+    from barcodemae.tokenization import BarcodeTokenizer
+
+    parse = BarcodeTokenizer.parse_spec
+    assert parse("kmer6") == parse("kmer:6") == parse("kmer:k=6") == {"scheme": "kmer", "k": 6}
+    assert parse("kmer:k=5,stride=1") == parse("kmer:5:1") == {"scheme": "kmer", "k": 5, "stride": 1}
+    assert parse("char") == {"scheme": "char"}
+    assert BarcodeTokenizer.from_spec("kmer4").k == 4  # the converter used to read "kmer4" as 6-mers
     (tmp_path / "tokenizer.json").write_text("{}")
-    assert parse_tokenizer_spec(str(tmp_path / "tokenizer.json"))["scheme"] == "file"
+    assert parse(str(tmp_path / "tokenizer.json"))["scheme"] == "file"
     with pytest.raises(ValueError, match="kmer:k=6,stride=x"):
-        parse_tokenizer_spec("kmer:k=6,stride=x")
-    with pytest.raises(ValueError, match="not kmer"):
-        parse_tokenizer_spec("bpe-missing")
+        parse("kmer:k=6,stride=x")
+    for bad in ("bpe-missing", "kmer4x", "kmer:x", "kmer:k=6,width=3"):
+        with pytest.raises(ValueError, match="tokenizer spec|expected kmer"):
+            parse(bad)
 
 
 # ------------------------------------------------------------------------------------------------ end to end

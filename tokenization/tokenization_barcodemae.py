@@ -111,6 +111,10 @@ def dna_normalizer(remove_whitespace: bool = True) -> normalizers.Normalizer:
     return normalizers.Sequence(steps)
 
 
+_KMER_SPEC = re.compile(r"kmer(?:(?P<k>\d+)|:(?P<k_colon>\d+)(?::(?P<stride_colon>\d+))?|:(?P<opts>[^:]*=[^:]*))?")
+"""``kmer6``, ``kmer:6``, ``kmer:6:1``, ``kmer:k=6,stride=1`` (and bare ``kmer``: 6-mers)."""
+
+
 def build_kmer_backend(k: int, stride: int) -> Tokenizer:
     """A WordLevel tokenizer over all ACGT k-mers (lexicographic order after the five special tokens)."""
     kmers = ["".join(p) for p in itertools.product("ACGT", repeat=k)]
@@ -257,6 +261,52 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         if backend.post_processor is None:
             _with_special_tokens(backend)
         return cls(tokenizer_object=backend, scheme=scheme, **kwargs)
+
+    SPEC_GRAMMAR: ClassVar[str] = (
+        "kmer<K> | kmer:k=<K>[,stride=<S>] | kmer:<K>[:<S>] | char | a tokenizer.json | a saved tokenizer folder"
+    )
+
+    @classmethod
+    def parse_spec(cls, spec: str) -> dict[str, Any]:
+        """The builder arguments a tokenizer spec names: ``{"scheme": "kmer", "k": 6, "stride": 1}``,
+        ``{"scheme": "char"}`` or ``{"scheme": "file", "path": ...}``.
+
+        One grammar for ``train.py --tokenizer``, the converter and the command line (:data:`SPEC_GRAMMAR`); a
+        spec it cannot read is refused with the grammar, never guessed (``kmer4`` is 4-mers everywhere).
+        """
+        from pathlib import Path
+
+        match = _KMER_SPEC.fullmatch(spec)
+        if match:
+            options: dict[str, Any] = {"scheme": "kmer", "k": int(match["k"] or match["k_colon"] or 6)}
+            if match["stride_colon"]:
+                options["stride"] = int(match["stride_colon"])
+            for item in filter(None, (match["opts"] or "").split(",")):
+                key, _, value = item.partition("=")
+                if key not in ("k", "stride") or not value.isdigit():
+                    raise ValueError(f"bad tokenizer spec {spec!r}: expected kmer:k=<int>,stride=<int>, got {item!r}")
+                options[key] = int(value)
+            return options
+        if spec == "char":
+            return {"scheme": "char"}
+        if Path(spec).is_dir() or Path(spec).is_file():
+            return {"scheme": "file", "path": spec}
+        raise ValueError(f"tokenizer spec {spec!r} is not one of: {cls.SPEC_GRAMMAR} (no such file or folder)")
+
+    @classmethod
+    def from_spec(cls, spec: str) -> BarcodeTokenizer:
+        """The tokenizer a spec names (see :meth:`parse_spec`): a k-mer or character tokenizer, a BPE
+        ``tokenizer.json``, or a folder saved with ``save_pretrained``."""
+        from pathlib import Path
+
+        options = cls.parse_spec(spec)
+        scheme = options.pop("scheme")
+        if scheme == "kmer":
+            return cls.kmer(**options)
+        if scheme == "char":
+            return cls.char()
+        path = Path(options["path"])
+        return cls.from_pretrained(str(path)) if path.is_dir() else cls.from_tokenizer_file(str(path))
 
     # --------------------------------------------------------------------------------------- preprocessing
     def prepare_barcode(self, text: str, index: int = 0, frame_offset: int | None = None) -> str:

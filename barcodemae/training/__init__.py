@@ -3,7 +3,7 @@
 Entry points: ``python train.py`` (or ``accelerate launch train.py``) and :func:`run_training`.
 """
 
-from .arguments import TrainingArguments, load_preset, parse_args, parse_tokenizer_spec
+from .arguments import TrainingArguments, load_preset, parse_args
 from .checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
 from .loop import run_training
 
@@ -13,7 +13,6 @@ __all__ = [
     "list_checkpoints",
     "load_preset",
     "parse_args",
-    "parse_tokenizer_spec",
     "run_training",
     "validate_checkpoint",
 ]

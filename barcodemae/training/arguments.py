@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -63,7 +62,8 @@ class TrainingArguments:
     # ------------------------------------------------------------------ model and tokenizer
     objective: str = field(default="mae", metadata={"help": "mae (BarcodeMAE) or mlm (BarcodeBERT)"})
     tokenizer: str = field(
-        default="kmer6", metadata={"help": "kmer6 | kmer:k=6,stride=1 | char | BPE tokenizer.json or tokenizer folder"}
+        default="kmer6",
+        metadata={"help": "kmer6 | kmer:k=6,stride=1 | kmer:6:1 | char | BPE tokenizer.json or tokenizer folder"},
     )
     frame_offset_augmentation: bool = field(
         default=True, metadata={"help": "random k-mer reading frame per sample in training"}
@@ -226,30 +226,6 @@ def parse_args(argv: list[str] | None = None) -> TrainingArguments:
     return first
 
 
-_KMER_SPEC = re.compile(r"^kmer(?P<k>\d+)?(?::(?P<opts>.*))?$")
-
-
-def parse_tokenizer_spec(spec: str) -> dict[str, Any]:
-    """``kmer6`` / ``kmer:k=6,stride=1`` / ``char`` / a path -> builder arguments (``{"scheme": ..., ...}``)."""
-    match = _KMER_SPEC.match(spec)
-    if match:
-        options: dict[str, Any] = {"k": int(match["k"]) if match["k"] else 6}
-        for item in filter(None, (match["opts"] or "").split(",")):
-            key, _, value = item.partition("=")
-            if key not in ("k", "stride") or not value.isdigit():
-                raise ValueError(f"bad tokenizer spec {spec!r}: expected kmer:k=<int>,stride=<int>, got {item!r}")
-            options[key] = int(value)
-        return {"scheme": "kmer", **options}
-    if spec == "char":
-        return {"scheme": "char"}
-    path = Path(spec)
-    if path.is_dir() or path.is_file():
-        return {"scheme": "file", "path": str(path)}
-    raise ValueError(
-        f"tokenizer {spec!r} is not kmer<k>, kmer:k=..,stride=.., char, or an existing tokenizer.json/folder"
-    )
-
-
 def save_arguments(args: TrainingArguments, path: Path) -> None:
     path.write_text(json.dumps(args.to_dict(), indent=2, sort_keys=True))
 
@@ -297,7 +273,6 @@ __all__ = [
     "TrainingArguments",
     "load_preset",
     "parse_args",
-    "parse_tokenizer_spec",
     "resolve_preset",
     "resume_mismatches",
 ]

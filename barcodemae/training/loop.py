@@ -49,7 +49,7 @@ from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
 
-from .arguments import TRAINING_ARGS_FILE, TrainingArguments, parse_tokenizer_spec, save_arguments
+from .arguments import TRAINING_ARGS_FILE, TrainingArguments, save_arguments
 from .batches import BarcodeSource, GlobalBatchStream
 from .best_model import BestModelTracker, check_selection_split
 from .checkpoints import (
@@ -75,20 +75,6 @@ METRICS_FILE = "metrics.jsonl"
 
 
 # ---------------------------------------------------------------------------------------------- builders
-def build_tokenizer(spec: str) -> BarcodeTokenizer:
-    """A tokenizer from a ``--tokenizer`` spec (see :func:`parse_tokenizer_spec`)."""
-    options = parse_tokenizer_spec(spec)
-    scheme = options.pop("scheme")
-    if scheme == "kmer":
-        return BarcodeTokenizer.kmer(**options)
-    if scheme == "char":
-        return BarcodeTokenizer.char()
-    path = Path(options["path"])
-    if path.is_dir():
-        return BarcodeTokenizer.from_pretrained(str(path))
-    return BarcodeTokenizer.from_tokenizer_file(str(path))
-
-
 def parameters_are_sharded(accelerator: Accelerator) -> bool:
     """Whether each process holds only a shard of the parameters (FSDP, DeepSpeed ZeRO-3).
 
@@ -281,7 +267,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     run_id = read_run_id(output_dir)
 
     # ------------------------------------------------------------------ data
-    tokenizer = build_tokenizer(args.tokenizer)
+    tokenizer = BarcodeTokenizer.from_spec(args.tokenizer)
     # One table serves pretraining (random frames), validation and probes (frame 0): the strictest minimum.
     min_length = tokenizer.min_barcode_length(random_frames=args.frame_offset_augmentation)
     with accelerator.main_process_first():
