@@ -53,6 +53,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--no-scans", action="store_true", help="only the main comparison")
+    parser.add_argument("--variants", default=",".join(MAIN_VARIANTS), help="comma list for the main comparison")
+    parser.add_argument("--compile", action="store_true", help="torch.compile each model (compile time excluded)")
+    parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (aot_eager: CPU smoke)")
     parser.add_argument("--quick", action="store_true", help="small shapes for a CPU smoke run")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON here")
     if parser.parse_known_args()[0].quick:  # small defaults; options given explicitly still win
@@ -142,7 +145,9 @@ def measure_step(args: argparse.Namespace, variant: str, mask_ratio: float, seq_
         loss.backward()
         optimizer.step()
 
-    step()  # allocate optimizer state before the memory window
+    if args.compile:
+        model = torch.compile(model, backend=args.compile_backend)
+    step()  # allocate optimizer state (and compile) before the memory window and the timed steps
     reset_peak_memory(device)
     timing = time_steps(step, device, args.steps, args.warmup)
     result = {
@@ -162,6 +167,8 @@ def speedups(rows: list[dict]) -> dict:
     """Step-time ratios (how many times faster ``mae`` is) against each baseline, plus the issue's targets."""
     time_of = {row["variant"]: row["median_s"] for row in rows}
     flops_of = {row["variant"]: row["analytic_tflops_per_step"] for row in rows}
+    if "mae" not in time_of:
+        return {}
     mae = time_of["mae"]
     out = {f"mae_vs_{name}": time_of[name] / mae for name in time_of if name != "mae"}
     out |= {f"analytic_flop_ratio_{name}_over_mae": flops_of[name] / flops_of["mae"] for name in flops_of if name != "mae"}
@@ -183,7 +190,11 @@ def main() -> None:
         "settings": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
         "step": "forward + backward + AdamW step, synthetic full-length barcodes, identical masks per variant",
     }
-    main_rows = [measure_step(args, v, args.mask_ratio, args.seq_len) for v in MAIN_VARIANTS]
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(MAIN_VARIANTS))
+    if unknown:
+        raise SystemExit(f"unknown --variants {unknown}; choose from {MAIN_VARIANTS}")
+    main_rows = [measure_step(args, v, args.mask_ratio, args.seq_len) for v in variants]
     report["main"] = {"rows": main_rows, "speedups": speedups(main_rows)}
     if not args.no_scans:
         by_ratio = {}
