@@ -169,3 +169,25 @@ def test_quality_table_reads_runs_and_reports_mean_and_sd(tmp_path):
     assert row.startswith("| tiny MAE | 2 | 60.00 ± 14.14 | 90.00 ± 0.00 |") and row.endswith("| 11.00 ± 1.41 |")
     with pytest.raises(SystemExit):
         quality_table_main([f"none={tmp_path}/nothing-*"])
+
+
+def test_probe_table_reads_the_training_probe(tmp_path, capsys):
+    from probe_table import main as probe_table_main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    records = [
+        {"step": 0, "val_loss": 8.3, "val_perplexity": 4100.0, "unseen_val_perplexity": 4120.0,
+         "genus_1nn_accuracy": 0.48, "genus_1nn_accuracy_layer_0": 0.47, "genus_1nn_accuracy_layer_mean": 0.48,
+         "top_pc_variance_share": 0.22},
+        {"step": 10, "loss": 7.0},
+        {"step": 10, "val_perplexity": 30.0, "unseen_val_perplexity": 33.0, "genus_1nn_accuracy": 0.09,
+         "genus_1nn_accuracy_layer_0": 0.35, "genus_1nn_accuracy_layer_mean": 0.2, "top_pc_variance_share": 0.6},
+        {"step": 20, "val_perplexity": 10.0, "unseen_val_perplexity": 12.5, "genus_1nn_accuracy": 0.3,
+         "genus_1nn_accuracy_layer_0": 0.4, "genus_1nn_accuracy_layer_mean": 0.33, "top_pc_variance_share": 0.45},
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert probe_table_main([f"tiny MAE={run}", "--curve"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[2] == ("| tiny MAE | 20 | 48.0 | 9.0 (10) | 30.0 | 40.0 | 33.0 | 0.45 | 10.0 | 12.5 | "
+                        "0:48.0 10:9.0 20:30.0 |")

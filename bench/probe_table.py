@@ -1,0 +1,76 @@
+"""Markdown table of the training-time genus probe: how pretraining moves open-world genus 1-NN, step by step.
+
+    python bench/probe_table.py "tiny MAE=runs/q/mae-42" "MAE, shift 300=runs/q/shift-42" [--curve]
+
+Each ``LABEL=FOLDER`` is a ``train.py`` output folder; its ``metrics.jsonl`` holds the probe's records (genus 1-NN
+of ``--query_split`` barcodes against ``--key_split`` keys, raw cosine, per layer, the top-PC variance share and the
+seen / unseen perplexities). Columns: the untrained encoder (step 0), the lowest value and its step, the last step
+(last layer, embedding layer, layer average), the top-PC share and the perplexities at the last step. ``--curve``
+adds the whole last-layer curve. Every number is read from the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def probe_records(folder: Path) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl`` that carry the genus probe, in step order."""
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    return [record for record in map(json.loads, lines) if "genus_1nn_accuracy" in record]
+
+
+def row(label: str, records: list[dict[str, Any]], curve: bool) -> str:
+    first, last = records[0], records[-1]
+    lowest = min(records, key=lambda r: r["genus_1nn_accuracy"])
+
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{100 * value:.1f}"
+
+    def num(value: float | None) -> str:
+        return "–" if value is None else f"{value:.1f}"
+
+    cells = [
+        label, str(last["step"]), pct(first["genus_1nn_accuracy"]),
+        f"{pct(lowest['genus_1nn_accuracy'])} ({lowest['step']})", pct(last["genus_1nn_accuracy"]),
+        pct(last.get("genus_1nn_accuracy_layer_0")), pct(last.get("genus_1nn_accuracy_layer_mean")),
+        f"{last.get('top_pc_variance_share', float('nan')):.2f}", num(last.get("val_perplexity")),
+        num(last.get("unseen_val_perplexity")),
+    ]
+    if curve:
+        cells.append(" ".join(f"{r['step']}:{pct(r['genus_1nn_accuracy'])}" for r in records))
+    return "| " + " | ".join(cells) + " |"
+
+
+HEADER = ("run", "steps", "untrained", "lowest (step)", "last", "last, embedding layer", "last, layer mean",
+          "top-PC share", "val ppl", "val_unseen ppl")
+
+
+def render(rows: list[tuple[str, list[dict[str, Any]]]], curve: bool = False) -> str:
+    header = [*HEADER, "curve (step:accuracy)"] if curve else list(HEADER)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += [row(label, records, curve) for label, records in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="LABEL=FOLDER (a train.py output folder)")
+    parser.add_argument("--curve", action="store_true", help="add the last-layer probe at every validation")
+    args = parser.parse_args(argv)
+    rows = []
+    for spec in args.runs:
+        label, _, folder = spec.partition("=")
+        records = probe_records(Path(folder))
+        if not records:
+            raise SystemExit(f"{folder}: metrics.jsonl holds no genus-probe record")
+        rows.append((label, records))
+    print(render(rows, args.curve))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
