@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file
 
 from barcodemae.file_modes import apply_umask
+from barcodemae.state_dicts import strip_wrapper_prefixes
 from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae import BarcodeMAEConfig, BarcodeMAEModel
 
@@ -32,9 +33,6 @@ logger = logging.getLogger(__name__)
 
 ENCODER_PREFIX = "barcodemae."
 """``base_model_prefix`` of every BarcodeMAE head: encoder weights are ``barcodemae.*`` in a head's state dict."""
-
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-"""Prefixes added by DistributedDataParallel and ``torch.compile`` when a wrapped model is saved."""
 
 MODEL_CARD_TEMPLATE = Path(str(resources.files("barcodemae.model_cards"))) / "feature_extraction.md"
 """``model_cards/`` of the repository, installed as ``barcodemae.model_cards`` (package data)."""
@@ -162,12 +160,7 @@ def encoder_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
     Strips DDP/``torch.compile`` wrapper prefixes, then keeps ``barcodemae.*`` (dropping the prefix) and drops
     the decoder, masked-token head and classifier. A bare encoder state dict (already exported) passes through.
     """
-    unwrapped = {}
-    for key, tensor in state.items():
-        for prefix in WRAPPER_PREFIXES:
-            while key.startswith(prefix):
-                key = key[len(prefix) :]
-        unwrapped[key] = tensor
+    unwrapped = {strip_wrapper_prefixes(key): tensor for key, tensor in state.items()}
     if any(key.startswith(ENCODER_PREFIX) for key in unwrapped):
         return {key[len(ENCODER_PREFIX) :]: t for key, t in unwrapped.items() if key.startswith(ENCODER_PREFIX)}
     return {key: t for key, t in unwrapped.items() if key.startswith(("embeddings.", "encoder."))}

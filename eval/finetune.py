@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from barcodemae.optim import weight_decay_groups
+
 from .embeddings import _autocast_dtype, _tokenize, load_pretrained
 from .metrics import classification_scores
 
@@ -91,11 +93,7 @@ def fine_tune_classifier(
     model.to(device)
     autocast = _autocast_dtype(dtype)
     max_tokens = getattr(model.config, "max_position_embeddings", None)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "LayerNorm" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "LayerNorm" in n]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=learning_rate
-    )
+    optimizer = torch.optim.AdamW(weight_decay_groups(model, weight_decay), lr=learning_rate)
     steps_per_epoch = math.ceil(len(train_sequences) / batch_size)
     total_steps = epochs * steps_per_epoch
     warmup_steps = max(1, int(warmup_ratio * total_steps))

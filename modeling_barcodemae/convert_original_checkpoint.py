@@ -66,6 +66,7 @@ from typing import Any
 import torch
 
 from barcodemae.file_modes import apply_umask
+from barcodemae.state_dicts import strip_wrapper_prefixes
 from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.tokenization.tokenization_barcodemae import SPECIAL_TOKENS
 
@@ -75,7 +76,6 @@ from .modeling_barcodemae import BarcodeMAEForPreTraining
 logger = logging.getLogger(__name__)
 
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "module")
-STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 VOCAB_LAYOUTS = ("auto", "as_is", "barcodebert_kmer")
 #: Logit bias of output rows for tokens the original head could not predict (see the module docstring).
 UNPREDICTABLE_BIAS = -1e4
@@ -161,10 +161,7 @@ def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             continue
-        for prefix in STRIPPED_PREFIXES:
-            while key.startswith(prefix):
-                key = key[len(prefix) :]
-        tensors[key] = value
+        tensors[strip_wrapper_prefixes(key)] = value
     return tensors
 
 

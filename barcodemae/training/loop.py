@@ -45,6 +45,7 @@ from barcodemae.file_modes import apply_umask
 from barcodemae.masking.collator import BarcodeMaskingCollator
 from barcodemae.masking.curriculum import CMGEMSCurriculum, CMStepCurriculum, MaskingCurriculum
 from barcodemae.masking.npmi import TABLE_FILENAME, NPMITable
+from barcodemae.optim import weight_decay_groups
 from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
@@ -154,10 +155,7 @@ def load_or_build_npmi_table(
 
 def build_optimizer(model: torch.nn.Module, args: TrainingArguments) -> torch.optim.AdamW:
     """AdamW without weight decay on biases, LayerNorms and the MAE mask embedding (standard BERT practice)."""
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = weight_decay_groups(model, args.weight_decay)
     return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2))
 
 
