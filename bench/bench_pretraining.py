@@ -145,7 +145,7 @@ def measure_step(args: argparse.Namespace, variant: str, mask_ratio: float, seq_
         loss.backward()
         optimizer.step()
 
-    if args.compile:
+    if getattr(args, "compile", False):  # namespaces built by hand (tests) may leave it out
         model = torch.compile(model, backend=args.compile_backend)
     step()  # allocate optimizer state (and compile) before the memory window and the timed steps
     reset_peak_memory(device)
