@@ -83,6 +83,8 @@ def records_fingerprint(table: pa.Table) -> str:
     digest = hashlib.sha256()
     for name in ("processid", "dna_barcode"):
         for chunk in table.column(name).chunks:
+            # A chunk may be a slice of larger buffers: its offset and length say which part of them it is.
+            digest.update(f"{chunk.offset}:{len(chunk)};".encode())
             for buffer in chunk.buffers():
                 if buffer is not None:
                     digest.update(memoryview(buffer))

@@ -128,6 +128,11 @@ def majority_vote(labels: np.ndarray, similarities: np.ndarray) -> tuple[np.ndar
     return winner, np.where(winner >= 0, votes[rows, pick], 0)
 
 
+def labelled_ranks(table: pa.Table) -> list[str]:
+    """The ranks of :data:`VOTE_RANKS` (in that order) that at least one record of ``table`` carries."""
+    return [rank for rank in VOTE_RANKS if rank in table.column_names and table.column(rank).null_count < len(table)]
+
+
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     """Integer codes (-1 for null) and their labels."""
     encoded = pc.dictionary_encode(column).combine_chunks()
@@ -195,8 +200,7 @@ def build_reference_index(
     if len(dataset) == 0:
         raise ValueError(f"{reference_path}: no valid reference barcodes ({report.num_rejected} rejected)")
     table = dataset.with_format("arrow")[:]
-    labelled = [rank for rank in VOTE_RANKS if rank in table.column_names and table.column(rank).null_count < len(table)]
-    if not labelled:
+    if not labelled_ranks(table):
         logger.warning("%s: no reference has a genus, species or BIN; queries will get neighbours but no predicted "
                        "taxonomy", reference_path)
     identity = {"reference": file_fingerprint(Path(reference_path)), "split": split,
@@ -209,8 +213,10 @@ def build_reference_index(
     shutil.rmtree(store.folder)
     embeddings = np.load(output / EMBEDDINGS, mmap_mode="r+")
     transform = EmbeddingPostprocessor.fit(embeddings, postprocess)
-    for start in range(0, len(embeddings), REFERENCE_BLOCK):
-        embeddings[start:start + REFERENCE_BLOCK] = transform.transform(embeddings[start:start + REFERENCE_BLOCK])
+    if transform.method != "none":  # no pass over a reference library that stays as it is
+        for start in range(0, len(embeddings), REFERENCE_BLOCK):
+            block = slice(start, start + REFERENCE_BLOCK)
+            embeddings[block] = transform.transform(embeddings[block])
     normalise_rows(embeddings)
     embeddings.flush()
     transform.save(output)
@@ -261,7 +267,6 @@ def identify_file(
         raise ValueError(f"{model_dir}: not the model the index {index_dir} was built with")
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     dataset, report = load_records(input_path, tokenizer)
-    Path(output_csv).parent.mkdir(parents=True, exist_ok=True)
     report.save(Path(f"{output_csv}.cleaning_report.json"))
     if report.num_rejected:
         logger.warning("%s", report.summary())
@@ -272,9 +277,8 @@ def identify_file(
                              device=device, pooling="mean", layer=-1, progress=progress)
     queries = index.postprocessor.transform(queries)
     result = identify(index, queries, table.column("processid").to_pylist(), top_k=top_k)
-    for rank in reversed(VOTE_RANKS):
-        if rank in table.column_names and table.column(rank).null_count < len(table):
-            result.insert(1, f"true_{rank}", table.column(rank).to_pylist())
+    for rank in reversed(labelled_ranks(table)):
+        result.insert(1, f"true_{rank}", table.column(rank).to_pylist())
     result.to_csv(output_csv, index=False)
     return result
 

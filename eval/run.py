@@ -321,8 +321,7 @@ def run_evaluation(
         )
         timings["finetune_s"] = time.perf_counter() - started
 
-    output = Path(output_dir)
-    output.mkdir(parents=True, exist_ok=True)
+    output = Path(output_dir)  # created by check_writable_folder before the work
     genus_accuracy = per_class_accuracy(details["genus_true"], details["genus_predicted"])
     results: dict[str, Any] = {
         "protocol": "BIOSCAN-5M (closed-world species probe, open-world genus 1-NN, BIN reconstruction AMI)",

@@ -244,12 +244,13 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     args = adopt_initial_model(args)  # --init_from fixes architecture and tokenizer before anything is saved
-    checkpoint = None
+    checkpoint = resumed_run_id = None
     if args.resume_from_checkpoint:
         # Before training_args.json is rewritten with this run's arguments, and before any data is loaded.
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
         check_resume_arguments(checkpoint, args)
-        check_resumed_run(output_dir, checkpoint, checkpoint_run_id(checkpoint))
+        resumed_run_id = checkpoint_run_id(checkpoint)
+        check_resumed_run(output_dir, checkpoint, resumed_run_id)
     else:
         check_new_run(output_dir, args.overwrite_output_dir)  # every process: an error here stops all of them
     if accelerator.is_main_process:
@@ -259,7 +260,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         if checkpoint is None:
             start_run(output_dir, args.overwrite_output_dir)
         else:
-            adopt_resumed_run(output_dir, checkpoint, checkpoint_run_id(checkpoint))
+            adopt_resumed_run(output_dir, checkpoint, resumed_run_id)
         save_arguments(args, output_dir / TRAINING_ARGS_FILE)
     accelerator.wait_for_everyone()
     run_id = read_run_id(output_dir)
