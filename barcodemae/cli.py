@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from barcodemae.errors import report_errors
-from barcodemae.eval.embeddings import add_trust_remote_code_flag
+from barcodemae.eval.embeddings import add_trust_remote_code_flag, parse_layer
 from barcodemae.eval.postprocess import POSTPROCESSING
 
 
@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--resume", action="store_true", help="continue an interrupted run from its saved shards")
     embed.add_argument("--shard-size", type=int, default=16_384, help="records per saved shard (default 16384)")
     embed.add_argument("--pooling", default="mean", choices=["mean", "cls", "max"], help="token states -> one vector")
-    embed.add_argument("--layer", type=int, default=-1, help="encoder layer to embed from (default -1, the last)")
+    embed.add_argument(
+        "--layer", type=parse_layer, default=None,
+        help="hidden state to pool: -1 the last block, 0 the embeddings, 'mean' their average "
+        "(default: the model's own, config.pooled_layers)",
+    )
     embed.add_argument("--dtype", default=None, choices=["bf16", "fp16"], help="autocast dtype (GPU speed)")
     embed.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to embed (default all)")
     embed.add_argument("--keep-shards", action="store_true", help="keep <output>.parts/ after finishing")

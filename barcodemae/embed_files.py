@@ -185,7 +185,7 @@ def embed_records(
     batch_size: int,
     device: str | None,
     pooling: str,
-    layer: int,
+    layer: int | str | None,
     progress: bool,
     dtype: str | None = None,
 ) -> tuple[int, int]:
@@ -264,7 +264,7 @@ def embed_file(
     shard_size: int = 16_384,
     resume: bool = False,
     pooling: str = "mean",
-    layer: int = -1,
+    layer: int | str | None = None,
     dtype: str | None = None,
     split: str = "all",
     keep_shards: bool = False,

@@ -189,6 +189,8 @@ def build_reference_index(
     ``postprocess`` (``none`` | ``center`` | ``whiten``) is fitted on the reference embeddings and saved in the
     index (``postprocess.safetensors``), so every query is transformed the same way before the cosine search.
     """
+    from barcodemae.eval.embeddings import pooled_layer
+
     if postprocess not in POSTPROCESSING:
         raise ValueError(f"postprocess must be one of {POSTPROCESSING}, got {postprocess!r}")
     output = Path(output_dir)
@@ -208,7 +210,7 @@ def build_reference_index(
                 "records": records_fingerprint(table), "shard_size": shard_size}
     store = ShardStore(output / "parts", identity, resume)
     embed_records(model, tokenizer, table.column("dna_barcode"), output / EMBEDDINGS, store,
-                  shard_size=shard_size, batch_size=batch_size, device=device, pooling="mean", layer=-1,
+                  shard_size=shard_size, batch_size=batch_size, device=device, pooling="mean", layer=None,
                   progress=progress)
     shutil.rmtree(store.folder)
     embeddings = np.load(output / EMBEDDINGS, mmap_mode="r+")
@@ -232,6 +234,7 @@ def build_reference_index(
         "hidden_size": int(embeddings.shape[1]),
         "similarity": "cosine",
         "pooling": "mean",
+        "layer": pooled_layer(model),
         "postprocess": postprocess,
     }
     (output / INDEX_INFO).write_text(json.dumps(info, indent=2))
@@ -274,7 +277,7 @@ def identify_file(
         raise ValueError(f"{input_path}: no valid query barcodes ({report.num_rejected} rejected)")
     table = dataset.with_format("arrow")[:]
     queries = embed_barcodes(model, tokenizer, table.column("dna_barcode").to_pylist(), batch_size=batch_size,
-                             device=device, pooling="mean", layer=-1, progress=progress)
+                             device=device, pooling="mean", layer=None, progress=progress)
     queries = index.postprocessor.transform(queries)
     result = identify(index, queries, table.column("processid").to_pylist(), top_k=top_k)
     for rank in reversed(labelled_ranks(table)):

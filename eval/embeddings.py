@@ -9,6 +9,7 @@ forward pass runs under ``torch.inference_mode`` and optionally under bf16/fp16 
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -245,6 +246,17 @@ LAYER_MEAN = "mean"
 """``layer="mean"``: the average of every hidden state (embeddings and each block), pooled the same way."""
 
 
+def pooled_layer(model: Any) -> int | str:
+    """The hidden state a model's own barcode embedding pools: :data:`LAYER_MEAN` for a BarcodeMAE encoder with
+    ``config.pooled_layers == "mean"``, else ``-1`` (the last block, as for any other Hugging Face encoder).
+
+    Why: ``layer=None`` everywhere (``embed``, ``identify``, ``eval/run.py``, the training-time probe) means "the
+    embedding this model was made to give", so a model exported with layer-average pooling is scored and used
+    the way it was chosen.
+    """
+    return LAYER_MEAN if getattr(model.config, "pooled_layers", "last") == "mean" else -1
+
+
 def embed_barcodes(
     model: Any,
     tokenizer: Any,
@@ -253,7 +265,7 @@ def embed_barcodes(
     batch_size: int = 256,
     device: str | torch.device | None = None,
     pooling: str = "mean",
-    layer: int | str = -1,
+    layer: int | str | None = None,
     dtype: str | torch.dtype | None = None,
     progress: bool = True,
 ) -> np.ndarray:
@@ -265,8 +277,9 @@ def embed_barcodes(
         batch_size: barcodes per forward pass (batches are length-sorted, so padding is small).
         device: where to run; ``None`` = CUDA when available, else CPU. The model is moved there.
         pooling: ``"mean"`` (default; equals ``pooler_output`` of BarcodeMAE), ``"cls"`` or ``"max"``.
-        layer: which hidden state to pool: ``-1`` the last layer, ``0`` the embeddings, ``i`` after block ``i``,
-            or ``"mean"`` (:data:`LAYER_MEAN`) for the average over all of them.
+        layer: which hidden state to pool: ``None`` the model's own choice (:func:`pooled_layer`), ``-1`` the last
+            layer, ``0`` the embeddings, ``i`` after block ``i``, or ``"mean"`` (:data:`LAYER_MEAN`) for the
+            average over all of them.
         dtype: autocast dtype (``"bf16"``/``"fp16"``) for speed on GPU; ``None`` = full float32.
         progress: show a tqdm bar.
     """
@@ -276,6 +289,16 @@ def embed_barcodes(
         model, tokenizer, sequences, layers=(layer,), batch_size=batch_size, device=device, pooling=pooling,
         dtype=dtype, progress=progress,
     )[0]
+
+
+def parse_layer(value: str) -> int | str:
+    """A ``--layer`` command-line value: an integer, or :data:`LAYER_MEAN`."""
+    if value == LAYER_MEAN:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer or {LAYER_MEAN!r}, got {value!r}") from None
 
 
 def check_layer(layer: int | str, num_layers: int | None) -> None:
@@ -295,7 +318,7 @@ def embed_barcode_layers(
     tokenizer: Any,
     sequences: Sequence[str],
     *,
-    layers: Sequence[int | str],
+    layers: Sequence[int | str | None],
     batch_size: int = 256,
     device: str | torch.device | None = None,
     pooling: str = "mean",
@@ -317,6 +340,7 @@ def embed_barcode_layers(
     if not layers:
         raise ValueError("layers must name at least one hidden state")
     sequences = list(sequences)
+    layers = [pooled_layer(model) if layer is None else layer for layer in layers]
     num_layers = getattr(model.config, "num_hidden_layers", None)
     for layer in layers:
         check_layer(layer, num_layers)
@@ -373,5 +397,7 @@ __all__ = [
     "embed_barcodes",
     "load_encoder",
     "load_pretrained",
+    "parse_layer",
     "pool",
+    "pooled_layer",
 ]

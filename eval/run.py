@@ -37,6 +37,8 @@ from barcodemae.eval.embeddings import (
     add_trust_remote_code_flag,
     embed_barcodes,
     load_encoder,
+    parse_layer,
+    pooled_layer,
 )
 from barcodemae.eval.finetune import fine_tune_classifier
 from barcodemae.eval.metrics import (
@@ -223,7 +225,7 @@ def run_evaluation(
     kmer_k: int = 4,
     batch_size: int = 256,
     device: str | None = None,
-    layer: int | str = -1,
+    layer: int | str | None = None,
     pooling: str = "mean",
     postprocess: str = "none",
     dtype: str | None = None,
@@ -269,6 +271,7 @@ def run_evaluation(
     else:
         encoder, tokenizer = load_encoder(model, trust_remote_code=trust_remote_code)
         name = str(model)
+        layer = pooled_layer(encoder) if layer is None else layer  # recorded as used
     min_length = max(1, int(getattr(tokenizer, "k", 1) or 1))
     frame, data_info = load_eval_splits(data, max_per_split=max_per_split, seed=seed, min_length=min_length)
     timings["load_s"] = time.perf_counter() - started
@@ -367,16 +370,6 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _layer(value: str) -> int | str:
-    """``--layer``: an integer, or ``mean``."""
-    if value == LAYER_MEAN:
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer or {LAYER_MEAN!r}, got {value!r}") from None
-
-
 def _probe_c(value: str) -> float | str:
     """``--probe-c``: a positive number, or ``auto``."""
     if value == "auto":
@@ -403,8 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--dtype", default=None, choices=["float32", "bf16", "fp16"], help="autocast dtype")
     parser.add_argument(
-        "--layer", type=_layer, default=-1,
-        help=f"hidden state to pool (-1 last, 0 embeddings), or {LAYER_MEAN!r} for the average of all of them",
+        "--layer", type=parse_layer, default=None,
+        help=f"hidden state to pool (-1 last, 0 embeddings), or {LAYER_MEAN!r} for the average of all of them; "
+        "default: the model's own (config.pooled_layers of a BarcodeMAE model, else the last)",
     )
     parser.add_argument("--pooling", default="mean", choices=POOLINGS)
     parser.add_argument(

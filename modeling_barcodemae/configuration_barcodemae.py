@@ -12,6 +12,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PretrainedConfig
 
 OBJECTIVES = ("mae", "mlm")
+POOLED_LAYERS = ("last", "mean")
 ACTIVATIONS = ("gelu", "relu", "silu", "gelu_new")
 
 
@@ -32,6 +33,12 @@ class BarcodeMAEConfig(PretrainedConfig):
         pretraining_objective: ``"mae"`` (BarcodeMAE) or ``"mlm"`` (BarcodeBERT).
         mlm_mask_token_prob / mlm_random_token_prob: BERT 80/10/10 corruption of masked tokens (``mlm`` only).
         prediction_head_transform: BERT-style dense+act+LayerNorm before the vocabulary projection.
+        pooled_layers: which token states ``pooler_output`` (the barcode embedding) averages over the barcode's
+            tokens: ``"last"``, the last block (the BIOSCAN-5M protocol's usual choice), or ``"mean"``, the average
+            of every hidden state (embeddings and each block). Small encoders pretrained on barcodes lose lineage
+            information in their last blocks while their embedding layer gains it (README, issue #12), so the
+            layer average is the better embedding there; ``barcodemae embed``, ``identify`` and ``eval/run.py``
+            follow this choice unless told a layer.
         tokenizer_scheme / kmer_size / kmer_stride / max_bp: which tokenizer the model was trained with.
         mask_token_id / cls_token_id / sep_token_id / unk_token_id / pad_token_id: special token ids.
     """
@@ -59,6 +66,7 @@ class BarcodeMAEConfig(PretrainedConfig):
     mlm_mask_token_prob: float = 0.8
     mlm_random_token_prob: float = 0.1
     prediction_head_transform: bool = True
+    pooled_layers: str = "last"
     classifier_dropout: float | None = None
     tokenizer_scheme: str = "kmer"
     kmer_size: int = 6
@@ -109,6 +117,10 @@ class BarcodeMAEConfig(PretrainedConfig):
             raise ValueError(
                 f"BarcodeMAEConfig.pretraining_objective must be one of {OBJECTIVES}, got {self.pretraining_objective!r}"
             )
+        if self.pooled_layers not in POOLED_LAYERS:
+            raise ValueError(
+                f"BarcodeMAEConfig.pooled_layers must be one of {POOLED_LAYERS}, got {self.pooled_layers!r}"
+            )
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"BarcodeMAEConfig.hidden_act must be one of {ACTIVATIONS}, got {self.hidden_act!r}")
         for name in (
@@ -154,4 +166,4 @@ class BarcodeMAEConfig(PretrainedConfig):
         return [i for i in ids if i is not None and i != self.unk_token_id]
 
 
-__all__ = ["BarcodeMAEConfig"]
+__all__ = ["POOLED_LAYERS", "BarcodeMAEConfig"]

@@ -240,7 +240,12 @@ class BarcodeMAEPreTrainedModel(PreTrainedModel):
 
 # ------------------------------------------------------------------------------------------------ models
 class BarcodeMAEModel(BarcodeMAEPreTrainedModel):
-    """The encoder: token ids to hidden states, with a mean-pooled barcode embedding as ``pooler_output``."""
+    """The encoder: token ids to hidden states, with a mean-pooled barcode embedding as ``pooler_output``.
+
+    ``pooler_output`` ``(batch, hidden)`` averages the last block's states over non-pad tokens, or the average of
+    every hidden state when ``config.pooled_layers == "mean"``; ``last_hidden_state`` ``(batch, length, hidden)``
+    is always the last block's (what ``pipeline("feature-extraction")`` returns per token).
+    """
 
     # Loading the encoder from a pretraining folder drops the MAE decoder and vocabulary head by design.
     _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"^decoder\.", r"^lm_head\."]
@@ -288,8 +293,13 @@ class BarcodeMAEModel(BarcodeMAEPreTrainedModel):
         if position_ids is None:
             position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
         hidden = self.embeddings(input_ids, position_ids)
-        hidden, all_states = self.encoder(hidden, sdpa_key_mask(attention_mask), bool(output_hidden_states))
-        pooled = mean_pool(hidden, attention_mask)
+        pool_every_layer = self.config.pooled_layers == "mean"
+        hidden, all_states = self.encoder(
+            hidden, sdpa_key_mask(attention_mask), bool(output_hidden_states) or pool_every_layer
+        )
+        pooled = mean_pool(torch.stack(all_states).mean(dim=0) if pool_every_layer else hidden, attention_mask)
+        if not output_hidden_states:
+            all_states = None
         if not return_dict:
             return (hidden, pooled) + ((all_states,) if output_hidden_states else ())
         return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=pooled, hidden_states=all_states)

@@ -63,6 +63,7 @@ def test_save_load_round_trip(tmp_path):
         ({"tokenizer_scheme": "wordpiece"}, "tokenizer_scheme must be"),
         ({"kmer_size": 4, "kmer_stride": 5}, "cannot exceed kmer_size"),
         ({"mask_token_id": None}, "mask_token_id is required"),
+        ({"pooled_layers": "first"}, "pooled_layers must be one of"),
     ],
 )
 def test_bad_values_get_clear_errors(overrides, message):

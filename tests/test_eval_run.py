@@ -58,6 +58,25 @@ def test_layer_and_pooling_options(kmer4_model_folder: Path):
         embed_barcodes(model, unframed, BARCODES, pooling="cls", progress=False)
 
 
+def test_default_layer_is_the_models_own_embedding(kmer4_model_folder: Path, tmp_path: Path):
+    """layer=None follows config.pooled_layers: the layer average for a model saved with "mean", and it is
+    pooler_output; a model saved with "last" (or any non-BarcodeMAE encoder) pools the last block."""
+    model, tokenizer = load_encoder(kmer4_model_folder)
+    last = embed_barcodes(model, tokenizer, BARCODES, progress=False)
+    np.testing.assert_allclose(last, embed_barcodes(model, tokenizer, BARCODES, layer=-1, progress=False))
+    model.config.pooled_layers = "mean"
+    model.save_pretrained(tmp_path / "mean")
+    tokenizer.save_pretrained(tmp_path / "mean")
+    averaged, tokenizer = load_encoder(tmp_path / "mean")
+    assert averaged.config.pooled_layers == "mean"
+    got = embed_barcodes(averaged, tokenizer, BARCODES, progress=False)
+    np.testing.assert_allclose(got, embed_barcodes(averaged, tokenizer, BARCODES, layer="mean", progress=False))
+    with torch.no_grad():
+        pooler = averaged(**tokenizer(BARCODES, padding=True, return_tensors="pt")).pooler_output.numpy()
+    np.testing.assert_allclose(got, pooler, atol=1e-5)
+    assert not np.allclose(got, last, atol=1e-3)
+
+
 def test_kmer_frequencies_match_direct_counting():
     embedder = KmerFrequencyEmbedder(k=3, chunk_size=2)  # chunks smaller than the input
     got = embed_barcodes(embedder, None, BARCODES, progress=False)

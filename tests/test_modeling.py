@@ -113,6 +113,19 @@ def test_encoder_shapes_hidden_states_and_mean_pool():
     torch.testing.assert_close(pooled, out.pooler_output)
 
 
+def test_pooled_layers_mean_pools_the_average_of_every_hidden_state():
+    model = tiny(BarcodeMAEModel, pooled_layers="mean")
+    ids, mask = batch([30, 12])
+    out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    average = torch.stack(out.hidden_states).mean(dim=0)
+    torch.testing.assert_close(out.pooler_output[1], average[1, :12].mean(dim=0))
+    assert not torch.allclose(out.pooler_output[1], out.last_hidden_state[1, :12].mean(dim=0))
+    plain = model(input_ids=ids, attention_mask=mask)  # states kept for the pooling are not returned unasked
+    assert plain.hidden_states is None
+    torch.testing.assert_close(plain.pooler_output, out.pooler_output)
+    torch.testing.assert_close(plain.last_hidden_state, out.hidden_states[-1])
+
+
 @pytest.mark.parametrize("objective", ["mae", "mlm"])
 def test_padded_batch_gives_same_embedding_as_alone(objective, real_batch):
     model = tiny(BarcodeMAEModel, pretraining_objective=objective)

@@ -101,10 +101,12 @@ def test_end_to_end_on_demo_data(objective, demo_csv, tmp_path):
     from transformers import AutoModel
 
     out = tmp_path / objective
+    pooled_layers = "mean" if objective == "mlm" else "last"
     summary = run_training(parse_args([
         *TINY, "--objective", objective, "--data", str(demo_csv), "--output_dir", str(out), "--max_steps", "6",
         "--per_device_batch_size", "16", "--eval_steps", "3", "--save_steps", "3", "--max_val_samples", "64",
         "--eval_reducer", "pca", "--eval_plots", "false", "--evaluate", str(objective == "mae"),  # suite once
+        "--pooled_layers", pooled_layers,
     ]))
     assert summary["global_step"] == 6
     records = read_metrics(out)
@@ -114,6 +116,8 @@ def test_end_to_end_on_demo_data(objective, demo_csv, tmp_path):
     validations = [r for r in records if "val_loss" in r]
     assert [r["step"] for r in validations] == [0, 3, 6]  # step 0: the untrained baseline
     assert all(r["val_perplexity"] > 1 and 0 <= r["genus_1nn_accuracy"] <= 1 for r in validations)
+    headline_layer = "mean" if pooled_layers == "mean" else TINY[TINY.index("--num_hidden_layers") + 1]
+    assert all(r["genus_1nn_accuracy"] == r[f"genus_1nn_accuracy_layer_{headline_layer}"] for r in validations)
     assert all(r["tokens_per_second"] > 0 and r["learning_rate"] >= 0 for r in records if "loss" in r)
     assert [p.name for p in list_checkpoints(out)] == ["step_3", "step_6"]
     if objective == "mae":
@@ -128,6 +132,7 @@ def test_end_to_end_on_demo_data(objective, demo_csv, tmp_path):
     # The export loads through the Auto classes and has the label vocabulary and tokenizer.
     encoder = AutoModel.from_pretrained(out / "final_model", trust_remote_code=True)
     assert encoder.config.pretraining_objective == objective
+    assert encoder.config.pooled_layers == pooled_layers  # the exported embedding is the one the probe scored
     assert (out / "final_model" / "label_vocab.json").is_file() and (out / "final_model" / "tokenizer.json").is_file()
     assert json.loads((out / "training_args.json").read_text())["objective"] == objective
 
@@ -416,6 +421,11 @@ def test_genus_probe_scores_eval_suite_vectors_and_leaves_the_encoder_training(k
     keys_last = embed_barcodes(encoder, tokenizer, probe.keys, progress=False)
     assert result["top_pc_variance_share"] == pytest.approx(top_pc_variance_share(keys_last), rel=1e-5)
     assert len(result) == 1 + (layers + 2) + 1
+    encoder.config.pooled_layers = "mean"  # the headline follows the model's own embedding
+    averaged = probe(encoder, tokenizer, torch.device("cpu"), batch_size=7)
+    assert averaged["genus_1nn_accuracy"] == averaged["genus_1nn_accuracy_layer_mean"]
+    keys_mean = embed_barcodes(encoder, tokenizer, probe.keys, progress=False)
+    assert averaged["top_pc_variance_share"] == pytest.approx(top_pc_variance_share(keys_mean), rel=1e-5)
 
 
 def test_validation_reports_unseen_species_perplexity(sim_csv, tmp_path):

@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from modeling_barcodemae.configuration_barcodemae import POOLED_LAYERS
+
 PRESET_DIR = Path(str(resources.files("barcodemae.configs")))
 """``configs/`` of the repository, installed as ``barcodemae.configs`` (package data)."""
 TRAINING_ARGS_FILE = "training_args.json"
@@ -80,6 +82,13 @@ class TrainingArguments:
         metadata={
             "help": "continue pretraining from this folder (a final_model/, a converted checkpoint): its weights, "
             "architecture and tokenizer, with a fresh optimiser and schedule"
+        },
+    )
+    pooled_layers: str = field(
+        default="last",
+        metadata={
+            "help": "the barcode embedding (pooler_output) of the exported model: last (mean over the last block's "
+            "tokens) or mean (over the average of every hidden state); see BarcodeMAEConfig.pooled_layers"
         },
     )
     hidden_size: int = 768
@@ -183,6 +192,8 @@ class TrainingArguments:
             raise ValueError(f"--max_start_shift must be >= 0, got {self.max_start_shift}")
         if not 0 < self.mask_ratio < 1:
             raise ValueError(f"--mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.pooled_layers not in POOLED_LAYERS:
+            raise ValueError(f"--pooled_layers must be one of {POOLED_LAYERS}, got {self.pooled_layers!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

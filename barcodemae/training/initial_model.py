@@ -74,10 +74,11 @@ def adopt_initial_model(args: TrainingArguments) -> TrainingArguments:
     return dataclasses.replace(args, tokenizer=str(args.init_from), **adopted)
 
 
-def load_initial_model(folder: str | Path, mask_ratio: float) -> BarcodeMAEForPreTraining:
+def load_initial_model(folder: str | Path, mask_ratio: float, pooled_layers: str = "last") -> BarcodeMAEForPreTraining:
     """The pretraining model of ``folder`` with every weight present (encoder, and decoder for an MAE).
 
-    Its config records this run's ``mask_ratio`` (a training choice, not part of the architecture).
+    Its config records this run's ``mask_ratio`` and ``pooled_layers`` (training and embedding choices, not part
+    of the architecture).
 
     A feature-extraction export (``barcodemae export``: encoder only) is refused rather than continued with a
     randomly initialised decoder and head.
@@ -91,6 +92,7 @@ def load_initial_model(folder: str | Path, mask_ratio: float) -> BarcodeMAEForPr
             "continue pretraining: use train.py's final_model/ or a converted pretraining checkpoint"
         )
     model.config.mask_ratio = mask_ratio
+    model.config.pooled_layers = pooled_layers
     return model
 
 

@@ -105,6 +105,7 @@ def build_model(args: TrainingArguments, tokenizer: BarcodeTokenizer) -> Barcode
         attention_probs_dropout_prob=args.dropout,
         mask_ratio=args.mask_ratio,
         pretraining_objective=args.objective,
+        pooled_layers=args.pooled_layers,
     )
     return BarcodeMAEForPreTraining(config)
 
@@ -327,7 +328,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
 
     # ------------------------------------------------------------------ model and optimisation
     set_seed(args.seed)
-    model = load_initial_model(args.init_from, args.mask_ratio) if args.init_from else build_model(args, tokenizer)
+    model = load_initial_model(args.init_from, args.mask_ratio, args.pooled_layers) if args.init_from else build_model(args, tokenizer)
     optimizer = build_optimizer(model, args)
     scheduler = build_scheduler(optimizer, args, max_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from barcodemae.eval.embeddings import LAYER_MEAN, embed_barcode_layers
+from barcodemae.eval.embeddings import LAYER_MEAN, embed_barcode_layers, pooled_layer
 from barcodemae.eval.metrics import one_nn_accuracy
 from barcodemae.eval.postprocess import top_pc_variance_share
 
@@ -62,7 +62,8 @@ def validation_loss(
 class GenusProbe:
     """Open-world genus 1-NN: unseen-species queries against labelled keys of seen species (BIOSCAN protocol).
 
-    Besides the headline ``genus_1nn_accuracy`` (last layer, mean pooling: what ``final_model/`` is scored on),
+    Besides the headline ``genus_1nn_accuracy`` (the model's own embedding, ``config.pooled_layers``: what
+    ``final_model/`` is scored on),
     it reports the accuracy of every hidden state (``genus_1nn_accuracy_layer_<i>``, 0 = embeddings) and of their
     average (``genus_1nn_accuracy_layer_mean``), and the share of the keys' variance on their first principal
     component (``top_pc_variance_share``): where pretraining helps or hurts, layer by layer, and whether the
@@ -92,11 +93,11 @@ class GenusProbe:
         for layer, key_vectors, query_vectors in zip(layers, keys, queries):
             accuracy = one_nn_accuracy(key_vectors, self.key_genus, query_vectors, self.query_genus, device=device)
             record[f"genus_1nn_accuracy_layer_{layer}"] = accuracy["accuracy"]
-        last = len(layers) - 2  # the last block, before the layer average
+        own = len(layers) - 1 if pooled_layer(encoder) == LAYER_MEAN else len(layers) - 2  # average, or last block
         return {
-            "genus_1nn_accuracy": record[f"genus_1nn_accuracy_layer_{layers[last]}"],
+            "genus_1nn_accuracy": record[f"genus_1nn_accuracy_layer_{layers[own]}"],
             **record,
-            "top_pc_variance_share": top_pc_variance_share(keys[last]),
+            "top_pc_variance_share": top_pc_variance_share(keys[own]),
         }
 
 
