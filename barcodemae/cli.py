@@ -68,11 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--postprocess", default="none", choices=POSTPROCESSING,
         help="centring or PCA-whitening fitted on the references, stored in the index and applied to queries",
     )
+    build.add_argument(
+        "--calibration-split", default=None, metavar="SPLITS",
+        help="labelled records of the reference file (e.g. val+val_unseen, disjoint from --split) on which to fit "
+        "the similarity thresholds of species / genus / no calls, stored in the index",
+    )
     _add_embedding_options(build)
     query = identify_commands.add_parser("query", help="nearest references and voted genus/species/BIN")
     query.add_argument("--index", required=True, help="index folder from `identify build`")
     query.add_argument("--input", required=True, help="query barcodes (.csv/.fasta/.tsv)")
     query.add_argument("--output", required=True, help="output .csv, one row per query")
+    query.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to query (default all)")
     query.add_argument("--top-k", type=int, default=5, help="neighbours that vote (default 5)")
     query.add_argument("--model", default=None, help="model folder, if moved since the index was built")
     _add_embedding_options(query)
@@ -114,18 +120,21 @@ def run_embed(args: argparse.Namespace) -> dict:
 
 
 def run_identify(args: argparse.Namespace) -> dict:
+    from barcodemae.call_levels import call_report
     from barcodemae.identify import build_reference_index, identify_file
 
     if args.identify_command == "build":
         index = build_reference_index(
             args.model, args.reference, args.output, split=args.split, batch_size=args.batch_size,
             device=args.device, shard_size=args.shard_size, resume=args.resume, postprocess=args.postprocess,
-            progress=not args.no_progress, trust_remote_code=args.trust_remote_code,
+            calibration_split=args.calibration_split, progress=not args.no_progress,
+            trust_remote_code=args.trust_remote_code,
         )
         return {"index": args.output, **index.info}
     result = identify_file(
-        args.index, args.input, args.output, model_dir=args.model, top_k=args.top_k, batch_size=args.batch_size,
-        device=args.device, progress=not args.no_progress, trust_remote_code=args.trust_remote_code,
+        args.index, args.input, args.output, model_dir=args.model, split=args.split, top_k=args.top_k,
+        batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
+        trust_remote_code=args.trust_remote_code,
     )
     summary: dict = {"output": args.output, "num_queries": len(result)}
     for rank in ("genus", "species", "dna_bin"):
@@ -134,6 +143,13 @@ def run_identify(args: argparse.Namespace) -> dict:
             if known.any():
                 hits = result.loc[known, f"true_{rank}"] == result.loc[known, f"predicted_{rank}"]
                 summary[f"{rank}_accuracy"] = round(float(hits.mean()), 4)
+    if "call_level" in result and {"true_species", "true_genus"} <= set(result):
+        labelled = result["true_species"].notna() & result["true_genus"].notna()
+        if labelled.any():
+            rows = result[labelled]
+            measured = call_report(rows["call_level"].to_numpy(), (rows["true_species"] == rows["predicted_species"]),
+                                   (rows["true_genus"] == rows["predicted_genus"]))
+            summary["calls"] = {k: v if not isinstance(v, float) else round(v, 4) for k, v in measured.items()}
     return summary
 
 

@@ -7,7 +7,9 @@ post-processing fitted on the references (``postprocess.safetensors``: centring 
 embedded with the same model and matched by blocked matrix products with a running top-k, so the reference
 set never has to fit in memory twice. For each rank (genus, species, BIN) the prediction is the label most
 frequent among the ``top_k`` neighbours that have one; ties go to the label with the larger summed similarity,
-then to the nearest. The vote agreement and the similarities tell the user how much to trust the call.
+then to the nearest. The vote agreement and the similarities tell the user how much to trust the call; an index
+built with calibration queries also says, per query, whether the match is close enough to call the species, only
+the genus, or nothing (:mod:`barcodemae.call_levels`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from barcodemae.call_levels import CallThresholds, call_report, fit_call_thresholds
 from barcodemae.embed_files import (
     METADATA_COLUMNS,
     ShardStore,
@@ -83,6 +86,12 @@ class ReferenceIndex:
                 f"{POSTPROCESS_FILE} holds {postprocessor.method!r}"
             )
         return cls(embeddings, references, info, postprocessor)
+
+    @property
+    def call_thresholds(self) -> CallThresholds | None:
+        """The species / genus call thresholds fitted when the index was built (``None``: not calibrated)."""
+        stored = self.info.get("call_thresholds")
+        return CallThresholds.from_dict(stored) if stored else None
 
     def search(self, queries: np.ndarray, top_k: int = 5, query_block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         """Indices and cosine similarities ``(n_queries, k)`` of the ``top_k`` nearest references, best first."""
@@ -161,6 +170,14 @@ def identify(
         result[f"{rank}_agreement"] = votes / k
         neighbour_labels[rank] = names_array[labels]
     result["top1_similarity"] = similarities[:, 0]
+    thresholds = index.call_thresholds
+    if thresholds is not None and {"predicted_species", "predicted_genus"} <= result.keys():
+        levels = thresholds.levels(similarities[:, 0])
+        result["call_level"] = levels
+        result["called_taxon"] = np.where(
+            levels == "species", result["predicted_species"],
+            np.where(levels == "genus", result["predicted_genus"], None),
+        )
     for j in range(k):
         result[f"neighbor{j + 1}_processid"] = reference_ids[neighbours[:, j]]
         result[f"neighbor{j + 1}_similarity"] = similarities[:, j]
@@ -180,6 +197,7 @@ def build_reference_index(
     shard_size: int = 16_384,
     resume: bool = False,
     postprocess: str = "none",
+    calibration_split: str | None = None,
     progress: bool = True,
     trust_remote_code: bool | None = None,
 ) -> ReferenceIndex:
@@ -188,6 +206,9 @@ def build_reference_index(
     The embedding is resumable like ``barcodemae embed`` (``resume=True`` continues a killed build).
     ``postprocess`` (``none`` | ``center`` | ``whiten``) is fitted on the reference embeddings and saved in the
     index (``postprocess.safetensors``), so every query is transformed the same way before the cosine search.
+    ``calibration_split`` (e.g. ``"val+val_unseen"`` of a BIOSCAN-5M CSV, disjoint from ``split``) names labelled
+    records of the same file whose matches fit the species / genus call thresholds stored in the index
+    (:mod:`barcodemae.call_levels`); queries then get a ``call_level`` and ``called_taxon``.
     """
     from barcodemae.eval.embeddings import pooled_layer
 
@@ -205,6 +226,9 @@ def build_reference_index(
     if not labelled_ranks(table):
         logger.warning("%s: no reference has a genus, species or BIN; queries will get neighbours but no predicted "
                        "taxonomy", reference_path)
+    calibration = None
+    if calibration_split is not None:  # read and checked before the long embedding of the references
+        calibration = calibration_records(reference_path, tokenizer, calibration_split, table)
     identity = {"reference": file_fingerprint(Path(reference_path)), "split": split,
                 "model": model_fingerprint(model_dir), "num_records": len(dataset),
                 "records": records_fingerprint(table), "shard_size": shard_size}
@@ -237,8 +261,66 @@ def build_reference_index(
         "layer": pooled_layer(model),
         "postprocess": postprocess,
     }
+    if calibration is not None:
+        index = ReferenceIndex(np.load(output / EMBEDDINGS, mmap_mode="r"), pq.read_table(output / REFERENCES),
+                               info, transform)
+        info.update(calibrate_calls(index, model, tokenizer, calibration, batch_size=batch_size, device=device,
+                                    progress=progress))
+        info["calibration"]["split"] = calibration_split
     (output / INDEX_INFO).write_text(json.dumps(info, indent=2))
     return ReferenceIndex.load(output)
+
+
+CALIBRATION_TOP_K = 5
+"""Neighbours that vote for the calibration queries' genus and species (``identify query``'s default)."""
+
+
+def calibration_records(reference_path: str | Path, tokenizer: Any, split: str, references: pa.Table) -> pa.Table:
+    """The labelled calibration records of ``split``, refused when they cannot calibrate anything.
+
+    Each needs a genus and a species (unlabelled ones are dropped, with a count in the log); none may also be a
+    reference, or its match would be itself.
+    """
+    dataset, report = load_records(reference_path, tokenizer, split=split)
+    table = dataset.with_format("arrow")[:]
+    missing = [rank for rank in ("genus", "species") if rank not in table.column_names]
+    if missing or "genus" not in references.column_names or "species" not in references.column_names:
+        raise ValueError(f"{reference_path}: calibration needs genus and species labels for the references and the "
+                         f"{split!r} records")
+    labelled = pc.and_(pc.is_valid(table.column("genus")), pc.is_valid(table.column("species")))
+    unlabelled = len(table) - pc.sum(labelled).as_py() if len(table) else 0
+    table = table.filter(labelled)
+    if len(table) == 0:
+        raise ValueError(f"{reference_path}: split {split!r} has no record with a genus and a species to calibrate "
+                         f"the calls on ({report.num_rejected} rejected by cleaning, {unlabelled} unlabelled)")
+    if unlabelled:
+        logger.info("calibration: %d records of %r without a genus or species are not used", unlabelled, split)
+    shared = pc.is_in(table.column("processid"), value_set=references.column("processid").combine_chunks())
+    if pc.any(shared).as_py():
+        raise ValueError(f"{reference_path}: calibration split {split!r} shares records with the references "
+                         f"(e.g. {table.filter(shared).column('processid')[0]}); use disjoint splits")
+    return table
+
+
+def calibrate_calls(
+    index: ReferenceIndex, model: Any, tokenizer: Any, calibration: pa.Table, *, batch_size: int,
+    device: str | None, progress: bool,
+) -> dict[str, Any]:
+    """Fit the call thresholds on the calibration records' matches; ``index.json`` entries with the measurement."""
+    from barcodemae.eval.embeddings import embed_barcodes
+
+    vectors = embed_barcodes(model, tokenizer, calibration.column("dna_barcode").to_pylist(), batch_size=batch_size,
+                             device=device, pooling="mean", layer=None, progress=progress)
+    matches = identify(index, index.postprocessor.transform(vectors), calibration.column("processid").to_pylist(),
+                       top_k=CALIBRATION_TOP_K)
+    species_ok = (matches["predicted_species"] == np.asarray(calibration.column("species").to_pylist())).to_numpy()
+    genus_ok = (matches["predicted_genus"] == np.asarray(calibration.column("genus").to_pylist())).to_numpy()
+    similarity = matches["top1_similarity"].to_numpy()
+    thresholds = fit_call_thresholds(similarity, species_ok, genus_ok)
+    measured = call_report(thresholds.levels(similarity), species_ok, genus_ok)
+    logger.info("call thresholds: species >= %.4f, genus >= %.4f (%s)", thresholds.species, thresholds.genus,
+                ", ".join(f"{key} {value:.3f}" for key, value in measured.items() if key != "num_queries"))
+    return {"call_thresholds": thresholds.to_dict(), "calibration": {"top_k": CALIBRATION_TOP_K, **measured}}
 
 
 def identify_file(
@@ -247,6 +329,7 @@ def identify_file(
     output_csv: str | Path,
     *,
     model_dir: str | Path | None = None,
+    split: str = "all",
     top_k: int = 5,
     batch_size: int = 128,
     device: str | None = None,
@@ -256,7 +339,7 @@ def identify_file(
     """Identify every valid barcode of ``input_path`` against the index; write and return the table.
 
     The queries are embedded with the index's own model (``model_dir`` overrides the stored path, e.g. after
-    moving the files; it must be the same model). Known query taxonomy (CSV input) is kept as ``true_<rank>``
+    moving the files; it must be the same model); ``split`` picks BIOSCAN-5M split(s) of a CSV. Known query taxonomy (CSV input) is kept as ``true_<rank>``
     columns so a labelled file doubles as an evaluation. Rejected queries go to ``<output>.cleaning_report.json``.
     """
     from barcodemae.eval.embeddings import embed_barcodes
@@ -269,7 +352,7 @@ def identify_file(
     if model_fingerprint(model_dir) != index.info["model_fingerprint"]:
         raise ValueError(f"{model_dir}: not the model the index {index_dir} was built with")
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
-    dataset, report = load_records(input_path, tokenizer)
+    dataset, report = load_records(input_path, tokenizer, split=split)
     report.save(Path(f"{output_csv}.cleaning_report.json"))
     if report.num_rejected:
         logger.warning("%s", report.summary())
@@ -286,4 +369,13 @@ def identify_file(
     return result
 
 
-__all__ = ["ReferenceIndex", "build_reference_index", "identify", "identify_file", "majority_vote"]
+__all__ = [
+    "CALIBRATION_TOP_K",
+    "ReferenceIndex",
+    "build_reference_index",
+    "calibrate_calls",
+    "calibration_records",
+    "identify",
+    "identify_file",
+    "majority_vote",
+]

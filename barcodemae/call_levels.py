@@ -1,0 +1,129 @@
+"""Call levels for identification: is a query's best match close enough to name the species, only the genus, or
+nothing?
+
+Why: a nearest neighbour always exists, so a bare top hit overstates what is known about a specimen of a species
+missing from the library. BOLD's identification engine answers with a species-level match only above a high
+similarity and falls back to a genus-level one below it; here the two similarity thresholds are fitted on labelled
+calibration queries (BIOSCAN-5M's ``val``: species present in the library; ``val_unseen``: species absent, genus
+present) and stored in the index, so every later query gets the same rule.
+
+The rule: with ``s`` the cosine similarity of the nearest reference, call the species when ``s >= species``, else
+the genus when ``s >= genus``, else nothing. The thresholds maximise the calibration queries' correct calls minus
+their wrong calls (a species call is right when the voted species is the query's, a genus call when the voted
+genus is; no call scores zero); between equally good thresholds, the finer call wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+CALL_LEVELS: tuple[str, ...] = ("species", "genus", "none")
+
+
+@dataclass(frozen=True)
+class CallThresholds:
+    """Similarity thresholds of the species and genus calls (``species >= genus``), as fitted and measured."""
+
+    species: float
+    genus: float
+    num_calibration_queries: int = 0
+    calibration_score: float = 0.0
+    """(correct calls - wrong calls) / queries on the calibration set, with these thresholds."""
+
+    def __post_init__(self) -> None:
+        if not self.species >= self.genus:
+            raise ValueError(f"the species threshold ({self.species}) must not be below the genus one ({self.genus})")
+
+    def levels(self, top1_similarity: np.ndarray) -> np.ndarray:
+        """``(n,)`` call level per query (:data:`CALL_LEVELS`) from its nearest reference's similarity ``(n,)``."""
+        similarity = np.asarray(top1_similarity, dtype=np.float64)
+        return np.where(similarity >= self.species, "species", np.where(similarity >= self.genus, "genus", "none"))
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, float | int]) -> CallThresholds:
+        return cls(**values)
+
+
+def fit_call_thresholds(
+    top1_similarity: np.ndarray, species_correct: np.ndarray, genus_correct: np.ndarray
+) -> CallThresholds:
+    """Thresholds that maximise correct minus wrong calls over calibration queries, exactly, in ``O(n log n)``.
+
+    Args:
+        top1_similarity: ``(n,)`` similarity of each calibration query's nearest reference.
+        species_correct: ``(n,)`` bool, the voted species is the query's (always False for a species absent from
+            the library).
+        genus_correct: ``(n,)`` bool, the voted genus is the query's.
+
+    Candidate thresholds are the observed similarities (a threshold above all of them calls nothing at that
+    level). With queries sorted by similarity, descending, calling the species for the first ``i`` and the
+    genus for the next ``j - i`` scores ``S[i] + G[j] - G[i]`` (``S``, ``G``: prefix sums of +1/-1 per query),
+    so the best ``j`` for each ``i`` is a suffix maximum of ``G``.
+    """
+    similarity = np.asarray(top1_similarity, dtype=np.float64)
+    species_ok = np.asarray(species_correct, dtype=bool)
+    genus_ok = np.asarray(genus_correct, dtype=bool)
+    if not similarity.ndim == 1 or not len(similarity) == len(species_ok) == len(genus_ok):
+        raise ValueError("top1_similarity, species_correct and genus_correct must be 1-D and of equal length")
+    if len(similarity) == 0:
+        raise ValueError("calibration needs at least one labelled query")
+    order = np.argsort(-similarity, kind="stable")
+    similarity, species_ok, genus_ok = similarity[order], species_ok[order], genus_ok[order]
+    species_gain = np.concatenate([[0], np.cumsum(np.where(species_ok, 1, -1))])
+    genus_gain = np.concatenate([[0], np.cumsum(np.where(genus_ok, 1, -1))])
+    # a cut after position i is only possible between distinct similarities (ties get the same call)
+    cuts = np.flatnonzero(np.concatenate([[True], similarity[1:] < similarity[:-1], [True]]))
+    best_index_after = _argmax_suffix(genus_gain[cuts])  # for each cut i, the cut j >= i with the largest G[j]
+    scores = species_gain[cuts] + genus_gain[cuts][best_index_after] - genus_gain[cuts]
+    i = len(scores) - 1 - int(np.argmax(scores[::-1]))  # ties: the finer call (more species, then genus calls)
+    species_cut, genus_cut = cuts[i], cuts[best_index_after[i]]
+    return CallThresholds(
+        species=_threshold(similarity, species_cut),
+        genus=_threshold(similarity, genus_cut),
+        num_calibration_queries=len(similarity),
+        calibration_score=float(scores[i]) / len(similarity),
+    )
+
+
+def _argmax_suffix(values: np.ndarray) -> np.ndarray:
+    """For each position, the index of the largest integer value at or after it (the last such index).
+
+    One running maximum over ``value * (n + 1) + index``: larger values win, ties go to the larger index.
+    """
+    n = len(values)
+    encoded = values.astype(np.int64) * (n + 1) + np.arange(n)
+    return np.maximum.accumulate(encoded[::-1])[::-1] % (n + 1)
+
+
+def _threshold(descending_similarity: np.ndarray, cut: int) -> float:
+    """The threshold that calls the first ``cut`` queries: their lowest similarity; above all for ``cut == 0``."""
+    if cut == 0:
+        return float(np.nextafter(descending_similarity[0], np.inf))
+    return float(descending_similarity[cut - 1])
+
+
+def call_report(
+    levels: np.ndarray, species_correct: np.ndarray, genus_correct: np.ndarray
+) -> dict[str, float | int | None]:
+    """Share of queries per call level and the precision of each level's calls: how far a call can be trusted.
+
+    ``levels`` ``(n,)`` from :meth:`CallThresholds.levels`; the correctness arrays as in
+    :func:`fit_call_thresholds`. A level with no call has precision ``None``.
+    """
+    levels = np.asarray(levels)
+    species_ok, genus_ok = np.asarray(species_correct, bool), np.asarray(genus_correct, bool)
+    report: dict[str, float | int | None] = {"num_queries": len(levels)}
+    for level, correct in (("species", species_ok), ("genus", genus_ok), ("none", None)):
+        chosen = levels == level
+        report[f"{level}_call_share"] = float(chosen.mean()) if len(levels) else 0.0
+        if correct is not None:
+            report[f"{level}_call_precision"] = float(correct[chosen].mean()) if chosen.any() else None
+    return report
+
+
+__all__ = ["CALL_LEVELS", "CallThresholds", "call_report", "fit_call_thresholds"]
