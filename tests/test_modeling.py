@@ -258,6 +258,22 @@ def test_training_on_real_barcodes_reduces_loss(objective, real_batch):
     assert losses[-1] < 0.8 * losses[0], losses
 
 
+@pytest.mark.parametrize("objective", ["mae", "mlm"])
+def test_pooled_layers_leaves_pretraining_unchanged(objective, real_batch):
+    """The embedding choice is read off the encoder, never fed to the loss: runs differing only in it train alike."""
+    ids, mask = real_batch["input_ids"], real_batch["attention_mask"]
+    losses = []
+    for pooled_layers in ("last", "mean"):
+        model = tiny(pretraining_objective=objective, pooled_layers=pooled_layers).train()
+        torch.manual_seed(1)
+        loss = model(input_ids=ids, attention_mask=mask).loss
+        loss.backward()
+        losses.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(losses[0][0], losses[1][0], rtol=0, atol=0)
+    for first, second in zip(losses[0][1], losses[1][1]):
+        torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
 def test_gradient_checkpointing_gives_same_gradients():
     ids, mask = batch([30, 20])
     masked = random_token_mask(maskable_positions(ids, mask, tiny().config), 0.5, torch.Generator().manual_seed(0))

@@ -32,6 +32,6 @@ def test_presets_and_template_resolve_through_importlib_resources():
     from barcodemae.training.arguments import PRESET_DIR, load_preset
 
     assert PRESET_DIR == Path(str(resources.files("barcodemae.configs")))
-    assert {"tiny", "barcodemae", "barcodebert"} <= {p.stem for p in PRESET_DIR.glob("*.yaml")}
+    assert {"tiny", "small", "barcodemae", "barcodebert"} <= {p.stem for p in PRESET_DIR.glob("*.yaml")}
     assert load_preset("barcodemae")["hidden_size"] == 768
     assert MODEL_CARD_TEMPLATE.is_file() and "$" in MODEL_CARD_TEMPLATE.read_text()

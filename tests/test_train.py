@@ -64,6 +64,9 @@ def test_presets_and_flag_precedence():
     args = parse_args(["--preset", "barcodebert", "--max_steps", "7", "--learning_rate", "5e-4"])
     assert (args.objective, args.max_steps, args.learning_rate, args.hidden_size) == ("mlm", 7, 5e-4, 768)
     assert parse_args([]).preset == "tiny" and parse_args([]).hidden_size == load_preset("tiny")["hidden_size"]
+    small = parse_args(["--preset", "small"])  # the CPU recipe of issue #12: MLM, start shift, layer-average output
+    assert (small.objective, small.max_start_shift, small.pooled_layers) == ("mlm", 300, "mean")
+    assert (small.hidden_size, small.num_hidden_layers, small.max_steps, small.per_device_batch_size) == (64, 2, 1500, 64)
 
 
 def test_bad_arguments_fail_clearly(tmp_path):
