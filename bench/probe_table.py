@@ -4,9 +4,10 @@
 
 Each ``LABEL=FOLDER`` is a ``train.py`` output folder; its ``metrics.jsonl`` holds the probe's records (genus 1-NN
 of ``--query_split`` barcodes against ``--key_split`` keys, raw cosine, per layer, the top-PC variance share and the
-seen / unseen perplexities). Columns: the untrained encoder (step 0), the lowest value and its step, the last step
-(last layer, embedding layer, layer average), the top-PC share and the perplexities at the last step. ``--curve``
-adds the whole last-layer curve. Every number is read from the files.
+seen / unseen perplexities). Columns: the untrained encoder (step 0: last block and layer average), the lowest
+last-block value and its step, the last step (last block, embedding layer, layer average), the top-PC share of the
+model's own embedding and the perplexities at the last step. ``--curve`` adds the whole last-block curve. Every
+number is read from the files.
 """
 
 from __future__ import annotations
@@ -23,9 +24,18 @@ def probe_records(folder: Path) -> list[dict[str, Any]]:
     return [record for record in map(json.loads, lines) if "genus_1nn_accuracy" in record]
 
 
+def last_block_key(record: dict[str, Any]) -> str:
+    """``genus_1nn_accuracy_layer_<L>`` of the last block (the headline is the model's own embedding, which may be
+    the layer average); records without per-layer keys fall back to the headline."""
+    prefix = "genus_1nn_accuracy_layer_"
+    blocks = [int(key[len(prefix):]) for key in record if key.startswith(prefix) and key[len(prefix):].isdigit()]
+    return f"{prefix}{max(blocks)}" if blocks else "genus_1nn_accuracy"
+
+
 def row(label: str, records: list[dict[str, Any]], curve: bool) -> str:
     first, last = records[0], records[-1]
-    lowest = min(records, key=lambda r: r["genus_1nn_accuracy"])
+    block = last_block_key(first)
+    lowest = min(records, key=lambda r: r[block])
 
     def pct(value: float | None) -> str:
         return "–" if value is None else f"{100 * value:.1f}"
@@ -34,19 +44,19 @@ def row(label: str, records: list[dict[str, Any]], curve: bool) -> str:
         return "–" if value is None else f"{value:.1f}"
 
     cells = [
-        label, str(last["step"]), pct(first["genus_1nn_accuracy"]),
-        f"{pct(lowest['genus_1nn_accuracy'])} ({lowest['step']})", pct(last["genus_1nn_accuracy"]),
+        label, str(last["step"]), pct(first[block]), pct(first.get("genus_1nn_accuracy_layer_mean")),
+        f"{pct(lowest[block])} ({lowest['step']})", pct(last[block]),
         pct(last.get("genus_1nn_accuracy_layer_0")), pct(last.get("genus_1nn_accuracy_layer_mean")),
         f"{last.get('top_pc_variance_share', float('nan')):.2f}", num(last.get("val_perplexity")),
         num(last.get("unseen_val_perplexity")),
     ]
     if curve:
-        cells.append(" ".join(f"{r['step']}:{pct(r['genus_1nn_accuracy'])}" for r in records))
+        cells.append(" ".join(f"{r['step']}:{pct(r[block])}" for r in records))
     return "| " + " | ".join(cells) + " |"
 
 
-HEADER = ("run", "steps", "untrained", "lowest (step)", "last", "last, embedding layer", "last, layer mean",
-          "top-PC share", "val ppl", "val_unseen ppl")
+HEADER = ("run", "steps", "untrained", "untrained, layer mean", "lowest (step)", "last", "last, embedding layer",
+          "last, layer mean", "top-PC share", "val ppl", "val_unseen ppl")
 
 
 def render(rows: list[tuple[str, list[dict[str, Any]]]], curve: bool = False) -> str:
@@ -59,7 +69,7 @@ def render(rows: list[tuple[str, list[dict[str, Any]]]], curve: bool = False) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="LABEL=FOLDER (a train.py output folder)")
-    parser.add_argument("--curve", action="store_true", help="add the last-layer probe at every validation")
+    parser.add_argument("--curve", action="store_true", help="add the last-block probe at every validation")
     args = parser.parse_args(argv)
     rows = []
     for spec in args.runs:

@@ -186,11 +186,22 @@ def test_probe_table_reads_the_training_probe(tmp_path, capsys):
         {"step": 20, "val_perplexity": 10.0, "unseen_val_perplexity": 12.5, "genus_1nn_accuracy": 0.3,
          "genus_1nn_accuracy_layer_0": 0.4, "genus_1nn_accuracy_layer_mean": 0.33, "top_pc_variance_share": 0.45},
     ]
+    for record in records:  # a 1-block model: its last block is the headline
+        if "genus_1nn_accuracy_layer_0" in record:
+            record["genus_1nn_accuracy_layer_1"] = record["genus_1nn_accuracy"]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     assert probe_table_main([f"tiny MAE={run}", "--curve"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[2] == ("| tiny MAE | 20 | 48.0 | 9.0 (10) | 30.0 | 40.0 | 33.0 | 0.45 | 10.0 | 12.5 | "
+    assert table[2] == ("| tiny MAE | 20 | 48.0 | 48.0 | 9.0 (10) | 30.0 | 40.0 | 33.0 | 0.45 | 10.0 | 12.5 | "
                         "0:48.0 10:9.0 20:30.0 |")
+    # a layer-average model: its headline is the layer mean, the "last" columns still read the last block
+    for record in records:
+        if "genus_1nn_accuracy_layer_0" in record:
+            record["genus_1nn_accuracy"] = record["genus_1nn_accuracy_layer_mean"]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert probe_table_main([f"small={run}"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == (
+        "| small | 20 | 48.0 | 48.0 | 9.0 (10) | 30.0 | 40.0 | 33.0 | 0.45 | 10.0 | 12.5 |")
 
 
 def test_alignment_benchmark_scores_every_method_in_one_harness(kmer4_model_folder, fixture_csv, tmp_path,
@@ -216,3 +227,25 @@ def test_alignment_benchmark_scores_every_method_in_one_harness(kmer4_model_fold
     assert bench_alignment.main(["--data", str(fixture_csv), "--output", str(output)]) == 0
     skipped = json.loads(output.read_text())["skipped"]
     assert "apt-get install vsearch" in skipped["vsearch"] and "ncbi-blast+" in skipped["blastn"]
+
+
+def test_untrained_model_is_the_runs_starting_point(tmp_path, capsys):
+    from safetensors.torch import load_file
+    from untrained_model import main as untrained_main
+
+    from barcodemae.eval.embeddings import load_encoder
+
+    argv = ["--preset", "small", "--seed", "3"]
+    assert untrained_main([*argv, "--output", str(tmp_path / "a")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["objective"], summary["pooled_layers"], summary["seed"]) == ("mlm", "mean", 3)
+    assert untrained_main([*argv, "--output", str(tmp_path / "b")]) == 0
+    assert untrained_main(["--preset", "small", "--seed", "4", "--output", str(tmp_path / "c")]) == 0
+    weights = {name: load_file(tmp_path / name / "model.safetensors") for name in "abc"}
+    key = "barcodemae.embeddings.word_embeddings.weight"
+    assert torch.equal(weights["a"][key], weights["b"][key]) and not torch.equal(weights["a"][key], weights["c"][key])
+    encoder, _ = load_encoder(tmp_path / "a")
+    assert encoder.config.pooled_layers == "mean" and encoder.config.hidden_size == 64
+    capsys.readouterr()
+    assert untrained_main([*argv, "--output", str(tmp_path / "a")]) == 2
+    assert "not empty" in capsys.readouterr().err

@@ -328,7 +328,10 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
 
     # ------------------------------------------------------------------ model and optimisation
     set_seed(args.seed)
-    model = load_initial_model(args.init_from, args.mask_ratio, args.pooled_layers) if args.init_from else build_model(args, tokenizer)
+    if args.init_from:
+        model = load_initial_model(args.init_from, args.mask_ratio, args.pooled_layers)
+    else:
+        model = build_model(args, tokenizer)
     optimizer = build_optimizer(model, args)
     scheduler = build_scheduler(optimizer, args, max_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
