@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from unittest import mock
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -249,3 +250,21 @@ def test_untrained_model_is_the_runs_starting_point(tmp_path, capsys):
     capsys.readouterr()
     assert untrained_main([*argv, "--output", str(tmp_path / "a")]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_identify_calls_reports_each_query_split(kmer_profile_model, fixture_csv, tmp_path, capsys):
+    from identify_calls import main as identify_calls_main
+
+    output = tmp_path / "calls"
+    assert identify_calls_main(["--model", str(kmer_profile_model), "--data", str(fixture_csv), "--output",
+                                str(output), "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == json.loads((output / "identify_calls.json").read_text())
+    fixture = pd.read_csv(fixture_csv)
+    for split in ("test", "test_unseen"):
+        assert report[split]["num_queries"] == (fixture["split"] == split).sum()
+    both = report["test+test_unseen"]
+    assert both["num_queries"] == report["test"]["num_queries"] + report["test_unseen"]["num_queries"]
+    shares = [both[f"{level}_call_share"] for level in ("species", "genus", "none")]
+    assert sum(shares) == pytest.approx(1.0)
+    assert report["call_thresholds"]["species"] >= report["call_thresholds"]["genus"]

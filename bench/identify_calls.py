@@ -1,0 +1,70 @@
+"""How far `barcodemae identify`'s call levels can be trusted: thresholds fitted on val / val_unseen, measured on
+test (species in the library) and test_unseen (species absent, genus present).
+
+    python bench/identify_calls.py --model runs/r/mlm-shift-42/final_model \\
+        --data ../shared/data/bold_coi/dev.csv.gz --output bench/results/identify_calls
+
+Runs what a user runs: ``identify build --split train --calibration-split val+val_unseen`` then ``identify query
+--split test+test_unseen``. Reports the thresholds, and per query set (calibration, test, test_unseen, both) the
+share of species / genus / no calls and the precision of each: a species call is right when the voted species is
+the query's, a genus call when the voted genus is. A good calibration calls the species for most ``test`` queries,
+and only the genus (or nothing) for ``test_unseen`` ones, whose species the library cannot hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from barcodemae.call_levels import call_report
+from barcodemae.identify import build_reference_index, identify_file
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bold_coi" / "dev.csv.gz"
+
+
+def measure(model: Path, data: Path, output: Path, *, reference_split: str, calibration_split: str,
+            query_split: str, progress: bool = True) -> dict[str, Any]:
+    """Build a calibrated index, query ``query_split`` and report the call levels per query split."""
+    index = build_reference_index(model, data, output / "index", split=reference_split,
+                                  calibration_split=calibration_split, progress=progress)
+    result = identify_file(output / "index", data, output / "queries.csv", split=query_split, progress=progress)
+    splits = pd.read_csv(data, usecols=["processid", "split"], dtype=str)
+    result = result.merge(splits, on="processid", how="left")
+    result = result[result["true_species"].notna() & result["true_genus"].notna()]
+    report: dict[str, Any] = {
+        "model": str(model), "data": str(data), "reference_split": reference_split,
+        "call_thresholds": index.info["call_thresholds"], "calibration": index.info["calibration"],
+    }
+    groups = {name: result[result["split"] == name] for name in sorted(result["split"].unique())}
+    groups[query_split] = result
+    for name, rows in groups.items():
+        report[name] = call_report(rows["call_level"].to_numpy(), rows["true_species"] == rows["predicted_species"],
+                                   rows["true_genus"] == rows["predicted_genus"])
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, type=Path, help="model folder (final_model/, exported)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BIOSCAN-5M format CSV")
+    parser.add_argument("--output", required=True, type=Path, help="new folder for the index and the query table")
+    parser.add_argument("--reference-split", default="train")
+    parser.add_argument("--calibration-split", default="val+val_unseen")
+    parser.add_argument("--query-split", default="test+test_unseen")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    report = measure(args.model, args.data, args.output, reference_split=args.reference_split,
+                     calibration_split=args.calibration_split, query_split=args.query_split,
+                     progress=not args.no_progress)
+    text = json.dumps(report, indent=2)
+    (args.output / "identify_calls.json").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
