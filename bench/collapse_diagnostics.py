@@ -2,6 +2,7 @@
 
     python bench/collapse_diagnostics.py position-perplexity --data ../shared/data/bold_coi/dev.csv.gz
     python bench/collapse_diagnostics.py checkpoint runs/p/base --step 1500 [--data ...]
+    python bench/collapse_diagnostics.py kmer-ceiling [--data ...]
 
 ``position-perplexity``: how well a table of 6-mer frequencies per token position (frame 0, counted on
 ``pretrain+other_heldout``) predicts ``val`` tokens, against the unigram table: the part of masked-token
@@ -12,7 +13,13 @@ architecture untrained, same seed), on ``val_unseen`` queries (2,000) against ``
 genus 1-NN for several poolings (mean, max, layer average) with and without PCA-whitening fitted on the keys; the
 codon phase of each barcode's first base (the frame without TAA/TAG stops, invertebrate mitochondrial code), how
 well 1-NN recovers it, genus 1-NN among same-phase keys, and the mean of the top three principal components per
-phase. Prints one JSON object.
+phase.
+
+``kmer-ceiling``: what a mean-pooled encoder of width W can keep of k-mer composition without learning, on the
+same keys and queries: genus 1-NN of k-mer count vectors (non-overlapping 6-mers as the tokenizer sees them,
+overlapping 6- and 4-mers), of random Gaussian projections of the non-overlapping 6-mer counts to W dimensions
+(three draws; an untrained encoder's pooled output is close to such a projection) and of their first W principal
+components (the best linear W-dimensional summary of the counts). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_file
 
 from barcodemae.data import load_bioscan5m
+from barcodemae.eval.embeddings import KmerFrequencyEmbedder
 from barcodemae.eval.metrics import one_nn_accuracy
 from barcodemae.eval.postprocess import EmbeddingPostprocessor
 from barcodemae.tokenization import BarcodeTokenizer
@@ -67,14 +75,43 @@ def position_perplexity(data: Path) -> dict:
     }
 
 
-def checkpoint_diagnostics(run: Path, step: int, data: Path) -> dict:
+def probe_sample(data: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Barcodes and genera of ``train+val_unseen``, with 4,000 ``train`` keys and 2,000 ``val_unseen`` queries."""
     frame = load_bioscan5m(data, "train+val_unseen")
     split = np.asarray(frame["split"])
     genus = np.asarray(frame["genus"], dtype=object)
-    barcodes = list(frame["dna_barcode"])
     rng = np.random.default_rng(0)
     keys = np.sort(rng.permutation(np.flatnonzero((split == "train") & (genus != None)))[:4000])
     queries = np.sort(rng.permutation(np.flatnonzero((split == "val_unseen") & (genus != None)))[:2000])
+    return list(frame["dna_barcode"]), genus, keys, queries
+
+
+def kmer_ceiling(data: Path, widths: tuple[int, ...] = (64, 256)) -> dict:
+    barcodes, genus, keys, queries = probe_sample(data)
+
+    def genus_1nn(key_vectors: np.ndarray, query_vectors: np.ndarray) -> float:
+        return one_nn_accuracy(key_vectors, genus[keys], query_vectors, genus[queries])["accuracy"]
+
+    result: dict = {"keys": len(keys), "queries": len(queries)}
+    for k, stride in ((6, 6), (6, 1), (4, 1)):
+        embedder = KmerFrequencyEmbedder(k, stride=stride)
+        key_counts = embedder([barcodes[i] for i in keys])
+        query_counts = embedder([barcodes[i] for i in queries])
+        result[f"genus_1nn_counts_k{k}_stride{stride}"] = genus_1nn(key_counts, query_counts)
+        if (k, stride) != (6, 6):
+            continue
+        mean = key_counts.mean(axis=0)
+        _, _, components = np.linalg.svd(key_counts - mean, full_matrices=False)
+        for width in widths:
+            draws = [np.random.default_rng(seed).normal(size=(key_counts.shape[1], width)) for seed in range(3)]
+            result[f"genus_1nn_random_projection_{width}"] = [genus_1nn(key_counts @ r, query_counts @ r) for r in draws]
+            pca = components[:width].T
+            result[f"genus_1nn_pca_{width}"] = genus_1nn((key_counts - mean) @ pca, (query_counts - mean) @ pca)
+    return result
+
+
+def checkpoint_diagnostics(run: Path, step: int, data: Path) -> dict:
+    barcodes, genus, keys, queries = probe_sample(data)
     args = TrainingArguments(**json.loads((run / "training_args.json").read_text()))
     tokenizer = BarcodeTokenizer.from_spec(args.tokenizer)
     set_seed(args.seed)
@@ -139,10 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint.add_argument("run", type=Path)
     checkpoint.add_argument("--step", type=int, required=True)
     checkpoint.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ceiling = commands.add_parser("kmer-ceiling")
+    ceiling.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     if args.command == "position-perplexity":
         result = position_perplexity(args.data)
+    elif args.command == "kmer-ceiling":
+        result = kmer_ceiling(args.data)
     else:
         result = checkpoint_diagnostics(args.run, args.step, args.data)
     print(json.dumps(result, indent=2))

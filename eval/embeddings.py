@@ -136,14 +136,19 @@ class KmerFrequencyEmbedder:
     """k-mer frequency vectors (no learning): the BIOSCAN-5M "no pretraining" baseline.
 
     Each barcode becomes the normalised count vector of its ``4**k`` ACGT k-mers (k-mers with an ambiguity
-    code are skipped). Counting is vectorised over a whole chunk of barcodes with ``np.bincount``.
+    code are skipped): every window (``stride=1``, the baseline), or those starting at multiples of ``stride``
+    (``stride=k``: the non-overlapping k-mers a k-mer tokenizer sees). Counting is vectorised over a whole chunk
+    of barcodes with ``np.bincount``.
     Call it like :func:`embed_barcodes`: ``embedder(sequences)`` or ``embed_barcodes(embedder, None, sequences)``.
     """
 
-    def __init__(self, k: int = 4, chunk_size: int = 20_000):
+    def __init__(self, k: int = 4, chunk_size: int = 20_000, stride: int = 1):
         if not 1 <= k <= 8:
             raise ValueError(f"k must be in 1..8 (4**k features), got {k}")
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
         self.k = k
+        self.stride = stride
         self.chunk_size = chunk_size
         lookup = np.full(256, -1, dtype=np.int64)
         for code, base in enumerate(b"ACGT"):
@@ -156,7 +161,7 @@ class KmerFrequencyEmbedder:
         return 4**self.k
 
     def __repr__(self) -> str:
-        return f"KmerFrequencyEmbedder(k={self.k})"
+        return f"KmerFrequencyEmbedder(k={self.k}, stride={self.stride})"
 
     def _embed_chunk(self, sequences: Sequence[str]) -> np.ndarray:
         k = self.k
@@ -178,6 +183,8 @@ class KmerFrequencyEmbedder:
         row = np.repeat(np.arange(len(sequences), dtype=np.int64), lengths)[:num_windows]
         ends = np.cumsum(lengths)
         valid &= np.arange(num_windows) + k <= ends[row]  # the window lies inside one barcode
+        if self.stride > 1:
+            valid &= (np.arange(num_windows) - (ends - lengths)[row]) % self.stride == 0
         flat_counts = np.bincount(row[valid] * self.dim + kmer[valid], minlength=counts.size)
         counts[:] = flat_counts.reshape(counts.shape)
         totals = counts.sum(axis=1, keepdims=True)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -268,3 +269,25 @@ def test_identify_calls_reports_each_query_split(kmer_profile_model, fixture_csv
     shares = [both[f"{level}_call_share"] for level in ("species", "genus", "none")]
     assert sum(shares) == pytest.approx(1.0)
     assert report["call_thresholds"]["species"] >= report["call_thresholds"]["genus"]
+
+
+def test_kmer_ceiling_scores_counts_projections_and_principal_components(fixture_csv):
+    from collapse_diagnostics import kmer_ceiling
+
+    from barcodemae.eval.embeddings import KmerFrequencyEmbedder
+    from barcodemae.eval.metrics import one_nn_accuracy
+
+    result = kmer_ceiling(fixture_csv, widths=(8,))
+    frame = pd.read_csv(fixture_csv)
+    assert result["keys"] == (frame["split"] == "train").sum() and result["queries"] == (frame["split"] == "val_unseen").sum()
+    assert len(result["genus_1nn_random_projection_8"]) == 3
+    values = [result["genus_1nn_pca_8"], *result["genus_1nn_random_projection_8"],
+              result["genus_1nn_counts_k6_stride1"], result["genus_1nn_counts_k4_stride1"]]
+    assert all(0 <= value <= 1 for value in values)
+    from barcodemae.data import load_bioscan5m  # the counts row is the 1-NN of the non-overlapping 6-mer counts
+
+    keys, queries = load_bioscan5m(fixture_csv, "train"), load_bioscan5m(fixture_csv, "val_unseen")
+    embedder = KmerFrequencyEmbedder(6, stride=6)
+    expected = one_nn_accuracy(embedder(list(keys["dna_barcode"])), np.asarray(keys["genus"], dtype=object),
+                               embedder(list(queries["dna_barcode"])), np.asarray(queries["genus"], dtype=object))
+    assert result["genus_1nn_counts_k6_stride6"] == pytest.approx(expected["accuracy"])

@@ -77,14 +77,15 @@ def test_default_layer_is_the_models_own_embedding(kmer4_model_folder: Path, tmp
     assert not np.allclose(got, last, atol=1e-3)
 
 
-def test_kmer_frequencies_match_direct_counting():
-    embedder = KmerFrequencyEmbedder(k=3, chunk_size=2)  # chunks smaller than the input
+@pytest.mark.parametrize("stride", [1, 3])
+def test_kmer_frequencies_match_direct_counting(stride):
+    embedder = KmerFrequencyEmbedder(k=3, chunk_size=2, stride=stride)  # chunks smaller than the input
     got = embed_barcodes(embedder, None, BARCODES, progress=False)
     assert got.shape == (len(BARCODES), 64)
     index = {a + b + c: i for i, (a, b, c) in enumerate((a, b, c) for a in "ACGT" for b in "ACGT" for c in "ACGT")}
     for row, barcode in zip(got, BARCODES):
         expected = np.zeros(64)
-        for start in range(len(barcode) - 2):
+        for start in range(0, len(barcode) - 2, stride):  # stride 3: the non-overlapping 3-mers from the start
             if barcode[start : start + 3] in index:  # k-mers with ambiguity codes are skipped
                 expected[index[barcode[start : start + 3]]] += 1
         np.testing.assert_allclose(row, expected / expected.sum(), rtol=1e-6)
