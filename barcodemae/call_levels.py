@@ -8,9 +8,11 @@ calibration queries (BIOSCAN-5M's ``val``: species present in the library; ``val
 present) and stored in the index, so every later query gets the same rule.
 
 The rule: with ``s`` the cosine similarity of the nearest reference, call the species when ``s >= species``, else
-the genus when ``s >= genus``, else nothing. The thresholds maximise the calibration queries' correct calls minus
-their wrong calls (a species call is right when the voted species is the query's, a genus call when the voted
-genus is; no call scores zero); between equally good thresholds, the finer call wins.
+the genus when ``s >= genus``, else nothing. The species threshold is fitted first, on its own: it maximises the
+calibration queries' right minus wrong species calls (a call is right when the voted species is the query's), so
+the species is named wherever that is more often right than wrong. The genus threshold then maximises right minus
+wrong genus calls among the queries below it. Judging a species call against a genus call instead would never name
+a species: the genus is right whenever the species is. Between equally good thresholds, the finer call wins.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class CallThresholds:
 def fit_call_thresholds(
     top1_similarity: np.ndarray, species_correct: np.ndarray, genus_correct: np.ndarray
 ) -> CallThresholds:
-    """Thresholds that maximise correct minus wrong calls over calibration queries, exactly, in ``O(n log n)``.
+    """The species threshold, then the genus threshold, each maximising right minus wrong calls, in ``O(n log n)``.
 
     Args:
         top1_similarity: ``(n,)`` similarity of each calibration query's nearest reference.
@@ -61,9 +63,9 @@ def fit_call_thresholds(
         genus_correct: ``(n,)`` bool, the voted genus is the query's.
 
     Candidate thresholds are the observed similarities (a threshold above all of them calls nothing at that
-    level). With queries sorted by similarity, descending, calling the species for the first ``i`` and the
-    genus for the next ``j - i`` scores ``S[i] + G[j] - G[i]`` (``S``, ``G``: prefix sums of +1/-1 per query),
-    so the best ``j`` for each ``i`` is a suffix maximum of ``G``.
+    level). With queries sorted by similarity, descending, calling the species for the first ``i`` scores
+    ``S[i]`` and the genus for the next ``j - i`` adds ``G[j] - G[i]`` (``S``, ``G``: prefix sums of +1 / -1 per
+    query); ``i`` maximises ``S``, then ``j >= i`` maximises ``G``.
     """
     similarity = np.asarray(top1_similarity, dtype=np.float64)
     species_ok = np.asarray(species_correct, dtype=bool)
@@ -78,26 +80,21 @@ def fit_call_thresholds(
     genus_gain = np.concatenate([[0], np.cumsum(np.where(genus_ok, 1, -1))])
     # a cut after position i is only possible between distinct similarities (ties get the same call)
     cuts = np.flatnonzero(np.concatenate([[True], similarity[1:] < similarity[:-1], [True]]))
-    best_index_after = _argmax_suffix(genus_gain[cuts])  # for each cut i, the cut j >= i with the largest G[j]
-    scores = species_gain[cuts] + genus_gain[cuts][best_index_after] - genus_gain[cuts]
-    i = len(scores) - 1 - int(np.argmax(scores[::-1]))  # ties: the finer call (more species, then genus calls)
-    species_cut, genus_cut = cuts[i], cuts[best_index_after[i]]
+    i = _last_argmax(species_gain[cuts])  # ties: the finer call (more species calls)
+    j = i + _last_argmax(genus_gain[cuts[i:]])  # ties: more genus calls rather than none
+    species_cut, genus_cut = cuts[i], cuts[j]
+    score = species_gain[species_cut] + genus_gain[genus_cut] - genus_gain[species_cut]
     return CallThresholds(
         species=_threshold(similarity, species_cut),
         genus=_threshold(similarity, genus_cut),
         num_calibration_queries=len(similarity),
-        calibration_score=float(scores[i]) / len(similarity),
+        calibration_score=float(score) / len(similarity),
     )
 
 
-def _argmax_suffix(values: np.ndarray) -> np.ndarray:
-    """For each position, the index of the largest integer value at or after it (the last such index).
-
-    One running maximum over ``value * (n + 1) + index``: larger values win, ties go to the larger index.
-    """
-    n = len(values)
-    encoded = values.astype(np.int64) * (n + 1) + np.arange(n)
-    return np.maximum.accumulate(encoded[::-1])[::-1] % (n + 1)
+def _last_argmax(values: np.ndarray) -> int:
+    """Index of the last occurrence of the largest value."""
+    return len(values) - 1 - int(np.argmax(values[::-1]))
 
 
 def _threshold(descending_similarity: np.ndarray, cut: int) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
@@ -33,7 +32,7 @@ def test_thresholds_separate_species_matches_genus_matches_and_strangers():
                       "genus_call_share": 3 / 8, "genus_call_precision": 1.0, "none_call_share": 2 / 8}
 
 
-def test_fit_is_the_best_pair_of_thresholds_by_brute_force():
+def test_fit_is_the_best_species_then_genus_threshold_by_brute_force():
     rng = np.random.default_rng(0)
     for _ in range(200):
         n = int(rng.integers(1, 14))
@@ -42,10 +41,21 @@ def test_fit_is_the_best_pair_of_thresholds_by_brute_force():
         genus_ok = species_ok | (rng.random(n) < similarity)
         fitted = fit_call_thresholds(similarity, species_ok, genus_ok)
         candidates = [*np.unique(similarity), 2.0]
-        best = max(net_correct(pair, similarity, species_ok, genus_ok)
-                   for pair in itertools.product(candidates, candidates) if pair[0] >= pair[1])
+        best_species = max(net_correct((t, t), similarity, species_ok, genus_ok) for t in candidates)
+        assert net_correct((fitted.species,) * 2, similarity, species_ok, genus_ok) == best_species  # first, alone
+        best = max(net_correct((fitted.species, t), similarity, species_ok, genus_ok)
+                   for t in [*candidates, fitted.species] if t <= fitted.species)  # the last: no genus call
         assert net_correct((fitted.species, fitted.genus), similarity, species_ok, genus_ok) == best
         assert fitted.calibration_score * n == pytest.approx(best)
+
+
+def test_species_is_named_where_it_is_more_often_right_than_wrong():
+    """A species call is judged by the species: a genus call would score as well, but says less."""
+    similarity = np.array([0.99, 0.98, 0.97, 0.96, 0.80])
+    species_ok = np.array([1, 1, 0, 1, 0], bool)  # 3 of the 4 closest matches name the right species
+    genus_ok = np.ones(5, bool)
+    fitted = fit_call_thresholds(similarity, species_ok, genus_ok)
+    assert fitted.levels(similarity).tolist() == ["species"] * 4 + ["genus"]
 
 
 def test_all_wrong_calibration_calls_nothing_and_bad_input_is_refused():
