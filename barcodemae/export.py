@@ -251,15 +251,6 @@ def results_markdown(results: Mapping[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-def _tokenizer_description(tokenizer: BarcodeTokenizer) -> str:
-    if tokenizer.scheme == "kmer":
-        kind = "non-overlapping" if tokenizer.stride == tokenizer.k else f"overlapping (stride {tokenizer.stride})"
-        return f"{tokenizer.k}-mers, {kind}, vocabulary {len(tokenizer):,}"
-    if tokenizer.scheme == "char":
-        return f"one token per base, vocabulary {len(tokenizer):,}"
-    return f"barcode-trained BPE, vocabulary {len(tokenizer):,}"
-
-
 def render_model_card(
     model: BarcodeMAEModel,
     tokenizer: BarcodeTokenizer,
@@ -299,7 +290,7 @@ def render_model_card(
         "num_heads": config.num_attention_heads,
         "intermediate_size": config.intermediate_size,
         "num_parameters": f"{model.num_parameters():,}",
-        "tokenizer_description": _tokenizer_description(tokenizer),
+        "tokenizer_description": tokenizer.summary(),
         "max_bp": tokenizer.max_bp,
         "ambiguity_note": ambiguity,
         "source": source,

@@ -86,6 +86,7 @@ def test_model_card_has_results_usage_and_citation(exported: Path) -> None:
     assert "| closed_world / species_accuracy | 0.9876 |" in card
     assert "| n_keys | 1,200 |" in card
     assert "fixture.csv" in card
+    assert BarcodeTokenizer.kmer().summary() in card  # the tokenizer in words, from its one description
     assert "safari2025barcodemae" in card and "arXiv:2502.18405" in card
     assert "## Limitations" in card and "## Licence" in card
 

@@ -241,6 +241,14 @@ def test_model_config_kwargs_build_a_matching_config(make):
     assert tokenizer.cls_token_id in config.special_token_ids and tokenizer.unk_token_id not in config.special_token_ids
 
 
+def test_summary_puts_the_description_into_words():
+    assert BarcodeTokenizer.kmer().summary() == "6-mers, non-overlapping, vocabulary 4,101"
+    assert BarcodeTokenizer.kmer(4, 1).summary() == "4-mers, overlapping (stride 1), vocabulary 261"
+    assert BarcodeTokenizer.char().summary().startswith("one token per base, vocabulary ")
+    config_fields = BarcodeTokenizer.kmer(4, 2).model_config_kwargs()
+    assert (config_fields["kmer_size"], config_fields["kmer_stride"], config_fields["vocab_size"]) == (4, 2, 261)
+
+
 @pytest.mark.parametrize("make", [BarcodeTokenizer.kmer, lambda: BarcodeTokenizer.kmer(4, 1), BarcodeTokenizer.char])
 def test_save_and_autotokenizer_round_trip(make, tmp_path, barcodes):
     tokenizer = make()

@@ -635,12 +635,13 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         the vocabulary, special ids, the longest possible input and the tokenizer description can never drift
         from the tokenizer the model was trained with.
         """
+        described = self.describe()
         return {
-            "vocab_size": len(self),
-            "tokenizer_scheme": self.scheme,
-            "kmer_size": self.k,
-            "kmer_stride": self.stride,
-            "max_bp": self.max_bp,
+            "vocab_size": described["vocab_size"],
+            "tokenizer_scheme": described["scheme"],
+            "kmer_size": described["k"],
+            "kmer_stride": described["stride"],
+            "max_bp": described["max_bp"],
             "pad_token_id": self.pad_token_id,
             "unk_token_id": self.unk_token_id,
             "cls_token_id": self.cls_token_id,
@@ -650,7 +651,8 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         }
 
     def describe(self) -> dict[str, Any]:
-        """What a model config records about its tokenizer."""
+        """The one description of this tokenizer: what a model config records (:meth:`model_config_kwargs`), what
+        logs and training summaries print, and what :meth:`summary` puts into words."""
         return {
             "scheme": self.scheme,
             "k": self.k,
@@ -659,6 +661,18 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
             "vocab_size": len(self),
             "framing": self.framing,
         }
+
+    def summary(self) -> str:
+        """:meth:`describe` in words, for model cards: e.g. ``"6-mers, non-overlapping, vocabulary 4,101"``."""
+        described = self.describe()
+        vocabulary = f"vocabulary {described['vocab_size']:,}"
+        if described["scheme"] == "kmer":
+            k, stride = described["k"], described["stride"]
+            kind = "non-overlapping" if stride == k else f"overlapping (stride {stride})"
+            return f"{k}-mers, {kind}, {vocabulary}"
+        if described["scheme"] == "char":
+            return f"one token per base, {vocabulary}"
+        return f"barcode-trained BPE, {vocabulary}"
 
 
 def _check_bpe_backend(backend: Tokenizer, source: str) -> None:
@@ -674,8 +688,3 @@ def _check_bpe_backend(backend: Tokenizer, source: str) -> None:
             f"{source}: {len(bad)} vocabulary token(s) are not runs of IUPAC letters (e.g. {sorted(bad)[:5]!r}); "
             "a barcode BPE vocabulary must contain only nucleotide letters besides the special tokens"
         )
-
-
-def tokenizer_summary_json(tokenizer: BarcodeTokenizer) -> str:
-    """Compact JSON of :meth:`BarcodeTokenizer.describe`, used in logs and model cards."""
-    return json.dumps(tokenizer.describe(), sort_keys=True)
