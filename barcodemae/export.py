@@ -343,15 +343,7 @@ def export_encoder(
     results_data = json.loads(files.results.read_text()) if files.results is not None else None
 
     output.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output)
-    # A feature extractor only: drop the heads save_pretrained advertises for training folders.
-    config_path = output / "config.json"
-    config_json = json.loads(config_path.read_text())
-    config_json["architectures"] = ["BarcodeMAEModel"]
-    config_json["auto_map"] = {
-        key: value for key, value in config_json["auto_map"].items() if key in ("AutoConfig", "AutoModel")
-    }
-    config_path.write_text(json.dumps(config_json, indent=2, sort_keys=True) + "\n")
+    model.save_pretrained(output)  # an encoder: config.json names BarcodeMAEModel and serves AutoModel only
     tokenizer.save_pretrained(output)
     if files.results is not None:
         shutil.copyfile(files.results, output / "results.json")

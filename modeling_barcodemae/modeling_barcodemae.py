@@ -220,15 +220,16 @@ class BarcodeMAEPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _no_split_modules: ClassVar[list[str]] = ["BarcodeMAELayer"]
 
+    auto_classes: ClassVar[dict[str, str]] = {"AutoModel": "BarcodeMAEModel"}
+    """The Auto classes a saved folder of this model serves, and the class each builds: an encoder folder only the
+    encoder, a pretraining folder also the pretraining and classification heads (its weights hold them)."""
+
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
-        """Save, recording every BarcodeMAE head in ``auto_map`` so any Auto class loads the folder remotely."""
+        """Save, recording :attr:`auto_classes` in ``auto_map`` so those Auto classes load the folder remotely."""
         module = type(self).__module__.rsplit(".", 1)[-1]
         self.config.auto_map = {
-            **(getattr(self.config, "auto_map", None) or {}),
             "AutoConfig": f"{module.replace('modeling_', 'configuration_')}.BarcodeMAEConfig",
-            "AutoModel": f"{module}.BarcodeMAEModel",
-            "AutoModelForPreTraining": f"{module}.BarcodeMAEForPreTraining",
-            "AutoModelForSequenceClassification": f"{module}.BarcodeMAEForSequenceClassification",
+            **{auto: f"{module}.{name}" for auto, name in self.auto_classes.items()},
         }
         super().save_pretrained(save_directory, *args, **kwargs)
 
@@ -380,6 +381,12 @@ class BarcodeMAEPreTrainingOutput(ModelOutput):
 class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
     """Encoder + (MAE decoder) + vocabulary head, trained with cross-entropy on masked tokens."""
 
+    auto_classes: ClassVar[dict[str, str]] = {
+        "AutoModel": "BarcodeMAEModel",
+        "AutoModelForPreTraining": "BarcodeMAEForPreTraining",
+        "AutoModelForSequenceClassification": "BarcodeMAEForSequenceClassification",
+    }
+
     def __init__(self, config: BarcodeMAEConfig):
         super().__init__(config)
         self.barcodemae = BarcodeMAEModel(config)
@@ -465,6 +472,11 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
 
 class BarcodeMAEForSequenceClassification(BarcodeMAEPreTrainedModel):
     """Mean-pooled encoder + linear classifier, for closed-world species fine-tuning."""
+
+    auto_classes: ClassVar[dict[str, str]] = {
+        "AutoModel": "BarcodeMAEModel",
+        "AutoModelForSequenceClassification": "BarcodeMAEForSequenceClassification",
+    }
 
     def __init__(self, config: BarcodeMAEConfig):
         super().__init__(config)
