@@ -23,8 +23,9 @@ import json
 import logging
 import platform
 import time
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -216,64 +217,93 @@ def _model_info(model: Any, name: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How an evaluation runs, in one place: ``eval/run.py``'s flags (same names), :func:`run_evaluation`'s keyword
+    arguments and the ``settings`` record of ``results.json`` (:meth:`record`).
+
+    ``layer=None`` means the model's own embedding (:func:`~barcodemae.eval.embeddings.pooled_layer`);
+    ``probe_c="auto"`` chooses the probe's C on a held-out fifth of ``train``.
+    """
+
+    kmer_k: int = 4
+    batch_size: int = 256
+    device: str | None = None
+    layer: int | str | None = None
+    pooling: str = "mean"
+    postprocess: str = "none"
+    dtype: str | None = None
+    max_per_split: int | None = None
+    seed: int = 0
+    reducer: str = "auto"
+    n_components: int = 50
+    linkage: str = "ward"
+    probe_c: float | str = "auto"
+    probe_max_iter: int = 500
+    finetune_epochs: int = 0
+    finetune_learning_rate: float = 1e-4
+    finetune_batch_size: int = 64
+    plots: bool = True
+    progress: bool = True
+    trust_remote_code: bool | None = None
+
+    NOT_RECORDED: ClassVar[tuple[str, ...]] = ("plots", "progress", "trust_remote_code")
+    """How the run was shown or allowed to run, not what it measured."""
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.postprocess not in POSTPROCESSING:
+            raise ValueError(f"postprocess must be one of {POSTPROCESSING}, got {self.postprocess!r}")
+
+    def record(self) -> dict[str, Any]:
+        """The settings that shaped the numbers, for ``results.json``."""
+        return {key: value for key, value in asdict(self).items() if key not in self.NOT_RECORDED}
+
+
 def run_evaluation(
     model: str | Path | None = None,
     data: str | Path | None = None,
     output_dir: str | Path | None = None,
     *,
     baseline: str | None = None,
-    kmer_k: int = 4,
-    batch_size: int = 256,
-    device: str | None = None,
-    layer: int | str | None = None,
-    pooling: str = "mean",
-    postprocess: str = "none",
-    dtype: str | None = None,
-    max_per_split: int | None = None,
-    seed: int = 0,
-    reducer: str = "auto",
-    n_components: int = 50,
-    linkage: str = "ward",
-    probe_c: float | str = "auto",
-    probe_max_iter: int = 500,
-    finetune_epochs: int = 0,
-    finetune_learning_rate: float = 1e-4,
-    finetune_batch_size: int = 64,
-    plots: bool = True,
-    progress: bool = True,
-    trust_remote_code: bool | None = None,
+    settings: EvaluationSettings | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Evaluate a model folder (or ``baseline="kmer"``) on a BIOSCAN-5M CSV; write and return the results.
 
     ``output_dir`` receives ``results.json``, ``report.md`` and the plots (skipped when matplotlib is missing
     or ``plots=False``). Returns the content of ``results.json``. ``finetune_epochs > 0`` adds the closed-world
     species accuracy of the fully fine-tuned encoder (:mod:`barcodemae.eval.finetune`) next to the linear probe.
-    ``trust_remote_code``: whether a non-BarcodeMAE model's own code may run (``None``: for local folders only; see
+    ``settings`` (default :class:`EvaluationSettings`) with any of its fields overridden by keyword, e.g.
+    ``run_evaluation(model, data, out, reducer="pca", plots=False)``. ``trust_remote_code``: whether a non-BarcodeMAE
+    model's own code may run (``None``: for local folders only; see
     :func:`~barcodemae.eval.embeddings.load_pretrained`).
     """
+    unknown = sorted(set(overrides) - {f.name for f in fields(EvaluationSettings)})
+    if unknown:
+        raise TypeError(f"run_evaluation got unknown settings {unknown}; see EvaluationSettings")
+    s = replace(settings or EvaluationSettings(), **overrides)
     if data is None or output_dir is None:
         raise ValueError("run_evaluation needs data (a BIOSCAN-5M CSV) and output_dir")
     if (model is None) == (baseline is None):
         raise ValueError("give exactly one of model (a model folder or hub name) and baseline ('kmer')")
     if baseline is not None and baseline not in BASELINES:
         raise ValueError(f"unknown baseline {baseline!r}; available: {', '.join(BASELINES)}")
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-    if postprocess not in POSTPROCESSING:
-        raise ValueError(f"postprocess must be one of {POSTPROCESSING}, got {postprocess!r}")
-    if finetune_epochs and baseline is not None:
+    if s.finetune_epochs and baseline is not None:
         raise ValueError("fine-tuning needs a model folder; the k-mer baseline has nothing to fine-tune")
     check_writable_folder(output_dir)  # before the embedding and the metrics, which may take long
     timings: dict[str, float] = {}
     started = time.perf_counter()
     if baseline == "kmer":
-        encoder, tokenizer, name = KmerFrequencyEmbedder(kmer_k), None, f"{kmer_k}-mer frequency baseline"
+        encoder, tokenizer, name = KmerFrequencyEmbedder(s.kmer_k), None, f"{s.kmer_k}-mer frequency baseline"
     else:
-        encoder, tokenizer = load_encoder(model, trust_remote_code=trust_remote_code)
+        encoder, tokenizer = load_encoder(model, trust_remote_code=s.trust_remote_code)
         name = str(model)
-        layer = pooled_layer(encoder) if layer is None else layer  # recorded as used
+        if s.layer is None:
+            s = replace(s, layer=pooled_layer(encoder))  # recorded as used
     min_length = max(1, int(getattr(tokenizer, "k", 1) or 1))
-    frame, data_info = load_eval_splits(data, max_per_split=max_per_split, seed=seed, min_length=min_length)
+    frame, data_info = load_eval_splits(data, max_per_split=s.max_per_split, seed=s.seed, min_length=min_length)
     timings["load_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -281,12 +311,12 @@ def run_evaluation(
         encoder,
         tokenizer,
         frame["dna_barcode"].tolist(),
-        batch_size=batch_size,
-        device=device,
-        pooling=pooling,
-        layer=layer,
-        dtype=dtype,
-        progress=progress,
+        batch_size=s.batch_size,
+        device=s.device,
+        pooling=s.pooling,
+        layer=s.layer,
+        dtype=s.dtype,
+        progress=s.progress,
     )
     timings["embed_s"] = time.perf_counter() - started
 
@@ -294,16 +324,16 @@ def run_evaluation(
     metrics, details = evaluate_embeddings(
         frame,
         embeddings,
-        reducer=reducer,
-        n_components=n_components,
-        linkage=linkage,
-        probe_c=probe_c,
-        probe_max_iter=probe_max_iter,
-        seed=seed,
-        postprocess=postprocess,
+        reducer=s.reducer,
+        n_components=s.n_components,
+        linkage=s.linkage,
+        probe_c=s.probe_c,
+        probe_max_iter=s.probe_max_iter,
+        seed=s.seed,
+        postprocess=s.postprocess,
     )
     timings["metrics_s"] = time.perf_counter() - started
-    if finetune_epochs > 0:
+    if s.finetune_epochs > 0:
         started = time.perf_counter()
         train_rows, test_rows = _labelled(frame, "train", "species"), _labelled(frame, "test", "species")
         barcodes, species = frame["dna_barcode"].to_numpy(dtype=object), frame["species"].to_numpy(dtype=object)
@@ -313,14 +343,14 @@ def run_evaluation(
             species[train_rows],
             barcodes[test_rows].tolist(),
             species[test_rows],
-            epochs=finetune_epochs,
-            batch_size=finetune_batch_size,
-            learning_rate=finetune_learning_rate,
-            device=device,
-            dtype=dtype,
-            seed=seed,
-            progress=progress,
-            trust_remote_code=trust_remote_code,
+            epochs=s.finetune_epochs,
+            batch_size=s.finetune_batch_size,
+            learning_rate=s.finetune_learning_rate,
+            device=s.device,
+            dtype=s.dtype,
+            seed=s.seed,
+            progress=s.progress,
+            trust_remote_code=s.trust_remote_code,
         )
         timings["finetune_s"] = time.perf_counter() - started
 
@@ -332,29 +362,16 @@ def run_evaluation(
         "data": data_info,
         "metrics": metrics,
         "open_world_genus_accuracy_per_genus": genus_accuracy,
-        "settings": {
-            "batch_size": batch_size,
-            "device": device,
-            "layer": layer,
-            "pooling": pooling,
-            "postprocess": postprocess,
-            "dtype": dtype,
-            "seed": seed,
-            "reducer": reducer,
-            "n_components": n_components,
-            "linkage": linkage,
-            "probe_c": probe_c,
-            "probe_max_iter": probe_max_iter,
-            "finetune_epochs": finetune_epochs,
-            "embedding_dim": int(embeddings.shape[1]),
-        },
+        "settings": {**s.record(), "embedding_dim": int(embeddings.shape[1])},
         "timings": timings,
         "environment": {"python": platform.python_version()},
     }
-    if plots:
+    if s.plots:
         from barcodemae.eval.plots import write_plots
 
-        results["plots"] = write_plots(output, frame, embeddings, details, genus_accuracy, reducer=reducer, seed=seed)
+        results["plots"] = write_plots(
+            output, frame, embeddings, details, genus_accuracy, reducer=s.reducer, seed=s.seed
+        )
     (output / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
     from barcodemae.eval.report import write_report
 
@@ -425,9 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--finetune-epochs", type=int, default=0, help="also fine-tune the whole encoder for species (0: off)"
     )
-    parser.add_argument("--finetune-lr", type=float, default=1e-4, help="peak learning rate of the fine-tuning")
+    parser.add_argument(
+        "--finetune-lr", dest="finetune_learning_rate", type=float, default=1e-4,
+        help="peak learning rate of the fine-tuning",
+    )
     parser.add_argument("--finetune-batch-size", type=int, default=64)
-    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the figures")
     add_trust_remote_code_flag(parser)
     return parser
 
@@ -442,32 +462,13 @@ def main(argv: list[str] | None = None) -> int:
     return report_errors("eval/run.py", lambda: _run(args))
 
 
+def settings_from_args(args: argparse.Namespace) -> EvaluationSettings:
+    """The :class:`EvaluationSettings` of parsed ``eval/run.py`` flags (their destinations are the field names)."""
+    return EvaluationSettings(**{f.name: getattr(args, f.name) for f in fields(EvaluationSettings) if f.name in args})
+
+
 def _run(args: argparse.Namespace) -> int:
-    results = run_evaluation(
-        args.model,
-        args.data,
-        args.output,
-        baseline=args.baseline,
-        kmer_k=args.kmer_k,
-        batch_size=args.batch_size,
-        device=args.device,
-        layer=args.layer,
-        pooling=args.pooling,
-        postprocess=args.postprocess,
-        dtype=args.dtype,
-        max_per_split=args.max_per_split,
-        seed=args.seed,
-        reducer=args.reducer,
-        n_components=args.n_components,
-        linkage=args.linkage,
-        probe_c=args.probe_c,
-        probe_max_iter=args.probe_max_iter,
-        finetune_epochs=args.finetune_epochs,
-        finetune_learning_rate=args.finetune_lr,
-        finetune_batch_size=args.finetune_batch_size,
-        plots=not args.no_plots,
-        trust_remote_code=args.trust_remote_code,
-    )
+    results = run_evaluation(args.model, args.data, args.output, baseline=args.baseline, settings=settings_from_args(args))
     print(json.dumps(results["metrics"]["headline"], indent=2))
     print(f"wrote {Path(args.output) / 'results.json'} and {Path(args.output) / 'report.md'}")
     return 0

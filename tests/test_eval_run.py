@@ -15,7 +15,7 @@ import torch
 from barcodemae import BarcodeTokenizer
 from barcodemae.eval import run_evaluation
 from barcodemae.eval.embeddings import KmerFrequencyEmbedder, embed_barcode_layers, embed_barcodes, load_encoder
-from barcodemae.eval.run import load_eval_splits
+from barcodemae.eval.run import EvaluationSettings, load_eval_splits
 from conftest import REPO_ROOT
 
 BARCODES = ["ACGTACGTAAGGTTCA" * 3, "ACGTTTGCA", "ACGGGTTACCAGTNNA" * 6, "TTRACGTACGTA", "GGGCCCAAATTT" * 2]
@@ -127,6 +127,8 @@ def test_run_evaluation_on_demo(kmer4_model_folder: Path, demo_csv: Path, tmp_pa
     probe = saved["metrics"]["closed_world_species"]["linear_probe"]
     scores = probe["c_selection"]["held_out_accuracy"]
     assert scores[str(probe["c"])] == max(scores.values()) and saved["settings"]["probe_c"] == "auto"
+    expected = EvaluationSettings(max_per_split=250, reducer="pca", n_components=8, batch_size=64, layer=-1)
+    assert saved["settings"] == {**expected.record(), "embedding_dim": 32}  # the model's own layer, as used
     assert saved["metrics"]["headline"] == pytest.approx(results["metrics"]["headline"])
     assert saved["data"]["split_sizes"] == {"train": 250, "test": 250, "test_unseen": 250}
     assert saved["data"]["split_sizes_before_subsampling"] == {"train": 1346, "test": 779, "test_unseen": 377}
@@ -259,3 +261,18 @@ def test_probe_c_flag_takes_a_positive_number_or_auto(value, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--baseline", "kmer", "--data", "x", "--output", "o", "--probe-c", value])
     assert "must be a positive number or 'auto'" in capsys.readouterr().err
+
+
+def test_flags_keyword_arguments_and_record_are_one_settings_object(tmp_path: Path):
+    from barcodemae.eval.run import build_parser, settings_from_args
+
+    args = build_parser().parse_args(["--baseline", "kmer", "--data", "d.csv", "--output", "o", "--finetune-lr", "0.01",
+                                      "--no-plots", "--probe-c", "10", "--layer", "mean", "--kmer-k", "5"])
+    settings = settings_from_args(args)
+    assert (settings.finetune_learning_rate, settings.plots, settings.probe_c, settings.layer, settings.kmer_k) == (
+        0.01, False, 10.0, "mean", 5)
+    assert "plots" not in settings.record() and settings.record()["finetune_learning_rate"] == 0.01
+    with pytest.raises(TypeError, match="unknown settings"):
+        run_evaluation(data=tmp_path / "x.csv", output_dir=tmp_path, baseline="kmer", reduce="pca")
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        EvaluationSettings(pooling="median")
