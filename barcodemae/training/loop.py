@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -243,7 +244,6 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         project_dir=str(output_dir),
         step_scheduler_with_optimizer=False,  # stepped once per optimiser step below, whatever the process count
     )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     args = adopt_initial_model(args)  # --init_from fixes architecture and tokenizer before anything is saved
     checkpoint = resumed_run_id = None
     if args.resume_from_checkpoint:
@@ -516,6 +516,14 @@ def main(argv: list[str] | None = None) -> int:
     """``train.py``: expected failures (bad data, a used output folder, a corrupt checkpoint) are one line on
     stderr and exit status 2."""
     from .arguments import parse_args
+
+    # Logging is configured here, never in the library: every process of a distributed run warns, the main one also
+    # informs. The launcher's RANK says which process this is (creating accelerate state here would set up the
+    # process group before the Accelerator does).
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if main_process else logging.WARNING
+    )
 
     def run() -> int:
         summary = run_training(parse_args(argv))
