@@ -407,12 +407,17 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         full_logits: bool = False,
+        num_items_in_batch: float | None = None,
         **kwargs,
     ) -> BarcodeMAEPreTrainingOutput | tuple:
         """Mask (uniformly at ``config.mask_ratio`` unless ``masked_positions`` is given) and reconstruct.
 
         ``input_ids`` are the *uncorrupted* tokens; in ``mlm`` mode the 80/10/10 corruption happens here.
         ``labels`` default to ``input_ids``; only masked positions contribute to the loss.
+        ``loss`` is the cross-entropy summed over the masked tokens and divided by ``num_items_in_batch`` when
+        given (as in ``transformers``: the masked tokens of the whole optimiser step, over gradient-accumulation
+        micro-batches and processes, so every token weighs the same however the step is split; ``1`` gives the
+        sum), else by this batch's masked-token count (the mean).
         The vocabulary head runs on the masked tokens only unless ``full_logits=True``: with a 4,101-token
         vocabulary, full ``(batch, length, vocab)`` logits and their softmax cost more than a small model itself.
         """
@@ -456,10 +461,12 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
             masked_logits = logits[masked_positions]
         else:
             logits = masked_logits = self.lm_head(sequence[masked_positions])
-        # Sum / count rather than a mean: a batch with nothing masked (all rows too short) gives 0, not NaN.
-        loss = F.cross_entropy(masked_logits.float(), targets, ignore_index=-100, reduction="sum") / (
-            (targets != -100).sum().clamp(min=1)
-        )
+        loss_sum = F.cross_entropy(masked_logits.float(), targets, ignore_index=-100, reduction="sum")
+        if num_items_in_batch is None:
+            # Sum / count rather than a mean: a batch with nothing masked (all rows too short) gives 0, not NaN.
+            loss = loss_sum / (targets != -100).sum().clamp(min=1)
+        else:
+            loss = loss_sum * (1.0 / num_items_in_batch)
         output = BarcodeMAEPreTrainingOutput(
             loss=loss,
             logits=logits,

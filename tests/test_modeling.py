@@ -213,6 +213,31 @@ def test_loss_is_cross_entropy_on_masked_tokens_only(objective):
         torch.testing.assert_close(same.loss, F.cross_entropy(same.logits, ids[masked]))
 
 
+@pytest.mark.parametrize("objective", ["mae", "mlm"])
+def test_num_items_in_batch_makes_split_batches_weigh_every_token_alike(objective, real_batch):
+    """As transformers' models: dividing by the step's token count, two micro-batches give the full batch's
+    gradient even when they hold different numbers of masked tokens."""
+    # every masked token becomes [MASK]: no random corruption that would differ between the two splits
+    model = tiny(pretraining_objective=objective, mlm_mask_token_prob=1.0, mlm_random_token_prob=0.0)
+    ids, mask = real_batch["input_ids"], real_batch["attention_mask"]
+    masked = random_token_mask(maskable_positions(ids, mask, model.config), 0.5, torch.Generator().manual_seed(0))
+    masked[0] &= torch.arange(ids.shape[1]) < 12  # unequal counts per row
+    total = int(masked.sum())
+    torch.manual_seed(3)
+    full = model(input_ids=ids, attention_mask=mask, masked_positions=masked)
+    summed = model(input_ids=ids, attention_mask=mask, masked_positions=masked, num_items_in_batch=1).loss
+    torch.testing.assert_close(summed, full.loss * total)
+    full.loss.backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    for rows in (slice(0, 1), slice(1, None)):
+        part = model(input_ids=ids[rows], attention_mask=mask[rows], masked_positions=masked[rows],
+                     num_items_in_batch=total)
+        part.loss.backward()
+    for parameter, reference in zip(model.parameters(), expected):
+        torch.testing.assert_close(parameter.grad, reference, atol=1e-6, rtol=1e-4)
+
+
 def test_given_mask_is_honoured_but_never_covers_specials_or_padding():
     model = tiny()
     ids, mask = batch([12, 8])

@@ -409,21 +409,23 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     while global_step < max_steps:
         micro_batches = [stream.next() for _ in range(args.gradient_accumulation_steps)]
         step_masked = sum(counts["masked"] for _, counts in micro_batches)
-        scale = accelerator.num_processes * args.gradient_accumulation_steps / max(step_masked, 1)
+        # Every masked token of the optimiser step weighs the same: the model divides its summed loss by the step's
+        # masked tokens per process and micro-batch, which accelerate's mean over both turns into the global mean.
+        num_items = max(step_masked, 1) / (accelerator.num_processes * args.gradient_accumulation_steps)
         step_loss = torch.zeros((), device=accelerator.device, dtype=torch.float64)
         grad_norm = None
         for batch, counts in micro_batches:
             with accelerator.accumulate(model):
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                loss_sum, _ = masked_token_loss(model, batch)
-                accelerator.backward(loss_sum * scale)
+                loss, _ = masked_token_loss(model, batch, num_items_in_batch=num_items)
+                accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     grad_norm = accelerator.clip_grad_norm_(parameters, args.max_grad_norm)
                 optimizer.step()
                 if accelerator.sync_gradients:
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            step_loss += loss_sum.detach().double()
+            step_loss += loss.detach().double() * num_items  # this micro-batch's summed loss
             window_tokens += counts["tokens"]
             window_samples += stream.global_size
         global_step += 1

@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from barcodemae.eval.embeddings import LAYER_MEAN, embed_barcode_layers, pooled_layer
 from barcodemae.eval.metrics import one_nn_accuracy
@@ -20,14 +19,16 @@ from barcodemae.eval.postprocess import top_pc_variance_share
 from .batches import BarcodeSource, GlobalBatchStream
 
 
-def masked_token_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed cross-entropy over masked tokens and their count, for exact normalisation across devices."""
-    output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], masked_positions=batch["masked_positions"])
-    masked = output.masked_positions
-    targets = batch["input_ids"][masked]
-    # The pretraining head returns the logits of the masked tokens only, in row-major order.
-    loss_sum = F.cross_entropy(output.logits.float(), targets, reduction="sum")
-    return loss_sum, masked.sum()
+def masked_token_loss(
+    model, batch: dict[str, torch.Tensor], num_items_in_batch: float = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's loss on ``batch`` divided by ``num_items_in_batch`` (default 1: the summed cross-entropy over
+    masked tokens) and the number of masked tokens, for exact normalisation across micro-batches and devices."""
+    output = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+        masked_positions=batch["masked_positions"], num_items_in_batch=num_items_in_batch,
+    )
+    return output.loss, output.masked_positions.sum()
 
 
 def fixed_validation_batches(stream: GlobalBatchStream) -> list[dict[str, torch.Tensor]]:
