@@ -50,8 +50,8 @@ def main() -> None:
     step_times = []
     for batch, counts in batches:
         start = time.perf_counter()
-        loss_sum, _ = masked_token_loss(model, batch)
-        (loss_sum / counts["masked"]).backward()
+        loss, _ = masked_token_loss(model, batch, num_items_in_batch=max(counts["masked"], 1))
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step_times.append(time.perf_counter() - start)
