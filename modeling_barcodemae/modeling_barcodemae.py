@@ -122,6 +122,8 @@ class BarcodeMAEEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """Token + position embeddings ``(batch, length, hidden)`` of ids and their positions, both
+        ``(batch, length)`` (the MAE encoder passes the visible tokens' original positions)."""
         embeddings = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(embeddings))
 
@@ -140,6 +142,8 @@ class BarcodeMAEAttention(nn.Module):
         self.attention_dropout = config.attention_probs_dropout_prob
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """Self-attention with residual and LayerNorm: ``(batch, length, width)`` to the same shape;
+        ``attention_mask`` is :func:`sdpa_key_mask`'s ``(batch, 1, 1, length)`` boolean or ``None``."""
         batch, length, width = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         context = F.scaled_dot_product_attention(
@@ -162,6 +166,7 @@ class BarcodeMAELayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(batch, length, width)`` to the same shape; ``attention_mask`` as in :class:`BarcodeMAEAttention`."""
         hidden_states = self.attention(hidden_states, attention_mask)
         feed_forward = self.output(self.activation(self.intermediate(hidden_states)))
         return self.LayerNorm(hidden_states + self.dropout(feed_forward))
@@ -181,6 +186,8 @@ class BarcodeMAEStack(nn.Module):
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, output_hidden_states: bool = False
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """The last layer's output ``(batch, length, width)`` and, with ``output_hidden_states``, the input and
+        every layer's output (``num_layers + 1`` tensors of that shape)."""
         all_states = (hidden_states,) if output_hidden_states else None
         for layer in self.layer:
             hidden_states = layer(hidden_states, attention_mask)
@@ -274,7 +281,13 @@ class BarcodeMAEModel(BarcodeMAEPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
-        """Encode ``input_ids``; ``position_ids`` lets the MAE encoder keep original positions of visible tokens."""
+        """Encode ``input_ids`` ``(batch, length)``.
+
+        ``attention_mask`` ``(batch, length)`` (default: non-pad tokens); ``position_ids`` ``(batch, length)`` lets
+        the MAE encoder keep the original positions of the visible tokens (default ``0..length-1``). Returns
+        ``last_hidden_state`` ``(batch, length, hidden)``, ``pooler_output`` ``(batch, hidden)`` (see the class)
+        and, on request, ``hidden_states``: ``num_hidden_layers + 1`` tensors ``(batch, length, hidden)``.
+        """
         kwargs.pop("token_type_ids", None)  # pipelines may pass it; barcodes have a single segment
         if kwargs:
             raise TypeError(f"BarcodeMAEModel.forward got unexpected arguments {sorted(kwargs)}")
@@ -333,6 +346,12 @@ class BarcodeMAEDecoder(nn.Module):
         visible: torch.Tensor,
         attention_mask: torch.Tensor,
     ) -> torch.Tensor:
+        """Decoder states ``(batch, length, decoder_hidden)`` at every position.
+
+        ``visible_states`` ``(batch, num_visible, hidden)``: encoder outputs of the gathered visible tokens, whose
+        original positions are ``visible_index`` ``(batch, num_visible)``; ``visible`` and ``attention_mask``
+        ``(batch, length)``: which positions were visible, and which are real tokens.
+        """
         batch, length = visible.shape
         projected = self.projection(visible_states)
         scattered = projected.new_zeros(batch, length, projected.shape[-1])
@@ -358,6 +377,7 @@ class BarcodeMAEPredictionHead(nn.Module):
         self.decoder = nn.Linear(width, config.vocab_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits ``(..., vocab_size)`` of hidden states ``(..., width)`` (any leading shape)."""
         return self.decoder(self.transform(hidden_states))
 
 
@@ -503,6 +523,8 @@ class BarcodeMAEForSequenceClassification(BarcodeMAEPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput | tuple:
+        """Logits ``(batch, num_labels)`` from the pooled embedding of ``input_ids`` ``(batch, length)``; with
+        ``labels`` ``(batch,)``, the cross-entropy (mean squared error for one label) as ``loss``."""
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         encoded = self.barcodemae(
             input_ids,
