@@ -19,6 +19,21 @@ from transformers import HfArgumentParser
 
 from modeling_barcodemae.configuration_barcodemae import POOLED_LAYERS
 
+ARCHITECTURE_ARGUMENTS: dict[str, str] = {
+    # training argument: BarcodeMAEConfig attribute
+    "hidden_size": "hidden_size",
+    "num_hidden_layers": "num_hidden_layers",
+    "num_attention_heads": "num_attention_heads",
+    "intermediate_size": "intermediate_size",
+    "decoder_hidden_size": "decoder_hidden_size",
+    "decoder_num_hidden_layers": "decoder_num_hidden_layers",
+    "decoder_num_attention_heads": "decoder_num_attention_heads",
+    "decoder_intermediate_size": "decoder_intermediate_size",
+    "dropout": "hidden_dropout_prob",
+}
+"""The flags that set the architecture, and the config attribute each sets (``--dropout`` also sets the attention
+dropout): :func:`barcodemae.training.loop.build_model` builds the config from them, ``--init_from`` overwrites them
+from a folder's config."""
 PRESET_DIR = Path(str(resources.files("barcodemae.configs")))
 """``configs/`` of the repository, installed as ``barcodemae.configs`` (package data)."""
 TRAINING_ARGS_FILE = "training_args.json"

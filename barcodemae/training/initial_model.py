@@ -18,23 +18,9 @@ from pathlib import Path
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
 
-from .arguments import TrainingArguments
+from .arguments import ARCHITECTURE_ARGUMENTS, TrainingArguments
 
 logger = logging.getLogger(__name__)
-
-ARCHITECTURE_ARGUMENTS = {
-    # training argument: config attribute
-    "hidden_size": "hidden_size",
-    "num_hidden_layers": "num_hidden_layers",
-    "num_attention_heads": "num_attention_heads",
-    "intermediate_size": "intermediate_size",
-    "decoder_hidden_size": "decoder_hidden_size",
-    "decoder_num_hidden_layers": "decoder_num_hidden_layers",
-    "decoder_num_attention_heads": "decoder_num_attention_heads",
-    "decoder_intermediate_size": "decoder_intermediate_size",
-    "dropout": "hidden_dropout_prob",
-}
-
 
 def initial_config(folder: str | Path) -> BarcodeMAEConfig:
     """The config of a pretraining folder, with errors that name the folder and what is wrong."""
@@ -96,4 +82,4 @@ def load_initial_model(folder: str | Path, mask_ratio: float, pooled_layers: str
     return model
 
 
-__all__ = ["ARCHITECTURE_ARGUMENTS", "adopt_initial_model", "initial_config", "load_initial_model"]
+__all__ = ["adopt_initial_model", "initial_config", "load_initial_model"]

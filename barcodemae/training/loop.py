@@ -51,7 +51,7 @@ from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
 
-from .arguments import TRAINING_ARGS_FILE, TrainingArguments, save_arguments
+from .arguments import ARCHITECTURE_ARGUMENTS, TRAINING_ARGS_FILE, TrainingArguments, save_arguments
 from .batches import BarcodeSource, GlobalBatchStream
 from .best_model import BestModelTracker, check_selection_split
 from .checkpoints import (
@@ -92,17 +92,10 @@ def parameters_are_sharded(accelerator: Accelerator) -> bool:
 
 
 def build_model(args: TrainingArguments, tokenizer: BarcodeTokenizer) -> BarcodeMAEForPreTraining:
-    config = BarcodeMAEConfig(
-        **tokenizer.model_config_kwargs(),
-        hidden_size=args.hidden_size,
-        num_hidden_layers=args.num_hidden_layers,
-        num_attention_heads=args.num_attention_heads,
-        intermediate_size=args.intermediate_size,
-        decoder_hidden_size=args.decoder_hidden_size,
-        decoder_num_hidden_layers=args.decoder_num_hidden_layers,
-        decoder_num_attention_heads=args.decoder_num_attention_heads,
-        decoder_intermediate_size=args.decoder_intermediate_size,
-        hidden_dropout_prob=args.dropout,
+    """A freshly initialised pretraining model: the tokenizer's fields, the architecture flags, this run's choices."""
+    config = BarcodeMAEConfig.from_tokenizer(
+        tokenizer,
+        **{attribute: getattr(args, name) for name, attribute in ARCHITECTURE_ARGUMENTS.items()},
         attention_probs_dropout_prob=args.dropout,
         mask_ratio=args.mask_ratio,
         pretraining_objective=args.objective,
