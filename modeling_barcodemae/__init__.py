@@ -1,15 +1,15 @@
-"""BarcodeMAE models in the layout of a transformers model folder; importing registers them with the Auto classes."""
+"""BarcodeMAE models in the layout of a transformers model folder; importing registers them with the Auto classes.
+
+The tokenizer lives in ``barcodemae.tokenization`` and is registered by ``import barcodemae``, which imports this
+package: the model folder depends on nothing of the package around it, so there is no import cycle.
+"""
 
 from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForPreTraining,
     AutoModelForSequenceClassification,
-    AutoTokenizer,
 )
-
-# Imported after our own submodules: `barcodemae/__init__` imports them back, which must not meet a half-built module.
-from barcodemae.tokenization import BarcodeTokenizer
 
 from .configuration_barcodemae import BarcodeMAEConfig
 from .modeling_barcodemae import (
@@ -24,7 +24,6 @@ AutoConfig.register(BarcodeMAEConfig.model_type, BarcodeMAEConfig, exist_ok=True
 AutoModel.register(BarcodeMAEConfig, BarcodeMAEModel, exist_ok=True)
 AutoModelForPreTraining.register(BarcodeMAEConfig, BarcodeMAEForPreTraining, exist_ok=True)
 AutoModelForSequenceClassification.register(BarcodeMAEConfig, BarcodeMAEForSequenceClassification, exist_ok=True)
-AutoTokenizer.register(BarcodeMAEConfig, fast_tokenizer_class=BarcodeTokenizer, exist_ok=True)
 
 # Saved folders carry `auto_map` and these code files, so they load with trust_remote_code=True in a process that
 # never imported this package.
@@ -32,7 +31,6 @@ BarcodeMAEConfig.register_for_auto_class()
 BarcodeMAEModel.register_for_auto_class("AutoModel")
 BarcodeMAEForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 BarcodeMAEForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
-BarcodeTokenizer.register_for_auto_class("AutoTokenizer")
 
 __all__ = [
     "BarcodeMAEConfig",
@@ -41,5 +39,4 @@ __all__ = [
     "BarcodeMAEModel",
     "BarcodeMAEPreTrainedModel",
     "BarcodeMAEPreTrainingOutput",
-    "BarcodeTokenizer",
 ]
