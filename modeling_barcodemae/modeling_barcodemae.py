@@ -311,7 +311,10 @@ class BarcodeMAEModel(BarcodeMAEPreTrainedModel):
         hidden, all_states = self.encoder(
             hidden, sdpa_key_mask(attention_mask), bool(output_hidden_states) or pool_every_layer
         )
-        pooled = mean_pool(torch.stack(all_states).mean(dim=0) if pool_every_layer else hidden, attention_mask)
+        if pool_every_layer:  # pooling is linear: the mean of pooled states, without a (layers, B, L, H) stack
+            pooled = sum(mean_pool(state, attention_mask) for state in all_states) / len(all_states)
+        else:
+            pooled = mean_pool(hidden, attention_mask)
         if not output_hidden_states:
             all_states = None
         if not return_dict:
