@@ -120,8 +120,7 @@ def run_embed(args: argparse.Namespace) -> dict:
 
 
 def run_identify(args: argparse.Namespace) -> dict:
-    from barcodemae.call_levels import call_report
-    from barcodemae.identify import build_reference_index, identify_file
+    from barcodemae.identify import build_reference_index, identify_file, labelled_call_report
 
     if args.identify_command == "build":
         index = build_reference_index(
@@ -143,13 +142,9 @@ def run_identify(args: argparse.Namespace) -> dict:
             if known.any():
                 hits = result.loc[known, f"true_{rank}"] == result.loc[known, f"predicted_{rank}"]
                 summary[f"{rank}_accuracy"] = round(float(hits.mean()), 4)
-    if "call_level" in result and {"true_species", "true_genus"} <= set(result):
-        labelled = result["true_species"].notna() & result["true_genus"].notna()
-        if labelled.any():
-            rows = result[labelled]
-            measured = call_report(rows["call_level"].to_numpy(), (rows["true_species"] == rows["predicted_species"]),
-                                   (rows["true_genus"] == rows["predicted_genus"]))
-            summary["calls"] = {k: v if not isinstance(v, float) else round(v, 4) for k, v in measured.items()}
+    measured = labelled_call_report(result)
+    if measured is not None:
+        summary["calls"] = {k: v if not isinstance(v, float) else round(v, 4) for k, v in measured.items()}
     return summary
 
 

@@ -313,14 +313,35 @@ def calibrate_calls(
                              device=device, pooling="mean", layer=None, progress=progress)
     matches = identify(index, index.postprocessor.transform(vectors), calibration.column("processid").to_pylist(),
                        top_k=CALIBRATION_TOP_K)
-    species_ok = (matches["predicted_species"] == np.asarray(calibration.column("species").to_pylist())).to_numpy()
-    genus_ok = (matches["predicted_genus"] == np.asarray(calibration.column("genus").to_pylist())).to_numpy()
+    matches["true_species"] = calibration.column("species").to_pylist()
+    matches["true_genus"] = calibration.column("genus").to_pylist()
+    species_ok, genus_ok = call_correctness(matches)
     similarity = matches["top1_similarity"].to_numpy()
     thresholds = fit_call_thresholds(similarity, species_ok, genus_ok)
     measured = call_report(thresholds.levels(similarity), species_ok, genus_ok)
     logger.info("call thresholds: species >= %.4f, genus >= %.4f (%s)", thresholds.species, thresholds.genus,
                 ", ".join(f"{key} {value:.3f}" for key, value in measured.items() if key != "num_queries"))
     return {"call_thresholds": thresholds.to_dict(), "calibration": {"top_k": CALIBRATION_TOP_K, **measured}}
+
+
+def call_correctness(result: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each row's voted species and genus are its own (``true_species`` / ``true_genus`` columns), ``(n,)``
+    bools each: what a species and a genus call are judged by."""
+    return (
+        (result["predicted_species"] == result["true_species"]).to_numpy(),
+        (result["predicted_genus"] == result["true_genus"]).to_numpy(),
+    )
+
+
+def labelled_call_report(result: pd.DataFrame) -> dict[str, float | int | None] | None:
+    """:func:`~barcodemae.call_levels.call_report` over the rows of an :func:`identify_file` table that know their
+    genus and species; ``None`` for an uncalibrated index or queries without that taxonomy."""
+    if "call_level" not in result or not {"true_species", "true_genus"} <= set(result):
+        return None
+    rows = result[result["true_species"].notna() & result["true_genus"].notna()]
+    if rows.empty:
+        return None
+    return call_report(rows["call_level"].to_numpy(), *call_correctness(rows))
 
 
 def identify_file(
@@ -339,8 +360,8 @@ def identify_file(
     """Identify every valid barcode of ``input_path`` against the index; write and return the table.
 
     The queries are embedded with the index's own model (``model_dir`` overrides the stored path, e.g. after
-    moving the files; it must be the same model); ``split`` picks BIOSCAN-5M split(s) of a CSV. Known query taxonomy (CSV input) is kept as ``true_<rank>``
-    columns so a labelled file doubles as an evaluation. Rejected queries go to ``<output>.cleaning_report.json``.
+    moving the files; it must be the same model); ``split`` picks BIOSCAN-5M split(s) of a CSV. Known query
+    taxonomy (CSV input) is kept as ``true_<rank>`` columns so a labelled file doubles as an evaluation. Rejected queries go to ``<output>.cleaning_report.json``.
     """
     from barcodemae.eval.embeddings import embed_barcodes
 
@@ -375,7 +396,9 @@ __all__ = [
     "build_reference_index",
     "calibrate_calls",
     "calibration_records",
+    "call_correctness",
     "identify",
     "identify_file",
+    "labelled_call_report",
     "majority_vote",
 ]

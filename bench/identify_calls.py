@@ -20,8 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from barcodemae.call_levels import call_report
-from barcodemae.identify import build_reference_index, identify_file
+from barcodemae.identify import build_reference_index, identify_file, labelled_call_report
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bold_coi" / "dev.csv.gz"
 
@@ -34,7 +33,6 @@ def measure(model: Path, data: Path, output: Path, *, reference_split: str, cali
     result = identify_file(output / "index", data, output / "queries.csv", split=query_split, progress=progress)
     splits = pd.read_csv(data, usecols=["processid", "split"], dtype=str)
     result = result.merge(splits, on="processid", how="left")
-    result = result[result["true_species"].notna() & result["true_genus"].notna()]
     report: dict[str, Any] = {
         "model": str(model), "data": str(data), "reference_split": reference_split,
         "call_thresholds": index.info["call_thresholds"], "calibration": index.info["calibration"],
@@ -42,8 +40,7 @@ def measure(model: Path, data: Path, output: Path, *, reference_split: str, cali
     groups = {name: result[result["split"] == name] for name in sorted(result["split"].unique())}
     groups[query_split] = result
     for name, rows in groups.items():
-        report[name] = call_report(rows["call_level"].to_numpy(), rows["true_species"] == rows["predicted_species"],
-                                   rows["true_genus"] == rows["predicted_genus"])
+        report[name] = labelled_call_report(rows)
     return report
 
 
