@@ -18,7 +18,7 @@ from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.training.arguments import parse_args
 from barcodemae.training.batches import BarcodeSource, GlobalBatchStream
 from barcodemae.training.loop import build_masking, build_model, build_optimizer
-from barcodemae.training.validation import masked_token_loss
+from barcodemae.training.validation import pretraining_output
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     collator, _, _ = build_masking(args, tokenizer, BarcodeSource(sequences), None, resume=False, is_main=False)
     stream = GlobalBatchStream(
         BarcodeSource(sequences), tokenizer, lambda i, a, r: collator.mask_batch(i, a, rng=r),
-        per_device_batch_size=args.per_device_batch_size, seed=args.seed,
+        per_device_batch_size=args.per_device_batch_size, seed=args.seed, views=args.views_per_barcode,
     )
     start = time.perf_counter()
     batches = [stream.next() for _ in range(options.steps)]
@@ -50,8 +50,7 @@ def main() -> None:
     step_times = []
     for batch, counts in batches:
         start = time.perf_counter()
-        loss, _ = masked_token_loss(model, batch, num_items_in_batch=max(counts["masked"], 1))
-        loss.backward()
+        pretraining_output(model, batch, num_items_in_batch=max(counts["masked"], 1)).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step_times.append(time.perf_counter() - start)

@@ -33,6 +33,12 @@ class BarcodeMAEConfig(PretrainedConfig):
         pretraining_objective: ``"mae"`` (BarcodeMAE) or ``"mlm"`` (BarcodeBERT).
         mlm_mask_token_prob / mlm_random_token_prob: BERT 80/10/10 corruption of masked tokens (``mlm`` only).
         prediction_head_transform: BERT-style dense+act+LayerNorm before the vocabulary projection.
+        contrastive_weight: weight of a view-contrastive term added to the masked-token loss during pretraining
+            (0: off, the papers' objectives). Two augmented views of each barcode (own start shift, reading frame and
+            mask) must have pooled embeddings (``pooler_output``) closer to each other than to the batch's other
+            barcodes (InfoNCE). Masked-token prediction alone makes pooled embeddings of small encoders lose genus
+            information on unseen genera (README, issue #12); this term trains the embedding that is evaluated.
+        contrastive_temperature: InfoNCE temperature of the cosine similarities.
         pooled_layers: which token states ``pooler_output`` (the barcode embedding) averages over the barcode's
             tokens: ``"last"``, the last block (the BIOSCAN-5M protocol's usual choice), or ``"mean"``, the average
             of every hidden state (embeddings and each block). Small encoders pretrained on barcodes lose lineage
@@ -66,6 +72,8 @@ class BarcodeMAEConfig(PretrainedConfig):
     mlm_mask_token_prob: float = 0.8
     mlm_random_token_prob: float = 0.1
     prediction_head_transform: bool = True
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.1
     pooled_layers: str = "last"
     classifier_dropout: float | None = None
     tokenizer_scheme: str = "kmer"
@@ -120,6 +128,12 @@ class BarcodeMAEConfig(PretrainedConfig):
         if self.pooled_layers not in POOLED_LAYERS:
             raise ValueError(
                 f"BarcodeMAEConfig.pooled_layers must be one of {POOLED_LAYERS}, got {self.pooled_layers!r}"
+            )
+        if not self.contrastive_weight >= 0.0:
+            raise ValueError(f"BarcodeMAEConfig.contrastive_weight must be >= 0, got {self.contrastive_weight}")
+        if not self.contrastive_temperature > 0.0:
+            raise ValueError(
+                f"BarcodeMAEConfig.contrastive_temperature must be > 0, got {self.contrastive_temperature}"
             )
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"BarcodeMAEConfig.hidden_act must be one of {ACTIVATIONS}, got {self.hidden_act!r}")

@@ -216,6 +216,27 @@ def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torc
     return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
+def view_contrastive_loss(
+    embeddings: torch.Tensor, barcode_ids: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """InfoNCE between augmented views of the same barcodes within a batch (SimCLR's NT-Xent, any view count).
+
+    ``embeddings`` ``(batch, hidden)``: pooled embeddings of the rows; ``barcode_ids`` ``(batch,)``: rows with equal
+    ids are views of one barcode (positives), every other row is a negative. Each row's loss is the mean negative
+    log-probability of its positives under a softmax over cosine similarities / ``temperature`` (itself excluded);
+    rows without a positive do not count. Returns a scalar (0 when no row has a positive).
+    """
+    normalised = F.normalize(embeddings.float(), dim=-1)
+    similarity = normalised @ normalised.T / temperature
+    itself = torch.eye(len(barcode_ids), dtype=torch.bool, device=embeddings.device)
+    log_prob = similarity.masked_fill(itself, float("-inf")).log_softmax(dim=1)
+    positives = (barcode_ids.unsqueeze(0) == barcode_ids.unsqueeze(1)) & ~itself
+    counts = positives.sum(dim=1)
+    per_row = -log_prob.masked_fill(~positives, 0.0).sum(dim=1) / counts.clamp(min=1)
+    has_positive = counts > 0
+    return (per_row * has_positive).sum() / has_positive.sum().clamp(min=1)
+
+
 class BarcodeMAEPreTrainedModel(PreTrainedModel):
     """Weight initialisation and loading conventions shared by all BarcodeMAE models."""
 
@@ -388,13 +409,18 @@ class BarcodeMAEPredictionHead(nn.Module):
 class BarcodeMAEPreTrainingOutput(ModelOutput):
     """Pretraining output.
 
-    loss: cross-entropy over masked tokens only. logits: ``(num_masked, vocab)`` for the masked tokens in
-    row-major order (``logits[i]`` predicts ``input_ids[masked_positions][i]``), or ``(batch, length, vocab)`` when
+    loss: what pretraining minimises: ``reconstruction_loss + config.contrastive_weight * contrastive_loss``.
+    reconstruction_loss: cross-entropy over masked tokens only (normalised as the forward pass says).
+    contrastive_loss: :func:`view_contrastive_loss` of the pooled embeddings when the forward pass got
+    ``barcode_ids`` and the config's weight is positive, else ``None``.
+    logits: ``(num_masked, vocab)`` for the masked tokens in row-major order (``logits[i]`` predicts ``input_ids[masked_positions][i]``), or ``(batch, length, vocab)`` when
     the forward pass is called with ``full_logits=True``. masked_positions: the mask that was used.
     encoder_last_hidden_state: encoder output (visible tokens only in ``mae`` mode).
     """
 
     loss: torch.Tensor | None = None
+    reconstruction_loss: torch.Tensor | None = None
+    contrastive_loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     masked_positions: torch.Tensor | None = None
     encoder_last_hidden_state: torch.Tensor | None = None
@@ -431,6 +457,7 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         return_dict: bool | None = None,
         full_logits: bool = False,
         num_items_in_batch: float | None = None,
+        barcode_ids: torch.Tensor | None = None,
         **kwargs,
     ) -> BarcodeMAEPreTrainingOutput | tuple:
         """Mask (uniformly at ``config.mask_ratio`` unless ``masked_positions`` is given) and reconstruct.
@@ -443,6 +470,9 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         sum), else by this batch's masked-token count (the mean).
         The vocabulary head runs on the masked tokens only unless ``full_logits=True``: with a 4,101-token
         vocabulary, full ``(batch, length, vocab)`` logits and their softmax cost more than a small model itself.
+        ``barcode_ids`` ``(batch,)``: rows with equal ids are augmented views of one barcode; with a positive
+        ``config.contrastive_weight`` the pooled embeddings of the encoder's input (the visible tokens for the MAE,
+        the corrupted sequence for the MLM) add the weighted :func:`view_contrastive_loss` (a mean over rows).
         """
         kwargs.pop("token_type_ids", None)
         if kwargs:
@@ -490,8 +520,17 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
             loss = loss_sum / (targets != -100).sum().clamp(min=1)
         else:
             loss = loss_sum * (1.0 / num_items_in_batch)
+        reconstruction_loss = loss
+        contrastive_loss = None
+        if barcode_ids is not None and self.config.contrastive_weight > 0:
+            contrastive_loss = view_contrastive_loss(
+                encoder_out.pooler_output, barcode_ids, self.config.contrastive_temperature
+            )
+            loss = reconstruction_loss + self.config.contrastive_weight * contrastive_loss
         output = BarcodeMAEPreTrainingOutput(
             loss=loss,
+            reconstruction_loss=reconstruction_loss,
+            contrastive_loss=contrastive_loss,
             logits=logits,
             masked_positions=masked_positions,
             encoder_last_hidden_state=encoder_out.last_hidden_state,
@@ -556,4 +595,5 @@ __all__ = [
     "gather_visible",
     "mean_pool",
     "random_token_mask",
+    "view_contrastive_loss",
 ]

@@ -34,6 +34,14 @@ ARCHITECTURE_ARGUMENTS: dict[str, str] = {
 """The flags that set the architecture, and the config attribute each sets (``--dropout`` also sets the attention
 dropout): :func:`barcodemae.training.loop.build_model` builds the config from them, ``--init_from`` overwrites them
 from a folder's config."""
+RUN_CONFIG_ARGUMENTS: dict[str, str] = {
+    "mask_ratio": "mask_ratio",
+    "pooled_layers": "pooled_layers",
+    "contrastive_weight": "contrastive_weight",
+    "contrastive_temperature": "contrastive_temperature",
+}
+"""Flags that set this run's pretraining and embedding choices in the config, and the attribute each sets: unlike
+the architecture, ``--init_from`` keeps them from the flags."""
 PRESET_DIR = Path(str(resources.files("barcodemae.configs")))
 """``configs/`` of the repository, installed as ``barcodemae.configs`` (package data)."""
 TRAINING_ARGS_FILE = "training_args.json"
@@ -120,6 +128,15 @@ class TrainingArguments:
         default="random", metadata={"help": "random | span | genemask | global | stochastic_global | cm-gems | cm-step"}
     )
     mask_ratio: float = 0.5
+    contrastive_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "add this weight times an InfoNCE loss between the pooled embeddings of two augmented views of "
+            "each barcode (own start shift, reading frame, mask) to the masked-token loss (0: off; "
+            "see BarcodeMAEConfig.contrastive_weight); batches then hold two rows per barcode"
+        },
+    )
+    contrastive_temperature: float = field(default=0.1, metadata={"help": "temperature of the contrastive loss"})
     npmi_table: str | None = field(
         default=None, metadata={"help": "saved NPMI table (genemask/global); built from the training data if omitted"}
     )
@@ -209,6 +226,15 @@ class TrainingArguments:
             raise ValueError(f"--mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if self.pooled_layers not in POOLED_LAYERS:
             raise ValueError(f"--pooled_layers must be one of {POOLED_LAYERS}, got {self.pooled_layers!r}")
+        if self.contrastive_weight < 0:
+            raise ValueError(f"--contrastive_weight must be >= 0, got {self.contrastive_weight}")
+        if self.contrastive_temperature <= 0:
+            raise ValueError(f"--contrastive_temperature must be > 0, got {self.contrastive_temperature}")
+
+    @property
+    def views_per_barcode(self) -> int:
+        """Rows per pretraining barcode: two augmented views for the contrastive term, else one."""
+        return 2 if self.contrastive_weight > 0 else 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -295,6 +321,7 @@ def resume_mismatches(saved: dict[str, Any], given: TrainingArguments) -> list[s
 __all__ = [
     "PRESET_DIR",
     "RESUME_MAY_CHANGE",
+    "RUN_CONFIG_ARGUMENTS",
     "TRAINING_ARGS_FILE",
     "TrainingArguments",
     "load_preset",

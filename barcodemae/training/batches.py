@@ -65,6 +65,10 @@ class GlobalBatchStream:
         max_start_shift: drop a uniform random 0..``max_start_shift`` leading bases of each barcode (training; 0: off),
             so a token's position id stops telling where in the COI gene it lies (a barcode keeps at least
             ``tokenizer.min_barcode_length`` bases).
+        views: rows per barcode (1, or 2+ for the view-contrastive objective): each barcode is repeated as adjacent
+            rows, each with its own start shift, reading frame and mask, and the batch carries ``barcode_ids``
+            (rows with equal ids are views of one barcode). Batch sizes count barcodes, so a process holds
+            ``per_device_batch_size * views`` rows and never splits a barcode's views.
         shuffle: permute the barcodes every epoch (off for validation).
         drop_last: drop the final partial global batch (training: every step has the same global size);
             validation keeps it, so every barcode is scored whatever the process count.
@@ -84,6 +88,7 @@ class GlobalBatchStream:
         shuffle: bool = True,
         drop_last: bool = True,
         max_start_shift: int = 0,
+        views: int = 1,
     ) -> None:
         self.source = source
         self.tokenizer = tokenizer
@@ -103,6 +108,9 @@ class GlobalBatchStream:
         if max_start_shift < 0:
             raise ValueError(f"max_start_shift must be >= 0, got {max_start_shift}")
         self.max_start_shift = max_start_shift
+        if views < 1:
+            raise ValueError(f"views must be >= 1, got {views}")
+        self.views = views
         self.shuffle = shuffle
         self.position = DataPosition()
         self._order_epoch: int | None = None
@@ -123,8 +131,10 @@ class GlobalBatchStream:
         return self._order  # type: ignore[return-value]
 
     def global_batch(self, epoch: int, batch: int) -> dict[str, np.ndarray]:
-        """The whole global batch ``batch`` of ``epoch``: ids, attention mask, masked positions (numpy)."""
+        """The whole global batch ``batch`` of ``epoch``: ids, attention mask, masked positions (numpy), and with
+        several views the barcodes' indices in the source as ``barcode_ids``."""
         indices = self._epoch_order(epoch)[batch * self.global_size : (batch + 1) * self.global_size]
+        indices = np.repeat(indices, self.views)
         rng = np.random.default_rng([self.seed, epoch, batch, 1])
         sequences = self.source.take(indices)
         if self.max_start_shift:
@@ -136,7 +146,10 @@ class GlobalBatchStream:
         encoded = self.tokenizer(sequences, frame_offset=offsets, padding=True, return_tensors="np")
         ids, attention = encoded["input_ids"].astype(np.int64), encoded["attention_mask"].astype(np.int64)
         masked = np.asarray(self.mask_fn(ids, attention, rng), dtype=bool)
-        return {"input_ids": ids, "attention_mask": attention, "masked_positions": masked}
+        batch = {"input_ids": ids, "attention_mask": attention, "masked_positions": masked}
+        if self.views > 1:
+            batch["barcode_ids"] = indices.astype(np.int64)
+        return batch
 
     def _shift_starts(self, sequences: list[str], rng: np.random.Generator) -> list[str]:
         """Each barcode without a random number of leading bases (uniform in ``[0, max_start_shift]``, capped so
@@ -151,12 +164,16 @@ class GlobalBatchStream:
 
         ``None`` when a final partial batch (``drop_last=False``) has no rows left for this process.
         """
-        rows = slice(self.process_index * self.per_device, (self.process_index + 1) * self.per_device)
+        local_rows = self.per_device * self.views
+        rows = slice(self.process_index * local_rows, (self.process_index + 1) * local_rows)
         attention = batch["attention_mask"][rows]
         if len(attention) == 0:
             return None
         width = int(attention.sum(axis=1).max())
-        return {key: torch.from_numpy(np.ascontiguousarray(value[rows, :width])) for key, value in batch.items()}
+        return {
+            key: torch.from_numpy(np.ascontiguousarray(value[rows, :width] if value.ndim == 2 else value[rows]))
+            for key, value in batch.items()
+        }
 
     def next(self) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
         """This process's slice of the next global micro-batch, and the global batch's token/masked counts."""

@@ -60,11 +60,11 @@ def adopt_initial_model(args: TrainingArguments) -> TrainingArguments:
     return dataclasses.replace(args, tokenizer=str(args.init_from), **adopted)
 
 
-def load_initial_model(folder: str | Path, mask_ratio: float, pooled_layers: str = "last") -> BarcodeMAEForPreTraining:
+def load_initial_model(folder: str | Path, **run_config: object) -> BarcodeMAEForPreTraining:
     """The pretraining model of ``folder`` with every weight present (encoder, and decoder for an MAE).
 
-    Its config records this run's ``mask_ratio`` and ``pooled_layers`` (training and embedding choices, not part
-    of the architecture).
+    ``run_config`` sets config attributes that are this run's choices, not part of the architecture
+    (``mask_ratio``, ``pooled_layers``, ... : the attributes of ``RUN_CONFIG_ARGUMENTS``).
 
     A feature-extraction export (``barcodemae export``: encoder only) is refused rather than continued with a
     randomly initialised decoder and head.
@@ -77,8 +77,11 @@ def load_initial_model(folder: str | Path, mask_ratio: float, pooled_layers: str
             f"--init_from {folder}: the folder lacks pretraining weights ({shown}); an encoder-only export cannot "
             "continue pretraining: use train.py's final_model/ or a converted pretraining checkpoint"
         )
-    model.config.mask_ratio = mask_ratio
-    model.config.pooled_layers = pooled_layers
+    for attribute, value in run_config.items():
+        if not hasattr(model.config, attribute):
+            raise AttributeError(f"BarcodeMAEConfig has no attribute {attribute!r}")
+        setattr(model.config, attribute, value)
+    model.config.validate_architecture()
     return model
 
 

@@ -51,7 +51,13 @@ from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
 
-from .arguments import ARCHITECTURE_ARGUMENTS, TRAINING_ARGS_FILE, TrainingArguments, save_arguments
+from .arguments import (
+    ARCHITECTURE_ARGUMENTS,
+    RUN_CONFIG_ARGUMENTS,
+    TRAINING_ARGS_FILE,
+    TrainingArguments,
+    save_arguments,
+)
 from .batches import BarcodeSource, GlobalBatchStream
 from .best_model import BestModelTracker, check_selection_split
 from .checkpoints import (
@@ -66,7 +72,7 @@ from .checkpoints import (
 from .data import load_training_data, prepare_simulated_data
 from .initial_model import adopt_initial_model, load_initial_model
 from .run_folder import adopt_resumed_run, check_new_run, check_resumed_run, read_run_id, start_run
-from .validation import GenusProbe, fixed_validation_batches, masked_token_loss, validation_loss
+from .validation import GenusProbe, fixed_validation_batches, pretraining_output, validation_loss
 
 logger = logging.getLogger("barcodemae.train")
 
@@ -96,10 +102,9 @@ def build_model(args: TrainingArguments, tokenizer: BarcodeTokenizer) -> Barcode
     config = BarcodeMAEConfig.from_tokenizer(
         tokenizer,
         **{attribute: getattr(args, name) for name, attribute in ARCHITECTURE_ARGUMENTS.items()},
+        **{attribute: getattr(args, name) for name, attribute in RUN_CONFIG_ARGUMENTS.items()},
         attention_probs_dropout_prob=args.dropout,
-        mask_ratio=args.mask_ratio,
         pretraining_objective=args.objective,
-        pooled_layers=args.pooled_layers,
     )
     return BarcodeMAEForPreTraining(config)
 
@@ -277,7 +282,8 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     shard = {"process_index": accelerator.process_index, "num_processes": accelerator.num_processes}
     stream = GlobalBatchStream(
         pretrain, tokenizer, mask_fn, per_device_batch_size=args.per_device_batch_size, seed=args.seed,
-        frame_offsets=args.frame_offset_augmentation, max_start_shift=args.max_start_shift, **shard,
+        frame_offsets=args.frame_offset_augmentation, max_start_shift=args.max_start_shift,
+        views=args.views_per_barcode, **shard,
     )
     steps_per_epoch = max(1, stream.batches_per_epoch // args.gradient_accumulation_steps)
     max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_epochs * steps_per_epoch)
@@ -322,7 +328,9 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     # ------------------------------------------------------------------ model and optimisation
     set_seed(args.seed)
     if args.init_from:
-        model = load_initial_model(args.init_from, args.mask_ratio, args.pooled_layers)
+        model = load_initial_model(
+            args.init_from, **{attribute: getattr(args, name) for name, attribute in RUN_CONFIG_ARGUMENTS.items()}
+        )
     else:
         model = build_model(args, tokenizer)
     optimizer = build_optimizer(model, args)
@@ -405,33 +413,40 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         # Every masked token of the optimiser step weighs the same: the model divides its summed loss by the step's
         # masked tokens per process and micro-batch, which accelerate's mean over both turns into the global mean.
         num_items = max(step_masked, 1) / (accelerator.num_processes * args.gradient_accumulation_steps)
-        step_loss = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+        # The masked-token loss summed over the step, and the contrastive loss summed over micro-batch means.
+        step_losses = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
         grad_norm = None
         for batch, counts in micro_batches:
             with accelerator.accumulate(model):
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                loss, _ = masked_token_loss(model, batch, num_items_in_batch=num_items)
-                accelerator.backward(loss)
+                output = pretraining_output(model, batch, num_items_in_batch=num_items)
+                accelerator.backward(output.loss)
                 if accelerator.sync_gradients:
                     grad_norm = accelerator.clip_grad_norm_(parameters, args.max_grad_norm)
                 optimizer.step()
                 if accelerator.sync_gradients:
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            step_loss += loss.detach().double() * num_items  # this micro-batch's summed loss
+            contrastive = output.contrastive_loss.detach().double() if output.contrastive_loss is not None else 0.0
+            step_losses += torch.stack(
+                [output.reconstruction_loss.detach().double() * num_items, torch.as_tensor(contrastive).to(step_losses)]
+            )
             window_tokens += counts["tokens"]
             window_samples += stream.global_size
         global_step += 1
         if curriculum is not None:
             curriculum.on_step(global_step, max_steps)
-        loss = float(accelerator.reduce(step_loss, reduction="sum")) / max(step_masked, 1)
+        reconstruction_sum, contrastive_sum = accelerator.reduce(step_losses, reduction="sum").tolist()
+        loss = reconstruction_sum / max(step_masked, 1)
+        contrastive_loss = contrastive_sum / (accelerator.num_processes * args.gradient_accumulation_steps)
         progress.update(1)
         # Tokens per second since the last log line: smoother than one step, and the same count metrics.jsonl logs.
         throughput = window_tokens / (time.perf_counter() - window_start)
-        progress.set_postfix(
-            {"loss": f"{loss:.4f}", "lr": f"{scheduler.get_last_lr()[0]:.2e}", "tok/s": f"{throughput:,.0f}"}
-        )
-        if not math.isfinite(loss):
+        postfix = {"loss": f"{loss:.4f}", "lr": f"{scheduler.get_last_lr()[0]:.2e}", "tok/s": f"{throughput:,.0f}"}
+        if stream.views > 1:
+            postfix["contrastive"] = f"{contrastive_loss:.4f}"
+        progress.set_postfix(postfix)
+        if not math.isfinite(loss + contrastive_loss):
             raise FloatingPointError(f"training loss is {loss} at step {global_step}; lower --learning_rate or use bf16/no mixed precision")
 
         if global_step % args.logging_steps == 0 or global_step == max_steps:
@@ -445,6 +460,8 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
                 "tokens_per_second": window_tokens / elapsed,
                 "samples_per_second": window_samples / elapsed,
             }
+            if stream.views > 1:
+                last_record["contrastive_loss"] = contrastive_loss
             metrics.write(last_record)
             window_start, window_tokens, window_samples = time.perf_counter(), 0, 0
         if global_step % args.eval_steps == 0 or global_step == max_steps:

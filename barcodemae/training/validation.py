@@ -19,16 +19,18 @@ from barcodemae.eval.postprocess import top_pc_variance_share
 from .batches import BarcodeSource, GlobalBatchStream
 
 
-def masked_token_loss(
-    model, batch: dict[str, torch.Tensor], num_items_in_batch: float = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's loss on ``batch`` divided by ``num_items_in_batch`` (default 1: the summed cross-entropy over
-    masked tokens) and the number of masked tokens, for exact normalisation across micro-batches and devices."""
-    output = model(
+def pretraining_output(model, batch: dict[str, torch.Tensor], num_items_in_batch: float = 1):
+    """The model's pretraining output on a :class:`GlobalBatchStream` batch.
+
+    The masked-token cross-entropy (``reconstruction_loss``) is summed and divided by ``num_items_in_batch``
+    (default 1: the sum), for exact normalisation across micro-batches and devices; ``masked_positions.sum()`` is
+    its token count. A batch with several views per barcode passes their ``barcode_ids`` (the contrastive term).
+    """
+    return model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
         masked_positions=batch["masked_positions"], num_items_in_batch=num_items_in_batch,
+        barcode_ids=batch.get("barcode_ids"),
     )
-    return output.loss, output.masked_positions.sum()
 
 
 def fixed_validation_batches(stream: GlobalBatchStream) -> list[dict[str, torch.Tensor]]:
@@ -52,8 +54,8 @@ def validation_loss(
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for batch in batches:
-            loss_sum, count = masked_token_loss(model, {k: v.to(accelerator.device) for k, v in batch.items()})
-            total += torch.stack([loss_sum.double(), count.double()])
+            output = pretraining_output(model, {k: v.to(accelerator.device) for k, v in batch.items()})
+            total += torch.stack([output.reconstruction_loss.double(), output.masked_positions.sum().double()])
     total = accelerator.reduce(total, reduction="sum")
     model.train()
     loss = float(total[0] / total[1].clamp(min=1))
@@ -102,4 +104,4 @@ class GenusProbe:
         }
 
 
-__all__ = ["GenusProbe", "fixed_validation_batches", "masked_token_loss", "validation_loss"]
+__all__ = ["GenusProbe", "fixed_validation_batches", "pretraining_output", "validation_loss"]
