@@ -21,6 +21,7 @@ from modeling_barcodemae.modeling_barcodemae import (
     maskable_positions,
     random_regular_tokens,
     random_token_mask,
+    view_contrastive_loss,
 )
 
 VOCAB = 4101
@@ -236,6 +237,56 @@ def test_num_items_in_batch_makes_split_batches_weigh_every_token_alike(objectiv
         part.loss.backward()
     for parameter, reference in zip(model.parameters(), expected):
         torch.testing.assert_close(parameter.grad, reference, atol=1e-6, rtol=1e-4)
+
+
+def test_view_contrastive_loss_is_nt_xent_over_views():
+    torch.manual_seed(0)
+    embeddings, ids, temperature = torch.randn(6, 5), torch.tensor([7, 7, 3, 3, 9, 1]), 0.5
+    unit = F.normalize(embeddings, dim=-1)
+    expected = []
+    for row in range(6):  # by hand: softmax over every other row, mean -log p of the same-barcode rows
+        others = [j for j in range(6) if j != row]
+        logits = torch.stack([unit[row] @ unit[j] / temperature for j in others])
+        log_p = dict(zip(others, logits.log_softmax(0)))
+        positives = [j for j in others if ids[j] == ids[row]]
+        if positives:  # rows 4 and 5 have no second view: they are negatives only
+            expected.append(-torch.stack([log_p[j] for j in positives]).mean())
+    torch.testing.assert_close(view_contrastive_loss(embeddings, ids, temperature), torch.stack(expected).mean())
+    # identical views far from everything else: near zero at a low temperature; one view per barcode: zero
+    views = torch.eye(4).repeat_interleave(2, dim=0)
+    assert view_contrastive_loss(views, torch.arange(4).repeat_interleave(2), 0.05) < 1e-6
+    assert view_contrastive_loss(embeddings, torch.arange(6), 0.5) == 0
+
+
+@pytest.mark.parametrize("objective", ["mae", "mlm"])
+def test_contrastive_term_is_added_only_with_views_and_a_weight(objective, real_batch):
+    ids, mask = real_batch["input_ids"], real_batch["attention_mask"]
+    masked = random_token_mask(maskable_positions(ids, mask, tiny().config), 0.5, torch.Generator().manual_seed(1))
+    barcode_ids = torch.tensor([0, 0, 1, 1, 2, 2])
+    model = tiny(pretraining_objective=objective, contrastive_weight=0.25, mlm_random_token_prob=0.0,
+                 mlm_mask_token_prob=1.0)
+    out = model(input_ids=ids, attention_mask=mask, masked_positions=masked, barcode_ids=barcode_ids)
+    torch.testing.assert_close(out.loss, out.reconstruction_loss + 0.25 * out.contrastive_loss)
+    encoder_input = (
+        {"input_ids": ids.masked_fill(masked, model.config.mask_token_id), "attention_mask": mask}
+        if objective == "mlm"
+        else None
+    )
+    if encoder_input is not None:  # the MLM's embedding is that of the corrupted sequence the encoder saw
+        pooled = model.barcodemae(**encoder_input).pooler_output
+        torch.testing.assert_close(out.contrastive_loss, view_contrastive_loss(pooled, barcode_ids, 0.1))
+    out.loss.backward()
+    assert model.barcodemae.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    plain = model(input_ids=ids, attention_mask=mask, masked_positions=masked)  # validation batches: no views
+    assert plain.contrastive_loss is None
+    torch.testing.assert_close(plain.loss, plain.reconstruction_loss)
+    torch.testing.assert_close(plain.loss, out.reconstruction_loss)
+    off = tiny(pretraining_objective=objective)(input_ids=ids, attention_mask=mask, barcode_ids=barcode_ids)
+    assert off.contrastive_loss is None  # weight 0: the papers' objectives, untouched
+    with pytest.raises(Exception, match="contrastive_weight"):  # the config's strict-dataclass validation error
+        tiny(contrastive_weight=-1.0)
+    with pytest.raises(Exception, match="contrastive_temperature"):
+        tiny(contrastive_temperature=0.0)
 
 
 def test_given_mask_is_honoured_but_never_covers_specials_or_padding():

@@ -624,3 +624,47 @@ def test_start_shift_drops_leading_bases_deterministically():
         stream(-1)
     with pytest.raises(ValueError, match="max_start_shift"):
         parse_args(["--max_start_shift", "-5"])
+
+
+def test_views_repeat_each_barcode_with_its_own_augmentation_and_stay_on_one_process():
+    from barcodemae.tokenization import BarcodeTokenizer
+    from barcodemae.training.batches import BarcodeSource, GlobalBatchStream
+
+    rng = np.random.default_rng(1)
+    barcodes = ["".join(rng.choice(list("ACGT"), 200)) for _ in range(16)]
+
+    def mask_fn(ids, attention, rng):
+        return (rng.random(ids.shape) < 0.5) & (attention == 1)
+
+    def stream(process_index=0, num_processes=1, views=2):
+        return GlobalBatchStream(BarcodeSource(barcodes), BarcodeTokenizer.kmer(6), mask_fn, per_device_batch_size=4,
+                                 process_index=process_index, num_processes=num_processes, seed=0,
+                                 max_start_shift=60, views=views)
+
+    batch = stream(num_processes=2).global_batch(0, 0)
+    ids = batch["barcode_ids"]
+    assert len(ids) == 16 and (ids[0::2] == ids[1::2]).all() and len(set(ids.tolist())) == 8
+    first, second = batch["input_ids"][0::2], batch["input_ids"][1::2]
+    assert (first != second).any(axis=1).all()  # own start shift and frame: other tokens for every pair
+    assert (batch["masked_positions"][0::2] != batch["masked_positions"][1::2]).any()
+    halves = [stream(p, 2).local_slice(batch) for p in (0, 1)]
+    assert [len(h["barcode_ids"]) for h in halves] == [8, 8]  # 4 barcodes x 2 views per process
+    assert set(halves[0]["barcode_ids"].tolist()).isdisjoint(halves[1]["barcode_ids"].tolist())
+    assert "barcode_ids" not in stream(views=1).global_batch(0, 0)
+    with pytest.raises(ValueError, match="views"):
+        stream(views=0)
+
+
+def test_contrastive_pretraining_logs_both_losses_and_validates_on_reconstruction(sim_csv, tmp_path):
+    out = tmp_path / "run"
+    train(data=sim_csv, output_dir=out, max_steps=3, per_device_batch_size=8, eval_steps=3, evaluate=False,
+          max_start_shift=30, contrastive_weight=0.5)
+    records = read_metrics(out)
+    steps = [r for r in records if "loss" in r]
+    assert len(steps) == 3 and all(0 < r["contrastive_loss"] < np.log(16) + 1 for r in steps)
+    assert all(np.isfinite(r["val_loss"]) for r in records if "val_loss" in r)
+    config = json.loads((out / "final_model" / "config.json").read_text())
+    assert config["contrastive_weight"] == 0.5 and config["contrastive_temperature"] == 0.1
+    with pytest.raises(ValueError, match="contrastive_weight"):
+        parse_args(["--contrastive_weight", "-1"])
+
