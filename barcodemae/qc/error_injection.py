@@ -48,6 +48,7 @@ CORRECT, SUBSTITUTED, INSERTED, N_BASE = 0, 1, 2, 3
 BASE_LABELS: tuple[str, ...] = ("correct", "substituted", "inserted", "n")
 """Names of the values of ``base_labels``, by value."""
 
+_KIND_INDEX = {kind: index for index, kind in enumerate(ERROR_KINDS)}
 _ACGT = np.frombuffer(b"ACGT", dtype=np.uint8)
 _N = ord("N")
 _BASE_INDEX = np.full(256, 4, dtype=np.uint8)  # A C G T -> 0..3, anything else 4 (never corrupted)
@@ -152,10 +153,10 @@ def corrupt_read(original: str, rates: ErrorRates, rng: np.random.Generator) -> 
         free_boundary[start : end + 1] = False
         if longer:
             insert_out[end] = source[end - 1]
-            insert_kind[end] = ERROR_KINDS.index("homopolymer")
+            insert_kind[end] = _KIND_INDEX["homopolymer"]
         else:
             base_out[end - 1] = 0
-            base_kind[end - 1] = ERROR_KINDS.index("homopolymer")
+            base_kind[end - 1] = _KIND_INDEX["homopolymer"]
 
     # N runs: few per read, each cut short at a base already claimed
     run_starts = np.flatnonzero(rng.random(length) < rates.n_run)
@@ -167,7 +168,7 @@ def corrupt_read(original: str, rates: ErrorRates, rng: np.random.Generator) -> 
             free_base[start:stop] = False
             free_boundary[start : stop + 1] = False
             base_out[start:stop] = _N
-            base_kind[start:stop] = ERROR_KINDS.index("n_run")
+            base_kind[start:stop] = _KIND_INDEX["n_run"]
 
     # deletions and substitutions share one draw per base; insertions avoid boundaries next to a deletion
     draw = rng.random(length)
@@ -175,14 +176,14 @@ def corrupt_read(original: str, rates: ErrorRates, rng: np.random.Generator) -> 
     deleted = free_base & (draw < rates.deletion)
     substituted = free_base & ~deleted & (draw < rates.deletion + rates.substitution)
     base_out[deleted] = 0
-    base_kind[deleted] = ERROR_KINDS.index("deletion")
+    base_kind[deleted] = _KIND_INDEX["deletion"]
     base_out[substituted] = _ACGT[(base_index[substituted] + shift[substituted]) % 4]
-    base_kind[substituted] = ERROR_KINDS.index("substitution")
+    base_kind[substituted] = _KIND_INDEX["substitution"]
     missing = base_out == 0
     free_boundary &= ~np.concatenate([[False], missing]) & ~np.concatenate([missing, [False]])
     inserted = free_boundary & (rng.random(length + 1) < rates.insertion)
     insert_out[inserted] = _ACGT[rng.integers(0, 4, size=int(inserted.sum()))]
-    insert_kind[inserted] = ERROR_KINDS.index("insertion")
+    insert_kind[inserted] = _KIND_INDEX["insertion"]
     return _assemble(original, base_out, base_kind, insert_out, insert_kind)
 
 
@@ -208,33 +209,22 @@ def _assemble(
     before = np.cumsum(present) - present  # output bytes before each slot: read position / deletion boundary
     labels = np.zeros(2 * length + 1, dtype=np.int8)
     labels[0::2][insert_out != 0] = INSERTED
-    labels[1::2][base_kind == ERROR_KINDS.index("substitution")] = SUBSTITUTED
-    labels[1::2][base_kind == ERROR_KINDS.index("n_run")] = N_BASE
+    labels[1::2][base_kind == _KIND_INDEX["substitution"]] = SUBSTITUTED
+    labels[1::2][base_kind == _KIND_INDEX["n_run"]] = N_BASE
     deletion_after = np.zeros(int(present.sum()) + 1, dtype=bool)
     base_position = before[1::2]
     deletion_after[base_position[base_out == 0]] = True
 
-    events = []
-    insert_position = before[0::2]
-    for boundary in np.flatnonzero(insert_kind >= 0):
-        events.append(ErrorEvent(ERROR_KINDS[insert_kind[boundary]], int(insert_position[boundary]), int(boundary),
-                                 "", chr(insert_out[boundary])))
-    changed = np.flatnonzero(base_kind >= 0)
-    run_start = np.concatenate([[True], (np.diff(changed) > 1) | (np.diff(base_kind[changed]) != 0)]) if len(
-        changed) else np.zeros(0, dtype=bool)
-    for index, start in enumerate(changed):
-        kind = ERROR_KINDS[base_kind[start]]
-        if kind == "n_run":  # one event per run of N (adjacent runs merge: they read the same)
-            if not run_start[index]:
-                continue
-            stop = start + 1
-            while stop < length and base_kind[stop] == base_kind[start]:
-                stop += 1
-            events.append(ErrorEvent(kind, int(base_position[start]), int(start), original[start:stop],
-                                     "N" * (stop - start)))
-        else:
-            read_bases = chr(base_out[start]) if base_out[start] else ""
-            events.append(ErrorEvent(kind, int(base_position[start]), int(start), original[start], read_bases))
+    events = [ErrorEvent(ERROR_KINDS[insert_kind[boundary]], int(before[2 * boundary]), int(boundary), "",
+                         chr(insert_out[boundary])) for boundary in np.flatnonzero(insert_kind >= 0)]
+    is_n = base_kind == _KIND_INDEX["n_run"]
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], is_n.astype(np.int8), [0]])))
+    for start, stop in zip(edges[0::2], edges[1::2], strict=True):  # one event per N run (adjacent runs merge)
+        events.append(ErrorEvent("n_run", int(base_position[start]), int(start), original[start:stop],
+                                 "N" * int(stop - start)))
+    for base in np.flatnonzero((base_kind >= 0) & ~is_n):
+        events.append(ErrorEvent(ERROR_KINDS[base_kind[base]], int(base_position[base]), int(base), original[base],
+                                 chr(base_out[base]) if base_out[base] else ""))
     events.sort(key=lambda event: (event.read_position, event.original_position))
     read = slots[present].tobytes().decode("ascii")
     return CorruptedRead(read, original, labels[present], deletion_after, tuple(events))
@@ -275,10 +265,9 @@ def event_units(read: CorruptedRead) -> tuple[np.ndarray, np.ndarray]:
     boundary_kind = np.full(len(read.read) + 1, -1, dtype=np.int8)
     for event in read.events:
         if event.read_bases:
-            base_kind[event.read_position : event.read_position + len(event.read_bases)] = ERROR_KINDS.index(
-                event.kind)
+            base_kind[event.read_position : event.read_position + len(event.read_bases)] = _KIND_INDEX[event.kind]
         else:
-            boundary_kind[event.read_position] = ERROR_KINDS.index(event.kind)
+            boundary_kind[event.read_position] = _KIND_INDEX[event.kind]
     return base_kind, boundary_kind
 
 
