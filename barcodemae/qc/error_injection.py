@@ -108,7 +108,7 @@ class ErrorEvent(NamedTuple):
     read_bases: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: == between two reads would be ambiguous
 class CorruptedRead:
     """A read with injected errors and their exact positions (shapes in the module docstring)."""
 
@@ -271,7 +271,7 @@ def event_units(read: CorruptedRead) -> tuple[np.ndarray, np.ndarray]:
     return base_kind, boundary_kind
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields
 class LabelBatch:
     """Padded labels of ``n`` reads, ``W`` = the padded length."""
 

@@ -102,7 +102,7 @@ def _stops_per_frame(sequences: list[str]) -> tuple[np.ndarray, np.ndarray, np.n
     return counts.reshape(len(sequences), 3), is_stop, frame_of, record
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields
 class TranslationCheck:
     """The translation check of ``n`` reads (see :func:`check_translation`).
 
