@@ -11,9 +11,9 @@ prediction that needs no sequence context at all.
 ``checkpoint``: for a ``train.py`` run folder and one saved step (``checkpoints/step_N``; ``--step 0`` = the same
 architecture untrained, same seed), on ``val_unseen`` queries (2,000) against ``train`` keys (4,000), raw cosine:
 genus 1-NN for several poolings (mean, max, layer average) with and without PCA-whitening fitted on the keys; the
-codon phase of each barcode's first base (the frame without TAA/TAG stops, invertebrate mitochondrial code), how
-well 1-NN recovers it, genus 1-NN among same-phase keys, and the mean of the top three principal components per
-phase.
+codon phase of each barcode's first base (``barcodemae.qc.best_frame``: the frame with the fewest TAA/TAG stops,
+invertebrate mitochondrial code), how well 1-NN recovers it, genus 1-NN among same-phase keys, and the mean of
+the top three principal components per phase.
 
 ``kmer-ceiling``: what a mean-pooled encoder of width W can keep of k-mer composition without learning, on the
 same keys and queries: genus 1-NN of k-mer count vectors (non-overlapping 6-mers as the tokenizer sees them,
@@ -37,17 +37,12 @@ from barcodemae.data import load_bioscan5m
 from barcodemae.eval.embeddings import KmerFrequencyEmbedder
 from barcodemae.eval.metrics import one_nn_accuracy
 from barcodemae.eval.postprocess import EmbeddingPostprocessor
+from barcodemae.qc import best_frames
 from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.training.arguments import TrainingArguments
 from barcodemae.training.loop import build_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bold_coi" / "dev.csv.gz"
-STOPS = ("TAA", "TAG")  # invertebrate mitochondrial code: TGA is tryptophan
-
-
-def codon_phase(barcode: str) -> int:
-    """Offset (0, 1, 2) of the reading frame with the fewest stop codons."""
-    return min(range(3), key=lambda f: sum(barcode[i : i + 3] in STOPS for i in range(f, len(barcode) - 2, 3)))
 
 
 def position_perplexity(data: Path) -> dict:
@@ -146,8 +141,8 @@ def checkpoint_diagnostics(run: Path, step: int, data: Path) -> dict:
         white = EmbeddingPostprocessor.fit(k, "whiten")
         result[f"genus_1nn_{name}_whitened"] = one_nn_accuracy(
             white.transform(k), genus[keys], white.transform(q), genus[queries])["accuracy"]
-    key_phase = np.array([codon_phase(barcodes[i]) for i in keys])
-    query_phase = np.array([codon_phase(barcodes[i]) for i in queries])
+    key_phase = best_frames([barcodes[i] for i in keys])
+    query_phase = best_frames([barcodes[i] for i in queries])
     k, q = key_vectors["mean"], query_vectors["mean"]
     result["phase_shares_of_keys"] = np.bincount(key_phase, minlength=3).tolist()
     result["phase_1nn"] = one_nn_accuracy(k, key_phase, q, query_phase)["accuracy"]

@@ -1,0 +1,86 @@
+"""Barcode quality control (issue #15): injected sequencing errors with exact labels, the translation-check
+baseline, and the metrics that compare an error detector with it.
+
+Typical use::
+
+    from barcodemae.qc import ErrorRates, base_level_metrics, check_translation, inject_errors, record_auroc
+
+    reads = inject_errors(barcodes, ErrorRates(substitution=0.005, clean_fraction=0.5), seed=0)
+    check = check_translation([read.read for read in reads])
+    report = base_level_metrics(reads, check.base_predictions)     # per-type P/R/F1; compare on .detection
+    auroc = record_auroc(check.score, [read.has_errors for read in reads])
+"""
+
+from .error_injection import (
+    BASE_LABELS,
+    CORRECT,
+    ERROR_KINDS,
+    INSERTED,
+    N_BASE,
+    SUBSTITUTED,
+    CorruptedRead,
+    ErrorEvent,
+    ErrorRates,
+    LabelBatch,
+    corrupt_read,
+    event_units,
+    inject_errors,
+    pad_labels,
+    undo_events,
+)
+from .metrics import (
+    LABEL_CLASSES,
+    PRF,
+    BaseLevelReport,
+    base_level_metrics,
+    precision_recall_f1,
+    record_auroc,
+    record_truth,
+    verdict_metrics,
+)
+from .translation import (
+    CODON_ORDER,
+    STOP_CODONS,
+    TABLE_5,
+    TranslationCheck,
+    best_frame,
+    best_frames,
+    check_translation,
+    stop_codon_positions,
+    translate,
+)
+
+__all__ = [
+    "BASE_LABELS",
+    "CODON_ORDER",
+    "CORRECT",
+    "ERROR_KINDS",
+    "INSERTED",
+    "LABEL_CLASSES",
+    "N_BASE",
+    "PRF",
+    "STOP_CODONS",
+    "SUBSTITUTED",
+    "TABLE_5",
+    "BaseLevelReport",
+    "CorruptedRead",
+    "ErrorEvent",
+    "ErrorRates",
+    "LabelBatch",
+    "TranslationCheck",
+    "base_level_metrics",
+    "best_frame",
+    "best_frames",
+    "check_translation",
+    "corrupt_read",
+    "event_units",
+    "inject_errors",
+    "pad_labels",
+    "precision_recall_f1",
+    "record_auroc",
+    "record_truth",
+    "stop_codon_positions",
+    "translate",
+    "undo_events",
+    "verdict_metrics",
+]
