@@ -67,10 +67,11 @@ def random_spans_noise_mask(
     T5, span lengths are a uniformly random segmentation of the ``k`` noise tokens into ``s`` non-empty parts and
     clean runs one of the ``n - k`` clean tokens; spans and clean runs alternate.
 
-    One difference: T5 always starts with a clean run and ends with a span (its last token is always noise unless
-    the mask is rolled). Here only the ``s - 1`` clean runs *between* spans must be non-empty; the leading and
-    trailing runs may be empty, so every arrangement of ``k`` noise tokens in ``s`` runs is equally likely and the
-    ends of a barcode are not special.
+    One difference: T5 always starts with a clean run and ends with a span (its first token is never noise and its
+    last always is, unless the mask is rolled). Here only the ``s - 1`` clean runs *between* spans must be
+    non-empty and the leading and trailing runs may be empty, so every arrangement of ``k`` noise tokens in ``s``
+    runs is equally likely. Interior tokens are then noise with probability about ``k / n``; the first and last
+    only when a span starts or ends exactly there, ``s / (n - k + 1)`` (about 0.06 for T5's 0.15 and 3).
 
     Positions are counted in maskable-index space (the ``i``-th maskable token of the row), so any maskable pattern
     works; a span never crosses an unmaskable token only when the maskable tokens are contiguous (the bases between
