@@ -74,8 +74,8 @@ def random_spans_noise_mask(
     only when a span starts or ends exactly there, ``s / (n - k + 1)`` (about 0.06 for T5's 0.15 and 3).
 
     Positions are counted in maskable-index space (the ``i``-th maskable token of the row), so any maskable pattern
-    works; a span never crosses an unmaskable token only when the maskable tokens are contiguous (the bases between
-    ``[CLS]`` and ``[SEP]``), which is the case for tokenized barcodes.
+    works. For tokenized barcodes the maskable tokens are contiguous (the bases between ``[CLS]`` and ``[SEP]``);
+    were they scattered, a span could straddle an unmaskable token and :func:`corrupt_spans` would see two runs.
 
     Args:
         maskable: ``(batch, length)`` bool, the tokens that may be noise (no specials, no padding).
