@@ -1,4 +1,5 @@
-"""Masking strategies (random, span, GeneMask, Global, curricula) and the pretraining data collator.
+"""Masking strategies (random, span, GeneMask, Global, curricula), the pretraining data collator and T5 span
+corruption for encoder-decoder pretraining (:mod:`.span_corruption`).
 
 Typical use::
 
@@ -13,6 +14,13 @@ from .collator import BarcodeMaskingCollator, fixed_validation_masks
 from .curriculum import CMGEMSCurriculum, CMStepCurriculum, MaskingCurriculum, MaskRatioSchedule
 from .npmi import NPMITable, count_ngrams, pmi_min_segmentation
 from .selection import mask_budget, select_by_key
+from .span_corruption import (
+    SentinelVocabulary,
+    SpanCorruptionCollator,
+    corrupt_spans,
+    random_spans_noise_mask,
+    reconstruct,
+)
 from .spans import spans_to_token_keys
 from .strategies import (
     STRATEGIES,
@@ -39,12 +47,17 @@ __all__ = [
     "MaskingStrategy",
     "NPMITable",
     "RandomMasking",
+    "SentinelVocabulary",
+    "SpanCorruptionCollator",
     "SpanMasking",
     "build_strategy",
+    "corrupt_spans",
     "count_ngrams",
     "fixed_validation_masks",
     "mask_budget",
     "pmi_min_segmentation",
+    "random_spans_noise_mask",
+    "reconstruct",
     "select_by_key",
     "spans_to_token_keys",
     "stochastic_global",
