@@ -50,7 +50,7 @@ def main() -> None:
     step_times = []
     for batch, counts in batches:
         start = time.perf_counter()
-        pretraining_output(model, batch, num_items_in_batch=max(counts["masked"], 1)).loss.backward()
+        pretraining_output(model, batch, num_items_in_batch=max(counts["targets"], 1)).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step_times.append(time.perf_counter() - start)

@@ -44,6 +44,11 @@ OUR_CLASSES = {
 """The installed class that loads a BarcodeMAE folder for each Auto class used here (no folder code is run)."""
 
 
+ENCODER_OF_SEQ2SEQ = {"longt5": "LongT5EncoderModel", "t5": "T5EncoderModel", "mt5": "MT5EncoderModel"}
+"""The encoder-only class of each encoder-decoder family embedded here (ENBED is LongT5): the decoder's weights
+in the folder are skipped."""
+
+
 def is_local_name(name: str) -> bool:
     """Whether ``name`` means a path on this machine rather than a hub repository id."""
     path = Path(name).expanduser()
@@ -90,7 +95,9 @@ def load_pretrained(
             model = getattr(modeling_barcodemae, OUR_CLASSES[auto_class]).from_pretrained(name, **model_kwargs)
             tokenizer = BarcodeTokenizer.from_pretrained(name)
         else:
-            loader = getattr(transformers, auto_class)
+            # An encoder-decoder's AutoModel needs decoder inputs: embeddings come from its encoder alone (ENBED).
+            encoder_class = ENCODER_OF_SEQ2SEQ.get(model_type) if auto_class == "AutoModel" else None
+            loader = getattr(transformers, encoder_class or auto_class)
             model = loader.from_pretrained(name, trust_remote_code=trust, **model_kwargs)
             tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust)
     except OSError as error:

@@ -1,5 +1,8 @@
 """BarcodeMAE models in the layout of a transformers model folder; importing registers them with the Auto classes.
 
+ENBED (``modeling_enbed``) is ``transformers``' LongT5 with a barcode config and a token-count-normalised loss:
+its folders load with the Auto classes of LongT5, nothing to register.
+
 The tokenizer lives in ``barcodemae.tokenization`` and is registered by ``import barcodemae``, which imports this
 package: the model folder depends on nothing of the package around it, so there is no import cycle.
 """
@@ -19,6 +22,7 @@ from .modeling_barcodemae import (
     BarcodeMAEPreTrainedModel,
     BarcodeMAEPreTrainingOutput,
 )
+from .modeling_enbed import EnbedForConditionalGeneration, enbed_config
 
 AutoConfig.register(BarcodeMAEConfig.model_type, BarcodeMAEConfig, exist_ok=True)
 AutoModel.register(BarcodeMAEConfig, BarcodeMAEModel, exist_ok=True)
@@ -39,4 +43,6 @@ __all__ = [
     "BarcodeMAEModel",
     "BarcodeMAEPreTrainedModel",
     "BarcodeMAEPreTrainingOutput",
+    "EnbedForConditionalGeneration",
+    "enbed_config",
 ]

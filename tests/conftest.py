@@ -31,6 +31,14 @@ def demo_csv(shared_data: Path) -> Path:
     return shared_data / "bold_coi" / "demo.csv.gz"
 
 
+@pytest.fixture(scope="session")
+def sim_csv(tmp_path_factory) -> Path:
+    """A small simulated BIOSCAN-format CSV (no shared data needed)."""
+    from barcodemae.simulation import write_simulated_dataset
+
+    return write_simulated_dataset(tmp_path_factory.mktemp("sim") / "sim.csv", num_genera=6, specimens_per_species=12, seed=5)
+
+
 def tiny_config_kwargs(**overrides) -> dict:
     """A model small enough for unit tests (milliseconds per step on a CPU)."""
     kwargs = {

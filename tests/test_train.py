@@ -14,7 +14,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from barcodemae.simulation import write_simulated_dataset
 from barcodemae.training.arguments import load_preset, parse_args
 from barcodemae.training.checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
 from barcodemae.training.loop import run_training
@@ -28,12 +27,6 @@ TINY = [
     "--decoder_intermediate_size", "64", "--tokenizer", "kmer4", "--max_val_samples", "32", "--max_probe_keys", "64",
     "--logging_steps", "1", "--learning_rate", "3e-3", "--warmup_ratio", "0.2", "--mixed_precision", "no",
 ]
-
-
-@pytest.fixture(scope="module")
-def sim_csv(tmp_path_factory) -> Path:
-    """A small simulated BIOSCAN-format CSV (no shared data needed)."""
-    return write_simulated_dataset(tmp_path_factory.mktemp("sim") / "sim.csv", num_genera=6, specimens_per_species=12, seed=5)
 
 
 def flags(**values: object) -> list[str]:

@@ -17,7 +17,9 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from modeling_barcodemae.configuration_barcodemae import OBJECTIVES as PRETRAINING_OBJECTIVES
 from modeling_barcodemae.configuration_barcodemae import POOLED_LAYERS
+from modeling_barcodemae.modeling_enbed import ENCODER_ATTENTION
 
 ARCHITECTURE_ARGUMENTS: dict[str, str] = {
     # training argument: BarcodeMAEConfig attribute
@@ -49,6 +51,8 @@ TRAINING_ARGS_FILE = "training_args.json"
 SCHEDULERS = ("cosine", "linear", "onecycle", "constant")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 CURRICULA = ("cm-gems", "cm-step")
+OBJECTIVES = (*PRETRAINING_OBJECTIVES, "enbed")
+"""BarcodeMAE's two objectives, and ENBED's span corruption (another model: LongT5)."""
 
 
 @dataclass
@@ -85,7 +89,13 @@ class TrainingArguments:
         default=40, metadata={"help": "genera of the embedded simulated dataset (~70 barcodes each)"}
     )
     # ------------------------------------------------------------------ model and tokenizer
-    objective: str = field(default="mae", metadata={"help": "mae (BarcodeMAE) or mlm (BarcodeBERT)"})
+    objective: str = field(
+        default="mae",
+        metadata={
+            "help": "mae (BarcodeMAE) | mlm (BarcodeBERT) | enbed (ENBED: character-level LongT5 encoder-decoder, "
+            "T5 span corruption; --tokenizer char)"
+        },
+    )
     tokenizer: str = field(
         default="kmer6",
         metadata={"help": "kmer6 | kmer:k=6,stride=1 | kmer:6:1 | char | BPE tokenizer.json or tokenizer folder"},
@@ -123,11 +133,25 @@ class TrainingArguments:
     decoder_num_attention_heads: int = 6
     decoder_intermediate_size: int = 3072
     dropout: float = 0.1
+    encoder_attention: str = field(
+        default="transient-global",
+        metadata={"help": "ENBED encoder attention (LongT5): transient-global | local (both linear in length)"},
+    )
+    local_radius: int = field(default=127, metadata={"help": "ENBED: tokens each side a local attention window sees"})
+    global_block_size: int = field(
+        default=16, metadata={"help": "ENBED transient-global attention: tokens summarised per global block"}
+    )
     # ------------------------------------------------------------------ masking
     masking: str = field(
         default="random", metadata={"help": "random | span | genemask | global | stochastic_global | cm-gems | cm-step"}
     )
-    mask_ratio: float = 0.5
+    mask_ratio: float = field(
+        default=0.5, metadata={"help": "share of tokens masked (ENBED: the noise density of span corruption)"}
+    )
+    mean_span_length: float = field(default=3.0, metadata={"help": "ENBED: mean length of a corrupted span"})
+    num_sentinels: int = field(
+        default=128, metadata={"help": "ENBED: T5 sentinel tokens after the tokenizer's vocabulary (spans per row)"}
+    )
     contrastive_weight: float = field(
         default=0.0,
         metadata={
@@ -203,8 +227,17 @@ class TrainingArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.objective not in ("mae", "mlm"):
-            raise ValueError(f"--objective must be mae or mlm, got {self.objective!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"--objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.objective == "enbed":
+            if self.contrastive_weight:
+                raise ValueError("--contrastive_weight is for the mae / mlm objectives, not enbed")
+            if self.init_from:
+                raise ValueError("--init_from continues BarcodeMAE / BarcodeBERT folders; enbed starts from scratch")
+            if self.mean_span_length < 1:
+                raise ValueError(f"--mean_span_length must be >= 1, got {self.mean_span_length}")
+            if self.encoder_attention not in ENCODER_ATTENTION:
+                raise ValueError(f"--encoder_attention must be one of {ENCODER_ATTENTION}, got {self.encoder_attention!r}")
         if self.lr_scheduler not in SCHEDULERS:
             raise ValueError(f"--lr_scheduler must be one of {SCHEDULERS}, got {self.lr_scheduler!r}")
         if self.mixed_precision not in MIXED_PRECISION:

@@ -23,6 +23,17 @@ from typing import Any
 import numpy as np
 import torch
 
+DECODER_KEYS = frozenset({"labels", "decoder_attention_mask"})
+"""Batch entries laid out along the decoder's targets (span corruption), not along the encoder's input."""
+
+
+def target_count(batch: dict) -> int:
+    """Tokens the loss is computed on: masked tokens (BarcodeMAE / BarcodeBERT) or decoder targets (ENBED's
+    ``labels``, -100 = padding). The loop divides each step's summed loss by this count over the global batch."""
+    if "labels" in batch:
+        return int((batch["labels"] != -100).sum())
+    return int(batch["masked_positions"].sum())
+
 
 class BarcodeSource:
     """Random access to cleaned barcode strings from a :class:`datasets.Dataset` column or a Python list."""
@@ -57,8 +68,10 @@ class GlobalBatchStream:
     Args:
         source: the pretraining barcodes.
         tokenizer: a :class:`BarcodeTokenizer`.
-        mask_fn: ``(input_ids, attention_mask, rng) -> bool mask`` for the whole global batch (the masking
-            collator's ``mask_batch``).
+        mask_fn: ``(input_ids, attention_mask, rng) ->`` a boolean mask of the tokens to predict for the whole
+            global batch (the masking collator's ``mask_batch``: BarcodeMAE / BarcodeBERT, which mask inside the
+            model), or a dict of the model's inputs (T5 span corruption for ENBED: ``input_ids``,
+            ``attention_mask``, ``labels``, ``decoder_attention_mask``).
         per_device_batch_size / process_index / num_processes: the sharding.
         seed: seeds shuffling, reading frames and masks.
         frame_offsets: draw a random k-mer reading frame per barcode (training); off gives frame 0.
@@ -145,8 +158,11 @@ class GlobalBatchStream:
             offsets = np.zeros(len(sequences), np.int64)
         encoded = self.tokenizer(sequences, frame_offset=offsets, padding=True, return_tensors="np")
         ids, attention = encoded["input_ids"].astype(np.int64), encoded["attention_mask"].astype(np.int64)
-        masked = np.asarray(self.mask_fn(ids, attention, rng), dtype=bool)
-        batch = {"input_ids": ids, "attention_mask": attention, "masked_positions": masked}
+        corrupted = self.mask_fn(ids, attention, rng)
+        if isinstance(corrupted, dict):
+            batch = dict(corrupted)
+        else:
+            batch = {"input_ids": ids, "attention_mask": attention, "masked_positions": np.asarray(corrupted, bool)}
         if self.views > 1:
             batch["barcode_ids"] = indices.astype(np.int64)
         return batch
@@ -160,7 +176,8 @@ class GlobalBatchStream:
         return [sequence[shift:] for sequence, shift in zip(sequences, shifts.tolist())]
 
     def local_slice(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor] | None:
-        """This process's rows of a global batch, trimmed to their own longest row, as tensors.
+        """This process's rows of a global batch, trimmed to their own longest row, as tensors (decoder
+        targets to their own longest target row).
 
         ``None`` when a final partial batch (``drop_last=False``) has no rows left for this process.
         """
@@ -170,18 +187,24 @@ class GlobalBatchStream:
         if len(attention) == 0:
             return None
         width = int(attention.sum(axis=1).max())
-        return {
-            key: torch.from_numpy(np.ascontiguousarray(value[rows, :width] if value.ndim == 2 else value[rows]))
-            for key, value in batch.items()
-        }
+        if "decoder_attention_mask" in batch:
+            target_width = int(batch["decoder_attention_mask"][rows].sum(axis=1).max())
+        local = {}
+        for key, value in batch.items():
+            if value.ndim == 2:
+                value = value[rows, : target_width if key in DECODER_KEYS else width]
+            else:
+                value = value[rows]
+            local[key] = torch.from_numpy(np.ascontiguousarray(value))
+        return local
 
     def next(self) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
-        """This process's slice of the next global micro-batch, and the global batch's token/masked counts."""
+        """This process's slice of the next global micro-batch, and the global batch's token / target counts."""
         if self.position.batch >= self.batches_per_epoch:
             self.position = DataPosition(self.position.epoch + 1, 0)
         batch = self.global_batch(self.position.epoch, self.position.batch)
         self.position = DataPosition(self.position.epoch, self.position.batch + 1)
-        counts = {"masked": int(batch["masked_positions"].sum()), "tokens": int(batch["attention_mask"].sum())}
+        counts = {"targets": target_count(batch), "tokens": int(batch["attention_mask"].sum())}
         return self.local_slice(batch), counts
 
     def state_dict(self) -> dict[str, int]:
@@ -192,7 +215,9 @@ class GlobalBatchStream:
 
 
 __all__ = [
+    "DECODER_KEYS",
     "BarcodeSource",
     "DataPosition",
     "GlobalBatchStream",
+    "target_count",
 ]

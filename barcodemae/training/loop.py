@@ -46,10 +46,12 @@ from barcodemae.file_modes import apply_umask
 from barcodemae.masking.collator import BarcodeMaskingCollator
 from barcodemae.masking.curriculum import CMGEMSCurriculum, CMStepCurriculum, MaskingCurriculum
 from barcodemae.masking.npmi import TABLE_FILENAME, NPMITable
+from barcodemae.masking.span_corruption import SpanCorruptionCollator
 from barcodemae.optim import weight_decay_groups
 from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
+from modeling_barcodemae.modeling_enbed import EnbedForConditionalGeneration, enbed_config
 
 from .arguments import (
     ARCHITECTURE_ARGUMENTS,
@@ -97,8 +99,26 @@ def parameters_are_sharded(accelerator: Accelerator) -> bool:
     return False
 
 
-def build_model(args: TrainingArguments, tokenizer: BarcodeTokenizer) -> BarcodeMAEForPreTraining:
+def build_model(
+    args: TrainingArguments, tokenizer: BarcodeTokenizer
+) -> BarcodeMAEForPreTraining | EnbedForConditionalGeneration:
     """A freshly initialised pretraining model: the tokenizer's fields, the architecture flags, this run's choices."""
+    if args.objective == "enbed":
+        return EnbedForConditionalGeneration(
+            enbed_config(
+                tokenizer.model_config_kwargs(),
+                args.num_sentinels,
+                hidden_size=args.hidden_size,
+                num_hidden_layers=args.num_hidden_layers,
+                num_decoder_layers=args.decoder_num_hidden_layers,
+                num_attention_heads=args.num_attention_heads,
+                intermediate_size=args.intermediate_size,
+                dropout=args.dropout,
+                encoder_attention=args.encoder_attention,
+                local_radius=args.local_radius,
+                global_block_size=args.global_block_size,
+            )
+        )
     config = BarcodeMAEConfig.from_tokenizer(
         tokenizer,
         **{attribute: getattr(args, name) for name, attribute in ARCHITECTURE_ARGUMENTS.items()},
@@ -107,6 +127,11 @@ def build_model(args: TrainingArguments, tokenizer: BarcodeTokenizer) -> Barcode
         pretraining_objective=args.objective,
     )
     return BarcodeMAEForPreTraining(config)
+
+
+def pretrained_encoder(model: BarcodeMAEForPreTraining | EnbedForConditionalGeneration) -> torch.nn.Module:
+    """The encoder whose mean-pooled states are the barcode embedding: BarcodeMAE's, or ENBED's LongT5 encoder."""
+    return model.get_encoder() if isinstance(model, EnbedForConditionalGeneration) else model.barcodemae
 
 
 def build_masking(
@@ -276,8 +301,23 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         args, tokenizer, pretrain, output_dir, resume=checkpoint is not None, is_main=accelerator.is_main_process
     )
 
-    def mask_fn(ids, attention, rng):
+    def token_mask(ids, attention, rng):
         return collator.mask_batch(ids, attention, rng=rng)
+
+    spans = None
+    if args.objective == "enbed":  # T5 span corruption: each run of masked tokens becomes one sentinel
+        spans = SpanCorruptionCollator.from_tokenizer(
+            tokenizer, sentinel_count=args.num_sentinels, noise_density=args.mask_ratio,
+            mean_span_length=args.mean_span_length, mask_fn=None if args.masking == "random" else token_mask,
+        )
+
+    def mask_fn(ids, attention, rng):
+        """The masked tokens (BarcodeMAE / BarcodeBERT mask inside the model), or ENBED's span-corrupted inputs."""
+        if spans is None:
+            return token_mask(ids, attention, rng)
+        batch = spans(ids, attention, rng)
+        del batch["noise_mask"]  # a diagnostic, not a model input
+        return batch
 
     shard = {"process_index": accelerator.process_index, "num_processes": accelerator.num_processes}
     stream = GlobalBatchStream(
@@ -388,7 +428,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         if probe is not None:
             # Only the main process embeds; the probe does not touch model parameters or gradients.
             if accelerator.is_main_process:
-                record.update(probe(accelerator.unwrap_model(model).barcodemae, tokenizer, accelerator.device))
+                record.update(probe(pretrained_encoder(accelerator.unwrap_model(model)), tokenizer, accelerator.device))
             accelerator.wait_for_everyone()
         if best is not None:
             # Every process takes the same decision (the probe's numbers are broadcast), only the main one writes.
@@ -409,10 +449,10 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         metrics.write(validate(notify_curriculum=False))
     while global_step < max_steps:
         micro_batches = [stream.next() for _ in range(args.gradient_accumulation_steps)]
-        step_masked = sum(counts["masked"] for _, counts in micro_batches)
+        step_targets = sum(counts["targets"] for _, counts in micro_batches)
         # Every masked token of the optimiser step weighs the same: the model divides its summed loss by the step's
-        # masked tokens per process and micro-batch, which accelerate's mean over both turns into the global mean.
-        num_items = max(step_masked, 1) / (accelerator.num_processes * args.gradient_accumulation_steps)
+        # targets per process and micro-batch, which accelerate's mean over both turns into the global mean.
+        num_items = max(step_targets, 1) / (accelerator.num_processes * args.gradient_accumulation_steps)
         # The masked-token loss summed over the step, and the contrastive loss summed over micro-batch means.
         step_losses = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
         grad_norm = None
@@ -437,7 +477,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         if curriculum is not None:
             curriculum.on_step(global_step, max_steps)
         reconstruction_sum, contrastive_sum = accelerator.reduce(step_losses, reduction="sum").tolist()
-        loss = reconstruction_sum / max(step_masked, 1)
+        loss = reconstruction_sum / max(step_targets, 1)
         contrastive_loss = contrastive_sum / (accelerator.num_processes * args.gradient_accumulation_steps)
         progress.update(1)
         # Tokens per second since the last log line: smoother than one step, and the same count metrics.jsonl logs.

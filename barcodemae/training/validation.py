@@ -16,21 +16,18 @@ from barcodemae.eval.embeddings import LAYER_MEAN, embed_barcode_layers, pooled_
 from barcodemae.eval.metrics import one_nn_accuracy
 from barcodemae.eval.postprocess import top_pc_variance_share
 
-from .batches import BarcodeSource, GlobalBatchStream
+from .batches import BarcodeSource, GlobalBatchStream, target_count
 
 
 def pretraining_output(model, batch: dict[str, torch.Tensor], num_items_in_batch: float = 1):
-    """The model's pretraining output on a :class:`GlobalBatchStream` batch.
+    """The model's pretraining output on a :class:`GlobalBatchStream` batch (every entry is a model input).
 
-    The masked-token cross-entropy (``reconstruction_loss``) is summed and divided by ``num_items_in_batch``
-    (default 1: the sum), for exact normalisation across micro-batches and devices; ``masked_positions.sum()`` is
-    its token count. A batch with several views per barcode passes their ``barcode_ids`` (the contrastive term).
+    The cross-entropy over the targets (``reconstruction_loss``: masked tokens, or ENBED's decoder labels) is
+    summed and divided by ``num_items_in_batch`` (default 1: the sum), for exact normalisation across micro-batches
+    and devices; :func:`target_count` is its token count. A batch with several views per barcode carries their
+    ``barcode_ids`` (the contrastive term).
     """
-    return model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-        masked_positions=batch["masked_positions"], num_items_in_batch=num_items_in_batch,
-        barcode_ids=batch.get("barcode_ids"),
-    )
+    return model(**batch, num_items_in_batch=num_items_in_batch)
 
 
 def fixed_validation_batches(stream: GlobalBatchStream) -> list[dict[str, torch.Tensor]]:
@@ -55,7 +52,8 @@ def validation_loss(
         torch.manual_seed(seed)
         for batch in batches:
             output = pretraining_output(model, {k: v.to(accelerator.device) for k, v in batch.items()})
-            total += torch.stack([output.reconstruction_loss.double(), output.masked_positions.sum().double()])
+            count = torch.tensor(float(target_count(batch)), dtype=torch.float64, device=accelerator.device)
+            total += torch.stack([output.reconstruction_loss.double(), count])
     total = accelerator.reduce(total, reduction="sum")
     model.train()
     loss = float(total[0] / total[1].clamp(min=1))
