@@ -11,10 +11,12 @@ and all under one overall deadline:
    (``bench_pretraining.py``); then ``step_time_compiled``: the same for MAE and MLM-6 under ``torch.compile``.
 2. ``embedding``: barcodes/s, peak memory and FLOP/s share of the device's measured bf16 matmul peak, and the
    extrapolated time for the 5.15M BIOSCAN-5M barcodes (``bench_embedding.py``).
-3. ``pretrain_mae`` / ``pretrain_mlm``: paper-size pretraining on ``dev.csv.gz`` with equal wall-clock: each gets
+3. ``enbed_attention``: ENBED's encoder time and memory from 660 bp to 16 kbp, LongT5 local / transient-global vs
+   full attention (``bench_enbed_attention.py``).
+4. ``pretrain_mae`` / ``pretrain_mlm``: paper-size pretraining on ``dev.csv.gz`` with equal wall-clock: each gets
    as many steps as its measured step time allows in ``--pretrain-seconds``; ``train.py``'s probe gives the genus
    1-NN on ``val_unseen`` of the untrained (step 0) and the trained encoder, and the perplexities.
-4. ``multi_gpu``: a 2-process ``accelerate launch`` of ``train.py`` when the machine has 2+ GPUs (skipped and said
+5. ``multi_gpu``: a 2-process ``accelerate launch`` of ``train.py`` when the machine has 2+ GPUs (skipped and said
    so otherwise; the dry run uses 2 CPU processes).
 
 Writes ``suite.json`` (every stage's status, seconds and numbers) and ``suite.md`` (a summary table) in
@@ -162,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
                             *(embed_toy if args.dry_run else ["--steps", "5", "--warmup", "2", "--count", "8192"]),
                             "--output", str(out / "embedding.json")],
               cap_s=30 if args.dry_run else 60, result_file=out / "embedding.json"))
+    attention_toy = ["--quick", "--lengths", "660,1320", "--steps", "1", "--warmup", "0"]
+    run(Stage("enbed_attention", [sys.executable, str(BENCH / "bench_enbed_attention.py"), *device,
+                                  *(attention_toy if args.dry_run else ["--steps", "5", "--max-seconds", "10"]),
+                                  "--output", str(out / "enbed_attention.json")],
+              cap_s=30 if args.dry_run else 90, result_file=out / "enbed_attention.json"))
     for objective, variant in (("mae", "mae"), ("mlm", "mlm_same_encoder")):
         seconds = step_seconds(step, variant)
         steps = 3 if args.dry_run else (max(1, int(args.pretrain_seconds / seconds)) if seconds else 0)
@@ -223,6 +230,11 @@ def headline(name: str, result: Any) -> str:
             return ""
         return (f"{best['barcodes_per_s']:.0f} barcodes/s (batch {best['batch_size']}); 5.15M barcodes in "
                 f"{extra.get('end_to_end_hours', float('nan')):.2f} h end to end")
+    if name == "enbed_attention":
+        slopes = result.get("loglog_slope_longest_two", {})
+        longest = {row["variant"]: row for row in result.get("rows", []) if row["status"] == "ok"}
+        return "; ".join(f"{variant} to {row['bases']} bp {row['median_s']:.3f} s (slope {slopes.get(variant, float('nan')):.2f})"
+                         for variant, row in longest.items())
     if name.startswith("pretrain"):
         before, after = result["untrained"], result["trained"]
         return (f"{result['steps']} steps; genus 1-NN (val_unseen) {before['genus_1nn_accuracy']} -> "
