@@ -167,3 +167,27 @@ def test_enbed_arguments_are_checked():
         parse_args(["--objective", "enbed", "--encoder_attention", "full"])
     with pytest.raises(ValueError, match="init_from"):
         parse_args(["--objective", "enbed", "--init_from", "somewhere"])
+
+
+def test_barcodemae_embed_mean_pools_the_enbed_encoder(fixture_csv, tmp_path, capsys):
+    import pandas as pd
+
+    from barcodemae.cli import main
+    from barcodemae.embed_files import read_embeddings
+
+    folder = tmp_path / "enbed"
+    tiny_enbed().save_pretrained(folder)
+    BarcodeTokenizer.char().save_pretrained(folder)
+    output = tmp_path / "fixture.npy"
+    assert main(["embed", "--model", str(folder), "--input", str(fixture_csv), "--output", str(output),
+                 "--no-progress"]) == 0
+    vectors, ids = read_embeddings(output)
+    barcodes = pd.read_csv(fixture_csv)
+    assert vectors.shape == (len(barcodes), 32) and ids == barcodes["processid"].tolist()
+    # the mean over the real tokens of LongT5's encoder output, for one barcode by hand
+    tokenizer = BarcodeTokenizer.char()
+    encoded = tokenizer([barcodes["dna_barcode"][0]], return_tensors="pt")
+    with torch.no_grad():
+        states = tiny_enbed().get_encoder()(**encoded).last_hidden_state
+    np.testing.assert_allclose(vectors[0], states.mean(dim=1)[0].numpy(), atol=2e-5)
+    assert json.loads(capsys.readouterr().out)["num_records"] == len(barcodes)
