@@ -70,7 +70,8 @@ def load_pretrained(
 
     Whose code runs: a BarcodeMAE folder (``model_type == "barcodemae"``) always loads through the *installed*
     classes (:class:`BarcodeMAEModel`, :class:`BarcodeTokenizer`), never through the Python files copied into it, so
-    nothing from the folder executes. Any other model's own code runs only with ``trust_remote_code``; ``None``
+    nothing from the folder executes; so does the tokenizer of any local folder saved with ours (ENBED's LongT5
+    folders, whose model is plain ``transformers``). Any other model's own code runs only with ``trust_remote_code``; ``None``
     (default) trusts local folders, which the user put there, and not hub names, as ``transformers`` users expect.
     """
     import transformers
@@ -99,7 +100,10 @@ def load_pretrained(
             encoder_class = ENCODER_OF_SEQ2SEQ.get(model_type) if auto_class == "AutoModel" else None
             loader = getattr(transformers, encoder_class or auto_class)
             model = loader.from_pretrained(name, trust_remote_code=trust, **model_kwargs)
-            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust)
+            if local and _tokenizer_class(path) == BarcodeTokenizer.__name__:  # ENBED: ours, from the package
+                tokenizer = BarcodeTokenizer.from_pretrained(name)
+            else:
+                tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust)
     except OSError as error:
         raise FileNotFoundError(
             f"cannot load model {name!r} (not a local model folder, and not on the hub "
@@ -124,6 +128,14 @@ def add_trust_remote_code_flag(parser: Any) -> None:
         help="let a non-BarcodeMAE model run its own code (default: yes for local folders, no for hub names); "
         "BarcodeMAE folders always load through the installed package, running none of their code",
     )
+
+
+def _tokenizer_class(folder: Path) -> str | None:
+    """``tokenizer_class`` of a local folder's ``tokenizer_config.json`` (read as JSON), ``None`` without one."""
+    import json
+
+    config = folder.expanduser() / "tokenizer_config.json"
+    return json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
 
 
 def _model_type(name: str, local: bool) -> str | None:

@@ -191,3 +191,18 @@ def test_barcodemae_embed_mean_pools_the_enbed_encoder(fixture_csv, tmp_path, ca
         states = tiny_enbed().get_encoder()(**encoded).last_hidden_state
     np.testing.assert_allclose(vectors[0], states.mean(dim=1)[0].numpy(), atol=2e-5)
     assert json.loads(capsys.readouterr().out)["num_records"] == len(barcodes)
+
+
+def test_enbed_folders_load_our_tokenizer_from_the_package_never_from_the_folder(tmp_path):
+    from barcodemae.eval.embeddings import load_encoder
+
+    folder = tmp_path / "enbed"
+    tiny_enbed().save_pretrained(folder)
+    BarcodeTokenizer.char().save_pretrained(folder)
+    copied = sorted(folder.glob("*.py"))
+    assert copied  # the tokenizer's code travels with the folder for AutoTokenizer users
+    for code in copied:
+        code.write_text(code.read_text() + '\nraise RuntimeError("the folder\'s own code ran")\n')
+    for trust in (None, True):
+        encoder, tokenizer = load_encoder(folder, trust_remote_code=trust)
+        assert type(encoder).__name__ == "LongT5EncoderModel" and isinstance(tokenizer, BarcodeTokenizer)
