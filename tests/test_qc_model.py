@@ -4,8 +4,10 @@ reads and back, a tiny model that learns to find an inserted base, remote-code l
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -237,3 +239,60 @@ def test_detector_loads_the_encoder_of_an_enbed_pretraining_folder(tmp_path):
     assert torch.equal(detector.shared.weight, pretrained.shared.weight)
     assert detector.encoder.embed_tokens.weight is detector.shared.weight
     assert detector.base_head.bias.abs().max() == 0 and 0 < detector.base_head.weight.std() < 0.5
+
+
+def test_edit_distance_and_corrections_are_strings_of_bases(tokenizer):
+    from eval.qc import edit_distance, generate_corrections
+    from modeling_barcodemae import EnbedForConditionalGeneration
+
+    pairs = [("", ""), ("ACGT", ""), ("", "AC"), ("ACGT", "ACGT"), ("ACGT", "AGT"), ("kitten", "sitting"),
+             ("GATTACA", "GCATGCT"), ("AAAA", "TTTTT")]
+    assert [edit_distance(a, b) for a, b in pairs] == [0, 4, 2, 0, 1, 3, 4, 5]
+    torch.manual_seed(0)
+    fields = BarcodeTokenizer.char().model_config_kwargs()
+    model = EnbedForConditionalGeneration(enbed_config(fields, 8, **ARCHITECTURE)).eval()
+    reads = ["ACGTACGTAC", "ACGTNACG", "GGGCCCAAATTT"]
+    for beams in (1, 2):
+        corrected = generate_corrections(model, reads, tokenizer, num_beams=beams, batch_size=2, max_extra_bases=4)
+        assert len(corrected) == 3
+        assert all(set(text) <= set("ACGTRYSWKMBDHVN") and len(text) <= len(read) + 4
+                   for text, read in zip(corrected, reads, strict=True))
+
+
+TINY_PRESET = """objective: enbed
+tokenizer: char
+hidden_size: 32
+num_hidden_layers: 1
+num_attention_heads: 2
+intermediate_size: 64
+decoder_num_hidden_layers: 1
+dropout: 0.0
+encoder_attention: local
+local_radius: 16
+global_block_size: 4
+num_sentinels: 8
+"""
+
+
+def test_eval_qc_end_to_end_writes_model_and_baseline_rows(sim_csv, tmp_path):
+    preset = tmp_path / "qc-tiny.yaml"
+    preset.write_text(TINY_PRESET)
+    command = [sys.executable, "eval/qc.py", "--model", "none", "--preset", str(preset), "--data", str(sim_csv),
+               "--output", str(tmp_path / "qc"), "--steps", "3", "--batch-size", "4", "--train-barcodes", "16",
+               "--test-barcodes", "12", "--correction-steps", "2", "--correction-reads", "2", "--num-beams", "2",
+               "--substitution", "0.01"]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(command, check=False, capture_output=True, text=True, cwd=root, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "qc" / "results.json").read_text())
+    assert results["data"]["test_genera"] >= 1 and results["data"]["test_barcodes"] == 12
+    for method in ("model", "translation_baseline"):
+        row = results["detection"][method]
+        assert set(row["per_class"]) == {"substitution", "insertion", "deletion", "n"}
+        assert 0 <= row["record_auroc"] <= 1 and row["detection"]["support"] > 0 and "f1" in row["verdict"]
+    correction = results["correction"]
+    assert set(correction) == {"reads", "unchanged", "greedy", "beam2"} and correction["reads"] == 2
+    assert correction["unchanged"]["mean_edit_distance"] >= 0
+    assert (tmp_path / "qc" / "qc_model" / "config.json").is_file()
+    assert (tmp_path / "qc" / "correction_model" / "tokenizer.json").is_file()
