@@ -1,7 +1,10 @@
 """BarcodeMAE models in the layout of a transformers model folder; importing registers them with the Auto classes.
 
 ENBED (``modeling_enbed``) is ``transformers``' LongT5 with a barcode config and a token-count-normalised loss:
-its folders load with the Auto classes of LongT5, nothing to register.
+its pretraining folders load with the Auto classes of LongT5, nothing to register. Its error detector
+(``EnbedForErrorDetection``) is a LongT5 encoder with heads LongT5 lacks: its folders carry an ``auto_map`` for
+``AutoModelForTokenClassification`` (remote code) instead, since registering it locally for ``LongT5Config``
+would take over every LongT5 folder.
 
 The tokenizer lives in ``barcodemae.tokenization`` and is registered by ``import barcodemae``, which imports this
 package: the model folder depends on nothing of the package around it, so there is no import cycle.
@@ -22,7 +25,12 @@ from .modeling_barcodemae import (
     BarcodeMAEPreTrainedModel,
     BarcodeMAEPreTrainingOutput,
 )
-from .modeling_enbed import EnbedForConditionalGeneration, enbed_config
+from .modeling_enbed import (
+    EnbedErrorDetectionOutput,
+    EnbedForConditionalGeneration,
+    EnbedForErrorDetection,
+    enbed_config,
+)
 
 AutoConfig.register(BarcodeMAEConfig.model_type, BarcodeMAEConfig, exist_ok=True)
 AutoModel.register(BarcodeMAEConfig, BarcodeMAEModel, exist_ok=True)
@@ -35,6 +43,7 @@ BarcodeMAEConfig.register_for_auto_class()
 BarcodeMAEModel.register_for_auto_class("AutoModel")
 BarcodeMAEForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 BarcodeMAEForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+EnbedForErrorDetection.register_for_auto_class("AutoModelForTokenClassification")
 
 __all__ = [
     "BarcodeMAEConfig",
@@ -43,6 +52,8 @@ __all__ = [
     "BarcodeMAEModel",
     "BarcodeMAEPreTrainedModel",
     "BarcodeMAEPreTrainingOutput",
+    "EnbedErrorDetectionOutput",
     "EnbedForConditionalGeneration",
+    "EnbedForErrorDetection",
     "enbed_config",
 ]

@@ -12,19 +12,30 @@ what pretraining on barcodes needs and LongT5 does not have.
 * :class:`EnbedForConditionalGeneration`: LongT5ForConditionalGeneration whose loss is summed over the target
   tokens and divided by ``num_items_in_batch`` (the targets of the whole optimiser step, over micro-batches and
   processes), the contract of ``train.py``'s loop. Its weights are LongT5's: a saved folder loads in a plain
-  environment with ``AutoModelForSeq2SeqLM`` (and ``LongT5EncoderModel`` for embeddings), no remote code.
+  environment with ``AutoModelForSeq2SeqLM`` (and ``LongT5EncoderModel`` for embeddings), no remote code. Read
+  correction (read with errors -> original barcode) is this model fine-tuned, generating with ``generate``.
+* :class:`EnbedForErrorDetection`: the LongT5 encoder with per-token heads for barcode quality control (issue
+  #15): which bases are substituted, inserted or ``N``, where a base is missing, and whether the read has any
+  error. It loads the encoder of an ENBED pretraining folder; its own folders load with
+  ``AutoModelForTokenClassification`` and ``trust_remote_code=True`` (this file is their remote code).
 
 This file is copied into saved model folders: it imports only torch and transformers.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers import LongT5Config, LongT5ForConditionalGeneration
+from transformers import initialization as init
 from transformers.modeling_outputs import Seq2SeqLMOutput
+from transformers.models.longt5.modeling_longt5 import LongT5PreTrainedModel, LongT5Stack
+from transformers.utils import ModelOutput
 
 ENCODER_ATTENTION = ("local", "transient-global")
 """LongT5's sub-quadratic encoder attentions (the decoder attends fully: its targets are short spans)."""
@@ -135,4 +146,157 @@ class EnbedForConditionalGeneration(LongT5ForConditionalGeneration):
         return EnbedSeq2SeqOutput(**{**output, "loss": loss, "reconstruction_loss": loss})
 
 
-__all__ = ["ENCODER_ATTENTION", "EnbedForConditionalGeneration", "EnbedSeq2SeqOutput", "enbed_config"]
+ERROR_DETECTION_LABELS: tuple[str, ...] = ("correct", "substituted", "inserted", "n")
+"""The classes of :class:`EnbedForErrorDetection`'s base head, by index: the values of
+``barcodemae.qc.BASE_LABELS`` (this file may not import the package, so they are restated here)."""
+
+
+@dataclass
+class EnbedErrorDetectionOutput(ModelOutput):
+    """Output of :class:`EnbedForErrorDetection` for a batch of ``B`` tokenised reads of ``L`` tokens.
+
+    loss: ``base_loss + deletion_loss`` when labels are given (see :meth:`EnbedForErrorDetection.forward`).
+    base_logits: ``(B, L, 4)`` per token, over :data:`ERROR_DETECTION_LABELS`.
+    deletion_logits: ``(B, L)`` per token, "a base of the original is missing right before this token".
+    error_score: ``(B,)`` probability that the read has at least one error (substituted, inserted or ``N`` base,
+        or a missing base), from the per-token probabilities taken as independent.
+    hidden_states / attentions: the encoder's, when asked for.
+    """
+
+    loss: torch.Tensor | None = None
+    base_loss: torch.Tensor | None = None
+    deletion_loss: torch.Tensor | None = None
+    base_logits: torch.Tensor | None = None
+    deletion_logits: torch.Tensor | None = None
+    error_score: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class EnbedForErrorDetection(LongT5PreTrainedModel):
+    """Per-base sequencing-error detection on ENBED's encoder: a token classifier for barcode quality control.
+
+    Why: a read's errors are local (a wrong, extra or unreadable base, or a missing one) but recognising them takes
+    context (the reading frame, the codon, what barcodes look like), which the pretrained encoder supplies. Inputs
+    are the character tokenizer's ``[CLS] read [SEP]``: token ``i + 1`` is base ``i``.
+
+    Two linear heads on the encoder's output:
+
+    * ``base_head``: 4 logits per token, the base's label (:data:`ERROR_DETECTION_LABELS`); meaningful on base
+      tokens only.
+    * ``deletion_head``: 1 logit per token, a base missing between this token and the previous one. A deletion
+      before the read's first base sits on its first base token, one after its last base on ``[SEP]``.
+
+    The encoder's attribute names are those of ``transformers.LongT5EncoderModel`` (``shared``, ``encoder``), so
+    ``from_pretrained`` on an ENBED pretraining folder (``EnbedForConditionalGeneration``) loads the pretrained
+    encoder, drops the decoder and initialises only the heads.
+    """
+
+    _tied_weights_keys: ClassVar[dict[str, str]] = {"encoder.embed_tokens.weight": "shared.weight"}
+    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"decoder", r"lm_head"]
+
+    def __init__(self, config: LongT5Config) -> None:
+        super().__init__(config)
+        if config.cls_token_id is None or config.sep_token_id is None or config.pad_token_id is None:
+            raise ValueError("the config must name the tokenizer's [CLS], [SEP] and [PAD] ids (see enbed_config)")
+        self.shared = nn.Embedding(config.vocab_size, config.d_model)
+        encoder_config = copy.deepcopy(config)
+        encoder_config.use_cache = False
+        encoder_config.is_decoder = False
+        self.encoder = LongT5Stack(encoder_config)
+        self.dropout = nn.Dropout(config.dropout_rate)
+        self.base_head = nn.Linear(config.d_model, len(ERROR_DETECTION_LABELS))
+        self.deletion_head = nn.Linear(config.d_model, 1)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """LongT5's initialisation; the heads get T5's ``d_model ** -0.5`` scale (the generic one is 1.0 here)."""
+        super()._init_weights(module)
+        if module is self.base_head or module is self.deletion_head:
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_factor * self.config.d_model**-0.5)
+            init.zeros_(module.bias)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.shared
+
+    def set_input_embeddings(self, new_embeddings: nn.Embedding) -> None:
+        self.shared = new_embeddings
+        self.encoder.set_input_embeddings(new_embeddings)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        base_labels: torch.Tensor | None = None,
+        deletion_labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> EnbedErrorDetectionOutput:
+        """Per-token error logits and a per-read error score for ``[CLS] read [SEP]`` inputs.
+
+        Args:
+            input_ids / attention_mask: ``(B, L)``, right- or left-padded with ``[PAD]``.
+            base_labels: ``(B, L)`` int64, the label of each base token (0..3), -100 elsewhere (``[CLS]``,
+                ``[SEP]``, padding).
+            deletion_labels: ``(B, L)`` int64 or float, 1 where a base is missing right before the token, 0 where
+                not, -100 where undefined (``[CLS]``, padding).
+
+        The loss is ``base_loss + deletion_loss``, equally weighted: the cross-entropy of the base labels and the
+        binary cross-entropy of the deletion labels, each a mean over its own labelled tokens (a read has ``L``
+        bases and ``L + 1`` boundaries, so both tasks weigh about the same per read). Either label tensor may be
+        omitted; its term is then absent.
+
+        ``error_score`` ``(B,)`` = ``1 - prod P(correct) * prod (1 - P(deletion))`` over the read's base tokens
+        (not ``[CLS]`` / ``[SEP]`` / padding) and boundary tokens (base tokens and ``[SEP]``), computed from
+        log-probabilities (``-expm1(sum log ...)``) so long reads do not underflow.
+        """
+        encoded = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, return_dict=True,
+        )
+        hidden = self.dropout(encoded.last_hidden_state)
+        base_logits = self.base_head(hidden)
+        deletion_logits = self.deletion_head(hidden).squeeze(-1)
+
+        real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        boundary = real & (input_ids != self.config.cls_token_id) & (input_ids != self.config.pad_token_id)
+        base = boundary & (input_ids != self.config.sep_token_id)
+        log_correct = F.log_softmax(base_logits.float(), dim=-1)[..., 0]
+        log_no_deletion = F.logsigmoid(-deletion_logits.float())
+        log_clean = (log_correct * base).sum(-1) + (log_no_deletion * boundary).sum(-1)
+        error_score = -torch.expm1(log_clean)
+
+        base_loss = deletion_loss = None
+        if base_labels is not None:
+            labelled = (base_labels != -100).sum().clamp(min=1)
+            base_loss = F.cross_entropy(
+                base_logits.float().flatten(0, 1), base_labels.flatten().long(), ignore_index=-100, reduction="sum"
+            ) / labelled
+        if deletion_labels is not None:
+            labelled_boundary = deletion_labels != -100
+            per_token = F.binary_cross_entropy_with_logits(
+                deletion_logits.float(), deletion_labels.float().clamp(min=0), reduction="none"
+            )
+            deletion_loss = (per_token * labelled_boundary).sum() / labelled_boundary.sum().clamp(min=1)
+        terms = [term for term in (base_loss, deletion_loss) if term is not None]
+        return EnbedErrorDetectionOutput(
+            loss=sum(terms) if terms else None,
+            base_loss=base_loss,
+            deletion_loss=deletion_loss,
+            base_logits=base_logits,
+            deletion_logits=deletion_logits,
+            error_score=error_score,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+        )
+
+
+__all__ = [
+    "ENCODER_ATTENTION",
+    "ERROR_DETECTION_LABELS",
+    "EnbedErrorDetectionOutput",
+    "EnbedForConditionalGeneration",
+    "EnbedForErrorDetection",
+    "EnbedSeq2SeqOutput",
+    "enbed_config",
+]

@@ -1,5 +1,6 @@
 """Barcode quality control (issue #15): injected sequencing errors with exact labels, the translation-check
-baseline, and the metrics that compare an error detector with it.
+baseline, the metrics that compare an error detector with it, and the token-level labels of a character-level
+detector (``token_batch`` / ``read_predictions``).
 
 Typical use::
 
@@ -38,6 +39,7 @@ from .metrics import (
     record_truth,
     verdict_metrics,
 )
+from .token_labels import IGNORE_INDEX, TokenBatch, encode_reads, read_predictions, token_batch
 from .translation import (
     CODON_ORDER,
     STOP_CODONS,
@@ -55,6 +57,7 @@ __all__ = [
     "CODON_ORDER",
     "CORRECT",
     "ERROR_KINDS",
+    "IGNORE_INDEX",
     "INSERTED",
     "LABEL_CLASSES",
     "N_BASE",
@@ -67,19 +70,23 @@ __all__ = [
     "ErrorEvent",
     "ErrorRates",
     "LabelBatch",
+    "TokenBatch",
     "TranslationCheck",
     "base_level_metrics",
     "best_frame",
     "best_frames",
     "check_translation",
     "corrupt_read",
+    "encode_reads",
     "event_units",
     "inject_errors",
     "pad_labels",
     "precision_recall_f1",
+    "read_predictions",
     "record_auroc",
     "record_truth",
     "stop_codon_positions",
+    "token_batch",
     "translate",
     "undo_events",
     "verdict_metrics",
