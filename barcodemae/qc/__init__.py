@@ -1,6 +1,8 @@
 """Barcode quality control (issue #15): injected sequencing errors with exact labels, the translation-check
-baseline, the metrics that compare an error detector with it, and the token-level labels of a character-level
-detector (``token_batch`` / ``read_predictions``).
+baseline, the metrics that compare an error detector with it, the token-level labels of a character-level
+detector (``token_batch`` / ``read_predictions``) and the detector's / read corrector's inference on plain reads
+(``detect_errors`` / ``generate_corrections``). Checking a whole file (``barcodemae qc``) is
+:func:`barcodemae.qc.check_files.check_file`, imported from its module (it loads models).
 
 Typical use::
 
