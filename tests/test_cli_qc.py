@@ -155,10 +155,12 @@ def test_csv_gz_with_splits_and_bold_tsv_with_another_marker(detector_folder, tm
                           "split": ["test", "test", "train", "test"], "genus": ["G"] * 4})
     csv_path = tmp_path / "reads.csv.gz"
     frame.to_csv(csv_path, index=False, compression="gzip")
-    output = tmp_path / "qc.tsv"
+    output = tmp_path / "qc.tsv.gz"
     assert main(["qc", "--model", str(detector_folder), "--input", str(csv_path), "--output", str(output),
                  "--split", "test", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["rejected"] == 1
+    with gzip.open(output, "rt") as handle:
+        assert handle.readline().startswith("id\tlength\tverdict\t")
     table = read_output(output, sep="\t")
     assert table["id"].tolist() == ["a", "b", "d"]
     assert table["verdict"].tolist() == ["clean", "has_errors", "rejected"]

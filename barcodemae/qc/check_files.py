@@ -248,8 +248,8 @@ def check_reads(
     return rows
 
 
-def _open_output(path: Path) -> io.TextIOBase:
-    if path.name.endswith(".gz"):
+def _open_output(path: Path, compress: bool) -> io.TextIOBase:
+    if compress:
         return io.TextIOWrapper(gzip.open(path, "wb"), encoding="utf-8", newline="")
     return open(path, "w", encoding="utf-8", newline="")
 
@@ -303,7 +303,7 @@ def check_file(
     stops = 0
     temporary = output.with_name(output.name + ".tmp")
     try:
-        with _open_output(temporary) as handle, tqdm(unit="read", desc="qc", disable=not progress) as bar:
+        with _open_output(temporary, compress=output.name.endswith(".gz")) as handle, tqdm(unit="read", desc="qc", disable=not progress) as bar:
             writer = csv.DictWriter(handle, columns, delimiter=OUTPUT_DELIMITERS[suffix], restval="")
             writer.writeheader()
             while chunk := list(islice(records, chunk_size)):
