@@ -1,8 +1,8 @@
-"""The ``barcodemae`` command: ``embed``, ``identify build|query``, ``export`` and ``train``.
+"""The ``barcodemae`` command: ``embed``, ``identify build|query``, ``qc``, ``export`` and ``train``.
 
 Each subcommand is a thin argparse layer over one library function (:func:`barcodemae.embed_files.embed_file`,
 :func:`barcodemae.identify.build_reference_index` / :func:`~barcodemae.identify.identify_file`,
-:func:`barcodemae.export.export_encoder`), so everything the CLI does is also scriptable from Python
+:func:`barcodemae.qc.check_files.check_file`, :func:`barcodemae.export.export_encoder`), so everything the CLI does is also scriptable from Python
 (``train`` hands its arguments to train.py's :func:`barcodemae.training.loop.main`). A run
 prints a JSON summary on stdout; a bad input ends with a one-line error naming the file/record and exit code 2.
 """
@@ -30,7 +30,7 @@ def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="barcodemae", description="DNA barcode foundation models: embed, identify, export."
+        prog="barcodemae", description="DNA barcode foundation models: embed, identify, qc, export."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +82,26 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--top-k", type=int, default=5, help="neighbours that vote (default 5)")
     query.add_argument("--model", default=None, help="model folder, if moved since the index was built")
     _add_embedding_options(query)
+
+    qc = commands.add_parser(
+        "qc", help="check reads for sequencing errors with a fine-tuned ENBED error detector",
+        description="Per-read sequencing-error check: one output row per input record, in input order, with the "
+        "verdict (clean / has_errors / rejected), the error score, 1-based positions of substituted, inserted, N and "
+        "missing bases, the stop codons of the translation check and, with --correction-model, a corrected read.",
+    )
+    qc.add_argument("--model", required=True, help="error-detector folder (qc_model/ written by eval/qc.py)")
+    qc.add_argument("--input", required=True,
+                    help="reads: FASTA, CSV (processid, dna_barcode) or BOLD .tsv, optionally .gz")
+    qc.add_argument("--output", required=True, help="output .csv or .tsv (optionally .gz), one row per record")
+    qc.add_argument("--correction-model", default=None,
+                    help="read-correction folder (correction_model/ of eval/qc.py): adds a corrected column")
+    qc.add_argument("--threshold", type=float, default=0.5,
+                    help="error score above which a read has_errors (default 0.5)")
+    qc.add_argument("--num-beams", type=int, default=1, help="beams of the correction, 1 = greedy (default 1)")
+    qc.add_argument("--batch-size", type=int, default=64, help="reads per forward pass (default 64)")
+    qc.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: auto)")
+    qc.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to check (default all)")
+    qc.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     commands.add_parser(
         "train", add_help=False,
@@ -148,6 +168,16 @@ def run_identify(args: argparse.Namespace) -> dict:
     return summary
 
 
+def run_qc(args: argparse.Namespace) -> dict:
+    from barcodemae.qc.check_files import check_file
+
+    return check_file(
+        args.model, args.input, args.output, correction_model=args.correction_model, batch_size=args.batch_size,
+        device=args.device, threshold=args.threshold, num_beams=args.num_beams, split=args.split,
+        progress=not args.no_progress,
+    )
+
+
 def run_export(args: argparse.Namespace) -> dict:
     from barcodemae.export import export_encoder
 
@@ -161,7 +191,7 @@ def run_export(args: argparse.Namespace) -> dict:
             "pushed_to": args.push_to_hub}
 
 
-COMMANDS = {"embed": run_embed, "identify": run_identify, "export": run_export}
+COMMANDS = {"embed": run_embed, "identify": run_identify, "qc": run_qc, "export": run_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

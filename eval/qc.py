@@ -31,8 +31,9 @@ the same folder is fine-tuned on (read with errors -> original barcode + ``[SEP]
 restored exactly (all reads, erroneous reads, and clean reads left unchanged) and mean Levenshtein distance to the
 original, against returning the read unchanged.
 
-Writes ``results.json`` (``NaN`` as ``null``), ``qc_model/`` and ``correction_model/`` (model + tokenizer) under
-``--output`` and prints the results.
+Writes ``results.json`` (``NaN`` as ``null``), ``qc_model/`` and ``correction_model/`` (model + tokenizer; the
+latter's config has ``finetuning_task: read_correction``) under ``--output`` and prints the results. Both folders
+are what ``barcodemae qc --model .../qc_model [--correction-model .../correction_model]`` checks reads with.
 """
 
 from __future__ import annotations
@@ -57,14 +58,16 @@ from barcodemae.data.splits import resolve_splits
 from barcodemae.errors import check_writable_folder, report_errors
 from barcodemae.optim import weight_decay_groups
 from barcodemae.qc import (
+    READ_CORRECTION_TASK,
     BaseLevelReport,
     CorruptedRead,
     ErrorRates,
     base_level_metrics,
     check_translation,
+    detect_errors,
     encode_reads,
+    generate_corrections,
     inject_errors,
-    read_predictions,
     record_auroc,
     record_truth,
     token_batch,
@@ -164,25 +167,6 @@ def correction_inputs(reads: list[CorruptedRead], tokenizer: BarcodeTokenizer) -
 
 
 # --------------------------------------------------------------------------------------------------- detection
-@torch.no_grad()
-def predict_errors(
-    model: EnbedForErrorDetection, reads: list[CorruptedRead], tokenizer: BarcodeTokenizer, batch_size: int
-) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-    """Per read: ``(L,)`` predicted base labels, ``(L + 1,)`` predicted deletions; ``(n,)`` error scores."""
-    labels, deletions, scores = [], [], []
-    for start in range(0, len(reads), batch_size):
-        chunk = reads[start : start + batch_size]
-        batch = token_batch(chunk, tokenizer)
-        out = model(input_ids=torch.from_numpy(batch.input_ids), attention_mask=torch.from_numpy(batch.attention_mask))
-        chunk_labels, chunk_deletions = read_predictions(
-            out.base_logits.argmax(-1).numpy(), (out.deletion_logits > 0).numpy(), [len(r.read) for r in chunk]
-        )
-        labels += chunk_labels
-        deletions += chunk_deletions
-        scores.append(out.error_score.double().numpy())
-    return labels, deletions, np.concatenate(scores)
-
-
 def method_results(
     reads: list[CorruptedRead], report: BaseLevelReport, scores: np.ndarray, verdicts: np.ndarray
 ) -> dict[str, Any]:
@@ -211,36 +195,6 @@ def edit_distance(a: str, b: str) -> int:
         candidate[1:] = np.minimum(row[1:] + 1, row[:-1] + (target != letter))
         row = np.minimum.accumulate(candidate - offsets) + offsets
     return int(row[-1])
-
-
-@torch.no_grad()
-def generate_corrections(
-    model: EnbedForConditionalGeneration,
-    reads: list[str],
-    tokenizer: BarcodeTokenizer,
-    *,
-    num_beams: int,
-    batch_size: int,
-    max_extra_bases: int = 16,
-) -> list[str]:
-    """The model's corrected barcode of each read: generation up to ``len(read) + max_extra_bases`` tokens, cut
-    at the first ``[SEP]``; only base tokens (A, C, G, T, IUPAC codes, N) are kept."""
-    letters = np.zeros(len(tokenizer), dtype=np.uint8)
-    for token, index in tokenizer.get_vocab().items():
-        if len(token) == 1:
-            letters[index] = ord(token)
-    corrected = []
-    for start in range(0, len(reads), batch_size):
-        chunk = reads[start : start + batch_size]
-        input_ids, attention_mask = encode_reads(chunk, tokenizer)
-        generated = model.generate(
-            input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask),
-            max_new_tokens=max(map(len, chunk)) + max_extra_bases, num_beams=num_beams, do_sample=False,
-        )[:, 1:].numpy()  # drop the decoder start
-        ended = np.cumsum(generated == tokenizer.sep_token_id, axis=1) > 0
-        codes = np.where(ended | (generated >= len(letters)), 0, letters[generated.clip(max=len(letters) - 1)])
-        corrected += [row[row > 0].tobytes().decode("ascii") for row in codes]
-    return corrected
 
 
 def correction_results(reads: list[CorruptedRead], outputs: list[str]) -> dict[str, float]:
@@ -292,7 +246,9 @@ def run_qc(args: argparse.Namespace) -> dict[str, Any]:
     losses = train(detector, lambda rng: _tensors(token_batch(sample(rng), tokenizer).as_dict()),
                    steps=args.steps, learning_rate=args.learning_rate, warmup_ratio=args.warmup_ratio,
                    weight_decay=args.weight_decay, seed=args.seed, description="error detection")
-    labels, deletions, scores = predict_errors(detector, test_reads, tokenizer, args.eval_batch_size)
+    predictions = detect_errors(detector, [read.read for read in test_reads], tokenizer,
+                                batch_size=args.eval_batch_size)
+    labels, deletions, scores = predictions.base_labels, predictions.deletions, predictions.error_score
     detector.save_pretrained(output / "qc_model")
     tokenizer.save_pretrained(output / "qc_model")
     check = check_translation([read.read for read in test_reads])
@@ -312,6 +268,7 @@ def run_qc(args: argparse.Namespace) -> dict[str, Any]:
         train(corrector, lambda rng: correction_inputs(sample(rng), tokenizer), steps=args.correction_steps,
               learning_rate=args.learning_rate, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
               seed=args.seed, description="read correction")
+        corrector.config.finetuning_task = READ_CORRECTION_TASK  # `barcodemae qc` tells it from a pretraining folder
         corrector.save_pretrained(output / "correction_model")
         tokenizer.save_pretrained(output / "correction_model")
         reads = test_reads[: args.correction_reads]

@@ -1,6 +1,8 @@
 """Barcode quality control (issue #15): injected sequencing errors with exact labels, the translation-check
-baseline, the metrics that compare an error detector with it, and the token-level labels of a character-level
-detector (``token_batch`` / ``read_predictions``).
+baseline, the metrics that compare an error detector with it, the token-level labels of a character-level
+detector (``token_batch`` / ``read_predictions``) and the detector's / read corrector's inference on plain reads
+(``detect_errors`` / ``generate_corrections``). Checking a whole file (``barcodemae qc``) is
+:func:`barcodemae.qc.check_files.check_file`, imported from its module (it loads models).
 
 Typical use::
 
@@ -29,6 +31,7 @@ from .error_injection import (
     pad_labels,
     undo_events,
 )
+from .inference import READ_CORRECTION_TASK, ErrorPredictions, detect_errors, generate_corrections, length_batches
 from .metrics import (
     LABEL_CLASSES,
     PRF,
@@ -62,12 +65,14 @@ __all__ = [
     "LABEL_CLASSES",
     "N_BASE",
     "PRF",
+    "READ_CORRECTION_TASK",
     "STOP_CODONS",
     "SUBSTITUTED",
     "TABLE_5",
     "BaseLevelReport",
     "CorruptedRead",
     "ErrorEvent",
+    "ErrorPredictions",
     "ErrorRates",
     "LabelBatch",
     "TokenBatch",
@@ -77,9 +82,12 @@ __all__ = [
     "best_frames",
     "check_translation",
     "corrupt_read",
+    "detect_errors",
     "encode_reads",
     "event_units",
+    "generate_corrections",
     "inject_errors",
+    "length_batches",
     "pad_labels",
     "precision_recall_f1",
     "read_predictions",

@@ -1,0 +1,343 @@
+"""Check every read of a barcode file for sequencing errors with a fine-tuned ENBED detector (``barcodemae qc``).
+
+Why: a BOLD or eDNA lab wants to know, before submitting or using its reads, which ones carry a wrong, extra,
+unreadable or missing base and where. :func:`check_file` runs an ``EnbedForErrorDetection`` folder (``qc_model/``
+of ``eval/qc.py``) over a FASTA / CSV / BOLD TSV file (optionally gzipped) and writes one row per input record,
+in input order, to a CSV (``.csv``) or TSV (``.tsv``), optionally gzipped (``.gz``):
+
+``id``
+    the record id (FASTA: first word of the header, before any ``|``; CSV / BOLD TSV: ``processid``).
+``length``
+    bases of the read as checked (see below).
+``verdict``
+    ``has_errors`` when the detector's ``error_score`` exceeds ``threshold``, else ``clean``; ``rejected`` for a
+    record that cannot be checked.
+``error_score``
+    the detector's probability that the read has at least one error (empty when rejected).
+``substitutions`` / ``insertions`` / ``n_bases``
+    ``;``-separated 1-based positions of the bases predicted substituted, inserted or an unreadable ``N``.
+``deletions``
+    ``;``-separated 1-based positions ``p``: a base is missing right before base ``p`` (``length + 1``: at the end).
+``translation_stops``
+    1-based first bases of the stop codons (``TAA`` / ``TAG``, invertebrate mitochondrial code) in the read's
+    best forward frame: the no-learning translation check (:mod:`barcodemae.qc.translation`), a second opinion.
+``corrected`` (only with a correction model)
+    the correction model's read for ``has_errors`` records (greedy, or beam search with ``num_beams > 1``); a
+    ``clean`` read is copied unchanged, without being generated (generation is the slow part).
+``problem``
+    why a ``rejected`` record could not be checked (empty otherwise).
+
+Positions are the detector's per-base arg-max labels and its deletions of probability > 0.5 (the rules of
+``eval/qc.py``, :mod:`barcodemae.qc.inference`); the verdict compares the per-read ``error_score`` with
+``threshold``, so a read with many small error probabilities can be ``has_errors`` without listed positions.
+
+Rejected records stay in the output (verdict ``rejected`` plus ``problem``) rather than in a separate report, so
+the output has exactly one row per input record and can be joined back to it by row or id. A record is rejected
+when its sequence is missing or empty, contains a letter outside IUPAC (``ACGT`` + ``RYSWKMBDHVN``), or (BOLD TSV)
+belongs to another marker than COI-5P.
+
+The read as checked is the record's sequence upper-cased, with whitespace and alignment gaps (``-``, ``.``)
+removed and ``U`` read as ``T``, as everywhere in the package; unlike the training cleaning it is neither
+N-trimmed nor truncated (terminal ``N`` runs are errors to report, and LongT5's relative positions take any
+length), so positions are those of the read as written, less its gaps.
+
+The file is read in chunks of ``chunk_size`` records, and each chunk is run in length-sorted batches (little
+padding) under ``torch.inference_mode``; rows are written in input order chunk by chunk into ``<output>.tmp``,
+renamed to ``output`` at the end. Memory stays bounded by one chunk however large the file.
+
+Models are loaded through the installed classes (never a folder's copied code): the detector must be an
+``EnbedForErrorDetection`` folder and the correction model an ``EnbedForConditionalGeneration`` one, each with its
+character tokenizer.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from tqdm.auto import tqdm
+
+from barcodemae.data.bioscan5m import iter_csv_batches, read_csv_header
+from barcodemae.data.bold import iter_bold_rows
+from barcodemae.data.fasta import iter_fasta_raw
+from barcodemae.data.input_errors import InputFileError, check_input_file, describe, reading
+from barcodemae.data.loaders import detect_format
+from barcodemae.data.splits import resolve_splits
+from barcodemae.errors import check_output_file
+from barcodemae.tokenization import BarcodeTokenizer
+from barcodemae.tokenization.sequence_cleaning import GAP_AND_SPACE, IUPAC_LETTERS, NOT_IUPAC
+from modeling_barcodemae import EnbedForConditionalGeneration, EnbedForErrorDetection
+
+from .error_injection import INSERTED, N_BASE, SUBSTITUTED
+from .inference import READ_CORRECTION_TASK, detect_errors, generate_corrections
+from .translation import best_frames, stop_codon_positions
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+"""Output formats by suffix (before an optional ``.gz``)."""
+COLUMNS: tuple[str, ...] = ("id", "length", "verdict", "error_score", "substitutions", "insertions", "n_bases",
+                            "deletions", "translation_stops", "problem")
+"""Output columns; ``corrected`` goes before ``problem`` when a correction model is given."""
+VERDICTS: tuple[str, ...] = ("clean", "has_errors", "rejected")
+DETECTOR_HINT = ("fine-tune one from an ENBED pretraining folder with `python eval/qc.py --model <ENBED folder> "
+                 "--data <barcodes.csv> --output <dir>` and pass <dir>/qc_model")
+CORRECTOR_HINT = ("fine-tune one with `python eval/qc.py --model <ENBED folder> --data <barcodes.csv> --output <dir> "
+                  "--correction-steps 2000` and pass <dir>/correction_model")
+
+
+# -------------------------------------------------------------------------------------------------------- models
+def _model_config(model_dir: str | Path, architecture: str, role: str, hint: str) -> dict[str, Any]:
+    """``config.json`` of a model folder whose architecture is ``architecture``, with a tokenizer; else an error
+    saying what the folder is and how to make the right one (``hint``)."""
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such model folder")
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ValueError(f"{folder}: not a model folder (no config.json); {hint}")
+    config = json.loads(config_path.read_text())
+    architectures = config.get("architectures") or []
+    if architecture not in architectures:
+        found = ", ".join(architectures) or f"model_type {config.get('model_type')!r}"
+        raise ValueError(f"{folder}: not an ENBED {role} ({architecture}), its config.json names {found}; {hint}")
+    if not (folder / "tokenizer.json").is_file():
+        raise ValueError(f"{folder}: no tokenizer.json next to the model; eval/qc.py saves the character "
+                         "tokenizer with it (BarcodeTokenizer.char().save_pretrained(folder))")
+    return config
+
+
+def check_detector_folder(model_dir: str | Path) -> None:
+    """Refuse a folder that is not an ``EnbedForErrorDetection`` with its tokenizer, saying how to make one."""
+    _model_config(model_dir, "EnbedForErrorDetection", "error detector", DETECTOR_HINT)
+
+
+def check_corrector_folder(model_dir: str | Path) -> None:
+    """Refuse a folder that is not an ``EnbedForConditionalGeneration`` with its tokenizer; warn when its config
+    does not say it was fine-tuned for correction (an ENBED pretraining folder has the same architecture)."""
+    config = _model_config(model_dir, "EnbedForConditionalGeneration", "read-correction model", CORRECTOR_HINT)
+    if config.get("finetuning_task") != READ_CORRECTION_TASK:
+        logger.warning("%s: config.json does not say the model was fine-tuned for read correction (finetuning_task "
+                       "%r); an ENBED pretraining folder generates no corrected reads. To make one: %s",
+                       model_dir, READ_CORRECTION_TASK, CORRECTOR_HINT)
+
+
+# ------------------------------------------------------------------------------------------------------- records
+def iter_raw_records(path: str | Path, *, split: str = "all") -> Iterator[tuple[str, str | None, str | None]]:
+    """``(id, sequence as written, problem)`` of every record of a FASTA / CSV / BOLD TSV file, in file order.
+
+    ``problem`` is set by the reader (a BOLD record of another marker), else ``None``. A CSV needs the columns
+    ``processid`` and ``dna_barcode`` (and ``split`` when ``split`` is not ``"all"``); ``split`` selects BIOSCAN
+    partitions (:func:`barcodemae.data.resolve_splits`) and applies to CSV files only. The file, its format and a
+    CSV's columns are checked at once, before any record is read.
+    """
+    check_input_file(path)
+    kind = detect_format(path)
+    if kind != "csv" and split != "all":
+        raise ValueError(f"{path}: split={split!r} needs a BIOSCAN-format CSV; {kind} files carry no splits")
+    if kind == "csv":
+        splits = None if split == "all" else resolve_splits(split)
+        columns = ["processid", "dna_barcode", *(["split"] if splits is not None else [])]
+        with reading(path):
+            header = read_csv_header(path)
+        missing = [name for name in columns if name not in header]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (a barcode CSV needs processid and "
+                             "dna_barcode, and split to select splits)")
+        return _csv_records(Path(path), columns, splits)
+    return _text_records(path, kind)
+
+
+def _text_records(path: str | Path, kind: str) -> Iterator[tuple[str, str | None, str | None]]:
+    with reading(path):
+        if kind == "fasta":
+            for record in iter_fasta_raw(path):
+                yield record.processid, record.dna_barcode, None
+        else:
+            for record, reject in iter_bold_rows(path):
+                yield record.processid, record.dna_barcode, reject
+
+
+def _csv_records(path: Path, columns: list[str], splits: Sequence[str] | None) -> Iterator[tuple[str, str | None, None]]:
+    try:
+        for table in iter_csv_batches(path, columns, splits):
+            ids, sequences = table.column("processid").to_pylist(), table.column("dna_barcode").to_pylist()
+            for record_id, sequence in zip(ids, sequences, strict=True):
+                yield record_id or "", sequence, None
+    except (pa.ArrowInvalid, UnicodeDecodeError, EOFError, OSError) as error:
+        raise InputFileError(f"{path}: {describe(error)}") from error
+
+
+def prepare_read(sequence: str | None) -> tuple[str, str | None]:
+    """The read as checked (module docstring) and ``None``, or ``(read, problem)`` when it cannot be checked."""
+    if sequence is None:
+        return "", "missing sequence"
+    read = GAP_AND_SPACE.sub("", sequence).upper().replace("U", "T")
+    if not read:
+        return "", "empty sequence"
+    first_bad = NOT_IUPAC.search(read)
+    if first_bad is not None:
+        letters = "".join(sorted(set(NOT_IUPAC.findall(read))))
+        return read, (f"non-IUPAC character(s) {letters!r} (first at base {first_bad.start() + 1}); "
+                      f"allowed: {IUPAC_LETTERS}")
+    return read, None
+
+
+def positions(mask: np.ndarray) -> str:
+    """``;``-joined 1-based positions of the true entries of ``mask`` (``""`` when none)."""
+    return ";".join(map(str, (np.flatnonzero(mask) + 1).tolist()))
+
+
+# --------------------------------------------------------------------------------------------------------- check
+def check_reads(
+    records: Sequence[tuple[str, str | None, str | None]],
+    detector: EnbedForErrorDetection,
+    tokenizer: BarcodeTokenizer,
+    *,
+    corrector: tuple[EnbedForConditionalGeneration, BarcodeTokenizer] | None = None,
+    threshold: float = 0.5,
+    num_beams: int = 1,
+    batch_size: int = 64,
+) -> list[dict[str, Any]]:
+    """The output rows (module docstring) of ``(id, sequence, problem)`` records, in their order."""
+    prepared = []
+    for _, sequence, reader_problem in records:
+        read, problem = prepare_read(sequence)
+        prepared.append((read, reader_problem or problem))
+    checkable = [i for i, (_, problem) in enumerate(prepared) if problem is None]
+    reads = [prepared[i][0] for i in checkable]
+    ids = [records[i][0] for i in checkable]
+    predictions = detect_errors(detector, reads, tokenizer, batch_size=batch_size, record_ids=ids)
+    frames = best_frames(reads)
+    flagged = predictions.error_score > threshold
+    corrected = list(reads)
+    if corrector is not None and flagged.any():
+        model, corrector_tokenizer = corrector
+        to_correct = np.flatnonzero(flagged).tolist()
+        outputs = generate_corrections(model, [reads[i] for i in to_correct], corrector_tokenizer,
+                                       num_beams=num_beams, batch_size=batch_size)
+        for i, output in zip(to_correct, outputs, strict=True):
+            corrected[i] = output
+
+    rows: list[dict[str, Any]] = [
+        {"id": record_id, "length": len(prepared[i][0]), "verdict": "rejected", "problem": prepared[i][1]}
+        for i, (record_id, _, _) in enumerate(records)
+    ]
+    for j, i in enumerate(checkable):
+        labels = predictions.base_labels[j]
+        rows[i] = {
+            "id": ids[j], "length": len(reads[j]), "verdict": "has_errors" if flagged[j] else "clean",
+            "error_score": f"{predictions.error_score[j]:.6f}",
+            "substitutions": positions(labels == SUBSTITUTED), "insertions": positions(labels == INSERTED),
+            "n_bases": positions(labels == N_BASE), "deletions": positions(predictions.deletions[j]),
+            "translation_stops": ";".join(str(p + 1) for p in stop_codon_positions(reads[j], int(frames[j]))),
+            **({"corrected": corrected[j]} if corrector is not None else {}),
+        }
+    return rows
+
+
+def _open_output(path: Path, compress: bool) -> io.TextIOBase:
+    if compress:
+        return io.TextIOWrapper(gzip.open(path, "wb"), encoding="utf-8", newline="")
+    return open(path, "w", encoding="utf-8", newline="")
+
+
+def check_file(
+    model_dir: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    correction_model: str | Path | None = None,
+    batch_size: int = 64,
+    device: str | None = None,
+    threshold: float = 0.5,
+    num_beams: int = 1,
+    split: str = "all",
+    chunk_size: int = 16_384,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Check every record of ``input_path`` with the detector in ``model_dir`` into ``output_path`` (the module
+    docstring has the columns); returns a summary: output path, record count, count per verdict, checked reads
+    with a stop codon in the translation check, the threshold (and the correction model when given).
+
+    ``device``: torch device (default CUDA when available, else CPU). ``threshold``: ``error_score`` above which a
+    read ``has_errors``. ``num_beams``: beams of the correction (1 = greedy). ``split``: BIOSCAN splits of a CSV.
+    """
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")
+    if batch_size < 1 or num_beams < 1 or chunk_size < 1:
+        raise ValueError(f"batch_size, num_beams and chunk_size must be positive, got {batch_size}, {num_beams}, "
+                         f"{chunk_size}")
+    records = iter_raw_records(input_path, split=split)
+    output = Path(output_path)
+    check_output_file(output, inputs=(input_path,))
+    suffix = output.suffixes[-2] if output.name.endswith(".gz") and len(output.suffixes) > 1 else output.suffix
+    if suffix not in OUTPUT_DELIMITERS:
+        raise ValueError(f"{output}: output must end in one of {tuple(OUTPUT_DELIMITERS)} (optionally .gz)")
+    check_detector_folder(model_dir)
+    if correction_model is not None:
+        check_corrector_folder(correction_model)
+    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    # the installed classes, never the folders' copied code
+    detector = EnbedForErrorDetection.from_pretrained(model_dir).eval().to(torch_device)
+    tokenizer = BarcodeTokenizer.from_pretrained(model_dir)
+    corrector = None
+    if correction_model is not None:
+        corrector = (EnbedForConditionalGeneration.from_pretrained(correction_model).eval().to(torch_device),
+                     BarcodeTokenizer.from_pretrained(correction_model))
+
+    columns = [*COLUMNS[:-1], *(["corrected"] if corrector is not None else []), COLUMNS[-1]]
+    verdicts: Counter[str] = Counter()
+    stops = 0
+    temporary = output.with_name(output.name + ".tmp")
+    try:
+        with _open_output(temporary, compress=output.name.endswith(".gz")) as handle, tqdm(unit="read", desc="qc", disable=not progress) as bar:
+            writer = csv.DictWriter(handle, columns, delimiter=OUTPUT_DELIMITERS[suffix], restval="")
+            writer.writeheader()
+            while chunk := list(islice(records, chunk_size)):
+                rows = check_reads(chunk, detector, tokenizer, corrector=corrector, threshold=threshold,
+                                   num_beams=num_beams, batch_size=batch_size)
+                writer.writerows(rows)
+                verdicts.update(row["verdict"] for row in rows)
+                stops += sum(1 for row in rows if row.get("translation_stops"))
+                bar.update(len(rows))
+        if not verdicts:
+            raise ValueError(f"{input_path}: no records to check")
+        os.replace(temporary, output)
+    finally:
+        temporary.unlink(missing_ok=True)
+    if verdicts["rejected"]:
+        logger.warning("%s: %d record(s) could not be checked (verdict 'rejected', see the problem column of %s)",
+                       input_path, verdicts["rejected"], output)
+    summary: dict[str, Any] = {"output": str(output), "model": str(model_dir), "num_records": sum(verdicts.values()),
+                               **{verdict: verdicts[verdict] for verdict in VERDICTS},
+                               "with_stop_codons": stops, "threshold": threshold}
+    if corrector is not None:
+        summary["correction_model"] = str(correction_model)
+    return summary
+
+
+__all__ = [
+    "COLUMNS",
+    "OUTPUT_DELIMITERS",
+    "VERDICTS",
+    "check_corrector_folder",
+    "check_detector_folder",
+    "check_file",
+    "check_reads",
+    "iter_raw_records",
+    "positions",
+    "prepare_read",
+]

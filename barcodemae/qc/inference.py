@@ -1,0 +1,116 @@
+"""Running a fine-tuned ENBED error detector or read corrector on plain reads, in length-sorted batches.
+
+Why here: ``eval/qc.py`` (scoring on injected errors) and ``barcodemae qc`` (checking a user's reads) run the same
+models the same way; one implementation keeps their predictions identical. Both functions take the reads as
+written (no cleaning, trimming or truncation, see :mod:`barcodemae.qc.token_labels`), batch them longest first so
+padding stays small, run under ``torch.inference_mode`` on the model's device, and return results in input order.
+
+Prediction rules (those of ``eval/qc.py``): a base's label is the arg-max of its four logits, a deletion is
+predicted where its probability exceeds 0.5 (logit > 0); the read's ``error_score`` is the model's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .token_labels import encode_reads, read_predictions
+
+READ_CORRECTION_TASK = "read_correction"
+"""``config.finetuning_task`` of a model fine-tuned for read correction (set by ``eval/qc.py``): an ENBED
+pretraining folder has the same architecture but generates span-corruption targets, not corrected reads."""
+
+
+@dataclass(frozen=True, eq=False)  # numpy fields
+class ErrorPredictions:
+    """A detector's predictions for ``n`` reads, in input order."""
+
+    base_labels: list[np.ndarray]
+    """Per read, ``(L,)`` int8 predicted label of each base (``barcodemae.qc.BASE_LABELS``)."""
+    deletions: list[np.ndarray]
+    """Per read, ``(L + 1,)`` bool: a base is missing right before base ``i`` (``i = L``: at the read's end)."""
+    error_score: np.ndarray
+    """``(n,)`` float64 probability that the read has any error."""
+
+
+def length_batches(lengths: Sequence[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Record indices in batches of ``batch_size``, longest first (stable): little padding, and a batch too
+    large for memory fails at once rather than at the end."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def _model_inputs(
+    reads: Sequence[str], tokenizer: Any, device: torch.device, record_ids: Sequence[str] | None
+) -> dict[str, torch.Tensor]:
+    input_ids, attention_mask = encode_reads(reads, tokenizer, record_ids)
+    return {"input_ids": torch.from_numpy(input_ids).to(device),
+            "attention_mask": torch.from_numpy(attention_mask).to(device)}
+
+
+@torch.inference_mode()
+def detect_errors(
+    model: Any,
+    reads: Sequence[str],
+    tokenizer: Any,
+    *,
+    batch_size: int = 64,
+    record_ids: Sequence[str] | None = None,
+) -> ErrorPredictions:
+    """Per-base labels, deletions and per-read error scores of an ``EnbedForErrorDetection`` for ``reads``
+    (uppercase IUPAC letters; ``record_ids`` name a read that is not in errors)."""
+    lengths = np.fromiter(map(len, reads), dtype=np.int64, count=len(reads))
+    labels: list[np.ndarray] = [np.zeros(0, np.int8)] * len(reads)
+    deletions: list[np.ndarray] = [np.zeros(1, bool)] * len(reads)
+    scores = np.zeros(len(reads), dtype=np.float64)
+    for rows in length_batches(lengths, batch_size):
+        out = model(**_model_inputs([reads[i] for i in rows], tokenizer, model.device,
+                                    None if record_ids is None else [record_ids[i] for i in rows]))
+        batch_labels, batch_deletions = read_predictions(
+            out.base_logits.argmax(-1).cpu().numpy(), (out.deletion_logits > 0).cpu().numpy(), lengths[rows]
+        )
+        for row, label, deletion in zip(rows.tolist(), batch_labels, batch_deletions, strict=True):
+            labels[row], deletions[row] = label, deletion
+        scores[rows] = out.error_score.double().cpu().numpy()
+    return ErrorPredictions(labels, deletions, scores)
+
+
+@torch.inference_mode()
+def generate_corrections(
+    model: Any,
+    reads: Sequence[str],
+    tokenizer: Any,
+    *,
+    num_beams: int,
+    batch_size: int,
+    max_extra_bases: int = 16,
+) -> list[str]:
+    """The corrected barcode of each read by an ``EnbedForConditionalGeneration`` fine-tuned for correction:
+    generation (greedy for ``num_beams=1``, else beam search) up to the batch's longest read +
+    ``max_extra_bases`` tokens, cut at the first ``[SEP]``; only single-letter tokens (bases, IUPAC codes, ``N``)
+    are kept, so sentinels and special tokens never reach the output."""
+    letters = np.zeros(len(tokenizer), dtype=np.uint8)
+    for token, index in tokenizer.get_vocab().items():
+        if len(token) == 1:
+            letters[index] = ord(token)
+    corrected = [""] * len(reads)
+    for rows in length_batches([len(read) for read in reads], batch_size):
+        chunk = [reads[i] for i in rows]
+        generated = model.generate(
+            **_model_inputs(chunk, tokenizer, model.device, None),
+            max_new_tokens=max(map(len, chunk)) + max_extra_bases, num_beams=num_beams, do_sample=False,
+        )[:, 1:].cpu().numpy()  # drop the decoder start
+        ended = np.cumsum(generated == tokenizer.sep_token_id, axis=1) > 0
+        codes = np.where(ended | (generated >= len(letters)), 0, letters[generated.clip(max=len(letters) - 1)])
+        for row, text in zip(rows.tolist(), codes, strict=True):
+            corrected[row] = text[text > 0].tobytes().decode("ascii")
+    return corrected
+
+
+__all__ = ["READ_CORRECTION_TASK", "ErrorPredictions", "detect_errors", "generate_corrections", "length_batches"]
