@@ -24,7 +24,7 @@ from modeling_barcodemae import EnbedForConditionalGeneration, enbed_config
 ARCHITECTURE = {"hidden_size": 32, "num_hidden_layers": 2, "num_decoder_layers": 1, "num_attention_heads": 2,
                 "intermediate_size": 64, "dropout": 0.0}
 TINY_ENBED = [
-    "--objective", "enbed", "--tokenizer", "char", "--hidden_size", "32", "--num_hidden_layers", "1",
+    "--preset", "enbed-tiny", "--objective", "enbed", "--tokenizer", "char", "--hidden_size", "32", "--num_hidden_layers", "1",
     "--decoder_num_hidden_layers", "1", "--num_attention_heads", "2", "--intermediate_size", "64",
     "--mask_ratio", "0.15", "--max_val_samples", "16", "--max_probe_keys", "48", "--logging_steps", "1",
     "--learning_rate", "3e-3", "--warmup_ratio", "0.2", "--mixed_precision", "no", "--local_radius", "16",
@@ -162,11 +162,11 @@ def test_enbed_resumes_exactly(sim_csv, tmp_path):
 
 def test_enbed_arguments_are_checked():
     with pytest.raises(ValueError, match="contrastive_weight"):
-        parse_args(["--objective", "enbed", "--contrastive_weight", "1"])
+        parse_args(["--preset", "enbed-tiny", "--contrastive_weight", "1"])
     with pytest.raises(ValueError, match="encoder_attention"):
-        parse_args(["--objective", "enbed", "--encoder_attention", "full"])
+        parse_args(["--preset", "enbed-tiny", "--encoder_attention", "full"])
     with pytest.raises(ValueError, match="init_from"):
-        parse_args(["--objective", "enbed", "--init_from", "somewhere"])
+        parse_args(["--preset", "enbed-tiny", "--init_from", "somewhere"])
 
 
 def test_barcodemae_embed_mean_pools_the_enbed_encoder(fixture_csv, tmp_path, capsys):

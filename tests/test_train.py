@@ -26,6 +26,7 @@ TINY = [
     "--decoder_hidden_size", "32", "--decoder_num_hidden_layers", "1", "--decoder_num_attention_heads", "2",
     "--decoder_intermediate_size", "64", "--tokenizer", "kmer4", "--max_val_samples", "32", "--max_probe_keys", "64",
     "--logging_steps", "1", "--learning_rate", "3e-3", "--warmup_ratio", "0.2", "--mixed_precision", "no",
+    "--contrastive_weight", "0",  # the papers' objectives; the contrastive term has its own tests
 ]
 
 
