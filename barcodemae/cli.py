@@ -2,9 +2,9 @@
 
 Each subcommand is a thin argparse layer over one library function (:func:`barcodemae.embed_files.embed_file`,
 :func:`barcodemae.identify.build_reference_index` / :func:`~barcodemae.identify.identify_file`,
-:func:`barcodemae.qc.check_files.check_file`, :func:`barcodemae.export.export_encoder`), so everything the CLI does is also scriptable from Python
-(``train`` hands its arguments to train.py's :func:`barcodemae.training.loop.main`). A run
-prints a JSON summary on stdout; a bad input ends with a one-line error naming the file/record and exit code 2.
+:func:`barcodemae.qc.check_files.check_file`, :func:`barcodemae.export.export_encoder`), so everything the CLI does
+is also scriptable from Python (``train`` hands its arguments to train.py's :func:`barcodemae.training.loop.main`).
+A run prints a JSON summary on stdout; a bad input ends with a one-line error naming the file/record and exit code 2.
 """
 
 from __future__ import annotations

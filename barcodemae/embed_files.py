@@ -210,7 +210,9 @@ def embed_records(
             dtype=dtype, progress=False,
         )
         if len(vectors) != len(rows):
-            raise RuntimeError(f"shard {index}: embed_barcodes returned {len(vectors)} vectors for {len(rows)} barcodes")
+            raise RuntimeError(
+                f"shard {index}: embed_barcodes returned {len(vectors)} vectors for {len(rows)} barcodes"
+            )
         store.save(index, vectors)
         bar.update(len(rows))
     bar.close()

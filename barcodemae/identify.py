@@ -3,8 +3,8 @@
 A reference library (e.g. the labelled BIOSCAN/BOLD records of a region) is embedded *once* with
 :func:`build_reference_index` and saved as unit-norm float32 vectors (``embeddings.npy``, memory-mapped at query
 time), their taxonomy (``references.parquet``), ``index.json`` (model, counts, cleaning report) and the optional
-post-processing fitted on the references (``postprocess.safetensors``: centring or whitening, applied to queries). Queries are
-embedded with the same model and matched by blocked matrix products with a running top-k, so the reference
+post-processing fitted on the references (``postprocess.safetensors``: centring or whitening, applied to queries).
+Queries are embedded with the same model and matched by blocked matrix products with a running top-k, so the reference
 set never has to fit in memory twice. For each rank (genus, species, BIN) the prediction is the label most
 frequent among the ``top_k`` neighbours that have one; ties go to the label with the larger summed similarity,
 then to the nearest. The vote agreement and the similarities tell the user how much to trust the call; an index
@@ -361,7 +361,8 @@ def identify_file(
 
     The queries are embedded with the index's own model (``model_dir`` overrides the stored path, e.g. after
     moving the files; it must be the same model); ``split`` picks BIOSCAN-5M split(s) of a CSV. Known query
-    taxonomy (CSV input) is kept as ``true_<rank>`` columns so a labelled file doubles as an evaluation. Rejected queries go to ``<output>.cleaning_report.json``.
+    taxonomy (CSV input) is kept as ``true_<rank>`` columns so a labelled file doubles as an evaluation. Rejected
+    queries go to ``<output>.cleaning_report.json``.
     """
     from barcodemae.eval.embeddings import embed_barcodes
 

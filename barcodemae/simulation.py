@@ -242,4 +242,6 @@ def write_simulated_dataset(path: str | Path, config: SimulationConfig | None = 
     return path
 
 
-__all__ = ["BIOSCAN5M_COLUMNS", "SimulationConfig", "mutate", "simulate_barcodes", "site_weights", "write_simulated_dataset"]
+__all__ = [
+    "BIOSCAN5M_COLUMNS", "SimulationConfig", "mutate", "simulate_barcodes", "site_weights", "write_simulated_dataset"
+]

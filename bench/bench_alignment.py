@@ -166,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         for tool, run in (("vsearch", lambda: by_vsearch(keys, queries, work, args.threads, args.min_identity)),
                           ("blastn", lambda: by_blast(keys, queries, work, args.threads))):
             if shutil.which(tool) is None:
-                skipped[tool] = f"{tool} not on PATH (apt-get install {'vsearch' if tool == 'vsearch' else 'ncbi-blast+'})"
+                skipped[tool] = (
+                    f"{tool} not on PATH (apt-get install "
+                    f"{'vsearch' if tool == 'vsearch' else 'ncbi-blast+'})"
+                )
                 continue
             rows.append(run())
     report = {

@@ -97,7 +97,9 @@ def measure_batch_size(
     batches = []
     for index in range(min(needed, max(1, len(barcodes) // batch_size))):
         encoded = tokenizer(barcodes[index * batch_size:(index + 1) * batch_size], padding=True, return_tensors="pt")
-        batches.append({"input_ids": encoded["input_ids"].to(device), "attention_mask": encoded["attention_mask"].to(device)})
+        batches.append(
+            {"input_ids": encoded["input_ids"].to(device), "attention_mask": encoded["attention_mask"].to(device)}
+        )
     if len(batches[0]["input_ids"]) < batch_size:
         raise ValueError(f"--count {len(barcodes)} barcodes cannot fill one batch of {batch_size}")
     position = iter(range(10**9))

@@ -47,7 +47,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--max-seconds", type=float, default=60.0, help="skip longer lengths once a forward exceeds this")
+    parser.add_argument(
+        "--max-seconds", type=float, default=60.0, help="skip longer lengths once a forward exceeds this"
+    )
     parser.add_argument("--quick", action="store_true", help="a small encoder and lengths up to 5,280 (CPU check)")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()

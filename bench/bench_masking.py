@@ -29,8 +29,9 @@ def train_step(model: BarcodeMAEForPreTraining, optimizer: torch.optim.Optimizer
 
 
 TINY_MODEL = {
-    "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "decoder_hidden_size": 32,
-    "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 4, "decoder_intermediate_size": 64,
+    "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
+    "decoder_hidden_size": 32, "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 4,
+    "decoder_intermediate_size": 64,
 }
 
 
@@ -109,7 +110,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model-step-for", default="kmer6_stride6",
-                        help="comma-separated tokenizers to time a tiny-model training step for (660-token rows are slow on CPU)")
+                        help="comma-separated tokenizers to time a tiny-model training step for "
+                             "(660-token rows are slow on CPU)")
     args = parser.parse_args()
     torch.manual_seed(0)
     npmi, table = bench_npmi(args.csv)
@@ -119,7 +121,8 @@ def main() -> None:
                     "numpy": np.__version__},
         "npmi_build": npmi,
         "collator_per_batch": {"batch_size": args.batch_size, "mask_ratio": 0.5,
-                               **bench_collators(sequences, table, args.batch_size, args.repeats, set(args.model_step_for.split(",")))},
+                               **bench_collators(sequences, table, args.batch_size, args.repeats,
+                                                 set(args.model_step_for.split(",")))},
     }
     print(json.dumps(report, indent=2))
 

@@ -69,9 +69,9 @@ def parse_args() -> argparse.Namespace:
 def our_model(args: argparse.Namespace, objective: str, layers: int, mask_ratio: float) -> BarcodeMAEForPreTraining:
     config = BarcodeMAEConfig(
         vocab_size=VOCAB_SIZE, hidden_size=args.hidden, num_hidden_layers=layers, num_attention_heads=args.heads,
-        intermediate_size=4 * args.hidden, decoder_hidden_size=args.hidden, decoder_num_hidden_layers=args.decoder_layers,
-        decoder_num_attention_heads=args.heads, decoder_intermediate_size=4 * args.hidden, mask_ratio=mask_ratio,
-        pretraining_objective=objective,
+        intermediate_size=4 * args.hidden, decoder_hidden_size=args.hidden,
+        decoder_num_hidden_layers=args.decoder_layers, decoder_num_attention_heads=args.heads,
+        decoder_intermediate_size=4 * args.hidden, mask_ratio=mask_ratio, pretraining_objective=objective,
     )
     config._attn_implementation = "sdpa"
     return BarcodeMAEForPreTraining(config)
@@ -171,7 +171,9 @@ def speedups(rows: list[dict]) -> dict:
         return {}
     mae = time_of["mae"]
     out = {f"mae_vs_{name}": time_of[name] / mae for name in time_of if name != "mae"}
-    out |= {f"analytic_flop_ratio_{name}_over_mae": flops_of[name] / flops_of["mae"] for name in flops_of if name != "mae"}
+    out |= {
+        f"analytic_flop_ratio_{name}_over_mae": flops_of[name] / flops_of["mae"] for name in flops_of if name != "mae"
+    }
     if "mlm_same_encoder" in time_of:
         out["target_mae_1.5x_mlm_same_encoder_met"] = out["mae_vs_mlm_same_encoder"] >= 1.5
     if "mlm_equal_depth" in time_of:

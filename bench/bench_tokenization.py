@@ -34,7 +34,9 @@ from barcodemae.tokenization.bpe import read_csv_column, train_bpe_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "data" / "bold_coi" / "dev.csv.gz"
-DEFAULT_REFERENCE_BPE = REPO_ROOT / ".." / "shared" / "data" / "reference_tokenizers" / "bpe_barcode_4096" / "tokenizer.json"
+DEFAULT_REFERENCE_BPE = (
+    REPO_ROOT / ".." / "shared" / "data" / "reference_tokenizers" / "bpe_barcode_4096" / "tokenizer.json"
+)
 
 
 def timed(work: Callable[[], object], repeats: int) -> float:
@@ -97,7 +99,9 @@ def main() -> None:
 
     start = time.perf_counter()
     trained_bpe = train_bpe_tokenizer(pretrain, vocab_size=args.bpe_vocab_size, show_progress=False)
-    bpe_training = {"records": len(pretrain), "vocab_size": len(trained_bpe), "seconds": round(time.perf_counter() - start, 2)}
+    bpe_training = {
+        "records": len(pretrain), "vocab_size": len(trained_bpe), "seconds": round(time.perf_counter() - start, 2)
+    }
 
     tokenizers = {
         "kmer6": BarcodeTokenizer.kmer(6),
@@ -119,14 +123,18 @@ def main() -> None:
                 tokenizer, barcodes, args.batch_size, args.repeats, padding=True, return_tensors="np"
             ),
             "backend_batch": backend_throughput(tokenizer, barcodes[: args.backend_limit], args.batch_size, 1),
-            f"datasets_map_num_proc_{args.num_proc}": map_throughput(tokenizer, dataset, args.batch_size, args.num_proc),
+            f"datasets_map_num_proc_{args.num_proc}": map_throughput(
+                tokenizer, dataset, args.batch_size, args.num_proc
+            ),
         }
 
     print(json.dumps({
         "data": os.path.relpath(args.data, REPO_ROOT),
         "barcodes": len(barcodes),
         "batch_size": args.batch_size,
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version()
+        },
         "cleaning_only_barcodes_per_s": round(len(barcodes) / cleaning_seconds),
         "bpe_training": bpe_training,
         "tokenizers": results,

@@ -32,7 +32,10 @@ def main() -> None:
     import pandas as pd
 
     sequences = pd.read_csv(options.data, usecols=["dna_barcode"])["dna_barcode"].dropna().tolist()
-    args = parse_args(["--preset", options.preset] + (["--per_device_batch_size", str(options.batch_size)] if options.batch_size else []))
+    args = parse_args(
+        ["--preset", options.preset]
+        + (["--per_device_batch_size", str(options.batch_size)] if options.batch_size else [])
+    )
     tokenizer = BarcodeTokenizer.from_spec(args.tokenizer)
     collator, _, _ = build_masking(args, tokenizer, BarcodeSource(sequences), None, resume=False, is_main=False)
     stream = GlobalBatchStream(

@@ -99,7 +99,9 @@ def kmer_ceiling(data: Path, widths: tuple[int, ...] = (64, 256)) -> dict:
         _, _, components = np.linalg.svd(key_counts - mean, full_matrices=False)
         for width in widths:
             draws = [np.random.default_rng(seed).normal(size=(key_counts.shape[1], width)) for seed in range(3)]
-            result[f"genus_1nn_random_projection_{width}"] = [genus_1nn(key_counts @ r, query_counts @ r) for r in draws]
+            result[f"genus_1nn_random_projection_{width}"] = [
+                genus_1nn(key_counts @ r, query_counts @ r) for r in draws
+            ]
             pca = components[:width].T
             result[f"genus_1nn_pca_{width}"] = genus_1nn((key_counts - mean) @ pca, (query_counts - mean) @ pca)
     return result

@@ -89,8 +89,8 @@ def step_seconds(stage: Stage, variant: str) -> float | None:
 def pretrain_stage(name: str, objective: str, steps: int, args: argparse.Namespace, out: Path) -> Stage:
     """``train.py`` for ``steps`` steps with the probe at step 0 and at the end (``metrics.jsonl``)."""
     run_dir = out / name
-    size = (["--preset", "tiny", "--contrastive_weight", "0", "--per_device_batch_size", "16", "--max_val_samples", "64",
-             "--max_probe_keys", "128"]
+    size = (["--preset", "tiny", "--contrastive_weight", "0", "--per_device_batch_size", "16",
+             "--max_val_samples", "64", "--max_probe_keys", "128"]
             if args.dry_run else ["--preset", "barcodemae" if objective == "mae" else "barcodebert",
                                   "--per_device_batch_size", "128", "--max_probe_keys", "2000"])
     command = [sys.executable, str(REPO / "train.py"), *size, "--objective", objective, "--data", str(args.data),
@@ -234,7 +234,8 @@ def headline(name: str, result: Any) -> str:
     if name == "enbed_attention":
         slopes = result.get("loglog_slope_longest_two", {})
         longest = {row["variant"]: row for row in result.get("rows", []) if row["status"] == "ok"}
-        return "; ".join(f"{variant} to {row['bases']} bp {row['median_s']:.3f} s (slope {slopes.get(variant, float('nan')):.2f})"
+        return "; ".join(f"{variant} to {row['bases']} bp {row['median_s']:.3f} s "
+                         f"(slope {slopes.get(variant, float('nan')):.2f})"
                          for variant, row in longest.items())
     if name.startswith("pretrain"):
         before, after = result["untrained"], result["trained"]

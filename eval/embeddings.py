@@ -71,8 +71,9 @@ def load_pretrained(
     Whose code runs: a BarcodeMAE folder (``model_type == "barcodemae"``) always loads through the *installed*
     classes (:class:`BarcodeMAEModel`, :class:`BarcodeTokenizer`), never through the Python files copied into it, so
     nothing from the folder executes; so does the tokenizer of any local folder saved with ours (ENBED's LongT5
-    folders, whose model is plain ``transformers``). Any other model's own code runs only with ``trust_remote_code``; ``None``
-    (default) trusts local folders, which the user put there, and not hub names, as ``transformers`` users expect.
+    folders, whose model is plain ``transformers``). Any other model's own code runs only with
+    ``trust_remote_code``; ``None`` (default) trusts local folders, which the user put there, and not hub names, as
+    ``transformers`` users expect.
     """
     import transformers
     from transformers import AutoTokenizer

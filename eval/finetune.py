@@ -116,7 +116,9 @@ def fine_tune_classifier(
             rows = order[start : start + batch_size]
             sequences = [train_sequences[i] for i in rows]
             frames = _reading_frames(tokenizer, sequences, generator)
-            batch = {key: value.to(device) for key, value in _tokenize(tokenizer, sequences, max_tokens, frames).items()}
+            batch = {
+                key: value.to(device) for key, value in _tokenize(tokenizer, sequences, max_tokens, frames).items()
+            }
             with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
                 loss = model(**batch, labels=labels_tensor[rows].to(device)).loss
             loss.backward()

@@ -63,7 +63,8 @@ def render_report(results: dict[str, Any]) -> str:
             f"{closed['linear_probe']['num_test']:,} test, {closed['linear_probe']['num_classes']} species |"
         ),
         (
-            f"| closed world, species, 1-NN | {_pct(closed['one_nn']['accuracy'])} | {_pct(closed['one_nn']['macro_accuracy'])} | "
+            f"| closed world, species, 1-NN | {_pct(closed['one_nn']['accuracy'])} | "
+            f"{_pct(closed['one_nn']['macro_accuracy'])} | "
             f"{closed['one_nn']['num_keys']:,} keys, {closed['one_nn']['num_queries']:,} queries |"
         ),
         *(

@@ -468,7 +468,9 @@ def settings_from_args(args: argparse.Namespace) -> EvaluationSettings:
 
 
 def _run(args: argparse.Namespace) -> int:
-    results = run_evaluation(args.model, args.data, args.output, baseline=args.baseline, settings=settings_from_args(args))
+    results = run_evaluation(
+        args.model, args.data, args.output, baseline=args.baseline, settings=settings_from_args(args)
+    )
     print(json.dumps(results["metrics"]["headline"], indent=2))
     print(f"wrote {Path(args.output) / 'results.json'} and {Path(args.output) / 'report.md'}")
     return 0

@@ -123,7 +123,8 @@ class BarcodeMAEConfig(PretrainedConfig):
             raise ValueError(f"BarcodeMAEConfig.mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if self.pretraining_objective not in OBJECTIVES:
             raise ValueError(
-                f"BarcodeMAEConfig.pretraining_objective must be one of {OBJECTIVES}, got {self.pretraining_objective!r}"
+                f"BarcodeMAEConfig.pretraining_objective must be one of {OBJECTIVES}, "
+                f"got {self.pretraining_objective!r}"
             )
         if self.pooled_layers not in POOLED_LAYERS:
             raise ValueError(

@@ -413,8 +413,9 @@ class BarcodeMAEPreTrainingOutput(ModelOutput):
     reconstruction_loss: cross-entropy over masked tokens only (normalised as the forward pass says).
     contrastive_loss: :func:`view_contrastive_loss` of the pooled embeddings when the forward pass got
     ``barcode_ids`` and the config's weight is positive, else ``None``.
-    logits: ``(num_masked, vocab)`` for the masked tokens in row-major order (``logits[i]`` predicts ``input_ids[masked_positions][i]``), or ``(batch, length, vocab)`` when
-    the forward pass is called with ``full_logits=True``. masked_positions: the mask that was used.
+    logits: ``(num_masked, vocab)`` for the masked tokens in row-major order (``logits[i]`` predicts
+    ``input_ids[masked_positions][i]``), or ``(batch, length, vocab)`` when the forward pass is called with
+    ``full_logits=True``. masked_positions: the mask that was used.
     encoder_last_hidden_state: encoder output (visible tokens only in ``mae`` mode).
     """
 

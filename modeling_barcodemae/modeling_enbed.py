@@ -64,7 +64,9 @@ def enbed_config(
     if encoder_attention not in ENCODER_ATTENTION:
         raise ValueError(f"encoder_attention must be one of {ENCODER_ATTENTION}, got {encoder_attention!r}")
     if hidden_size % num_attention_heads:
-        raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})")
+        raise ValueError(
+            f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})"
+        )
     if num_sentinels < 1:
         raise ValueError(f"num_sentinels must be >= 1, got {num_sentinels}")
     fields = dict(tokenizer_fields)

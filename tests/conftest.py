@@ -36,7 +36,9 @@ def sim_csv(tmp_path_factory) -> Path:
     """A small simulated BIOSCAN-format CSV (no shared data needed)."""
     from barcodemae.simulation import write_simulated_dataset
 
-    return write_simulated_dataset(tmp_path_factory.mktemp("sim") / "sim.csv", num_genera=6, specimens_per_species=12, seed=5)
+    return write_simulated_dataset(
+        tmp_path_factory.mktemp("sim") / "sim.csv", num_genera=6, specimens_per_species=12, seed=5
+    )
 
 
 def tiny_config_kwargs(**overrides) -> dict:

@@ -279,7 +279,10 @@ def test_kmer_ceiling_scores_counts_projections_and_principal_components(fixture
 
     result = kmer_ceiling(fixture_csv, widths=(8,))
     frame = pd.read_csv(fixture_csv)
-    assert result["keys"] == (frame["split"] == "train").sum() and result["queries"] == (frame["split"] == "val_unseen").sum()
+    assert (
+        result["keys"] == (frame["split"] == "train").sum()
+        and result["queries"] == (frame["split"] == "val_unseen").sum()
+    )
     assert len(result["genus_1nn_random_projection_8"]) == 3
     values = [result["genus_1nn_pca_8"], *result["genus_1nn_random_projection_8"],
               result["genus_1nn_counts_k6_stride1"], result["genus_1nn_counts_k4_stride1"]]

@@ -135,7 +135,9 @@ class TestBold:
             assert record.dna_bin == (None if row[column["bin_uri"]] == "None" else row[column["bin_uri"]])
             assert record.species == (None if row[column["species"]] in ("None", "") else row[column["species"]])
             assert "None" not in (record.genus, record.species, record.subfamily, record.dna_bin)
-        assert report.truncated == sum(len(clean_barcode(row[sequence], max_length=None).sequence) > 660 for row in rows)
+        assert report.truncated == sum(
+            len(clean_barcode(row[sequence], max_length=None).sequence) > 660 for row in rows
+        )
 
     def test_curated_file_has_gaps_lowercase_and_ns_that_get_cleaned(self, bold_dir):
         report = CleaningReport()
@@ -151,7 +153,9 @@ class TestBold:
         assert len(dataset) == report.kept == 999 and set(dataset["split"]) == {""}
         assert dataset["species_label"].count(-1) == sum(name == "None" for name in species) == 830
         assert vocab.num_labels("species") == len({name for name in species if name != "None"})
-        assert all(vocab.names("dna_bin")[i] == b for i, b in zip(dataset["dna_bin_label"], dataset["dna_bin"]) if i >= 0)
+        assert all(
+            vocab.names("dna_bin")[i] == b for i, b in zip(dataset["dna_bin_label"], dataset["dna_bin"]) if i >= 0
+        )
 
     def test_other_markers_missing_sequences_and_bad_rows(self, bold_dir, tmp_path, cache):
         header, rows = read_tsv(bold_dir / BOLD_2023)

@@ -23,7 +23,9 @@ def test_dry_run_runs_every_stage_and_writes_the_reports(tmp_path, demo_csv):
     ]
     assert {name: stage["status"] for name, stage in stages.items()} == dict.fromkeys(stages, "ok"), stages
     attention = stages["enbed_attention"]["result"]
-    assert {row["variant"] for row in attention["rows"] if row["status"] == "ok"} == {"local", "transient-global", "full"}
+    assert {row["variant"] for row in attention["rows"] if row["status"] == "ok"} == {
+        "local", "transient-global", "full"
+    }
     rows = stages["step_time"]["result"]["main"]["rows"]
     assert {row["variant"] for row in rows} == {"mae", "mlm_same_encoder", "mlm_equal_depth", "bert_reference"}
     assert all(row["median_s"] > 0 for row in rows)

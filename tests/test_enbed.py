@@ -24,8 +24,9 @@ from modeling_barcodemae import EnbedForConditionalGeneration, enbed_config
 ARCHITECTURE = {"hidden_size": 32, "num_hidden_layers": 2, "num_decoder_layers": 1, "num_attention_heads": 2,
                 "intermediate_size": 64, "dropout": 0.0}
 TINY_ENBED = [
-    "--preset", "enbed-tiny", "--objective", "enbed", "--tokenizer", "char", "--hidden_size", "32", "--num_hidden_layers", "1",
-    "--decoder_num_hidden_layers", "1", "--num_attention_heads", "2", "--intermediate_size", "64",
+    "--preset", "enbed-tiny", "--objective", "enbed", "--tokenizer", "char", "--hidden_size", "32",
+    "--num_hidden_layers", "1", "--decoder_num_hidden_layers", "1", "--num_attention_heads", "2",
+    "--intermediate_size", "64",
     "--mask_ratio", "0.15", "--max_val_samples", "16", "--max_probe_keys", "48", "--logging_steps", "1",
     "--learning_rate", "3e-3", "--warmup_ratio", "0.2", "--mixed_precision", "no", "--local_radius", "16",
     "--global_block_size", "4", "--eval_reducer", "pca", "--eval_plots", "false",

@@ -50,7 +50,9 @@ def test_layer_and_pooling_options(kmer4_model_folder: Path):
     # layer="mean": every hidden state averaged, then pooled; all layers from one pass equal one call per layer
     every = embed_barcode_layers(model, tokenizer, BARCODES, layers=[0, 1, 2, -1, "mean"], device="cpu", progress=False)
     for index, layer in enumerate([0, 1, 2, -1]):
-        np.testing.assert_allclose(every[index], embed_barcodes(model, tokenizer, BARCODES, layer=layer, progress=False))
+        np.testing.assert_allclose(
+            every[index], embed_barcodes(model, tokenizer, BARCODES, layer=layer, progress=False)
+        )
     np.testing.assert_allclose(every[4], every[:3].mean(axis=0), atol=1e-5)
     np.testing.assert_allclose(every[4], embed_barcodes(model, tokenizer, BARCODES, layer="mean", progress=False))
     unframed = BarcodeTokenizer.kmer(k=4, framing="none")
@@ -256,7 +258,10 @@ def test_probe_c_flag_takes_a_positive_number_or_auto(value, capsys):
     from barcodemae.eval.run import build_parser
 
     parser = build_parser()
-    assert parser.parse_args(["--baseline", "kmer", "--data", "x", "--output", "o", "--probe-c", "auto"]).probe_c == "auto"
+    assert (
+        parser.parse_args(["--baseline", "kmer", "--data", "x", "--output", "o", "--probe-c", "auto"]).probe_c
+        == "auto"
+    )
     assert parser.parse_args(["--baseline", "kmer", "--data", "x", "--output", "o", "--probe-c", "10"]).probe_c == 10.0
     with pytest.raises(SystemExit):
         parser.parse_args(["--baseline", "kmer", "--data", "x", "--output", "o", "--probe-c", value])

@@ -106,7 +106,9 @@ def _token_coordinates(tokenizer, sequence):
     return ids, *tokenizer.nucleotide_spans(ids)
 
 
-@pytest.mark.parametrize(("k", "stride", "expected_starts"), [(6, 6, [6]), (6, 1, [2, 3, 4, 5, 6, 7, 8]), (4, 2, [4, 6, 8])])
+@pytest.mark.parametrize(
+    ("k", "stride", "expected_starts"), [(6, 6, [6]), (6, 1, [2, 3, 4, 5, 6, 7, 8]), (4, 2, [4, 6, 8])]
+)
 def test_a_base_span_masks_every_token_overlapping_it(k, stride, expected_starts):
     tokenizer = BarcodeTokenizer.kmer(k, stride=stride)
     _ids, starts, ends = _token_coordinates(tokenizer, "ACGTACGTACGTACGTACGTACGTACGT")
@@ -178,7 +180,10 @@ def test_npmi_strategies_prefer_high_npmi_ngrams(barcodes, table, strategy):
 def test_global_masks_the_top_ngram_deterministically_and_stochastic_global_varies(barcodes, table):
     tokenizer = BarcodeTokenizer.kmer(6)
     batch = features(tokenizer, barcodes, 16)
-    masks = [BarcodeMaskingCollator(tokenizer, "global", 0.1, seed=s, npmi_table=table)(batch)["masked_positions"] for s in (0, 1)]
+    masks = [
+        BarcodeMaskingCollator(tokenizer, "global", 0.1, seed=s, npmi_table=table)(batch)["masked_positions"]
+        for s in (0, 1)
+    ]
     # with ~10 masked k-mers out of ~100 the budget is filled by top-NPMI spans alone: no random top-up, no seed
     assert torch.equal(masks[0], masks[1])
     stochastic = BarcodeMaskingCollator(tokenizer, "stochastic_global", 0.1, seed=0, npmi_table=table,
@@ -312,11 +317,15 @@ def test_padding_and_pad_to_multiple_of(barcodes):
 
 
 def test_bpe_tokenizer_masks_in_base_coordinates(shared_data, barcodes, table):
-    tokenizer = BarcodeTokenizer.from_tokenizer_file(shared_data / "reference_tokenizers/bpe_barcode_256/tokenizer.json")
+    tokenizer = BarcodeTokenizer.from_tokenizer_file(
+        shared_data / "reference_tokenizers/bpe_barcode_256/tokenizer.json"
+    )
     batch = features(tokenizer, barcodes, 8)
     for strategy in ("span", "global"):
         out = BarcodeMaskingCollator(tokenizer, strategy, 0.3, npmi_table=table)(batch)
-        special = torch.isin(out["input_ids"], torch.tensor(tokenizer.all_special_ids)) & (out["input_ids"] != tokenizer.unk_token_id)
+        special = torch.isin(out["input_ids"], torch.tensor(tokenizer.all_special_ids)) & (
+            out["input_ids"] != tokenizer.unk_token_id
+        )
         n = (out["attention_mask"].bool() & ~special).sum(1)
         assert torch.equal(out["masked_positions"].sum(1), torch.round(n * 0.3).long())
 
@@ -383,7 +392,11 @@ def test_cm_step_mixes_strategies_with_a_linear_probability(barcodes):
 
 def test_mask_ratio_schedule_reaches_the_collator(same_length):
     schedule = MaskRatioSchedule(0.5, 0.2, kind="linear")
-    assert schedule(0, 100) == 0.5 and schedule(100, 100) == pytest.approx(0.2) and schedule(50, 100) == pytest.approx(0.35)
+    assert (
+        schedule(0, 100) == 0.5
+        and schedule(100, 100) == pytest.approx(0.2)
+        and schedule(50, 100) == pytest.approx(0.35)
+    )
     assert MaskRatioSchedule(0.5, 0.2, kind="cosine")(50, 100) == pytest.approx(0.35)
     curriculum = MaskingCurriculum("random", ratio_schedule=schedule)
     tokenizer = BarcodeTokenizer.kmer(6)
@@ -437,7 +450,9 @@ def test_workers_do_not_repeat_each_others_masks(same_length):
 @pytest.mark.parametrize("objective", ["mae", "mlm"])
 def test_collator_output_trains_the_model(barcodes, table, objective):
     tokenizer = BarcodeTokenizer.kmer(4)
-    config = BarcodeMAEConfig(**{**tiny_config_kwargs(), **tokenizer.model_config_kwargs()}, pretraining_objective=objective)
+    config = BarcodeMAEConfig(
+        **{**tiny_config_kwargs(), **tokenizer.model_config_kwargs()}, pretraining_objective=objective
+    )
     model = BarcodeMAEForPreTraining(config)
     batch = BarcodeMaskingCollator(tokenizer, "genemask", 0.5, npmi_table=table)(features(tokenizer, barcodes, 8))
     output = model(**batch)

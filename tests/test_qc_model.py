@@ -142,7 +142,9 @@ def test_error_score_is_a_probability_of_any_error(tokenizer, corrupted_reads):
     base = boundary & (ids != 3)
     p_correct = out.base_logits.softmax(-1)[..., 0]
     p_no_deletion = 1 - out.deletion_logits.sigmoid()
-    direct = 1 - torch.where(base, p_correct, 1).double().prod(-1) * torch.where(boundary, p_no_deletion, 1).double().prod(-1)
+    direct = 1 - (
+        torch.where(base, p_correct, 1).double().prod(-1) * torch.where(boundary, p_no_deletion, 1).double().prod(-1)
+    )
     torch.testing.assert_close(out.error_score.double(), direct, atol=1e-5, rtol=1e-4)
     with torch.no_grad():
         for head in (model.base_head, model.deletion_head):

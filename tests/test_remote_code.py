@@ -74,5 +74,7 @@ def test_every_command_takes_the_flag(argv):
     assert build_parser().parse_args(argv).trust_remote_code is None
     assert build_parser().parse_args([*argv, "--no-trust-remote-code"]).trust_remote_code is False
     assert build_parser().parse_args([*argv, "--trust-remote-code"]).trust_remote_code is True
-    evaluation = eval_parser().parse_args(["--model", "m", "--data", "d.csv", "--output", "o", "--no-trust-remote-code"])
+    evaluation = eval_parser().parse_args(
+        ["--model", "m", "--data", "d.csv", "--output", "o", "--no-trust-remote-code"]
+    )
     assert evaluation.trust_remote_code is False

@@ -26,7 +26,9 @@ def test_columns_and_bioscan_split_names(table, fixture_csv):
     assert list(table.columns) == list(BIOSCAN5M_COLUMNS)
     real_header = pd.read_csv(fixture_csv, nrows=0).columns.tolist()
     assert list(BIOSCAN5M_COLUMNS) == real_header[: len(BIOSCAN5M_COLUMNS)]
-    assert set(table["split"]) == {"pretrain", "train", "val", "test", "key_unseen", "val_unseen", "test_unseen", "other_heldout"}
+    assert set(table["split"]) == {
+        "pretrain", "train", "val", "test", "key_unseen", "val_unseen", "test_unseen", "other_heldout"
+    }
     assert table["processid"].is_unique
 
 

@@ -1,4 +1,5 @@
-"""T5 span corruption for ENBED (issue #15): noise budgets, inputs/labels layout, exact reconstruction, plug-in masks."""
+"""T5 span corruption for ENBED (issue #15): noise budgets, inputs/labels layout, exact reconstruction,
+plug-in masks."""
 
 from __future__ import annotations
 
@@ -171,7 +172,9 @@ def test_labels_hold_exactly_the_spans_their_sentinels_and_eos():
         np.testing.assert_array_equal(targets[:-1][~is_sentinel[:-1]], ids[row][noise[row]])
         real_inputs = inputs[row][out["attention_mask"][row].astype(bool)]
         assert len(real_inputs) == n + 2 - k + s  # a span costs one position
-        np.testing.assert_array_equal(real_inputs[SENTINELS.is_sentinel(real_inputs)], SENTINELS.first_id + np.arange(s))
+        np.testing.assert_array_equal(
+            real_inputs[SENTINELS.is_sentinel(real_inputs)], SENTINELS.first_id + np.arange(s)
+        )
         assert real_inputs[0] == 2 and real_inputs[-1] == 3  # [CLS] and [SEP] are kept
     assert out["input_ids"].shape[1] == out["attention_mask"].sum(axis=1).max()
     assert labels.shape[1] == out["decoder_attention_mask"].sum(axis=1).max()
@@ -223,7 +226,9 @@ def test_collator_on_real_barcodes(barcodes):
     for row in range(len(sequences)):
         k, s = expected_counts(int((attention[row] == 1).sum()) - 2, 0.15, 3.0)
         assert noise[row].sum() == k and len(runs(noise[row])) == s
-        restored = reconstruct(out["input_ids"][row], out["labels"][row], collator.sentinels, out["attention_mask"][row])
+        restored = reconstruct(
+            out["input_ids"][row], out["labels"][row], collator.sentinels, out["attention_mask"][row]
+        )
         np.testing.assert_array_equal(restored, ids[row][attention[row] == 1])
     assert out["input_ids"].max() < collator.sentinels.model_vocab_size
     assert out["labels"].max() < collator.sentinels.model_vocab_size
@@ -242,7 +247,9 @@ def test_collator_without_framing_can_corrupt_every_base(barcodes):
     for row in range(8):
         n = int(attention[row].sum())
         assert out["noise_mask"][row].sum() == expected_counts(n, 0.3, 3.0)[0]
-        restored = reconstruct(out["input_ids"][row], out["labels"][row], collator.sentinels, out["attention_mask"][row])
+        restored = reconstruct(
+            out["input_ids"][row], out["labels"][row], collator.sentinels, out["attention_mask"][row]
+        )
         np.testing.assert_array_equal(restored, ids[row, :n])
 
 
@@ -275,7 +282,9 @@ def test_another_masking_strategy_plugs_in(barcodes):
     for row in range(16):
         n_spans = len(runs(expected[row]))
         assert (out["labels"][row] != IGNORE_INDEX).sum() == expected[row].sum() + n_spans + 1
-        restored = reconstruct(out["input_ids"][row], out["labels"][row], collator.sentinels, out["attention_mask"][row])
+        restored = reconstruct(
+            out["input_ids"][row], out["labels"][row], collator.sentinels, out["attention_mask"][row]
+        )
         np.testing.assert_array_equal(restored, ids[row][attention[row] == 1])
 
 

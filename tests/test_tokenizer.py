@@ -142,7 +142,9 @@ def test_draw_frame_offsets_is_uniform_and_keeps_one_kmer():
     assert np.bincount(offsets, minlength=6).min() > 900  # every frame, about 1000 times each
     short = tokenizer.draw_frame_offsets(["ACGTAC", "ACGTACG", "ACGTACGT"] * 200, np.random.default_rng(0))
     assert short.reshape(-1, 3).max(axis=0).tolist() == [0, 1, 2]  # capped at length - k
-    encoded = tokenizer(["ACGTACGT"] * 20, frame_offset=tokenizer.draw_frame_offsets(["ACGTACGT"] * 20, np.random.default_rng(1)))
+    encoded = tokenizer(
+        ["ACGTACGT"] * 20, frame_offset=tokenizer.draw_frame_offsets(["ACGTACGT"] * 20, np.random.default_rng(1))
+    )
     assert all(len(ids) == 3 for ids in encoded["input_ids"])  # [CLS] one 6-mer [SEP] in every drawn frame
     char = BarcodeTokenizer.char()
     rng = np.random.default_rng(5)
@@ -236,7 +238,9 @@ def test_model_config_kwargs_build_a_matching_config(make):
     config = BarcodeMAEConfig(**kwargs)
     assert config.vocab_size == len(tokenizer)
     assert config.max_position_embeddings >= tokenizer.model_max_length
-    assert (config.tokenizer_scheme, config.kmer_size, config.kmer_stride) == (tokenizer.scheme, tokenizer.k, tokenizer.stride)
+    assert (config.tokenizer_scheme, config.kmer_size, config.kmer_stride) == (
+        tokenizer.scheme, tokenizer.k, tokenizer.stride
+    )
     assert config.pad_token_id == tokenizer.pad_token_id and config.mask_token_id == tokenizer.mask_token_id
     assert tokenizer.cls_token_id in config.special_token_ids and tokenizer.unk_token_id not in config.special_token_ids
 

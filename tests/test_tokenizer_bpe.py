@@ -31,7 +31,9 @@ def trained(barcodes) -> BarcodeTokenizer:
 
 
 def reference(shared_data, size: int) -> BarcodeTokenizer:
-    return BarcodeTokenizer.from_tokenizer_file(shared_data / "reference_tokenizers" / f"bpe_barcode_{size}" / "tokenizer.json")
+    return BarcodeTokenizer.from_tokenizer_file(
+        shared_data / "reference_tokenizers" / f"bpe_barcode_{size}" / "tokenizer.json"
+    )
 
 
 def assert_tiles_the_barcode(tokenizer: BarcodeTokenizer, barcodes: list[str]) -> np.ndarray:
@@ -53,7 +55,10 @@ def assert_tiles_the_barcode(tokenizer: BarcodeTokenizer, barcodes: list[str]) -
 def test_reference_bpe_keeps_the_files_ids_and_tiles_fixture_barcodes(shared_data, barcodes, size):
     tokenizer = reference(shared_data, size)
     assert len(tokenizer) == size and tokenizer.scheme == "bpe"
-    ids = (tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id, tokenizer.mask_token_id)
+    ids = (
+        tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id,
+        tokenizer.mask_token_id,
+    )
     assert ids == (0, 1, 2, 3, 4)
     plain = [b for b in barcodes if set(b) <= set("ACGT")]
     encoded = tokenizer(plain[:3])["input_ids"]

@@ -38,7 +38,9 @@ def tokenizers(shared_data, barcodes) -> dict[str, BarcodeTokenizer]:
 
 
 def tiny_model(tokenizer: BarcodeTokenizer, objective: str) -> BarcodeMAEForPreTraining:
-    config = BarcodeMAEConfig(**{**tiny_config_kwargs(), **tokenizer.model_config_kwargs(), "pretraining_objective": objective})
+    config = BarcodeMAEConfig(
+        **{**tiny_config_kwargs(), **tokenizer.model_config_kwargs(), "pretraining_objective": objective}
+    )
     torch.manual_seed(0)
     return BarcodeMAEForPreTraining(config)
 
@@ -50,11 +52,15 @@ def test_pretraining_step_with_every_tokenizer(tokenizers, barcodes, name, objec
     model = tiny_model(tokenizer, objective)
     assert model.config.tokenizer_scheme == tokenizer.scheme and model.config.vocab_size == len(tokenizer)
     # Two lengths (one > 660 bp, truncated) plus a barcode with an ambiguity code, so padding and [UNK] occur.
-    batch = tokenizer([barcodes[0][:200], max(barcodes, key=len), "ACGTACGTNACGTAC" * 20], padding=True, return_tensors="pt")
+    batch = tokenizer(
+        [barcodes[0][:200], max(barcodes, key=len), "ACGTACGTNACGTAC" * 20], padding=True, return_tensors="pt"
+    )
     output = model(**batch)
     assert torch.isfinite(output.loss) and output.loss.item() > 0
     assert output.logits.shape == (int(output.masked_positions.sum()), len(tokenizer))
-    never_masked = torch.isin(batch["input_ids"], torch.tensor([tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id]))
+    never_masked = torch.isin(
+        batch["input_ids"], torch.tensor([tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id])
+    )
     assert not (output.masked_positions & never_masked).any()
     assert output.masked_positions.any(dim=1).all()
     output.loss.backward()

@@ -51,7 +51,9 @@ def losses(output_dir: Path) -> list[tuple[int, float]]:
 # ------------------------------------------------------------------------------------------------ arguments
 def test_presets_and_flag_precedence():
     paper = load_preset("barcodemae")
-    assert (paper["hidden_size"], paper["num_hidden_layers"], paper["decoder_num_hidden_layers"], paper["mask_ratio"]) == (768, 6, 6, 0.5)
+    assert (
+        paper["hidden_size"], paper["num_hidden_layers"], paper["decoder_num_hidden_layers"], paper["mask_ratio"]
+    ) == (768, 6, 6, 0.5)
     assert paper["tokenizer"] == "kmer6" and paper["objective"] == "mae"
     bert = load_preset("barcodebert")
     assert bert["objective"] == "mlm" and bert["hidden_size"] == paper["hidden_size"]
@@ -60,7 +62,9 @@ def test_presets_and_flag_precedence():
     assert parse_args([]).preset == "tiny" and parse_args([]).hidden_size == load_preset("tiny")["hidden_size"]
     small = parse_args(["--preset", "small"])  # the CPU recipe of issue #12: MLM, start shift, layer-average output
     assert (small.objective, small.max_start_shift, small.pooled_layers) == ("mlm", 300, "mean")
-    assert (small.hidden_size, small.num_hidden_layers, small.max_steps, small.per_device_batch_size) == (64, 2, 1500, 64)
+    assert (small.hidden_size, small.num_hidden_layers, small.max_steps, small.per_device_batch_size) == (
+        64, 2, 1500, 64
+    )
 
 
 def test_bad_arguments_fail_clearly(tmp_path):
@@ -218,8 +222,8 @@ def test_two_processes_match_one_process_at_the_same_global_batch(sim_csv, tmp_p
     # accelerate's --cpu flag runs one process; torchrun-style CPU processes are --multi_gpu + ACCELERATE_USE_CPU.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(REPO)}
     launched = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
          str(REPO / "train.py"), *common, "--per_device_batch_size", "8", "--output_dir", str(double)],
         env=env, capture_output=True, text=True, timeout=240, check=False,
     )
@@ -468,7 +472,9 @@ def test_best_model_choice_survives_a_kill_and_resume(sim_csv, tmp_path, monkeyp
     common = {"data": sim_csv, "max_steps": 6, "per_device_batch_size": 8, "eval_steps": 2, "save_steps": 4,
               "evaluate": False, "load_best_model_at_end": True}
     steps = iter([0, 2, 4, 6])  # the steps of the probe calls, one per validation
-    monkeypatch.setattr(validation.GenusProbe, "__call__", lambda self, *a, **k: {"genus_1nn_accuracy": values[next(steps)]})
+    monkeypatch.setattr(
+        validation.GenusProbe, "__call__", lambda self, *a, **k: {"genus_1nn_accuracy": values[next(steps)]}
+    )
     full = train(**common, output_dir=tmp_path / "full")
     steps = iter([0, 2, 4, 6])
     train(**common, output_dir=tmp_path / "parted", stop_after_steps=5)  # killed after step 5: checkpoint step 4
@@ -496,7 +502,10 @@ def test_best_model_is_never_chosen_on_a_test_split(sim_csv, tmp_path):
 
 @pytest.mark.parametrize(
     ("distributed_type", "zero_stage", "sharded"),
-    [("NO", None, False), ("MULTI_GPU", None, False), ("FSDP", None, True), ("DEEPSPEED", 2, False), ("DEEPSPEED", 3, True)],
+    [
+        ("NO", None, False), ("MULTI_GPU", None, False), ("FSDP", None, True), ("DEEPSPEED", 2, False),
+        ("DEEPSPEED", 3, True),
+    ],
 )
 def test_periodic_probe_is_off_only_when_parameters_are_sharded(distributed_type, zero_stage, sharded):
     from types import SimpleNamespace
@@ -525,7 +534,10 @@ def test_init_from_continues_from_the_final_model_with_its_architecture(sim_csv,
     # Step 0 of the continued run scores exactly the first run's final weights on the same fixed masks.
     end_of_first = [r for r in read_metrics(first) if "val_loss" in r][-1]
     start_of_second = next(r for r in read_metrics(second) if "val_loss" in r)
-    assert start_of_second["step"] == 0 and start_of_second["val_loss"] == pytest.approx(end_of_first["val_loss"], rel=1e-6)
+    assert (
+        start_of_second["step"] == 0
+        and start_of_second["val_loss"] == pytest.approx(end_of_first["val_loss"], rel=1e-6)
+    )
     assert start_of_second["genus_1nn_accuracy"] == pytest.approx(end_of_first["genus_1nn_accuracy"])
     assert next(r for r in read_metrics(second) if "learning_rate" in r)["learning_rate"] > 0  # a fresh schedule
 

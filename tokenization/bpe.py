@@ -123,7 +123,8 @@ def train_bpe_tokenizer(
     """
     if vocab_size < MIN_VOCAB_SIZE:
         raise ValueError(
-            f"vocab_size must be at least {MIN_VOCAB_SIZE} (5 special tokens + 15 IUPAC letters + 1 merge), got {vocab_size}"
+            f"vocab_size must be at least {MIN_VOCAB_SIZE} (5 special tokens + 15 IUPAC letters + 1 merge), "
+            f"got {vocab_size}"
         )
     if min_frequency < 1:
         raise ValueError(f"min_frequency must be >= 1, got {min_frequency}")
@@ -154,8 +155,11 @@ def train_bpe_tokenizer(
     return tokenizer
 
 
-def read_csv_column(path: str | Path, column: str = "dna_barcode", splits: Sequence[str] | None = None) -> Iterator[str]:
-    """Stream one column of a (optionally gzipped) BIOSCAN-5M-style CSV, optionally keeping only some ``split`` values."""
+def read_csv_column(
+    path: str | Path, column: str = "dna_barcode", splits: Sequence[str] | None = None
+) -> Iterator[str]:
+    """Stream one column of a (optionally gzipped) BIOSCAN-5M-style CSV, optionally keeping only some ``split``
+    values."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as handle:

@@ -352,7 +352,9 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
             if offsets.ndim == 0:
                 offsets = np.full(count, int(offsets), dtype=np.int64)
             elif offsets.shape != (count,):
-                raise ValueError(f"frame_offset must be one offset or one per barcode ({count}), got {offsets.shape[0]}")
+                raise ValueError(
+                    f"frame_offset must be one offset or one per barcode ({count}), got {offsets.shape[0]}"
+                )
             outside = np.flatnonzero((offsets < 0) | (offsets >= self.k))
             if outside.size:
                 raise ValueError(f"frame_offset must be in [0, k={self.k}), got {int(offsets[outside[0]])}")
@@ -498,7 +500,8 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
                     i = int(short[0])
                     raise InvalidBarcodeError(
                         f"input {i}",
-                        f"sequence of {lengths[i]} bp (after frame offset {frame_offsets[i]}) is shorter than k={self.k}",
+                        f"sequence of {lengths[i]} bp (after frame offset {frame_offsets[i]}) "
+                        f"is shorter than k={self.k}",
                     )
                 ids, counts = kmer_ids(
                     flat, starts + frame_offsets, lengths, self.k, self.stride, payload, self.unk_token_id

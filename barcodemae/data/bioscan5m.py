@@ -143,7 +143,9 @@ def _warn_unknown_splits(split_column: pa.ChunkedArray, path: Path) -> None:
     """Tell the user when ``split`` values outside the BIOSCAN-5M names are present (kept by ``"all"``)."""
     values = set(pc.unique(split_column).to_pylist()) - set(BIOSCAN5M_SPLITS)
     if values:
-        logger.warning("%s: split values outside BIOSCAN-5M names kept by split='all': %s", path, sorted(map(str, values)))
+        logger.warning(
+            "%s: split values outside BIOSCAN-5M names kept by split='all': %s", path, sorted(map(str, values))
+        )
 
 
 def iter_csv_batches(path: Path, columns: Sequence[str], splits: Sequence[str] | None) -> Iterator[pa.Table]:

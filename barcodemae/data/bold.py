@@ -38,7 +38,9 @@ def _check_header(path: str | Path, header: list[str]) -> str:
     return sequence_column
 
 
-def iter_bold_rows(path: str | Path, *, marker: str | None = DEFAULT_MARKER) -> Iterator[tuple[BarcodeRecord, str | None]]:
+def iter_bold_rows(
+    path: str | Path, *, marker: str | None = DEFAULT_MARKER
+) -> Iterator[tuple[BarcodeRecord, str | None]]:
     """Every record of a BOLD TSV with ``None`` or, for records of another marker, the rejection reason."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with open_text(path) as handle:

@@ -124,9 +124,9 @@ def clean_and_label(
 ) -> tuple[datasets.Dataset, CleaningReport, LabelVocabulary]:
     """Turn raw string records into the cleaned, labelled record dataset plus its report and vocabulary.
 
-    The label vocabulary, when not given, is built from every selected record (including those cleaning rejects, excluding those the
-    reader set aside, such as other BOLD markers), so it
-    depends on the data and split only, not on the cleaning options or on streaming vs. in-memory loading.
+    The label vocabulary, when not given, is built from every selected record (including those cleaning rejects,
+    excluding those the reader set aside, such as other BOLD markers), so it depends on the data and split only, not
+    on the cleaning options or on streaming vs. in-memory loading.
     """
     clean = partial(clean_table, min_length=min_length, max_length=max_length, with_barcode_key=drop_duplicates)
     if len(raw) == 0:  # map() does not call the function on an empty table, so build the empty schema here
@@ -171,7 +171,9 @@ def clean_and_label(
     kept_ids = table.column("processid") if kept_all else table.column("processid").take(pa.array(keep))
     report.duplicate_ids = duplicate_values(kept_ids)
     if report.duplicate_ids and strict:
-        raise ValueError(f"record {report.duplicate_ids[0]!r}: duplicate record id ({len(report.duplicate_ids)} ids repeat)")
+        raise ValueError(
+            f"record {report.duplicate_ids[0]!r}: duplicate record id ({len(report.duplicate_ids)} ids repeat)"
+        )
 
     truncated = _numpy(table.column(TRUNCATED_COLUMN))[keep]
     trimmed = _numpy(table.column(TRIMMED_COLUMN))[keep]

@@ -38,8 +38,9 @@ class BatchCleaner:
 
     A pass is recognised by the running example index restarting at 0, so iterating a streaming dataset twice
     reports the second pass alone instead of adding it to the first. ``pending_rejections`` is a deque the raw
-    source appends ``(record_id, reason)`` to for records it skips itself; they are counted with the next batch. Duplicate record ids are not tracked in
-    streams (it would mean remembering every id); load in memory to have them listed.
+    source appends ``(record_id, reason)`` to for records it skips itself; they are counted with the next batch.
+    Duplicate record ids are not tracked in streams (it would mean remembering every id); load in memory to have them
+    listed.
     """
 
     def __init__(
@@ -68,7 +69,9 @@ class BatchCleaner:
 
     def __call__(self, batch: pa.Table | dict[str, list], indices: list[int]) -> pa.Table | dict[str, list]:
         if isinstance(batch, dict):
-            return self.clean(pa.table({name: batch[name] for name in RECORD_COLUMNS}, schema=RAW_SCHEMA), indices).to_pydict()
+            return self.clean(
+                pa.table({name: batch[name] for name in RECORD_COLUMNS}, schema=RAW_SCHEMA), indices
+            ).to_pydict()
         return self.clean(batch, indices)
 
     def clean(self, table: pa.Table, indices: list[int]) -> pa.Table:

@@ -36,7 +36,8 @@ def check_min_length(dataset: datasets.Dataset, min_bp: int, batch_size: int = 1
             first = pc.index(short, True).as_py()
             raise InvalidBarcodeError(
                 batch["processid"][first].as_py(),
-                f"{lengths[first].as_py()} bp is shorter than the tokenizer's k={min_bp}; load with min_length>={min_bp}",
+                f"{lengths[first].as_py()} bp is shorter than the tokenizer's k={min_bp}; "
+                f"load with min_length>={min_bp}",
             )
 
 
@@ -64,7 +65,8 @@ def tokenize_dataset(
         kept["input_ids"] = datasets.List(datasets.Value("int32"))
         features = datasets.Features(kept)
     kwargs = {
-        "function": _encode_batch, "batched": True, "batch_size": batch_size, "remove_columns": remove, "features": features,
+        "function": _encode_batch, "batched": True, "batch_size": batch_size, "remove_columns": remove,
+        "features": features,
         "fn_kwargs": {"tokenizer": tokenizer, "frame_offset": frame_offset},
     }
     if isinstance(dataset, datasets.IterableDataset):

@@ -309,4 +309,7 @@ class NPMITable:
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{n}:{len(v)}" for n, v in self.npmi.items())
-        return f"NPMITable(n={self.min_n}..{self.max_n}, min_count={self.min_count}, max_piece={self.max_piece}, scored={{{sizes}}})"
+        return (
+            f"NPMITable(n={self.min_n}..{self.max_n}, min_count={self.min_count}, max_piece={self.max_piece}, "
+            f"scored={{{sizes}}})"
+        )

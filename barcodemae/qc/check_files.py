@@ -170,7 +170,9 @@ def _text_records(path: str | Path, kind: str) -> Iterator[tuple[str, str | None
                 yield record.processid, record.dna_barcode, reject
 
 
-def _csv_records(path: Path, columns: list[str], splits: Sequence[str] | None) -> Iterator[tuple[str, str | None, None]]:
+def _csv_records(
+    path: Path, columns: list[str], splits: Sequence[str] | None
+) -> Iterator[tuple[str, str | None, None]]:
     try:
         for table in iter_csv_batches(path, columns, splits):
             ids, sequences = table.column("processid").to_pylist(), table.column("dna_barcode").to_pylist()
@@ -303,7 +305,10 @@ def check_file(
     stops = 0
     temporary = output.with_name(output.name + ".tmp")
     try:
-        with _open_output(temporary, compress=output.name.endswith(".gz")) as handle, tqdm(unit="read", desc="qc", disable=not progress) as bar:
+        with (
+            _open_output(temporary, compress=output.name.endswith(".gz")) as handle,
+            tqdm(unit="read", desc="qc", disable=not progress) as bar,
+        ):
             writer = csv.DictWriter(handle, columns, delimiter=OUTPUT_DELIMITERS[suffix], restval="")
             writer.writeheader()
             while chunk := list(islice(records, chunk_size)):

@@ -237,7 +237,9 @@ class TrainingArguments:
             if self.mean_span_length < 1:
                 raise ValueError(f"--mean_span_length must be >= 1, got {self.mean_span_length}")
             if self.encoder_attention not in ENCODER_ATTENTION:
-                raise ValueError(f"--encoder_attention must be one of {ENCODER_ATTENTION}, got {self.encoder_attention!r}")
+                raise ValueError(
+                    f"--encoder_attention must be one of {ENCODER_ATTENTION}, got {self.encoder_attention!r}"
+                )
         if self.lr_scheduler not in SCHEDULERS:
             raise ValueError(f"--lr_scheduler must be one of {SCHEDULERS}, got {self.lr_scheduler!r}")
         if self.mixed_precision not in MIXED_PRECISION:

@@ -172,7 +172,9 @@ class GlobalBatchStream:
         that every reading frame the stream may draw still yields a token)."""
         keep = self.tokenizer.min_barcode_length(random_frames=self.frame_offsets)
         lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
-        shifts = np.minimum(rng.integers(0, self.max_start_shift + 1, size=len(sequences)), np.maximum(lengths - keep, 0))
+        shifts = np.minimum(
+            rng.integers(0, self.max_start_shift + 1, size=len(sequences)), np.maximum(lengths - keep, 0)
+        )
         return [sequence[shift:] for sequence, shift in zip(sequences, shifts.tolist())]
 
     def local_slice(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor] | None:

@@ -61,7 +61,9 @@ def resolve_checkpoint(spec: str, output_dir: str | Path) -> Path:
     if spec == "latest":
         found = list_checkpoints(output_dir)
         if not found:
-            raise CheckpointError(f"--resume_from_checkpoint latest: no complete checkpoint in {checkpoint_root(output_dir)}")
+            raise CheckpointError(
+                f"--resume_from_checkpoint latest: no complete checkpoint in {checkpoint_root(output_dir)}"
+            )
         return found[-1]
     path = Path(spec)
     if not path.is_dir():
@@ -125,7 +127,9 @@ def validate_checkpoint(path: Path, num_processes: int, sharded: bool = False) -
     the per-rank RNG files are checked for them.
     """
     if path.name.endswith(".tmp"):
-        raise CheckpointError(f"{path} is a partial checkpoint (the job stopped while saving it); resume from an earlier one")
+        raise CheckpointError(
+            f"{path} is a partial checkpoint (the job stopped while saving it); resume from an earlier one"
+        )
     required = [TRAINER_STATE] if sharded else [TRAINER_STATE, "model.safetensors", "optimizer.bin", "scheduler.bin"]
     required += [f"random_states_{rank}.pkl" for rank in range(num_processes)]
     missing = [name for name in required if not (path / name).is_file()]
@@ -178,7 +182,9 @@ def verify_checksums(path: Path) -> None:
         if name not in actual:
             raise CheckpointError(f"{path / name}: listed in {CHECKSUMS} but missing")
         if actual[name] != digest:
-            raise CheckpointError(f"{path / name}: content differs from {CHECKSUMS} (corrupted or replaced since saving)")
+            raise CheckpointError(
+                f"{path / name}: content differs from {CHECKSUMS} (corrupted or replaced since saving)"
+            )
 
 
 def check_rng_state(states: object, path: Path) -> None:
@@ -187,7 +193,9 @@ def check_rng_state(states: object, path: Path) -> None:
         found = sorted(states) if isinstance(states, dict) else type(states).__name__
         raise CheckpointError(f"{path}: not accelerate's random states (expected keys {list(RNG_KEYS)}, found {found})")
     if torch.cuda.is_available() and "torch_cuda_manual_seed" not in states:
-        raise CheckpointError(f"{path}: no CUDA random state, but this run uses CUDA; resume on the kind of device that wrote it")
+        raise CheckpointError(
+            f"{path}: no CUDA random state, but this run uses CUDA; resume on the kind of device that wrote it"
+        )
 
 
 def load_checkpoint(accelerator, checkpoint: Path) -> None:

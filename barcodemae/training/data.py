@@ -41,7 +41,9 @@ class TrainingData:
         column = np.asarray(self.dataset.data.column("split").to_numpy(zero_copy_only=False), dtype=object)
         return np.flatnonzero(np.isin(column, resolve_splits(split)))
 
-    def source(self, split: str, require_genus: bool = False, limit: int | None = None) -> tuple[BarcodeSource, np.ndarray]:
+    def source(
+        self, split: str, require_genus: bool = False, limit: int | None = None
+    ) -> tuple[BarcodeSource, np.ndarray]:
         """Barcodes of ``split`` (optionally only rows with a genus; the first ``limit``) and their genus names."""
         rows = self.rows(split)[:limit]
         genus = np.asarray(self.dataset.data.column("genus").to_numpy(zero_copy_only=False), dtype=object)[rows]

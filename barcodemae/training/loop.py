@@ -153,7 +153,8 @@ def build_masking(
     if names & set(NPMI_STRATEGIES):
         table = load_or_build_npmi_table(args, source, output_dir, resume, is_main)
     collator = BarcodeMaskingCollator(
-        tokenizer, strategy=strategy, mask_ratio=args.mask_ratio, seed=args.seed, curriculum=curriculum, npmi_table=table
+        tokenizer, strategy=strategy, mask_ratio=args.mask_ratio, seed=args.seed, curriculum=curriculum,
+        npmi_table=table,
     )
     return collator, curriculum, table
 
@@ -294,7 +295,9 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     # One table serves pretraining (random frames), validation and probes (frame 0): the strictest minimum.
     min_length = tokenizer.min_barcode_length(random_frames=args.frame_offset_augmentation)
     with accelerator.main_process_first():
-        data_path = Path(args.data) if args.data else prepare_simulated_data(output_dir, args.simulate_genera, args.seed)
+        data_path = (
+            Path(args.data) if args.data else prepare_simulated_data(output_dir, args.simulate_genera, args.seed)
+        )
         data = load_training_data(data_path, min_length=min_length)
     pretrain, _ = data.source(args.split)
     collator, curriculum, npmi_table = build_masking(
@@ -394,13 +397,18 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             best.load_state_dict(state.get("best_model"))
         metrics.truncate_after(global_step)
         progress.update(global_step)
-        logger.info("resumed from %s at step %d (epoch %d, batch %d)", checkpoint, global_step, stream.position.epoch, stream.position.batch)
+        logger.info(
+            "resumed from %s at step %d (epoch %d, batch %d)",
+            checkpoint, global_step, stream.position.epoch, stream.position.batch,
+        )
 
     if accelerator.is_main_process:
         logger.info(
-            "%d pretraining barcodes, %d steps of %d barcodes (%d per device x %d processes x %d accumulation), %s parameters",
-            len(pretrain), max_steps, stream.global_size * args.gradient_accumulation_steps, args.per_device_batch_size,
-            accelerator.num_processes, args.gradient_accumulation_steps, f"{sum(p.numel() for p in model.parameters()):,}",
+            "%d pretraining barcodes, %d steps of %d barcodes (%d per device x %d processes x %d accumulation), "
+            "%s parameters",
+            len(pretrain), max_steps, stream.global_size * args.gradient_accumulation_steps,
+            args.per_device_batch_size, accelerator.num_processes, args.gradient_accumulation_steps,
+            f"{sum(p.numel() for p in model.parameters()):,}",
         )
 
     def trainer_state() -> dict[str, Any]:
@@ -420,11 +428,17 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             # The unwrapped module: a rank whose share of the last partial batch is empty skips forward passes,
             # which must then involve no DDP collective.
             record.update(validation_loss(accelerator, accelerator.unwrap_model(model), val_batches, seed=args.seed))
-            if notify_curriculum and curriculum is not None and curriculum.on_evaluate(global_step, record["val_perplexity"]):
+            if (
+                notify_curriculum
+                and curriculum is not None
+                and curriculum.on_evaluate(global_step, record["val_perplexity"])
+            ):
                 record["curriculum_switched"] = True
         if unseen_val_batches is not None:
             unwrapped = accelerator.unwrap_model(model)
-            record.update(validation_loss(accelerator, unwrapped, unseen_val_batches, seed=args.seed, prefix="unseen_val"))
+            record.update(
+                validation_loss(accelerator, unwrapped, unseen_val_batches, seed=args.seed, prefix="unseen_val")
+            )
         if probe is not None:
             # Only the main process embeds; the probe does not touch model parameters or gradients.
             if accelerator.is_main_process:
@@ -487,7 +501,9 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             postfix["contrastive"] = f"{contrastive_loss:.4f}"
         progress.set_postfix(postfix)
         if not math.isfinite(loss + contrastive_loss):
-            raise FloatingPointError(f"training loss is {loss} at step {global_step}; lower --learning_rate or use bf16/no mixed precision")
+            raise FloatingPointError(
+                f"training loss is {loss} at step {global_step}; lower --learning_rate or use bf16/no mixed precision"
+            )
 
         if global_step % args.logging_steps == 0 or global_step == max_steps:
             elapsed = time.perf_counter() - window_start
@@ -517,7 +533,9 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
 
     # ------------------------------------------------------------------ export and evaluation
     final_dir = output_dir / "final_model"
-    summary: dict[str, Any] = {"global_step": global_step, "max_steps": max_steps, "last_log": last_record, "final_model": str(final_dir)}
+    summary: dict[str, Any] = {
+        "global_step": global_step, "max_steps": max_steps, "last_log": last_record, "final_model": str(final_dir)
+    }
     if best is not None and best.best_step is not None:
         best.load_best_weights(accelerator.unwrap_model(model))
         summary["final_model_step"] = best.best_step
@@ -541,7 +559,8 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         apply_umask(final_dir)
         if args.evaluate:
             results = run_evaluation(
-                str(final_dir), str(data.path), str(output_dir / "eval"), reducer=args.eval_reducer, plots=args.eval_plots
+                str(final_dir), str(data.path), str(output_dir / "eval"), reducer=args.eval_reducer,
+                plots=args.eval_plots,
             )
             summary["evaluation"] = results
             # Only the metrics go to metrics.jsonl and the trackers: per-genus accuracies (thousands of genera on
@@ -574,7 +593,8 @@ def main(argv: list[str] | None = None) -> int:
     # process group before the Accelerator does).
     main_process = int(os.environ.get("RANK", "0")) == 0
     logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if main_process else logging.WARNING
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if main_process else logging.WARNING,
     )
 
     def run() -> int:

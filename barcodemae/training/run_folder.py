@@ -55,7 +55,9 @@ def read_run_id(output_dir: Path) -> str | None:
     try:
         return str(json.loads(path.read_text())["run_id"])
     except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise OutputDirInUseError(f"{path}: unreadable run identity ({error}); it is not this code's run file") from error
+        raise OutputDirInUseError(
+            f"{path}: unreadable run identity ({error}); it is not this code's run file"
+        ) from error
 
 
 def check_new_run(output_dir: Path, overwrite: bool) -> list[str]:

@@ -71,7 +71,10 @@ class GenusProbe:
     embeddings collapse onto one direction.
     """
 
-    def __init__(self, keys: BarcodeSource, key_genus: np.ndarray, queries: BarcodeSource, query_genus: np.ndarray, limit: int, seed: int):
+    def __init__(
+        self, keys: BarcodeSource, key_genus: np.ndarray, queries: BarcodeSource, query_genus: np.ndarray, limit: int,
+        seed: int,
+    ):
         rng = np.random.default_rng(seed)
         self.key_index = np.sort(rng.permutation(len(keys))[:limit])
         self.query_index = np.sort(rng.permutation(len(queries))[:limit])
