@@ -481,10 +481,9 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
                 if accelerator.sync_gradients:
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            contrastive = output.contrastive_loss.detach().double() if output.contrastive_loss is not None else 0.0
-            step_losses += torch.stack(
-                [output.reconstruction_loss.detach().double() * num_items, torch.as_tensor(contrastive).to(step_losses)]
-            )
+            step_losses[0] += output.reconstruction_loss.detach().double() * num_items
+            if output.contrastive_loss is not None:
+                step_losses[1] += output.contrastive_loss.detach().double()
             window_tokens += counts["tokens"]
             window_samples += stream.global_size
         global_step += 1
