@@ -53,6 +53,21 @@ class CleanedBarcode:
     trimmed_n: int = 0
 
 
+def normalise_letters(raw: str) -> str:
+    """Upper-case, ``U`` read as ``T``, gaps and whitespace removed: the first step of the cleaning policy, and all
+    that ``barcodemae qc`` does to a read (it checks reads as sequenced, untrimmed)."""
+    return GAP_AND_SPACE.sub("", raw).upper().replace("U", "T")
+
+
+def non_iupac_letters(sequence: str) -> tuple[int, str] | None:
+    """``(index of the first letter outside IUPAC, every such letter sorted)`` of a normalised sequence, or
+    ``None`` when all its letters are IUPAC codes."""
+    first_bad = NOT_IUPAC.search(sequence)
+    if first_bad is None:
+        return None
+    return first_bad.start(), "".join(sorted(set(NOT_IUPAC.findall(sequence))))
+
+
 def clean_barcode(
     raw: str | None,
     record_id: str | None = None,
@@ -68,13 +83,12 @@ def clean_barcode(
         raise InvalidBarcodeError(record_id, "missing sequence (None)")
     if not isinstance(raw, str):
         raise InvalidBarcodeError(record_id, f"sequence must be a string, got {type(raw).__name__}")
-    sequence = GAP_AND_SPACE.sub("", raw).upper().replace("U", "T")
+    sequence = normalise_letters(raw)
     if not sequence:
         raise InvalidBarcodeError(record_id, "empty sequence")
-    first_bad = NOT_IUPAC.search(sequence)
-    if first_bad is not None:
-        letters = "".join(sorted(set(NOT_IUPAC.findall(sequence))))
-        first = first_bad.start()
+    bad = non_iupac_letters(sequence)
+    if bad is not None:
+        first, letters = bad
         raise InvalidBarcodeError(
             record_id, f"non-IUPAC character(s) {letters!r} (first at position {first}); allowed: {IUPAC_LETTERS}"
         )

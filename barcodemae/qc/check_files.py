@@ -77,7 +77,7 @@ from barcodemae.data.loaders import detect_format
 from barcodemae.data.splits import resolve_splits
 from barcodemae.errors import check_output_file
 from barcodemae.tokenization import BarcodeTokenizer
-from barcodemae.tokenization.sequence_cleaning import GAP_AND_SPACE, IUPAC_LETTERS, NOT_IUPAC
+from barcodemae.tokenization.sequence_cleaning import IUPAC_LETTERS, non_iupac_letters, normalise_letters
 from modeling_barcodemae import EnbedForConditionalGeneration, EnbedForErrorDetection
 
 from .error_injection import INSERTED, N_BASE, SUBSTITUTED
@@ -186,14 +186,13 @@ def prepare_read(sequence: str | None) -> tuple[str, str | None]:
     """The read as checked (module docstring) and ``None``, or ``(read, problem)`` when it cannot be checked."""
     if sequence is None:
         return "", "missing sequence"
-    read = GAP_AND_SPACE.sub("", sequence).upper().replace("U", "T")
+    read = normalise_letters(sequence)
     if not read:
         return "", "empty sequence"
-    first_bad = NOT_IUPAC.search(read)
-    if first_bad is not None:
-        letters = "".join(sorted(set(NOT_IUPAC.findall(read))))
-        return read, (f"non-IUPAC character(s) {letters!r} (first at base {first_bad.start() + 1}); "
-                      f"allowed: {IUPAC_LETTERS}")
+    bad = non_iupac_letters(read)
+    if bad is not None:
+        first, letters = bad
+        return read, f"non-IUPAC character(s) {letters!r} (first at base {first + 1}); allowed: {IUPAC_LETTERS}"
     return read, None
 
 
