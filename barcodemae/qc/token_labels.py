@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from barcodemae.tokenization.fast_encoding import char_lookup, frame_batch
+
 from .error_injection import CorruptedRead
 
 IGNORE_INDEX = -100
@@ -54,11 +56,7 @@ def _letter_ids(tokenizer: Any) -> np.ndarray:
         raise ValueError("token labels need the character tokenizer with [CLS] read [SEP] framing "
                          "(BarcodeTokenizer.char()), got scheme "
                          f"{getattr(tokenizer, 'scheme', None)!r} / framing {getattr(tokenizer, 'framing', None)!r}")
-    table = np.full(256, -1, dtype=np.int64)
-    for token, index in tokenizer.get_vocab().items():
-        if len(token) == 1:
-            table[ord(token)] = index
-    return table
+    return char_lookup(tokenizer.get_vocab(), unk_id=-1)
 
 
 def encode_reads(
@@ -68,10 +66,6 @@ def encode_reads(
     or trimmed (see the module docstring). ``record_ids`` name the reads in errors (default: their index)."""
     table = _letter_ids(tokenizer)
     lengths = np.fromiter(map(len, reads), dtype=np.int64, count=len(reads))
-    width = int(lengths.max(initial=0)) + 2
-    input_ids = np.full((len(reads), width), tokenizer.pad_token_id, dtype=np.int64)
-    positions = np.arange(width)[None, :]
-    body = (positions >= 1) & (positions <= lengths[:, None])
     joined = "".join(reads)
     # a non-ASCII character becomes one "?" (not a token), so byte positions stay character positions
     ids = table[np.frombuffer(joined.encode("ascii", errors="replace"), dtype=np.uint8)]
@@ -82,10 +76,10 @@ def encode_reads(
         position = first - int(lengths[:record].sum())
         raise ValueError(f"{name}: {joined[first]!r} at position {position} is not a token of the character "
                          f"tokenizer (uppercase IUPAC letters only); the read cannot be represented")
-    input_ids[body] = ids
-    input_ids[:, 0] = tokenizer.cls_token_id
-    input_ids[np.arange(len(reads)), lengths + 1] = tokenizer.sep_token_id
-    attention_mask = (positions <= lengths[:, None] + 1).astype(np.int64)
+    input_ids, attention_mask, _ = frame_batch(
+        ids, lengths, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, pad_id=tokenizer.pad_token_id,
+        max_content=None, pad_to=None, left_padding=False,
+    )
     return input_ids, attention_mask
 
 
