@@ -632,6 +632,47 @@ def test_start_shift_drops_leading_bases_deterministically():
         parse_args(["--max_start_shift", "-5"])
 
 
+def test_substitutions_change_only_nucleotides_at_the_rate_and_keep_lengths():
+    from barcodemae.training.batches import substitute_bases
+
+    rng = np.random.default_rng(5)
+    barcodes = ["".join(rng.choice(list("ACGTN"), n)) for n in (0, 1, 500, 4000)] + ["RYKM" * 10]
+    changed = substitute_bases(barcodes, 0.1, np.random.default_rng(0))
+    assert [len(b) for b in changed] == [len(b) for b in barcodes]
+    pairs = [(a, b) for before, after in zip(barcodes, changed) for a, b in zip(before, after)]
+    assert all(b == a for a, b in pairs if a not in "ACGT")  # N and IUPAC codes untouched
+    assert all(b in "ACGT" for a, b in pairs if a in "ACGT")
+    nucleotides = [a != b for a, b in pairs if a in "ACGT"]
+    assert abs(np.mean(nucleotides) - 0.1) < 0.02  # ~3,600 draws: sd 0.005
+    assert changed == substitute_bases(barcodes, 0.1, np.random.default_rng(0))
+    assert substitute_bases(barcodes, 0.0, np.random.default_rng(0)) == barcodes
+
+
+def test_substitution_rate_makes_views_differ_and_is_validated():
+    from barcodemae.tokenization import BarcodeTokenizer
+    from barcodemae.training.batches import BarcodeSource, GlobalBatchStream
+
+    rng = np.random.default_rng(2)
+    barcodes = ["".join(rng.choice(list("ACGT"), 120)) for _ in range(8)]
+
+    def stream(rate):
+        return GlobalBatchStream(BarcodeSource(barcodes), BarcodeTokenizer.kmer(6),
+                                 lambda ids, attention, rng: np.zeros_like(ids, dtype=bool), per_device_batch_size=8,
+                                 seed=0, shuffle=False, frame_offsets=False, substitution_rate=rate, views=2)
+
+    plain, substituted = stream(0.0).global_batch(0, 0), stream(0.05).global_batch(0, 0)
+    assert (plain["input_ids"][0::2] == plain["input_ids"][1::2]).all()  # no augmentation left: equal views
+    assert (substituted["input_ids"][0::2] != substituted["input_ids"][1::2]).any(axis=1).all()
+    assert (substituted["attention_mask"] == plain["attention_mask"]).all()  # lengths kept
+    different = (substituted["input_ids"] != plain["input_ids"]).mean()
+    assert 0.05 < different < 0.5  # a 6-mer changes when any of its bases does: 1 - 0.95**6 = 0.26
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="substitution_rate"):
+            stream(bad)
+        with pytest.raises(ValueError, match="substitution_rate"):
+            parse_args(["--substitution_rate", str(bad)])
+
+
 def test_views_repeat_each_barcode_with_its_own_augmentation_and_stay_on_one_process():
     from barcodemae.tokenization import BarcodeTokenizer
     from barcodemae.training.batches import BarcodeSource, GlobalBatchStream

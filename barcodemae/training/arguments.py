@@ -110,6 +110,13 @@ class TrainingArguments:
             "longer give away where in the gene a token lies (0: off)"
         },
     )
+    substitution_rate: float = field(
+        default=0.0,
+        metadata={
+            "help": "augmentation: replace each A/C/G/T base of a pretraining row by another base with this "
+            "probability, drawn per view, so the views of the contrastive term differ like related barcodes (0: off)"
+        },
+    )
     init_from: str | None = field(
         default=None,
         metadata={
@@ -257,6 +264,8 @@ class TrainingArguments:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.max_start_shift < 0:
             raise ValueError(f"--max_start_shift must be >= 0, got {self.max_start_shift}")
+        if not 0 <= self.substitution_rate < 1:
+            raise ValueError(f"--substitution_rate must be in [0, 1), got {self.substitution_rate}")
         if not 0 < self.mask_ratio < 1:
             raise ValueError(f"--mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if self.pooled_layers not in POOLED_LAYERS:

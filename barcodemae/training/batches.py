@@ -23,8 +23,33 @@ from typing import Any
 import numpy as np
 import torch
 
+from barcodemae.tokenization.sequence_cleaning import NUCLEOTIDES
+
 DECODER_KEYS = frozenset({"labels", "decoder_attention_mask"})
 """Batch entries laid out along the decoder's targets (span corruption), not along the encoder's input."""
+
+
+_NUCLEOTIDE_BYTES = np.frombuffer(NUCLEOTIDES.encode("ascii"), dtype=np.uint8)
+_NUCLEOTIDE_INDEX = np.full(256, -1, dtype=np.int64)  # A C G T -> 0..3, any other letter -1 (never substituted)
+_NUCLEOTIDE_INDEX[_NUCLEOTIDE_BYTES] = np.arange(len(NUCLEOTIDES))
+
+
+def substitute_bases(sequences: list[str], rate: float, rng: np.random.Generator) -> list[str]:
+    """Each A/C/G/T base of every sequence replaced, with probability ``rate``, by one of the three other bases.
+
+    An augmentation for pretraining: two views of a barcode then differ the way related barcodes do (point
+    substitutions), so the view-contrastive term teaches that a few percent of changed bases leave the barcode
+    where it was. Ambiguity codes (N, IUPAC) stay as they are; lengths never change. One draw per base of the whole
+    batch (no per-base Python loop).
+    """
+    joined = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8).copy()
+    index = _NUCLEOTIDE_INDEX[joined]
+    hit = (index >= 0) & (rng.random(joined.size) < rate)
+    shift = rng.integers(1, len(NUCLEOTIDES), size=int(hit.sum()))
+    joined[hit] = _NUCLEOTIDE_BYTES[(index[hit] + shift) % len(NUCLEOTIDES)]
+    text = joined.tobytes().decode("ascii")
+    ends = np.cumsum([len(sequence) for sequence in sequences]).tolist()
+    return [text[start:end] for start, end in zip([0, *ends[:-1]], ends)]
 
 
 def target_count(batch: dict) -> int:
@@ -78,6 +103,8 @@ class GlobalBatchStream:
         max_start_shift: drop a uniform random 0..``max_start_shift`` leading bases of each barcode (training; 0: off),
             so a token's position id stops telling where in the COI gene it lies (a barcode keeps at least
             ``tokenizer.min_barcode_length`` bases).
+        substitution_rate: replace each A/C/G/T base of every row by another base with this probability
+            (:func:`substitute_bases`; training; 0: off), drawn per view, after the start shift.
         views: rows per barcode (1, or 2+ for the view-contrastive objective): each barcode is repeated as adjacent
             rows, each with its own start shift, reading frame and mask, and the batch carries ``barcode_ids``
             (rows with equal ids are views of one barcode). Batch sizes count barcodes, so a process holds
@@ -101,6 +128,7 @@ class GlobalBatchStream:
         shuffle: bool = True,
         drop_last: bool = True,
         max_start_shift: int = 0,
+        substitution_rate: float = 0.0,
         views: int = 1,
     ) -> None:
         self.source = source
@@ -121,6 +149,9 @@ class GlobalBatchStream:
         if max_start_shift < 0:
             raise ValueError(f"max_start_shift must be >= 0, got {max_start_shift}")
         self.max_start_shift = max_start_shift
+        if not 0 <= substitution_rate < 1:
+            raise ValueError(f"substitution_rate must be in [0, 1), got {substitution_rate}")
+        self.substitution_rate = substitution_rate
         if views < 1:
             raise ValueError(f"views must be >= 1, got {views}")
         self.views = views
@@ -152,6 +183,8 @@ class GlobalBatchStream:
         sequences = self.source.take(indices)
         if self.max_start_shift:
             sequences = self._shift_starts(sequences, rng)
+        if self.substitution_rate:
+            sequences = substitute_bases(sequences, self.substitution_rate, rng)
         if self.frame_offsets:
             offsets = self.tokenizer.draw_frame_offsets(sequences, rng)
         else:

@@ -326,7 +326,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     stream = GlobalBatchStream(
         pretrain, tokenizer, mask_fn, per_device_batch_size=args.per_device_batch_size, seed=args.seed,
         frame_offsets=args.frame_offset_augmentation, max_start_shift=args.max_start_shift,
-        views=args.views_per_barcode, **shard,
+        substitution_rate=args.substitution_rate, views=args.views_per_barcode, **shard,
     )
     steps_per_epoch = max(1, stream.batches_per_epoch // args.gradient_accumulation_steps)
     max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_epochs * steps_per_epoch)
