@@ -1,4 +1,5 @@
-"""Figures of an evaluation run: test_unseen embeddings in 2-D coloured by genus, and accuracy per genus.
+"""Figures of an evaluation run: the open-world queries' embeddings (test_unseen, or val_unseen) in 2-D coloured by
+genus, and accuracy per genus.
 
 matplotlib is optional (the ``plots`` extra): without it the run still writes results.json and the report,
 and records that no plots were made.
@@ -43,7 +44,9 @@ def plot_embedding_2d(path: Path, coordinates: np.ndarray, genus: np.ndarray, ti
     plt.close(fig)
 
 
-def plot_accuracy_per_genus(path: Path, genus_accuracy: dict[str, dict[str, float]], max_genera: int = 40) -> None:
+def plot_accuracy_per_genus(
+    path: Path, genus_accuracy: dict[str, dict[str, float]], max_genera: int = 40, split: str = "test_unseen"
+) -> None:
     import matplotlib.pyplot as plt
 
     table = pd.DataFrame(genus_accuracy).T.sort_values("support", ascending=False).head(max_genera)
@@ -54,7 +57,7 @@ def plot_accuracy_per_genus(path: Path, genus_accuracy: dict[str, dict[str, floa
     )
     ax.set_xlim(0, 1)
     ax.set_xlabel("open-world genus 1-NN accuracy")
-    ax.set_title(f"accuracy per genus (test_unseen, {len(table)} most frequent genera)")
+    ax.set_title(f"accuracy per genus ({split}, {len(table)} most frequent genera)")
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -81,22 +84,22 @@ def write_plots(
     import matplotlib
 
     matplotlib.use("Agg")
-    rows = details["genus_rows"]
+    rows, split = details["genus_rows"], details["open_world_split"]
     written: dict[str, Any] = {}
     if len(rows) >= 3:
         coordinates, used = reduce_dimensions(
             embeddings[rows], n_components=2, reducer="pca" if reducer == "none" else reducer, random_state=seed
         )
-        name = f"{used}_test_unseen_genus.png"
+        name = f"{used}_{split}_genus.png"
         plot_embedding_2d(
             output / name,
             coordinates,
             np.asarray(details["genus_true"]),
-            f"test_unseen embeddings ({used.upper()}), coloured by genus",
+            f"{split} embeddings ({used.upper()}), coloured by genus",
         )
         written["embedding_2d"], written["embedding_2d_reducer"] = name, used
     if genus_accuracy:
-        plot_accuracy_per_genus(output / "accuracy_per_genus.png", genus_accuracy)
+        plot_accuracy_per_genus(output / "accuracy_per_genus.png", genus_accuracy, split=split)
         written["accuracy_per_genus"] = "accuracy_per_genus.png"
     return written
 

@@ -28,6 +28,7 @@ def render_report(results: dict[str, Any]) -> str:
         metrics["open_world_genus"]["one_nn"],
         metrics["bin_reconstruction"],
     )
+    open_split = bins["split"]
     lines = [
         f"# Evaluation of {model['name']}",
         "",
@@ -84,8 +85,8 @@ def render_report(results: dict[str, Any]) -> str:
         ),
         "",
         (
-            f"BIN reconstruction on test_unseen: {bins['reducer']} to {bins['n_components']} dimensions, agglomerative "
-            f"clustering ({bins['linkage']} linkage), one cluster per distinct label."
+            f"BIN reconstruction on {open_split}: {bins['reducer']} to {bins['n_components']} dimensions, "
+            f"agglomerative clustering ({bins['linkage']} linkage), one cluster per distinct label."
         ),
         "",
         "| labels | AMI | clusters | samples |",
@@ -100,7 +101,7 @@ def render_report(results: dict[str, Any]) -> str:
     if plots.get("embedding_2d") or plots.get("accuracy_per_genus"):
         lines += ["", "## Plots", ""]
         if plots.get("embedding_2d"):
-            lines.append(f"![test_unseen embeddings coloured by genus]({plots['embedding_2d']})")
+            lines.append(f"![{open_split} embeddings coloured by genus]({plots['embedding_2d']})")
         if plots.get("accuracy_per_genus"):
             lines.append(f"![open-world accuracy per genus]({plots['accuracy_per_genus']})")
     timings = results.get("timings", {})

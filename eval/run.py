@@ -13,6 +13,9 @@ embedding loop and the same metrics, so the numbers are comparable:
 - the harmonic mean of species probe accuracy, genus 1-NN accuracy and BIN AMI;
 - optionally (``--finetune-epochs N``) the species accuracy of the fully fine-tuned encoder.
 
+``--queries validation`` runs the same protocol on ``val`` / ``val_unseen`` instead of ``test`` / ``test_unseen``
+(same ``train`` keys): the numbers to choose a recipe or a checkpoint on, so that test is only ever reported.
+
 Writes ``results.json``, ``report.md`` and plots (``umap_test_unseen_genus.png``, ``accuracy_per_genus.png``).
 """
 
@@ -56,16 +59,31 @@ from barcodemae.eval.postprocess import POSTPROCESSING, EmbeddingPostprocessor
 
 logger = logging.getLogger(__name__)
 
-EVAL_SPLITS = ("train", "test", "test_unseen")
-"""Partitions the protocol needs: probe/keys, closed-world queries, open-world queries and clustering."""
+QUERY_SPLITS: dict[str, tuple[str, str]] = {"test": ("test", "test_unseen"), "validation": ("val", "val_unseen")}
+"""The closed-world (species seen in ``train``) and open-world (species never seen) query partitions: the protocol's
+``test`` splits give the reported numbers; the ``validation`` splits are for choosing a recipe or a checkpoint
+without ever looking at test. The keys (probe training set, 1-NN references) are ``train`` either way."""
+
+
+def eval_splits(queries: str = "test") -> tuple[str, str, str]:
+    """``(keys, closed-world queries, open-world queries)`` partitions of an evaluation on ``queries``."""
+    if queries not in QUERY_SPLITS:
+        raise ValueError(f"queries must be one of {tuple(QUERY_SPLITS)}, got {queries!r}")
+    return ("train", *QUERY_SPLITS[queries])
 
 BASELINES = ("kmer",)
 
 
 def load_eval_splits(
-    data: str | Path, *, max_per_split: int | None = None, seed: int = 0, min_length: int = 1
+    data: str | Path,
+    *,
+    max_per_split: int | None = None,
+    seed: int = 0,
+    min_length: int = 1,
+    queries: str = "test",
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The ``train``, ``test`` and ``test_unseen`` records of a BIOSCAN-5M CSV, cleaned; and what was dropped.
+    """The ``train`` records of a BIOSCAN-5M CSV and those of the ``queries`` splits (:data:`QUERY_SPLITS`: ``test``
+    and ``test_unseen``, or ``val`` and ``val_unseen``), cleaned; and what was dropped.
 
     ``max_per_split`` keeps a seeded random subset of each split (for quick runs). A missing or empty split
     raises :class:`ValueError` naming the file and the split, because the protocol cannot run without it.
@@ -75,28 +93,29 @@ def load_eval_splits(
     path = Path(data)
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(data)!r} does not exist (expected a BIOSCAN-5M metadata CSV)")
-    dataset, report, _ = load_bioscan5m(path, "+".join(EVAL_SPLITS), min_length=min_length, return_report=True)
+    splits = eval_splits(queries)
+    dataset, report, _ = load_bioscan5m(path, "+".join(splits), min_length=min_length, return_report=True)
     columns = ["processid", "dna_barcode", "split", "genus", "species", "dna_bin"]
     frame = dataset.select_columns(columns).to_pandas()
     sizes = frame["split"].value_counts().to_dict()
-    missing = [split for split in EVAL_SPLITS if sizes.get(split, 0) == 0]
+    missing = [split for split in splits if sizes.get(split, 0) == 0]
     if missing:
         found = ", ".join(f"{name}={count}" for name, count in sizes.items()) or "none"
         raise ValueError(
             f"{path}: split(s) {', '.join(missing)} missing or empty (records found: {found}); the evaluation "
-            f"needs {', '.join(EVAL_SPLITS)} in the 'split' column (BIOSCAN-5M partitions)"
+            f"needs {', '.join(splits)} in the 'split' column (BIOSCAN-5M partitions)"
         )
     if max_per_split is not None:
         rng = np.random.default_rng(seed)
         keep = [
             np.sort(rng.permutation(index)[:max_per_split])
-            for index in (np.flatnonzero(frame["split"].to_numpy() == split) for split in EVAL_SPLITS)
+            for index in (np.flatnonzero(frame["split"].to_numpy() == split) for split in splits)
         ]
         frame = frame.iloc[np.sort(np.concatenate(keep))].reset_index(drop=True)
     info = {
         "path": str(path),
-        "split_sizes": {split: int((frame["split"] == split).sum()) for split in EVAL_SPLITS},
-        "split_sizes_before_subsampling": {split: int(sizes.get(split, 0)) for split in EVAL_SPLITS},
+        "split_sizes": {split: int((frame["split"] == split).sum()) for split in splits},
+        "split_sizes_before_subsampling": {split: int(sizes.get(split, 0)) for split in splits},
         "max_per_split": max_per_split,
         "cleaning": {"read": report.read, "kept": report.kept, "rejected": report.num_rejected},
     }
@@ -120,21 +139,24 @@ def evaluate_embeddings(
     probe_max_iter: int = 500,
     seed: int = 0,
     postprocess: str = "none",
+    queries: str = "test",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """All protocol metrics from one embedding per row of ``frame``; returns ``(metrics, details)``.
 
     ``probe_c="auto"`` (default) chooses the probe's C on a held-out fifth of ``train`` (:func:`select_probe_c`);
     a number fixes it. ``postprocess`` (``none`` | ``center`` | ``whiten``, :mod:`.postprocess`) is fitted on the
     ``train`` embeddings (the keys) and applied to every row before any metric; ``none`` is the protocol.
+    ``queries`` names the query partitions (:data:`QUERY_SPLITS`: ``test`` / ``test_unseen`` by default).
     ``details`` holds what the plots need (genus predictions, the 2-D layout is computed by the plotter).
     """
     metrics: dict[str, Any] = {}
     details: dict[str, Any] = {}
     skipped: dict[str, int] = {}
-    keys = np.flatnonzero((frame["split"] == "train").to_numpy())
+    key_split, closed_split, open_split = eval_splits(queries)
+    keys = np.flatnonzero((frame["split"] == key_split).to_numpy())
     embeddings = EmbeddingPostprocessor.fit(embeddings[keys], postprocess).transform(embeddings)
 
-    train_species, test_species = _labelled(frame, "train", "species"), _labelled(frame, "test", "species")
+    train_species, test_species = _labelled(frame, key_split, "species"), _labelled(frame, closed_split, "species")
     species = frame["species"].to_numpy(dtype=object)
     selection = None
     if probe_c == "auto":
@@ -160,9 +182,9 @@ def evaluate_embeddings(
         embeddings[train_species], species[train_species], embeddings[test_species], species[test_species]
     )
     metrics["closed_world_species"] = {"linear_probe": probe, "one_nn": nn_species}
-    skipped["test_without_species"] = int((frame["split"] == "test").sum() - len(test_species))
+    skipped[f"{closed_split}_without_species"] = int((frame["split"] == closed_split).sum() - len(test_species))
 
-    train_genus, unseen_genus = _labelled(frame, "train", "genus"), _labelled(frame, "test_unseen", "genus")
+    train_genus, unseen_genus = _labelled(frame, key_split, "genus"), _labelled(frame, open_split, "genus")
     genus = frame["genus"].to_numpy(dtype=object)
     open_world = one_nn_accuracy(
         embeddings[train_genus],
@@ -172,18 +194,22 @@ def evaluate_embeddings(
         return_predictions=True,
     )
     details["genus_true"], details["genus_predicted"] = genus[unseen_genus], open_world.pop("predictions")
-    details["genus_rows"] = unseen_genus
+    details["genus_rows"], details["open_world_split"] = unseen_genus, open_split
     metrics["open_world_genus"] = {"one_nn": open_world}
-    skipped["test_unseen_without_genus"] = int((frame["split"] == "test_unseen").sum() - len(unseen_genus))
+    skipped[f"{open_split}_without_genus"] = int((frame["split"] == open_split).sum() - len(unseen_genus))
 
-    unseen = np.flatnonzero((frame["split"] == "test_unseen").to_numpy())
+    unseen = np.flatnonzero((frame["split"] == open_split).to_numpy())
     reduced, used = reduce_dimensions(embeddings[unseen], n_components=n_components, reducer=reducer, random_state=seed)
-    bins: dict[str, Any] = {"reducer": used, "n_components": int(reduced.shape[1]), "linkage": linkage}
+    bins: dict[str, Any] = {
+        "split": open_split, "reducer": used, "n_components": int(reduced.shape[1]), "linkage": linkage
+    }
     for rank in ("dna_bin", "species"):
         labels = frame[rank].to_numpy(dtype=object)[unseen]
         known = np.flatnonzero(pd.notna(labels) & (labels != ""))
         if len(known) < 2:
-            logger.warning("BIN reconstruction against %s skipped: %d labelled test_unseen records", rank, len(known))
+            logger.warning(
+                "BIN reconstruction against %s skipped: %d labelled %s records", rank, len(known), open_split
+            )
             continue
         scored = bin_reconstruction_ami(reduced[known], labels[known], reducer="none", linkage=linkage)
         bins[rank] = {key: scored[key] for key in ("ami", "n_clusters", "num_labels", "num_samples")}
@@ -232,6 +258,7 @@ class EvaluationSettings:
     layer: int | str | None = None
     pooling: str = "mean"
     postprocess: str = "none"
+    queries: str = "test"
     dtype: str | None = None
     max_per_split: int | None = None
     seed: int = 0
@@ -255,6 +282,7 @@ class EvaluationSettings:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.postprocess not in POSTPROCESSING:
             raise ValueError(f"postprocess must be one of {POSTPROCESSING}, got {self.postprocess!r}")
+        eval_splits(self.queries)
 
     def record(self) -> dict[str, Any]:
         """The settings that shaped the numbers, for ``results.json``."""
@@ -303,7 +331,9 @@ def run_evaluation(
         if s.layer is None:
             s = replace(s, layer=pooled_layer(encoder))  # recorded as used
     min_length = max(1, int(getattr(tokenizer, "k", 1) or 1))
-    frame, data_info = load_eval_splits(data, max_per_split=s.max_per_split, seed=s.seed, min_length=min_length)
+    frame, data_info = load_eval_splits(
+        data, max_per_split=s.max_per_split, seed=s.seed, min_length=min_length, queries=s.queries
+    )
     timings["load_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -331,11 +361,13 @@ def run_evaluation(
         probe_max_iter=s.probe_max_iter,
         seed=s.seed,
         postprocess=s.postprocess,
+        queries=s.queries,
     )
     timings["metrics_s"] = time.perf_counter() - started
     if s.finetune_epochs > 0:
         started = time.perf_counter()
-        train_rows, test_rows = _labelled(frame, "train", "species"), _labelled(frame, "test", "species")
+        key_split, closed_split, _ = eval_splits(s.queries)
+        train_rows, test_rows = _labelled(frame, key_split, "species"), _labelled(frame, closed_split, "species")
         barcodes, species = frame["dna_barcode"].to_numpy(dtype=object), frame["species"].to_numpy(dtype=object)
         metrics["closed_world_species"]["fine_tune"] = fine_tune_classifier(
             model,
@@ -422,6 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--postprocess", default="none", choices=POSTPROCESSING,
         help="transform fitted on the train embeddings (the keys) before every metric: none (the protocol, "
         "default), center, or whiten (PCA-whitening)",
+    )
+    parser.add_argument(
+        "--queries", default="test", choices=tuple(QUERY_SPLITS),
+        help="query splits: test (test and test_unseen: the reported numbers, default) or validation (val and "
+        "val_unseen: for choosing a recipe or checkpoint without looking at test); the keys are train either way",
     )
     parser.add_argument("--max-per-split", type=int, default=None, help="random subset of each split (quick runs)")
     parser.add_argument("--seed", type=int, default=0)

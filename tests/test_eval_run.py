@@ -149,6 +149,27 @@ def test_run_evaluation_on_demo(kmer4_model_folder: Path, demo_csv: Path, tmp_pa
         assert (tmp_path / "accuracy_per_genus.png").stat().st_size > 0
 
 
+def test_validation_queries_never_read_test(demo_csv: Path, tmp_path: Path):
+    """``queries="validation"``: the protocol on val / val_unseen with the same train keys, no test record loaded."""
+    frame, info = load_eval_splits(demo_csv, queries="validation")
+    assert set(frame["split"]) == {"train", "val", "val_unseen"}
+    assert info["split_sizes"] == {"train": 1346, "val": 380, "val_unseen": 337}
+    results = run_evaluation(
+        baseline="kmer", data=demo_csv, output_dir=tmp_path, queries="validation", reducer="pca", n_components=8,
+        probe_c=1.0, progress=False, plots=False,
+    )
+    closed = results["metrics"]["closed_world_species"]["one_nn"]
+    open_world = results["metrics"]["open_world_genus"]["one_nn"]
+    labelled = frame[frame["genus"].notna() & (frame["genus"] != "")]
+    assert open_world["num_queries"] == (labelled["split"] == "val_unseen").sum()
+    assert open_world["num_keys"] == (labelled["split"] == "train").sum()
+    assert closed["num_queries"] <= 380 and results["settings"]["queries"] == "validation"
+    assert results["metrics"]["bin_reconstruction"]["split"] == "val_unseen"
+    assert "BIN reconstruction on val_unseen" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="queries must be one of"):
+        EvaluationSettings(queries="test_unseen")
+
+
 def test_kmer_baseline_command_line(demo_csv: Path, tmp_path: Path):
     """``python eval/run.py --baseline kmer`` on the demo: 4-mer frequencies identify most test species."""
     command = [
