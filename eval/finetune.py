@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from barcodemae.optim import weight_decay_groups
+from barcodemae.optim import learning_rate_schedule, weight_decay_groups
 
 from .embeddings import _autocast_dtype, _tokenize, load_pretrained
 from .metrics import classification_scores
@@ -96,14 +96,7 @@ def fine_tune_classifier(
     optimizer = torch.optim.AdamW(weight_decay_groups(model, weight_decay), lr=learning_rate)
     steps_per_epoch = math.ceil(len(train_sequences) / batch_size)
     total_steps = epochs * steps_per_epoch
-    warmup_steps = max(1, int(warmup_ratio * total_steps))
-
-    def schedule(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = learning_rate_schedule(optimizer, "linear", warmup_ratio=warmup_ratio, max_steps=total_steps)
     generator = np.random.default_rng(seed)
     labels_tensor = torch.from_numpy(targets.astype(np.int64))
     bar = tqdm(total=total_steps, desc="fine-tuning", unit="step", disable=not progress)

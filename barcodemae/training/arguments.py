@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from barcodemae.optim import SCHEDULERS
 from modeling_barcodemae.configuration_barcodemae import OBJECTIVES as PRETRAINING_OBJECTIVES
 from modeling_barcodemae.configuration_barcodemae import POOLED_LAYERS
 from modeling_barcodemae.modeling_enbed import ENCODER_ATTENTION
@@ -48,7 +49,6 @@ PRESET_DIR = Path(str(resources.files("barcodemae.configs")))
 """``configs/`` of the repository, installed as ``barcodemae.configs`` (package data)."""
 TRAINING_ARGS_FILE = "training_args.json"
 """The resolved arguments of a run, in its output folder; a resumed run is checked against them."""
-SCHEDULERS = ("cosine", "linear", "onecycle", "constant")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 CURRICULA = ("cm-gems", "cm-step")
 OBJECTIVES = (*PRETRAINING_OBJECTIVES, "enbed")

@@ -34,11 +34,6 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
-from transformers import (
-    get_constant_schedule_with_warmup,
-    get_cosine_schedule_with_warmup,
-    get_linear_schedule_with_warmup,
-)
 
 from barcodemae.errors import check_writable_folder, report_errors
 from barcodemae.eval import run_evaluation
@@ -47,7 +42,7 @@ from barcodemae.masking.collator import BarcodeMaskingCollator
 from barcodemae.masking.curriculum import CMGEMSCurriculum, CMStepCurriculum, MaskingCurriculum
 from barcodemae.masking.npmi import TABLE_FILENAME, NPMITable
 from barcodemae.masking.span_corruption import SpanCorruptionCollator
-from barcodemae.optim import weight_decay_groups
+from barcodemae.optim import learning_rate_schedule, weight_decay_groups
 from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
@@ -183,19 +178,6 @@ def build_optimizer(model: torch.nn.Module, args: TrainingArguments) -> torch.op
     """AdamW without weight decay on biases, LayerNorms and the MAE mask embedding (standard BERT practice)."""
     groups = weight_decay_groups(model, args.weight_decay)
     return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2))
-
-
-def build_scheduler(optimizer, args: TrainingArguments, max_steps: int):
-    warmup = math.ceil(args.warmup_ratio * max_steps)
-    if args.lr_scheduler == "cosine":
-        return get_cosine_schedule_with_warmup(optimizer, warmup, max_steps)
-    if args.lr_scheduler == "linear":
-        return get_linear_schedule_with_warmup(optimizer, warmup, max_steps)
-    if args.lr_scheduler == "constant":
-        return get_constant_schedule_with_warmup(optimizer, warmup)
-    return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.learning_rate, total_steps=max_steps, pct_start=max(args.warmup_ratio, 1e-3)
-    )
 
 
 def resolve_mixed_precision(choice: str) -> str:
@@ -377,7 +359,9 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     else:
         model = build_model(args, tokenizer)
     optimizer = build_optimizer(model, args)
-    scheduler = build_scheduler(optimizer, args, max_steps)
+    scheduler = learning_rate_schedule(
+        optimizer, args.lr_scheduler, warmup_ratio=args.warmup_ratio, max_steps=max_steps
+    )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     if trackers:
         accelerator.init_trackers("barcodemae", config={k: v for k, v in args.to_dict().items() if v is not None})
