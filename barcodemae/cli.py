@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from barcodemae.errors import report_errors
-from barcodemae.eval.embeddings import add_trust_remote_code_flag, parse_layer
 from barcodemae.eval.postprocess import POSTPROCESSING
+from barcodemae.inference import add_trust_remote_code_flag, parse_layer
 
 
 def _add_embedding_options(parser: argparse.ArgumentParser) -> None:

@@ -60,10 +60,10 @@ def load_model(model_dir: str | Path, trust_remote_code: bool | None = None) -> 
     """The encoder and tokenizer of a model folder (exported, or any BarcodeMAE ``save_pretrained`` folder).
 
     Device placement is left to ``embed_barcodes(..., device=...)``, the one embedding loop of the project.
-    ``trust_remote_code``: see :func:`barcodemae.eval.embeddings.load_pretrained` (BarcodeMAE folders run none of
+    ``trust_remote_code``: see :func:`barcodemae.inference.load_pretrained` (BarcodeMAE folders run none of
     their own code).
     """
-    from barcodemae.eval.embeddings import load_encoder
+    from barcodemae.inference import load_encoder
 
     return load_encoder(model_dir, trust_remote_code=trust_remote_code)
 
@@ -193,7 +193,7 @@ def embed_records(
 
     Returns ``(shards_computed, shards_reused)``.
     """
-    from barcodemae.eval.embeddings import embed_barcodes
+    from barcodemae.inference import embed_barcodes
 
     order = length_order(barcodes)
     num_shards = -(-len(order) // shard_size)

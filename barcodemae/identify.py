@@ -210,7 +210,7 @@ def build_reference_index(
     records of the same file whose matches fit the species / genus call thresholds stored in the index
     (:mod:`barcodemae.call_levels`); queries then get a ``call_level`` and ``called_taxon``.
     """
-    from barcodemae.eval.embeddings import pooled_layer
+    from barcodemae.inference import pooled_layer
 
     if postprocess not in POSTPROCESSING:
         raise ValueError(f"postprocess must be one of {POSTPROCESSING}, got {postprocess!r}")
@@ -307,7 +307,7 @@ def calibrate_calls(
     device: str | None, progress: bool,
 ) -> dict[str, Any]:
     """Fit the call thresholds on the calibration records' matches; ``index.json`` entries with the measurement."""
-    from barcodemae.eval.embeddings import embed_barcodes
+    from barcodemae.inference import embed_barcodes
 
     vectors = embed_barcodes(model, tokenizer, calibration.column("dna_barcode").to_pylist(), batch_size=batch_size,
                              device=device, pooling="mean", layer=None, progress=progress)
@@ -364,7 +364,7 @@ def identify_file(
     taxonomy (CSV input) is kept as ``true_<rank>`` columns so a labelled file doubles as an evaluation. Rejected
     queries go to ``<output>.cleaning_report.json``.
     """
-    from barcodemae.eval.embeddings import embed_barcodes
+    from barcodemae.inference import embed_barcodes
 
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1 (the neighbours that vote), got {top_k}")

@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 from barcodemae.data import load_bioscan5m
-from barcodemae.eval.embeddings import KmerFrequencyEmbedder
 from barcodemae.eval.metrics import classification_scores, nearest_neighbors
+from barcodemae.inference import KmerFrequencyEmbedder
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bold_coi" / "dev.csv.gz"
 

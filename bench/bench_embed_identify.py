@@ -19,8 +19,8 @@ import torch
 from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer
 from barcodemae.data import load_barcodes
 from barcodemae.embed_files import embed_file
-from barcodemae.eval.embeddings import embed_barcodes, load_encoder
 from barcodemae.identify import build_reference_index, identify_file
+from barcodemae.inference import embed_barcodes, load_encoder
 
 DEFAULT_INPUT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bold_coi" / "demo.csv.gz"
 

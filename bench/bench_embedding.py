@@ -6,7 +6,7 @@ a randomly initialised ``BarcodeMAEModel`` encoder of the given size (throughput
 - ``model_only``: the encoder forward (mean-pooled output, ``inference_mode``) on pre-tokenised padded batches,
   per batch size: median seconds per batch, barcodes/s, peak memory, achieved FLOP/s and its ratio to the FLOP/s
   of a large square matmul measured in the same run (the utilisation).
-- ``end_to_end``: ``barcodemae.eval.embeddings.embed_barcodes`` on raw strings (cleaning, tokenising, batching,
+- ``end_to_end``: ``barcodemae.inference.embed_barcodes`` on raw strings (cleaning, tokenising, batching,
   transfers included).
 - ``extrapolation``: hours to embed all 5,150,000 BIOSCAN-5M barcodes at the best model-only and the end-to-end
   rate. Only a GPU run answers the issue's target (< 1 h on one H100); a CPU run prints the CPU figure.
@@ -41,7 +41,7 @@ from timing import (
 )
 
 from barcodemae import BarcodeTokenizer
-from barcodemae.eval.embeddings import embed_barcodes
+from barcodemae.inference import embed_barcodes
 from modeling_barcodemae import BarcodeMAEConfig, BarcodeMAEModel
 
 BIOSCAN_5M_BARCODES = 5_150_000
@@ -128,7 +128,7 @@ def measure_end_to_end(
     model: BarcodeMAEModel, tokenizer: BarcodeTokenizer, barcodes: list[str], args: argparse.Namespace
 ) -> dict:
     device = torch.device(args.device)
-    name, embed = "barcodemae.eval.embeddings.embed_barcodes", embed_barcodes
+    name, embed = "barcodemae.inference.embed_barcodes", embed_barcodes
     embed(model, tokenizer, barcodes[: args.e2e_batch_size], batch_size=args.e2e_batch_size, device=device,
           progress=False)  # warm-up
     reset_peak_memory(device)

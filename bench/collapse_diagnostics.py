@@ -34,9 +34,9 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_file
 
 from barcodemae.data import load_bioscan5m
-from barcodemae.eval.embeddings import KmerFrequencyEmbedder
 from barcodemae.eval.metrics import one_nn_accuracy
 from barcodemae.eval.postprocess import EmbeddingPostprocessor
+from barcodemae.inference import KmerFrequencyEmbedder
 from barcodemae.qc import best_frames
 from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.training.arguments import TrainingArguments

@@ -1,8 +1,9 @@
 """Evaluation suite: closed-world species, open-world genus 1-NN, BIN reconstruction (BIOSCAN-5M protocol).
 
-Submodules: :mod:`.embeddings` (the embedding loop, ``load_encoder``, k-mer baseline), :mod:`.metrics`
-(metrics on plain arrays), :mod:`.run` (``run_evaluation`` and the command line), :mod:`.report`, :mod:`.plots`.
-``run_evaluation`` is imported lazily so that ``import barcodemae.eval.embeddings`` stays light.
+Submodules: :mod:`.metrics` (metrics on plain arrays), :mod:`.run` (``run_evaluation`` and the command line),
+:mod:`.postprocess`, :mod:`.finetune`, :mod:`.qc`, :mod:`.report`, :mod:`.plots`; the embedding loop they share with
+training, ``embed`` and ``identify`` is :mod:`barcodemae.inference`. ``run_evaluation`` is imported lazily so that
+importing a submodule (the training loop's probe uses :mod:`.metrics`) does not load the whole suite.
 """
 
 from __future__ import annotations

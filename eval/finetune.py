@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from barcodemae.inference import autocast_dtype, load_pretrained, tokenize_barcodes
 from barcodemae.optim import learning_rate_schedule, weight_decay_groups
 
-from .embeddings import _autocast_dtype, _tokenize, load_pretrained
 from .metrics import classification_scores
 
 
@@ -33,7 +33,7 @@ def load_classifier(
     model_dir_or_name: str | os.PathLike, num_labels: int, trust_remote_code: bool | None = None
 ) -> tuple[Any, Any]:
     """A sequence classifier with a fresh ``num_labels``-way head on top of the folder's encoder, and its tokenizer
-    (``trust_remote_code`` as in :func:`~barcodemae.eval.embeddings.load_pretrained`)."""
+    (``trust_remote_code`` as in :func:`~barcodemae.inference.load_pretrained`)."""
     return load_pretrained(
         model_dir_or_name, "AutoModelForSequenceClassification", trust_remote_code=trust_remote_code,
         num_labels=num_labels, ignore_mismatched_sizes=True,
@@ -91,7 +91,7 @@ def fine_tune_classifier(
     model, tokenizer = load_classifier(model_dir_or_name, len(classes), trust_remote_code=trust_remote_code)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
-    autocast = _autocast_dtype(dtype)
+    autocast = autocast_dtype(dtype)
     max_tokens = getattr(model.config, "max_position_embeddings", None)
     optimizer = torch.optim.AdamW(weight_decay_groups(model, weight_decay), lr=learning_rate)
     steps_per_epoch = math.ceil(len(train_sequences) / batch_size)
@@ -109,9 +109,8 @@ def fine_tune_classifier(
             rows = order[start : start + batch_size]
             sequences = [train_sequences[i] for i in rows]
             frames = _reading_frames(tokenizer, sequences, generator)
-            batch = {
-                key: value.to(device) for key, value in _tokenize(tokenizer, sequences, max_tokens, frames).items()
-            }
+            encoded = tokenize_barcodes(tokenizer, sequences, max_tokens, frames)
+            batch = {key: value.to(device) for key, value in encoded.items()}
             with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
                 loss = model(**batch, labels=labels_tensor[rows].to(device)).loss
             loss.backward()
@@ -132,10 +131,8 @@ def fine_tune_classifier(
         torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None),
     ):
         for start in range(0, len(test_sequences), batch_size):
-            batch = {
-                key: value.to(device)
-                for key, value in _tokenize(tokenizer, test_sequences[start : start + batch_size], max_tokens).items()
-            }
+            encoded = tokenize_barcodes(tokenizer, test_sequences[start : start + batch_size], max_tokens)
+            batch = {key: value.to(device) for key, value in encoded.items()}
             predicted = model(**batch).logits.argmax(dim=-1).cpu().numpy()
             predictions[start : start + len(predicted)] = classes[predicted]
     result: dict[str, Any] = {

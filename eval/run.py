@@ -34,16 +34,6 @@ import numpy as np
 import pandas as pd
 
 from barcodemae.errors import check_writable_folder, report_errors
-from barcodemae.eval.embeddings import (
-    LAYER_MEAN,
-    POOLINGS,
-    KmerFrequencyEmbedder,
-    add_trust_remote_code_flag,
-    embed_barcodes,
-    load_encoder,
-    parse_layer,
-    pooled_layer,
-)
 from barcodemae.eval.finetune import fine_tune_classifier
 from barcodemae.eval.metrics import (
     PROBE_C_GRID,
@@ -56,6 +46,16 @@ from barcodemae.eval.metrics import (
     select_probe_c,
 )
 from barcodemae.eval.postprocess import POSTPROCESSING, EmbeddingPostprocessor
+from barcodemae.inference import (
+    LAYER_MEAN,
+    POOLINGS,
+    KmerFrequencyEmbedder,
+    add_trust_remote_code_flag,
+    embed_barcodes,
+    load_encoder,
+    parse_layer,
+    pooled_layer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ class EvaluationSettings:
     """How an evaluation runs, in one place: ``eval/run.py``'s flags (same names), :func:`run_evaluation`'s keyword
     arguments and the ``settings`` record of ``results.json`` (:meth:`record`).
 
-    ``layer=None`` means the model's own embedding (:func:`~barcodemae.eval.embeddings.pooled_layer`);
+    ``layer=None`` means the model's own embedding (:func:`~barcodemae.inference.pooled_layer`);
     ``probe_c="auto"`` chooses the probe's C on a held-out fifth of ``train``.
     """
 
@@ -306,7 +306,7 @@ def run_evaluation(
     ``settings`` (default :class:`EvaluationSettings`) with any of its fields overridden by keyword, e.g.
     ``run_evaluation(model, data, out, reducer="pca", plots=False)``. ``trust_remote_code``: whether a non-BarcodeMAE
     model's own code may run (``None``: for local folders only; see
-    :func:`~barcodemae.eval.embeddings.load_pretrained`).
+    :func:`~barcodemae.inference.load_pretrained`).
     """
     unknown = sorted(set(overrides) - {f.name for f in fields(EvaluationSettings)})
     if unknown:

@@ -235,7 +235,7 @@ def test_untrained_model_is_the_runs_starting_point(tmp_path, capsys):
     from safetensors.torch import load_file
     from untrained_model import main as untrained_main
 
-    from barcodemae.eval.embeddings import load_encoder
+    from barcodemae.inference import load_encoder
 
     argv = ["--preset", "small", "--seed", "3"]
     assert untrained_main([*argv, "--output", str(tmp_path / "a")]) == 0
@@ -274,8 +274,8 @@ def test_identify_calls_reports_each_query_split(kmer_profile_model, fixture_csv
 def test_kmer_ceiling_scores_counts_projections_and_principal_components(fixture_csv):
     from collapse_diagnostics import kmer_ceiling
 
-    from barcodemae.eval.embeddings import KmerFrequencyEmbedder
     from barcodemae.eval.metrics import one_nn_accuracy
+    from barcodemae.inference import KmerFrequencyEmbedder
 
     result = kmer_ceiling(fixture_csv, widths=(8,))
     frame = pd.read_csv(fixture_csv)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-import barcodemae.eval.embeddings as embeddings_api
+import barcodemae.inference as embeddings_api
 from barcodemae import BarcodeMAEConfig, BarcodeMAEForPreTraining, BarcodeTokenizer
 from barcodemae.cli import main
 from barcodemae.embed_files import embed_file, read_embeddings

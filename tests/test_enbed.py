@@ -124,7 +124,7 @@ print(type(model).__name__, type(encoder).__name__)
 
 
 def test_train_py_pretrains_exports_and_evaluates_enbed(sim_csv, tmp_path):
-    from barcodemae.eval.embeddings import load_encoder
+    from barcodemae.inference import load_encoder
 
     out = tmp_path / "enbed"
     summary = run_training(parse_args([*TINY_ENBED, "--data", str(sim_csv), "--output_dir", str(out),
@@ -195,7 +195,7 @@ def test_barcodemae_embed_mean_pools_the_enbed_encoder(fixture_csv, tmp_path, ca
 
 
 def test_enbed_folders_load_our_tokenizer_from_the_package_never_from_the_folder(tmp_path):
-    from barcodemae.eval.embeddings import load_encoder
+    from barcodemae.inference import load_encoder
 
     folder = tmp_path / "enbed"
     tiny_enbed().save_pretrained(folder)

@@ -14,8 +14,8 @@ import torch
 
 from barcodemae import BarcodeTokenizer
 from barcodemae.eval import run_evaluation
-from barcodemae.eval.embeddings import KmerFrequencyEmbedder, embed_barcode_layers, embed_barcodes, load_encoder
 from barcodemae.eval.run import EvaluationSettings, load_eval_splits
+from barcodemae.inference import KmerFrequencyEmbedder, embed_barcode_layers, embed_barcodes, load_encoder
 from conftest import REPO_ROOT
 
 BARCODES = ["ACGTACGTAAGGTTCA" * 3, "ACGTTTGCA", "ACGGGTTACCAGTNNA" * 6, "TTRACGTACGTA", "GGGCCCAAATTT" * 2]

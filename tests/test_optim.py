@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 import torch
@@ -25,11 +26,11 @@ def _learning_rates(name: str, max_steps: int = 100, warmup_ratio: float = 0.1) 
 def test_warm_up_reaches_the_peak_then_the_schedule_runs(name):
     rates = _learning_rates(name)
     assert rates[0] == 0.0 and rates[5] == pytest.approx(5e-4) and rates[10] == pytest.approx(1e-3)
-    assert all(later >= earlier for earlier, later in zip(rates[:10], rates[1:11]))
+    assert all(later >= earlier for earlier, later in pairwise(rates[:11]))
     if name == "constant":
         assert rates[-1] == pytest.approx(1e-3)
     else:
-        assert all(later <= earlier for earlier, later in zip(rates[10:], rates[11:])) and rates[-1] < 1e-4
+        assert all(later <= earlier for earlier, later in pairwise(rates[10:])) and rates[-1] < 1e-4
         halfway = rates[55]  # half-way through the decay
         assert halfway == pytest.approx(5e-4 if name == "linear" else 1e-3 * 0.5 * (1 + math.cos(math.pi * 0.5)))
 

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from barcodemae.cli import main
-from barcodemae.eval.embeddings import load_encoder
 from barcodemae.eval.metrics import one_nn_accuracy
 from barcodemae.eval.postprocess import EmbeddingPostprocessor, top_pc_variance_share
 from barcodemae.eval.run import evaluate_embeddings
+from barcodemae.inference import load_encoder
 
 
 def anisotropic(rng: np.random.Generator, n: int, width: int = 16) -> np.ndarray:
@@ -111,7 +111,7 @@ def test_identify_index_stores_the_transform_and_applies_it_to_queries(kmer_prof
     assert (index_dir / "postprocess.safetensors").is_file()
     fixture = pd.read_csv(fixture_csv)
     model, tokenizer = load_encoder(kmer_profile_model)
-    from barcodemae.eval.embeddings import embed_barcodes
+    from barcodemae.inference import embed_barcodes
 
     train = fixture[fixture["split"] == "train"]
     raw = embed_barcodes(model, tokenizer, train["dna_barcode"].tolist(), progress=False)

@@ -10,8 +10,8 @@ import pytest
 import transformers
 
 from barcodemae.cli import build_parser
-from barcodemae.eval.embeddings import is_local_name, load_encoder, load_pretrained
 from barcodemae.eval.run import build_parser as eval_parser
+from barcodemae.inference import is_local_name, load_encoder, load_pretrained
 
 SABOTAGE = '\nraise RuntimeError("the folder\'s own code ran")\n'
 
@@ -40,7 +40,7 @@ def test_other_models_run_their_code_only_when_trusted(monkeypatch, tmp_path: Pa
         raise ValueError("loading stops here; trust_remote_code was recorded")
 
     monkeypatch.setattr(transformers.AutoModel, "from_pretrained", fake_from_pretrained)
-    monkeypatch.setattr("barcodemae.eval.embeddings._model_type", lambda name, local: "bert")
+    monkeypatch.setattr("barcodemae.inference._model_type", lambda name, local: "bert")
     folder = tmp_path / "dnabert"
     folder.mkdir()
     (folder / "config.json").write_text('{"model_type": "bert"}')
@@ -57,7 +57,7 @@ def test_untrusted_model_that_needs_its_code_names_the_flag(monkeypatch, tmp_pat
         raise ValueError(f"The repository {name} contains custom code which must be executed; set trust_remote_code")
 
     monkeypatch.setattr(transformers.AutoModel, "from_pretrained", needs_code)
-    monkeypatch.setattr("barcodemae.eval.embeddings._model_type", lambda name, local: "custom")
+    monkeypatch.setattr("barcodemae.inference._model_type", lambda name, local: "custom")
     with pytest.raises(ValueError, match="pass --trust-remote-code"):
         load_encoder("someone/custom-dna-model")
 

@@ -390,9 +390,9 @@ def test_npmi_table_is_exported_and_reloaded_on_resume(sim_csv, tmp_path, monkey
 
 # ------------------------------------------------------------------------------------------------ genus probe
 def test_genus_probe_scores_eval_suite_vectors_and_leaves_the_encoder_training(kmer4_model_folder):
-    from barcodemae.eval.embeddings import embed_barcodes, load_encoder
     from barcodemae.eval.metrics import one_nn_accuracy
     from barcodemae.eval.postprocess import top_pc_variance_share
+    from barcodemae.inference import embed_barcodes, load_encoder
     from barcodemae.training.batches import BarcodeSource
     from barcodemae.training.validation import GenusProbe
 

@@ -31,7 +31,7 @@ from .error_injection import (
     pad_labels,
     undo_events,
 )
-from .inference import READ_CORRECTION_TASK, ErrorPredictions, detect_errors, generate_corrections, length_batches
+from .inference import READ_CORRECTION_TASK, ErrorPredictions, detect_errors, generate_corrections
 from .metrics import (
     LABEL_CLASSES,
     PRF,
@@ -87,7 +87,6 @@ __all__ = [
     "event_units",
     "generate_corrections",
     "inject_errors",
-    "length_batches",
     "pad_labels",
     "precision_recall_f1",
     "read_predictions",

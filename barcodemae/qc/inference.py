@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from barcodemae.inference import length_batches
+
 from .token_labels import encode_reads, read_predictions
 
 READ_CORRECTION_TASK = "read_correction"
@@ -35,15 +37,6 @@ class ErrorPredictions:
     """Per read, ``(L + 1,)`` bool: a base is missing right before base ``i`` (``i = L``: at the read's end)."""
     error_score: np.ndarray
     """``(n,)`` float64 probability that the read has any error."""
-
-
-def length_batches(lengths: Sequence[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Record indices in batches of ``batch_size``, longest first (stable): little padding, and a batch too
-    large for memory fails at once rather than at the end."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def _model_inputs(
@@ -113,4 +106,4 @@ def generate_corrections(
     return corrected
 
 
-__all__ = ["READ_CORRECTION_TASK", "ErrorPredictions", "detect_errors", "generate_corrections", "length_batches"]
+__all__ = ["READ_CORRECTION_TASK", "ErrorPredictions", "detect_errors", "generate_corrections"]

@@ -12,9 +12,9 @@ import math
 import numpy as np
 import torch
 
-from barcodemae.eval.embeddings import LAYER_MEAN, embed_barcode_layers, pooled_layer
 from barcodemae.eval.metrics import one_nn_accuracy
 from barcodemae.eval.postprocess import top_pc_variance_share
+from barcodemae.inference import LAYER_MEAN, embed_barcode_layers, pooled_layer
 
 from .batches import BarcodeSource, GlobalBatchStream, target_count
 

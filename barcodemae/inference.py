@@ -1,8 +1,8 @@
 """Barcode embeddings from a frozen encoder (ours or any Hugging Face folder) and a k-mer frequency baseline.
 
-The evaluation suite, ``barcodemae embed``, ``identify`` and the final evaluation of ``train.py`` all call
-:func:`embed_barcodes`, and so does the periodic genus probe during pretraining: their numbers come from
-identical vectors.
+The one inference module (loading an encoder, tokenising, length batching, autocast, pooling): the evaluation
+suite, ``barcodemae embed``, ``identify`` and the final evaluation of ``train.py`` all call :func:`embed_barcodes`,
+and so does the periodic genus probe during pretraining: their numbers come from identical vectors.
 Barcodes are sorted by length before batching (padding is then minimal; the original order is restored), the
 forward pass runs under ``torch.inference_mode`` and optionally under bf16/fp16 autocast.
 """
@@ -234,7 +234,8 @@ def _resolve_device(model: torch.nn.Module, device: str | torch.device | None) -
     return device
 
 
-def _autocast_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+def autocast_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """The autocast dtype of a ``--dtype`` choice (``bf16``, ``fp16`` ...), ``None`` for full precision."""
     if dtype is None or dtype in ("float32", "fp32", torch.float32):
         return None
     aliases = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
@@ -245,7 +246,7 @@ def _autocast_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return dtype
 
 
-def _tokenize(
+def tokenize_barcodes(
     tokenizer: Any, batch: list[str], max_tokens: int | None, frame_offsets: int | np.ndarray = 0
 ) -> dict[str, torch.Tensor]:
     """Our tokenizer cleans and frames barcodes itself (``frame_offsets``: frame 0 for evaluation, or one offset
@@ -256,6 +257,15 @@ def _tokenize(
         batch, padding=True, truncation=max_tokens is not None, max_length=max_tokens, return_tensors="pt"
     )
     return {key: value for key, value in encoded.items() if key in ("input_ids", "attention_mask")}
+
+
+def length_batches(lengths: Sequence[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Record indices in batches of ``batch_size``, longest first (stable): little padding, and a batch too
+    large for memory fails at once rather than at the end."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -373,21 +383,19 @@ def embed_barcode_layers(
         check_layer(layer, num_layers)
     needs_all_states = any(layer != -1 for layer in layers)
     device = _resolve_device(model, device)
-    autocast = _autocast_dtype(dtype)
+    autocast = autocast_dtype(dtype)
     max_tokens = getattr(model.config, "max_position_embeddings", None)
     out: np.ndarray | None = None  # allocated at the first batch: configs name the width differently
-    order = np.argsort(-np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences)), kind="stable")
     model.eval()
     bar = tqdm(total=len(sequences), desc="embedding", unit="barcode", disable=not progress)
     with (
         torch.inference_mode(),
         torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None),
     ):
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        for rows in length_batches([len(sequence) for sequence in sequences], batch_size):
             batch = {
                 key: value.to(device)
-                for key, value in _tokenize(tokenizer, [sequences[i] for i in rows], max_tokens).items()
+                for key, value in tokenize_barcodes(tokenizer, [sequences[i] for i in rows], max_tokens).items()
             }
             # output_hidden_states only when needed: some remote-code encoders (DNABERT-2) do not accept it
             outputs = model(**batch, output_hidden_states=True) if needs_all_states else model(**batch)
@@ -419,12 +427,15 @@ __all__ = [
     "POOLINGS",
     "KmerFrequencyEmbedder",
     "add_trust_remote_code_flag",
+    "autocast_dtype",
     "check_layer",
     "embed_barcode_layers",
     "embed_barcodes",
+    "length_batches",
     "load_encoder",
     "load_pretrained",
     "parse_layer",
     "pool",
     "pooled_layer",
+    "tokenize_barcodes",
 ]
