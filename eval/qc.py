@@ -51,12 +51,11 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
 
 from barcodemae.data import load_bioscan5m
 from barcodemae.data.splits import resolve_splits
 from barcodemae.errors import check_writable_folder, report_errors
-from barcodemae.optim import weight_decay_groups
+from barcodemae.optim import learning_rate_schedule, weight_decay_groups
 from barcodemae.qc import (
     READ_CORRECTION_TASK,
     BaseLevelReport,
@@ -130,7 +129,7 @@ def train(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(weight_decay_groups(model, weight_decay), lr=learning_rate)
-    schedule = get_cosine_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * steps), steps)
+    schedule = learning_rate_schedule(optimizer, "cosine", warmup_ratio=warmup_ratio, max_steps=steps)
     model.train()
     losses = []
     progress = tqdm(range(steps), desc=description)
