@@ -413,9 +413,9 @@ class BarcodeMAEPreTrainingOutput(ModelOutput):
     reconstruction_loss: cross-entropy over masked tokens only (normalised as the forward pass says).
     contrastive_loss: :func:`view_contrastive_loss` of the pooled embeddings when the forward pass got
     ``barcode_ids`` and the config's weight is positive, else ``None``.
-    logits: ``(num_masked, vocab)`` for the masked tokens in row-major order (``logits[i]`` predicts
-    ``input_ids[masked_positions][i]``), or ``(batch, length, vocab)`` when the forward pass is called with
-    ``full_logits=True``. masked_positions: the mask that was used.
+    logits: ``(num_masked, vocab)``, always: the masked tokens in row-major order (``logits[i]`` predicts
+    ``input_ids[masked_positions][i]``). full_logits: ``(batch, length, vocab)`` for every position, only when the
+    forward pass is called with ``full_logits=True`` (else ``None``). masked_positions: the mask that was used.
     encoder_last_hidden_state: encoder output (visible tokens only in ``mae`` mode).
     """
 
@@ -423,6 +423,7 @@ class BarcodeMAEPreTrainingOutput(ModelOutput):
     reconstruction_loss: torch.Tensor | None = None
     contrastive_loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
+    full_logits: torch.Tensor | None = None
     masked_positions: torch.Tensor | None = None
     encoder_last_hidden_state: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
@@ -469,8 +470,9 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         given (as in ``transformers``: the masked tokens of the whole optimiser step, over gradient-accumulation
         micro-batches and processes, so every token weighs the same however the step is split; ``1`` gives the
         sum), else by this batch's masked-token count (the mean).
-        The vocabulary head runs on the masked tokens only unless ``full_logits=True``: with a 4,101-token
-        vocabulary, full ``(batch, length, vocab)`` logits and their softmax cost more than a small model itself.
+        The vocabulary head runs on the masked tokens only (``logits``) unless ``full_logits=True`` also asks for
+        every position's (``full_logits``): with a 4,101-token vocabulary, full ``(batch, length, vocab)`` logits and
+        their softmax cost more than a small model itself.
         ``barcode_ids`` ``(batch,)``: rows with equal ids are augmented views of one barcode; with a positive
         ``config.contrastive_weight`` the pooled embeddings of the encoder's input (the visible tokens for the MAE,
         the corrupted sequence for the MLM) add the weighted :func:`view_contrastive_loss` (a mean over rows).
@@ -511,11 +513,11 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
             sequence = encoder_out.last_hidden_state
         targets = (input_ids if labels is None else labels)[masked_positions]
         if full_logits:
-            logits = self.lm_head(sequence)
-            masked_logits = logits[masked_positions]
+            all_logits = self.lm_head(sequence)
+            logits = all_logits[masked_positions]
         else:
-            logits = masked_logits = self.lm_head(sequence[masked_positions])
-        loss_sum = F.cross_entropy(masked_logits.float(), targets, ignore_index=-100, reduction="sum")
+            all_logits, logits = None, self.lm_head(sequence[masked_positions])
+        loss_sum = F.cross_entropy(logits.float(), targets, ignore_index=-100, reduction="sum")
         if num_items_in_batch is None:
             # Sum / count rather than a mean: a batch with nothing masked (all rows too short) gives 0, not NaN.
             loss = loss_sum / (targets != -100).sum().clamp(min=1)
@@ -533,6 +535,7 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
             reconstruction_loss=reconstruction_loss,
             contrastive_loss=contrastive_loss,
             logits=logits,
+            full_logits=all_logits,
             masked_positions=masked_positions,
             encoder_last_hidden_state=encoder_out.last_hidden_state,
             hidden_states=encoder_out.hidden_states,

@@ -165,7 +165,7 @@ def test_barcodemae_checkpoint_reproduces_encoder_and_decoder(tmp_path):
         expected_logits = original.forward_v2(ids, masked)
         output = model(input_ids=ids, masked_positions=masked, full_logits=True)
     assert torch.equal(output.masked_positions, masked)
-    torch.testing.assert_close(output.logits, expected_logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(output.full_logits, expected_logits, atol=1e-4, rtol=1e-4)
 
 
 def test_projection_follows_the_original_configs_and_unequal_widths(tmp_path):
@@ -181,7 +181,7 @@ def test_projection_follows_the_original_configs_and_unequal_widths(tmp_path):
     ids, _ = token_batch(2, 16, seed=5)
     masked = equal_count_mask(ids.shape, skip=0)
     with torch.no_grad():
-        torch.testing.assert_close(model(input_ids=ids, masked_positions=masked, full_logits=True).logits,
+        torch.testing.assert_close(model(input_ids=ids, masked_positions=masked, full_logits=True).full_logits,
                                    original.forward_v2(ids, masked), atol=1e-4, rtol=1e-4)
     # Unequal widths always project. (The authors' forward_v2 cannot run them at all: it allocates the decoder input
     # at the encoder's width before projecting, so only the carried weights are compared.)
@@ -480,8 +480,8 @@ def test_authors_kmer_barcodemae_reproduces_encoder_and_decoder(specials):
         expected_logits = original.forward_v2(their_ids, masked)
         output = model(input_ids=our_ids, masked_positions=masked, full_logits=True)
     assert torch.equal(output.masked_positions, masked)
-    torch.testing.assert_close(output.logits[..., 5:], expected_logits, atol=1e-4, rtol=1e-4)
-    assert (output.logits[..., :5] == UNPREDICTABLE_BIAS).all()
+    torch.testing.assert_close(output.full_logits[..., 5:], expected_logits, atol=1e-4, rtol=1e-4)
+    assert (output.full_logits[..., :5] == UNPREDICTABLE_BIAS).all()
 
 
 def test_vocab_layout_detection_and_clear_errors(caplog):

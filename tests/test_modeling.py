@@ -174,8 +174,9 @@ def test_mae_encoder_sees_only_visible_tokens_at_their_original_positions():
     assert seen["length"] == out.encoder_last_hidden_state.shape[1] == int(visible.sum(dim=1).max()) == 40 - 19
     assert out.logits.shape == (int(out.masked_positions.sum()), VOCAB)  # head runs on masked tokens only
     full = model(input_ids=ids, attention_mask=mask, masked_positions=out.masked_positions, full_logits=True)
-    assert full.logits.shape == (3, 40, VOCAB)
-    torch.testing.assert_close(full.logits[out.masked_positions], out.logits)
+    assert full.full_logits.shape == (3, 40, VOCAB) and out.full_logits is None
+    torch.testing.assert_close(full.full_logits[out.masked_positions], out.logits)
+    torch.testing.assert_close(full.logits, out.logits)  # one contract: logits are the masked tokens' either way
     for row in range(3):
         count = int(visible[row].sum())
         positions = visible[row].nonzero().squeeze(1)
@@ -191,7 +192,7 @@ def test_mlm_encoder_sees_full_length_with_corruption():
     out = model(input_ids=ids, attention_mask=mask)
     assert out.encoder_last_hidden_state.shape == (2, 40, 32)
     assert out.logits.shape == (int(out.masked_positions.sum()), VOCAB)
-    assert model(input_ids=ids, attention_mask=mask, full_logits=True).logits.shape == (2, 40, VOCAB)
+    assert model(input_ids=ids, attention_mask=mask, full_logits=True).full_logits.shape == (2, 40, VOCAB)
 
 
 @pytest.mark.parametrize("objective", ["mae", "mlm"])
@@ -304,8 +305,8 @@ def test_mae_logits_of_a_padded_row_match_the_row_alone(real_batch):
     masked = random_token_mask(maskable_positions(ids, mask, model.config), 0.5, torch.Generator().manual_seed(0))
     n = int(mask[1].sum())
     with torch.no_grad():
-        together = model(input_ids=ids, attention_mask=mask, masked_positions=masked, full_logits=True).logits
-        alone = model(input_ids=ids[1:2, :n], masked_positions=masked[1:2, :n], full_logits=True).logits
+        together = model(input_ids=ids, attention_mask=mask, masked_positions=masked, full_logits=True).full_logits
+        alone = model(input_ids=ids[1:2, :n], masked_positions=masked[1:2, :n], full_logits=True).full_logits
     torch.testing.assert_close(together[1:2, :n], alone, atol=1e-4, rtol=1e-4)
 
 
