@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ from .checkpoints import (
     save_checkpoint,
     validate_checkpoint,
 )
-from .data import load_training_data, prepare_simulated_data
+from .data import TrainingData, load_training_data, prepare_simulated_data
 from .initial_model import adopt_initial_model, load_initial_model
 from .run_folder import adopt_resumed_run, check_new_run, check_resumed_run, read_run_id, start_run
 from .validation import GenusProbe, fixed_validation_batches, pretraining_output, validation_loss
@@ -239,17 +240,14 @@ class MetricsLog:
 
 
 # ---------------------------------------------------------------------------------------------- the job
-def run_training(args: TrainingArguments) -> dict[str, Any]:
-    """Train, checkpoint, export and evaluate; returns a summary (steps, last metrics, evaluation)."""
+def open_run_folder(args: TrainingArguments, accelerator: Accelerator) -> tuple[TrainingArguments, Path | None, str]:
+    """The run's folder, before any data is loaded: a new run (refusing another run's files) or a resumed one
+    (its checkpoint checked against the arguments and the folder's run id), ``training_args.json`` written.
+
+    Returns the arguments with ``--init_from``'s architecture and tokenizer adopted, the checkpoint to resume from
+    (``None`` for a new run) and the run id.
+    """
     output_dir = Path(args.output_dir)
-    trackers = available_trackers(args.report_to)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=resolve_mixed_precision(args.mixed_precision),
-        log_with=trackers,
-        project_dir=str(output_dir),
-        step_scheduler_with_optimizer=False,  # stepped once per optimiser step below, whatever the process count
-    )
     args = adopt_initial_model(args)  # --init_from fixes architecture and tokenizer before anything is saved
     checkpoint = resumed_run_id = None
     if args.resume_from_checkpoint:
@@ -270,7 +268,144 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             adopt_resumed_run(output_dir, checkpoint, resumed_run_id)
         save_arguments(args, output_dir / TRAINING_ARGS_FILE)
     accelerator.wait_for_everyone()
-    run_id = read_run_id(output_dir)
+    return args, checkpoint, read_run_id(output_dir)
+
+
+def build_pretraining_stream(
+    args: TrainingArguments, tokenizer: BarcodeTokenizer, pretrain: BarcodeSource, collator: BarcodeMaskingCollator,
+    accelerator: Accelerator,
+) -> tuple[GlobalBatchStream, Callable[..., Any]]:
+    """The training batches (this process's rows of each global batch, augmented and masked) and the masking
+    function validation batches reuse: ``(input_ids, attention_mask, rng) ->`` the masked tokens (BarcodeMAE /
+    BarcodeBERT mask inside the model) or ENBED's span-corrupted inputs."""
+
+    def token_mask(ids, attention, rng):
+        return collator.mask_batch(ids, attention, rng=rng)
+
+    spans = None
+    if args.objective == "enbed":  # T5 span corruption: each run of masked tokens becomes one sentinel
+        spans = SpanCorruptionCollator.from_tokenizer(
+            tokenizer, sentinel_count=args.num_sentinels, noise_density=args.mask_ratio,
+            mean_span_length=args.mean_span_length, mask_fn=None if args.masking == "random" else token_mask,
+        )
+
+    def mask_fn(ids, attention, rng):
+        if spans is None:
+            return token_mask(ids, attention, rng)
+        batch = spans(ids, attention, rng)
+        del batch["noise_mask"]  # a diagnostic, not a model input
+        return batch
+
+    stream = GlobalBatchStream(
+        pretrain, tokenizer, mask_fn, per_device_batch_size=args.per_device_batch_size, seed=args.seed,
+        frame_offsets=args.frame_offset_augmentation, max_start_shift=args.max_start_shift,
+        substitution_rate=args.substitution_rate, views=args.views_per_barcode,
+        process_index=accelerator.process_index, num_processes=accelerator.num_processes,
+    )
+    return stream, mask_fn
+
+
+class RunValidation:
+    """What every ``--eval_steps`` measures: masked-token loss on fixed batches of ``--val_split`` and of the
+    probe's ``--query_split`` (memorisation shows as a gap), the genus probe, the masking curriculum's
+    perplexity signal and ``--load_best_model_at_end``'s tracker (state saved in checkpoints)."""
+
+    def __init__(
+        self, args: TrainingArguments, data: TrainingData, tokenizer: BarcodeTokenizer, mask_fn: Callable[..., Any],
+        accelerator: Accelerator, curriculum: MaskingCurriculum | None,
+    ) -> None:
+        self.args, self.tokenizer, self.accelerator, self.curriculum = args, tokenizer, accelerator, curriculum
+        self.val_batches = self._fixed_batches(data, tokenizer, mask_fn, args.val_split, args.seed + 1)
+        # The probe's unseen-species queries, scored like val: perplexity there vs on val measures memorisation.
+        self.unseen_val_batches = (
+            self._fixed_batches(data, tokenizer, mask_fn, args.query_split, args.seed + 2) if args.key_split else None
+        )
+        self.probe = None
+        if args.key_split and args.query_split and len(data.rows(args.key_split)) and len(data.rows(args.query_split)):
+            keys, key_genus = data.source(args.key_split, require_genus=True)
+            queries, query_genus = data.source(args.query_split, require_genus=True)
+            if len(keys) and len(queries):
+                self.probe = GenusProbe(keys, key_genus, queries, query_genus, args.max_probe_keys, args.seed)
+        if self.probe is not None and parameters_are_sharded(accelerator):
+            logger.warning(
+                "periodic genus probe off: FSDP / DeepSpeed ZeRO-3 shard the parameters across processes, and the "
+                "probe embeds with the whole encoder on the main process; final_model/ is still evaluated"
+            )
+            self.probe = None
+        self.best = None
+        if args.load_best_model_at_end:
+            check_selection_split(args.metric_for_best_model, args.val_split, args.query_split)
+            if parameters_are_sharded(accelerator):
+                raise ValueError("--load_best_model_at_end is not supported with FSDP / DeepSpeed ZeRO-3 sharding")
+            self.best = BestModelTracker(args.metric_for_best_model, Path(args.output_dir))
+
+    def _fixed_batches(
+        self, data: TrainingData, tokenizer: BarcodeTokenizer, mask_fn: Callable[..., Any], split: str, seed: int
+    ) -> list[dict[str, torch.Tensor]] | None:
+        """Fixed global validation batches of per_device x processes barcodes (the training global batch), the
+        last one partial: the scored barcodes and their masks do not depend on the process count. ``None`` when
+        the split is empty; a process may hold no batch of a small split, and still takes part in the reduce."""
+        size = min(len(data.rows(split)), self.args.max_val_samples)
+        if not size:
+            return None
+        source, _ = data.source(split, limit=size)
+        val_stream = GlobalBatchStream(
+            source, tokenizer, mask_fn, per_device_batch_size=self.args.per_device_batch_size, seed=seed,
+            frame_offsets=False, shuffle=False, drop_last=False, process_index=self.accelerator.process_index,
+            num_processes=self.accelerator.num_processes,
+        )
+        return fixed_validation_batches(val_stream)
+
+    def __call__(self, model: torch.nn.Module, global_step: int, notify_curriculum: bool = True) -> dict[str, Any]:
+        """The record of step ``global_step`` (every process calls it: the losses are reduced across them)."""
+        accelerator, seed = self.accelerator, self.args.seed
+        # The unwrapped module: a rank whose share of the last partial batch is empty skips forward passes, which
+        # must then involve no DDP collective.
+        unwrapped = accelerator.unwrap_model(model)
+        record: dict[str, Any] = {"step": global_step}
+        if self.val_batches is not None:
+            record.update(validation_loss(accelerator, unwrapped, self.val_batches, seed=seed))
+            if (
+                notify_curriculum
+                and self.curriculum is not None
+                and self.curriculum.on_evaluate(global_step, record["val_perplexity"])
+            ):
+                record["curriculum_switched"] = True
+        if self.unseen_val_batches is not None:
+            record.update(
+                validation_loss(accelerator, unwrapped, self.unseen_val_batches, seed=seed, prefix="unseen_val")
+            )
+        if self.probe is not None:
+            # Only the main process embeds; the probe does not touch model parameters or gradients.
+            if accelerator.is_main_process:
+                record.update(self.probe(pretrained_encoder(unwrapped), self.tokenizer, accelerator.device))
+            accelerator.wait_for_everyone()
+        if self.best is not None:
+            # Every process takes the same decision (the probe's numbers are broadcast), only the main one writes.
+            value = broadcast_record_value(accelerator, record, self.best.metric)
+            self.best.update(value, global_step, unwrapped, self.tokenizer, write=accelerator.is_main_process)
+            record["best_model_step"] = self.best.best_step
+            accelerator.wait_for_everyone()
+        return record
+
+
+def run_training(args: TrainingArguments) -> dict[str, Any]:
+    """Train, checkpoint, export and evaluate; returns a summary (steps, last metrics, evaluation).
+
+    Stages: the run folder (:func:`open_run_folder`), data and masking (:func:`build_pretraining_stream`),
+    validation (:class:`RunValidation`), model and optimiser, the training loop (resumable at every checkpoint),
+    then :func:`export_final_model`.
+    """
+    output_dir = Path(args.output_dir)
+    trackers = available_trackers(args.report_to)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=resolve_mixed_precision(args.mixed_precision),
+        log_with=trackers,
+        project_dir=str(output_dir),
+        step_scheduler_with_optimizer=False,  # stepped once per optimiser step below, whatever the process count
+    )
+    args, checkpoint, run_id = open_run_folder(args, accelerator)
 
     # ------------------------------------------------------------------ data
     tokenizer = BarcodeTokenizer.from_spec(args.tokenizer)
@@ -286,69 +421,11 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         args, tokenizer, pretrain, output_dir, resume=checkpoint is not None, is_main=accelerator.is_main_process
     )
 
-    def token_mask(ids, attention, rng):
-        return collator.mask_batch(ids, attention, rng=rng)
-
-    spans = None
-    if args.objective == "enbed":  # T5 span corruption: each run of masked tokens becomes one sentinel
-        spans = SpanCorruptionCollator.from_tokenizer(
-            tokenizer, sentinel_count=args.num_sentinels, noise_density=args.mask_ratio,
-            mean_span_length=args.mean_span_length, mask_fn=None if args.masking == "random" else token_mask,
-        )
-
-    def mask_fn(ids, attention, rng):
-        """The masked tokens (BarcodeMAE / BarcodeBERT mask inside the model), or ENBED's span-corrupted inputs."""
-        if spans is None:
-            return token_mask(ids, attention, rng)
-        batch = spans(ids, attention, rng)
-        del batch["noise_mask"]  # a diagnostic, not a model input
-        return batch
-
-    shard = {"process_index": accelerator.process_index, "num_processes": accelerator.num_processes}
-    stream = GlobalBatchStream(
-        pretrain, tokenizer, mask_fn, per_device_batch_size=args.per_device_batch_size, seed=args.seed,
-        frame_offsets=args.frame_offset_augmentation, max_start_shift=args.max_start_shift,
-        substitution_rate=args.substitution_rate, views=args.views_per_barcode, **shard,
-    )
+    stream, mask_fn = build_pretraining_stream(args, tokenizer, pretrain, collator, accelerator)
     steps_per_epoch = max(1, stream.batches_per_epoch // args.gradient_accumulation_steps)
     max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_epochs * steps_per_epoch)
-
-    def fixed_batches(split: str, seed: int) -> list[dict[str, torch.Tensor]] | None:
-        """Fixed global validation batches of per_device x processes barcodes (the training global batch), the
-        last one partial: the scored barcodes and their masks do not depend on the process count. ``None`` when
-        the split is empty; a process may hold no batch of a small split, and still takes part in the reduce."""
-        size = min(len(data.rows(split)), args.max_val_samples)
-        if not size:
-            return None
-        source, _ = data.source(split, limit=size)
-        val_stream = GlobalBatchStream(
-            source, tokenizer, mask_fn, per_device_batch_size=args.per_device_batch_size, seed=seed,
-            frame_offsets=False, shuffle=False, drop_last=False, **shard,
-        )
-        return fixed_validation_batches(val_stream)
-
-    val_batches = fixed_batches(args.val_split, args.seed + 1)
-    # The probe's unseen-species queries, scored like val: perplexity there vs on val measures memorisation.
-    unseen_val_batches = fixed_batches(args.query_split, args.seed + 2) if args.key_split else None
-    probe = None
-    if args.key_split and args.query_split and len(data.rows(args.key_split)) and len(data.rows(args.query_split)):
-        keys, key_genus = data.source(args.key_split, require_genus=True)
-        queries, query_genus = data.source(args.query_split, require_genus=True)
-        if len(keys) and len(queries):
-            probe = GenusProbe(keys, key_genus, queries, query_genus, args.max_probe_keys, args.seed)
-    if probe is not None and parameters_are_sharded(accelerator):
-        logger.warning(
-            "periodic genus probe off: FSDP / DeepSpeed ZeRO-3 shard the parameters across processes, and the probe "
-            "embeds with the whole encoder on the main process; final_model/ is still evaluated"
-        )
-        probe = None
-
-    best = None
-    if args.load_best_model_at_end:
-        check_selection_split(args.metric_for_best_model, args.val_split, args.query_split)
-        if parameters_are_sharded(accelerator):
-            raise ValueError("--load_best_model_at_end is not supported with FSDP / DeepSpeed ZeRO-3 sharding")
-        best = BestModelTracker(args.metric_for_best_model, output_dir)
+    validate = RunValidation(args, data, tokenizer, mask_fn, accelerator, curriculum)
+    best = validate.best
 
     # ------------------------------------------------------------------ model and optimisation
     set_seed(args.seed)
@@ -406,37 +483,6 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             "best_model": best.state_dict() if best is not None else None,
         }
 
-    def validate(notify_curriculum: bool = True) -> dict[str, Any]:
-        record: dict[str, Any] = {"step": global_step}
-        if val_batches is not None:
-            # The unwrapped module: a rank whose share of the last partial batch is empty skips forward passes,
-            # which must then involve no DDP collective.
-            record.update(validation_loss(accelerator, accelerator.unwrap_model(model), val_batches, seed=args.seed))
-            if (
-                notify_curriculum
-                and curriculum is not None
-                and curriculum.on_evaluate(global_step, record["val_perplexity"])
-            ):
-                record["curriculum_switched"] = True
-        if unseen_val_batches is not None:
-            unwrapped = accelerator.unwrap_model(model)
-            record.update(
-                validation_loss(accelerator, unwrapped, unseen_val_batches, seed=args.seed, prefix="unseen_val")
-            )
-        if probe is not None:
-            # Only the main process embeds; the probe does not touch model parameters or gradients.
-            if accelerator.is_main_process:
-                record.update(probe(pretrained_encoder(accelerator.unwrap_model(model)), tokenizer, accelerator.device))
-            accelerator.wait_for_everyone()
-        if best is not None:
-            # Every process takes the same decision (the probe's numbers are broadcast), only the main one writes.
-            value = broadcast_record_value(accelerator, record, best.metric)
-            unwrapped = accelerator.unwrap_model(model)
-            best.update(value, global_step, unwrapped, tokenizer, write=accelerator.is_main_process)
-            record["best_model_step"] = best.best_step
-            accelerator.wait_for_everyone()
-        return record
-
     model.train()
     parameters = [p for p in model.parameters() if p.requires_grad]
     window_start, window_tokens, window_samples = time.perf_counter(), 0, 0
@@ -444,7 +490,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
     if global_step == 0:
         # The untrained baseline (a random encoder's mean-pooled k-mer embeddings already carry k-mer
         # composition), so later probe values can be read against it.
-        metrics.write(validate(notify_curriculum=False))
+        metrics.write(validate(model, global_step, notify_curriculum=False))
     while global_step < max_steps:
         micro_batches = [stream.next() for _ in range(args.gradient_accumulation_steps)]
         step_targets = sum(counts["targets"] for _, counts in micro_batches)
@@ -504,7 +550,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             metrics.write(last_record)
             window_start, window_tokens, window_samples = time.perf_counter(), 0, 0
         if global_step % args.eval_steps == 0 or global_step == max_steps:
-            metrics.write(validate())
+            metrics.write(validate(model, global_step))
         if global_step % args.save_steps == 0 or global_step == max_steps:
             save_checkpoint(accelerator, output_dir, global_step, trainer_state(), args.save_total_limit)
         if args.stop_after_steps is not None and global_step >= args.stop_after_steps:
@@ -514,11 +560,27 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             return {"global_step": global_step, "stopped_early": True}
     progress.close()
 
-    # ------------------------------------------------------------------ export and evaluation
+    summary = export_final_model(
+        args, accelerator, model, tokenizer, data, npmi_table, best, metrics,
+        {"global_step": global_step, "max_steps": max_steps, "last_log": last_record},
+    )
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return summary
+
+
+def export_final_model(
+    args: TrainingArguments, accelerator: Accelerator, model: torch.nn.Module, tokenizer: BarcodeTokenizer,
+    data: TrainingData, npmi_table: NPMITable | None, best: BestModelTracker | None, metrics: MetricsLog,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """``final_model/`` (the last step's weights, or the best step's with ``--load_best_model_at_end``) with its
+    tokenizer, label vocabulary and NPMI table, its evaluation (``--evaluate``) and ``summary.json``; returns the
+    summary (``summary`` holds the loop's ``global_step``, ``max_steps`` and ``last_log``)."""
+    output_dir = Path(args.output_dir)
+    global_step = summary["global_step"]
     final_dir = output_dir / "final_model"
-    summary: dict[str, Any] = {
-        "global_step": global_step, "max_steps": max_steps, "last_log": last_record, "final_model": str(final_dir)
-    }
+    summary = {**summary, "final_model": str(final_dir)}
     if best is not None and best.best_step is not None:
         best.load_best_weights(accelerator.unwrap_model(model))
         summary["final_model_step"] = best.best_step
@@ -550,8 +612,6 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             # BIOSCAN-5M), settings and split sizes stay in eval/results.json.
             metrics.write({"step": global_step, **_flatten(results.get("metrics", results), "eval/metrics/")})
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
     return summary
 
 
