@@ -251,7 +251,8 @@ def tokenize_barcodes(
 ) -> dict[str, torch.Tensor]:
     """Our tokenizer cleans and frames barcodes itself (``frame_offsets``: frame 0 for evaluation, or one offset
     per barcode); others get raw DNA, truncated."""
-    if hasattr(tokenizer, "nucleotide_spans"):  # BarcodeTokenizer
+    # A BarcodeTokenizer, installed or loaded from a folder's own code (another class object: isinstance would miss it)
+    if hasattr(tokenizer, "nucleotide_spans"):
         return dict(tokenizer(batch, frame_offset=frame_offsets, padding=True, return_tensors="pt"))
     encoded = tokenizer(
         batch, padding=True, truncation=max_tokens is not None, max_length=max_tokens, return_tensors="pt"
