@@ -45,12 +45,12 @@ def enbed_config(
     tokenizer_fields: dict,
     num_sentinels: int,
     *,
-    hidden_size: int,
-    num_hidden_layers: int,
-    num_decoder_layers: int,
-    num_attention_heads: int,
-    intermediate_size: int,
-    dropout: float,
+    hidden_size: int = 512,
+    num_hidden_layers: int = 8,
+    num_decoder_layers: int = 8,
+    num_attention_heads: int = 8,
+    intermediate_size: int = 1024,
+    dropout: float = 0.1,
     encoder_attention: str = "transient-global",
     local_radius: int = 127,
     global_block_size: int = 16,
@@ -59,7 +59,8 @@ def enbed_config(
 
     ``tokenizer_fields``: ``BarcodeTokenizer.model_config_kwargs()`` (vocabulary size, special ids, scheme,
     ``max_bp``): the tokenizer stays described in the model's config. ``[SEP]`` ends sequences (T5's EOS) and
-    ``[PAD]`` starts the decoder (T5's convention). The feed-forward is T5 v1.1's gated GELU.
+    ``[PAD]`` starts the decoder (T5's convention). The feed-forward is T5 v1.1's gated GELU. The size defaults are
+    the ``enbed`` preset's T5-small-like model, and what ``train.py --objective enbed`` uses for unset size flags.
     """
     if encoder_attention not in ENCODER_ATTENTION:
         raise ValueError(f"encoder_attention must be one of {ENCODER_ATTENTION}, got {encoder_attention!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -14,9 +15,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from barcodemae.training.arguments import load_preset, parse_args
+from barcodemae.training.arguments import architecture_defaults, load_preset, parse_args
 from barcodemae.training.checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
 from barcodemae.training.loop import run_training
+from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
+from modeling_barcodemae.modeling_enbed import enbed_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,6 +68,22 @@ def test_presets_and_flag_precedence():
     assert (small.hidden_size, small.num_hidden_layers, small.max_steps, small.per_device_batch_size) == (
         64, 2, 1500, 64
     )
+
+
+def test_unset_architecture_flags_take_the_model_configs_defaults():
+    """The architecture's defaults live in the model config only: an unset flag reads them from there."""
+    mae = parse_args(["--preset", "none", "--max_steps", "1"])
+    assert (mae.hidden_size, mae.num_hidden_layers, mae.decoder_num_hidden_layers, mae.dropout) == (
+        BarcodeMAEConfig.hidden_size, BarcodeMAEConfig.num_hidden_layers, BarcodeMAEConfig.decoder_num_hidden_layers,
+        BarcodeMAEConfig.hidden_dropout_prob,
+    )
+    assert mae.encoder_attention is None  # ENBED's flags do not apply to BarcodeMAE
+    enbed = parse_args(["--preset", "none", "--objective", "enbed", "--tokenizer", "char", "--hidden_size", "32"])
+    keywords = inspect.signature(enbed_config).parameters
+    assert enbed.hidden_size == 32 and enbed.num_hidden_layers == keywords["num_hidden_layers"].default
+    assert enbed.decoder_num_hidden_layers == keywords["num_decoder_layers"].default
+    assert enbed.encoder_attention == keywords["encoder_attention"].default and enbed.decoder_hidden_size is None
+    assert architecture_defaults("mlm") == architecture_defaults("mae")
 
 
 def test_bad_arguments_fail_clearly(tmp_path):

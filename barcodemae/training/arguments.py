@@ -8,6 +8,7 @@ Precedence: dataclass defaults < preset YAML < command-line flags.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -19,8 +20,8 @@ from transformers import HfArgumentParser
 
 from barcodemae.optim import SCHEDULERS
 from modeling_barcodemae.configuration_barcodemae import OBJECTIVES as PRETRAINING_OBJECTIVES
-from modeling_barcodemae.configuration_barcodemae import POOLED_LAYERS
-from modeling_barcodemae.modeling_enbed import ENCODER_ATTENTION
+from modeling_barcodemae.configuration_barcodemae import POOLED_LAYERS, BarcodeMAEConfig
+from modeling_barcodemae.modeling_enbed import ENCODER_ATTENTION, enbed_config
 
 ARCHITECTURE_ARGUMENTS: dict[str, str] = {
     # training argument: BarcodeMAEConfig attribute
@@ -37,6 +38,20 @@ ARCHITECTURE_ARGUMENTS: dict[str, str] = {
 """The flags that set the architecture, and the config attribute each sets (``--dropout`` also sets the attention
 dropout): :func:`barcodemae.training.loop.build_model` builds the config from them, ``--init_from`` overwrites them
 from a folder's config."""
+ENBED_ARCHITECTURE_ARGUMENTS: dict[str, str] = {
+    # training argument: keyword of modeling_enbed.enbed_config
+    "hidden_size": "hidden_size",
+    "num_hidden_layers": "num_hidden_layers",
+    "decoder_num_hidden_layers": "num_decoder_layers",
+    "num_attention_heads": "num_attention_heads",
+    "intermediate_size": "intermediate_size",
+    "dropout": "dropout",
+    "encoder_attention": "encoder_attention",
+    "local_radius": "local_radius",
+    "global_block_size": "global_block_size",
+}
+"""The flags that set ENBED's architecture, and the :func:`~modeling_barcodemae.modeling_enbed.enbed_config` keyword
+each sets; the other architecture flags (the MAE decoder's width and heads) do not apply to ENBED."""
 RUN_CONFIG_ARGUMENTS: dict[str, str] = {
     "mask_ratio": "mask_ratio",
     "pooled_layers": "pooled_layers",
@@ -131,22 +146,29 @@ class TrainingArguments:
             "tokens) or mean (over the average of every hidden state); see BarcodeMAEConfig.pooled_layers"
         },
     )
-    hidden_size: int = 768
-    num_hidden_layers: int = 6
-    num_attention_heads: int = 6
-    intermediate_size: int = 3072
-    decoder_hidden_size: int = 768
-    decoder_num_hidden_layers: int = 6
-    decoder_num_attention_heads: int = 6
-    decoder_intermediate_size: int = 3072
-    dropout: float = 0.1
-    encoder_attention: str = field(
-        default="transient-global",
+    # Architecture: unset flags take the model config's defaults (architecture_defaults), the one place they live.
+    hidden_size: int | None = field(default=None, metadata={"help": "encoder width"})
+    num_hidden_layers: int | None = field(default=None, metadata={"help": "encoder blocks"})
+    num_attention_heads: int | None = field(default=None, metadata={"help": "encoder attention heads"})
+    intermediate_size: int | None = field(default=None, metadata={"help": "encoder feed-forward width"})
+    decoder_hidden_size: int | None = field(default=None, metadata={"help": "MAE decoder width (not ENBED)"})
+    decoder_num_hidden_layers: int | None = field(default=None, metadata={"help": "decoder blocks (MAE, ENBED)"})
+    decoder_num_attention_heads: int | None = field(
+        default=None, metadata={"help": "MAE decoder attention heads (not ENBED)"}
+    )
+    decoder_intermediate_size: int | None = field(
+        default=None, metadata={"help": "MAE decoder feed-forward width (not ENBED)"}
+    )
+    dropout: float | None = field(default=None, metadata={"help": "dropout of hidden states and attention"})
+    encoder_attention: str | None = field(
+        default=None,
         metadata={"help": "ENBED encoder attention (LongT5): transient-global | local (both linear in length)"},
     )
-    local_radius: int = field(default=127, metadata={"help": "ENBED: tokens each side a local attention window sees"})
-    global_block_size: int = field(
-        default=16, metadata={"help": "ENBED transient-global attention: tokens summarised per global block"}
+    local_radius: int | None = field(
+        default=None, metadata={"help": "ENBED: tokens each side a local attention window sees"}
+    )
+    global_block_size: int | None = field(
+        default=None, metadata={"help": "ENBED transient-global attention: tokens summarised per global block"}
     )
     # ------------------------------------------------------------------ masking
     masking: str = field(
@@ -236,6 +258,9 @@ class TrainingArguments:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"--objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        for name, default in architecture_defaults(self.objective).items():
+            if getattr(self, name) is None:
+                setattr(self, name, default)
         if self.objective == "enbed":
             if self.contrastive_weight:
                 raise ValueError("--contrastive_weight is for the mae / mlm objectives, not enbed")
@@ -282,6 +307,18 @@ class TrainingArguments:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def architecture_defaults(objective: str) -> dict[str, Any]:
+    """The model config's default for each architecture flag of ``objective``: what an unset flag means.
+
+    BarcodeMAE / BarcodeBERT: :class:`BarcodeMAEConfig`'s class defaults (the paper's 6 x 6 x 768 encoder and
+    6-block decoder); ENBED: :func:`enbed_config`'s keyword defaults. Flags that do not apply stay ``None``.
+    """
+    if objective == "enbed":
+        keywords = inspect.signature(enbed_config).parameters
+        return {flag: keywords[keyword].default for flag, keyword in ENBED_ARCHITECTURE_ARGUMENTS.items()}
+    return {flag: getattr(BarcodeMAEConfig, attribute) for flag, attribute in ARCHITECTURE_ARGUMENTS.items()}
 
 
 def resolve_preset(preset: str) -> Path:
@@ -363,11 +400,14 @@ def resume_mismatches(saved: dict[str, Any], given: TrainingArguments) -> list[s
 
 
 __all__ = [
+    "ARCHITECTURE_ARGUMENTS",
+    "ENBED_ARCHITECTURE_ARGUMENTS",
     "PRESET_DIR",
     "RESUME_MAY_CHANGE",
     "RUN_CONFIG_ARGUMENTS",
     "TRAINING_ARGS_FILE",
     "TrainingArguments",
+    "architecture_defaults",
     "load_preset",
     "parse_args",
     "resolve_preset",

@@ -51,6 +51,7 @@ from modeling_barcodemae.modeling_enbed import EnbedForConditionalGeneration, en
 
 from .arguments import (
     ARCHITECTURE_ARGUMENTS,
+    ENBED_ARCHITECTURE_ARGUMENTS,
     RUN_CONFIG_ARGUMENTS,
     TRAINING_ARGS_FILE,
     TrainingArguments,
@@ -104,15 +105,7 @@ def build_model(
             enbed_config(
                 tokenizer.model_config_kwargs(),
                 args.num_sentinels,
-                hidden_size=args.hidden_size,
-                num_hidden_layers=args.num_hidden_layers,
-                num_decoder_layers=args.decoder_num_hidden_layers,
-                num_attention_heads=args.num_attention_heads,
-                intermediate_size=args.intermediate_size,
-                dropout=args.dropout,
-                encoder_attention=args.encoder_attention,
-                local_radius=args.local_radius,
-                global_block_size=args.global_block_size,
+                **{keyword: getattr(args, name) for name, keyword in ENBED_ARCHITECTURE_ARGUMENTS.items()},
             )
         )
     config = BarcodeMAEConfig.from_tokenizer(
