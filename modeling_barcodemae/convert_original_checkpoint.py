@@ -441,25 +441,25 @@ def convert_state_dict(
     if source_format == "barcodemae":
         out.update(_bert_stack(s, "decoder.bert.", "decoder.", positions=config.max_position_embeddings))
         out["decoder.mask_embedding"] = s["decoder.bert.embeddings.word_embeddings.weight"][0]
-        out["lm_head.decoder.weight"] = s["decoder.classifier.weight"]
-        out["lm_head.decoder.bias"] = s["decoder.classifier.bias"]
+        out["lm_head.vocab_projection.weight"] = s["decoder.classifier.weight"]
+        out["lm_head.vocab_projection.bias"] = s["decoder.classifier.bias"]
         if config.hidden_size != config.decoder_hidden_size or config.decoder_projection:
             out["decoder.projection.weight"] = s["projection_layer.weight"]
             out["decoder.projection.bias"] = s["projection_layer.bias"]
     elif config.prediction_head_transform:
-        out["lm_head.transform.0.weight"] = s["cls.predictions.transform.dense.weight"]
-        out["lm_head.transform.0.bias"] = s["cls.predictions.transform.dense.bias"]
-        out["lm_head.transform.2.weight"] = s["cls.predictions.transform.LayerNorm.weight"]
-        out["lm_head.transform.2.bias"] = s["cls.predictions.transform.LayerNorm.bias"]
+        out["lm_head.dense.weight"] = s["cls.predictions.transform.dense.weight"]
+        out["lm_head.dense.bias"] = s["cls.predictions.transform.dense.bias"]
+        out["lm_head.layer_norm.weight"] = s["cls.predictions.transform.LayerNorm.weight"]
+        out["lm_head.layer_norm.bias"] = s["cls.predictions.transform.LayerNorm.bias"]
         # Tied checkpoints may omit the decoder weight: it is the word embedding matrix.
-        out["lm_head.decoder.weight"] = s.get(
+        out["lm_head.vocab_projection.weight"] = s.get(
             "cls.predictions.decoder.weight", s["bert.embeddings.word_embeddings.weight"]
         )
-        out["lm_head.decoder.bias"] = s.get("cls.predictions.decoder.bias", s.get("cls.predictions.bias"))
+        out["lm_head.vocab_projection.bias"] = s.get("cls.predictions.decoder.bias", s.get("cls.predictions.bias"))
     else:
-        out["lm_head.decoder.weight"] = s["classifier.weight"]
-        out["lm_head.decoder.bias"] = s["classifier.bias"]
-    _check_head_rows(out["lm_head.decoder.weight"].shape[0], config.vocab_size)
+        out["lm_head.vocab_projection.weight"] = s["classifier.weight"]
+        out["lm_head.vocab_projection.bias"] = s["classifier.bias"]
+    _check_head_rows(out["lm_head.vocab_projection.weight"].shape[0], config.vocab_size)
     ignored = sorted(set(s) - s.used)
     return {k: v.detach().clone().contiguous() for k, v in out.items()}, ignored
 

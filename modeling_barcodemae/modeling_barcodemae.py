@@ -237,6 +237,15 @@ def view_contrastive_loss(
     return (per_row * has_positive).sum() / has_positive.sum().clamp(min=1)
 
 
+LEGACY_WEIGHT_NAMES: dict[str, str] = {
+    r"^lm_head\.decoder\.": "lm_head.vocab_projection.",
+    r"^lm_head\.transform\.0\.": "lm_head.dense.",
+    r"^lm_head\.transform\.2\.": "lm_head.layer_norm.",
+}
+"""Weight-name patterns of folders saved before the prediction head's parts were named, and their names now
+(``from_pretrained`` renames them on load)."""
+
+
 class BarcodeMAEPreTrainedModel(PreTrainedModel):
     """Weight initialisation and loading conventions shared by all BarcodeMAE models."""
 
@@ -251,6 +260,20 @@ class BarcodeMAEPreTrainedModel(PreTrainedModel):
     auto_classes: ClassVar[dict[str, str]] = {"AutoModel": "BarcodeMAEModel"}
     """The Auto classes a saved folder of this model serves, and the class each builds: an encoder folder only the
     encoder, a pretraining folder also the pretraining and classification heads (its weights hold them)."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """``PreTrainedModel.from_pretrained``, also for folders saved before the head's parts had names.
+
+        Their weights (``lm_head.decoder``, ``lm_head.transform.0`` / ``.2``: see :data:`LEGACY_WEIGHT_NAMES`) are
+        renamed on load; the model then saves under the current names (transformers would otherwise write the
+        loaded names back).
+        """
+        kwargs["key_mapping"] = {**LEGACY_WEIGHT_NAMES, **(kwargs.get("key_mapping") or {})}
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model._weight_conversions = None  # saving reverts these renames unless they are forgotten
+        return loaded
 
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
         """Save, recording :attr:`auto_classes` in ``auto_map`` so those Auto classes load the folder remotely."""
@@ -388,21 +411,26 @@ class BarcodeMAEDecoder(nn.Module):
 
 
 class BarcodeMAEPredictionHead(nn.Module):
-    """Vocabulary projection, optionally after BERT's dense+activation+LayerNorm transform."""
+    """Vocabulary projection, optionally after BERT's transform (``dense``, activation, ``layer_norm``).
+
+    BarcodeBERT's head has the transform (``config.prediction_head_transform``); BarcodeMAE's decoder output goes
+    straight to ``vocab_projection``.
+    """
 
     def __init__(self, config: BarcodeMAEConfig, width: int):
         super().__init__()
-        if config.prediction_head_transform:
-            self.transform = nn.Sequential(
-                nn.Linear(width, width), ACT2FN[config.hidden_act], nn.LayerNorm(width, eps=config.layer_norm_eps)
-            )
-        else:
-            self.transform = nn.Identity()
-        self.decoder = nn.Linear(width, config.vocab_size)
+        self.dense = nn.Linear(width, width) if config.prediction_head_transform else None
+        self.activation = ACT2FN[config.hidden_act]
+        self.layer_norm = (
+            nn.LayerNorm(width, eps=config.layer_norm_eps) if config.prediction_head_transform else None
+        )
+        self.vocab_projection = nn.Linear(width, config.vocab_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits ``(..., vocab_size)`` of hidden states ``(..., width)`` (any leading shape)."""
-        return self.decoder(self.transform(hidden_states))
+        if self.dense is not None:
+            hidden_states = self.layer_norm(self.activation(self.dense(hidden_states)))
+        return self.vocab_projection(hidden_states)
 
 
 @dataclass
@@ -447,7 +475,7 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head.decoder
+        return self.lm_head.vocab_projection
 
     def forward(
         self,

@@ -267,7 +267,7 @@ def test_safetensors_checkpoint_and_bad_inputs(tmp_path):
     save_file(state, str(path))
     assert detect_format(load_original_state_dict(path)) == "barcodebert"
     model, _ = convert_checkpoint(path, num_attention_heads=4)
-    torch.testing.assert_close(model.lm_head.decoder.weight, original.bert.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(model.lm_head.vocab_projection.weight, original.bert.embeddings.word_embeddings.weight)
 
     with pytest.raises(ValueError, match="unrecognised checkpoint"):
         convert_checkpoint({"foo.weight": torch.zeros(2)})
@@ -494,7 +494,7 @@ def test_vocab_layout_detection_and_clear_errors(caplog):
     tied = {key: value for key, value in state.items() if key != "cls.predictions.decoder.weight"}
     model, report = convert_checkpoint(tied, num_attention_heads=4, vocab_layout="barcodebert_kmer")
     assert report.original_vocabulary.k == K and report.config.vocab_size == KMERS + 5
-    assert torch.equal(model.lm_head.decoder.weight[5:], state["bert.embeddings.word_embeddings.weight"][2:])
+    assert torch.equal(model.lm_head.vocab_projection.weight[5:], state["bert.embeddings.word_embeddings.weight"][2:])
 
     with pytest.raises(ValueError, match=f"tokenizer has {KMERS + 5} tokens"):  # as_is keeps their 66 ids
         convert_checkpoint(state, num_attention_heads=4, tokenizer_kwargs=kmer, vocab_layout="as_is")

@@ -172,7 +172,7 @@ def test_export_from_accelerate_checkpoint(pretraining_folder: Path, tmp_path) -
 
 def test_encoder_state_dict_strips_heads() -> None:
     state = {"module.barcodemae.embeddings.x": torch.zeros(1), "module.decoder.y": torch.zeros(1),
-             "lm_head.decoder.weight": torch.zeros(1)}
+             "lm_head.vocab_projection.weight": torch.zeros(1)}
     assert list(encoder_state_dict(state)) == ["embeddings.x"]
 
 

@@ -397,3 +397,33 @@ def test_sequence_classification(real_batch):
     torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, labels))
     out.loss.backward()
     assert model.barcodemae.embeddings.word_embeddings.weight.grad is not None
+
+
+@pytest.mark.parametrize("objective", ["mlm", "mae"])
+def test_folders_with_the_old_head_names_load_and_resave_under_the_new_names(objective, tmp_path, real_batch):
+    """Folders saved before the head's parts were named (lm_head.decoder, lm_head.transform.0/.2) still load."""
+    from safetensors.torch import load_file, save_file
+
+    model = tiny(pretraining_objective=objective, prediction_head_transform=objective == "mlm")
+    model.save_pretrained(tmp_path / "new")
+    weights = load_file(tmp_path / "new" / "model.safetensors")
+    old_names = {"vocab_projection": "decoder", "dense": "transform.0", "layer_norm": "transform.2"}
+    legacy = {}
+    for key, tensor in weights.items():
+        part = key.split(".")[1] if key.startswith("lm_head.") else None
+        legacy[key.replace(f"lm_head.{part}.", f"lm_head.{old_names[part]}.") if part else key] = tensor
+    assert "lm_head.decoder.weight" in legacy and ("lm_head.transform.0.weight" in legacy) == (objective == "mlm")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new" / "config.json").rename(tmp_path / "old" / "config.json")
+    save_file(legacy, tmp_path / "old" / "model.safetensors", metadata={"format": "pt"})
+
+    loaded, info = BarcodeMAEForPreTraining.from_pretrained(tmp_path / "old", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    inputs = {"input_ids": real_batch["input_ids"], "attention_mask": real_batch["attention_mask"], "full_logits": True}
+    torch.manual_seed(1)
+    expected = model(**inputs).full_logits
+    torch.manual_seed(1)
+    torch.testing.assert_close(loaded.eval()(**inputs).full_logits, expected)
+    loaded.save_pretrained(tmp_path / "resaved")
+    resaved = load_file(tmp_path / "resaved" / "model.safetensors")
+    assert resaved.keys() == weights.keys()
