@@ -432,60 +432,72 @@ def _probe_c(value: str) -> float | str:
     return c
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` keeps the description's line breaks and shows each flag's default where its help does not."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.nargs != 0 and action.default not in (None, argparse.SUPPRESS)  # not for on/off switches
+        if shown and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter
     )
     parser.add_argument("--model", help="model folder (save_pretrained) or hub name; any AutoModel encoder")
     parser.add_argument("--baseline", choices=BASELINES, help="evaluate a baseline with no learning instead of a model")
-    parser.add_argument("--kmer-k", type=int, default=4, help="k of the k-mer frequency baseline (default 4)")
+    parser.add_argument("--kmer-k", type=int, help="k of the k-mer frequency baseline")
     parser.add_argument("--data", required=True, help="BIOSCAN-5M metadata CSV with train, test and test_unseen")
     parser.add_argument("--output", required=True, help="folder for results.json, report.md and the plots")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--dtype", default=None, choices=["float32", "bf16", "fp16"], help="autocast dtype")
+    parser.add_argument("--batch-size", type=int, help="barcodes per forward pass")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--dtype", choices=["float32", "bf16", "fp16"], help="autocast dtype")
     parser.add_argument(
-        "--layer", type=parse_layer, default=None,
+        "--layer", type=parse_layer,
         help=f"hidden state to pool (-1 last, 0 embeddings), or {LAYER_MEAN!r} for the average of all of them; "
         "default: the model's own (config.pooled_layers of a BarcodeMAE model, else the last)",
     )
-    parser.add_argument("--pooling", default="mean", choices=POOLINGS)
+    parser.add_argument("--pooling", choices=POOLINGS, help="how token states become one embedding")
     parser.add_argument(
-        "--postprocess", default="none", choices=POSTPROCESSING,
+        "--postprocess", choices=POSTPROCESSING,
         help="transform fitted on the train embeddings (the keys) before every metric: none (the protocol, "
         "default), center, or whiten (PCA-whitening)",
     )
     parser.add_argument(
-        "--queries", default="test", choices=tuple(QUERY_SPLITS),
+        "--queries", choices=tuple(QUERY_SPLITS),
         help="query splits: test (test and test_unseen: the reported numbers, default) or validation (val and "
         "val_unseen: for choosing a recipe or checkpoint without looking at test); the keys are train either way",
     )
-    parser.add_argument("--max-per-split", type=int, default=None, help="random subset of each split (quick runs)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-per-split", type=int, help="random subset of each split (quick runs)")
+    parser.add_argument("--seed", type=int, help="seed of subsets, probe split and clustering")
     parser.add_argument(
         "--reducer",
-        default="auto",
         choices=["auto", "umap", "pca", "none"],
         help="reduction before clustering (auto: UMAP when umap-learn is installed, else PCA)",
     )
-    parser.add_argument("--n-components", type=int, default=50, help="dimensions kept by the reducer")
-    parser.add_argument("--linkage", default="ward", choices=["ward", "average", "complete", "single"])
+    parser.add_argument("--n-components", type=int, help="dimensions kept by the reducer")
+    parser.add_argument("--linkage", choices=["ward", "average", "complete", "single"], help="agglomerative linkage")
     parser.add_argument(
-        "--probe-c", type=_probe_c, default="auto",
+        "--probe-c", type=_probe_c,
         help="linear probe inverse L2 strength (sklearn's C), or 'auto' (default): the best of "
         f"{', '.join(f'{c:g}' for c in PROBE_C_GRID)} on a held-out fifth of train",
     )
-    parser.add_argument("--probe-max-iter", type=int, default=500, help="L-BFGS iterations of the linear probe")
+    parser.add_argument("--probe-max-iter", type=int, help="L-BFGS iterations of the linear probe")
     parser.add_argument(
-        "--finetune-epochs", type=int, default=0, help="also fine-tune the whole encoder for species (0: off)"
+        "--finetune-epochs", type=int, help="also fine-tune the whole encoder for species (0: off)"
     )
     parser.add_argument(
-        "--finetune-lr", dest="finetune_learning_rate", type=float, default=1e-4,
+        "--finetune-lr", dest="finetune_learning_rate", type=float,
         help="peak learning rate of the fine-tuning",
     )
-    parser.add_argument("--finetune-batch-size", type=int, default=64)
+    parser.add_argument("--finetune-batch-size", type=int, help="batch of the fine-tuning")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the figures")
     add_trust_remote_code_flag(parser)
+    # The defaults are EvaluationSettings' (the one place they are written); --help shows them.
+    parser.set_defaults(**{f.name: f.default for f in fields(EvaluationSettings)})
     return parser
 
 

@@ -302,3 +302,12 @@ def test_flags_keyword_arguments_and_record_are_one_settings_object(tmp_path: Pa
         run_evaluation(data=tmp_path / "x.csv", output_dir=tmp_path, baseline="kmer", reduce="pca")
     with pytest.raises(ValueError, match="pooling must be one of"):
         EvaluationSettings(pooling="median")
+
+
+def test_flag_defaults_are_the_settings_defaults():
+    """eval/run.py's flags take their defaults from EvaluationSettings, the one place they are written."""
+    from barcodemae.eval.run import EvaluationSettings, build_parser, settings_from_args
+
+    args = build_parser().parse_args(["--baseline", "kmer", "--data", "d.csv", "--output", "o"])
+    assert settings_from_args(args) == EvaluationSettings()
+    assert "(default: 256)" in " ".join(build_parser().format_help().split())
