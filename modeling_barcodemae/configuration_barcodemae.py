@@ -39,6 +39,11 @@ class BarcodeMAEConfig(PretrainedConfig):
             barcodes (InfoNCE). Masked-token prediction alone makes pooled embeddings of small encoders lose genus
             information on unseen genera (README, issue #12); this term trains the embedding that is evaluated.
         contrastive_temperature: InfoNCE temperature of the cosine similarities.
+        composition_weight: weight of a composition term added during pretraining (0: off): a linear head on the
+            pooled embedding predicts the barcode's ``composition_kmer_size``-mer frequency profile (KL divergence to
+            the profile the batch carries). Counting 4-mers is the strongest baseline for genus 1-NN on unseen
+            genera (README); this term asks the evaluated embedding to keep what those counts know.
+        composition_kmer_size: k of that profile (``4**k`` frequencies).
         pooled_layers: which token states ``pooler_output`` (the barcode embedding) averages over the barcode's
             tokens: ``"last"``, the last block (the BIOSCAN-5M protocol's usual choice), or ``"mean"``, the average
             of every hidden state (embeddings and each block). Small encoders pretrained on barcodes lose lineage
@@ -74,6 +79,8 @@ class BarcodeMAEConfig(PretrainedConfig):
     prediction_head_transform: bool = True
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.1
+    composition_weight: float = 0.0
+    composition_kmer_size: int = 4
     pooled_layers: str = "last"
     classifier_dropout: float | None = None
     tokenizer_scheme: str = "kmer"
@@ -135,6 +142,12 @@ class BarcodeMAEConfig(PretrainedConfig):
         if not self.contrastive_temperature > 0.0:
             raise ValueError(
                 f"BarcodeMAEConfig.contrastive_temperature must be > 0, got {self.contrastive_temperature}"
+            )
+        if not self.composition_weight >= 0.0:
+            raise ValueError(f"BarcodeMAEConfig.composition_weight must be >= 0, got {self.composition_weight}")
+        if not 1 <= self.composition_kmer_size <= 6:
+            raise ValueError(
+                f"BarcodeMAEConfig.composition_kmer_size must be in 1..6, got {self.composition_kmer_size}"
             )
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"BarcodeMAEConfig.hidden_act must be one of {ACTIVATIONS}, got {self.hidden_act!r}")

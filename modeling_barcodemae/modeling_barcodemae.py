@@ -237,6 +237,17 @@ def view_contrastive_loss(
     return (per_row * has_positive).sum() / has_positive.sum().clamp(min=1)
 
 
+def composition_loss(logits: torch.Tensor, profiles: torch.Tensor) -> torch.Tensor:
+    """KL divergence from each row's k-mer frequency profile to the softmax of its predicted logits, batch mean.
+
+    ``logits`` ``(batch, 4**k)``: the composition head on the pooled embeddings; ``profiles`` ``(batch, 4**k)``:
+    frequencies summing to 1 (a row with no complete k-mer is all zeros and adds nothing). Returns a scalar, 0 when
+    every prediction is exact.
+    """
+    log_predicted = F.log_softmax(logits.float(), dim=-1)
+    return F.kl_div(log_predicted, profiles.float(), reduction="batchmean")
+
+
 LEGACY_WEIGHT_NAMES: dict[str, str] = {
     r"^lm_head\.decoder\.": "lm_head.vocab_projection.",
     r"^lm_head\.transform\.0\.": "lm_head.dense.",
@@ -300,7 +311,7 @@ class BarcodeMAEModel(BarcodeMAEPreTrainedModel):
     """
 
     # Loading the encoder from a pretraining folder drops the MAE decoder and vocabulary head by design.
-    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"^decoder\.", r"^lm_head\."]
+    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"^decoder\.", r"^lm_head\.", r"^composition_head\."]
 
     def __init__(self, config: BarcodeMAEConfig):
         super().__init__(config)
@@ -437,10 +448,13 @@ class BarcodeMAEPredictionHead(nn.Module):
 class BarcodeMAEPreTrainingOutput(ModelOutput):
     """Pretraining output.
 
-    loss: what pretraining minimises: ``reconstruction_loss + config.contrastive_weight * contrastive_loss``.
+    loss: what pretraining minimises: ``reconstruction_loss + config.contrastive_weight * contrastive_loss +
+    config.composition_weight * composition_loss`` (the terms that apply).
     reconstruction_loss: cross-entropy over masked tokens only (normalised as the forward pass says).
     contrastive_loss: :func:`view_contrastive_loss` of the pooled embeddings when the forward pass got
     ``barcode_ids`` and the config's weight is positive, else ``None``.
+    composition_loss: :func:`composition_loss` when the forward pass got ``composition_targets`` and the config's
+    ``composition_weight`` is positive, else ``None``.
     logits: ``(num_masked, vocab)``, always: the masked tokens in row-major order (``logits[i]`` predicts
     ``input_ids[masked_positions][i]``). full_logits: ``(batch, length, vocab)`` for every position, only when the
     forward pass is called with ``full_logits=True`` (else ``None``). masked_positions: the mask that was used.
@@ -450,6 +464,7 @@ class BarcodeMAEPreTrainingOutput(ModelOutput):
     loss: torch.Tensor | None = None
     reconstruction_loss: torch.Tensor | None = None
     contrastive_loss: torch.Tensor | None = None
+    composition_loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     full_logits: torch.Tensor | None = None
     masked_positions: torch.Tensor | None = None
@@ -472,6 +487,9 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         is_mae = config.pretraining_objective == "mae"
         self.decoder = BarcodeMAEDecoder(config) if is_mae else None
         self.lm_head = BarcodeMAEPredictionHead(config, config.decoder_hidden_size if is_mae else config.hidden_size)
+        self.composition_head = (
+            nn.Linear(config.hidden_size, 4**config.composition_kmer_size) if config.composition_weight > 0 else None
+        )
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -488,6 +506,7 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         full_logits: bool = False,
         num_items_in_batch: float | None = None,
         barcode_ids: torch.Tensor | None = None,
+        composition_targets: torch.Tensor | None = None,
         **kwargs,
     ) -> BarcodeMAEPreTrainingOutput | tuple:
         """Mask (uniformly at ``config.mask_ratio`` unless ``masked_positions`` is given) and reconstruct.
@@ -504,6 +523,9 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         ``barcode_ids`` ``(batch,)``: rows with equal ids are augmented views of one barcode; with a positive
         ``config.contrastive_weight`` the pooled embeddings of the encoder's input (the visible tokens for the MAE,
         the corrupted sequence for the MLM) add the weighted :func:`view_contrastive_loss` (a mean over rows).
+        ``composition_targets`` ``(batch, 4**config.composition_kmer_size)``: each row's k-mer frequency profile;
+        with a positive ``config.composition_weight`` the composition head's prediction from the same pooled
+        embeddings adds the weighted :func:`composition_loss`.
         """
         kwargs.pop("token_type_ids", None)
         if kwargs:
@@ -552,16 +574,20 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         else:
             loss = loss_sum * (1.0 / num_items_in_batch)
         reconstruction_loss = loss
-        contrastive_loss = None
+        contrastive, composition = None, None
         if barcode_ids is not None and self.config.contrastive_weight > 0:
-            contrastive_loss = view_contrastive_loss(
+            contrastive = view_contrastive_loss(
                 encoder_out.pooler_output, barcode_ids, self.config.contrastive_temperature
             )
-            loss = reconstruction_loss + self.config.contrastive_weight * contrastive_loss
+            loss = loss + self.config.contrastive_weight * contrastive
+        if composition_targets is not None and self.composition_head is not None:
+            composition = composition_loss(self.composition_head(encoder_out.pooler_output), composition_targets)
+            loss = loss + self.config.composition_weight * composition
         output = BarcodeMAEPreTrainingOutput(
             loss=loss,
             reconstruction_loss=reconstruction_loss,
-            contrastive_loss=contrastive_loss,
+            contrastive_loss=contrastive,
+            composition_loss=composition,
             logits=logits,
             full_logits=all_logits,
             masked_positions=masked_positions,
@@ -624,6 +650,7 @@ __all__ = [
     "BarcodeMAEModel",
     "BarcodeMAEPreTrainedModel",
     "BarcodeMAEPreTrainingOutput",
+    "composition_loss",
     "gather_visible",
     "mean_pool",
     "random_token_mask",

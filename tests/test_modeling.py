@@ -16,6 +16,7 @@ from modeling_barcodemae import (
     BarcodeMAEModel,
 )
 from modeling_barcodemae.modeling_barcodemae import (
+    composition_loss,
     corrupt_for_mlm,
     gather_visible,
     maskable_positions,
@@ -288,6 +289,38 @@ def test_contrastive_term_is_added_only_with_views_and_a_weight(objective, real_
         tiny(contrastive_weight=-1.0)
     with pytest.raises(Exception, match="contrastive_temperature"):
         tiny(contrastive_temperature=0.0)
+
+
+@pytest.mark.parametrize("objective", ["mlm", "mae"])
+def test_composition_term_is_kl_of_the_pooled_embeddings_prediction(objective, real_batch):
+    ids, mask = real_batch["input_ids"], real_batch["attention_mask"]
+    masked = random_token_mask(maskable_positions(ids, mask, tiny().config), 0.5, torch.Generator().manual_seed(1))
+    profiles = torch.rand(len(ids), 4**3)
+    profiles = profiles / profiles.sum(dim=1, keepdim=True)
+    model = tiny(pretraining_objective=objective, composition_weight=0.5, composition_kmer_size=3,
+                 mlm_random_token_prob=0.0, mlm_mask_token_prob=1.0)
+    assert model.composition_head.out_features == 64
+    out = model(input_ids=ids, attention_mask=mask, masked_positions=masked, composition_targets=profiles)
+    torch.testing.assert_close(out.loss, out.reconstruction_loss + 0.5 * out.composition_loss)
+    if objective == "mae":  # the embedding the term reads: the visible tokens at their positions (MAE) ...
+        index, valid = gather_visible(mask.bool() & ~masked)
+        encoder_input = {"input_ids": ids.gather(1, index), "attention_mask": valid.long(), "position_ids": index}
+    else:  # ... or the corrupted sequence (MLM)
+        encoder_input = {"input_ids": ids.masked_fill(masked, model.config.mask_token_id), "attention_mask": mask}
+    pooled = model.barcodemae(**encoder_input).pooler_output
+    log_predicted = F.log_softmax(model.composition_head(pooled), dim=-1)
+    expected = (profiles * (profiles.log() - log_predicted)).sum(dim=1).mean()
+    torch.testing.assert_close(out.composition_loss, expected)
+    out.loss.backward()
+    assert model.composition_head.weight.grad.abs().sum() > 0
+    assert model.barcodemae.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    exact = composition_loss(profiles.log() + 3.0, profiles)  # a prediction equal to the profile costs nothing
+    torch.testing.assert_close(exact, torch.tensor(0.0), atol=1e-6, rtol=0)
+    plain = model(input_ids=ids, attention_mask=mask, masked_positions=masked)  # no targets (validation): no term
+    assert plain.composition_loss is None
+    assert tiny(pretraining_objective=objective).composition_head is None  # weight 0: no head, no term
+    with pytest.raises(Exception, match="composition_kmer_size"):
+        tiny(composition_weight=1.0, composition_kmer_size=0)
 
 
 def test_given_mask_is_honoured_but_never_covers_specials_or_padding():

@@ -721,6 +721,58 @@ def test_views_repeat_each_barcode_with_its_own_augmentation_and_stay_on_one_pro
         stream(views=0)
 
 
+def test_kmer_composition_counts_overlapping_kmers_within_each_sequence():
+    from barcodemae.training.batches import kmer_composition
+
+    profiles = kmer_composition(["ACGTA", "AANAA", "CC", "GGGG"], 2)
+    assert profiles.shape == (4, 16) and profiles.dtype == np.float32
+    index = {a + b: 4 * "ACGT".index(a) + "ACGT".index(b) for a in "ACGT" for b in "ACGT"}
+    expected = np.zeros((4, 16), np.float32)
+    for kmer in ("AC", "CG", "GT", "TA"):
+        expected[0, index[kmer]] = 0.25
+    expected[1, index["AA"]] = 1.0  # AN / NA are skipped
+    expected[2, index["CC"]] = 1.0  # never across the boundary to the next sequence (no "CG" from "CC" + "GGGG")
+    expected[3, index["GG"]] = 1.0
+    np.testing.assert_allclose(profiles, expected)
+    assert not kmer_composition(["NNN", "A"], 2).any()  # no complete k-mer: a row of zeros, not NaN
+    assert kmer_composition([], 4).shape == (0, 256)
+
+
+def test_composition_targets_travel_whole_with_each_row():
+    from barcodemae.tokenization import BarcodeTokenizer
+    from barcodemae.training.batches import BarcodeSource, GlobalBatchStream, kmer_composition
+
+    rng = np.random.default_rng(2)
+    barcodes = ["".join(rng.choice(list("ACGT"), n)) for n in rng.integers(30, 200, 12)]
+
+    def mask_fn(ids, attention, rng):
+        return (rng.random(ids.shape) < 0.5) & (attention == 1)
+
+    stream = GlobalBatchStream(BarcodeSource(barcodes), BarcodeTokenizer.kmer(6), mask_fn, per_device_batch_size=2,
+                               num_processes=2, process_index=1, seed=0, frame_offsets=False,
+                               composition_kmer_size=4)
+    batch = stream.global_batch(0, 0)
+    order = stream._epoch_order(0)[:4]
+    np.testing.assert_allclose(batch["composition_targets"], kmer_composition([barcodes[i] for i in order], 4))
+    local = stream.local_slice(batch)
+    assert local["composition_targets"].shape == (2, 256)  # one whole profile per row, never cut to the tokens
+    torch.testing.assert_close(local["composition_targets"], torch.from_numpy(batch["composition_targets"][2:]))
+
+
+def test_composition_pretraining_logs_its_loss_and_saves_its_weight(sim_csv, tmp_path):
+    out = tmp_path / "run"
+    train(data=sim_csv, output_dir=out, max_steps=3, per_device_batch_size=8, eval_steps=3, evaluate=False,
+          objective="mlm", composition_weight=0.5, composition_kmer_size=3)
+    steps = [r for r in read_metrics(out) if "loss" in r]
+    assert len(steps) == 3 and all(0 < r["composition_loss"] < 10 for r in steps)
+    config = json.loads((out / "final_model" / "config.json").read_text())
+    assert config["composition_weight"] == 0.5 and config["composition_kmer_size"] == 3
+    with pytest.raises(ValueError, match="composition_weight"):
+        parse_args(["--composition_weight", "-1"])
+    with pytest.raises(ValueError, match="composition_weight"):
+        parse_args(["--preset", "enbed-tiny", "--composition_weight", "1"])
+
+
 def test_contrastive_pretraining_logs_both_losses_and_validates_on_reconstruction(sim_csv, tmp_path):
     out = tmp_path / "run"
     train(data=sim_csv, output_dir=out, max_steps=3, per_device_batch_size=8, eval_steps=3, evaluate=False,

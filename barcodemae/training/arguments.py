@@ -57,6 +57,8 @@ RUN_CONFIG_ARGUMENTS: dict[str, str] = {
     "pooled_layers": "pooled_layers",
     "contrastive_weight": "contrastive_weight",
     "contrastive_temperature": "contrastive_temperature",
+    "composition_weight": "composition_weight",
+    "composition_kmer_size": "composition_kmer_size",
 }
 """Flags that set this run's pretraining and embedding choices in the config, and the attribute each sets: unlike
 the architecture, ``--init_from`` keeps them from the flags."""
@@ -190,6 +192,14 @@ class TrainingArguments:
         },
     )
     contrastive_temperature: float = field(default=0.1, metadata={"help": "temperature of the contrastive loss"})
+    composition_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "add this weight times a composition loss: a linear head on the pooled embedding predicts each "
+            "row's k-mer frequency profile (KL divergence; see BarcodeMAEConfig.composition_weight; 0: off)"
+        },
+    )
+    composition_kmer_size: int = field(default=4, metadata={"help": "k of the composition term's k-mer profile"})
     npmi_table: str | None = field(
         default=None, metadata={"help": "saved NPMI table (genemask/global); built from the training data if omitted"}
     )
@@ -262,8 +272,9 @@ class TrainingArguments:
             if getattr(self, name) is None:
                 setattr(self, name, default)
         if self.objective == "enbed":
-            if self.contrastive_weight:
-                raise ValueError("--contrastive_weight is for the mae / mlm objectives, not enbed")
+            for name in ("contrastive_weight", "composition_weight"):
+                if getattr(self, name):
+                    raise ValueError(f"--{name} is for the mae / mlm objectives, not enbed")
             if self.init_from:
                 raise ValueError("--init_from continues BarcodeMAE / BarcodeBERT folders; enbed starts from scratch")
             if self.mean_span_length < 1:
@@ -299,6 +310,10 @@ class TrainingArguments:
             raise ValueError(f"--contrastive_weight must be >= 0, got {self.contrastive_weight}")
         if self.contrastive_temperature <= 0:
             raise ValueError(f"--contrastive_temperature must be > 0, got {self.contrastive_temperature}")
+        if self.composition_weight < 0:
+            raise ValueError(f"--composition_weight must be >= 0, got {self.composition_weight}")
+        if not 1 <= self.composition_kmer_size <= 6:
+            raise ValueError(f"--composition_kmer_size must be in 1..6, got {self.composition_kmer_size}")
 
     @property
     def views_per_barcode(self) -> int:

@@ -27,6 +27,8 @@ from barcodemae.tokenization.sequence_cleaning import NUCLEOTIDES
 
 DECODER_KEYS = frozenset({"labels", "decoder_attention_mask"})
 """Batch entries laid out along the decoder's targets (span corruption), not along the encoder's input."""
+ROW_KEYS = frozenset({"composition_targets"})
+"""2-D batch entries that are one vector per row (not along the tokens): never trimmed to the tokens' width."""
 
 
 _NUCLEOTIDE_BYTES = np.frombuffer(NUCLEOTIDES.encode("ascii"), dtype=np.uint8)
@@ -50,6 +52,33 @@ def substitute_bases(sequences: list[str], rate: float, rng: np.random.Generator
     text = joined.tobytes().decode("ascii")
     ends = np.cumsum([len(sequence) for sequence in sequences]).tolist()
     return [text[start:end] for start, end in zip([0, *ends[:-1]], ends)]
+
+
+def kmer_composition(sequences: list[str], k: int) -> np.ndarray:
+    """Each sequence's k-mer frequency profile over A/C/G/T, ``(len(sequences), 4**k)`` float32, rows summing to 1.
+
+    The target of the composition term (``BarcodeMAEConfig.composition_weight``). k-mers are overlapping and read
+    within one sequence; a k-mer holding any other letter (N, IUPAC codes) is not counted, and a sequence without a
+    complete k-mer gets a row of zeros. Index of a k-mer: its bases as base-4 digits, A=0 C=1 G=2 T=3, first base most
+    significant. Vectorised over the concatenated batch (no per-base Python loop).
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+    joined = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8)
+    digits = _NUCLEOTIDE_INDEX[joined]
+    counts = np.zeros((len(sequences), 4**k), dtype=np.float32)
+    starts = len(digits) - k + 1
+    if starts > 0:
+        windows = np.lib.stride_tricks.sliding_window_view(digits, k)  # (starts, k)
+        row = np.repeat(np.arange(len(sequences)), lengths)[:starts]
+        ends = np.cumsum(lengths)
+        inside = np.arange(starts) + k <= ends[row]  # the k-mer ends in the sequence it starts in
+        valid = inside & (windows >= 0).all(axis=1)
+        codes = windows[valid] @ (4 ** np.arange(k - 1, -1, -1))
+        np.add.at(counts, (row[valid], codes), 1.0)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
 
 
 def target_count(batch: dict) -> int:
@@ -109,6 +138,8 @@ class GlobalBatchStream:
             rows, each with its own start shift, reading frame and mask, and the batch carries ``barcode_ids``
             (rows with equal ids are views of one barcode). Batch sizes count barcodes, so a process holds
             ``per_device_batch_size * views`` rows and never splits a barcode's views.
+        composition_kmer_size: with k > 0 the batch carries each row's k-mer frequency profile (after the start shift
+            and substitutions: the bases the row holds) as ``composition_targets`` (:func:`kmer_composition`); 0: off.
         shuffle: permute the barcodes every epoch (off for validation).
         drop_last: drop the final partial global batch (training: every step has the same global size);
             validation keeps it, so every barcode is scored whatever the process count.
@@ -130,6 +161,7 @@ class GlobalBatchStream:
         max_start_shift: int = 0,
         substitution_rate: float = 0.0,
         views: int = 1,
+        composition_kmer_size: int = 0,
     ) -> None:
         self.source = source
         self.tokenizer = tokenizer
@@ -155,6 +187,9 @@ class GlobalBatchStream:
         if views < 1:
             raise ValueError(f"views must be >= 1, got {views}")
         self.views = views
+        if composition_kmer_size < 0:
+            raise ValueError(f"composition_kmer_size must be >= 0, got {composition_kmer_size}")
+        self.composition_kmer_size = composition_kmer_size
         self.shuffle = shuffle
         self.position = DataPosition()
         self._order_epoch: int | None = None
@@ -175,8 +210,9 @@ class GlobalBatchStream:
         return self._order  # type: ignore[return-value]
 
     def global_batch(self, epoch: int, batch: int) -> dict[str, np.ndarray]:
-        """The whole global batch ``batch`` of ``epoch``: ids, attention mask, masked positions (numpy), and with
-        several views the barcodes' indices in the source as ``barcode_ids``."""
+        """The whole global batch ``batch`` of ``epoch``: ids, attention mask, masked positions (numpy), with
+        several views the barcodes' indices in the source as ``barcode_ids``, and with ``composition_kmer_size`` the
+        rows' k-mer profiles as ``composition_targets``."""
         indices = self._epoch_order(epoch)[batch * self.global_size : (batch + 1) * self.global_size]
         indices = np.repeat(indices, self.views)
         rng = np.random.default_rng([self.seed, epoch, batch, 1])
@@ -198,6 +234,8 @@ class GlobalBatchStream:
             batch = {"input_ids": ids, "attention_mask": attention, "masked_positions": np.asarray(corrupted, bool)}
         if self.views > 1:
             batch["barcode_ids"] = indices.astype(np.int64)
+        if self.composition_kmer_size:
+            batch["composition_targets"] = kmer_composition(sequences, self.composition_kmer_size)
         return batch
 
     def _shift_starts(self, sequences: list[str], rng: np.random.Generator) -> list[str]:
@@ -226,7 +264,7 @@ class GlobalBatchStream:
             target_width = int(batch["decoder_attention_mask"][rows].sum(axis=1).max())
         local = {}
         for key, value in batch.items():
-            if value.ndim == 2:
+            if value.ndim == 2 and key not in ROW_KEYS:
                 value = value[rows, : target_width if key in DECODER_KEYS else width]
             else:
                 value = value[rows]
@@ -251,8 +289,10 @@ class GlobalBatchStream:
 
 __all__ = [
     "DECODER_KEYS",
+    "ROW_KEYS",
     "BarcodeSource",
     "DataPosition",
     "GlobalBatchStream",
+    "kmer_composition",
     "target_count",
 ]

@@ -293,6 +293,7 @@ def build_pretraining_stream(
         pretrain, tokenizer, mask_fn, per_device_batch_size=args.per_device_batch_size, seed=args.seed,
         frame_offsets=args.frame_offset_augmentation, max_start_shift=args.max_start_shift,
         substitution_rate=args.substitution_rate, views=args.views_per_barcode,
+        composition_kmer_size=args.composition_kmer_size if args.composition_weight > 0 else 0,
         process_index=accelerator.process_index, num_processes=accelerator.num_processes,
     )
     return stream, mask_fn
@@ -490,8 +491,8 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         # Every masked token of the optimiser step weighs the same: the model divides its summed loss by the step's
         # targets per process and micro-batch, which accelerate's mean over both turns into the global mean.
         num_items = max(step_targets, 1) / (accelerator.num_processes * args.gradient_accumulation_steps)
-        # The masked-token loss summed over the step, and the contrastive loss summed over micro-batch means.
-        step_losses = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
+        # The masked-token loss summed over the step; the contrastive and composition losses over micro-batch means.
+        step_losses = torch.zeros(3, device=accelerator.device, dtype=torch.float64)
         grad_norm = None
         for batch, counts in micro_batches:
             with accelerator.accumulate(model):
@@ -507,22 +508,29 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             step_losses[0] += output.reconstruction_loss.detach().double() * num_items
             if output.contrastive_loss is not None:
                 step_losses[1] += output.contrastive_loss.detach().double()
+            if output.composition_loss is not None:
+                step_losses[2] += output.composition_loss.detach().double()
             window_tokens += counts["tokens"]
             window_samples += stream.global_size
         global_step += 1
         if curriculum is not None:
             curriculum.on_step(global_step, max_steps)
-        reconstruction_sum, contrastive_sum = accelerator.reduce(step_losses, reduction="sum").tolist()
+        reconstruction_sum, *term_sums = accelerator.reduce(step_losses, reduction="sum").tolist()
         loss = reconstruction_sum / max(step_targets, 1)
-        contrastive_loss = contrastive_sum / (accelerator.num_processes * args.gradient_accumulation_steps)
+        # The extra terms are micro-batch means: their step value is the mean over micro-batches and processes.
+        contrastive_loss, composition_loss = (
+            term / (accelerator.num_processes * args.gradient_accumulation_steps) for term in term_sums
+        )
         progress.update(1)
         # Tokens per second since the last log line: smoother than one step, and the same count metrics.jsonl logs.
         throughput = window_tokens / (time.perf_counter() - window_start)
         postfix = {"loss": f"{loss:.4f}", "lr": f"{scheduler.get_last_lr()[0]:.2e}", "tok/s": f"{throughput:,.0f}"}
         if stream.views > 1:
             postfix["contrastive"] = f"{contrastive_loss:.4f}"
+        if stream.composition_kmer_size:
+            postfix["composition"] = f"{composition_loss:.4f}"
         progress.set_postfix(postfix)
-        if not math.isfinite(loss + contrastive_loss):
+        if not math.isfinite(loss + contrastive_loss + composition_loss):
             raise FloatingPointError(
                 f"training loss is {loss} at step {global_step}; lower --learning_rate or use bf16/no mixed precision"
             )
@@ -540,6 +548,8 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             }
             if stream.views > 1:
                 last_record["contrastive_loss"] = contrastive_loss
+            if stream.composition_kmer_size:
+                last_record["composition_loss"] = composition_loss
             metrics.write(last_record)
             window_start, window_tokens, window_samples = time.perf_counter(), 0, 0
         if global_step % args.eval_steps == 0 or global_step == max_steps:
