@@ -67,16 +67,17 @@ def kmer_composition(sequences: list[str], k: int) -> np.ndarray:
     lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
     joined = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8)
     digits = _NUCLEOTIDE_INDEX[joined]
-    counts = np.zeros((len(sequences), 4**k), dtype=np.float32)
+    size = 4**k
+    counts = np.zeros((len(sequences), size), dtype=np.float32)
     starts = len(digits) - k + 1
     if starts > 0:
         windows = np.lib.stride_tricks.sliding_window_view(digits, k)  # (starts, k)
         row = np.repeat(np.arange(len(sequences)), lengths)[:starts]
-        ends = np.cumsum(lengths)
-        inside = np.arange(starts) + k <= ends[row]  # the k-mer ends in the sequence it starts in
+        inside = np.arange(starts) + k <= np.cumsum(lengths)[row]  # the k-mer ends in the sequence it starts in
         valid = inside & (windows >= 0).all(axis=1)
         codes = windows[valid] @ (4 ** np.arange(k - 1, -1, -1))
-        np.add.at(counts, (row[valid], codes), 1.0)
+        flat = np.bincount(row[valid] * size + codes, minlength=len(sequences) * size)
+        counts = flat.reshape(len(sequences), size).astype(np.float32)
     totals = counts.sum(axis=1, keepdims=True)
     return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
 
