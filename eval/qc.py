@@ -17,7 +17,8 @@ errors and the training order. Caveat: ENBED's pretraining split (``train.py``'s
 test on genera the encoder never saw at all.
 
 Detection. :class:`modeling_barcodemae.EnbedForErrorDetection` (the pretrained encoder plus per-token heads) is
-fine-tuned for ``--steps`` steps on freshly corrupted training barcodes (new errors every batch), AdamW with
+fine-tuned for ``--steps`` steps on freshly corrupted training barcodes (new errors every batch; error labels
+weighted ``--error-weight`` times the correct ones in the loss), AdamW with
 weight-decay groups, linear warm-up then cosine decay, gradient clipping at 1. Held-out reads are corrupted once.
 A base is predicted as the arg-max of its label, a deletion where its probability exceeds 0.5, a read as
 erroneous where ``error_score > --verdict-threshold``. The translation check scores the same reads. Reported per
@@ -242,6 +243,9 @@ def run_qc(args: argparse.Namespace) -> dict[str, Any]:
     sample = corrupted_batch(train_barcodes, rates, args.batch_size)
 
     detector, tokenizer = load_model(args.model, args.preset, EnbedForErrorDetection)
+    if args.error_weight <= 0:
+        raise ValueError(f"--error-weight must be > 0, got {args.error_weight}")
+    detector.config.error_label_weight = args.error_weight
     losses = train(detector, lambda rng: _tensors(token_batch(sample(rng), tokenizer).as_dict()),
                    steps=args.steps, learning_rate=args.learning_rate, warmup_ratio=args.warmup_ratio,
                    weight_decay=args.weight_decay, seed=args.seed, description="error detection")
@@ -322,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--eval-batch-size", type=int, default=32)
     parser.add_argument("--verdict-threshold", type=float, default=0.5, help="a read is erroneous above this score")
+    parser.add_argument(
+        "--error-weight", type=float, default=1.0,
+        help="weight of the error labels in the detector's loss (config.error_label_weight; 1: unweighted)",
+    )
     parser.add_argument("--correction-steps", type=int, default=0, help="read-correction fine-tuning steps (0: off)")
     parser.add_argument("--correction-reads", type=int, default=100, help="held-out reads corrected (generation)")
     parser.add_argument("--num-beams", type=int, default=4, help="beams of the beam-search correction")

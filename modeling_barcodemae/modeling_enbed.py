@@ -245,9 +245,11 @@ class EnbedForErrorDetection(LongT5PreTrainedModel):
                 not, -100 where undefined (``[CLS]``, padding).
 
         The loss is ``base_loss + deletion_loss``, equally weighted: the cross-entropy of the base labels and the
-        binary cross-entropy of the deletion labels, each a mean over its own labelled tokens (a read has ``L``
-        bases and ``L + 1`` boundaries, so both tasks weigh about the same per read). Either label tensor may be
-        omitted; its term is then absent.
+        binary cross-entropy of the deletion labels, each summed over its own labelled tokens and divided by their
+        count (a read has ``L`` bases and ``L + 1`` boundaries, so both tasks weigh about the same per read). Either
+        label tensor may be omitted; its term is then absent. ``config.error_label_weight`` (default 1) multiplies
+        the terms of error labels (substituted / inserted / unreadable bases, missing bases): errors are ~0.5% of
+        a read's bases, and with equal weights the arg-max is "correct" almost everywhere.
 
         ``error_score`` ``(B,)`` = ``1 - prod P(correct) * prod (1 - P(deletion))`` over the read's base tokens
         (not ``[CLS]`` / ``[SEP]`` / padding) and boundary tokens (base tokens and ``[SEP]``), computed from
@@ -270,15 +272,20 @@ class EnbedForErrorDetection(LongT5PreTrainedModel):
         error_score = -torch.expm1(log_clean)
 
         base_loss = deletion_loss = None
+        error_weight = float(getattr(self.config, "error_label_weight", 1.0))
         if base_labels is not None:
             labelled = (base_labels != -100).sum().clamp(min=1)
+            class_weights = torch.full((len(ERROR_DETECTION_LABELS),), error_weight, device=base_logits.device)
+            class_weights[0] = 1.0  # label 0: the base is correct
             base_loss = F.cross_entropy(
-                base_logits.float().flatten(0, 1), base_labels.flatten().long(), ignore_index=-100, reduction="sum"
+                base_logits.float().flatten(0, 1), base_labels.flatten().long(), weight=class_weights,
+                ignore_index=-100, reduction="sum",
             ) / labelled
         if deletion_labels is not None:
             labelled_boundary = deletion_labels != -100
             per_token = F.binary_cross_entropy_with_logits(
-                deletion_logits.float(), deletion_labels.float().clamp(min=0), reduction="none"
+                deletion_logits.float(), deletion_labels.float().clamp(min=0), reduction="none",
+                pos_weight=torch.tensor(error_weight, device=deletion_logits.device),
             )
             deletion_loss = (per_token * labelled_boundary).sum() / labelled_boundary.sum().clamp(min=1)
         terms = [term for term in (base_loss, deletion_loss) if term is not None]

@@ -131,6 +131,28 @@ def test_shapes_and_loss_over_labelled_tokens_only(tokenizer, corrupted_reads):
     assert model(**{k: v for k, v in batch.items() if k == "input_ids" or k == "attention_mask"}).loss is None
 
 
+def test_error_label_weight_multiplies_the_terms_of_errors(tokenizer, corrupted_reads):
+    model = tiny_detector()
+    batch = as_tensors(token_batch(corrupted_reads[:6], tokenizer))
+    plain = model(**batch)
+    model.config.error_label_weight = 20.0
+    weighted = model(**batch)
+    base, deletion = batch["base_labels"], batch["deletion_labels"]
+    assert (base > 0).any() and (deletion == 1).any()  # the batch holds errors of both kinds
+    labelled = base != -100
+    per_base = F.cross_entropy(weighted.base_logits[labelled], base[labelled], reduction="none")
+    factor = torch.where(base[labelled] > 0, 20.0, 1.0)
+    torch.testing.assert_close(weighted.base_loss, (per_base * factor).sum() / labelled.sum())
+    boundary = deletion != -100
+    per_boundary = F.binary_cross_entropy_with_logits(
+        weighted.deletion_logits[boundary], deletion[boundary].float(), reduction="none"
+    )
+    factor = torch.where(deletion[boundary] == 1, 20.0, 1.0)
+    torch.testing.assert_close(weighted.deletion_loss, (per_boundary * factor).sum() / boundary.sum())
+    assert weighted.loss > plain.loss
+    torch.testing.assert_close(weighted.error_score, plain.error_score)  # the scores do not depend on the loss
+
+
 def test_error_score_is_a_probability_of_any_error(tokenizer, corrupted_reads):
     model = tiny_detector()
     batch = as_tensors(token_batch(corrupted_reads[:4], tokenizer))
@@ -282,7 +304,7 @@ def test_eval_qc_end_to_end_writes_model_and_baseline_rows(sim_csv, tmp_path):
     command = [sys.executable, "eval/qc.py", "--model", "none", "--preset", str(preset), "--data", str(sim_csv),
                "--output", str(tmp_path / "qc"), "--steps", "3", "--batch-size", "4", "--train-barcodes", "16",
                "--test-barcodes", "12", "--correction-steps", "2", "--correction-reads", "2", "--num-beams", "2",
-               "--substitution", "0.01"]
+               "--substitution", "0.01", "--error-weight", "5"]
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(command, check=False, capture_output=True, text=True, cwd=root, env=env)
@@ -296,5 +318,5 @@ def test_eval_qc_end_to_end_writes_model_and_baseline_rows(sim_csv, tmp_path):
     correction = results["correction"]
     assert set(correction) == {"reads", "unchanged", "greedy", "beam2"} and correction["reads"] == 2
     assert correction["unchanged"]["mean_edit_distance"] >= 0
-    assert (tmp_path / "qc" / "qc_model" / "config.json").is_file()
+    assert json.loads((tmp_path / "qc" / "qc_model" / "config.json").read_text())["error_label_weight"] == 5.0
     assert (tmp_path / "qc" / "correction_model" / "tokenizer.json").is_file()
