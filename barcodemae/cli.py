@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     qc.add_argument("--output", required=True, help="output .csv or .tsv (optionally .gz), one row per record")
     qc.add_argument("--correction-model", default=None,
                     help="read-correction folder (correction_model/ of eval/qc.py): adds a corrected column")
-    qc.add_argument("--threshold", type=float, default=0.5,
-                    help="error score above which a read has_errors (default 0.5)")
+    qc.add_argument("--threshold", type=float, default=None,
+                    help="error score above which a read has_errors (default: the threshold eval/qc.py chose on "
+                    "validation reads, saved with the model; else 0.5)")
     qc.add_argument("--num-beams", type=int, default=1, help="beams of the correction, 1 = greedy (default 1)")
     qc.add_argument("--batch-size", type=int, default=64, help="reads per forward pass (default 64)")
     qc.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: auto)")

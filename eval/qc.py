@@ -21,7 +21,11 @@ fine-tuned for ``--steps`` steps on freshly corrupted training barcodes (new err
 weighted ``--error-weight`` times the correct ones in the loss), AdamW with
 weight-decay groups, linear warm-up then cosine decay, gradient clipping at 1. Held-out reads are corrupted once.
 A base is predicted as the arg-max of its label, a deletion where its probability exceeds 0.5, a read as
-erroneous where ``error_score > --verdict-threshold``. The translation check scores the same reads. Reported per
+erroneous where ``error_score > --verdict-threshold``, by default (``auto``) the threshold with the best verdict
+F1 on ``--validation-barcodes`` reads of the training genera that were never trained on (saved in
+``qc_model/``'s config as ``verdict_clean_nll_threshold``: ``barcodemae qc``'s default). Reads are ranked and
+compared by ``-log P(clean)`` (the same order as ``error_score``, which rounds to 1 for long reads). The
+translation check scores the same reads. Reported per
 method: per label class precision / recall / F1, ``overall`` (typed), ``detection`` (type-agnostic, the fair
 comparison with the translation check, which cannot type errors), recall per error kind, per-record AUROC and
 verdict precision / recall / F1 (:mod:`barcodemae.qc.metrics`).
@@ -63,9 +67,12 @@ from barcodemae.qc import (
     CorruptedRead,
     ErrorRates,
     base_level_metrics,
+    best_threshold,
     check_translation,
+    clean_nll_threshold,
     detect_errors,
     encode_reads,
+    flag_reads,
     generate_corrections,
     inject_errors,
     record_auroc,
@@ -81,10 +88,18 @@ logger = logging.getLogger("eval.qc")
 
 # ------------------------------------------------------------------------------------------------------------ data
 def select_barcodes(
-    path: str | Path, test_splits: str, train_splits: str, train_barcodes: int, test_barcodes: int, seed: int
-) -> tuple[list[str], list[str], dict[str, Any]]:
-    """Training and held-out barcodes split by genus (rule in the module docstring): distinct sequences, drawn
-    with ``seed``. Returns the two lists and a description of the split for ``results.json``."""
+    path: str | Path,
+    test_splits: str,
+    train_splits: str,
+    train_barcodes: int,
+    test_barcodes: int,
+    seed: int,
+    validation_barcodes: int = 0,
+) -> tuple[list[str], list[str], list[str], dict[str, Any]]:
+    """Training, validation and held-out barcodes split by genus (rule in the module docstring): distinct
+    sequences, drawn with ``seed``; validation barcodes come from the training genera but are never trained on
+    (they choose the verdict threshold). Returns the three lists and a description of the split for
+    ``results.json``. The training and held-out draws do not depend on ``validation_barcodes``."""
     test_names, train_names = resolve_splits(test_splits), resolve_splits(train_splits)
     records = load_bioscan5m(path, "all").select_columns(["dna_barcode", "genus", "split"]).to_pandas()
     records = records[records["genus"].notna() & (records["genus"] != "")]
@@ -102,15 +117,18 @@ def select_barcodes(
         unique = frame["dna_barcode"].drop_duplicates().to_numpy()
         return unique[rng.permutation(len(unique))[:count]].tolist()
 
-    train, test = draw(train_pool, train_barcodes), draw(records[is_test], test_barcodes)
+    train = draw(train_pool, train_barcodes + validation_barcodes)
+    train, validation = train[:train_barcodes], train[train_barcodes:]
+    test = draw(records[is_test], test_barcodes)
     description = {
         "rule": f"test genera: every record in {test_names}; training: other genera's records in {train_names}",
         "test_genera": len(test_genera),
         "train_genera": int(train_pool["genus"].nunique()),
         "train_barcodes": len(train),
+        "validation_barcodes": len(validation),
         "test_barcodes": len(test),
     }
-    return train, test, description
+    return train, validation, test, description
 
 
 # ----------------------------------------------------------------------------------------------------- training
@@ -170,7 +188,8 @@ def correction_inputs(reads: list[CorruptedRead], tokenizer: BarcodeTokenizer) -
 def method_results(
     reads: list[CorruptedRead], report: BaseLevelReport, scores: np.ndarray, verdicts: np.ndarray
 ) -> dict[str, Any]:
-    """One method's row of ``results.json``: base-level report, record AUROC, verdict P/R/F1."""
+    """One method's row of ``results.json``: base-level report, record AUROC of ``scores`` (higher: more likely
+    erroneous), verdict P/R/F1."""
     truth = record_truth(reads)
     return {
         "per_class": {name: asdict(prf) for name, prf in report.per_class.items()},
@@ -235,8 +254,9 @@ def run_qc(args: argparse.Namespace) -> dict[str, Any]:
     check_writable_folder(output)
     rates = ErrorRates(substitution=args.substitution, insertion=args.insertion, deletion=args.deletion,
                        homopolymer=args.homopolymer, n_run=args.n_run, clean_fraction=args.clean_fraction)
-    train_barcodes, test_barcodes, data = select_barcodes(
-        args.data, args.test_splits, args.train_splits, args.train_barcodes, args.test_barcodes, args.seed
+    train_barcodes, validation_barcodes, test_barcodes, data = select_barcodes(
+        args.data, args.test_splits, args.train_splits, args.train_barcodes, args.test_barcodes, args.seed,
+        validation_barcodes=args.validation_barcodes if args.verdict_threshold == "auto" else 0,
     )
     test_reads = inject_errors(test_barcodes, rates, np.random.default_rng([args.seed, 1]))
     data["erroneous_test_reads"] = int(record_truth(test_reads).sum())
@@ -251,16 +271,20 @@ def run_qc(args: argparse.Namespace) -> dict[str, Any]:
                    weight_decay=args.weight_decay, seed=args.seed, description="error detection")
     predictions = detect_errors(detector, [read.read for read in test_reads], tokenizer,
                                 batch_size=args.eval_batch_size)
-    labels, deletions, scores = predictions.base_labels, predictions.deletions, predictions.error_score
+    labels, deletions = predictions.base_labels, predictions.deletions
+    risk = -predictions.clean_log_probability  # error_score's order, without its rounding to 1
+    threshold = verdict_threshold(args, detector, tokenizer, validation_barcodes, rates)
+    detector.config.verdict_clean_nll_threshold = threshold["clean_nll"]  # `barcodemae qc`'s default
     detector.save_pretrained(output / "qc_model")
     tokenizer.save_pretrained(output / "qc_model")
     check = check_translation([read.read for read in test_reads])
     results: dict[str, Any] = {
         "settings": {**{k: v for k, v in vars(args).items() if k != "output"}, "rates": asdict(rates)},
         "data": data,
+        "verdict_threshold": threshold,
         "detection": {
-            "model": {**method_results(test_reads, base_level_metrics(test_reads, labels, deletions), scores,
-                                       scores > args.verdict_threshold),
+            "model": {**method_results(test_reads, base_level_metrics(test_reads, labels, deletions), risk,
+                                       flag_reads(predictions.clean_log_probability, threshold["clean_nll"])),
                       "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None},
             "translation_baseline": method_results(test_reads, base_level_metrics(test_reads, check.base_predictions),
                                                    check.score, check.has_errors),
@@ -287,6 +311,33 @@ def run_qc(args: argparse.Namespace) -> dict[str, Any]:
     results = _without_nan(results)
     (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def verdict_threshold(
+    args: argparse.Namespace, detector: Any, tokenizer: BarcodeTokenizer, validation_barcodes: list[str],
+    rates: ErrorRates,
+) -> dict[str, Any]:
+    """The detector's read-verdict threshold: ``--verdict-threshold`` as given, or (``auto``) the one with the best
+    verdict F1 on the validation barcodes, corrupted once like the test reads. Expressed both as ``-log P(clean)``
+    (``clean_nll``: what :func:`~barcodemae.qc.flag_reads` compares) and as ``error_score`` (may round to 1)."""
+    if args.verdict_threshold != "auto":
+        limit, chosen_on = clean_nll_threshold(float(args.verdict_threshold)), "--verdict-threshold"
+    else:
+        reads = inject_errors(validation_barcodes, rates, np.random.default_rng([args.seed, 2]))
+        truth = record_truth(reads)
+        if truth.all() or not truth.any():
+            raise ValueError("the validation reads need clean and erroneous reads: set --clean-fraction in (0, 1)")
+        found = detect_errors(detector, [read.read for read in reads], tokenizer, batch_size=args.eval_batch_size)
+        limit = best_threshold(-found.clean_log_probability, truth)
+        chosen_on = f"best verdict F1 on {len(reads)} validation reads of the training genera"
+    return {"clean_nll": limit, "error_score": -math.expm1(-limit), "chosen_on": chosen_on}
+
+
+def _verdict_threshold_flag(value: str) -> str:
+    """``auto`` or a probability in [0, 1] (kept as its text; :func:`verdict_threshold` reads it)."""
+    if value != "auto":
+        clean_nll_threshold(float(value))  # refuses what is not a probability
+    return value
 
 
 def _without_nan(value: Any) -> Any:
@@ -325,7 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup-ratio", type=float, default=0.1)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--eval-batch-size", type=int, default=32)
-    parser.add_argument("--verdict-threshold", type=float, default=0.5, help="a read is erroneous above this score")
+    parser.add_argument(
+        "--verdict-threshold", type=_verdict_threshold_flag, default="auto",
+        help="error_score above which a read is erroneous, or auto: the best verdict F1 on validation reads",
+    )
+    parser.add_argument(
+        "--validation-barcodes", type=int, default=200,
+        help="barcodes of the training genera, never trained on, that choose the auto verdict threshold",
+    )
     parser.add_argument(
         "--error-weight", type=float, default=1.0,
         help="weight of the error labels in the detector's loss (config.error_label_weight; 1: unweighted)",

@@ -163,6 +163,8 @@ class EnbedErrorDetectionOutput(ModelOutput):
     deletion_logits: ``(B, L)`` per token, "a base of the original is missing right before this token".
     error_score: ``(B,)`` probability that the read has at least one error (substituted, inserted or ``N`` base,
         or a missing base), from the per-token probabilities taken as independent.
+    clean_log_probability: ``(B,)`` the log of ``1 - error_score``, computed directly: for a read of hundreds of
+        bases ``error_score`` rounds to 1 in float32 while this keeps ranking reads (rank and threshold by it).
     hidden_states / attentions: the encoder's, when asked for.
     """
 
@@ -172,6 +174,7 @@ class EnbedErrorDetectionOutput(ModelOutput):
     base_logits: torch.Tensor | None = None
     deletion_logits: torch.Tensor | None = None
     error_score: torch.Tensor | None = None
+    clean_log_probability: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
@@ -296,6 +299,7 @@ class EnbedForErrorDetection(LongT5PreTrainedModel):
             base_logits=base_logits,
             deletion_logits=deletion_logits,
             error_score=error_score,
+            clean_log_probability=log_clean,
             hidden_states=encoded.hidden_states,
             attentions=encoded.attentions,
         )

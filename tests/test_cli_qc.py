@@ -133,6 +133,20 @@ def test_fasta_rows_in_input_order_with_1_based_positions_and_rejects(detector_f
     assert not (tmp_path / "qc.csv.tmp").exists()
 
 
+def test_the_threshold_saved_with_the_detector_is_the_default(tmp_path, capsys):
+    model = rule_detector()
+    model.config.verdict_clean_nll_threshold = 1e9  # as eval/qc.py saves its choice: here, nothing is an error
+    folder = save_with_tokenizer(model, tmp_path / "strict")
+    fasta = write_fasta(tmp_path / "reads.fasta", RECORDS)
+    base = ["qc", "--model", str(folder), "--input", str(fasta), "--no-progress"]
+    assert main([*base, "--output", str(tmp_path / "saved.csv")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["has_errors"] == 0 and summary["clean_nll_threshold"] == 1e9
+    assert main([*base, "--output", str(tmp_path / "given.csv"), "--threshold", "0.5"]) == 0  # a flag overrides it
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["has_errors"] == 3 and summary["threshold"] == pytest.approx(0.5)
+
+
 def test_a_deletion_at_the_end_is_length_plus_one_and_chunks_keep_the_order(tmp_path):
     folder = save_with_tokenizer(rule_detector(deletion_tokens=("W", "[SEP]")), tmp_path / "qc_model")
     records = [(f"r{i}", "ACGT" * (i % 4 + 1) + ("W" if i == 3 else ""), None) for i in range(7)]

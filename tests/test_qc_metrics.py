@@ -15,7 +15,10 @@ from barcodemae.qc import (
     ErrorEvent,
     ErrorRates,
     base_level_metrics,
+    best_threshold,
     check_translation,
+    clean_nll_threshold,
+    flag_reads,
     inject_errors,
     precision_recall_f1,
     record_auroc,
@@ -113,6 +116,31 @@ def test_record_auroc_on_a_hand_example_and_with_one_class():
         record_auroc(np.array([0.1, 0.2]), np.ones(2, dtype=bool))
     with pytest.raises(ValueError, match="1-D of the same length"):
         record_auroc(np.array([0.1, 0.2]), np.array([True, False, True]))
+
+
+def test_best_threshold_maximises_f1_and_never_splits_ties():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.1])
+    truth = np.array([True, True, False, True, False])
+    threshold = best_threshold(scores, truth)  # top 4: P 3/4, R 1 -> F1 0.857 beats top 2 (0.8)
+    assert threshold == pytest.approx(0.35)
+    assert verdict_metrics(scores > threshold, truth).f1 == pytest.approx(6 / 7)
+    tied = np.array([0.5, 0.5, 0.2])  # the two tied reads are flagged together or not at all
+    assert best_threshold(tied, np.array([True, False, False])) == pytest.approx(0.35)
+    assert best_threshold(np.array([0.3, 0.2]), np.array([True, True])) < 0.2  # flag everything
+    with pytest.raises(ValueError, match="at least one error"):
+        best_threshold(scores, np.zeros(5, dtype=bool))
+
+
+def test_flag_reads_compares_in_log_space_where_error_scores_round_to_one():
+    log_clean = np.array([-0.1, -1.0, -40.0, -60.0])
+    error_score = -np.expm1(log_clean)
+    for threshold in (0.0, 0.3, 0.5, 0.9):
+        np.testing.assert_array_equal(flag_reads(log_clean, clean_nll_threshold(threshold)), error_score > threshold)
+    assert error_score[2] == error_score[3] == 1.0  # indistinguishable as probabilities ...
+    np.testing.assert_array_equal(flag_reads(log_clean, 50.0), [False, False, False, True])  # ... not here
+    assert clean_nll_threshold(1.0) == float("inf") and not flag_reads(log_clean, clean_nll_threshold(1.0)).any()
+    with pytest.raises(ValueError, match="probability"):
+        clean_nll_threshold(1.5)
 
 
 def test_verdict_metrics():

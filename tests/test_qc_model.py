@@ -4,6 +4,7 @@ reads and back, a tiny model that learns to find an inserted base, remote-code l
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -168,6 +169,9 @@ def test_error_score_is_a_probability_of_any_error(tokenizer, corrupted_reads):
         torch.where(base, p_correct, 1).double().prod(-1) * torch.where(boundary, p_no_deletion, 1).double().prod(-1)
     )
     torch.testing.assert_close(out.error_score.double(), direct, atol=1e-5, rtol=1e-4)
+    clean = torch.where(base, p_correct, 1).double().log().sum(-1) + torch.where(boundary, p_no_deletion, 1).double(
+    ).log().sum(-1)
+    torch.testing.assert_close(out.clean_log_probability.double(), clean, atol=1e-4, rtol=1e-4)
     with torch.no_grad():
         for head in (model.base_head, model.deletion_head):
             head.weight.zero_()
@@ -175,7 +179,11 @@ def test_error_score_is_a_probability_of_any_error(tokenizer, corrupted_reads):
         model.deletion_head.bias.fill_(-30.0)
         assert model(**batch).error_score.max() < 1e-6  # certain that every base is correct: ~0
         model.deletion_head.bias.fill_(0.0)  # a coin flip at every boundary: certainly some error
-        assert model(**batch).error_score.min() > 0.99
+        saturated = model(**batch)
+        assert saturated.error_score.min() > 0.99
+        # the score rounds to 1 for every read, the log-probability still ranks them by length (one coin per boundary)
+        boundaries = boundary.sum(-1).double()
+        torch.testing.assert_close(saturated.clean_log_probability.double(), boundaries * math.log(0.5))
 
 
 def planted_insertions(barcodes: list[str], count: int, rng: np.random.Generator) -> list[CorruptedRead]:
@@ -304,7 +312,7 @@ def test_eval_qc_end_to_end_writes_model_and_baseline_rows(sim_csv, tmp_path):
     command = [sys.executable, "eval/qc.py", "--model", "none", "--preset", str(preset), "--data", str(sim_csv),
                "--output", str(tmp_path / "qc"), "--steps", "3", "--batch-size", "4", "--train-barcodes", "16",
                "--test-barcodes", "12", "--correction-steps", "2", "--correction-reads", "2", "--num-beams", "2",
-               "--substitution", "0.01", "--error-weight", "5"]
+               "--substitution", "0.01", "--error-weight", "5", "--validation-barcodes", "8"]
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(command, check=False, capture_output=True, text=True, cwd=root, env=env)
@@ -318,5 +326,10 @@ def test_eval_qc_end_to_end_writes_model_and_baseline_rows(sim_csv, tmp_path):
     correction = results["correction"]
     assert set(correction) == {"reads", "unchanged", "greedy", "beam2"} and correction["reads"] == 2
     assert correction["unchanged"]["mean_edit_distance"] >= 0
-    assert json.loads((tmp_path / "qc" / "qc_model" / "config.json").read_text())["error_label_weight"] == 5.0
+    saved = json.loads((tmp_path / "qc" / "qc_model" / "config.json").read_text())
+    assert saved["error_label_weight"] == 5.0
+    threshold = results["verdict_threshold"]  # chosen on the validation reads, saved for `barcodemae qc`
+    assert threshold["chosen_on"].startswith("best verdict F1 on 8 validation reads")
+    assert saved["verdict_clean_nll_threshold"] == pytest.approx(threshold["clean_nll"])
+    assert results["data"]["validation_barcodes"] == 8
     assert (tmp_path / "qc" / "correction_model" / "tokenizer.json").is_file()

@@ -31,12 +31,20 @@ from .error_injection import (
     pad_labels,
     undo_events,
 )
-from .inference import READ_CORRECTION_TASK, ErrorPredictions, detect_errors, generate_corrections
+from .inference import (
+    READ_CORRECTION_TASK,
+    ErrorPredictions,
+    clean_nll_threshold,
+    detect_errors,
+    flag_reads,
+    generate_corrections,
+)
 from .metrics import (
     LABEL_CLASSES,
     PRF,
     BaseLevelReport,
     base_level_metrics,
+    best_threshold,
     precision_recall_f1,
     record_auroc,
     record_truth,
@@ -80,11 +88,14 @@ __all__ = [
     "base_level_metrics",
     "best_frame",
     "best_frames",
+    "best_threshold",
     "check_translation",
+    "clean_nll_threshold",
     "corrupt_read",
     "detect_errors",
     "encode_reads",
     "event_units",
+    "flag_reads",
     "generate_corrections",
     "inject_errors",
     "pad_labels",

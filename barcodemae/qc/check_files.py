@@ -10,8 +10,9 @@ in input order, to a CSV (``.csv``) or TSV (``.tsv``), optionally gzipped (``.gz
 ``length``
     bases of the read as checked (see below).
 ``verdict``
-    ``has_errors`` when the detector's ``error_score`` exceeds ``threshold``, else ``clean``; ``rejected`` for a
-    record that cannot be checked.
+    ``has_errors`` when the detector's ``error_score`` exceeds the threshold (``threshold``, else the one
+    ``eval/qc.py`` chose on validation reads and saved in the folder's config, else 0.5), else ``clean``;
+    ``rejected`` for a record that cannot be checked.
 ``error_score``
     the detector's probability that the read has at least one error (empty when rejected).
 ``substitutions`` / ``insertions`` / ``n_bases``
@@ -28,8 +29,9 @@ in input order, to a CSV (``.csv``) or TSV (``.tsv``), optionally gzipped (``.gz
     why a ``rejected`` record could not be checked (empty otherwise).
 
 Positions are the detector's per-base arg-max labels and its deletions of probability > 0.5 (the rules of
-``eval/qc.py``, :mod:`barcodemae.qc.inference`); the verdict compares the per-read ``error_score`` with
-``threshold``, so a read with many small error probabilities can be ``has_errors`` without listed positions.
+``eval/qc.py``, :mod:`barcodemae.qc.inference`); the verdict compares the per-read ``error_score`` with the
+threshold (in log space, :func:`~barcodemae.qc.inference.flag_reads`: long reads' scores lie within float
+rounding of 1), so a read with many small error probabilities can be ``has_errors`` without listed positions.
 
 Rejected records stay in the output (verdict ``rejected`` plus ``problem``) rather than in a separate report, so
 the output has exactly one row per input record and can be joined back to it by row or id. A record is rejected
@@ -57,6 +59,7 @@ import gzip
 import io
 import json
 import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -81,13 +84,21 @@ from barcodemae.tokenization.sequence_cleaning import IUPAC_LETTERS, non_iupac_l
 from modeling_barcodemae import EnbedForConditionalGeneration, EnbedForErrorDetection
 
 from .error_injection import INSERTED, N_BASE, SUBSTITUTED
-from .inference import READ_CORRECTION_TASK, detect_errors, generate_corrections
+from .inference import (
+    READ_CORRECTION_TASK,
+    clean_nll_threshold,
+    detect_errors,
+    flag_reads,
+    generate_corrections,
+)
 from .translation import best_frames, stop_codon_positions
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 """Output formats by suffix (before an optional ``.gz``)."""
+DEFAULT_CLEAN_NLL_THRESHOLD = clean_nll_threshold(0.5)
+"""The verdict threshold of a detector folder that names none: ``error_score > 0.5``."""
 COLUMNS: tuple[str, ...] = ("id", "length", "verdict", "error_score", "substitutions", "insertions", "n_bases",
                             "deletions", "translation_stops", "problem")
 """Output columns; ``corrected`` goes before ``problem`` when a correction model is given."""
@@ -208,11 +219,12 @@ def check_reads(
     tokenizer: BarcodeTokenizer,
     *,
     corrector: tuple[EnbedForConditionalGeneration, BarcodeTokenizer] | None = None,
-    threshold: float = 0.5,
+    clean_nll_limit: float = DEFAULT_CLEAN_NLL_THRESHOLD,
     num_beams: int = 1,
     batch_size: int = 64,
 ) -> list[dict[str, Any]]:
-    """The output rows (module docstring) of ``(id, sequence, problem)`` records, in their order."""
+    """The output rows (module docstring) of ``(id, sequence, problem)`` records, in their order; a read
+    ``has_errors`` when ``-log P(clean)`` exceeds ``clean_nll_limit`` (:func:`flag_reads`)."""
     prepared = []
     for _, sequence, reader_problem in records:
         read, problem = prepare_read(sequence)
@@ -222,7 +234,7 @@ def check_reads(
     ids = [records[i][0] for i in checkable]
     predictions = detect_errors(detector, reads, tokenizer, batch_size=batch_size, record_ids=ids)
     frames = best_frames(reads)
-    flagged = predictions.error_score > threshold
+    flagged = flag_reads(predictions.clean_log_probability, clean_nll_limit)
     corrected = list(reads)
     if corrector is not None and flagged.any():
         model, corrector_tokenizer = corrector
@@ -263,7 +275,7 @@ def check_file(
     correction_model: str | Path | None = None,
     batch_size: int = 64,
     device: str | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     num_beams: int = 1,
     split: str = "all",
     chunk_size: int = 16_384,
@@ -274,9 +286,11 @@ def check_file(
     with a stop codon in the translation check, the threshold (and the correction model when given).
 
     ``device``: torch device (default CUDA when available, else CPU). ``threshold``: ``error_score`` above which a
-    read ``has_errors``. ``num_beams``: beams of the correction (1 = greedy). ``split``: BIOSCAN splits of a CSV.
+    read ``has_errors`` (``None``: the detector config's ``verdict_clean_nll_threshold``, chosen by ``eval/qc.py``
+    on validation reads, else 0.5). ``num_beams``: beams of the correction (1 = greedy). ``split``: BIOSCAN splits
+    of a CSV.
     """
-    if not 0 <= threshold <= 1:
+    if threshold is not None and not 0 <= threshold <= 1:
         raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")
     if batch_size < 1 or num_beams < 1 or chunk_size < 1:
         raise ValueError(f"batch_size, num_beams and chunk_size must be positive, got {batch_size}, {num_beams}, "
@@ -294,6 +308,10 @@ def check_file(
     # the installed classes, never the folders' copied code
     detector = EnbedForErrorDetection.from_pretrained(model_dir).eval().to(torch_device)
     tokenizer = BarcodeTokenizer.from_pretrained(model_dir)
+    if threshold is not None:
+        limit = clean_nll_threshold(threshold)
+    else:
+        limit = float(getattr(detector.config, "verdict_clean_nll_threshold", DEFAULT_CLEAN_NLL_THRESHOLD))
     corrector = None
     if correction_model is not None:
         corrector = (EnbedForConditionalGeneration.from_pretrained(correction_model).eval().to(torch_device),
@@ -311,7 +329,7 @@ def check_file(
             writer = csv.DictWriter(handle, columns, delimiter=OUTPUT_DELIMITERS[suffix], restval="")
             writer.writeheader()
             while chunk := list(islice(records, chunk_size)):
-                rows = check_reads(chunk, detector, tokenizer, corrector=corrector, threshold=threshold,
+                rows = check_reads(chunk, detector, tokenizer, corrector=corrector, clean_nll_limit=limit,
                                    num_beams=num_beams, batch_size=batch_size)
                 writer.writerows(rows)
                 verdicts.update(row["verdict"] for row in rows)
@@ -327,7 +345,8 @@ def check_file(
                        input_path, verdicts["rejected"], output)
     summary: dict[str, Any] = {"output": str(output), "model": str(model_dir), "num_records": sum(verdicts.values()),
                                **{verdict: verdicts[verdict] for verdict in VERDICTS},
-                               "with_stop_codons": stops, "threshold": threshold}
+                               "with_stop_codons": stops, "threshold": -math.expm1(-limit),
+                               "clean_nll_threshold": limit}
     if corrector is not None:
         summary["correction_model"] = str(correction_model)
     return summary

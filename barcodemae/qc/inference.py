@@ -6,7 +6,9 @@ written (no cleaning, trimming or truncation, see :mod:`barcodemae.qc.token_labe
 padding stays small, run under ``torch.inference_mode`` on the model's device, and return results in input order.
 
 Prediction rules (those of ``eval/qc.py``): a base's label is the arg-max of its four logits, a deletion is
-predicted where its probability exceeds 0.5 (logit > 0); the read's ``error_score`` is the model's.
+predicted where its probability exceeds 0.5 (logit > 0); the read's ``error_score`` is the model's, and a read
+is flagged (:func:`flag_reads`) when its ``-clean_log_probability`` exceeds a threshold: the same order as
+``error_score`` without its rounding to 1 for long reads.
 """
 
 from __future__ import annotations
@@ -37,6 +39,24 @@ class ErrorPredictions:
     """Per read, ``(L + 1,)`` bool: a base is missing right before base ``i`` (``i = L``: at the read's end)."""
     error_score: np.ndarray
     """``(n,)`` float64 probability that the read has any error."""
+    clean_log_probability: np.ndarray
+    """``(n,)`` float64 log-probability that the read has no error (``log(1 - error_score)`` without rounding)."""
+
+
+def flag_reads(clean_log_probability: np.ndarray, clean_nll_threshold: float) -> np.ndarray:
+    """``(n,)`` bool: reads whose negative log-probability of being clean exceeds ``clean_nll_threshold``.
+
+    A threshold ``t`` on ``error_score`` is ``-log(1 - t)`` here (:func:`clean_nll_threshold`); comparing in log
+    space keeps thresholds near ``error_score = 1`` (where long reads' scores lie) meaningful.
+    """
+    return -np.asarray(clean_log_probability, dtype=np.float64) > clean_nll_threshold
+
+
+def clean_nll_threshold(error_score_threshold: float) -> float:
+    """The :func:`flag_reads` threshold equal to an ``error_score`` threshold in ``[0, 1]`` (1 flags nothing)."""
+    if not 0 <= error_score_threshold <= 1:
+        raise ValueError(f"an error_score threshold is a probability in [0, 1], got {error_score_threshold}")
+    return float(-np.log1p(-error_score_threshold)) if error_score_threshold < 1 else float("inf")
 
 
 def _model_inputs(
@@ -62,6 +82,7 @@ def detect_errors(
     labels: list[np.ndarray] = [np.zeros(0, np.int8)] * len(reads)
     deletions: list[np.ndarray] = [np.zeros(1, bool)] * len(reads)
     scores = np.zeros(len(reads), dtype=np.float64)
+    clean_log_probability = np.zeros(len(reads), dtype=np.float64)
     for rows in length_batches(lengths, batch_size):
         out = model(**_model_inputs([reads[i] for i in rows], tokenizer, model.device,
                                     None if record_ids is None else [record_ids[i] for i in rows]))
@@ -71,7 +92,8 @@ def detect_errors(
         for row, label, deletion in zip(rows.tolist(), batch_labels, batch_deletions, strict=True):
             labels[row], deletions[row] = label, deletion
         scores[rows] = out.error_score.double().cpu().numpy()
-    return ErrorPredictions(labels, deletions, scores)
+        clean_log_probability[rows] = out.clean_log_probability.double().cpu().numpy()
+    return ErrorPredictions(labels, deletions, scores, clean_log_probability)
 
 
 @torch.inference_mode()
@@ -106,4 +128,11 @@ def generate_corrections(
     return corrected
 
 
-__all__ = ["READ_CORRECTION_TASK", "ErrorPredictions", "detect_errors", "generate_corrections"]
+__all__ = [
+    "READ_CORRECTION_TASK",
+    "ErrorPredictions",
+    "clean_nll_threshold",
+    "detect_errors",
+    "flag_reads",
+    "generate_corrections",
+]

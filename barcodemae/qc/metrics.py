@@ -150,6 +150,28 @@ def record_auroc(scores: np.ndarray, has_errors: np.ndarray) -> float:
     return float(roc_auc_score(has_errors, scores))
 
 
+def best_threshold(scores: np.ndarray, has_errors: np.ndarray) -> float:
+    """The threshold ``t`` whose verdicts ``scores > t`` have the highest F1 against ``has_errors`` (both ``(n,)``).
+
+    Every distinct cut of the sorted scores is tried at once (cumulative true positives, no loop); ``t`` lies halfway
+    between the last score flagged and the first one not (below the lowest score when flagging all is best).
+    Choose it on validation reads, then apply it to the test reads.
+    """
+    scores, has_errors = np.asarray(scores, dtype=np.float64), np.asarray(has_errors, dtype=bool)
+    if scores.shape != has_errors.shape or scores.ndim != 1 or not has_errors.any():
+        raise ValueError("best_threshold needs 1-D scores and truths of the same length with at least one error")
+    order = np.argsort(-scores, kind="stable")
+    ordered, truth = scores[order], has_errors[order]
+    true_positives = np.cumsum(truth)
+    flagged = np.arange(1, len(scores) + 1)
+    f1 = 2 * true_positives / (flagged + has_errors.sum())
+    cuts = np.append(ordered[1:] < ordered[:-1], True)  # flag the top k only where score k+1 is strictly lower
+    best = int(np.argmax(np.where(cuts, f1, -1.0)))
+    if best == len(scores) - 1:
+        return float(ordered[-1] - 1.0)
+    return float((ordered[best] + ordered[best + 1]) / 2)
+
+
 def verdict_metrics(predicted: np.ndarray, has_errors: np.ndarray) -> PRF:
     """:class:`PRF` of per-record verdicts ``(n,)`` bool (True = has errors) against the truth ``(n,)``."""
     return precision_recall_f1(has_errors, predicted)
@@ -160,6 +182,7 @@ __all__ = [
     "PRF",
     "BaseLevelReport",
     "base_level_metrics",
+    "best_threshold",
     "precision_recall_f1",
     "record_auroc",
     "record_truth",
