@@ -104,11 +104,12 @@ class EnbedSeq2SeqOutput(Seq2SeqLMOutput):
     """LongT5's output with the loss split as ``train.py``'s loop reads it.
 
     reconstruction_loss: cross-entropy over the target tokens (``labels != -100``), normalised as the forward pass
-    says; equal to ``loss`` (ENBED has no auxiliary term). contrastive_loss: always ``None``.
+    says; equal to ``loss`` (ENBED has no auxiliary term). contrastive_loss / composition_loss: always ``None``.
     """
 
     reconstruction_loss: torch.Tensor | None = None
     contrastive_loss: torch.Tensor | None = None
+    composition_loss: torch.Tensor | None = None
 
 
 class EnbedForConditionalGeneration(LongT5ForConditionalGeneration):
