@@ -261,14 +261,17 @@ def test_two_processes_match_one_process_at_the_same_global_batch(sim_csv, tmp_p
         torch.testing.assert_close(other[name], reference[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_curriculum_phase_is_checkpointed(sim_csv, tmp_path):
+def test_curriculum_phase_is_checkpointed(sim_csv, tmp_path, caplog):
     """CM-GEMS (GeneMask -> Global, NPMI table built from the pretraining barcodes) records its phase."""
     out = tmp_path / "cmgems"
-    run_training(parse_args([*TINY, "--data", str(sim_csv), "--output_dir", str(out), "--max_steps", "2",
-                             "--per_device_batch_size", "8", "--masking", "cm-gems", "--eval_steps", "1",
-                             "--save_steps", "2", "--evaluate", "false", "--key_split", "none"]))
+    summary = run_training(parse_args([*TINY, "--data", str(sim_csv), "--output_dir", str(out), "--max_steps", "2",
+                                       "--per_device_batch_size", "8", "--masking", "cm-gems", "--eval_steps", "1",
+                                       "--save_steps", "2", "--evaluate", "false", "--key_split", "none"]))
     state = json.loads((out / "checkpoints" / "step_2" / "trainer_state.json").read_text())
     curriculum = state["curriculum"]
+    assert summary["curriculum_switch_step"] == curriculum["switch_step"]
+    if curriculum["switch_step"] is None:  # a run that never left GeneMask says so
+        assert "never switched to global" in caplog.text
     assert [step for step, _ in curriculum["history"]] == [1, 2]
     assert curriculum["history"][-1][1] == pytest.approx(read_metrics(out)[-1]["val_perplexity"])
     assert (out / "npmi" / "npmi_table.safetensors").is_file()

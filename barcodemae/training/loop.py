@@ -563,10 +563,16 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             return {"global_step": global_step, "stopped_early": True}
     progress.close()
 
-    summary = export_final_model(
-        args, accelerator, model, tokenizer, data, npmi_table, best, metrics,
-        {"global_step": global_step, "max_steps": max_steps, "last_log": last_record},
-    )
+    loop_summary: dict[str, Any] = {"global_step": global_step, "max_steps": max_steps, "last_log": last_record}
+    if isinstance(curriculum, CMGEMSCurriculum):
+        loop_summary["curriculum_switch_step"] = curriculum.switch_step
+        if not curriculum.switched:
+            logger.warning(
+                "--masking cm-gems never switched to %s: validation perplexity fell by at least %g at every "
+                "evaluation, so this run masked with %s throughout",
+                curriculum.late, curriculum.threshold, curriculum.early,
+            )
+    summary = export_final_model(args, accelerator, model, tokenizer, data, npmi_table, best, metrics, loop_summary)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
