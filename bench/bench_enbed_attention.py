@@ -4,9 +4,9 @@ Why: a character-level model reads a 658 bp COI barcode as 660 tokens and a whol
 self-attention grows with the square of that, LongT5's local (a window of ``2 * local_radius + 1`` tokens) and
 transient-global (the window plus one summary per ``global_block_size`` tokens) attention linearly in the window
 part, while the global part grows with L^2 / block (on a CPU it dominates above ~5,000 tokens: README). Each
-variant is the same encoder (width, depth, heads,
-gated-GELU feed-forward, relative position buckets) built from the same ``LongT5Config``; "full" is the T5 encoder
-of that config (``T5EncoderModel``: LongT5 without the sparse attention).
+variant is the same encoder (width, depth, heads, gated-GELU feed-forward, relative position buckets) built from the
+same ``LongT5Config``; "full" is the T5 encoder of that config (``T5EncoderModel``: LongT5 without the sparse
+attention).
 
 For each length (random A/C/G/T bases, batch ``--batch-size``): median seconds of an ``inference_mode`` forward, peak
 memory, and the log-log slope of time against length between the two longest lengths each variant finished (1:
