@@ -37,10 +37,13 @@ class ErrorPredictions:
     """Per read, ``(L,)`` int8 predicted label of each base (``barcodemae.qc.BASE_LABELS``)."""
     deletions: list[np.ndarray]
     """Per read, ``(L + 1,)`` bool: a base is missing right before base ``i`` (``i = L``: at the read's end)."""
-    error_score: np.ndarray
-    """``(n,)`` float64 probability that the read has any error."""
     clean_log_probability: np.ndarray
-    """``(n,)`` float64 log-probability that the read has no error (``log(1 - error_score)`` without rounding)."""
+    """``(n,)`` float64 log-probability that the read has no error (the model's, before any rounding)."""
+
+    @property
+    def error_score(self) -> np.ndarray:
+        """``(n,)`` float64 probability that the read has any error, ``1 - exp(clean_log_probability)``."""
+        return -np.expm1(self.clean_log_probability)
 
 
 def flag_reads(clean_log_probability: np.ndarray, clean_nll_threshold: float) -> np.ndarray:
@@ -81,7 +84,6 @@ def detect_errors(
     lengths = np.fromiter(map(len, reads), dtype=np.int64, count=len(reads))
     labels: list[np.ndarray] = [np.zeros(0, np.int8)] * len(reads)
     deletions: list[np.ndarray] = [np.zeros(1, bool)] * len(reads)
-    scores = np.zeros(len(reads), dtype=np.float64)
     clean_log_probability = np.zeros(len(reads), dtype=np.float64)
     for rows in length_batches(lengths, batch_size):
         out = model(**_model_inputs([reads[i] for i in rows], tokenizer, model.device,
@@ -91,9 +93,8 @@ def detect_errors(
         )
         for row, label, deletion in zip(rows.tolist(), batch_labels, batch_deletions, strict=True):
             labels[row], deletions[row] = label, deletion
-        scores[rows] = out.error_score.double().cpu().numpy()
         clean_log_probability[rows] = out.clean_log_probability.double().cpu().numpy()
-    return ErrorPredictions(labels, deletions, scores, clean_log_probability)
+    return ErrorPredictions(labels, deletions, clean_log_probability)
 
 
 @torch.inference_mode()
