@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from barcodemae.training.arguments import architecture_defaults, load_preset, parse_args
 from barcodemae.training.checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
+from barcodemae.training.data import load_training_data
 from barcodemae.training.loop import run_training
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_enbed import enbed_config
@@ -335,6 +336,41 @@ def test_barcodes_too_short_for_every_reading_frame_are_rejected_up_front(fixtur
     record_id = table.loc[short, "processid"]
     assert f"{record_id}: too short: 5 bp < minimum 7 bp" in caplog.text  # the cleaning report names it
     assert "rejected 1 record(s) shorter than 7 bp" in caplog.text
+
+
+def test_max_train_samples_pretrains_on_a_seeded_random_subset_in_file_order(fixture_csv, tmp_path, caplog):
+    """Data-size studies (issue #12): a random subset of the split, not its first rows (files sort by taxon)."""
+    data = load_training_data(fixture_csv, cache_dir=tmp_path / "cache")
+    everything = data.rows("pretrain")
+    source, _ = data.source("pretrain", sample_size=10, seed=1)
+    again, _ = data.source("pretrain", sample_size=10, seed=1)
+    other, _ = data.source("pretrain", sample_size=10, seed=2)
+
+    def barcodes(source) -> list[str]:
+        return source.take(np.arange(len(source)))
+
+    subset, pretrain = barcodes(source), barcodes(data.source("pretrain")[0])
+    assert len(subset) == 10 and subset == barcodes(again) and subset != barcodes(other)
+    assert subset != pretrain[:10]  # random rows, not the first ones
+    remaining = iter(pretrain)
+    assert all(barcode in remaining for barcode in subset)  # a subsequence: file order kept
+    with pytest.raises(ValueError, match=f"cannot sample {len(everything) + 1} barcodes from split 'pretrain'"):
+        data.source("pretrain", sample_size=len(everything) + 1)
+    with pytest.raises(ValueError, match="--max_train_samples must be >= 1"):
+        parse_args(["--max_train_samples", "0"])
+    with caplog.at_level("INFO"):
+        train(
+            data=fixture_csv,
+            output_dir=tmp_path / "run",
+            max_steps=1,
+            per_device_batch_size=4,
+            split="pretrain",
+            max_train_samples=12,
+            eval_steps=10,
+            save_steps=10,
+            evaluate=False,
+        )
+    assert "12 pretraining barcodes" in caplog.text
 
 
 def test_checkpoint_files_that_fail_to_load_raise_checkpoint_error(sim_csv, tmp_path):

@@ -88,6 +88,10 @@ class TrainingArguments:
     split: str = field(
         default="pretrain+other_heldout", metadata={"help": "pretraining split(s), '+'-joined (BIOSCAN-5M names)"}
     )
+    max_train_samples: int | None = field(
+        default=None,
+        metadata={"help": "pretrain on a random subset of this many --split barcodes (drawn with --seed); unset: all"},
+    )
     val_split: str = field(
         default="val", metadata={"help": "split for masked-token validation loss/perplexity ('' or none to skip)"}
     )
@@ -298,6 +302,8 @@ class TrainingArguments:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise ValueError(f"--max_train_samples must be >= 1, got {self.max_train_samples}")
         if self.max_start_shift < 0:
             raise ValueError(f"--max_start_shift must be >= 0, got {self.max_start_shift}")
         if not 0 <= self.substitution_rate < 1:

@@ -42,10 +42,24 @@ class TrainingData:
         return np.flatnonzero(np.isin(column, resolve_splits(split)))
 
     def source(
-        self, split: str, require_genus: bool = False, limit: int | None = None
+        self,
+        split: str,
+        require_genus: bool = False,
+        limit: int | None = None,
+        sample_size: int | None = None,
+        seed: int = 0,
     ) -> tuple[BarcodeSource, np.ndarray]:
-        """Barcodes of ``split`` (optionally only rows with a genus; the first ``limit``) and their genus names."""
+        """Barcodes of ``split`` and their genus names.
+
+        ``require_genus`` keeps only rows with a genus; ``limit`` keeps the first rows (fixed validation and probe
+        sets); ``sample_size`` keeps a random subset of that many rows, drawn with ``seed`` and kept in file order
+        (data-size studies: files are often sorted by taxon, so the first rows would be a few genera).
+        """
         rows = self.rows(split)[:limit]
+        if sample_size is not None:
+            if not 0 < sample_size <= len(rows):
+                raise ValueError(f"cannot sample {sample_size} barcodes from split {split!r}: it has {len(rows)}")
+            rows = np.sort(np.random.default_rng(seed).choice(rows, size=sample_size, replace=False))
         genus = np.asarray(self.dataset.data.column("genus").to_numpy(zero_copy_only=False), dtype=object)[rows]
         if require_genus:
             keep = np.array([g is not None for g in genus], dtype=bool)

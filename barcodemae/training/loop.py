@@ -410,7 +410,7 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             Path(args.data) if args.data else prepare_simulated_data(output_dir, args.simulate_genera, args.seed)
         )
         data = load_training_data(data_path, min_length=min_length)
-    pretrain, _ = data.source(args.split)
+    pretrain, _ = data.source(args.split, sample_size=args.max_train_samples, seed=args.seed)
     collator, curriculum, npmi_table = build_masking(
         args, tokenizer, pretrain, output_dir, resume=checkpoint is not None, is_main=accelerator.is_main_process
     )
