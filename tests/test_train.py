@@ -15,7 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from barcodemae.training.arguments import architecture_defaults, load_preset, parse_args
+from barcodemae.masking.span_corruption import SpanCorruptionCollator
+from barcodemae.training.arguments import RUN_CONFIG_ARGUMENTS, architecture_defaults, load_preset, parse_args
 from barcodemae.training.checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
 from barcodemae.training.data import load_training_data
 from barcodemae.training.loop import run_training
@@ -85,6 +86,23 @@ def test_unset_architecture_flags_take_the_model_configs_defaults():
     assert enbed.decoder_num_hidden_layers == keywords["num_decoder_layers"].default
     assert enbed.encoder_attention == keywords["encoder_attention"].default and enbed.decoder_hidden_size is None
     assert architecture_defaults("mlm") == architecture_defaults("mae")
+
+
+def test_unset_run_flags_take_the_model_configs_defaults_and_checks():
+    """Run choices that land in the config (RUN_CONFIG_ARGUMENTS) default to, and are judged by, the config."""
+    mae = parse_args(["--preset", "none", "--max_steps", "1"])
+    for flag, attribute in RUN_CONFIG_ARGUMENTS.items():
+        assert getattr(mae, flag) == getattr(BarcodeMAEConfig, attribute), flag
+    enbed = parse_args(["--preset", "none", "--objective", "enbed", "--tokenizer", "char"])
+    assert enbed.mask_ratio == inspect.signature(SpanCorruptionCollator).parameters["noise_density"].default == 0.15
+    for flags, problem in (
+        (["--mask_ratio", "1.5"], "mask_ratio must be in \\(0, 1\\), got 1.5"),
+        (["--pooled_layers", "max"], "pooled_layers must be one of"),
+        (["--contrastive_temperature", "0"], "contrastive_temperature must be > 0"),
+        (["--composition_kmer_size", "9"], "composition_kmer_size must be in 1..6"),
+    ):
+        with pytest.raises(ValueError, match=f"invalid run flag .*{problem}"):
+            parse_args(["--preset", "none", *flags])
 
 
 def test_bad_arguments_fail_clearly(tmp_path):

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from huggingface_hub.errors import StrictDataclassError
 from transformers import HfArgumentParser
 
+from barcodemae.masking.span_corruption import SpanCorruptionCollator
 from barcodemae.optim import SCHEDULERS
 from modeling_barcodemae.configuration_barcodemae import OBJECTIVES as PRETRAINING_OBJECTIVES
-from modeling_barcodemae.configuration_barcodemae import POOLED_LAYERS, BarcodeMAEConfig
+from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_enbed import ENCODER_ATTENTION, enbed_config
 
 ARCHITECTURE_ARGUMENTS: dict[str, str] = {
@@ -61,7 +63,8 @@ RUN_CONFIG_ARGUMENTS: dict[str, str] = {
     "composition_kmer_size": "composition_kmer_size",
 }
 """Flags that set this run's pretraining and embedding choices in the config, and the attribute each sets: unlike
-the architecture, ``--init_from`` keeps them from the flags."""
+the architecture, ``--init_from`` keeps them from the flags. Unset, they take the config's defaults
+(:func:`run_config_defaults`), and the config's own checks judge them."""
 PRESET_DIR = Path(str(resources.files("barcodemae.configs")))
 """``configs/`` of the repository, installed as ``barcodemae.configs`` (package data)."""
 TRAINING_ARGS_FILE = "training_args.json"
@@ -145,8 +148,8 @@ class TrainingArguments:
             "architecture and tokenizer, with a fresh optimiser and schedule"
         },
     )
-    pooled_layers: str = field(
-        default="last",
+    pooled_layers: str | None = field(
+        default=None,
         metadata={
             "help": "the barcode embedding (pooler_output) of the exported model: last (mean over the last block's "
             "tokens) or mean (over the average of every hidden state); see BarcodeMAEConfig.pooled_layers"
@@ -180,30 +183,34 @@ class TrainingArguments:
     masking: str = field(
         default="random", metadata={"help": "random | span | genemask | global | stochastic_global | cm-gems | cm-step"}
     )
-    mask_ratio: float = field(
-        default=0.5, metadata={"help": "share of tokens masked (ENBED: the noise density of span corruption)"}
+    mask_ratio: float | None = field(
+        default=None, metadata={"help": "share of tokens masked (ENBED: the noise density of span corruption)"}
     )
     mean_span_length: float = field(default=3.0, metadata={"help": "ENBED: mean length of a corrupted span"})
     num_sentinels: int = field(
         default=128, metadata={"help": "ENBED: T5 sentinel tokens after the tokenizer's vocabulary (spans per row)"}
     )
-    contrastive_weight: float = field(
-        default=0.0,
+    contrastive_weight: float | None = field(
+        default=None,
         metadata={
             "help": "add this weight times an InfoNCE loss between the pooled embeddings of two augmented views of "
             "each barcode (own start shift, reading frame, mask) to the masked-token loss (0: off; "
             "see BarcodeMAEConfig.contrastive_weight); batches then hold two rows per barcode"
         },
     )
-    contrastive_temperature: float = field(default=0.1, metadata={"help": "temperature of the contrastive loss"})
-    composition_weight: float = field(
-        default=0.0,
+    contrastive_temperature: float | None = field(
+        default=None, metadata={"help": "temperature of the contrastive loss"}
+    )
+    composition_weight: float | None = field(
+        default=None,
         metadata={
             "help": "add this weight times a composition loss: a linear head on the pooled embedding predicts each "
             "row's k-mer frequency profile (KL divergence; see BarcodeMAEConfig.composition_weight; 0: off)"
         },
     )
-    composition_kmer_size: int = field(default=4, metadata={"help": "k of the composition term's k-mer profile"})
+    composition_kmer_size: int | None = field(
+        default=None, metadata={"help": "k of the composition term's k-mer profile"}
+    )
     npmi_table: str | None = field(
         default=None, metadata={"help": "saved NPMI table (genemask/global); built from the training data if omitted"}
     )
@@ -272,9 +279,13 @@ class TrainingArguments:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"--objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        for name, default in architecture_defaults(self.objective).items():
+        for name, default in {**architecture_defaults(self.objective), **run_config_defaults(self.objective)}.items():
             if getattr(self, name) is None:
                 setattr(self, name, default)
+        try:  # the config's checks are the one statement of what a valid value is
+            BarcodeMAEConfig(**{attribute: getattr(self, flag) for flag, attribute in RUN_CONFIG_ARGUMENTS.items()})
+        except (ValueError, StrictDataclassError) as error:  # transformers 5 configs wrap their checks' errors
+            raise ValueError(f"invalid run flag (named as the config attribute): {error.__cause__ or error}") from error
         if self.objective == "enbed":
             for name in ("contrastive_weight", "composition_weight"):
                 if getattr(self, name):
@@ -308,18 +319,6 @@ class TrainingArguments:
             raise ValueError(f"--max_start_shift must be >= 0, got {self.max_start_shift}")
         if not 0 <= self.substitution_rate < 1:
             raise ValueError(f"--substitution_rate must be in [0, 1), got {self.substitution_rate}")
-        if not 0 < self.mask_ratio < 1:
-            raise ValueError(f"--mask_ratio must be in (0, 1), got {self.mask_ratio}")
-        if self.pooled_layers not in POOLED_LAYERS:
-            raise ValueError(f"--pooled_layers must be one of {POOLED_LAYERS}, got {self.pooled_layers!r}")
-        if self.contrastive_weight < 0:
-            raise ValueError(f"--contrastive_weight must be >= 0, got {self.contrastive_weight}")
-        if self.contrastive_temperature <= 0:
-            raise ValueError(f"--contrastive_temperature must be > 0, got {self.contrastive_temperature}")
-        if self.composition_weight < 0:
-            raise ValueError(f"--composition_weight must be >= 0, got {self.composition_weight}")
-        if not 1 <= self.composition_kmer_size <= 6:
-            raise ValueError(f"--composition_kmer_size must be in 1..6, got {self.composition_kmer_size}")
 
     @property
     def views_per_barcode(self) -> int:
@@ -340,6 +339,15 @@ def architecture_defaults(objective: str) -> dict[str, Any]:
         keywords = inspect.signature(enbed_config).parameters
         return {flag: keywords[keyword].default for flag, keyword in ENBED_ARCHITECTURE_ARGUMENTS.items()}
     return {flag: getattr(BarcodeMAEConfig, attribute) for flag, attribute in ARCHITECTURE_ARGUMENTS.items()}
+
+
+def run_config_defaults(objective: str) -> dict[str, Any]:
+    """What each unset flag of ``RUN_CONFIG_ARGUMENTS`` means: :class:`BarcodeMAEConfig`'s class default, except
+    ENBED's masked share, which is :class:`SpanCorruptionCollator`'s noise density (T5's 0.15)."""
+    defaults = {flag: getattr(BarcodeMAEConfig, attribute) for flag, attribute in RUN_CONFIG_ARGUMENTS.items()}
+    if objective == "enbed":
+        defaults["mask_ratio"] = inspect.signature(SpanCorruptionCollator).parameters["noise_density"].default
+    return defaults
 
 
 def resolve_preset(preset: str) -> Path:
@@ -433,4 +441,5 @@ __all__ = [
     "parse_args",
     "resolve_preset",
     "resume_mismatches",
+    "run_config_defaults",
 ]
