@@ -46,6 +46,7 @@ from barcodemae.eval.metrics import (
     select_probe_c,
 )
 from barcodemae.eval.postprocess import POSTPROCESSING, EmbeddingPostprocessor
+from barcodemae.help_format import DefaultsHelpFormatter
 from barcodemae.inference import (
     LAYER_MEAN,
     POOLINGS,
@@ -432,20 +433,9 @@ def _probe_c(value: str) -> float | str:
     return c
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """``--help`` keeps the description's line breaks and shows each flag's default where its help does not."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        shown = action.nargs != 0 and action.default not in (None, argparse.SUPPRESS)  # not for on/off switches
-        if shown and "default" not in text:
-            text += " (default: %(default)s)"
-        return text
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter
+        description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter
     )
     parser.add_argument("--model", help="model folder (save_pretrained) or hub name; any AutoModel encoder")
     parser.add_argument("--baseline", choices=BASELINES, help="evaluate a baseline with no learning instead of a model")

@@ -19,6 +19,7 @@ import yaml
 from huggingface_hub.errors import StrictDataclassError
 from transformers import HfArgumentParser
 
+from barcodemae.help_format import DefaultsHelpFormatter
 from barcodemae.masking.span_corruption import SpanCorruptionCollator
 from barcodemae.optim import SCHEDULERS
 from modeling_barcodemae.configuration_barcodemae import OBJECTIVES as PRETRAINING_OBJECTIVES
@@ -377,9 +378,24 @@ def load_preset(preset: str) -> dict[str, Any]:
     return values
 
 
+def describe_config_defaults(parser: HfArgumentParser) -> None:
+    """Make ``--help`` say what an unset architecture or run flag means (the model config's default, per objective)
+    instead of ``None`` (the value that stands for "unset" until ``__post_init__`` resolves it)."""
+    defaults = {
+        "BarcodeMAE": {**architecture_defaults("mae"), **run_config_defaults("mae")},
+        "ENBED": {**architecture_defaults("enbed"), **run_config_defaults("enbed")},
+    }
+    for action in parser._actions:
+        meanings = [f"{model} {values[action.dest]}" for model, values in defaults.items()
+                    if values.get(action.dest) is not None]
+        if meanings and action.default is None:
+            action.help = f"{action.help} (default: the model config's: {', '.join(meanings)})"
+
+
 def parse_args(argv: list[str] | None = None) -> TrainingArguments:
     """Parse flags over the preset over the defaults (see the module docstring)."""
-    parser = HfArgumentParser(TrainingArguments)
+    parser = HfArgumentParser(TrainingArguments, formatter_class=DefaultsHelpFormatter)
+    describe_config_defaults(parser)
     (first,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
     if first.preset and first.preset.lower() != "none":
         parser.set_defaults(**load_preset(first.preset))
