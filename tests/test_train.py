@@ -16,10 +16,17 @@ import torch
 from safetensors.torch import load_file
 
 from barcodemae.masking.span_corruption import SpanCorruptionCollator
-from barcodemae.training.arguments import RUN_CONFIG_ARGUMENTS, architecture_defaults, load_preset, parse_args
+from barcodemae.tokenization import BarcodeTokenizer
+from barcodemae.training.arguments import (
+    PRESET_DIR,
+    RUN_CONFIG_ARGUMENTS,
+    architecture_defaults,
+    load_preset,
+    parse_args,
+)
 from barcodemae.training.checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
 from barcodemae.training.data import load_training_data
-from barcodemae.training.loop import run_training
+from barcodemae.training.loop import build_model, run_training
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_enbed import enbed_config
 
@@ -70,6 +77,26 @@ def test_presets_and_flag_precedence():
     assert (small.hidden_size, small.num_hidden_layers, small.max_steps, small.per_device_batch_size) == (
         64, 2, 1500, 64
     )
+
+
+@pytest.mark.parametrize("preset", sorted(path.stem for path in PRESET_DIR.glob("*.yaml")))
+def test_every_shipped_preset_builds_its_model(preset):
+    """GPU presets (barcodemae, barcodebert, enbed) cannot train here; their models must still build as stated."""
+    args = parse_args(["--preset", preset])
+    with torch.device("meta"):  # shapes only: the paper sizes build in well under a second
+        model = build_model(args, BarcodeTokenizer.from_spec(args.tokenizer))
+    config = model.config
+    if args.objective == "enbed":
+        assert (config.d_model, config.num_layers, config.num_decoder_layers, config.d_ff) == (
+            args.hidden_size, args.num_hidden_layers, args.decoder_num_hidden_layers, args.intermediate_size
+        )
+        assert config.encoder_attention_type == args.encoder_attention
+    else:
+        assert (config.hidden_size, config.num_hidden_layers, config.pretraining_objective) == (
+            args.hidden_size, args.num_hidden_layers, args.objective
+        )
+        assert (config.mask_ratio, config.pooled_layers) == (args.mask_ratio, args.pooled_layers)
+    assert sum(parameter.numel() for parameter in model.parameters()) > 10_000
 
 
 def test_unset_architecture_flags_take_the_model_configs_defaults():
