@@ -386,10 +386,13 @@ def describe_config_defaults(parser: HfArgumentParser) -> None:
         "ENBED": {**architecture_defaults("enbed"), **run_config_defaults("enbed")},
     }
     for action in parser._actions:
-        meanings = [f"{model} {values[action.dest]}" for model, values in defaults.items()
-                    if values.get(action.dest) is not None]
-        if meanings and action.default is None:
-            action.help = f"{action.help} (default: the model config's: {', '.join(meanings)})"
+        per_model = {model: values[action.dest] for model, values in defaults.items()
+                     if values.get(action.dest) is not None}
+        if not per_model or action.default is not None:
+            continue
+        shown = (str(next(iter(per_model.values()))) if len(set(per_model.values())) == 1
+                 else ", ".join(f"{model} {value}" for model, value in per_model.items()))
+        action.help = f"{action.help} (default: the model config's: {shown})"
 
 
 def parse_args(argv: list[str] | None = None) -> TrainingArguments:
