@@ -93,6 +93,21 @@ def test_reference_bpe_round_trips_through_autotokenizer(shared_data, barcodes, 
     assert loaded(barcodes[:8])["input_ids"] == tokenizer(barcodes[:8])["input_ids"]
 
 
+def test_a_plain_tokenizer_folder_spec_loads_as_the_bpe_it_holds(shared_data, barcodes, tmp_path):
+    """The authors' folders (PreTrainedTokenizerFast configs) must not be taken for the default 6-mers."""
+    folder = shared_data / "reference_tokenizers" / "bpe_barcode_4096"
+    from_folder = BarcodeTokenizer.from_spec(str(folder))
+    from_file = BarcodeTokenizer.from_spec(str(folder / "tokenizer.json"))
+    assert from_folder.describe() == from_file.describe() and from_folder.describe()["scheme"] == "bpe"
+    assert from_folder.model_config_kwargs()["max_position_embeddings"] == 662  # not the folder's 1e30
+    assert from_folder(barcodes[:3])["input_ids"] == from_file(barcodes[:3])["input_ids"]
+    saved = tmp_path / "kmer4"
+    BarcodeTokenizer.kmer(4).save_pretrained(saved)  # this class's own folders still load from their config
+    assert BarcodeTokenizer.from_spec(str(saved)).describe() == BarcodeTokenizer.kmer(4).describe()
+    with pytest.raises(ValueError, match="neither a saved BarcodeTokenizer folder nor a folder with a tokenizer.json"):
+        BarcodeTokenizer.from_spec(str(tmp_path))
+
+
 def test_file_without_special_tokens_is_rejected(tmp_path):
     from tokenizers.models import WordLevel
 

@@ -306,7 +306,16 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         if scheme == "char":
             return cls.char()
         path = Path(options["path"])
-        return cls.from_pretrained(str(path)) if path.is_dir() else cls.from_tokenizer_file(str(path))
+        if not path.is_dir():
+            return cls.from_tokenizer_file(str(path))
+        config = path / "tokenizer_config.json"
+        if config.is_file() and "scheme" in json.loads(config.read_text()):
+            return cls.from_pretrained(str(path))  # saved by this class: scheme, k, framing ... are in the config
+        if (path / "tokenizer.json").is_file():
+            # A plain `tokenizers` / PreTrainedTokenizerFast folder (e.g. the BarcodeMAE authors' BPE): its config
+            # says nothing of the scheme, so from_pretrained would take it for the default 6-mers.
+            return cls.from_tokenizer_file(str(path / "tokenizer.json"))
+        raise ValueError(f"{path}: neither a saved BarcodeTokenizer folder nor a folder with a tokenizer.json")
 
     # --------------------------------------------------------------------------------------- preprocessing
     def prepare_barcode(self, text: str, index: int = 0, frame_offset: int | None = None) -> str:
