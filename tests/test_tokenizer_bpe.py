@@ -106,6 +106,8 @@ def test_a_plain_tokenizer_folder_spec_loads_as_the_bpe_it_holds(shared_data, ba
     assert BarcodeTokenizer.from_spec(str(saved)).describe() == BarcodeTokenizer.kmer(4).describe()
     with pytest.raises(ValueError, match="neither a saved BarcodeTokenizer folder nor a folder with a tokenizer.json"):
         BarcodeTokenizer.from_spec(str(tmp_path))
+    with pytest.raises(ValueError, match="does not say the barcode scheme"):
+        BarcodeTokenizer.from_pretrained(str(folder))  # directly: refused, never read as 6-mers
 
 
 def test_file_without_special_tokens_is_rejected(tmp_path):

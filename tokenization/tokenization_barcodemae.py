@@ -170,7 +170,7 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         self,
         tokenizer_file: str | None = None,
         tokenizer_object: Tokenizer | None = None,
-        scheme: str = "kmer",
+        scheme: str | None = None,
         k: int = 6,
         stride: int | None = None,
         max_bp: int = DEFAULT_MAX_LENGTH,
@@ -178,6 +178,13 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
         framing: str = "cls_sep",
         **kwargs: Any,
     ) -> None:
+        if scheme is None:
+            if tokenizer_file is not None:  # from_pretrained of a folder whose config this class did not write
+                raise ValueError(
+                    f"{tokenizer_file}: its tokenizer_config.json does not say the barcode scheme (not saved by "
+                    "BarcodeTokenizer); load the file with BarcodeTokenizer.from_tokenizer_file or from_spec"
+                )
+            scheme = "kmer"
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
         if framing not in FRAMINGS:
