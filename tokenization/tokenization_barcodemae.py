@@ -320,7 +320,7 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
             return cls.from_pretrained(str(path))  # saved by this class: scheme, k, framing ... are in the config
         if (path / "tokenizer.json").is_file():
             # A plain `tokenizers` / PreTrainedTokenizerFast folder (e.g. the BarcodeMAE authors' BPE): its config
-            # says nothing of the scheme, so from_pretrained would take it for the default 6-mers.
+            # says nothing of the scheme (from_pretrained refuses it), so its tokenizer.json is wrapped as a BPE.
             return cls.from_tokenizer_file(str(path / "tokenizer.json"))
         raise ValueError(f"{path}: neither a saved BarcodeTokenizer folder nor a folder with a tokenizer.json")
 
