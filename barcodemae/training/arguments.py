@@ -280,7 +280,7 @@ class TrainingArguments:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"--objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        for name, default in {**architecture_defaults(self.objective), **run_config_defaults(self.objective)}.items():
+        for name, default in unset_flag_defaults(self.objective).items():
             if getattr(self, name) is None:
                 setattr(self, name, default)
         try:  # the config's checks are the one statement of what a valid value is
@@ -351,6 +351,12 @@ def run_config_defaults(objective: str) -> dict[str, Any]:
     return defaults
 
 
+def unset_flag_defaults(objective: str) -> dict[str, Any]:
+    """Every flag that is ``None`` until resolved, and what it resolves to for ``objective``: the architecture's
+    and the run choices' model-config defaults."""
+    return {**architecture_defaults(objective), **run_config_defaults(objective)}
+
+
 def resolve_preset(preset: str) -> Path:
     """A preset name (``configs/<name>.yaml``) or a YAML path; a clear error lists the shipped presets."""
     path = Path(preset)
@@ -381,10 +387,7 @@ def load_preset(preset: str) -> dict[str, Any]:
 def describe_config_defaults(parser: HfArgumentParser) -> None:
     """Make ``--help`` say what an unset architecture or run flag means (the model config's default, per objective)
     instead of ``None`` (the value that stands for "unset" until ``__post_init__`` resolves it)."""
-    defaults = {
-        "BarcodeMAE": {**architecture_defaults("mae"), **run_config_defaults("mae")},
-        "ENBED": {**architecture_defaults("enbed"), **run_config_defaults("enbed")},
-    }
+    defaults = {"BarcodeMAE": unset_flag_defaults("mae"), "ENBED": unset_flag_defaults("enbed")}
     for action in parser._actions:
         per_model = {model: values[action.dest] for model, values in defaults.items()
                      if values.get(action.dest) is not None}
@@ -461,4 +464,5 @@ __all__ = [
     "resolve_preset",
     "resume_mismatches",
     "run_config_defaults",
+    "unset_flag_defaults",
 ]
