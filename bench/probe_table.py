@@ -6,7 +6,8 @@ Each ``LABEL=FOLDER`` is a ``train.py`` output folder; its ``metrics.jsonl`` hol
 of ``--query_split`` barcodes against ``--key_split`` keys, raw cosine, per layer, the top-PC variance share and the
 seen / unseen perplexities). Columns: the untrained encoder (step 0: last block and layer average), the lowest
 last-block value and its step, the last step (last block, embedding layer, layer average), the top-PC share of the
-model's own embedding and the perplexities at the last step. ``--curve`` adds the whole last-block curve. Every
+model's own embedding and the perplexities at the last step; the parameter count comes from ``summary.json`` ("–"
+for a run that has none: unfinished, or older than the count). ``--curve`` adds the whole last-block curve. Every
 number is read from the files.
 """
 
@@ -32,7 +33,13 @@ def last_block_key(record: dict[str, Any]) -> str:
     return f"{prefix}{max(blocks)}" if blocks else "genus_1nn_accuracy"
 
 
-def row(label: str, records: list[dict[str, Any]], curve: bool) -> str:
+def parameter_count(folder: Path) -> int | None:
+    """The model's parameter count from the run's ``summary.json``, if the run finished and recorded it."""
+    path = folder / "summary.json"
+    return json.loads(path.read_text()).get("parameters") if path.is_file() else None
+
+
+def row(label: str, records: list[dict[str, Any]], parameters: int | None, curve: bool) -> str:
     first, last = records[0], records[-1]
     block = last_block_key(first)
     lowest = min(records, key=lambda r: r[block])
@@ -44,7 +51,8 @@ def row(label: str, records: list[dict[str, Any]], curve: bool) -> str:
         return "–" if value is None else f"{value:.1f}"
 
     cells = [
-        label, str(last["step"]), pct(first[block]), pct(first.get("genus_1nn_accuracy_layer_mean")),
+        label, str(last["step"]), "–" if parameters is None else f"{parameters / 1e6:.2f} M",
+        pct(first[block]), pct(first.get("genus_1nn_accuracy_layer_mean")),
         f"{pct(lowest[block])} ({lowest['step']})", pct(last[block]),
         pct(last.get("genus_1nn_accuracy_layer_0")), pct(last.get("genus_1nn_accuracy_layer_mean")),
         f"{last.get('top_pc_variance_share', float('nan')):.2f}", num(last.get("val_perplexity")),
@@ -55,14 +63,14 @@ def row(label: str, records: list[dict[str, Any]], curve: bool) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-HEADER = ("run", "steps", "untrained", "untrained, layer mean", "lowest (step)", "last", "last, embedding layer",
-          "last, layer mean", "top-PC share", "val ppl", "val_unseen ppl")
+HEADER = ("run", "steps", "parameters", "untrained", "untrained, layer mean", "lowest (step)", "last",
+          "last, embedding layer", "last, layer mean", "top-PC share", "val ppl", "val_unseen ppl")
 
 
-def render(rows: list[tuple[str, list[dict[str, Any]]]], curve: bool = False) -> str:
+def render(rows: list[tuple[str, list[dict[str, Any]], int | None]], curve: bool = False) -> str:
     header = [*HEADER, "curve (step:accuracy)"] if curve else list(HEADER)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += [row(label, records, curve) for label, records in rows]
+    lines += [row(label, records, parameters, curve) for label, records, parameters in rows]
     return "\n".join(lines)
 
 
@@ -77,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         records = probe_records(Path(folder))
         if not records:
             raise SystemExit(f"{folder}: metrics.jsonl holds no genus-probe record")
-        rows.append((label, records))
+        rows.append((label, records, parameter_count(Path(folder))))
     print(render(rows, args.curve))
     return 0
 

@@ -194,16 +194,17 @@ def test_probe_table_reads_the_training_probe(tmp_path, capsys):
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     assert probe_table_main([f"tiny MAE={run}", "--curve"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[2] == ("| tiny MAE | 20 | 48.0 | 48.0 | 9.0 (10) | 30.0 | 40.0 | 33.0 | 0.45 | 10.0 | 12.5 | "
-                        "0:48.0 10:9.0 20:30.0 |")
+    assert table[2] == ("| tiny MAE | 20 | – | 48.0 | 48.0 | 9.0 (10) | 30.0 | 40.0 | 33.0 | 0.45 | 10.0 | 12.5 | "
+                        "0:48.0 10:9.0 20:30.0 |")  # no summary.json (an unfinished run): no parameter count
     # a layer-average model: its headline is the layer mean, the "last" columns still read the last block
     for record in records:
         if "genus_1nn_accuracy_layer_0" in record:
             record["genus_1nn_accuracy"] = record["genus_1nn_accuracy_layer_mean"]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run / "summary.json").write_text(json.dumps({"global_step": 20, "parameters": 702_345}))
     assert probe_table_main([f"small={run}"]) == 0
     assert capsys.readouterr().out.splitlines()[2] == (
-        "| small | 20 | 48.0 | 48.0 | 9.0 (10) | 30.0 | 40.0 | 33.0 | 0.45 | 10.0 | 12.5 |")
+        "| small | 20 | 0.70 M | 48.0 | 48.0 | 9.0 (10) | 30.0 | 40.0 | 33.0 | 0.45 | 10.0 | 12.5 |")
 
 
 def test_alignment_benchmark_scores_every_method_in_one_harness(kmer4_model_folder, fixture_csv, tmp_path,

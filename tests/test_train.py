@@ -169,7 +169,7 @@ def test_tokenizer_specs(tmp_path):
 # ------------------------------------------------------------------------------------------------ end to end
 @pytest.mark.parametrize("objective", ["mae", "mlm"])
 def test_end_to_end_on_demo_data(objective, demo_csv, tmp_path):
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoModelForPreTraining
 
     out = tmp_path / objective
     pooled_layers = "mean" if objective == "mlm" else "last"
@@ -206,6 +206,10 @@ def test_end_to_end_on_demo_data(objective, demo_csv, tmp_path):
     assert encoder.config.pooled_layers == pooled_layers  # the exported embedding is the one the probe scored
     assert (out / "final_model" / "label_vocab.json").is_file() and (out / "final_model" / "tokenizer.json").is_file()
     assert json.loads((out / "training_args.json").read_text())["objective"] == objective
+    # The parameter count probe_table prints is the trained model's: encoder and pretraining head / decoder.
+    pretraining_model = AutoModelForPreTraining.from_pretrained(out / "final_model", trust_remote_code=True)
+    assert summary["parameters"] == sum(p.numel() for p in pretraining_model.parameters())
+    assert json.loads((out / "summary.json").read_text())["parameters"] == summary["parameters"]
 
 
 # ------------------------------------------------------------------------------------------------ resume

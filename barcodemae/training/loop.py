@@ -457,13 +457,14 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             checkpoint, global_step, stream.position.epoch, stream.position.batch,
         )
 
+    parameter_count = sum(p.numel() for p in model.parameters())
     if accelerator.is_main_process:
         logger.info(
             "%d pretraining barcodes, %d steps of %d barcodes (%d per device x %d processes x %d accumulation), "
             "%s parameters",
             len(pretrain), max_steps, stream.global_size * args.gradient_accumulation_steps,
             args.per_device_batch_size, accelerator.num_processes, args.gradient_accumulation_steps,
-            f"{sum(p.numel() for p in model.parameters()):,}",
+            f"{parameter_count:,}",
         )
 
     def trainer_state() -> dict[str, Any]:
@@ -563,7 +564,9 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
             return {"global_step": global_step, "stopped_early": True}
     progress.close()
 
-    loop_summary: dict[str, Any] = {"global_step": global_step, "max_steps": max_steps, "last_log": last_record}
+    loop_summary: dict[str, Any] = {
+        "global_step": global_step, "max_steps": max_steps, "parameters": parameter_count, "last_log": last_record,
+    }
     if isinstance(curriculum, CMGEMSCurriculum):
         loop_summary["curriculum_switch_step"] = curriculum.switch_step
         if not curriculum.switched:
@@ -585,7 +588,7 @@ def export_final_model(
 ) -> dict[str, Any]:
     """``final_model/`` (the last step's weights, or the best step's with ``--load_best_model_at_end``) with its
     tokenizer, label vocabulary and NPMI table, its evaluation (``--evaluate``) and ``summary.json``; returns the
-    summary (``summary`` holds the loop's ``global_step``, ``max_steps`` and ``last_log``)."""
+    summary (``summary`` holds the loop's ``global_step``, ``max_steps``, ``parameters`` and ``last_log``)."""
     output_dir = Path(args.output_dir)
     global_step = summary["global_step"]
     final_dir = output_dir / "final_model"
