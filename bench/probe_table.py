@@ -1,14 +1,15 @@
 """Markdown table of the training-time genus probe: how pretraining moves open-world genus 1-NN, step by step.
 
-    python bench/probe_table.py "tiny MAE=runs/q/mae-42" "MAE, shift 300=runs/q/shift-42" [--curve]
+    python bench/probe_table.py "tiny MAE=runs/q/mae-42" "MAE, shift 300=runs/q/shift-42" [--curve] [--plot c.png]
 
 Each ``LABEL=FOLDER`` is a ``train.py`` output folder; its ``metrics.jsonl`` holds the probe's records (genus 1-NN
 of ``--query_split`` barcodes against ``--key_split`` keys, raw cosine, per layer, the top-PC variance share and the
 seen / unseen perplexities). Columns: the untrained encoder (step 0: last block and layer average), the lowest
 last-block value and its step, the last step (last block, embedding layer, layer average), the top-PC share of the
 model's own embedding and the perplexities at the last step; the parameter count comes from ``summary.json`` ("–"
-for a run that has none: unfinished, or older than the count). ``--curve`` adds the whole last-block curve. Every
-number is read from the files.
+for a run that has none: unfinished, or older than the count). ``--curve`` adds the whole last-block curve;
+``--plot`` draws every run's curves (last-block genus 1-NN and top-PC share against the step: where a collapse
+starts and whether it recovers). Every number is read from the files.
 """
 
 from __future__ import annotations
@@ -74,10 +75,39 @@ def render(rows: list[tuple[str, list[dict[str, Any]], int | None]], curve: bool
     return "\n".join(lines)
 
 
+def plot_curves(path: Path, rows: list[tuple[str, list[dict[str, Any]], int | None]]) -> None:
+    """Two panels sharing the step axis: the last block's genus 1-NN (%) and the top-PC variance share, one line
+    per run, so that runs of different lengths and evaluation intervals compare at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (accuracy, share) = plt.subplots(2, 1, sharex=True, figsize=(8, 6.5), height_ratios=(2, 1))
+    for label, records, _ in rows:
+        block = last_block_key(records[0])
+        steps = [r["step"] for r in records]
+        line, = accuracy.plot(steps, [100 * r[block] for r in records], marker="o", markersize=3, label=label)
+        share.plot(steps, [r.get("top_pc_variance_share", float("nan")) for r in records], marker="o",
+                   markersize=3, color=line.get_color())
+    accuracy.set_ylabel("genus 1-NN, last block (%)")
+    accuracy.set_title("training-time probe: open-world genus 1-NN (step 0 = untrained)")
+    accuracy.legend(fontsize=7, frameon=False)
+    accuracy.grid(alpha=0.3)
+    share.set_ylabel("top-PC variance share")
+    share.set_xlabel("step")
+    share.set_ylim(0, 1)
+    share.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="LABEL=FOLDER (a train.py output folder)")
     parser.add_argument("--curve", action="store_true", help="add the last-block probe at every validation")
+    parser.add_argument("--plot", type=Path, help="also draw the runs' probe curves into this image (.png, .svg)")
     args = parser.parse_args(argv)
     rows = []
     for spec in args.runs:
@@ -87,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{folder}: metrics.jsonl holds no genus-probe record")
         rows.append((label, records, parameter_count(Path(folder))))
     print(render(rows, args.curve))
+    if args.plot is not None:
+        plot_curves(args.plot, rows)
+        print(f"curves: {args.plot}")
     return 0
 
 

@@ -1,8 +1,8 @@
 """Figures of an evaluation run: the open-world queries' embeddings (test_unseen, or val_unseen) in 2-D coloured by
 genus, and accuracy per genus.
 
-matplotlib is optional (the ``plots`` extra): without it the run still writes results.json and the report,
-and records that no plots were made.
+matplotlib is a dependency; in an environment installed without it (``pip install --no-deps``) the run still
+writes results.json and the report, and records that no plots were made.
 """
 
 from __future__ import annotations

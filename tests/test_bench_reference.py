@@ -202,9 +202,10 @@ def test_probe_table_reads_the_training_probe(tmp_path, capsys):
             record["genus_1nn_accuracy"] = record["genus_1nn_accuracy_layer_mean"]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (run / "summary.json").write_text(json.dumps({"global_step": 20, "parameters": 702_345}))
-    assert probe_table_main([f"small={run}"]) == 0
+    assert probe_table_main([f"small={run}", "--plot", str(tmp_path / "curves.png")]) == 0
     assert capsys.readouterr().out.splitlines()[2] == (
         "| small | 20 | 0.70 M | 48.0 | 48.0 | 9.0 (10) | 30.0 | 40.0 | 33.0 | 0.45 | 10.0 | 12.5 |")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_alignment_benchmark_scores_every_method_in_one_harness(kmer4_model_folder, fixture_csv, tmp_path,
