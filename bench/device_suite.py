@@ -2,6 +2,7 @@
 
     python bench/device_suite.py --output bench/results/device            # on the GPU machine, <= 9 minutes
     python bench/device_suite.py --dry-run --output /tmp/suite            # every stage at toy sizes on a CPU
+    python bench/device_suite.py --recipe small --output bench/results/device-small   # issue #12's recipe at paper size
 
 Stages, each a subprocess with its own time cap (a slow or hanging stage is stopped and reported, the rest go on)
 and all under one overall deadline:
@@ -15,7 +16,10 @@ and all under one overall deadline:
    full attention (``bench_enbed_attention.py``).
 4. ``pretrain_mae`` / ``pretrain_mlm``: paper-size pretraining on ``dev.csv.gz`` with equal wall-clock: each gets
    as many steps as its measured step time allows in ``--pretrain-seconds``; ``train.py``'s probe gives the genus
-   1-NN on ``val_unseen`` of the untrained (step 0) and the trained encoder, and the perplexities.
+   1-NN on ``val_unseen`` of the untrained (step 0) and the trained encoder, and the perplexities. ``--recipe
+   small`` trains the same paper-size models with ``--preset small``'s run choices (random start shift, the
+   view-contrastive term, its pooling: the CPU recipe of issue #12, tested at scale); with the term a step encodes
+   two views of each barcode, so it gets half the steps of the step time measured without it.
 5. ``multi_gpu``: a 2-process ``accelerate launch`` of ``train.py`` when the machine has 2+ GPUs (skipped and said
    so otherwise; the dry run uses 2 CPU processes).
 
@@ -36,10 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from barcodemae.training.arguments import load_preset
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 DEV_DATA = REPO.parent / "shared" / "data" / "bold_coi" / "dev.csv.gz"
 DEMO_DATA = REPO.parent / "shared" / "data" / "bold_coi" / "demo.csv.gz"
+RECIPE_RUN_CHOICES = ("max_start_shift", "contrastive_weight", "pooled_layers")
+"""What ``--recipe small`` takes from the ``small`` preset: its training choices, not its 64-wide architecture."""
 
 
 @dataclass
@@ -86,6 +94,19 @@ def step_seconds(stage: Stage, variant: str) -> float | None:
     return next((row["median_s"] for row in rows if row["variant"] == variant), None)
 
 
+def recipe_flags(recipe: str) -> list[str]:
+    """``train.py`` flags of a ``--recipe``: none for ``paper``, the ``small`` preset's run choices for ``small``."""
+    if recipe == "paper":
+        return []
+    preset = load_preset(recipe)
+    return [flag for key in RECIPE_RUN_CHOICES for flag in (f"--{key}", str(preset[key]))]
+
+
+def views_per_barcode(recipe: str) -> int:
+    """Encoder passes per barcode of a training step: two with the view-contrastive term, one without."""
+    return 2 if recipe != "paper" and float(load_preset(recipe)["contrastive_weight"]) > 0 else 1
+
+
 def pretrain_stage(name: str, objective: str, steps: int, args: argparse.Namespace, out: Path) -> Stage:
     """``train.py`` for ``steps`` steps with the probe at step 0 and at the end (``metrics.jsonl``)."""
     run_dir = out / name
@@ -93,7 +114,8 @@ def pretrain_stage(name: str, objective: str, steps: int, args: argparse.Namespa
              "--max_val_samples", "64", "--max_probe_keys", "128"]
             if args.dry_run else ["--preset", "barcodemae" if objective == "mae" else "barcodebert",
                                   "--per_device_batch_size", "128", "--max_probe_keys", "2000"])
-    command = [sys.executable, str(REPO / "train.py"), *size, "--objective", objective, "--data", str(args.data),
+    command = [sys.executable, str(REPO / "train.py"), *size, *recipe_flags(args.recipe), "--objective", objective,
+               "--data", str(args.data),
                "--max_steps", str(steps), "--eval_steps", str(steps), "--save_steps", str(steps),
                "--logging_steps", str(max(1, steps // 10)), "--evaluate", "false", "--output_dir", str(run_dir),
                "--overwrite_output_dir", "true", "--seed", "0"]
@@ -128,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrain-seconds", type=float, default=150, help="training wall-clock per objective")
     parser.add_argument("--pretrain-overhead-seconds", type=float, default=40, help="data loading and probes")
     parser.add_argument("--data", type=Path, default=None, help="pretraining CSV (default dev.csv.gz; demo in dry run)")
+    parser.add_argument("--recipe", choices=("paper", "small"), default="paper",
+                        help="pretraining stages: the papers' presets as published, or with the small preset's "
+                             "run choices (start shift, view-contrastive term, pooling)")
     return parser
 
 
@@ -172,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
               cap_s=30 if args.dry_run else 90, result_file=out / "enbed_attention.json"))
     for objective, variant in (("mae", "mae"), ("mlm", "mlm_same_encoder")):
         seconds = step_seconds(step, variant)
-        steps = 3 if args.dry_run else (max(1, int(args.pretrain_seconds / seconds)) if seconds else 0)
+        steps = 3 if args.dry_run else (
+            max(1, int(args.pretrain_seconds / (seconds * views_per_barcode(args.recipe)))) if seconds else 0)
         stage = pretrain_stage(f"pretrain_{objective}", objective, steps, args, out)
         if steps == 0:
             stage.status, stage.detail = "skipped", f"no step time measured for {variant}"
@@ -197,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "suite": "barcodemae device suite",
         "dry_run": args.dry_run,
+        "recipe": args.recipe,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "stages": {name: {"status": s.status, "seconds": round(s.seconds, 1), "detail": s.detail, "result": s.result}
@@ -211,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
 def render_markdown(report: dict[str, Any]) -> str:
     """A short human summary of ``suite.json``."""
     lines = [f"# Device suite ({'dry run' if report['dry_run'] else 'GPU'}), {report['date']}", "",
+             f"Pretraining recipe: {report['recipe']}.", "",
              "| stage | status | seconds | headline |", "|---|---|---:|---|"]
     for name, stage in report["stages"].items():
         lines.append(f"| {name} | {stage['status']} | {stage['seconds']} | {headline(name, stage['result'])} |")

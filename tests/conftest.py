@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(REPO_ROOT / "bench"))  # the benchmark scripts are tested as modules
 
 torch.set_num_threads(2)
 

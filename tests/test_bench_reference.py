@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -13,11 +11,6 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
 from bench_embedding import forward_flops_per_barcode
 from bench_pretraining import (
     MAIN_VARIANTS,
@@ -30,6 +23,8 @@ from bench_pretraining import (
 from bert_reference import BertReferenceMAE
 from flops import head_flops
 from timing import time_steps
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 from modeling_barcodemae import BarcodeMAEConfig, BarcodeMAEModel
 

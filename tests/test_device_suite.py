@@ -36,3 +36,26 @@ def test_dry_run_runs_every_stage_and_writes_the_reports(tmp_path, demo_csv):
         assert 0 <= result["trained"]["genus_1nn_accuracy"] <= 1
     summary = (tmp_path / "suite.md").read_text()
     assert summary.startswith("# Device suite (dry run)") and "| pretrain_mae | ok |" in summary
+
+
+def test_small_recipe_trains_the_paper_models_with_the_small_presets_run_choices(tmp_path, demo_csv):
+    from device_suite import build_parser, pretrain_stage, views_per_barcode
+
+    from barcodemae.training.arguments import load_preset, parse_args
+
+    small = load_preset("small")
+    for recipe, objective, preset in (("paper", "mae", "barcodemae"), ("small", "mae", "barcodemae"),
+                                      ("small", "mlm", "barcodebert")):
+        args = build_parser().parse_args(["--output", str(tmp_path), "--recipe", recipe, "--data", str(demo_csv)])
+        command = pretrain_stage(f"pretrain_{objective}", objective, 10, args, tmp_path).command
+        parsed = parse_args(command[command.index(str(REPO_ROOT / "train.py")) + 1:])
+        paper = load_preset(preset)
+        assert (parsed.hidden_size, parsed.num_hidden_layers) == (paper["hidden_size"], paper["num_hidden_layers"])
+        chosen = small if recipe == "small" else paper
+        assert parsed.max_start_shift == chosen.get("max_start_shift", 0)
+        assert parsed.contrastive_weight == chosen.get("contrastive_weight", parsed.contrastive_weight)
+        if recipe == "small":
+            assert parsed.contrastive_weight > 0 and parsed.pooled_layers == small["pooled_layers"]
+        else:
+            assert not parsed.contrastive_weight  # the papers train without the term
+    assert (views_per_barcode("paper"), views_per_barcode("small")) == (1, 2)  # the term encodes two views a step
