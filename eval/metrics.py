@@ -160,20 +160,53 @@ def linear_probe(
     if train_x.shape[1] != test_x.shape[1]:
         raise ValueError(f"train embeddings have dimension {train_x.shape[1]} but test {test_x.shape[1]}")
     classes, targets = np.unique(train_y, return_inverse=True)
-    if len(classes) < 2:
-        raise ValueError(f"linear probe needs at least 2 classes in the training labels, got {len(classes)}")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    scale = _Standardiser(train_x)
+    x, y = scale(train_x, device), torch.from_numpy(targets.astype(np.int64)).to(device)
+    head = _fit_softmax_head(x, y, len(classes), c=c, max_iter=max_iter, seed=seed)
+    predictions = classes[_predict(head, scale(test_x, device))]
+    result: dict[str, Any] = {
+        **classification_scores(test_y, predictions),
+        "num_train": len(train_x),
+        "num_test": len(test_x),
+        "num_classes": len(classes),
+    }
+    if return_predictions:
+        result["predictions"] = predictions
+    return result
+
+
+class _Standardiser:
+    """Per-dimension standardisation fitted on the probe's training embeddings (applied to every other set)."""
+
+    def __init__(self, train_x: np.ndarray) -> None:
+        self.mean, self.std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
+
+    def __call__(self, x: np.ndarray, device: torch.device) -> torch.Tensor:
+        return torch.from_numpy((x - self.mean) / self.std).to(device)
+
+
+def _fit_softmax_head(
+    x: torch.Tensor, y: torch.Tensor, num_classes: int, *, c: float, max_iter: int, seed: int,
+    start: torch.nn.Linear | None = None,
+) -> torch.nn.Linear:
+    """L-BFGS fit of a linear softmax head to standardised ``x`` (N, H) and class codes ``y`` (N,): mean
+    cross-entropy plus ``||W||^2 / (2 C N)`` (scikit-learn's ``LogisticRegression(C=c)``). ``start``, a head fitted
+    with another ``C``, is where the fit begins (a warm start: same optimum, the problem is convex, far fewer
+    iterations); otherwise small random weights drawn with ``seed``."""
+    if num_classes < 2:
+        raise ValueError(f"linear probe needs at least 2 classes in the training labels, got {num_classes}")
     if not c > 0:
         raise ValueError(f"linear probe inverse regularisation c must be > 0, got {c}")
-    penalty = 1.0 / (c * len(train_x))
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
-    x = torch.from_numpy((train_x - mean) / std).to(device)
-    y = torch.from_numpy(targets.astype(np.int64)).to(device)
-    generator = torch.Generator().manual_seed(seed)
-    head = torch.nn.Linear(x.shape[1], len(classes)).to(device)
+    penalty = 1.0 / (c * len(x))
+    head = torch.nn.Linear(x.shape[1], num_classes).to(x.device)
     with torch.no_grad():
-        head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.01)
-        head.bias.zero_()
+        if start is None:
+            generator = torch.Generator().manual_seed(seed)
+            head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.01)
+            head.bias.zero_()
+        else:
+            head.load_state_dict(start.state_dict())
     optimizer = torch.optim.LBFGS(
         head.parameters(),
         lr=1.0,
@@ -192,18 +225,13 @@ def linear_probe(
 
     with torch.enable_grad():
         optimizer.step(closure)
+    return head
+
+
+def _predict(head: torch.nn.Linear, x: torch.Tensor) -> np.ndarray:
+    """Class codes (N,) of the head's highest score for each row of ``x``."""
     with torch.inference_mode():
-        scores = head(torch.from_numpy((test_x - mean) / std).to(device))
-        predictions = classes[scores.argmax(dim=1).cpu().numpy()]
-    result: dict[str, Any] = {
-        **classification_scores(test_y, predictions),
-        "num_train": len(train_x),
-        "num_test": len(test_x),
-        "num_classes": len(classes),
-    }
-    if return_predictions:
-        result["predictions"] = predictions
-    return result
+        return head(x).argmax(dim=1).cpu().numpy()
 
 
 PROBE_C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -247,7 +275,9 @@ def select_probe_c(
 
     Every ``C`` of ``grid`` is fitted on the rest of train and scored on the held-out part; the best (ties: the
     smaller ``C``, the stronger penalty) is returned with every score, so the choice can be read in
-    ``results.json``. The final probe is then refitted on the whole training split with that ``C``.
+    ``results.json``. The final probe is then refitted on the whole training split with that ``C``. The ``C`` are
+    fitted from the strongest penalty up, each starting from the previous solution: the weakly penalised fits,
+    the slow ones, start near their optimum.
     """
     train_x = _matrix(train_embeddings, "train_embeddings")
     train_y = _labels(train_labels, "train_labels", len(train_x))
@@ -256,13 +286,16 @@ def select_probe_c(
     held_out = holdout_keeping_every_class(train_y, held_out_fraction, seed)
     if not held_out.any():
         raise ValueError("cannot select C: every species has a single training barcode, none can be held out")
-    scores = {
-        float(c): linear_probe(
-            train_x[~held_out], train_y[~held_out], train_x[held_out], train_y[held_out],
-            c=c, max_iter=max_iter, device=device, seed=seed,
-        )["accuracy"]
-        for c in sorted(grid)
-    }
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    classes, targets = np.unique(train_y[~held_out], return_inverse=True)  # every class keeps a fitting member
+    scale = _Standardiser(train_x[~held_out])
+    fit_x, fit_y = scale(train_x[~held_out], device), torch.from_numpy(targets.astype(np.int64)).to(device)
+    held_x = scale(train_x[held_out], device)
+    scores: dict[float, float] = {}
+    head = None
+    for c in sorted(grid):
+        head = _fit_softmax_head(fit_x, fit_y, len(classes), c=c, max_iter=max_iter, seed=seed, start=head)
+        scores[float(c)] = float(accuracy_score(train_y[held_out], classes[_predict(head, held_x)]))
     best = max(scores, key=lambda c: (scores[c], -c))
     at_edge = len(set(scores.values())) > 1 and best in (min(scores), max(scores))  # not a tie across the grid
     if at_edge:

@@ -291,3 +291,19 @@ def test_kmer_ceiling_scores_counts_projections_and_principal_components(fixture
     expected = one_nn_accuracy(embedder(list(keys["dna_barcode"])), np.asarray(keys["genus"], dtype=object),
                                embedder(list(queries["dna_barcode"])), np.asarray(queries["genus"], dtype=object))
     assert result["genus_1nn_counts_k6_stride6"] == pytest.approx(expected["accuracy"])
+
+
+def test_probe_selection_benchmark_compares_warm_start_with_fitting_from_scratch(kmer4_model_folder, fixture_csv,
+                                                                                 tmp_path, capsys):
+    from bench_probe_selection import main as probe_selection_main
+
+    output = tmp_path / "probe_selection.json"
+    assert probe_selection_main(["--model", str(kmer4_model_folder), "--data", str(fixture_csv),
+                                 "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report == json.loads(capsys.readouterr().out)
+    warm, cold = report["warm_start"], report["from_scratch"]
+    assert set(warm["held_out_accuracy"]) == set(cold["held_out_accuracy"]) == {"0.1", "1.0", "10.0", "100.0",
+                                                                               "1000.0"}
+    assert 0 < warm["loss_evaluations"] < cold["loss_evaluations"] and warm["seconds"] > 0
+    assert report["num_fit"] + report["num_held_out"] == 48  # the fixture's train split

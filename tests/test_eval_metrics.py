@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import balanced_accuracy_score
 
 from barcodemae.eval.metrics import (
+    PROBE_C_GRID,
     bin_reconstruction_ami,
     classification_scores,
     harmonic_mean,
@@ -105,6 +109,30 @@ def test_probe_c_is_chosen_on_held_out_train():
     assert len(set(noise["held_out_accuracy"].values())) == 1 and noise["c"] == 1.0 and not noise["at_grid_edge"]
     with pytest.raises(ValueError, match="every species has a single training barcode"):
         select_probe_c(rng.normal(size=(6, 4)), [0, 1, 2, 3, 4, 5])
+
+
+def test_probe_c_selection_warm_starts_to_the_same_choice_with_fewer_loss_evaluations():
+    """Each C starts from the previous (stronger-penalty) solution: the same held-out scores as fitting every C
+    from scratch (the problem is convex), for far fewer evaluations of the loss."""
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(60), 8)
+    x = rng.normal(size=(60, 16))[labels] + 0.4 * rng.normal(size=(len(labels), 16))
+    held_out = holdout_keeping_every_class(labels, 0.2, seed=0)
+    evaluations = {"count": 0}
+    cross_entropy = torch.nn.functional.cross_entropy
+
+    def counted(*args, **kwargs):
+        evaluations["count"] += 1
+        return cross_entropy(*args, **kwargs)
+
+    with mock.patch("torch.nn.functional.cross_entropy", counted):
+        warm = select_probe_c(x, labels)
+        warm_evaluations, evaluations["count"] = evaluations["count"], 0
+        cold = {str(c): linear_probe(x[~held_out], labels[~held_out], x[held_out], labels[held_out], c=c)["accuracy"]
+                for c in PROBE_C_GRID}
+    assert warm["held_out_accuracy"] == pytest.approx(cold, abs=2 / held_out.sum())  # at most a barcode or two
+    assert cold[str(warm["c"])] == pytest.approx(max(cold.values()), abs=2 / held_out.sum())  # a best C either way
+    assert warm_evaluations < 0.9 * evaluations["count"], (warm_evaluations, evaluations["count"])
 
 
 def test_one_nn_is_cosine_and_string_labels_work():
