@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from barcodemae.devices import resolve_device
+
 POOLINGS = ("mean", "cls", "max")
 """``mean``: average over non-pad tokens (the model's ``pooler_output``; the BIOSCAN protocol); ``cls``: the
 first token; ``max``: element-wise maximum over non-pad tokens."""
@@ -226,9 +228,7 @@ class KmerFrequencyEmbedder:
 
 # ------------------------------------------------------------------------------------------- embedding
 def _resolve_device(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = resolve_device(device)
     if next(model.parameters()).device != device:
         model.to(device)
     return device

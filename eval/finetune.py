@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from barcodemae.devices import resolve_device
 from barcodemae.inference import autocast_dtype, load_pretrained, tokenize_barcodes
 from barcodemae.optim import learning_rate_schedule, weight_decay_groups
 
@@ -89,7 +90,7 @@ def fine_tune_classifier(
 
     torch.manual_seed(seed)
     model, tokenizer = load_classifier(model_dir_or_name, len(classes), trust_remote_code=trust_remote_code)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     model.to(device)
     autocast = autocast_dtype(dtype)
     max_tokens = getattr(model.config, "max_position_embeddings", None)

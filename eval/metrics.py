@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, adjusted_mutual_info_score, balanced_accuracy_score
 
+from barcodemae.devices import resolve_device
+
 FAISS_MIN_PAIRS = 10**10
 """Above this many query x key pairs, faiss (when installed) does the search instead of torch."""
 
@@ -89,7 +91,7 @@ def nearest_neighbors(
         index.add(np.ascontiguousarray(keys))
         similarity, nearest = index.search(np.ascontiguousarray(queries), 1)
         return nearest[:, 0].astype(np.int64), similarity[:, 0]
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     key_tensor = torch.from_numpy(keys).to(device)
     nearest = np.empty(len(queries), dtype=np.int64)
     similarity = np.empty(len(queries), dtype=np.float32)
@@ -160,7 +162,7 @@ def linear_probe(
     if train_x.shape[1] != test_x.shape[1]:
         raise ValueError(f"train embeddings have dimension {train_x.shape[1]} but test {test_x.shape[1]}")
     classes, targets = np.unique(train_y, return_inverse=True)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     scale = _Standardiser(train_x)
     x, y = scale(train_x, device), torch.from_numpy(targets.astype(np.int64)).to(device)
     head = _fit_softmax_head(x, y, len(classes), c=c, max_iter=max_iter, seed=seed)
@@ -286,7 +288,7 @@ def select_probe_c(
     held_out = holdout_keeping_every_class(train_y, held_out_fraction, seed)
     if not held_out.any():
         raise ValueError("cannot select C: every species has a single training barcode, none can be held out")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     classes, targets = np.unique(train_y[~held_out], return_inverse=True)  # every class keeps a fitting member
     scale = _Standardiser(train_x[~held_out])
     fit_x, fit_y = scale(train_x[~held_out], device), torch.from_numpy(targets.astype(np.int64)).to(device)

@@ -69,7 +69,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import torch
 from tqdm.auto import tqdm
 
 from barcodemae.data.bioscan5m import iter_csv_batches, read_csv_header
@@ -78,6 +77,7 @@ from barcodemae.data.fasta import iter_fasta_raw
 from barcodemae.data.input_errors import InputFileError, check_input_file, describe, reading
 from barcodemae.data.loaders import detect_format
 from barcodemae.data.splits import resolve_splits
+from barcodemae.devices import resolve_device
 from barcodemae.errors import check_output_file
 from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.tokenization.sequence_cleaning import IUPAC_LETTERS, non_iupac_letters, normalise_letters
@@ -304,7 +304,7 @@ def check_file(
     check_detector_folder(model_dir)
     if correction_model is not None:
         check_corrector_folder(correction_model)
-    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch_device = resolve_device(device)
     # the installed classes, never the folders' copied code
     detector = EnbedForErrorDetection.from_pretrained(model_dir).eval().to(torch_device)
     tokenizer = BarcodeTokenizer.from_pretrained(model_dir)
