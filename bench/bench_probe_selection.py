@@ -24,8 +24,17 @@ import numpy as np
 import torch
 
 from barcodemae.data import load_bioscan5m
-from barcodemae.eval.metrics import PROBE_C_GRID, holdout_keeping_every_class, linear_probe, select_probe_c
+from barcodemae.eval.metrics import (
+    PROBE_C_GRID,
+    best_probe_c,
+    holdout_keeping_every_class,
+    linear_probe,
+    select_probe_c,
+)
 from barcodemae.inference import embed_barcodes, load_encoder
+
+HELD_OUT_FRACTION, SEED = 0.2, 0
+"""The held-out split both ways of selecting C are scored on (``select_probe_c``'s defaults)."""
 
 
 def counting_loss_evaluations(run: Any) -> tuple[Any, int, float]:
@@ -55,10 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     x = embed_barcodes(model, tokenizer, train["dna_barcode"])
     species = np.asarray(train["species"]).astype(str)
 
-    warm, warm_calls, warm_s = counting_loss_evaluations(lambda: select_probe_c(x, species))
-    held_out = holdout_keeping_every_class(species, 0.2, 0)  # select_probe_c's own split (fraction, seed)
+    warm, warm_calls, warm_s = counting_loss_evaluations(
+        lambda: select_probe_c(x, species, held_out_fraction=HELD_OUT_FRACTION, seed=SEED))
+    held_out = holdout_keeping_every_class(species, HELD_OUT_FRACTION, SEED)
     cold, cold_calls, cold_s = counting_loss_evaluations(lambda: {
-        str(float(c)): linear_probe(x[~held_out], species[~held_out], x[held_out], species[held_out], c=c)["accuracy"]
+        float(c): linear_probe(x[~held_out], species[~held_out], x[held_out], species[held_out], c=c,
+                               seed=SEED)["accuracy"]
         for c in PROBE_C_GRID
     })
     report = {
@@ -67,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "warm_start": {"seconds": round(warm_s, 1), "loss_evaluations": warm_calls, "c": warm["c"],
                        "held_out_accuracy": warm["held_out_accuracy"]},
         "from_scratch": {"seconds": round(cold_s, 1), "loss_evaluations": cold_calls,
-                         "c": float(max(cold, key=lambda c: (cold[c], -float(c)))), "held_out_accuracy": cold},
+                         "c": best_probe_c(cold), "held_out_accuracy": {str(c): a for c, a in cold.items()}},
     }
     text = json.dumps(report, indent=2)
     print(text)

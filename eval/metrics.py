@@ -161,12 +161,9 @@ def linear_probe(
     test_y = _labels(test_labels, "test_labels", len(test_x))
     if train_x.shape[1] != test_x.shape[1]:
         raise ValueError(f"train embeddings have dimension {train_x.shape[1]} but test {test_x.shape[1]}")
-    classes, targets = np.unique(train_y, return_inverse=True)
-    device = resolve_device(device)
-    scale = _Standardiser(train_x)
-    x, y = scale(train_x, device), torch.from_numpy(targets.astype(np.int64)).to(device)
+    classes, scale, x, y = _fit_inputs(train_x, train_y, resolve_device(device))
     head = _fit_softmax_head(x, y, len(classes), c=c, max_iter=max_iter, seed=seed)
-    predictions = classes[_predict(head, scale(test_x, device))]
+    predictions = classes[_predict(head, scale(test_x, x.device))]
     result: dict[str, Any] = {
         **classification_scores(test_y, predictions),
         "num_train": len(train_x),
@@ -186,6 +183,16 @@ class _Standardiser:
 
     def __call__(self, x: np.ndarray, device: torch.device) -> torch.Tensor:
         return torch.from_numpy((x - self.mean) / self.std).to(device)
+
+
+def _fit_inputs(
+    train_x: np.ndarray, train_y: np.ndarray, device: torch.device
+) -> tuple[np.ndarray, _Standardiser, torch.Tensor, torch.Tensor]:
+    """What a probe fit needs from its training part: the class names (C,), the standardiser fitted on it, the
+    standardised embeddings (N, H) and the class codes (N,) on ``device``."""
+    classes, targets = np.unique(train_y, return_inverse=True)
+    scale = _Standardiser(train_x)
+    return classes, scale, scale(train_x, device), torch.from_numpy(targets.astype(np.int64)).to(device)
 
 
 def _fit_softmax_head(
@@ -263,6 +270,11 @@ def holdout_keeping_every_class(labels: Any, fraction: float, seed: int = 0) -> 
     return held_out
 
 
+def best_probe_c(held_out_accuracy: dict[float, float]) -> float:
+    """The ``C`` with the best held-out accuracy; ties go to the smaller ``C`` (the stronger penalty)."""
+    return max(held_out_accuracy, key=lambda c: (held_out_accuracy[c], -c))
+
+
 def select_probe_c(
     train_embeddings: Any,
     train_labels: Any,
@@ -288,17 +300,15 @@ def select_probe_c(
     held_out = holdout_keeping_every_class(train_y, held_out_fraction, seed)
     if not held_out.any():
         raise ValueError("cannot select C: every species has a single training barcode, none can be held out")
-    device = resolve_device(device)
-    classes, targets = np.unique(train_y[~held_out], return_inverse=True)  # every class keeps a fitting member
-    scale = _Standardiser(train_x[~held_out])
-    fit_x, fit_y = scale(train_x[~held_out], device), torch.from_numpy(targets.astype(np.int64)).to(device)
-    held_x = scale(train_x[held_out], device)
+    # every class keeps a fitting member, so the fitting part has all the classes
+    classes, scale, fit_x, fit_y = _fit_inputs(train_x[~held_out], train_y[~held_out], resolve_device(device))
+    held_x = scale(train_x[held_out], fit_x.device)
     scores: dict[float, float] = {}
     head = None
     for c in sorted(grid):
         head = _fit_softmax_head(fit_x, fit_y, len(classes), c=c, max_iter=max_iter, seed=seed, start=head)
         scores[float(c)] = float(accuracy_score(train_y[held_out], classes[_predict(head, held_x)]))
-    best = max(scores, key=lambda c: (scores[c], -c))
+    best = best_probe_c(scores)
     at_edge = len(set(scores.values())) > 1 and best in (min(scores), max(scores))  # not a tie across the grid
     if at_edge:
         warnings.warn(
@@ -410,6 +420,7 @@ def harmonic_mean(values: Any) -> float:
 
 __all__ = [
     "PROBE_C_GRID",
+    "best_probe_c",
     "bin_reconstruction_ami",
     "classification_scores",
     "cluster",

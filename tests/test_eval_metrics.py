@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import numpy as np
 import pytest
-import torch
+from bench_probe_selection import counting_loss_evaluations
 from sklearn.metrics import balanced_accuracy_score
 
 from barcodemae.eval.metrics import (
@@ -118,21 +116,14 @@ def test_probe_c_selection_warm_starts_to_the_same_choice_with_fewer_loss_evalua
     labels = np.repeat(np.arange(60), 8)
     x = rng.normal(size=(60, 16))[labels] + 0.4 * rng.normal(size=(len(labels), 16))
     held_out = holdout_keeping_every_class(labels, 0.2, seed=0)
-    evaluations = {"count": 0}
-    cross_entropy = torch.nn.functional.cross_entropy
-
-    def counted(*args, **kwargs):
-        evaluations["count"] += 1
-        return cross_entropy(*args, **kwargs)
-
-    with mock.patch("torch.nn.functional.cross_entropy", counted):
-        warm = select_probe_c(x, labels)
-        warm_evaluations, evaluations["count"] = evaluations["count"], 0
-        cold = {str(c): linear_probe(x[~held_out], labels[~held_out], x[held_out], labels[held_out], c=c)["accuracy"]
-                for c in PROBE_C_GRID}
+    warm, warm_evaluations, _ = counting_loss_evaluations(lambda: select_probe_c(x, labels))
+    cold, cold_evaluations, _ = counting_loss_evaluations(lambda: {
+        str(c): linear_probe(x[~held_out], labels[~held_out], x[held_out], labels[held_out], c=c)["accuracy"]
+        for c in PROBE_C_GRID
+    })
     assert warm["held_out_accuracy"] == pytest.approx(cold, abs=2 / held_out.sum())  # at most a barcode or two
     assert cold[str(warm["c"])] == pytest.approx(max(cold.values()), abs=2 / held_out.sum())  # a best C either way
-    assert warm_evaluations < 0.9 * evaluations["count"], (warm_evaluations, evaluations["count"])
+    assert warm_evaluations < 0.9 * cold_evaluations, (warm_evaluations, cold_evaluations)
 
 
 def test_one_nn_is_cosine_and_string_labels_work():
