@@ -94,17 +94,23 @@ def step_seconds(stage: Stage, variant: str) -> float | None:
     return next((row["median_s"] for row in rows if row["variant"] == variant), None)
 
 
-def recipe_flags(recipe: str) -> list[str]:
-    """``train.py`` flags of a ``--recipe``: none for ``paper``, the ``small`` preset's run choices for ``small``."""
+def recipe_run_choices(recipe: str) -> dict[str, Any]:
+    """What a ``--recipe`` sets on top of the paper presets: nothing for ``paper``, the ``small`` preset's run
+    choices for ``small``."""
     if recipe == "paper":
-        return []
+        return {}
     preset = load_preset(recipe)
-    return [flag for key in RECIPE_RUN_CHOICES for flag in (f"--{key}", str(preset[key]))]
+    return {key: preset[key] for key in RECIPE_RUN_CHOICES}
+
+
+def recipe_flags(recipe: str) -> list[str]:
+    """``train.py`` flags of a ``--recipe``'s run choices."""
+    return [flag for key, value in recipe_run_choices(recipe).items() for flag in (f"--{key}", str(value))]
 
 
 def views_per_barcode(recipe: str) -> int:
     """Encoder passes per barcode of a training step: two with the view-contrastive term, one without."""
-    return 2 if recipe != "paper" and float(load_preset(recipe)["contrastive_weight"]) > 0 else 1
+    return 2 if float(recipe_run_choices(recipe).get("contrastive_weight", 0)) > 0 else 1
 
 
 def pretrain_stage(name: str, objective: str, steps: int, args: argparse.Namespace, out: Path) -> Stage:
