@@ -70,7 +70,14 @@ from .checkpoints import (
 )
 from .data import TrainingData, load_training_data, prepare_simulated_data
 from .initial_model import adopt_initial_model, load_initial_model
-from .run_folder import adopt_resumed_run, check_new_run, check_resumed_run, read_run_id, start_run
+from .run_folder import (
+    adopt_resumed_run,
+    check_new_run,
+    check_resumed_run,
+    planned_artefacts,
+    read_run_id,
+    start_run,
+)
 from .validation import GenusProbe, fixed_validation_batches, pretraining_output, validation_loss
 
 logger = logging.getLogger("barcodemae.train")
@@ -242,6 +249,8 @@ def open_run_folder(args: TrainingArguments, accelerator: Accelerator) -> tuple[
     """
     output_dir = Path(args.output_dir)
     args = adopt_initial_model(args)  # --init_from fixes architecture and tokenizer before anything is saved
+    planned = planned_artefacts(simulated_data=not args.data, tensorboard=args.report_to in ("tensorboard", "all"))
+    protected = [Path(args.data)] if args.data else []  # --overwrite_output_dir never deletes the training data
     checkpoint = resumed_run_id = None
     if args.resume_from_checkpoint:
         # Before training_args.json is rewritten with this run's arguments, and before any data is loaded.
@@ -250,15 +259,15 @@ def open_run_folder(args: TrainingArguments, accelerator: Accelerator) -> tuple[
         resumed_run_id = checkpoint_run_id(checkpoint)
         check_resumed_run(output_dir, checkpoint, resumed_run_id)
     else:
-        check_new_run(output_dir, args.overwrite_output_dir)  # every process: an error here stops all of them
+        check_new_run(output_dir, args.overwrite_output_dir, planned, protected)  # every process: an error stops all
     if accelerator.is_main_process:
         check_writable_folder(output_dir)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if checkpoint is None:
-            start_run(output_dir, args.overwrite_output_dir)
+            start_run(output_dir, args.overwrite_output_dir, planned, protected)
         else:
-            adopt_resumed_run(output_dir, checkpoint, resumed_run_id)
+            adopt_resumed_run(output_dir, checkpoint, resumed_run_id, planned)
         save_arguments(args, output_dir / TRAINING_ARGS_FILE)
     accelerator.wait_for_everyone()
     return args, checkpoint, read_run_id(output_dir)

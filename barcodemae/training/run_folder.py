@@ -1,11 +1,17 @@
-"""Which run an output folder belongs to: a new run never silently reuses another run's folder.
+"""Which run an output folder belongs to, and which of its files that run wrote.
 
 Why: a second ``train.py`` into a used ``--output_dir`` without ``--resume_from_checkpoint`` used to overwrite
 ``training_args.json`` and ``metrics.jsonl`` while the old run's later checkpoints stayed, so the new run's own
-checkpoints were pruned as "older" and a later resume continued the *old* run under the new arguments. Now every
-run has an id (``run.json`` in the folder, and in every checkpoint's trainer state): a fresh run refuses a folder
-that holds another run's files unless ``--overwrite_output_dir`` removes them as a whole, and a resume refuses a
-checkpoint written by another run than the folder's.
+checkpoints were pruned as "older" and a later resume continued the *old* run under the new arguments. And
+``--overwrite_output_dir`` used to remove every folder with a run-like name (``data``, ``eval``, ``barcodemae``),
+whoever made it: a user's ``data/`` of specimens, or a repository's ``eval/`` package with ``--output_dir .``.
+
+Now every run has a record, ``run.json``: its id (also in every checkpoint's trainer state) and the names it
+*owns*, the entries of :data:`RUN_ARTEFACTS` it planned to write and that were absent when it started. A fresh run
+refuses a folder that holds another run's files unless ``--overwrite_output_dir`` is given, and then removes only
+what that run owns, never a path holding ``--data`` or the working directory. A folder whose run-named entries no
+run record owns is not a run: a new run refuses to write into them, with or without the flag, and deletes nothing.
+A resume refuses a checkpoint written by another run than the folder's.
 """
 
 from __future__ import annotations
@@ -14,12 +20,15 @@ import json
 import logging
 import shutil
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
+SIMULATED_DATA_DIR = "data"
+TENSORBOARD_DIR = "barcodemae"
 RUN_ARTEFACTS = (
     RUN_FILE,
     "training_args.json",
@@ -31,64 +40,120 @@ RUN_ARTEFACTS = (
     "final_model",
     "eval",
     "npmi",
-    "data",
-    "barcodemae",
+    SIMULATED_DATA_DIR,
+    TENSORBOARD_DIR,
 )
-"""What a run writes into its folder (``data/``: the simulated default dataset; ``barcodemae/``: TensorBoard logs of
-``--report_to``); nothing else is ever removed."""
+"""Every top-level name a run may write (``data/``: the simulated default dataset; ``barcodemae/``: TensorBoard logs
+of ``--report_to``). Only those a run's record owns are ever removed."""
+OWNED_BEFORE_MANIFESTS = tuple(name for name in RUN_ARTEFACTS if name not in ("eval", SIMULATED_DATA_DIR,
+                                                                                TENSORBOARD_DIR))
+"""What a ``run.json`` written before the record listed its files owns: the names only a run writes."""
 
 
 class OutputDirInUseError(FileExistsError):
-    """A fresh run was pointed at a folder holding another run; the message names the ways out."""
+    """A run was pointed at a folder it must not write into as asked; the message names the ways out."""
 
 
-def run_artefacts(output_dir: Path) -> list[str]:
-    """The run files present in ``output_dir`` (empty for a new or unrelated folder)."""
-    return [name for name in RUN_ARTEFACTS if (output_dir / name).exists()]
+def planned_artefacts(simulated_data: bool, tensorboard: bool) -> tuple[str, ...]:
+    """The entries of :data:`RUN_ARTEFACTS` a run with these choices may write."""
+    skipped = {SIMULATED_DATA_DIR} if not simulated_data else set()
+    if not tensorboard:
+        skipped.add(TENSORBOARD_DIR)
+    return tuple(name for name in RUN_ARTEFACTS if name not in skipped)
 
 
-def read_run_id(output_dir: Path) -> str | None:
-    """The id of the run that owns ``output_dir`` (``None``: no run, or one written before run ids existed)."""
+def read_run_record(output_dir: Path) -> dict | None:
+    """The folder's ``run.json`` (``None``: no run recorded here)."""
     path = output_dir / RUN_FILE
     if not path.is_file():
         return None
     try:
-        return str(json.loads(path.read_text())["run_id"])
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        record = json.loads(path.read_text())
+        str(record["run_id"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
         raise OutputDirInUseError(
-            f"{path}: unreadable run identity ({error}); it is not this code's run file"
+            f"{path}: unreadable run record ({error}); it is not this code's run file"
         ) from error
+    return record
 
 
-def check_new_run(output_dir: Path, overwrite: bool) -> list[str]:
-    """The files of another run in ``output_dir`` that a new run would remove (only with ``overwrite``).
+def read_run_id(output_dir: Path) -> str | None:
+    """The id of the run that owns ``output_dir`` (``None``: no run recorded here)."""
+    record = read_run_record(output_dir)
+    return None if record is None else str(record["run_id"])
 
-    Raises :class:`OutputDirInUseError`, naming the ways out, when the folder holds a run and ``overwrite`` is off.
-    Read-only, so every process of a distributed run can check before the main one writes.
+
+def owned_artefacts(output_dir: Path) -> list[str]:
+    """The entries of ``output_dir`` that its recorded run wrote (empty when no run is recorded)."""
+    record = read_run_record(output_dir)
+    if record is None:
+        return []
+    owned = set(record.get("owned", OWNED_BEFORE_MANIFESTS)) | {RUN_FILE}
+    return [name for name in RUN_ARTEFACTS if name in owned and (output_dir / name).exists()]
+
+
+def _holds(path: Path, other: Path) -> bool:
+    """Whether ``other`` is ``path`` or lies inside it (links resolved)."""
+    path, other = path.resolve(), other.resolve()
+    return other == path or path in other.parents
+
+
+def check_new_run(
+    output_dir: Path, overwrite: bool, planned: Iterable[str] = RUN_ARTEFACTS, protected: Iterable[Path] = ()
+) -> list[str]:
+    """The previous run's entries a new run would remove (only with ``overwrite``).
+
+    Raises :class:`OutputDirInUseError` when an entry the new run would write exists but no run record owns it
+    (never removed, flag or not); when the folder holds a run and ``overwrite`` is off; or when one of the previous
+    run's entries holds a ``protected`` path (the training data) or the working directory. Read-only, so every
+    process of a distributed run can check before the main one writes.
     """
-    found = run_artefacts(output_dir)
-    if found and not overwrite:
+    previous = owned_artefacts(output_dir)
+    foreign = [name for name in planned if (output_dir / name).exists() and name not in previous]
+    if foreign:
         raise OutputDirInUseError(
-            f"--output_dir {output_dir} already holds a run ({', '.join(found)}). Continue it with "
-            "--resume_from_checkpoint latest (and its original flags), choose a new --output_dir, or pass "
-            "--overwrite_output_dir true to delete that run's files and start afresh"
+            f"--output_dir {output_dir} holds {', '.join(foreign)}, which this run would write into, but no run "
+            f"record ({RUN_FILE}) there lists them as a run's files, so they are not a run's and nothing was "
+            "deleted; choose a new --output_dir, or move them away yourself"
         )
-    return found
+    if previous and not overwrite:
+        raise OutputDirInUseError(
+            f"--output_dir {output_dir} already holds run {read_run_id(output_dir)} ({', '.join(previous)}). "
+            "Continue it with --resume_from_checkpoint latest (and its original flags), choose a new --output_dir, "
+            "or pass --overwrite_output_dir true to delete that run's files and start afresh"
+        )
+    for name in previous:
+        held = [str(path) for path in (*protected, Path.cwd()) if _holds(output_dir / name, path)]
+        if held:
+            raise OutputDirInUseError(
+                f"--overwrite_output_dir would delete {output_dir / name}, which holds {', '.join(held)}; nothing "
+                "was deleted: copy that data elsewhere, or choose a new --output_dir"
+            )
+    return previous
 
 
-def start_run(output_dir: Path, overwrite: bool) -> str:
-    """Claim ``output_dir`` for a new run (main process): remove a previous run's files if ``overwrite``, write
-    ``run.json`` and return the new run's id."""
-    found = check_new_run(output_dir, overwrite)
-    for name in found:
+def _record(output_dir: Path, run_id: str, planned: Iterable[str], **extra: str) -> None:
+    """Write ``run.json``: the run's id and the planned names it owns (those absent now, and the record itself)."""
+    owned = [name for name in planned if name == RUN_FILE or not (output_dir / name).exists()]
+    record = {"run_id": run_id, "owned": owned, **extra}
+    (output_dir / RUN_FILE).write_text(json.dumps(record, indent=2))
+
+
+def start_run(
+    output_dir: Path, overwrite: bool, planned: Iterable[str] = RUN_ARTEFACTS, protected: Iterable[Path] = ()
+) -> str:
+    """Claim ``output_dir`` for a new run (main process) and return its id; with ``overwrite``, the previous run's
+    own files are removed first (see :func:`check_new_run` for what is refused)."""
+    planned = tuple(planned)
+    previous = check_new_run(output_dir, overwrite, planned, protected)
+    for name in previous:
         path = output_dir / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    if found:
-        logger.warning("--overwrite_output_dir: removed the previous run's %s from %s", ", ".join(found), output_dir)
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    if previous:
+        logger.warning("--overwrite_output_dir: removed the previous run's %s from %s", ", ".join(previous), output_dir)
     run_id = uuid.uuid4().hex
     output_dir.mkdir(parents=True, exist_ok=True)
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    (output_dir / RUN_FILE).write_text(json.dumps({"run_id": run_id, "created": created}, indent=2))
+    _record(output_dir, run_id, planned, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return run_id
 
 
@@ -108,13 +173,14 @@ def check_resumed_run(output_dir: Path, checkpoint: Path, checkpoint_run_id: str
         )
 
 
-def adopt_resumed_run(output_dir: Path, checkpoint: Path, checkpoint_run_id: str | None) -> None:
+def adopt_resumed_run(
+    output_dir: Path, checkpoint: Path, checkpoint_run_id: str | None, planned: Iterable[str] = RUN_ARTEFACTS
+) -> None:
     """Record the resumed run in ``output_dir`` (main process) when the folder has no run file yet, e.g. a
     checkpoint resumed into a new folder."""
     if checkpoint_run_id is not None and read_run_id(output_dir) is None:
         output_dir.mkdir(parents=True, exist_ok=True)
-        record = {"run_id": checkpoint_run_id, "resumed_from": str(checkpoint)}
-        (output_dir / RUN_FILE).write_text(json.dumps(record, indent=2))
+        _record(output_dir, checkpoint_run_id, planned, resumed_from=str(checkpoint))
 
 
 __all__ = [
@@ -124,7 +190,9 @@ __all__ = [
     "adopt_resumed_run",
     "check_new_run",
     "check_resumed_run",
+    "owned_artefacts",
+    "planned_artefacts",
     "read_run_id",
-    "run_artefacts",
+    "read_run_record",
     "start_run",
 ]
