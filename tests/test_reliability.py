@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from barcodemae.checksums import CHECKSUMS, write_checksums
 from barcodemae.cli import main as cli_main
 from barcodemae.simulation import write_simulated_dataset
 from barcodemae.training.arguments import parse_args
-from barcodemae.training.checkpoints import CHECKSUMS, CheckpointError, list_checkpoints, validate_checkpoint
+from barcodemae.training.checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
 from barcodemae.training.loop import main as train_main
 from barcodemae.training.loop import run_training
 from conftest import REPO_ROOT
@@ -151,10 +152,29 @@ def test_checkpoints_carry_checksums_and_flipped_bytes_are_refused(stopped_run):
         validate_checkpoint(checkpoint, num_processes=1)
 
 
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda c: (c / CHECKSUMS).unlink(), r"checksums.json: missing, but .* was written with checksums"),
+        (lambda c: (c / CHECKSUMS).write_text("{}"), r"checksums.json: lists no file"),
+        (lambda c: (c / CHECKSUMS).write_text("{not json"), r"checksums.json: not valid JSON"),
+        (lambda c: (c / CHECKSUMS).write_text("[1, 2]"), r"checksums.json: not a \{file name: SHA-256\} object"),
+        (lambda c: (c / "extra.bin").write_bytes(b"x"), r"extra.bin not listed in checksums.json"),
+    ],
+    ids=["deleted", "empty", "bad-json", "not-an-object", "unlisted-file"],
+)
+def test_a_checkpoint_whose_checksums_cannot_vouch_for_it_is_refused(stopped_run, tamper, message):
+    """A checkpoint with a run id was written with checksums: removing or emptying them is no way around them."""
+    checkpoint = list_checkpoints(stopped_run)[-1]
+    tamper(checkpoint)
+    with pytest.raises(CheckpointError, match=message):
+        validate_checkpoint(checkpoint, num_processes=1)
+
+
 def test_rng_state_of_the_wrong_structure_is_an_error(stopped_run):
     checkpoint = list_checkpoints(stopped_run)[-1]
     torch.save({"step": 2, "something": [1, 2]}, checkpoint / "random_states_0.pkl")
-    (checkpoint / CHECKSUMS).unlink()  # as an older checkpoint: only the RNG check can catch it
+    write_checksums(checkpoint)  # consistent checksums: only the RNG check can catch it
     data = stopped_run.parent / "sim.csv"
     with pytest.raises(CheckpointError, match=r"random_states_0.pkl: not accelerate's random states"):
         run_training(parse_args([*TINY, "--data", str(data), "--output_dir", str(stopped_run), "--max_steps", "4",

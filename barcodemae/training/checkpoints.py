@@ -14,7 +14,6 @@ pickle) is reported the same way by :func:`load_checkpoint`, with the original e
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 from accelerate.utils import load
 
+from barcodemae.checksums import verify_checksums, write_checksums
 from barcodemae.file_modes import apply_umask
 
 from .arguments import RESUME_MAY_CHANGE, TRAINING_ARGS_FILE, TrainingArguments, resume_mismatches
@@ -33,8 +33,6 @@ from .arguments import RESUME_MAY_CHANGE, TRAINING_ARGS_FILE, TrainingArguments,
 logger = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"
-CHECKSUMS = "checksums.json"
-"""SHA-256 of every other file of a checkpoint, written last: flipped bytes or a swapped file fail the resume."""
 RNG_KEYS = ("random_state", "numpy_random_seed", "torch_manual_seed")
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -140,11 +138,14 @@ def validate_checkpoint(path: Path, num_processes: int, sharded: bool = False) -
         raise CheckpointError(f"{path}: empty file(s) {', '.join(empty)} (interrupted write?)")
     if not sharded:
         check_safetensors(path / "model.safetensors")
-    verify_checksums(path)
     try:
         state = json.loads((path / TRAINER_STATE).read_text())
-    except json.JSONDecodeError as error:
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path / TRAINER_STATE}: not valid JSON ({error})") from error
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path / TRAINER_STATE}: not a JSON object")
+    # Run ids and checksums came in together: a checkpoint with a run id whose checksums are gone was tampered with.
+    verify_checksums(path, required="run_id" in state, error=CheckpointError)
     for key in ("global_step", "data_position"):
         if key not in state:
             raise CheckpointError(f"{path / TRAINER_STATE}: missing {key!r}")
@@ -155,36 +156,6 @@ def validate_checkpoint(path: Path, num_processes: int, sharded: bool = False) -
             f"(this run has {num_processes})"
         )
     return state
-
-
-def file_checksums(folder: Path) -> dict[str, str]:
-    """SHA-256 of every file in ``folder`` (not recursing, the checksum file itself excluded)."""
-    sums = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.name != CHECKSUMS:
-            digest = hashlib.sha256()
-            with path.open("rb") as handle:
-                for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
-                    digest.update(block)
-            sums[path.name] = digest.hexdigest()
-    return sums
-
-
-def verify_checksums(path: Path) -> None:
-    """Compare a checkpoint's files with its ``checksums.json``; a checkpoint written before checksums warns."""
-    recorded_path = path / CHECKSUMS
-    if not recorded_path.is_file():
-        logger.warning("%s has no %s (written by an older version): its files cannot be verified", path, CHECKSUMS)
-        return
-    recorded = json.loads(recorded_path.read_text())
-    actual = file_checksums(path)
-    for name, digest in recorded.items():
-        if name not in actual:
-            raise CheckpointError(f"{path / name}: listed in {CHECKSUMS} but missing")
-        if actual[name] != digest:
-            raise CheckpointError(
-                f"{path / name}: content differs from {CHECKSUMS} (corrupted or replaced since saving)"
-            )
 
 
 def check_rng_state(states: object, path: Path) -> None:
@@ -252,7 +223,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_stat
     if accelerator.is_main_process:
         (staging / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2))
         apply_umask(staging)
-        (staging / CHECKSUMS).write_text(json.dumps(file_checksums(staging), indent=1))  # last: covers the rest
+        write_checksums(staging)  # last: covers the rest
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
         for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
@@ -262,18 +233,15 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_stat
 
 
 __all__ = [
-    "CHECKSUMS",
     "CheckpointError",
     "check_resume_arguments",
     "check_rng_state",
     "check_safetensors",
     "checkpoint_run_id",
     "failing_file",
-    "file_checksums",
     "list_checkpoints",
     "load_checkpoint",
     "resolve_checkpoint",
     "save_checkpoint",
     "validate_checkpoint",
-    "verify_checksums",
 ]
