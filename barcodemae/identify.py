@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 import torch
 
 from barcodemae.call_levels import CallThresholds, call_report, fit_call_thresholds
+from barcodemae.checksums import CHECKSUMS, verify_checksums, write_checksums
 from barcodemae.embed_files import (
     METADATA_COLUMNS,
     ShardStore,
@@ -52,6 +53,23 @@ REFERENCE_BLOCK = 65_536
 """Reference rows multiplied per block: bounds the similarity matrix to ``query_block x REFERENCE_BLOCK``."""
 
 
+def nonfinite_rows(matrix: np.ndarray, block: int = REFERENCE_BLOCK) -> np.ndarray:
+    """Indices of the rows holding a NaN or infinity, block by block (the matrix may be a memory map)."""
+    found = [start + np.flatnonzero(~np.isfinite(matrix[start:start + block]).all(axis=1))
+             for start in range(0, len(matrix), block)]
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def check_finite(matrix: np.ndarray, ids: list[str] | pa.ChunkedArray, what: str) -> None:
+    """Refuse vectors with a NaN or infinity: such a row compares as nearest to every query (or to none), so one of
+    them silently turns every answer wrong. The message names ``what`` and up to five record ids."""
+    bad = nonfinite_rows(matrix)
+    if len(bad):
+        named = ", ".join(str(ids[int(i)]) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise ValueError(f"{what}: {len(bad)} vector(s) hold NaN or infinity (records {named}); embed them with a "
+                         "float32 run of a model that gives finite vectors")
+
+
 def normalise_rows(matrix: np.ndarray, block: int = REFERENCE_BLOCK) -> None:
     """L2-normalise rows in place, block by block (the matrix may be a memory map larger than RAM)."""
     for start in range(0, len(matrix), block):
@@ -70,15 +88,26 @@ class ReferenceIndex:
 
     @classmethod
     def load(cls, folder: str | Path) -> ReferenceIndex:
+        """Read an index folder, verifying its checksums and that every vector is finite (errors name the file)."""
         folder = Path(folder)
         missing = [n for n in (INDEX_INFO, EMBEDDINGS, REFERENCES) if not (folder / n).is_file()]
         if missing:
             raise FileNotFoundError(f"{folder}: not a reference index, missing {missing}; build one first")
-        embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r", allow_pickle=False)
-        references = pq.read_table(folder / REFERENCES)
+        try:
+            info = json.loads((folder / INDEX_INFO).read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{folder / INDEX_INFO}: not valid JSON ({error}); rebuild the index") from error
+        # Indexes built before checksums say nothing of them and load with a warning.
+        verify_checksums(folder, required=bool(info.get("checksums")), error=ValueError, unlisted_is_error=False)
+        try:
+            embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r", allow_pickle=False)
+            references = pq.read_table(folder / REFERENCES)
+        except (ValueError, OSError, pa.ArrowException) as error:
+            name = REFERENCES if isinstance(error, pa.ArrowException) else EMBEDDINGS
+            raise ValueError(f"{folder / name}: unreadable ({error}); rebuild the index") from error
         if len(references) != len(embeddings):
             raise ValueError(f"{folder}: {len(references)} references but {len(embeddings)} embeddings")
-        info = json.loads((folder / INDEX_INFO).read_text())
+        check_finite(embeddings, references.column("processid"), str(folder / EMBEDDINGS))
         postprocessor = EmbeddingPostprocessor.load(folder)  # indexes built before post-processing have none
         if postprocessor.method != info.get("postprocess", "none"):
             raise ValueError(
@@ -153,6 +182,7 @@ def identify(
     index: ReferenceIndex, query_embeddings: np.ndarray, query_ids: list[str], top_k: int = 5
 ) -> pd.DataFrame:
     """One row per query: voted genus/species/BIN with vote counts, and the ``top_k`` neighbours' details."""
+    check_finite(query_embeddings, query_ids, "query embeddings")
     neighbours, similarities = index.search(query_embeddings, top_k=top_k)
     k = neighbours.shape[1]
     result: dict[str, Any] = {"processid": query_ids}
@@ -245,6 +275,7 @@ def build_reference_index(
             embeddings[block] = transform.transform(embeddings[block])
     normalise_rows(embeddings)
     embeddings.flush()
+    check_finite(embeddings, table.column("processid"), f"{output / EMBEDDINGS} (after {postprocess!r})")
     transform.save(output)
     pq.write_table(table.select([c for c in METADATA_COLUMNS if c in table.column_names]), output / REFERENCES)
     report.save(output / "cleaning_report.json")
@@ -260,6 +291,7 @@ def build_reference_index(
         "pooling": "mean",
         "layer": pooled_layer(model),
         "postprocess": postprocess,
+        "checksums": CHECKSUMS,
     }
     if calibration is not None:
         index = ReferenceIndex(np.load(output / EMBEDDINGS, mmap_mode="r"), pq.read_table(output / REFERENCES),
@@ -268,6 +300,7 @@ def build_reference_index(
                                     progress=progress))
         info["calibration"]["split"] = calibration_split
     (output / INDEX_INFO).write_text(json.dumps(info, indent=2))
+    write_checksums(output)  # last: covers every other file of the index
     return ReferenceIndex.load(output)
 
 

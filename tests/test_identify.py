@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import barcodemae.identify as identify_module
@@ -147,3 +148,57 @@ def test_build_resume_refuses_a_reference_whose_records_changed(kmer_profile_mod
     assert reference.stat().st_size == manifest["reference"]["size"]
     assert main([*args, "--resume"]) == 2
     assert "cannot resume" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ index integrity (issue #26)
+def _index_bytes(index_dir: Path, edit) -> None:
+    """Rewrite ``embeddings.npy`` through ``edit(matrix)`` keeping its size (a bit flip, a NaN row)."""
+    matrix = np.load(index_dir / "embeddings.npy")
+    edit(matrix)
+    np.save(index_dir / "embeddings.npy", matrix)
+
+
+def test_a_nan_row_never_becomes_every_querys_neighbour(kmer_profile_model: Path, fixture_csv: Path, tmp_path,
+                                                        capsys) -> None:
+    """The review's case: one NaN reference row made every query's nearest neighbour, genus accuracy 1.0 -> 0.0,
+    exit 0. Now the index's checksums catch the edit, and a finite check catches NaN however it got there."""
+    from barcodemae.checksums import write_checksums
+
+    index_dir = tmp_path / "index"
+    assert main(["identify", "build", "--model", str(kmer_profile_model), "--reference", str(fixture_csv),
+                 "--split", "train", "--output", str(index_dir), "--no-progress"]) == 0
+    assert json.loads((index_dir / "index.json").read_text())["checksums"] == "checksums.json"
+    first = pq.read_table(index_dir / "references.parquet").column("processid")[0].as_py()
+    _index_bytes(index_dir, lambda matrix: matrix.__setitem__(0, np.nan))
+    query = ["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv), "--output",
+             str(tmp_path / "q.csv"), "--no-progress"]
+    capsys.readouterr()
+    assert main(query) == 2
+    assert "embeddings.npy: content differs from checksums.json" in capsys.readouterr().err
+    write_checksums(index_dir)  # a NaN the checksums vouch for (e.g. made by the model) is still refused
+    assert main(query) == 2
+    assert f"1 vector(s) hold NaN or infinity (records {first})" in capsys.readouterr().err
+    assert not (tmp_path / "q.csv").exists()
+
+
+def test_index_checksums_and_unreadable_files_are_named(kmer_profile_model: Path, fixture_csv: Path,
+                                                        tmp_path, caplog) -> None:
+    index_dir = tmp_path / "index"
+    assert main(["identify", "build", "--model", str(kmer_profile_model), "--reference", str(fixture_csv),
+                 "--split", "train", "--output", str(index_dir), "--no-progress"]) == 0
+    (index_dir / "notes.txt").write_text("a user's notes beside the index")  # tolerated, with a warning
+    ReferenceIndex.load(index_dir)
+    assert "notes.txt not listed in checksums.json" in caplog.text
+    (index_dir / "checksums.json").unlink()
+    with pytest.raises(ValueError, match=r"checksums.json: missing, but .*index was written with checksums"):
+        ReferenceIndex.load(index_dir)
+    (index_dir / "index.json").write_text('{"truncated')
+    with pytest.raises(ValueError, match=r"index.json: not valid JSON"):
+        ReferenceIndex.load(index_dir)
+
+
+def test_query_vectors_with_nan_are_refused_by_id() -> None:
+    index = ReferenceIndex(np.eye(3, dtype=np.float32), pa.table({"processid": ["a", "b", "c"]}), {})
+    queries = np.array([[1.0, 0.0, 0.0], [np.nan, 0.0, 0.0]], np.float32)
+    with pytest.raises(ValueError, match=r"query embeddings: 1 vector\(s\) hold NaN or infinity \(records q2\)"):
+        identify(index, queries, ["q1", "q2"])
