@@ -149,6 +149,11 @@ class ShardStore:
             # A shard is finished only if it is listed *and* its file is there (a kill can fall in between).
             self.done = {i for i in manifest["done"] if self.shard_path(i).is_file()}
         else:
+            if folder.is_dir() and any(folder.iterdir()):
+                raise FileExistsError(
+                    f"{folder}: exists and holds files, but no {MANIFEST} of an unfinished run; it is not this run's "
+                    "work folder and would be deleted at the end: move it, or choose another output"
+                )
             folder.mkdir(parents=True, exist_ok=True)
             self.done = set()
         self.identity = identity

@@ -39,12 +39,19 @@ def check_writable_folder(folder: str | Path) -> None:
         raise PermissionError(f"{folder}: cannot write output here ({error.strerror or error})") from error
 
 
-def check_output_file(path: str | Path, inputs: tuple[str | Path, ...] = ()) -> None:
-    """Fail before long work when ``path`` is one of ``inputs`` (it would be overwritten) or cannot be written."""
+def check_output_file(
+    path: str | Path, inputs: tuple[str | Path, ...] = (), input_folders: tuple[str | Path, ...] = ()
+) -> None:
+    """Fail before long work when ``path`` is one of ``inputs`` or lies inside one of ``input_folders`` (it would
+    overwrite what is read), or cannot be written."""
     target = Path(path).resolve()
     for source in inputs:
         if Path(source).resolve() == target:
             raise ValueError(f"{path}: the output would overwrite the input {source}; choose another output path")
+    for folder in input_folders:
+        if Path(folder).resolve() in target.parents:
+            raise ValueError(f"{path}: the output would be written inside the input folder {folder}, among its own "
+                             "files; choose an output path outside it")
     if target.is_dir():
         raise IsADirectoryError(f"{path}: is a folder; give a file path for the output")
     check_writable_folder(target.parent)

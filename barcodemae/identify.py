@@ -28,9 +28,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from barcodemae.atomic_files import atomic_write_path
 from barcodemae.call_levels import CallThresholds, call_report, fit_call_thresholds
 from barcodemae.checksums import CHECKSUMS, verify_checksums, write_checksums
 from barcodemae.embed_files import (
+    MANIFEST,
     METADATA_COLUMNS,
     ShardStore,
     embed_records,
@@ -49,6 +51,10 @@ VOTE_RANKS: tuple[str, ...] = ("genus", "species", "dna_bin")
 INDEX_INFO = "index.json"
 EMBEDDINGS = "embeddings.npy"
 REFERENCES = "references.parquet"
+CLEANING_REPORT = "cleaning_report.json"
+PARTS = "parts"
+INDEX_FILES = (INDEX_INFO, EMBEDDINGS, REFERENCES, CLEANING_REPORT, POSTPROCESS_FILE, CHECKSUMS)
+"""Every file a build writes (and ``parts/``, its work folder, removed once the index is complete)."""
 REFERENCE_BLOCK = 65_536
 """Reference rows multiplied per block: bounds the similarity matrix to ``query_block x REFERENCE_BLOCK``."""
 
@@ -247,6 +253,11 @@ def build_reference_index(
     output = Path(output_dir)
     if (output / INDEX_INFO).exists():
         raise FileExistsError(f"{output}: a reference index already exists here")
+    unfinished = (output / PARTS / MANIFEST).is_file()  # a killed build: its own files may be there already
+    taken = [name for name in INDEX_FILES if (output / name).exists()]
+    if taken and not unfinished:
+        raise FileExistsError(f"{output}: holds {', '.join(taken)}, which building an index would overwrite, but no "
+                              "index or unfinished build; choose a new or empty --output folder")
     check_writable_folder(output)
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     dataset, report = load_records(reference_path, tokenizer, split=split)
@@ -262,7 +273,7 @@ def build_reference_index(
     identity = {"reference": file_fingerprint(Path(reference_path)), "split": split,
                 "model": model_fingerprint(model_dir), "num_records": len(dataset),
                 "records": records_fingerprint(table), "shard_size": shard_size}
-    store = ShardStore(output / "parts", identity, resume)
+    store = ShardStore(output / PARTS, identity, resume)
     embed_records(model, tokenizer, table.column("dna_barcode"), output / EMBEDDINGS, store,
                   shard_size=shard_size, batch_size=batch_size, device=device, pooling="mean", layer=None,
                   progress=progress)
@@ -278,7 +289,7 @@ def build_reference_index(
     check_finite(embeddings, table.column("processid"), f"{output / EMBEDDINGS} (after {postprocess!r})")
     transform.save(output)
     pq.write_table(table.select([c for c in METADATA_COLUMNS if c in table.column_names]), output / REFERENCES)
-    report.save(output / "cleaning_report.json")
+    report.save(output / CLEANING_REPORT)
     info = {
         "model_dir": str(Path(model_dir).resolve()),
         "model_fingerprint": identity["model"],
@@ -401,8 +412,8 @@ def identify_file(
 
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1 (the neighbours that vote), got {top_k}")
-    check_output_file(output_csv, inputs=(input_path,))
     index = ReferenceIndex.load(index_dir)
+    check_output_file(output_csv, inputs=(input_path,), input_folders=(index_dir,))
     model_dir = Path(model_dir) if model_dir is not None else Path(index.info["model_dir"])
     if model_fingerprint(model_dir) != index.info["model_fingerprint"]:
         raise ValueError(f"{model_dir}: not the model the index {index_dir} was built with")
@@ -420,7 +431,8 @@ def identify_file(
     result = identify(index, queries, table.column("processid").to_pylist(), top_k=top_k)
     for rank in reversed(labelled_ranks(table)):
         result.insert(1, f"true_{rank}", table.column(rank).to_pylist())
-    result.to_csv(output_csv, index=False)
+    with atomic_write_path(output_csv) as temporary:  # a killed query leaves no truncated table that parses
+        result.to_csv(temporary, index=False)
     return result
 
 

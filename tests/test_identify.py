@@ -202,3 +202,41 @@ def test_query_vectors_with_nan_are_refused_by_id() -> None:
     queries = np.array([[1.0, 0.0, 0.0], [np.nan, 0.0, 0.0]], np.float32)
     with pytest.raises(ValueError, match=r"query embeddings: 1 vector\(s\) hold NaN or infinity \(records q2\)"):
         identify(index, queries, ["q1", "q2"])
+
+
+def test_build_and_query_outputs_never_take_files_that_are_not_theirs(kmer_profile_model: Path, fixture_csv: Path,
+                                                                      tmp_path, monkeypatch, capsys) -> None:
+    """A user's parts/ beside a build, an index's own files as query output, a killed query's half-written table."""
+    folder = tmp_path / "mine"
+    (folder / "parts").mkdir(parents=True)
+    (folder / "parts" / "notes.txt").write_text("not the build's")
+    build = ["identify", "build", "--model", str(kmer_profile_model), "--reference", str(fixture_csv), "--split",
+             "train", "--no-progress", "--output"]
+    assert main([*build, str(folder)]) == 2
+    assert "no manifest.json of an unfinished run" in capsys.readouterr().err
+    assert (folder / "parts" / "notes.txt").read_text() == "not the build's"
+    (folder / "parts" / "notes.txt").unlink()
+    (folder / "embeddings.npy").write_bytes(b"a user's matrix")
+    assert main([*build, str(folder)]) == 2
+    assert "holds embeddings.npy, which building an index would overwrite" in capsys.readouterr().err
+    assert (folder / "embeddings.npy").read_bytes() == b"a user's matrix"
+
+    index_dir = tmp_path / "index"
+    assert main([*build, str(index_dir)]) == 0
+    capsys.readouterr()
+    query = ["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv), "--no-progress", "--output"]
+    assert main([*query, str(index_dir / "references.csv")]) == 2
+    assert "inside the input folder" in capsys.readouterr().err
+    ReferenceIndex.load(index_dir)  # untouched
+
+    output = tmp_path / "calls.csv"
+    output.write_text("the previous answer\n")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", killed)
+    with pytest.raises(KeyboardInterrupt):
+        main([*query, str(output)])
+    assert output.read_text() == "the previous answer\n"  # whole, old; no temporary left behind
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")) == []
