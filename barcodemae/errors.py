@@ -8,10 +8,14 @@ to write.
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, KeyError,
                                                     PermissionError, IsADirectoryError, NotADirectoryError)
@@ -26,6 +30,39 @@ def report_errors(prog: str, run: Callable[[], int], extra: tuple[type[BaseExcep
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = error.filename or "an output file"
+        print(f"{prog}: error: {where}: no space left on the device (or quota exceeded); free some space and run the "
+              "same command again (with --resume where it has one: finished work is kept)", file=sys.stderr)
+        return 2
+
+
+@contextmanager
+def naming_output(path: str | Path) -> Iterator[None]:
+    """Give an ``OSError`` raised while writing ``path`` that file's name when it has none (a failed ``write`` or
+    ``flush`` of a full disk names no file), so :func:`report_errors` can say which output could not be written."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None and error.errno is not None:
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
+
+
+def reserve_space(handle: BinaryIO, size: int, path: str | Path) -> None:
+    """Allocate ``size`` bytes of the open file now, so a full disk fails here with ``ENOSPC`` naming ``path``.
+
+    Why: a memory-mapped file is created sparse; when the disk fills while its pages are written, the kernel can only
+    kill the process with SIGBUS (exit 135, no message). Reserving the blocks first turns that into an error.
+    """
+    try:
+        os.posix_fallocate(handle.fileno(), 0, size)
+    except OSError as error:
+        if error.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without fallocate keep the old behaviour
+            return
+        raise OSError(error.errno, error.strerror, str(path)) from error
 
 
 def check_writable_folder(folder: str | Path) -> None:
@@ -57,4 +94,11 @@ def check_output_file(
     check_writable_folder(target.parent)
 
 
-__all__ = ["EXPECTED_ERRORS", "check_output_file", "check_writable_folder", "report_errors"]
+__all__ = [
+    "EXPECTED_ERRORS",
+    "check_output_file",
+    "check_writable_folder",
+    "naming_output",
+    "report_errors",
+    "reserve_space",
+]

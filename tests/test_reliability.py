@@ -40,6 +40,8 @@ def bad_inputs(tmp_path_factory, fixture_csv: Path) -> dict[str, Path]:
         "header_only.csv": fixture_csv.read_bytes().splitlines(keepends=True)[0],
         "truncated.csv.gz": gzip.compress(fixture_csv.read_bytes())[:1500],
         "truncated.fasta.gz": gzip.compress(b"".join(b">r%d\n%s\n" % (i, b"ACGT" * 100) for i in range(300)))[:600],
+        "latin1.csv": fixture_csv.read_bytes().replace(b"Diptera", "Dipt\u00e9ra".encode("latin-1"), 1),
+        "latin1.csv.gz": gzip.compress(fixture_csv.read_bytes().replace(b"Diptera", "Dipt\u00e9ra".encode("latin-1"))),
     }
     paths = {}
     for name, content in files.items():
@@ -57,6 +59,8 @@ def bad_inputs(tmp_path_factory, fixture_csv: Path) -> dict[str, Path]:
         ("header_only.csv", "no records"),
         ("truncated.csv.gz", "truncated or corrupt gzip file"),
         ("truncated.fasta.gz", "truncated or corrupt gzip file"),
+        ("latin1.csv", "line 84 is not UTF-8 (byte 0xE9"),
+        ("latin1.csv.gz", "line 84 is not UTF-8 (byte 0xE9"),
     ],
 )
 def test_bad_input_files_are_one_line_errors_naming_the_file(name, message, bad_inputs, kmer4_model_folder,

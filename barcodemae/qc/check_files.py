@@ -190,7 +190,7 @@ def _csv_records(
             for record_id, sequence in zip(ids, sequences, strict=True):
                 yield record_id or "", sequence, None
     except (pa.ArrowInvalid, UnicodeDecodeError, EOFError, OSError) as error:
-        raise InputFileError(f"{path}: {describe(error)}") from error
+        raise InputFileError(f"{path}: {describe(error, path)}") from error
 
 
 def prepare_read(sequence: str | None) -> tuple[str, str | None]:
