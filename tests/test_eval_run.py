@@ -311,3 +311,23 @@ def test_flag_defaults_are_the_settings_defaults():
     args = build_parser().parse_args(["--baseline", "kmer", "--data", "d.csv", "--output", "o"])
     assert settings_from_args(args) == EvaluationSettings()
     assert "(default: 256)" in " ".join(build_parser().format_help().split())
+
+
+def test_a_single_key_genus_leaves_open_world_undefined_not_perfect(caplog):
+    """One genus among the keys names every query correctly by construction: NaN and out of the mean, with a warning."""
+    import pandas as pd
+
+    from barcodemae.eval.run import evaluate_embeddings
+
+    rng = np.random.default_rng(0)
+    split = ["train"] * 24 + ["test"] * 8 + ["test_unseen"] * 8
+    frame = pd.DataFrame({
+        "split": split, "genus": ["Aedes"] * 40, "species": [f"Aedes s{i % 4}" for i in range(40)],
+        "dna_bin": [f"BOLD:{i % 4}" for i in range(40)],
+    })
+    metrics, _ = evaluate_embeddings(frame, rng.normal(size=(40, 8)).astype(np.float32), reducer="pca",
+                                     n_components=4, probe_c=1.0)
+    open_world = metrics["open_world_genus"]["one_nn"]
+    assert np.isnan(open_world["accuracy"]) and open_world["undefined"] == "fewer than 2 key genera"
+    assert np.isnan(metrics["headline"]["harmonic_mean"])
+    assert "open-world genus 1-NN is undefined" in caplog.text
