@@ -237,6 +237,27 @@ def test_resume_after_stop_matches_uninterrupted_run(sim_csv, tmp_path):
         (full / "checkpoints" / "step_8" / "trainer_state.json").read_text())["data_position"]
 
 
+def test_resume_drops_a_torn_last_metrics_line_and_refuses_a_corrupt_one(sim_csv, tmp_path, caplog):
+    """Issue #26 item 7: a run killed mid-write leaves a torn last line in metrics.jsonl; resuming drops it with a
+    warning naming the file and line. An unreadable line before the last is corruption, named by file and line."""
+    run = {"data": sim_csv, "output_dir": tmp_path / "run", "max_steps": 3, "per_device_batch_size": 8,
+           "save_steps": 1, "eval_steps": 10, "evaluate": False}
+    train(**run, stop_after_steps=2)
+    log = tmp_path / "run" / "metrics.jsonl"
+    lines = log.read_text().splitlines()
+    assert len(lines) >= 2
+
+    log.write_text("".join(line + "\n" for line in ['{"step": 1, "lo', *lines[1:]]))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(log))}: line 1 is not a metrics record"):
+        train(**run, resume_from_checkpoint="latest")
+
+    log.write_text("".join(line + "\n" for line in lines) + '{"step": 9, "lo')  # killed mid-write
+    with caplog.at_level("WARNING", logger="barcodemae.training.metrics_log"):
+        assert train(**run, resume_from_checkpoint="latest")["global_step"] == 3
+    assert f"{log}: line {len(lines) + 1} is a torn last record" in caplog.text
+    assert [r["step"] for r in read_metrics(tmp_path / "run") if "loss" in r] == [1, 2, 3]  # torn line gone
+
+
 def test_corrupt_or_partial_checkpoints_are_rejected(sim_csv, tmp_path):
     out = tmp_path / "run"
     run_training(parse_args([*TINY, "--data", str(sim_csv), "--output_dir", str(out), "--max_steps", "2",
