@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from barcodemae.training.arguments import load_preset
+from barcodemae.training.metrics_log import METRICS_FILE, read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -130,10 +131,10 @@ def pretrain_stage(name: str, objective: str, steps: int, args: argparse.Namespa
 
 def read_pretraining(stage: Stage, out: Path) -> dict[str, Any] | None:
     """Untrained and trained probe numbers and perplexities from a pretraining stage's ``metrics.jsonl``."""
-    path = out / stage.name / "metrics.jsonl"
+    path = out / stage.name / METRICS_FILE
     if not path.is_file():
         return None
-    records = [json.loads(line) for line in path.read_text().splitlines()]
+    records = read_metrics(path)  # a stage stopped at its cap may leave a torn last line
     probes = [r for r in records if "genus_1nn_accuracy" in r]
     logs = [r for r in records if "loss" in r]
     if not probes:

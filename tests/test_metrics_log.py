@@ -39,3 +39,14 @@ def test_an_unreadable_line_before_the_last_is_corruption_naming_the_file_and_li
     with pytest.raises(ValueError, match=rf"{re.escape(str(log))}: line 2 is not a metrics record .*corrupt"):
         read_metrics(log)
 
+
+def test_the_report_scripts_read_a_run_that_is_still_writing(tmp_path, caplog):
+    """probe_table, quality_table and the device suite share the reader, so a live run's torn line is tolerated."""
+    from probe_table import probe_records
+
+    (tmp_path / "metrics.jsonl").write_text(
+        json.dumps({"step": 0, "genus_1nn_accuracy": 0.5}) + "\n" + '{"step": 10, "genus_1nn_acc'
+    )
+    with caplog.at_level("WARNING", logger="barcodemae.training.metrics_log"):
+        assert probe_records(tmp_path) == [{"step": 0, "genus_1nn_accuracy": 0.5}]
+    assert "line 2 is a torn last record" in caplog.text
