@@ -5,7 +5,9 @@
     python bench/device_suite.py --recipe small --output bench/results/device-small   # issue #12's recipe at paper size
 
 Stages, each a subprocess with its own time cap (a slow or hanging stage is stopped and reported, the rest go on)
-and all under one overall deadline:
+and all under one overall deadline; the caps add up to no more than the deadline (checked before anything runs), so
+a slow early stage cannot starve the later ones. The dry run has neither: it checks that every stage runs and
+reports, not how long it takes on a CPU shared with other work.
 
 1. ``step_time``: one optimisation step, bf16 autocast + SDPA, paper size (768 wide, 6+6 layers, 112 tokens =
    660 bp, mask 0.5, batch 128): BarcodeMAE vs BarcodeBERT 6 and 12 layers vs the BERT-classes reference
@@ -36,11 +38,13 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from barcodemae.training.arguments import load_preset
+from barcodemae.training.metrics_log import METRICS_FILE, read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -48,15 +52,17 @@ DEV_DATA = REPO.parent / "shared" / "data" / "bold_coi" / "dev.csv.gz"
 DEMO_DATA = REPO.parent / "shared" / "data" / "bold_coi" / "demo.csv.gz"
 RECIPE_RUN_CHOICES = ("max_start_shift", "contrastive_weight", "pooled_layers")
 """What ``--recipe small`` takes from the ``small`` preset: its training choices, not its 64-wide architecture."""
+MIN_STAGE_SECONDS = 5
+"""A stage left less time than this under the deadline is skipped rather than started to be stopped at once."""
 
 
 @dataclass
 class Stage:
-    """One measurement: a command, its time cap, and what it produced."""
+    """One measurement: a command, its time cap (``None``: uncapped, the dry run), and what it produced."""
 
     name: str
     command: list[str]
-    cap_s: float
+    cap_s: float | None
     env: dict[str, str] = field(default_factory=dict)
     result_file: Path | None = None
     status: str = "pending"
@@ -65,27 +71,57 @@ class Stage:
     detail: str = ""
 
 
-def run_stage(stage: Stage, deadline: float, log_dir: Path) -> Stage:
-    """Run ``stage`` for at most its cap (and never past ``deadline``); record status, time, output."""
-    budget = min(stage.cap_s, deadline - time.monotonic())
-    if budget < 5:
+def run_stage(stage: Stage, deadline: float | None, log_dir: Path,
+              clock: Callable[[], float] = time.monotonic) -> Stage:
+    """Run ``stage`` for at most its cap and never past ``deadline`` (``None``: no limit); record status, time,
+    output. ``clock`` is the deadline's clock, replaceable so that tests check the limits without waiting."""
+    left = None if deadline is None else deadline - clock()
+    budget = min((limit for limit in (stage.cap_s, left) if limit is not None), default=None)
+    if budget is not None and budget < MIN_STAGE_SECONDS:
         stage.status, stage.detail = "skipped", "no time left under the suite's deadline"
         return stage
     log = log_dir / f"{stage.name}.log"
-    started = time.monotonic()
+    started = clock()
     with log.open("w") as handle:
         try:
             done = subprocess.run(stage.command, cwd=REPO, env={**os.environ, **stage.env}, stdout=handle,
                                   stderr=subprocess.STDOUT, timeout=budget, check=False)
             stage.status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
         except subprocess.TimeoutExpired:
-            stage.status = f"stopped at its {budget:.0f} s cap"
-    stage.seconds = time.monotonic() - started
+            stage.status = (f"stopped at its {budget:.0f} s cap" if budget == stage.cap_s
+                            else f"stopped at the suite's deadline ({budget:.0f} s left)")
+    stage.seconds = clock() - started
     if stage.result_file is not None and stage.result_file.is_file():
         stage.result = json.loads(stage.result_file.read_text())
     if not stage.status.startswith("ok"):
         stage.detail = "; ".join(log.read_text().strip().splitlines()[-3:])[-500:]
     return stage
+
+
+def stage_caps(args: argparse.Namespace) -> dict[str, float]:
+    """Each stage's time cap in the real run, in the order the stages run: a stop for a hanging stage with room for
+    a slow one (start-up, CUDA initialisation, compilation); the pretraining stages get their training time plus
+    the overhead of data loading and the probes."""
+    pretrain = args.pretrain_seconds + args.pretrain_overhead_seconds
+    return {"step_time": 60, "step_time_compiled": 90, "embedding": 45, "enbed_attention": 60,
+            "pretrain_mae": pretrain, "pretrain_mlm": pretrain, "multi_gpu": 45}
+
+
+def caps_over_deadline(args: argparse.Namespace) -> str | None:
+    """Why the real run's caps do not fit its deadline, or ``None`` when they do: caps adding up to more than the
+    deadline let a slow early stage take the time of the last ones, which are then skipped."""
+    caps = stage_caps(args)
+    total = sum(caps.values())
+    if total <= args.budget_seconds:
+        return None
+    listed = ", ".join(f"{name} {cap:.0f}" for name, cap in caps.items())
+    return (f"the stages' time caps add up to {total:.0f} s ({listed}), more than --budget-seconds "
+            f"{args.budget_seconds:.0f}; lower --pretrain-seconds or raise --budget-seconds")
+
+
+def stage_cap(name: str, args: argparse.Namespace) -> float | None:
+    """``name``'s time cap: ``None`` in a dry run, which checks that each stage runs, not how fast on a CPU."""
+    return None if args.dry_run else stage_caps(args)[name]
 
 
 def step_seconds(stage: Stage, variant: str) -> float | None:
@@ -125,15 +161,15 @@ def pretrain_stage(name: str, objective: str, steps: int, args: argparse.Namespa
                "--max_steps", str(steps), "--eval_steps", str(steps), "--save_steps", str(steps),
                "--logging_steps", str(max(1, steps // 10)), "--evaluate", "false", "--output_dir", str(run_dir),
                "--overwrite_output_dir", "true", "--seed", "0"]
-    return Stage(name, command, cap_s=args.pretrain_seconds + args.pretrain_overhead_seconds)
+    return Stage(name, command, cap_s=stage_cap(name, args))
 
 
 def read_pretraining(stage: Stage, out: Path) -> dict[str, Any] | None:
     """Untrained and trained probe numbers and perplexities from a pretraining stage's ``metrics.jsonl``."""
-    path = out / stage.name / "metrics.jsonl"
+    path = out / stage.name / METRICS_FILE
     if not path.is_file():
         return None
-    records = [json.loads(line) for line in path.read_text().splitlines()]
+    records = read_metrics(path)  # a stage stopped at its cap may leave a torn last line
     probes = [r for r in records if "genus_1nn_accuracy" in r]
     logs = [r for r in records if "loss" in r]
     if not probes:
@@ -151,9 +187,10 @@ def read_pretraining(stage: Stage, out: Path) -> dict[str, Any] | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, required=True, help="folder for suite.json, suite.md and logs")
-    parser.add_argument("--dry-run", action="store_true", help="every stage at toy sizes on the CPU (< 3 minutes)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="every stage at toy sizes on the CPU, without time caps or deadline")
     parser.add_argument("--budget-seconds", type=float, default=540, help="overall deadline (default 9 minutes)")
-    parser.add_argument("--pretrain-seconds", type=float, default=150, help="training wall-clock per objective")
+    parser.add_argument("--pretrain-seconds", type=float, default=80, help="training wall-clock per objective")
     parser.add_argument("--pretrain-overhead-seconds", type=float, default=40, help="data loading and probes")
     parser.add_argument("--data", type=Path, default=None, help="pretraining CSV (default dev.csv.gz; demo in dry run)")
     parser.add_argument("--recipe", choices=("paper", "small"), default="paper",
@@ -163,15 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.dry_run:
-        args.budget_seconds = min(args.budget_seconds, 170)
-        args.pretrain_seconds, args.pretrain_overhead_seconds = 15, 30
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.dry_run and (problem := caps_over_deadline(args)):
+        parser.error(problem)
     args.data = args.data or (DEMO_DATA if args.dry_run else DEV_DATA)
     out = args.output.resolve()
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + args.budget_seconds
+    # Read before the deadline starts: the caps, which fill the deadline, are the stages' time only.
+    gpus = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.device_count())"],
+                              capture_output=True, text=True, check=False).stdout.strip() or 0)
+    deadline = None if args.dry_run else time.monotonic() + args.budget_seconds
     device = ["--device", "cpu"] if args.dry_run else ["--device", "cuda", "--dtype", "bfloat16"]
     toy = ["--quick", "--steps", "2", "--warmup", "1"] if args.dry_run else ["--steps", "10", "--warmup", "3"]
 
@@ -184,23 +224,23 @@ def main(argv: list[str] | None = None) -> int:
 
     step = run(Stage("step_time", [sys.executable, str(BENCH / "bench_pretraining.py"), *device, *toy, "--no-scans",
                                    "--output", str(out / "step_time.json")],
-                     cap_s=40 if args.dry_run else 60, result_file=out / "step_time.json"))
+                     cap_s=stage_cap("step_time", args), result_file=out / "step_time.json"))
     # The dry run compiles the MAE only, with the fast aot_eager backend: it checks the path, not the speed.
     compiled = ["--variants", "mae", "--compile-backend", "aot_eager"] if args.dry_run else [
         "--variants", "mae,mlm_same_encoder"]
     run(Stage("step_time_compiled", [sys.executable, str(BENCH / "bench_pretraining.py"), *device, *toy, "--no-scans",
                                      "--compile", *compiled, "--output", str(out / "step_time_compiled.json")],
-              cap_s=45 if args.dry_run else 90, result_file=out / "step_time_compiled.json"))
+              cap_s=stage_cap("step_time_compiled", args), result_file=out / "step_time_compiled.json"))
     embed_toy = ["--quick", "--steps", "2", "--warmup", "1", "--batch-sizes", "4,16", "--count", "64"]
     run(Stage("embedding", [sys.executable, str(BENCH / "bench_embedding.py"), *device,
                             *(embed_toy if args.dry_run else ["--steps", "5", "--warmup", "2", "--count", "8192"]),
                             "--output", str(out / "embedding.json")],
-              cap_s=30 if args.dry_run else 60, result_file=out / "embedding.json"))
+              cap_s=stage_cap("embedding", args), result_file=out / "embedding.json"))
     attention_toy = ["--quick", "--lengths", "660,1320", "--steps", "1", "--warmup", "0"]
     run(Stage("enbed_attention", [sys.executable, str(BENCH / "bench_enbed_attention.py"), *device,
                                   *(attention_toy if args.dry_run else ["--steps", "5", "--max-seconds", "10"]),
                                   "--output", str(out / "enbed_attention.json")],
-              cap_s=30 if args.dry_run else 90, result_file=out / "enbed_attention.json"))
+              cap_s=stage_cap("enbed_attention", args), result_file=out / "enbed_attention.json"))
     for objective, variant in (("mae", "mae"), ("mlm", "mlm_same_encoder")):
         seconds = step_seconds(step, variant)
         steps = 3 if args.dry_run else (
@@ -212,8 +252,6 @@ def main(argv: list[str] | None = None) -> int:
             continue
         run(stage)
         stage.result = read_pretraining(stage, out)
-    gpus = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.device_count())"],
-                              capture_output=True, text=True, check=False).stdout.strip() or 0)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no" if args.dry_run else "bf16", "--dynamo_backend", "no",
               str(REPO / "train.py"), "--preset", "tiny", "--data", str(DEMO_DATA), "--max_steps", "4",
@@ -221,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
               "--output_dir", str(out / "multi_gpu")]
     if gpus >= 2 or args.dry_run:
         env = {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"} if args.dry_run else {}
-        run(Stage("multi_gpu", launch, cap_s=60, env=env))
+        run(Stage("multi_gpu", launch, cap_s=stage_cap("multi_gpu", args), env=env))
     else:
-        stages["multi_gpu"] = Stage("multi_gpu", launch, 0, status="skipped",
+        stages["multi_gpu"] = Stage("multi_gpu", launch, stage_cap("multi_gpu", args), status="skipped",
                                     detail=f"{gpus} GPU(s) on this machine; the 2-process launch needs 2 or more")
 
     report = {
@@ -232,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         "recipe": args.recipe,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
-        "stages": {name: {"status": s.status, "seconds": round(s.seconds, 1), "detail": s.detail, "result": s.result}
-                   for name, s in stages.items()},
+        "stages": {name: {"status": s.status, "seconds": round(s.seconds, 1), "cap_s": s.cap_s, "detail": s.detail,
+                          "result": s.result} for name, s in stages.items()},
     }
     (out / "suite.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "suite.md").write_text(render_markdown(report))

@@ -19,11 +19,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from barcodemae.training.metrics_log import METRICS_FILE, read_metrics
+
 
 def probe_records(folder: Path) -> list[dict[str, Any]]:
-    """The records of ``metrics.jsonl`` that carry the genus probe, in step order."""
-    lines = (folder / "metrics.jsonl").read_text().splitlines()
-    return [record for record in map(json.loads, lines) if "genus_1nn_accuracy" in record]
+    """The records of ``metrics.jsonl`` that carry the genus probe, in step order (a run may still be writing)."""
+    return [record for record in read_metrics(folder / METRICS_FILE) if "genus_1nn_accuracy" in record]
 
 
 def last_block_key(record: dict[str, Any]) -> str:

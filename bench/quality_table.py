@@ -16,6 +16,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from barcodemae.training.metrics_log import METRICS_FILE, read_metrics
+
 COLUMNS = (
     ("species probe", ("closed_world_species", "linear_probe", "accuracy")),
     ("species 1-NN", ("closed_world_species", "one_nn", "accuracy")),
@@ -40,11 +42,9 @@ def load_run(folder: Path) -> dict[str, float]:
         for key in path:
             value = value[key]
         row[name] = 100.0 * float(value)
-    log = folder / "metrics.jsonl"
+    log = folder / METRICS_FILE
     if log.is_file():
-        perplexities = [
-            r["val_perplexity"] for r in map(json.loads, log.read_text().splitlines()) if "val_perplexity" in r
-        ]
+        perplexities = [r["val_perplexity"] for r in read_metrics(log) if "val_perplexity" in r]
         if perplexities:
             row["val. perplexity"] = float(perplexities[-1])
     return row

@@ -70,6 +70,7 @@ from .checkpoints import (
 )
 from .data import TrainingData, load_training_data, prepare_simulated_data
 from .initial_model import adopt_initial_model, load_initial_model
+from .metrics_log import METRICS_FILE, MetricsLog
 from .run_folder import (
     adopt_resumed_run,
     check_new_run,
@@ -85,7 +86,6 @@ logger = logging.getLogger("barcodemae.train")
 NPMI_STRATEGIES = ("genemask", "global", "stochastic_global")
 NPMI_BUILD_SEQUENCES = 20_000
 NPMI_DIR = "npmi"
-METRICS_FILE = "metrics.jsonl"
 
 
 # ---------------------------------------------------------------------------------------------- builders
@@ -211,32 +211,6 @@ def broadcast_record_value(accelerator: Accelerator, record: dict[str, Any], met
         value = broadcast(value, from_process=0)
     number = float(value.item())
     return None if math.isnan(number) else number
-
-
-# ---------------------------------------------------------------------------------------------- logging
-class MetricsLog:
-    """``metrics.jsonl`` + console + accelerate trackers, written by the main process only."""
-
-    def __init__(self, accelerator: Accelerator, path: Path, progress: tqdm) -> None:
-        self.accelerator = accelerator
-        self.path = path
-        self.progress = progress
-
-    def truncate_after(self, step: int) -> None:
-        """Drop lines logged after ``step`` by a killed run, so a resumed curve has no duplicates."""
-        if not self.accelerator.is_main_process or not self.path.is_file():
-            return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        self.path.write_text("".join(line + "\n" for line in kept))
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
-        self.progress.write(shown)
-        self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
 
 # ---------------------------------------------------------------------------------------------- the job
