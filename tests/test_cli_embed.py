@@ -139,3 +139,21 @@ def test_bad_output_suffix_is_refused(model_folder: Path, fixture_csv: Path, tmp
                  "--output", str(tmp_path / "out.csv")])
     assert code == 2
     assert "output must end in one of ('.parquet', '.npy')" in capsys.readouterr().err
+
+
+def test_empty_and_multi_line_ids_are_rejected_before_embedding(model_folder: Path, fixture_csv: Path,
+                                                                tmp_path) -> None:
+    rows = pd.read_csv(fixture_csv, dtype=str, keep_default_na=False).head(5)
+    rows.loc[1, "processid"] = ""
+    rows.loc[3, "processid"] = "TWO\nLINES"
+    specimens = tmp_path / "specimens.csv"
+    rows.to_csv(specimens, index=False)
+    output = tmp_path / "specimens.npy"
+    summary = embed_file(model_folder, specimens, output, progress=False)
+    assert (summary.num_records, summary.num_rejected) == (3, 2)
+    report = json.loads(summary.report_path.read_text())
+    assert report["rejected_by_reason"] == {"bad_id": 2}
+    (_, empty), (_, two_lines) = report["rejected_records"]
+    assert empty == "record id is missing or blank" and two_lines.startswith("record id contains the control")
+    vectors, ids = read_embeddings(output)
+    assert ids == rows["processid"][[0, 2, 4]].tolist() and len(vectors) == 3
