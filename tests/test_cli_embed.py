@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +158,14 @@ def test_empty_and_multi_line_ids_are_rejected_before_embedding(model_folder: Pa
     assert empty == "record id is missing or blank" and two_lines.startswith("record id contains the control")
     vectors, ids = read_embeddings(output)
     assert ids == rows["processid"][[0, 2, 4]].tolist() and len(vectors) == 3
+
+
+def test_duplicate_ids_warn_on_the_console(model_folder: Path, fixture_csv: Path, tmp_path, caplog) -> None:
+    barcodes = pd.read_csv(fixture_csv)["dna_barcode"].tolist()[:5]
+    fasta = tmp_path / "dups.fasta"
+    fasta.write_text("".join(f">{name}\n{barcode}\n" for name, barcode in zip(["a", "b", "a", "c", "b"], barcodes)))
+    with caplog.at_level(logging.WARNING):
+        summary = embed_file(model_folder, fasta, tmp_path / "dups.npy", progress=False)
+    assert summary.num_records == 5  # kept: the vectors are right, only the ids are ambiguous
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert any("2 record ids occur more than once (e.g. 'a')" in message for message in warnings), warnings
