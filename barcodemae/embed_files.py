@@ -174,6 +174,29 @@ class ShardStore:
         return np.load(self.shard_path(index), allow_pickle=False)
 
 
+def check_finite(vectors: np.ndarray, rows: np.ndarray, ids: pa.ChunkedArray | pa.Array | None) -> None:
+    """Refuse a shard holding NaN/inf vectors before it is saved, naming its records.
+
+    Why here: a non-finite row would be saved, resumed, assembled and searched like any other (an identify index
+    built on it returns nonsense neighbours); only where vectors are made are the records still known.
+    ``rows`` are the shard's record indices (input order of the kept records); ``ids`` names them when given.
+    """
+    bad = rows[~np.isfinite(vectors).all(axis=1)]
+    if not len(bad):
+        return
+    if ids is None:
+        shown, named = bad[:1], f"the record in row {int(bad[0])} of the cleaned input"
+    else:
+        shown = bad[:3]
+        names = ", ".join(repr(name) for name in ids.take(pa.array(shown)).to_pylist())
+        named = f"record{'s' if len(bad) > 1 else ''} {names}"
+    more = f" and {len(bad) - len(shown)} more" if len(bad) > len(shown) else ""
+    raise ValueError(
+        f"the model produced NaN/inf for {named}{more}; try float32 (no --dtype: bf16/fp16 can overflow) or check "
+        "the model (its weights may hold NaN/inf)"
+    )
+
+
 def embed_records(
     model: Any,
     tokenizer: Any,
@@ -188,10 +211,12 @@ def embed_records(
     layer: int | str | None,
     progress: bool,
     dtype: str | None = None,
+    ids: pa.ChunkedArray | pa.Array | None = None,
 ) -> tuple[int, int]:
     """Embed ``barcodes`` shard by shard into ``store``, then assemble ``output_npy`` in input order.
 
-    Returns ``(shards_computed, shards_reused)``.
+    Every shard is checked to be finite before it is saved (:func:`check_finite`; ``ids``, the records' ids in the
+    order of ``barcodes``, name the culprits). Returns ``(shards_computed, shards_reused)``.
     """
     from barcodemae.inference import embed_barcodes
 
@@ -213,6 +238,7 @@ def embed_records(
             raise RuntimeError(
                 f"shard {index}: embed_barcodes returned {len(vectors)} vectors for {len(rows)} barcodes"
             )
+        check_finite(vectors, rows, ids)
         store.save(index, vectors)
         bar.update(len(rows))
     bar.close()
@@ -314,6 +340,7 @@ def embed_file(
     computed, reused = embed_records(
         model, tokenizer, table.column("dna_barcode"), matrix_path, store, shard_size=shard_size,
         batch_size=batch_size, device=device, pooling=pooling, layer=layer, progress=progress, dtype=dtype,
+        ids=table.column("processid"),
     )
     embeddings = np.load(matrix_path, mmap_mode="r")
     if output.suffix == ".parquet":

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 
 import barcodemae.inference as embeddings_api
 from barcodemae import BarcodeMAEConfig, BarcodeMAEForPreTraining, BarcodeTokenizer
 from barcodemae.cli import main
-from barcodemae.embed_files import embed_file, read_embeddings
+from barcodemae.embed_files import check_finite, embed_file, read_embeddings
 from conftest import tiny_config_kwargs
 
 
@@ -169,3 +170,35 @@ def test_duplicate_ids_warn_on_the_console(model_folder: Path, fixture_csv: Path
     assert summary.num_records == 5  # kept: the vectors are right, only the ids are ambiguous
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert any("2 record ids occur more than once (e.g. 'a')" in message for message in warnings), warnings
+
+
+def test_non_finite_vectors_are_refused_naming_the_record(model_folder: Path, fixture_csv: Path, tmp_path,
+                                                         monkeypatch) -> None:
+    barcodes = pd.read_csv(fixture_csv)["dna_barcode"].tolist()[:3]
+    fasta = tmp_path / "specimens.fasta"
+    fasta.write_text("".join(f">rec{i}\n{barcode}\n" for i, barcode in enumerate(barcodes)))
+    real = embeddings_api.embed_barcodes
+
+    def nan_for_rec1(model, tokenizer, sequences, **kwargs):
+        vectors = real(model, tokenizer, sequences, **kwargs)
+        vectors[[sequence == barcodes[1] for sequence in sequences]] = np.nan
+        return vectors
+
+    monkeypatch.setattr(embeddings_api, "embed_barcodes", nan_for_rec1)
+    output = tmp_path / "specimens.npy"
+    with pytest.raises(ValueError, match=r"the model produced NaN/inf for record 'rec1'; .*float32"):
+        embed_file(model_folder, fasta, output, progress=False)
+    assert not output.exists()
+    assert json.loads(Path(f"{output}.parts/manifest.json").read_text())["done"] == []  # the shard was not saved
+
+
+def test_non_finite_check_names_rows_without_ids_and_counts_the_rest() -> None:
+    vectors = np.ones((6, 2), dtype=np.float32)
+    vectors[1:, 0] = [np.inf, np.nan, 1, -np.inf, np.nan]
+    rows = np.array([10, 11, 12, 13, 14, 15])
+    with pytest.raises(ValueError, match="NaN/inf for the record in row 11 of the cleaned input and 3 more"):
+        check_finite(vectors, rows, None)
+    ids = pa.array([f"id{i}" for i in range(16)])
+    with pytest.raises(ValueError, match="NaN/inf for records 'id11', 'id12', 'id14' and 1 more;"):
+        check_finite(vectors, rows, ids)
+    check_finite(vectors[[0, 3]], rows[[0, 3]], ids)
