@@ -1,9 +1,13 @@
-"""`barcodemae embed`: vectors equal the Python API, resume after a kill, rejected records reported."""
+"""`barcodemae embed`: vectors equal the Python API, resume after a kill, rejected records reported (bad ids
+included), duplicate ids warned about, NaN/inf vectors refused, and a .npy matrix never read with another run's ids."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +206,61 @@ def test_non_finite_check_names_rows_without_ids_and_counts_the_rest() -> None:
     with pytest.raises(ValueError, match="NaN/inf for records 'id11', 'id12', 'id14' and 1 more;"):
         check_finite(vectors, rows, ids)
     check_finite(vectors[[0, 3]], rows[[0, 3]], ids)
+
+
+def write_fasta(path: Path, ids: list[str], barcodes: list[str]) -> Path:
+    path.write_text("".join(f">{name}\n{barcode}\n" for name, barcode in zip(ids, barcodes)))
+    return path
+
+
+def test_rerun_failing_after_the_matrix_never_leaves_the_old_ids_beside_it(model_folder: Path, fixture_csv: Path,
+                                                                           tmp_path, monkeypatch) -> None:
+    """Issue #26: the second run replaced the matrix, then failed; the first run's ids named its rows."""
+    barcodes = pd.read_csv(fixture_csv)["dna_barcode"].tolist()[:3]
+    output = tmp_path / "out.npy"
+    embed_file(model_folder, write_fasta(tmp_path / "a.fasta", ["a0", "a1", "a2"], barcodes), output, progress=False)
+    assert read_embeddings(output)[1] == ["a0", "a1", "a2"]
+
+    real_replace = os.replace
+
+    def fail_once_the_matrix_is_in(source, target):
+        real_replace(source, target)
+        if Path(target) == output:
+            raise OSError("disk full (simulated) right after the matrix was replaced")
+
+    monkeypatch.setattr(os, "replace", fail_once_the_matrix_is_in)
+    rerun = write_fasta(tmp_path / "b.fasta", ["b2", "b1", "b0"], barcodes[::-1])
+    with pytest.raises(OSError, match="simulated"):
+        embed_file(model_folder, rerun, output, progress=False)
+    monkeypatch.setattr(os, "replace", real_replace)
+    with pytest.raises(ValueError, match=re.escape(f"{output}: its ids file {output}.ids.txt is missing")):
+        read_embeddings(output)
+    assert main(["embed", "--model", str(model_folder), "--input", str(rerun), "--output", str(output),
+                 "--no-progress", "--resume"]) == 0  # the finished shards are reused and the unit rewritten
+    vectors, ids = read_embeddings(output)
+    assert ids == ["b2", "b1", "b0"]
+    np.testing.assert_allclose(vectors, direct_embeddings(model_folder, barcodes[::-1]), atol=2e-5)
+
+
+def test_matrix_and_ids_of_different_runs_are_refused(model_folder: Path, fixture_csv: Path, tmp_path) -> None:
+    barcodes = pd.read_csv(fixture_csv)["dna_barcode"].tolist()[:4]
+    first, second = tmp_path / "first.npy", tmp_path / "second.npy"
+    embed_file(model_folder, write_fasta(tmp_path / "1.fasta", ["a", "b", "c"], barcodes[:3]), first, progress=False)
+    embed_file(model_folder, write_fasta(tmp_path / "2.fasta", ["x", "y", "z"], barcodes[1:]), second, progress=False)
+    assert json.loads(Path(f"{first}.json").read_text())["rows"] == 3
+
+    shutil.copy(second, first)  # another run's matrix of the same shape beside first's ids
+    with pytest.raises(ValueError, match=re.escape(f"{first} and {first}.ids.txt do not match {first}.json (matrix)")):
+        read_embeddings(first)
+    shutil.copy(f"{second}.json", f"{first}.json")  # ... and its sidecar too: now the ids are the odd one out
+    with pytest.raises(ValueError, match=r"do not match .* \(ids\)"):
+        read_embeddings(first)
+    shutil.copy(f"{second}.ids.txt", f"{first}.ids.txt")
+    assert read_embeddings(first)[1] == ["x", "y", "z"]
+
+    # Outputs written before the sidecar existed stay readable, with the row count checked.
+    Path(f"{first}.json").unlink()
+    assert read_embeddings(first)[1] == ["x", "y", "z"]
+    Path(f"{first}.ids.txt").write_text("x\ny\n")
+    with pytest.raises(ValueError, match=re.escape(f"{first} has 3 rows but {first}.ids.txt lists 2 ids")):
+        read_embeddings(first)
