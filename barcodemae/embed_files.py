@@ -6,6 +6,8 @@ next starts, so a killed run restarted with ``resume=True`` recomputes at most o
 (longest first, so an out-of-memory batch fails at once) keeps padding, and therefore wasted compute, minimal.
 The final file is assembled in *input* order through a memory-mapped array, so memory stays bounded by one shard.
 Records the cleaning rejects are counted and listed in ``<output>.cleaning_report.json``; none vanish silently.
+A ``.npy`` output is the matrix, ``<output>.ids.txt`` and ``<output>.json``, replaced and read back as one unit
+(:mod:`barcodemae.npy_embeddings`), so a failed re-run cannot leave one run's vectors beside another run's ids.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tqdm.auto import tqdm
 
 from barcodemae.data import CleaningReport, load_barcodes
 from barcodemae.errors import check_output_file
+from barcodemae.npy_embeddings import publish_npy_embeddings, read_npy_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +182,29 @@ class ShardStore:
         return np.load(self.shard_path(index), allow_pickle=False)
 
 
+def check_finite(vectors: np.ndarray, rows: np.ndarray, ids: pa.ChunkedArray | pa.Array | None) -> None:
+    """Refuse a shard holding NaN/inf vectors before it is saved, naming its records.
+
+    Why here: a non-finite row would be saved, resumed, assembled and searched like any other (an identify index
+    built on it returns nonsense neighbours); only where vectors are made are the records still known.
+    ``rows`` are the shard's record indices (input order of the kept records); ``ids`` names them when given.
+    """
+    bad = rows[~np.isfinite(vectors).all(axis=1)]
+    if not len(bad):
+        return
+    if ids is None:
+        shown, named = bad[:1], f"the record in row {int(bad[0])} of the cleaned input"
+    else:
+        shown = bad[:3]
+        names = ", ".join(repr(name) for name in ids.take(pa.array(shown)).to_pylist())
+        named = f"record{'s' if len(bad) > 1 else ''} {names}"
+    more = f" and {len(bad) - len(shown)} more" if len(bad) > len(shown) else ""
+    raise ValueError(
+        f"the model produced NaN/inf for {named}{more}; try float32 (no --dtype: bf16/fp16 can overflow) or check "
+        "the model (its weights may hold NaN/inf)"
+    )
+
+
 def embed_records(
     model: Any,
     tokenizer: Any,
@@ -193,10 +219,12 @@ def embed_records(
     layer: int | str | None,
     progress: bool,
     dtype: str | None = None,
+    ids: pa.ChunkedArray | pa.Array | None = None,
 ) -> tuple[int, int]:
     """Embed ``barcodes`` shard by shard into ``store``, then assemble ``output_npy`` in input order.
 
-    Returns ``(shards_computed, shards_reused)``.
+    Every shard is checked to be finite before it is saved (:func:`check_finite`; ``ids``, the records' ids in the
+    order of ``barcodes``, name the culprits). Returns ``(shards_computed, shards_reused)``.
     """
     from barcodemae.inference import embed_barcodes
 
@@ -218,6 +246,7 @@ def embed_records(
             raise RuntimeError(
                 f"shard {index}: embed_barcodes returned {len(vectors)} vectors for {len(rows)} barcodes"
             )
+        check_finite(vectors, rows, ids)
         store.save(index, vectors)
         bar.update(len(rows))
     bar.close()
@@ -250,15 +279,15 @@ def write_parquet(table: pa.Table, embeddings: np.ndarray, path: Path) -> None:
 
 
 def read_embeddings(path: str | Path) -> tuple[np.ndarray, list[str]]:
-    """Embeddings and record ids of an ``embed_file`` output (``.parquet``, or ``.npy`` + ``.ids.txt``)."""
+    """Embeddings and record ids of an ``embed_file`` output (``.parquet``, or ``.npy`` + ``.ids.txt`` + ``.json``,
+    refused when those are not one unit: see :func:`barcodemae.npy_embeddings.read_npy_embeddings`)."""
     path = Path(path)
     if path.suffix == ".parquet":
         table = pq.read_table(path, columns=["processid", "embedding"])
         column = table.column("embedding").combine_chunks()
         vectors = column.values.to_numpy().reshape(len(table), column.type.list_size)
         return vectors, table.column("processid").to_pylist()
-    ids = Path(f"{path}.ids.txt").read_text().splitlines()
-    return np.load(path, mmap_mode="r", allow_pickle=False), ids
+    return read_npy_embeddings(path)
 
 
 def embed_file(
@@ -281,7 +310,8 @@ def embed_file(
     """Embed every valid barcode of ``input_path`` with the model in ``model_dir`` into ``output_path``.
 
     ``output_path`` ends in ``.parquet`` (record metadata + ``embedding`` column) or ``.npy`` (float32 matrix in
-    input order, with the record ids in ``<output>.ids.txt``). Work in progress lives in ``<output>.parts/``;
+    input order, with the record ids in ``<output>.ids.txt`` and ``<output>.json`` tying the two; see
+    :mod:`barcodemae.npy_embeddings`). Work in progress, the assembled matrix included, lives in ``<output>.parts/``;
     ``resume=True`` continues a killed run from its finished shards. Rows follow the input order of the kept
     records; rejected records are listed in ``<output>.cleaning_report.json``. ``dtype="bf16"``/``"fp16"``
     runs the encoder under autocast (GPU speed; vectors then differ from float32 in the third decimal).
@@ -315,18 +345,19 @@ def embed_file(
         "dtype": dtype,
     }
     store = ShardStore(Path(f"{output}.parts"), identity, resume)
-    matrix_path = output if output.suffix == ".npy" else store.folder / "embeddings.npy"
+    matrix_path = store.folder / "embeddings.npy"
     computed, reused = embed_records(
         model, tokenizer, table.column("dna_barcode"), matrix_path, store, shard_size=shard_size,
         batch_size=batch_size, device=device, pooling=pooling, layer=layer, progress=progress, dtype=dtype,
+        ids=table.column("processid"),
     )
     embeddings = np.load(matrix_path, mmap_mode="r")
+    hidden = int(embeddings.shape[1])
     if output.suffix == ".parquet":
         write_parquet(table, embeddings, output)
-    else:
-        Path(f"{output}.ids.txt").write_text("\n".join(table.column("processid").to_pylist()) + "\n")
-    hidden = int(embeddings.shape[1])
-    del embeddings
+    del embeddings  # closes the memory map before the matrix file is moved
+    if output.suffix == ".npy":
+        publish_npy_embeddings(matrix_path, table.column("processid").to_pylist(), output)
     if not keep_shards:
         shutil.rmtree(store.folder)
     return EmbedSummary(output, len(dataset), report.num_rejected, hidden, computed, reused, report_path)

@@ -1,19 +1,25 @@
-"""`barcodemae embed`: vectors equal the Python API, resume after a kill, rejected records reported."""
+"""`barcodemae embed`: vectors equal the Python API, resume after a kill, rejected records reported (bad ids
+included), duplicate ids warned about, NaN/inf vectors refused, and a .npy matrix never read with another run's ids."""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 
 import barcodemae.inference as embeddings_api
 from barcodemae import BarcodeMAEConfig, BarcodeMAEForPreTraining, BarcodeTokenizer
 from barcodemae.cli import main
-from barcodemae.embed_files import embed_file, read_embeddings
+from barcodemae.embed_files import check_finite, embed_file, read_embeddings
 from conftest import tiny_config_kwargs
 
 
@@ -139,3 +145,122 @@ def test_bad_output_suffix_is_refused(model_folder: Path, fixture_csv: Path, tmp
                  "--output", str(tmp_path / "out.csv")])
     assert code == 2
     assert "output must end in one of ('.parquet', '.npy')" in capsys.readouterr().err
+
+
+def test_empty_and_multi_line_ids_are_rejected_before_embedding(model_folder: Path, fixture_csv: Path,
+                                                                tmp_path) -> None:
+    rows = pd.read_csv(fixture_csv, dtype=str, keep_default_na=False).head(5)
+    rows.loc[1, "processid"] = ""
+    rows.loc[3, "processid"] = "TWO\nLINES"
+    specimens = tmp_path / "specimens.csv"
+    rows.to_csv(specimens, index=False)
+    output = tmp_path / "specimens.npy"
+    summary = embed_file(model_folder, specimens, output, progress=False)
+    assert (summary.num_records, summary.num_rejected) == (3, 2)
+    report = json.loads(summary.report_path.read_text())
+    assert report["rejected_by_reason"] == {"bad_id": 2}
+    (_, empty), (_, two_lines) = report["rejected_records"]
+    assert empty == "record id is missing or blank" and two_lines.startswith("record id contains the control")
+    vectors, ids = read_embeddings(output)
+    assert ids == rows["processid"][[0, 2, 4]].tolist() and len(vectors) == 3
+
+
+def test_duplicate_ids_warn_on_the_console(model_folder: Path, fixture_csv: Path, tmp_path, caplog) -> None:
+    barcodes = pd.read_csv(fixture_csv)["dna_barcode"].tolist()[:5]
+    fasta = tmp_path / "dups.fasta"
+    fasta.write_text("".join(f">{name}\n{barcode}\n" for name, barcode in zip(["a", "b", "a", "c", "b"], barcodes)))
+    with caplog.at_level(logging.WARNING):
+        summary = embed_file(model_folder, fasta, tmp_path / "dups.npy", progress=False)
+    assert summary.num_records == 5  # kept: the vectors are right, only the ids are ambiguous
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert any("2 record ids occur more than once (e.g. 'a')" in message for message in warnings), warnings
+
+
+def test_non_finite_vectors_are_refused_naming_the_record(model_folder: Path, fixture_csv: Path, tmp_path,
+                                                         monkeypatch) -> None:
+    barcodes = pd.read_csv(fixture_csv)["dna_barcode"].tolist()[:3]
+    fasta = tmp_path / "specimens.fasta"
+    fasta.write_text("".join(f">rec{i}\n{barcode}\n" for i, barcode in enumerate(barcodes)))
+    real = embeddings_api.embed_barcodes
+
+    def nan_for_rec1(model, tokenizer, sequences, **kwargs):
+        vectors = real(model, tokenizer, sequences, **kwargs)
+        vectors[[sequence == barcodes[1] for sequence in sequences]] = np.nan
+        return vectors
+
+    monkeypatch.setattr(embeddings_api, "embed_barcodes", nan_for_rec1)
+    output = tmp_path / "specimens.npy"
+    with pytest.raises(ValueError, match=r"the model produced NaN/inf for record 'rec1'; .*float32"):
+        embed_file(model_folder, fasta, output, progress=False)
+    assert not output.exists()
+    assert json.loads(Path(f"{output}.parts/manifest.json").read_text())["done"] == []  # the shard was not saved
+
+
+def test_non_finite_check_names_rows_without_ids_and_counts_the_rest() -> None:
+    vectors = np.ones((6, 2), dtype=np.float32)
+    vectors[1:, 0] = [np.inf, np.nan, 1, -np.inf, np.nan]
+    rows = np.array([10, 11, 12, 13, 14, 15])
+    with pytest.raises(ValueError, match="NaN/inf for the record in row 11 of the cleaned input and 3 more"):
+        check_finite(vectors, rows, None)
+    ids = pa.array([f"id{i}" for i in range(16)])
+    with pytest.raises(ValueError, match="NaN/inf for records 'id11', 'id12', 'id14' and 1 more;"):
+        check_finite(vectors, rows, ids)
+    check_finite(vectors[[0, 3]], rows[[0, 3]], ids)
+
+
+def write_fasta(path: Path, ids: list[str], barcodes: list[str]) -> Path:
+    path.write_text("".join(f">{name}\n{barcode}\n" for name, barcode in zip(ids, barcodes)))
+    return path
+
+
+def test_rerun_failing_after_the_matrix_never_leaves_the_old_ids_beside_it(model_folder: Path, fixture_csv: Path,
+                                                                           tmp_path, monkeypatch) -> None:
+    """Issue #26: the second run replaced the matrix, then failed; the first run's ids named its rows."""
+    barcodes = pd.read_csv(fixture_csv)["dna_barcode"].tolist()[:3]
+    output = tmp_path / "out.npy"
+    embed_file(model_folder, write_fasta(tmp_path / "a.fasta", ["a0", "a1", "a2"], barcodes), output, progress=False)
+    assert read_embeddings(output)[1] == ["a0", "a1", "a2"]
+
+    real_replace = os.replace
+
+    def fail_once_the_matrix_is_in(source, target):
+        real_replace(source, target)
+        if Path(target) == output:
+            raise OSError("disk full (simulated) right after the matrix was replaced")
+
+    monkeypatch.setattr(os, "replace", fail_once_the_matrix_is_in)
+    rerun = write_fasta(tmp_path / "b.fasta", ["b2", "b1", "b0"], barcodes[::-1])
+    with pytest.raises(OSError, match="simulated"):
+        embed_file(model_folder, rerun, output, progress=False)
+    monkeypatch.setattr(os, "replace", real_replace)
+    with pytest.raises(ValueError, match=re.escape(f"{output}: its ids file {output}.ids.txt is missing")):
+        read_embeddings(output)
+    assert main(["embed", "--model", str(model_folder), "--input", str(rerun), "--output", str(output),
+                 "--no-progress", "--resume"]) == 0  # the finished shards are reused and the unit rewritten
+    vectors, ids = read_embeddings(output)
+    assert ids == ["b2", "b1", "b0"]
+    np.testing.assert_allclose(vectors, direct_embeddings(model_folder, barcodes[::-1]), atol=2e-5)
+
+
+def test_matrix_and_ids_of_different_runs_are_refused(model_folder: Path, fixture_csv: Path, tmp_path) -> None:
+    barcodes = pd.read_csv(fixture_csv)["dna_barcode"].tolist()[:4]
+    first, second = tmp_path / "first.npy", tmp_path / "second.npy"
+    embed_file(model_folder, write_fasta(tmp_path / "1.fasta", ["a", "b", "c"], barcodes[:3]), first, progress=False)
+    embed_file(model_folder, write_fasta(tmp_path / "2.fasta", ["x", "y", "z"], barcodes[1:]), second, progress=False)
+    assert json.loads(Path(f"{first}.json").read_text())["rows"] == 3
+
+    shutil.copy(second, first)  # another run's matrix of the same shape beside first's ids
+    with pytest.raises(ValueError, match=re.escape(f"{first} and {first}.ids.txt do not match {first}.json (matrix)")):
+        read_embeddings(first)
+    shutil.copy(f"{second}.json", f"{first}.json")  # ... and its sidecar too: now the ids are the odd one out
+    with pytest.raises(ValueError, match=r"do not match .* \(ids\)"):
+        read_embeddings(first)
+    shutil.copy(f"{second}.ids.txt", f"{first}.ids.txt")
+    assert read_embeddings(first)[1] == ["x", "y", "z"]
+
+    # Outputs written before the sidecar existed stay readable, with the row count checked.
+    Path(f"{first}.json").unlink()
+    assert read_embeddings(first)[1] == ["x", "y", "z"]
+    Path(f"{first}.ids.txt").write_text("x\ny\n")
+    with pytest.raises(ValueError, match=re.escape(f"{first} has 3 rows but {first}.ids.txt lists 2 ids")):
+        read_embeddings(first)

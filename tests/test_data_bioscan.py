@@ -223,3 +223,18 @@ def test_split_with_no_rows_gives_empty_dataset_with_schema(fixture_csv, fixture
     assert len(dataset) == 0 and report.read == 0 and vocab.num_labels("genus") == 0
     assert dataset.column_names == [*RECORD_COLUMNS, *(f"{rank}_label" for rank in (*TAXONOMY_RANKS, "dna_bin"))]
     assert list(load_bioscan5m(fixture_csv, "other_heldout", streaming=True)) == []
+
+
+def test_empty_and_multi_line_ids_are_rejected_up_front(tmp_path, fixture_rows, cache):
+    """A quoted CSV field may hold a line break; such an id (or an empty one) would shift or break every id
+    written one per line after it, so cleaning rejects the record with its reason, in both loading modes."""
+    rows = [dict(row) for row in fixture_rows[:4]]
+    rows[1]["processid"] = ""
+    rows[2]["processid"] = "SPLIT\nID"
+    path = write_csv(tmp_path / "bad_ids.csv", rows)
+    for streaming in (False, True):
+        dataset, report, _ = load_bioscan5m(path, streaming=streaming, cache_dir=cache, return_report=True)
+        assert [row["processid"] for row in dataset] == [rows[0]["processid"], rows[3]["processid"]]
+        assert report.rejected_by_reason == {"bad_id": 2}
+        assert [reason.split(" ")[:3] for _, reason in report.rejected] == [["record", "id", "is"]] + [
+            ["record", "id", "contains"]]

@@ -1,4 +1,5 @@
-"""clean_table (the batched, Arrow path) must agree with clean_barcode (the one policy) on every record."""
+"""clean_table (the batched, Arrow path) must agree with clean_barcode (the one policy) on every record, and with
+the record stream (clean_records) on which record ids are unusable."""
 
 from __future__ import annotations
 
@@ -94,3 +95,35 @@ def test_keys_are_stable_across_calls():
     first = clean_table(table, with_barcode_key=True)[KEY_COLUMN].to_numpy()
     second = clean_table(table.slice(1), with_barcode_key=True)[KEY_COLUMN].to_numpy()
     assert first[0] == first[1] == second[0] and first.dtype == np.uint64
+
+
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+"""Every character ``str.splitlines`` breaks a line at: none may survive in an id written one per line."""
+BAD_IDS = [None, "", "   ", "a\tb", "a\x00b", "a\x7f", "trailing\n", *(f"a{char}b" for char in LINE_BREAKS)]
+GOOD_IDS = ["ABC-123", "a b", " padded ", "é-1", "A|B", "\u00a0"]
+
+
+def test_unusable_record_ids_are_rejected_alike_by_both_paths():
+    ids = BAD_IDS + GOOD_IDS
+    table = pa.table({"processid": pa.array(ids, pa.string()), "dna_barcode": ["ACGT"] * len(ids)})
+    out = clean_table(table)
+    reasons = out[REASON_COLUMN].to_pylist()
+    assert [reason is not None for reason in reasons] == [True] * len(BAD_IDS) + [False] * len(GOOD_IDS)
+    assert out["dna_barcode"].to_pylist() == [None] * len(BAD_IDS) + ["ACGT"] * len(GOOD_IDS)
+    assert reasons[0] == reasons[1] == reasons[2] == "record id is missing or blank"
+    assert "'\\n' (U+000A) at position 8" in reasons[6]
+
+    report = CleaningReport()
+    kept = list(clean_records(({"processid": i, "dna_barcode": "ACGT"} for i in ids), report))
+    assert [row["processid"] for row in kept] == GOOD_IDS
+    assert [reason for _, reason in report.rejected] == reasons[:len(BAD_IDS)]
+    assert report.rejected_by_reason == {"bad_id": len(BAD_IDS)}
+    assert all(record_id.splitlines() == [record_id] for record_id in GOOD_IDS)
+    with pytest.raises(InvalidBarcodeError, match=r"record 'a\\nb': record id contains"):
+        list(clean_records([{"processid": "a\nb", "dna_barcode": "ACGT"}], CleaningReport(), strict=True))
+
+
+def test_id_rejection_comes_before_sequence_rejection():
+    table = pa.table({"processid": ["", "ok"], "dna_barcode": ["XX", "XX"]})
+    reasons = clean_table(table)[REASON_COLUMN].to_pylist()
+    assert reasons[0] == "record id is missing or blank" and reasons[1].startswith("non-IUPAC")

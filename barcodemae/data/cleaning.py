@@ -1,14 +1,21 @@
-"""Apply the one cleaning policy (:func:`clean_barcode`) to Arrow batches and to record streams.
+"""Apply the one cleaning policy (:func:`clean_barcode`, plus the record-id rule) to Arrow batches and to streams.
 
 Why two entry points: in-memory/memory-mapped datasets are cleaned with ``datasets.map`` over Arrow batches
 (multi-process, cached) and the outcome of every row is kept in helper columns so a report can be computed
 afterwards with Arrow; streams (FASTA iterators, streaming CSV) are cleaned record by record into a live
 :class:`CleaningReport`. Both call :func:`clean_barcode`, so there is exactly one policy.
+
+Record ids: a missing or blank id, or one holding a control or line-break character (a quoted CSV field may hold a
+newline), is rejected with a ``record id ...`` reason before its barcode is looked at. Why: outputs list ids one per
+line (``<output>.ids.txt`` of ``barcodemae embed``), where such an id would shift every later id onto another
+record's vector. :data:`RECORD_ID_PATTERN` is that rule, evaluated by Python's ``re`` on streams and by Arrow on
+batches; :func:`record_id_problem` words the reason for both.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
@@ -45,11 +52,46 @@ DEFAULT_MIN_LENGTH = 1
 NOT_N = IUPAC_LETTERS.replace("N", "")
 _MISSING_VALUE_SET = pa.array(sorted(MISSING_STRINGS), pa.string())
 
+ID_CONTROL_CHARACTERS = "[\x00-\x1f\x7f-\x9f\u2028\u2029]"
+"""C0/C1 control characters (tab, ``\\r``, ``\\n``...) and the Unicode line/paragraph separators: every character
+``str.splitlines`` breaks at is among them. The escapes are resolved by Python, so ``re`` and Arrow's RE2 read the
+same literal characters (a test checks that both paths agree)."""
+RECORD_ID_PATTERN = f"^ *$|{ID_CONTROL_CHARACTERS}"
+"""An id matching this is unusable: blank, or holding one of :data:`ID_CONTROL_CHARACTERS`."""
+_UNUSABLE_ID = re.compile(RECORD_ID_PATTERN)
+_ID_CONTROL = re.compile(ID_CONTROL_CHARACTERS)
+
 
 def normalise_missing_column(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Vectorised :func:`normalise_missing`: strip whitespace, placeholder strings -> null."""
     stripped = pc.utf8_trim_whitespace(column.cast(pa.string()))
     return pc.if_else(pc.is_in(stripped, value_set=_MISSING_VALUE_SET), pa.scalar(None, pa.string()), stripped)
+
+
+def record_id_problem(record_id: object) -> str | None:
+    """Why ``record_id`` cannot name a record (see :data:`RECORD_ID_PATTERN`), or ``None`` when it can."""
+    if record_id is None:
+        return "record id is missing or blank"
+    text = str(record_id)
+    if _UNUSABLE_ID.search(text) is None:
+        return None
+    control = _ID_CONTROL.search(text)
+    if control is None:
+        return "record id is missing or blank"
+    char = control.group()
+    return (
+        f"record id contains the control character {char!r} (U+{ord(char):04X}) at position {control.start()}; "
+        "written one id per line, it would shift every later id"
+    )
+
+
+def record_id_reasons(ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Per row, :func:`record_id_problem` of its id (null when usable): Arrow finds the rows, Python words them."""
+    ids = (ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids).cast(pa.string())
+    unusable = pc.fill_null(pc.match_substring_regex(ids, RECORD_ID_PATTERN), True)
+    rows = pa.array(np.flatnonzero(unusable.to_numpy(zero_copy_only=False)), pa.int64())
+    reasons = [record_id_problem(record_id) for record_id in pc.take(ids, rows).to_pylist()]
+    return pc.replace_with_mask(pa.nulls(len(ids), pa.string()), unusable, pa.array(reasons, pa.string()))
 
 
 def already_clean_mask(
@@ -81,6 +123,9 @@ def clean_table(
     """Clean one Arrow batch of records: cleaned ``dna_barcode`` (null when rejected), normalised names, and
     helper columns with each row's rejection reason, truncated bases and trimmed Ns.
 
+    A row's reason is, first found: the reader's own (:data:`SOURCE_REJECT_COLUMN`), its id's
+    (:func:`record_id_problem`), its barcode's (:func:`clean_barcode`) -- the order :class:`RecordCleaner` checks in.
+
     Rows are never removed here, so ``datasets.map`` stays 1:1 and the report can be computed exactly with
     Arrow afterwards (rejections are raised by the caller in strict mode, in the main process).
     ``with_barcode_key`` adds a uint64 digest of each cleaned barcode for vectorised de-duplication.
@@ -110,10 +155,10 @@ def clean_table(
     sequences = pc.replace_with_mask(raw, replace_mask, pa.array(cleaned_sequences, pa.string()))
     no_reasons = pa.nulls(table.num_rows, pa.string())
     reason_column = pc.replace_with_mask(no_reasons, replace_mask, pa.array(reasons, pa.string()))
+    reason_column = pc.coalesce(record_id_reasons(table.column("processid")), reason_column)
     if SOURCE_REJECT_COLUMN in table.column_names:
-        source_reject = table.column(SOURCE_REJECT_COLUMN).combine_chunks()
-        reason_column = pc.coalesce(source_reject, reason_column)
-        sequences = pc.if_else(pc.is_valid(source_reject), pa.scalar(None, pa.string()), sequences)
+        reason_column = pc.coalesce(table.column(SOURCE_REJECT_COLUMN).combine_chunks(), reason_column)
+    sequences = pc.if_else(pc.is_valid(reason_column), pa.scalar(None, pa.string()), sequences)
 
     ordered = [name for name in RECORD_COLUMNS if name in table.column_names]
     ordered += [name for name in table.column_names if name not in RECORD_COLUMNS]
@@ -172,6 +217,12 @@ class RecordCleaner:
         report = self.report
         report.read += 1
         record_id = row.get("processid")
+        id_problem = record_id_problem(record_id)
+        if id_problem is not None:
+            if self.strict:
+                raise InvalidBarcodeError(record_id, id_problem)
+            report.add_rejected(str(record_id), id_problem)
+            return None
         try:
             cleaned = clean_barcode(
                 row.get("dna_barcode"), record_id, min_length=self.min_length, max_length=self.max_length

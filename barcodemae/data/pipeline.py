@@ -105,9 +105,19 @@ def duplicate_values(column: pa.ChunkedArray | pa.Array) -> list[str]:
 
 
 def log_report(report: CleaningReport) -> None:
-    """Log the summary; at WARNING level when anything was rejected so it is seen without configuring logging."""
+    """Log the summary; at WARNING level when anything was rejected so it is seen without configuring logging.
+
+    Repeated record ids get a WARNING line of their own: the records are kept, but any output that names rows by
+    id (``barcodemae embed``'s ``.ids.txt``, ``identify`` neighbours) can no longer tell them apart.
+    """
     level = logging.WARNING if report.num_rejected else logging.INFO
     logger.log(level, "%s", report.summary())
+    if report.duplicate_ids:
+        logger.warning(
+            "%s: %d record ids occur more than once (e.g. %r); their records are kept, but rows named by id "
+            "cannot be told apart (listed under duplicate_ids in the cleaning report)",
+            report.source, len(report.duplicate_ids), report.duplicate_ids[0],
+        )
 
 
 def clean_and_label(

@@ -19,6 +19,7 @@ REASON_CATEGORIES: tuple[tuple[str, str], ...] = (
     ("non-IUPAC", "non_iupac"),
     ("too short", "too_short"),
     ("marker", "wrong_marker"),
+    ("record id", "bad_id"),
 )
 """Prefix of an :class:`InvalidBarcodeError` reason -> short category used for the counts."""
 
