@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from barcodemae.data import CleaningReport, load_barcodes
-from barcodemae.errors import check_output_file
+from barcodemae.errors import check_output_file, naming_output, reserve_space
 from barcodemae.npy_embeddings import publish_npy_embeddings, read_npy_embeddings
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,8 @@ class ShardStore:
     def save(self, index: int, embeddings: np.ndarray) -> None:
         """Write one shard atomically, then mark it finished."""
         tmp = self.folder / f"shard-{index:06d}.tmp.npy"
-        np.save(tmp, np.ascontiguousarray(embeddings, dtype=np.float32))
+        with naming_output(tmp):
+            np.save(tmp, np.ascontiguousarray(embeddings, dtype=np.float32))
         os.replace(tmp, self.shard_path(index))
         self.done.add(index)
         self._write_manifest()
@@ -182,26 +183,47 @@ class ShardStore:
         return np.load(self.shard_path(index), allow_pickle=False)
 
 
-def check_finite(vectors: np.ndarray, rows: np.ndarray, ids: pa.ChunkedArray | pa.Array | None) -> None:
-    """Refuse a shard holding NaN/inf vectors before it is saved, naming its records.
+FINITE_CHECK_BLOCK = 65_536
+"""Rows checked at a time: a memory-mapped matrix larger than RAM is read block by block."""
 
-    Why here: a non-finite row would be saved, resumed, assembled and searched like any other (an identify index
-    built on it returns nonsense neighbours); only where vectors are made are the records still known.
-    ``rows`` are the shard's record indices (input order of the kept records); ``ids`` names them when given.
+
+def nonfinite_rows(matrix: np.ndarray, block: int = FINITE_CHECK_BLOCK) -> np.ndarray:
+    """Indices of the rows of ``(n, d)`` ``matrix`` holding a NaN or infinity, in order."""
+    found = [start + np.flatnonzero(~np.isfinite(matrix[start:start + block]).all(axis=1))
+             for start in range(0, len(matrix), block)]
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def check_finite(
+    vectors: np.ndarray,
+    ids: pa.ChunkedArray | pa.Array | list[str] | None,
+    *,
+    rows: np.ndarray | None = None,
+    holder: str = "the model produced",
+) -> None:
+    """Refuse vectors holding NaN/inf, naming their records.
+
+    Why: a non-finite row compares as nearest to every query (or to none), so one of them silently turns every
+    answer of a search wrong; it is refused where vectors are made (each shard, before it is saved) and where they
+    are read (a reference index, query embeddings). ``rows``: the vectors' record indices when they are a subset
+    (a shard of length-sorted records); ``ids`` names the records when given, else the row is named.
+    ``holder`` starts the message (``"<file> holds"``).
     """
-    bad = rows[~np.isfinite(vectors).all(axis=1)]
+    bad = nonfinite_rows(vectors)
     if not len(bad):
         return
+    records = bad if rows is None else rows[bad]
     if ids is None:
-        shown, named = bad[:1], f"the record in row {int(bad[0])} of the cleaned input"
+        shown, named = records[:1], f"the record in row {int(records[0])} of the cleaned input"
     else:
-        shown = bad[:3]
-        names = ", ".join(repr(name) for name in ids.take(pa.array(shown)).to_pylist())
-        named = f"record{'s' if len(bad) > 1 else ''} {names}"
+        shown = records[:3]
+        names = ids.take(pa.array(shown)).to_pylist() if isinstance(ids, (pa.Array, pa.ChunkedArray)) else [
+            ids[int(row)] for row in shown]
+        named = f"record{'s' if len(bad) > 1 else ''} {', '.join(repr(name) for name in names)}"
     more = f" and {len(bad) - len(shown)} more" if len(bad) > len(shown) else ""
     raise ValueError(
-        f"the model produced NaN/inf for {named}{more}; try float32 (no --dtype: bf16/fp16 can overflow) or check "
-        "the model (its weights may hold NaN/inf)"
+        f"{holder} NaN/inf for {named}{more}; try float32 (no --dtype: bf16/fp16 can overflow) or check the model "
+        "(its weights may hold NaN/inf)"
     )
 
 
@@ -246,7 +268,7 @@ def embed_records(
             raise RuntimeError(
                 f"shard {index}: embed_barcodes returned {len(vectors)} vectors for {len(rows)} barcodes"
             )
-        check_finite(vectors, rows, ids)
+        check_finite(vectors, ids, rows=rows)
         store.save(index, vectors)
         bar.update(len(rows))
     bar.close()
@@ -254,6 +276,8 @@ def embed_records(
     hidden = np.load(store.shard_path(0), mmap_mode="r").shape[1] if num_shards else int(model.config.hidden_size)
     tmp = output_npy.with_name(output_npy.name + ".tmp.npy")
     assembled = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(order), hidden))
+    with open(tmp, "r+b") as handle:  # a full disk fails here, not as SIGBUS while the pages are written
+        reserve_space(handle, tmp.stat().st_size, tmp)
     for index in range(num_shards):
         assembled[order[index * shard_size:(index + 1) * shard_size]] = store.load(index)
     assembled.flush()
@@ -269,7 +293,7 @@ def write_parquet(table: pa.Table, embeddings: np.ndarray, path: Path) -> None:
     hidden = embeddings.shape[1]
     schema = table.select(columns).schema.append(pa.field("embedding", pa.list_(pa.float32(), hidden)))
     tmp = path.with_name(path.name + ".tmp")
-    with pq.ParquetWriter(tmp, schema) as writer:
+    with naming_output(tmp), pq.ParquetWriter(tmp, schema) as writer:
         for start in range(0, len(table), PARQUET_ROW_GROUP):
             block = np.ascontiguousarray(embeddings[start:start + PARQUET_ROW_GROUP], dtype=np.float32)
             vectors = pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), hidden)

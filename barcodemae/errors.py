@@ -46,8 +46,9 @@ def naming_output(path: str | Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        if error.filename is None and error.errno is not None:
-            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        code = error.errno if error.errno is not None else (errno.ENOSPC if "No space left" in str(error) else None)
+        if error.filename is None and code is not None:  # Arrow's IO errors carry the cause in words only
+            raise OSError(code, error.strerror or str(error), str(path)) from error
         raise
 
 

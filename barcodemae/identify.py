@@ -35,6 +35,7 @@ from barcodemae.embed_files import (
     MANIFEST,
     METADATA_COLUMNS,
     ShardStore,
+    check_finite,
     embed_records,
     file_fingerprint,
     load_model,
@@ -57,23 +58,6 @@ INDEX_FILES = (INDEX_INFO, EMBEDDINGS, REFERENCES, CLEANING_REPORT, POSTPROCESS_
 """Every file a build writes (and ``parts/``, its work folder, removed once the index is complete)."""
 REFERENCE_BLOCK = 65_536
 """Reference rows multiplied per block: bounds the similarity matrix to ``query_block x REFERENCE_BLOCK``."""
-
-
-def nonfinite_rows(matrix: np.ndarray, block: int = REFERENCE_BLOCK) -> np.ndarray:
-    """Indices of the rows holding a NaN or infinity, block by block (the matrix may be a memory map)."""
-    found = [start + np.flatnonzero(~np.isfinite(matrix[start:start + block]).all(axis=1))
-             for start in range(0, len(matrix), block)]
-    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-
-
-def check_finite(matrix: np.ndarray, ids: list[str] | pa.ChunkedArray, what: str) -> None:
-    """Refuse vectors with a NaN or infinity: such a row compares as nearest to every query (or to none), so one of
-    them silently turns every answer wrong. The message names ``what`` and up to five record ids."""
-    bad = nonfinite_rows(matrix)
-    if len(bad):
-        named = ", ".join(str(ids[int(i)]) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
-        raise ValueError(f"{what}: {len(bad)} vector(s) hold NaN or infinity (records {named}); embed them with a "
-                         "float32 run of a model that gives finite vectors")
 
 
 def normalise_rows(matrix: np.ndarray, block: int = REFERENCE_BLOCK) -> None:
@@ -113,7 +97,7 @@ class ReferenceIndex:
             raise ValueError(f"{folder / name}: unreadable ({error}); rebuild the index") from error
         if len(references) != len(embeddings):
             raise ValueError(f"{folder}: {len(references)} references but {len(embeddings)} embeddings")
-        check_finite(embeddings, references.column("processid"), str(folder / EMBEDDINGS))
+        check_finite(embeddings, references.column("processid"), holder=f"{folder / EMBEDDINGS} holds")
         postprocessor = EmbeddingPostprocessor.load(folder)  # indexes built before post-processing have none
         if postprocessor.method != info.get("postprocess", "none"):
             raise ValueError(
@@ -188,7 +172,7 @@ def identify(
     index: ReferenceIndex, query_embeddings: np.ndarray, query_ids: list[str], top_k: int = 5
 ) -> pd.DataFrame:
     """One row per query: voted genus/species/BIN with vote counts, and the ``top_k`` neighbours' details."""
-    check_finite(query_embeddings, query_ids, "query embeddings")
+    check_finite(query_embeddings, query_ids, holder="the query embeddings hold")
     neighbours, similarities = index.search(query_embeddings, top_k=top_k)
     k = neighbours.shape[1]
     result: dict[str, Any] = {"processid": query_ids}
@@ -276,7 +260,7 @@ def build_reference_index(
     store = ShardStore(output / PARTS, identity, resume)
     embed_records(model, tokenizer, table.column("dna_barcode"), output / EMBEDDINGS, store,
                   shard_size=shard_size, batch_size=batch_size, device=device, pooling="mean", layer=None,
-                  progress=progress)
+                  progress=progress, ids=table.column("processid"))
     shutil.rmtree(store.folder)
     embeddings = np.load(output / EMBEDDINGS, mmap_mode="r+")
     transform = EmbeddingPostprocessor.fit(embeddings, postprocess)
@@ -286,7 +270,7 @@ def build_reference_index(
             embeddings[block] = transform.transform(embeddings[block])
     normalise_rows(embeddings)
     embeddings.flush()
-    check_finite(embeddings, table.column("processid"), f"{output / EMBEDDINGS} (after {postprocess!r})")
+    check_finite(embeddings, table.column("processid"), holder=f"{output / EMBEDDINGS} after {postprocess!r} holds")
     transform.save(output)
     pq.write_table(table.select([c for c in METADATA_COLUMNS if c in table.column_names]), output / REFERENCES)
     report.save(output / CLEANING_REPORT)

@@ -3,6 +3,7 @@ included), duplicate ids warned about, NaN/inf vectors refused, and a .npy matri
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -201,11 +202,11 @@ def test_non_finite_check_names_rows_without_ids_and_counts_the_rest() -> None:
     vectors[1:, 0] = [np.inf, np.nan, 1, -np.inf, np.nan]
     rows = np.array([10, 11, 12, 13, 14, 15])
     with pytest.raises(ValueError, match="NaN/inf for the record in row 11 of the cleaned input and 3 more"):
-        check_finite(vectors, rows, None)
+        check_finite(vectors, None, rows=rows)
     ids = pa.array([f"id{i}" for i in range(16)])
     with pytest.raises(ValueError, match="NaN/inf for records 'id11', 'id12', 'id14' and 1 more;"):
-        check_finite(vectors, rows, ids)
-    check_finite(vectors[[0, 3]], rows[[0, 3]], ids)
+        check_finite(vectors, ids, rows=rows)
+    check_finite(vectors[[0, 3]], ids, rows=rows[[0, 3]])
 
 
 def write_fasta(path: Path, ids: list[str], barcodes: list[str]) -> Path:
@@ -264,3 +265,27 @@ def test_matrix_and_ids_of_different_runs_are_refused(model_folder: Path, fixtur
     Path(f"{first}.ids.txt").write_text("x\ny\n")
     with pytest.raises(ValueError, match=re.escape(f"{first} has 3 rows but {first}.ids.txt lists 2 ids")):
         read_embeddings(first)
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_resume_stays_exact(model_folder: Path, fixture_csv: Path,
+                                                                       tmp_path, monkeypatch, capsys) -> None:
+    """Disk full while assembling the output used to end in SIGBUS (exit 135, no message): the file's blocks are
+    now reserved before the memory map is written, so the failure is an ENOSPC error naming the file."""
+    full = embed_file(model_folder, fixture_csv, tmp_path / "full.npy", shard_size=32, progress=False)
+    real_fallocate = os.posix_fallocate
+
+    def disk_full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", disk_full)
+    output = tmp_path / "run.npy"
+    args = ["embed", "--model", str(model_folder), "--input", str(fixture_csv), "--output", str(output),
+            "--shard-size", "32", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("barcodemae embed: error: ") and "run.npy" in err[-1]
+    assert "no space left on the device" in err[-1] and "--resume" in err[-1]
+    monkeypatch.setattr(os, "posix_fallocate", real_fallocate)
+    assert main([*args, "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["shards_reused"] == full.shards_computed
+    np.testing.assert_array_equal(np.load(output), np.load(tmp_path / "full.npy"))

@@ -177,7 +177,7 @@ def test_a_nan_row_never_becomes_every_querys_neighbour(kmer_profile_model: Path
     assert "embeddings.npy: content differs from checksums.json" in capsys.readouterr().err
     write_checksums(index_dir)  # a NaN the checksums vouch for (e.g. made by the model) is still refused
     assert main(query) == 2
-    assert f"1 vector(s) hold NaN or infinity (records {first})" in capsys.readouterr().err
+    assert f"embeddings.npy holds NaN/inf for record '{first}'" in capsys.readouterr().err
     assert not (tmp_path / "q.csv").exists()
 
 
@@ -200,7 +200,7 @@ def test_index_checksums_and_unreadable_files_are_named(kmer_profile_model: Path
 def test_query_vectors_with_nan_are_refused_by_id() -> None:
     index = ReferenceIndex(np.eye(3, dtype=np.float32), pa.table({"processid": ["a", "b", "c"]}), {})
     queries = np.array([[1.0, 0.0, 0.0], [np.nan, 0.0, 0.0]], np.float32)
-    with pytest.raises(ValueError, match=r"query embeddings: 1 vector\(s\) hold NaN or infinity \(records q2\)"):
+    with pytest.raises(ValueError, match=r"the query embeddings hold NaN/inf for record 'q2'"):
         identify(index, queries, ["q1", "q2"])
 
 
