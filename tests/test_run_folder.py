@@ -106,3 +106,29 @@ def test_an_unreadable_run_record_is_named(tmp_path):
     (tmp_path / RUN_FILE).write_text("{not json")
     with pytest.raises(OutputDirInUseError, match=f"{RUN_FILE}: unreadable run record"):
         check_new_run(tmp_path, True, SIMULATED)
+
+
+def test_a_live_job_holds_its_folder_and_a_dead_one_does_not(tmp_path):
+    """``--overwrite_output_dir`` into a folder whose run is still going used to mix the two runs' files."""
+    import subprocess
+    import sys
+
+    from barcodemae.training.run_folder import exclusive_run_folder
+
+    script = ("import sys; from pathlib import Path; "
+              "from barcodemae.training.run_folder import exclusive_run_folder as hold\n"
+              f"with hold(Path({str(tmp_path)!r})):\n    print('held', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = rf"another training job \(pid {holder.pid}\) is running"
+        with pytest.raises(OutputDirInUseError, match=busy), exclusive_run_folder(tmp_path):
+            pass
+    finally:
+        holder.kill()  # a killed holder's lock goes with it
+        holder.wait()
+    one_job = pytest.raises(OutputDirInUseError, match="another training job")
+    with exclusive_run_folder(tmp_path), one_job, exclusive_run_folder(tmp_path):
+        pass  # one job, one hold
+    with exclusive_run_folder(tmp_path):  # released at the end of the block
+        pass

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from barcodemae.checksums import write_checksums
 from barcodemae.masking.span_corruption import SpanCorruptionCollator
 from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.training.arguments import (
@@ -474,14 +475,15 @@ def test_checkpoint_files_that_fail_to_load_raise_checkpoint_error(sim_csv, tmp_
     (step2 / "optimizer.bin").write_bytes(b"not a torch pickle" * 64)
     with pytest.raises(CheckpointError, match=r"step_2/optimizer\.bin: content differs from checksums\.json"):
         train(**run, resume_from_checkpoint=step2)
-    # Without checksums (a checkpoint of an older version) the failure inside torch still names folder and file.
+    # With checksums that vouch for the bad bytes, the failure inside torch still names folder and file.
     for step in (step1, step2):
-        (step / "checksums.json").unlink()
+        write_checksums(step)
     with pytest.raises(CheckpointError, match=r"step_2/optimizer\.bin: cannot load the checkpoint") as refused:
         train(**run, resume_from_checkpoint=step2)
     assert refused.value.__cause__ is not None  # the torch error, chained
     # accelerate skips an unreadable RNG file with an INFO line: the resumed run would silently differ.
     (step1 / "random_states_0.pkl").write_bytes(b"corrupt" * 64)
+    write_checksums(step1)
     with pytest.raises(CheckpointError, match=r"step_1/random_states_0\.pkl: cannot load the checkpoint"):
         train(**run, resume_from_checkpoint=step1)
 

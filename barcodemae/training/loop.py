@@ -75,6 +75,7 @@ from .run_folder import (
     adopt_resumed_run,
     check_new_run,
     check_resumed_run,
+    exclusive_run_folder,
     planned_artefacts,
     read_run_id,
     start_run,
@@ -382,6 +383,15 @@ def run_training(args: TrainingArguments) -> dict[str, Any]:
         project_dir=str(output_dir),
         step_scheduler_with_optimizer=False,  # stepped once per optimiser step below, whatever the process count
     )
+    with exclusive_run_folder(output_dir, accelerator.is_main_process):  # no second job writes here meanwhile
+        return train_in_run_folder(args, accelerator, trackers)
+
+
+def train_in_run_folder(
+    args: TrainingArguments, accelerator: Accelerator, trackers: list[str] | None
+) -> dict[str, Any]:
+    """:func:`run_training` once its folder is held: every stage from the run folder to the exported model."""
+    output_dir = Path(args.output_dir)
     args, checkpoint, run_id = open_run_folder(args, accelerator)
 
     # ------------------------------------------------------------------ data

@@ -16,17 +16,22 @@ A resume refuses a checkpoint written by another run than the folder's.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
+LOCK_FILE = ".train.lock"
+"""Locked by the live training job of the folder (:func:`exclusive_run_folder`); never counted as a run file."""
 SIMULATED_DATA_DIR = "data"
 TENSORBOARD_DIR = "barcodemae"
 RUN_ARTEFACTS = (
@@ -157,6 +162,38 @@ def start_run(
     return run_id
 
 
+@contextmanager
+def exclusive_run_folder(output_dir: Path, is_main_process: bool = True) -> Iterator[None]:
+    """Hold ``output_dir`` for one training job (its main process) while the block runs.
+
+    Why: a second ``train.py`` with ``--overwrite_output_dir`` (or a resume) into a folder whose run is still live
+    would delete or interleave the live run's checkpoints and metrics. An ``flock`` on :data:`LOCK_FILE` is released
+    by the kernel when the holder exits, however it exits (``kill -9`` too), so a stale lock never blocks a folder.
+    """
+    if not is_main_process:
+        yield
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise OutputDirInUseError(
+                f"--output_dir {output_dir}: another training job (pid {holder}) is running in this folder; wait "
+                "for it to end, or choose another --output_dir"
+            ) from error
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def check_resumed_run(output_dir: Path, checkpoint: Path, checkpoint_run_id: str | None) -> None:
     """Refuse to resume ``checkpoint`` into a folder that holds another run (read-only: every process checks).
 
@@ -184,12 +221,14 @@ def adopt_resumed_run(
 
 
 __all__ = [
+    "LOCK_FILE",
     "RUN_ARTEFACTS",
     "RUN_FILE",
     "OutputDirInUseError",
     "adopt_resumed_run",
     "check_new_run",
     "check_resumed_run",
+    "exclusive_run_folder",
     "owned_artefacts",
     "planned_artefacts",
     "read_run_id",
