@@ -282,7 +282,7 @@ def build_reference_index(
     info = {
         "model_dir": str(Path(model_dir).resolve()),
         "model_fingerprint": identity["model"],
-        "reference": identity["reference"]["path"],
+        "reference": str(Path(reference_path).resolve()),
         "split": split,
         "num_references": len(dataset),
         "num_rejected": report.num_rejected,
