@@ -4,6 +4,9 @@ Why: checkpoints and reference indexes are read long after they were written, of
 machines; a flipped byte, a truncated copy or a file swapped in from another folder must fail with the file's name
 rather than resume corrupted weights or answer queries from wrong vectors. ``checksums.json`` covers every file of
 the folder (not sub-folders) and is written after them, so its presence also says the folder was completed.
+
+The same hash is the project's one identity of an input file by content (:func:`file_fingerprint`): the key of the
+loaders' ``datasets`` caches and what a resumed ``embed``, ``identify build`` or ``train.py`` run compares.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +31,16 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(HASH_BLOCK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_fingerprint(path: Path) -> dict[str, Any]:
+    """Size and SHA-256 of an input file: what it holds, not where it lies or when it was last touched.
+
+    Why content: a run resumed on, or a cache reused for, a file is only right if the bytes are the same. Path and
+    mtime say neither (``cp -p``, ``rsync -t`` and ``touch -r`` keep the mtime of a changed file; ``touch``, a
+    copy or another spelling of the path change them for the same bytes).
+    """
+    return {"size": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 def file_checksums(folder: Path) -> dict[str, str]:
@@ -85,4 +99,12 @@ def verify_checksums(folder: Path, *, required: bool, error: type[Exception], un
                        CHECKSUMS)
 
 
-__all__ = ["CHECKSUMS", "file_checksums", "file_sha256", "read_checksums", "verify_checksums", "write_checksums"]
+__all__ = [
+    "CHECKSUMS",
+    "file_checksums",
+    "file_fingerprint",
+    "file_sha256",
+    "read_checksums",
+    "verify_checksums",
+    "write_checksums",
+]

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from barcodemae.checksums import file_fingerprint
 from barcodemae.data import CleaningReport, load_barcodes
 from barcodemae.errors import check_output_file, naming_output, reserve_space
 from barcodemae.npy_embeddings import publish_npy_embeddings, read_npy_embeddings
@@ -71,17 +72,11 @@ def load_model(model_dir: str | Path, trust_remote_code: bool | None = None) -> 
     return load_encoder(model_dir, trust_remote_code=trust_remote_code)
 
 
-def file_fingerprint(path: Path) -> dict[str, Any]:
-    """Path, size and modification time of an input file (part of a resumable run's identity)."""
-    stat = path.stat()
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
 def records_fingerprint(table: pa.Table) -> str:
     """SHA-256 of the records' ids and cleaned barcodes, in order: a resumed run must embed the same records.
 
-    Size and mtime of the input file catch most edits; this also catches an input rewritten with the same
-    size, or a reference whose barcodes changed while the record count stayed the same.
+    The input's content fingerprint catches edits to the file; this also catches a change in which records
+    cleaning keeps, or how it cleans them, for the same file.
     """
     digest = hashlib.sha256()
     for name in ("processid", "dna_barcode"):

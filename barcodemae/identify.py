@@ -30,14 +30,13 @@ import torch
 
 from barcodemae.atomic_files import atomic_write_path
 from barcodemae.call_levels import CallThresholds, call_report, fit_call_thresholds
-from barcodemae.checksums import CHECKSUMS, verify_checksums, write_checksums
+from barcodemae.checksums import CHECKSUMS, file_fingerprint, verify_checksums, write_checksums
 from barcodemae.embed_files import (
     MANIFEST,
     METADATA_COLUMNS,
     ShardStore,
     check_finite,
     embed_records,
-    file_fingerprint,
     load_model,
     load_records,
     model_fingerprint,
@@ -277,7 +276,7 @@ def build_reference_index(
     info = {
         "model_dir": str(Path(model_dir).resolve()),
         "model_fingerprint": identity["model"],
-        "reference": identity["reference"]["path"],
+        "reference": str(Path(reference_path).resolve()),
         "split": split,
         "num_references": len(dataset),
         "num_rejected": report.num_rejected,

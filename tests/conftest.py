@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -41,6 +42,18 @@ def sim_csv(tmp_path_factory) -> Path:
     return write_simulated_dataset(
         tmp_path_factory.mktemp("sim") / "sim.csv", num_genera=6, specimens_per_species=12, seed=5
     )
+
+
+def edit_keeping_size_and_mtime(path: Path, old: bytes, new: bytes) -> None:
+    """Replace the first ``old`` with ``new`` (same length) and restore the modification time: a changed file as
+    ``cp -p``, ``rsync -t`` or ``touch -r`` leave it, told apart from the original by its content only."""
+    assert len(old) == len(new) and old != new
+    stat = path.stat()
+    content = path.read_bytes()
+    assert old in content, f"{old!r} not in {path}"
+    path.write_bytes(content.replace(old, new, 1))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
 
 
 def tiny_config_kwargs(**overrides) -> dict:

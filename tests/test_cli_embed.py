@@ -120,6 +120,35 @@ def test_unfinished_run_needs_resume_and_same_settings(model_folder: Path, fixtu
     assert "['shard_size']" in capsys.readouterr().err
 
 
+def test_touched_or_respelled_input_resumes(model_folder: Path, fixture_csv: Path, tmp_path, monkeypatch,
+                                           capsys) -> None:
+    """#26 item 10: the run's identity held the input's mtime, so a merely touched input (same records) was refused;
+    it is the input's content that must match, however the path is spelled."""
+    data = tmp_path / "input.csv"
+    shutil.copyfile(fixture_csv, data)
+    real = embeddings_api.embed_barcodes
+    calls = {"n": 0}
+
+    def killed_on_third_shard(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated kill")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embeddings_api, "embed_barcodes", killed_on_third_shard)
+    with pytest.raises(KeyboardInterrupt):
+        embed_file(model_folder, data, tmp_path / "out.npy", shard_size=32, progress=False)
+    monkeypatch.setattr(embeddings_api, "embed_barcodes", real)
+    stat = data.stat()
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 3600 * 10**9))  # touch
+    monkeypatch.chdir(tmp_path)
+    code = main(["embed", "--model", str(model_folder), "--input", "./input.csv", "--output", "out.npy",
+                 "--shard-size", "32", "--no-progress", "--resume"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["shards_reused"], summary["shards_computed"]) == (2, 5)
+
+
 def test_rejected_records_are_reported_not_lost(model_folder: Path, fixture_csv: Path, tmp_path) -> None:
     barcodes = pd.read_csv(fixture_csv)["dna_barcode"].tolist()[:3]
     fasta = tmp_path / "specimens.fasta"

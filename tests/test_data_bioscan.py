@@ -19,6 +19,7 @@ from barcodemae.data import (
     pipeline,
 )
 from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError, clean_barcode
+from conftest import edit_keeping_size_and_mtime
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -69,6 +70,19 @@ def test_barcodes_follow_the_one_cleaning_policy(fixture_csv, fixture_rows, cach
     assert len(dataset) == len(fixture_rows)
     assert dataset["dna_barcode"] == [clean_barcode(row["dna_barcode"]).sequence for row in fixture_rows]
     assert max(map(len, dataset["dna_barcode"])) == 660
+
+
+def test_cache_follows_the_content_not_the_modification_time(tmp_path, fixture_rows, cache):
+    """#26 item 10: the csv builder's cache was keyed on path and mtime, so an edit keeping size and mtime
+    (``cp -p``, ``rsync -t``, ``touch -r``) loaded the cached, old barcodes."""
+    path = write_csv(tmp_path / "edited.csv", fixture_rows[:5])
+    before = load_bioscan5m(path, cache_dir=cache)
+    old = fixture_rows[0]["dna_barcode"]
+    new = old.replace("A", "C", 1)
+    edit_keeping_size_and_mtime(path, old.encode(), new.encode())
+    after = load_bioscan5m(path, cache_dir=cache)
+    assert before["dna_barcode"][0] == clean_barcode(old).sequence != after["dna_barcode"][0]
+    assert after["dna_barcode"] == [clean_barcode(new).sequence, *before["dna_barcode"][1:]]
 
 
 def test_meta_splits(fixture_csv, fixture_rows, cache):

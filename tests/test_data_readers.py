@@ -16,6 +16,7 @@ from barcodemae.data import (
     read_fasta,
 )
 from barcodemae.tokenization.sequence_cleaning import InvalidBarcodeError, clean_barcode
+from conftest import edit_keeping_size_and_mtime
 
 BOLD_2023 = "BOLD_Public.18-Dec-2023.sample1000.tsv"
 BOLD_2024 = "BOLD_Public.21-Jun-2024.curated.NL.tsv"
@@ -118,6 +119,15 @@ class TestFasta:
         assert stream_report.to_dict() | ignored == report.to_dict() | ignored
         with pytest.raises(ValueError, match="carry no splits"):
             load_barcodes(gz, split="train")
+
+
+    def test_cache_follows_the_content_not_the_modification_time(self, fasta_path, cache):
+        """#26 item 10: the cache was keyed on size and mtime, so an edit keeping both loaded the old barcodes."""
+        before = load_barcodes(fasta_path, cache_dir=cache)
+        edit_keeping_size_and_mtime(fasta_path, b"NNNACGTRY", b"NNNTCGTRY")
+        after = load_barcodes(fasta_path, cache_dir=cache)
+        assert (before["dna_barcode"][1], after["dna_barcode"][1]) == ("ACGTRYACGT", "TCGTRYACGT")
+        assert after["processid"] == before["processid"]
 
 
 class TestBold:

@@ -121,7 +121,7 @@ def test_query_refuses_another_model(kmer_profile_model: Path, fixture_csv: Path
 def test_build_resume_refuses_a_reference_whose_records_changed(kmer_profile_model: Path, fixture_csv: Path,
                                                                 tmp_path, monkeypatch, capsys) -> None:
     """Same path, same size, same record count, other barcodes (the issue's case): resuming would mix two
-    references. The index identity holds the file's size and mtime and a hash of the cleaned records."""
+    references. The index identity holds the file's size and SHA-256 and a hash of the cleaned records."""
     import barcodemae.inference as embeddings_api
 
     reference = tmp_path / "reference.csv"

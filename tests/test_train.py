@@ -6,6 +6,7 @@ import inspect
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ from barcodemae.training.arguments import (
 from barcodemae.training.checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
 from barcodemae.training.data import load_training_data
 from barcodemae.training.loop import build_model, run_training
+from conftest import edit_keeping_size_and_mtime
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_enbed import enbed_config
 
@@ -307,6 +309,48 @@ def test_resume_refuses_arguments_other_than_the_checkpoints(sim_csv, tmp_path):
     resumed = train(**original, resume_from_checkpoint="latest", logging_steps=2, eval_steps=1, save_steps=5)
     assert resumed["global_step"] == 3
     assert json.loads((out / "training_args.json").read_text())["logging_steps"] == 2
+
+
+def test_resume_compares_the_data_by_content_not_by_spelling(sim_csv, tmp_path, monkeypatch):
+    """#26 item 6: only the --data string was compared, so another file at the same path resumed silently and the
+    same file spelled relative instead of absolute was refused."""
+    data = tmp_path / "data.csv"
+    shutil.copyfile(sim_csv, data)
+    out = tmp_path / "run"
+    run = {"output_dir": out, "max_steps": 3, "per_device_batch_size": 8, "save_steps": 1, "evaluate": False}
+    train(**run, data=data, stop_after_steps=1)
+    row = data.read_text().splitlines()[1]
+    edit_keeping_size_and_mtime(data, row.encode(), row.replace("A", "C", 1).encode())
+    with pytest.raises(CheckpointError, match=f"{re.escape(str(data))} changed since"):
+        train(**run, data=data, resume_from_checkpoint="latest")
+
+    shutil.copyfile(sim_csv, data)  # the file the run was trained on, spelled relative to the working directory
+    monkeypatch.chdir(tmp_path)
+    assert train(**run, data="./data.csv", resume_from_checkpoint="latest")["global_step"] == 3
+
+
+def test_resume_data_check_of_older_checkpoints_and_of_the_simulated_dataset(sim_csv, tmp_path, caplog):
+    from barcodemae.training.data_identity import check_resume_data, data_fingerprint
+
+    checkpoint = tmp_path / "step_1"
+    checkpoint.mkdir()
+    given = data_fingerprint(str(sim_csv))
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 1}))  # before fingerprints
+    check_resume_data(checkpoint, str(sim_csv), given)
+    assert "records no data fingerprint" in caplog.text
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 1, "data_fingerprint": None}))
+    with pytest.raises(CheckpointError, match="other data: it was trained on the simulated default dataset, this "
+                                              f"run reads {re.escape(str(sim_csv))}, a file of"):
+        check_resume_data(checkpoint, str(sim_csv), given)
+    check_resume_data(checkpoint, None, None)
+
+
+def test_simulated_default_data_resumes(tmp_path):
+    """Without --data there is no file to compare: the simulated dataset is defined by the compared arguments."""
+    run = {"output_dir": tmp_path / "run", "simulate_genera": 4, "max_steps": 2, "per_device_batch_size": 8,
+           "save_steps": 1, "evaluate": False}
+    train(**run, stop_after_steps=1)
+    assert train(**run, resume_from_checkpoint="latest")["global_step"] == 2
 
 
 # ------------------------------------------------------------------------------------------------ 2 processes

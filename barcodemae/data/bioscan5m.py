@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from barcodemae.checksums import file_sha256
 from barcodemae.tokenization.sequence_cleaning import DEFAULT_MAX_LENGTH
 
 from .cleaning import DEFAULT_MIN_LENGTH, NAME_COLUMNS, normalise_missing_column
@@ -122,6 +123,7 @@ def load_bioscan5m(
     with reading(path):
         raw = datasets.load_dataset(
             "csv",
+            name=f"sha256-{file_sha256(path)}",  # the cache key: datasets' own is the path and mtime, not the content
             data_files=str(path),
             split="train",
             features=raw_features(),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import datasets
 
+from barcodemae.checksums import file_sha256
 from barcodemae.tokenization.sequence_cleaning import DEFAULT_MAX_LENGTH
 
 from .bioscan5m import load_bioscan5m
@@ -46,9 +46,10 @@ def _raw_rows(kind: str, path: str, marker: str | None, report: CleaningReport |
         yield record.to_dict()
 
 
-def _generate_raw(kind: str, path: str, marker: str | None, stamp: tuple[int, int]) -> Iterator[dict]:
+def _generate_raw(kind: str, path: str, marker: str | None, content_sha256: str) -> Iterator[dict]:
     """Raw rows for ``Dataset.from_generator``, records the reader rejects included with their reason (so the
-    cached dataset alone yields the full report); ``stamp`` (size, mtime) makes the cache follow file changes."""
+    cached dataset alone yields the full report); ``content_sha256``, part of the cache key, makes the cache
+    follow the file's content (size and mtime miss an edit that keeps both)."""
     if kind == "fasta":
         for record in iter_fasta_raw(path):
             yield {**record.to_dict(), SOURCE_REJECT_COLUMN: None}
@@ -99,14 +100,13 @@ def load_barcodes(
         )
         return (dataset, report, vocab) if return_report else dataset
 
-    stat = os.stat(path)
     features = raw_features()
     features[SOURCE_REJECT_COLUMN] = datasets.Value("string")
     with reading(path):
         raw = datasets.Dataset.from_generator(
             _generate_raw,
             features=features,
-            gen_kwargs={"kind": kind, "path": path, "marker": marker, "stamp": (stat.st_size, stat.st_mtime_ns)},
+            gen_kwargs={"kind": kind, "path": path, "marker": marker, "content_sha256": file_sha256(Path(path))},
             cache_dir=str(cache_dir) if cache_dir is not None else None,
         )
     dataset, report, vocab = clean_and_label(

@@ -439,6 +439,12 @@ RESUME_MAY_CHANGE = frozenset(
 schedule, and resuming with another value would fail to load the checkpoint or silently train something else."""
 
 
+COMPARED_BY_CONTENT = frozenset({"data"})
+"""File arguments whose spelling may change on resume (``./data.csv`` or absolute, after a move): only whether one
+is given is compared with the saved arguments; :func:`barcodemae.training.data_identity.check_resume_data` compares
+what the file holds."""
+
+
 def resume_mismatches(saved: dict[str, Any], given: TrainingArguments) -> list[str]:
     """``--name: saved X, given Y`` for each argument outside :data:`RESUME_MAY_CHANGE` that differs.
 
@@ -446,12 +452,19 @@ def resume_mismatches(saved: dict[str, Any], given: TrainingArguments) -> list[s
     """
     current = given.to_dict()
     compared = (saved.keys() & current.keys()) - RESUME_MAY_CHANGE
-    differing = sorted(name for name in compared if saved[name] != current[name])
+
+    def differs(name: str) -> bool:
+        if name in COMPARED_BY_CONTENT:
+            return (saved[name] is None) != (current[name] is None)
+        return saved[name] != current[name]
+
+    differing = sorted(filter(differs, compared))
     return [f"--{name}: saved {saved[name]!r}, given {current[name]!r}" for name in differing]
 
 
 __all__ = [
     "ARCHITECTURE_ARGUMENTS",
+    "COMPARED_BY_CONTENT",
     "ENBED_ARCHITECTURE_ARGUMENTS",
     "PRESET_DIR",
     "RESUME_MAY_CHANGE",

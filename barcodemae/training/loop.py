@@ -69,6 +69,7 @@ from .checkpoints import (
     validate_checkpoint,
 )
 from .data import TrainingData, load_training_data, prepare_simulated_data
+from .data_identity import DATA_FINGERPRINT, check_resume_data, data_fingerprint
 from .initial_model import adopt_initial_model, load_initial_model
 from .metrics_log import METRICS_FILE, MetricsLog
 from .run_folder import (
@@ -215,9 +216,12 @@ def broadcast_record_value(accelerator: Accelerator, record: dict[str, Any], met
 
 
 # ---------------------------------------------------------------------------------------------- the job
-def open_run_folder(args: TrainingArguments, accelerator: Accelerator) -> tuple[TrainingArguments, Path | None, str]:
+def open_run_folder(
+    args: TrainingArguments, accelerator: Accelerator, data_identity: dict[str, Any] | None
+) -> tuple[TrainingArguments, Path | None, str]:
     """The run's folder, before any data is loaded: a new run (refusing another run's files) or a resumed one
-    (its checkpoint checked against the arguments and the folder's run id), ``training_args.json`` written.
+    (its checkpoint checked against the arguments, the data's fingerprint ``data_identity`` and the folder's run
+    id), ``training_args.json`` written.
 
     Returns the arguments with ``--init_from``'s architecture and tokenizer adopted, the checkpoint to resume from
     (``None`` for a new run) and the run id.
@@ -231,6 +235,7 @@ def open_run_folder(args: TrainingArguments, accelerator: Accelerator) -> tuple[
         # Before training_args.json is rewritten with this run's arguments, and before any data is loaded.
         checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
         check_resume_arguments(checkpoint, args)
+        check_resume_data(checkpoint, args.data, data_identity)
         resumed_run_id = checkpoint_run_id(checkpoint)
         check_resumed_run(output_dir, checkpoint, resumed_run_id)
     else:
@@ -392,7 +397,8 @@ def train_in_run_folder(
 ) -> dict[str, Any]:
     """:func:`run_training` once its folder is held: every stage from the run folder to the exported model."""
     output_dir = Path(args.output_dir)
-    args, checkpoint, run_id = open_run_folder(args, accelerator)
+    data_identity = data_fingerprint(args.data)  # once: checked on resume, recorded in every checkpoint
+    args, checkpoint, run_id = open_run_folder(args, accelerator, data_identity)
 
     # ------------------------------------------------------------------ data
     tokenizer = BarcodeTokenizer.from_spec(args.tokenizer)
@@ -463,6 +469,7 @@ def train_in_run_folder(
     def trainer_state() -> dict[str, Any]:
         return {
             "run_id": run_id,
+            DATA_FINGERPRINT: data_identity,
             "global_step": global_step,
             "max_steps": max_steps,
             "data_position": stream.state_dict(),
