@@ -119,6 +119,19 @@ def test_streaming_matches_in_memory(fixture_csv, cache):
     assert len(list(stream)) == len(rows) and report.read == len(rows)  # report restarts per pass
 
 
+def test_compression_goes_by_content_not_by_name(fixture_csv, tmp_path, cache):
+    """A plain-text ``.csv.gz`` was "corrupt gzip" and a gzipped ``.csv`` "not a text file" (FASTA already worked)."""
+    plain_named_gz = tmp_path / "plain.csv.gz"
+    plain_named_gz.write_bytes(fixture_csv.read_bytes())
+    gzipped_named_plain = tmp_path / "gzipped.csv"
+    gzipped_named_plain.write_bytes(gzip.compress(fixture_csv.read_bytes()))
+    expected = list(load_bioscan5m(fixture_csv, cache_dir=cache))
+    for path in (plain_named_gz, gzipped_named_plain):
+        assert list(load_bioscan5m(path, cache_dir=cache)) == expected
+        assert list(load_bioscan5m(path, streaming=True)) == expected
+        assert list(load_barcodes(path, cache_dir=cache)) == expected
+
+
 def test_truncation_and_length_options(fixture_csv, fixture_rows, cache):
     full_lengths = [len(clean_barcode(row["dna_barcode"], max_length=None).sequence) for row in fixture_rows]
     dataset, report, _ = load_bioscan5m(fixture_csv, max_length=500, cache_dir=cache, return_report=True)

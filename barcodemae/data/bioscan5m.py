@@ -31,7 +31,7 @@ from barcodemae.tokenization.sequence_cleaning import DEFAULT_MAX_LENGTH
 
 from .cleaning import DEFAULT_MIN_LENGTH, NAME_COLUMNS, normalise_missing_column
 from .input_errors import check_input_file, reading
-from .io_utils import is_gzipped, open_text
+from .io_utils import content_named_path, is_gzipped, open_text
 from .labels import LabelVocabulary
 from .pipeline import clean_and_label
 from .report import CleaningReport
@@ -124,7 +124,7 @@ def load_bioscan5m(
         raw = datasets.load_dataset(
             "csv",
             name=f"sha256-{file_sha256(path)}",  # the cache key: datasets' own is the path and mtime, not the content
-            data_files=str(path),
+            data_files=str(content_named_path(path)),
             split="train",
             features=raw_features(),
             usecols=list(RECORD_COLUMNS),
@@ -194,7 +194,7 @@ def _stream_bioscan5m(
         label_vocab = vocabulary_from_csv(path, splits, label_ranks)
     report = CleaningReport(source=str(path))
     raw = datasets.load_dataset(
-        "csv", data_files=str(path), split="train", streaming=True, features=raw_features(),
+        "csv", data_files=str(content_named_path(path)), split="train", streaming=True, features=raw_features(),
         usecols=list(RECORD_COLUMNS),
     )
     dataset = clean_stream(raw, report, label_vocab, label_ranks, splits=splits, **options)
