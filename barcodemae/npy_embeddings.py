@@ -86,7 +86,10 @@ def read_npy_embeddings(path: Path) -> tuple[np.ndarray, list[str]]:
             f"{path}: its ids file {names} is missing, so its rows cannot be named (a run stopped while replacing "
             f"them, or the file was moved); {RERUN_HINT}"
         )
-    matrix = np.load(path, mmap_mode="r", allow_pickle=False)
+    try:
+        matrix = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as error:  # numpy names no file: "EOF: reading array header"
+        raise ValueError(f"{path}: not a readable NumPy matrix ({error}); {RERUN_HINT}") from error
     ids_text = names.read_bytes()
     ids = ids_text.decode("utf-8").splitlines()
     if len(ids) != len(matrix):

@@ -294,6 +294,9 @@ def test_matrix_and_ids_of_different_runs_are_refused(model_folder: Path, fixtur
     Path(f"{first}.ids.txt").write_text("x\ny\n")
     with pytest.raises(ValueError, match=re.escape(f"{first} has 3 rows but {first}.ids.txt lists 2 ids")):
         read_embeddings(first)
+    first.write_bytes(first.read_bytes()[:100])  # truncated inside the header: numpy's error names no file
+    with pytest.raises(ValueError, match=re.escape(f"{first}: not a readable NumPy matrix")):
+        read_embeddings(first)
 
 
 def test_a_full_disk_is_one_line_naming_the_file_and_resume_stays_exact(model_folder: Path, fixture_csv: Path,
