@@ -1,4 +1,4 @@
-"""Diagnostics of the genus-probe collapse (README, issue #12): what the mean-pooled embeddings encode instead.
+"""Diagnostics of the genus-probe collapse (docs/results.md, issue #12): what the mean-pooled embeddings encode instead.
 
     python research/collapse_diagnostics.py position-perplexity --data ../shared/data/bold_coi/dev.csv.gz
     python research/collapse_diagnostics.py checkpoint runs/p/base --step 1500 [--data ...]

@@ -1,4 +1,4 @@
-"""Markdown table of evaluation results over seeds: mean ± standard deviation per model (the README quality table).
+"""Markdown table of evaluation results over seeds: mean ± standard deviation per model (docs/results.md's tables).
 
     python research/quality_table.py "tiny MAE=runs/q/mae-*" "tiny MLM=runs/q/mlm-*" "4-mer=runs/q/kmer"
 
