@@ -3,7 +3,7 @@
 Why: a character-level model reads a 658 bp COI barcode as 660 tokens and a whole mitogenome as ~16,000; full
 self-attention grows with the square of that, LongT5's local (a window of ``2 * local_radius + 1`` tokens) and
 transient-global (the window plus one summary per ``global_block_size`` tokens) attention linearly in the window
-part, while the global part grows with L^2 / block (on a CPU it dominates above ~5,000 tokens: README). Each
+part, while the global part grows with L^2 / block (on a CPU it dominates above ~5,000 tokens: docs/results.md). Each
 variant is the same encoder (width, depth, heads, gated-GELU feed-forward, relative position buckets) built from the
 same ``LongT5Config``; "full" is the T5 encoder of that config (``T5EncoderModel``: LongT5 without the sparse
 attention).

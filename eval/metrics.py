@@ -202,7 +202,8 @@ def _fit_softmax_head(
     """L-BFGS fit of a linear softmax head to standardised ``x`` (N, H) and class codes ``y`` (N,): mean
     cross-entropy plus ``||W||^2 / (2 C N)`` (scikit-learn's ``LogisticRegression(C=c)``). ``start``, a head fitted
     with another ``C``, is where the fit begins (a warm start: the same optimum, the problem is convex; over the C
-    grid on ``dev.csv.gz`` 29% fewer loss evaluations, README); otherwise small random weights drawn with ``seed``."""
+    grid on ``dev.csv.gz`` 29% fewer loss evaluations, docs/evaluation.md); otherwise small random weights drawn
+    with ``seed``."""
     if num_classes < 2:
         raise ValueError(f"linear probe needs at least 2 classes in the training labels, got {num_classes}")
     if not c > 0:

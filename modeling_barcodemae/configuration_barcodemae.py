@@ -37,17 +37,17 @@ class BarcodeMAEConfig(PretrainedConfig):
             (0: off, the papers' objectives). Two augmented views of each barcode (own start shift, reading frame and
             mask) must have pooled embeddings (``pooler_output``) closer to each other than to the batch's other
             barcodes (InfoNCE). Masked-token prediction alone makes pooled embeddings of small encoders lose genus
-            information on unseen genera (README, issue #12); this term trains the embedding that is evaluated.
+            information on unseen genera (docs/results.md, issue #12); this term trains the embedding that is evaluated.
         contrastive_temperature: InfoNCE temperature of the cosine similarities.
         composition_weight: weight of a composition term added during pretraining (0: off): a linear head on the
             pooled embedding predicts the barcode's ``composition_kmer_size``-mer frequency profile (KL divergence to
             the profile the batch carries). Counting 4-mers is the strongest baseline for genus 1-NN on unseen
-            genera (README); this term asks the evaluated embedding to keep what those counts know.
+            genera (docs/results.md); this term asks the evaluated embedding to keep what those counts know.
         composition_kmer_size: k of that profile (``4**k`` frequencies).
         pooled_layers: which token states ``pooler_output`` (the barcode embedding) averages over the barcode's
             tokens: ``"last"``, the last block (the BIOSCAN-5M protocol's usual choice), or ``"mean"``, the average
             of every hidden state (embeddings and each block). Small encoders pretrained on barcodes lose lineage
-            information in their last blocks while their embedding layer gains it (README, issue #12), so the
+            information in their last blocks while their embedding layer gains it (docs/results.md, issue #12), so the
             layer average is the better embedding there; ``barcodemae embed``, ``identify`` and ``eval/run.py``
             follow this choice unless told a layer.
         tokenizer_scheme / kmer_size / kmer_stride / max_bp: which tokenizer the model was trained with.

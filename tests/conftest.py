@@ -12,6 +12,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(REPO_ROOT / "bench"))  # the benchmark scripts are tested as modules
+sys.path.insert(0, str(REPO_ROOT / "research"))  # and so are the research tools behind docs/results.md
 
 torch.set_num_threads(2)
 

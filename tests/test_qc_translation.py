@@ -1,5 +1,5 @@
 """The translation check: table 5 codons, stop positions, the best frame (the same choice as the old
-``codon_phase`` of bench/collapse_diagnostics.py), batch results, and that an indel in a real barcode is caught."""
+``codon_phase`` of research/collapse_diagnostics.py), batch results, and that an indel in a real barcode is caught."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def barcodes(fixture_csv) -> list[str]:
 
 
 def codon_phase_reference(barcode: str) -> int:
-    """The frame choice bench/collapse_diagnostics.py made before it used best_frame (kept here as the oracle)."""
+    """The frame choice research/collapse_diagnostics.py made before it used best_frame (kept here as the oracle)."""
     stops = ("TAA", "TAG")
     return min(range(3), key=lambda f: sum(barcode[i : i + 3] in stops for i in range(f, len(barcode) - 2, 3)))
 

@@ -288,7 +288,7 @@ def test_corrupt_or_partial_checkpoints_are_rejected(sim_csv, tmp_path):
 
 
 def test_resume_refuses_arguments_other_than_the_checkpoints(sim_csv, tmp_path):
-    """Resuming with fewer flags than the original run (the README case) names each differing argument."""
+    """Resuming with fewer flags than the original run (the docs/training.md case) names each differing argument."""
     out = tmp_path / "run"
     original = {"data": sim_csv, "output_dir": out, "max_steps": 3, "per_device_batch_size": 8, "evaluate": False}
     train(**original, save_steps=1, stop_after_steps=1)

@@ -1,8 +1,8 @@
 """How far `barcodemae identify`'s call levels can be trusted: thresholds fitted on val / val_unseen, measured on
 test (species in the library) and test_unseen (species absent, genus present).
 
-    python bench/identify_calls.py --model runs/r/mlm-shift-42/final_model \\
-        --data ../shared/data/bold_coi/dev.csv.gz --output bench/results/identify_calls
+    python research/identify_calls.py --model runs/r/mlm-shift-42/final_model \\
+        --data ../shared/data/bold_coi/dev.csv.gz --output research/results/identify_calls
 
 Runs what a user runs: ``identify build --split train --calibration-split val+val_unseen`` then ``identify query
 --split test+test_unseen``. Reports the thresholds, and per query set (calibration, test, test_unseen, both) the

@@ -1,7 +1,7 @@
 """Genus identification by embeddings against the field's yardstick, alignment (VSEARCH, BLAST+), in one harness.
 
-    python bench/bench_alignment.py --data ../shared/data/bold_coi/dev.csv.gz --model runs/mae/final_model \\
-        --output bench/results/alignment.json
+    python research/bench_alignment.py --data ../shared/data/bold_coi/dev.csv.gz --model runs/mae/final_model \\
+        --output research/results/alignment.json
 
 Open-world protocol: the genus of every ``test_unseen`` barcode (species never seen) from its top hit among the
 ``train`` barcodes (keys). Methods, all on the same cleaned barcodes:

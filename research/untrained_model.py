@@ -1,6 +1,6 @@
 """Save the encoder a training run would start from: the "same encoder, untrained" row of the quality tables.
 
-    python bench/untrained_model.py --preset small --seed 42 --output runs/untrained/small-42
+    python research/untrained_model.py --preset small --seed 42 --output runs/untrained/small-42
 
 Every argument but ``--output`` is a ``train.py`` argument: the architecture, tokenizer and ``pooled_layers`` come
 from the preset and flags, and the weights from the very calls ``train.py`` makes before its first step

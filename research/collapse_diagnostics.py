@@ -1,8 +1,8 @@
-"""Diagnostics of the genus-probe collapse (README, issue #12): what the mean-pooled embeddings encode instead.
+"""Diagnostics of the genus-probe collapse (docs/results.md, issue #12): what the mean-pooled embeddings encode instead.
 
-    python bench/collapse_diagnostics.py position-perplexity --data ../shared/data/bold_coi/dev.csv.gz
-    python bench/collapse_diagnostics.py checkpoint runs/p/base --step 1500 [--data ...]
-    python bench/collapse_diagnostics.py kmer-ceiling [--data ...]
+    python research/collapse_diagnostics.py position-perplexity --data ../shared/data/bold_coi/dev.csv.gz
+    python research/collapse_diagnostics.py checkpoint runs/p/base --step 1500 [--data ...]
+    python research/collapse_diagnostics.py kmer-ceiling [--data ...]
 
 ``position-perplexity``: how well a table of 6-mer frequencies per token position (frame 0, counted on
 ``pretrain+other_heldout``) predicts ``val`` tokens, against the unigram table: the part of masked-token

@@ -1,6 +1,6 @@
-"""Markdown table of evaluation results over seeds: mean ± standard deviation per model (the README quality table).
+"""Markdown table of evaluation results over seeds: mean ± standard deviation per model (docs/results.md's tables).
 
-    python bench/quality_table.py "tiny MAE=runs/q/mae-*" "tiny MLM=runs/q/mlm-*" "4-mer=runs/q/kmer"
+    python research/quality_table.py "tiny MAE=runs/q/mae-*" "tiny MLM=runs/q/mlm-*" "4-mer=runs/q/kmer"
 
 Each ``LABEL=GLOB`` names one row; the glob matches training output folders (holding ``eval/results.json`` and
 ``metrics.jsonl``, whose last ``val_perplexity`` is reported) or evaluation folders (``results.json``). Every

@@ -1,6 +1,6 @@
 """Markdown table of the training-time genus probe: how pretraining moves open-world genus 1-NN, step by step.
 
-    python bench/probe_table.py "tiny MAE=runs/q/mae-42" "MAE, shift 300=runs/q/shift-42" [--curve] [--plot c.png]
+    python research/probe_table.py "tiny MAE=runs/q/mae-42" "MAE, shift 300=runs/q/shift-42" [--curve] [--plot c.png]
 
 Each ``LABEL=FOLDER`` is a ``train.py`` output folder; its ``metrics.jsonl`` holds the probe's records (genus 1-NN
 of ``--query_split`` barcodes against ``--key_split`` keys, raw cosine, per layer, the top-PC variance share and the
