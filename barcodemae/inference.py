@@ -27,7 +27,7 @@ first token; ``max``: element-wise maximum over non-pad tokens."""
 
 
 # ---------------------------------------------------------------------------------------------- loading
-def load_encoder(model_dir_or_name: str | os.PathLike, trust_remote_code: bool | None = None) -> tuple[Any, Any]:
+def load_encoder(model_dir_or_name: str | os.PathLike, trust_remote_code: bool = False) -> tuple[Any, Any]:
     """The encoder (``AutoModel``, in eval mode) and tokenizer of a model folder or hub name.
 
     Works for BarcodeMAE folders (pretraining heads are dropped: the encoder is kept) and for any other Hugging Face
@@ -61,7 +61,7 @@ def is_local_name(name: str) -> bool:
 def load_pretrained(
     model_dir_or_name: str | os.PathLike,
     auto_class: str,
-    trust_remote_code: bool | None = None,
+    trust_remote_code: bool = False,
     **model_kwargs: Any,
 ) -> tuple[Any, Any]:
     """A model (``auto_class``: ``"AutoModel"`` or ``"AutoModelForSequenceClassification"``) and its tokenizer,
@@ -73,9 +73,9 @@ def load_pretrained(
     Whose code runs: a BarcodeMAE folder (``model_type == "barcodemae"``) always loads through the *installed*
     classes (:class:`BarcodeMAEModel`, :class:`BarcodeTokenizer`), never through the Python files copied into it, so
     nothing from the folder executes; so does the tokenizer of any local folder saved with ours (ENBED's LongT5
-    folders, whose model is plain ``transformers``). Any other model's own code runs only with
-    ``trust_remote_code``; ``None`` (default) trusts local folders, which the user put there, and not hub names, as
-    ``transformers`` users expect.
+    folders, whose model is plain ``transformers``). Any other model's own code (its ``config.json`` ``auto_map``)
+    runs only with ``trust_remote_code=True`` (``--trust-remote-code``): by default none does, as in
+    ``transformers``, because a folder someone else made is no safer than a hub repository.
     """
     import transformers
     from transformers import AutoTokenizer
@@ -92,7 +92,7 @@ def load_pretrained(
         raise FileNotFoundError(
             f"{name!r} is not a model folder: it has no config.json (expected a save_pretrained folder)"
         )
-    trust = local if trust_remote_code is None else bool(trust_remote_code)
+    trust = bool(trust_remote_code)  # None, from callers written when it meant "local folders", is not trusted
     try:
         model_type = _model_type(name, local)
         if model_type == "barcodemae":
@@ -115,21 +115,21 @@ def load_pretrained(
     except ValueError as error:
         if "trust_remote_code" in str(error) and not trust:
             raise ValueError(
-                f"model {name!r} needs its own code to load; pass --trust-remote-code (trust_remote_code=True) if "
-                f"you trust it: {error}"
+                f"{name}: the model needs its own Python code to load (auto_map of its config); pass "
+                "--trust-remote-code (trust_remote_code=True) if you trust that code"
             ) from error
         raise
     return model, tokenizer
 
 
 def add_trust_remote_code_flag(parser: Any) -> None:
-    """``--trust-remote-code`` / ``--no-trust-remote-code`` on an argparse parser (default: local folders only)."""
-    import argparse
-
+    """``--trust-remote-code`` on an argparse parser; off by default, as in ``transformers``
+    (``--no-trust-remote-code``, the default spelled out, stays accepted for scripts written when it was not)."""
     parser.add_argument(
-        "--trust-remote-code", action=argparse.BooleanOptionalAction, default=None,
-        help="let a non-BarcodeMAE model run its own code (default: yes for local folders, no for hub names); "
-        "BarcodeMAE folders always load through the installed package, running none of their code",
+        "--trust-remote-code", action=argparse.BooleanOptionalAction, default=False,
+        help="let a model that is not BarcodeMAE run the Python code its folder or hub repository ships "
+        "(default: no, as in transformers); BarcodeMAE folders always load through the installed package, "
+        "running none of their code",
     )
 
 
