@@ -112,15 +112,15 @@ def test_hub_models_are_not_trusted_by_default_and_the_refusal_names_the_flag(mo
     """No network: the hub's answers are stood in for; what is recorded is the trust asked of transformers."""
     seen = []
 
-    def model_needing_code(name, trust_remote_code=None, **kwargs):
+    def config_needing_code(name, trust_remote_code=None, **kwargs):
         seen.append(trust_remote_code)
         if not trust_remote_code:
             raise ValueError(f"The repository {name} contains custom code which must be executed to correctly load "
                              "the model.\nPlease pass the argument `trust_remote_code=True` to allow custom code.")
         raise ValueError("loading stops here; the trust was recorded")
 
-    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", model_needing_code)
-    monkeypatch.setattr("barcodemae.inference._model_type", lambda name, local: "custom")
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", config_needing_code)
+    monkeypatch.setattr("barcodemae.inference._hub_model_type", lambda name: "custom")
     with pytest.raises(ValueError, match="pass --trust-remote-code") as refused:
         load_encoder("someone/custom-dna-model")
     assert "\n" not in str(refused.value)
