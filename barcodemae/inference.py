@@ -23,6 +23,7 @@ from barcodemae.devices import resolve_device
 from barcodemae.model_folders import (
     CONFIG_FILE,
     check_config_fits_weights,
+    load_config,
     read_model_config,
     stored_tensor_shapes,
 )
@@ -143,11 +144,10 @@ def _model_loader(
     """The class whose ``from_pretrained`` loads the model, its config (``model_kwargs`` such as ``num_labels``
     applied) and the remaining ``from_pretrained`` arguments.
 
-    A config that its class refuses (a negative size, a wrong type ...) becomes a one-line :class:`ValueError`
-    naming ``config.json``, where the config class would give a multi-line validation error or a traceback.
+    A config that its class refuses becomes a one-line error naming ``config.json``
+    (:func:`~barcodemae.model_folders.load_config`).
     """
     import transformers
-    from huggingface_hub.errors import StrictDataclassError
 
     import modeling_barcodemae
 
@@ -159,13 +159,7 @@ def _model_loader(
         encoder_class = ENCODER_OF_SEQ2SEQ.get(model_type or "") if auto_class == "AutoModel" else None
         loader = getattr(transformers, encoder_class or auto_class)
         config_loader, extra = transformers.AutoConfig, {"trust_remote_code": trust}
-    try:
-        config, load_kwargs = config_loader.from_pretrained(name, return_unused_kwargs=True, **extra, **model_kwargs)
-    except (StrictDataclassError, TypeError, ValueError) as error:
-        if "trust_remote_code" in str(error):
-            raise
-        reason = " ".join(str(error).split())
-        raise ValueError(f"{os.path.join(name, CONFIG_FILE)}: {reason}") from error
+    config, load_kwargs = load_config(config_loader, name, **extra, **model_kwargs)
     return loader, config, load_kwargs
 
 

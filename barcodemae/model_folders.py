@@ -172,6 +172,42 @@ def check_config_fits_weights(
         )
 
 
+def load_config(config_class: Any, name: str | Path, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """``config_class.from_pretrained(name, return_unused_kwargs=True, **kwargs)``: the config (``kwargs`` such as
+    ``num_labels`` applied) and the arguments it did not take.
+
+    A config its class refuses (a negative size, a head count that does not divide the width ...) becomes a
+    one-line :class:`ModelFolderError` naming ``config.json``, where the class gives a multi-line validation error
+    or a ``TypeError`` traceback. A refusal to run the folder's own code is passed on unchanged, for the caller to
+    name ``--trust-remote-code``.
+    """
+    from huggingface_hub.errors import StrictDataclassError
+
+    try:
+        return config_class.from_pretrained(name, return_unused_kwargs=True, **kwargs)
+    except (StrictDataclassError, TypeError, ValueError) as error:
+        if "trust_remote_code" in str(error):
+            raise
+        reason = " ".join(str(error).split())
+        raise ModelFolderError(f"{Path(name) / CONFIG_FILE}: {reason}") from error
+
+
+def from_pretrained_checked(model_class: Any, folder: str | Path, **kwargs: Any) -> Any:
+    """``model_class.from_pretrained(folder, **kwargs)`` for an installed class, after every check of this module
+    and reading safetensors weights only (``use_safetensors=True``: a pickle is never loaded).
+
+    For loaders that know their class (the ENBED error detector and corrector of ``barcodemae qc``);
+    :func:`barcodemae.inference.load_pretrained` does the same for Auto classes and hub names.
+    """
+    folder = Path(folder)
+    read_model_config(folder)
+    stored = stored_tensor_shapes(folder)
+    config, load_kwargs = load_config(model_class.config_class, folder, **kwargs)
+    check_config_fits_weights(folder, stored, lambda: model_class._from_config(config),
+                              heads_may_differ=bool(load_kwargs.get("ignore_mismatched_sizes")))
+    return model_class.from_pretrained(folder, config=config, use_safetensors=True, **load_kwargs)
+
+
 def _stored_name(name: str, prefix: str, stored: dict[str, Any]) -> str | None:
     """The stored tensor ``from_pretrained`` loads into the model's tensor ``name``, if any."""
     candidates = [name]
@@ -193,6 +229,8 @@ __all__ = [
     "ModelFolderError",
     "check_config_fits_weights",
     "check_config_sizes",
+    "from_pretrained_checked",
+    "load_config",
     "read_model_config",
     "stored_tensor_shapes",
 ]
