@@ -20,6 +20,13 @@ import torch
 from tqdm.auto import tqdm
 
 from barcodemae.devices import resolve_device
+from barcodemae.model_folders import (
+    CONFIG_FILE,
+    check_config_fits_weights,
+    load_config,
+    read_model_config,
+    stored_tensor_shapes,
+)
 
 POOLINGS = ("mean", "cls", "max")
 """``mean``: average over non-pad tokens (the model's ``pooler_output``; the BIOSCAN protocol); ``cls``: the
@@ -27,7 +34,7 @@ first token; ``max``: element-wise maximum over non-pad tokens."""
 
 
 # ---------------------------------------------------------------------------------------------- loading
-def load_encoder(model_dir_or_name: str | os.PathLike, trust_remote_code: bool | None = None) -> tuple[Any, Any]:
+def load_encoder(model_dir_or_name: str | os.PathLike, trust_remote_code: bool = False) -> tuple[Any, Any]:
     """The encoder (``AutoModel``, in eval mode) and tokenizer of a model folder or hub name.
 
     Works for BarcodeMAE folders (pretraining heads are dropped: the encoder is kept) and for any other Hugging Face
@@ -61,11 +68,11 @@ def is_local_name(name: str) -> bool:
 def load_pretrained(
     model_dir_or_name: str | os.PathLike,
     auto_class: str,
-    trust_remote_code: bool | None = None,
+    trust_remote_code: bool = False,
     **model_kwargs: Any,
 ) -> tuple[Any, Any]:
     """A model (``auto_class``: ``"AutoModel"`` or ``"AutoModelForSequenceClassification"``) and its tokenizer,
-    with clear errors for a bad location.
+    with clear errors for a bad location or a bad folder.
 
     Shared by the embedding loop and fine-tuning, so both name a missing folder, a folder without
     ``config.json`` or an unreachable hub name the same way.
@@ -73,14 +80,17 @@ def load_pretrained(
     Whose code runs: a BarcodeMAE folder (``model_type == "barcodemae"``) always loads through the *installed*
     classes (:class:`BarcodeMAEModel`, :class:`BarcodeTokenizer`), never through the Python files copied into it, so
     nothing from the folder executes; so does the tokenizer of any local folder saved with ours (ENBED's LongT5
-    folders, whose model is plain ``transformers``). Any other model's own code runs only with
-    ``trust_remote_code``; ``None`` (default) trusts local folders, which the user put there, and not hub names, as
-    ``transformers`` users expect.
+    folders, whose model is plain ``transformers``). Any other model's own code (its ``config.json`` ``auto_map``)
+    runs only with ``trust_remote_code=True`` (``--trust-remote-code``): by default none does, as in
+    ``transformers``, because a folder someone else made is no safer than a hub repository.
+
+    What is read: safetensors weights only (``use_safetensors=True``): pickled ``pytorch_model.bin`` files are never
+    unpickled, since that can run any code. A local folder is checked before any weights are read or any tensor is
+    allocated (:mod:`barcodemae.model_folders`): the sizes in ``config.json``, the weights' headers, and the shape of
+    every tensor the config implies against the stored one.
     """
-    import transformers
     from transformers import AutoTokenizer
 
-    import modeling_barcodemae
     from barcodemae import BarcodeTokenizer  # importing barcodemae also registers it with the Auto* classes
 
     name = os.fspath(model_dir_or_name)
@@ -88,25 +98,31 @@ def load_pretrained(
     local = is_local_name(name)
     if local and not path.is_dir():
         raise FileNotFoundError(f"model folder {name!r} does not exist")
-    if path.is_dir() and not (path / "config.json").is_file():
+    if path.is_dir() and not (path / CONFIG_FILE).is_file():
         raise FileNotFoundError(
             f"{name!r} is not a model folder: it has no config.json (expected a save_pretrained folder)"
         )
-    trust = local if trust_remote_code is None else bool(trust_remote_code)
+    stored = None
+    if local:  # read as data before any model code or config class runs
+        model_type = read_model_config(path).get("model_type")
+        stored = stored_tensor_shapes(path)
+    trust = bool(trust_remote_code)  # None, from callers written when it meant "local folders", is not trusted
     try:
-        model_type = _model_type(name, local)
-        if model_type == "barcodemae":
-            model = getattr(modeling_barcodemae, OUR_CLASSES[auto_class]).from_pretrained(name, **model_kwargs)
-            tokenizer = BarcodeTokenizer.from_pretrained(name)
+        if not local:
+            model_type = _hub_model_type(name)
+        loader, config, load_kwargs = _model_loader(name, model_type, auto_class, trust, model_kwargs)
+        if stored is not None:
+            check_config_fits_weights(
+                path, stored, lambda: _build(loader, config, trust),
+                heads_may_differ=bool(load_kwargs.get("ignore_mismatched_sizes")),
+            )
+        if model_type != "barcodemae":
+            load_kwargs["trust_remote_code"] = trust
+        model = loader.from_pretrained(name, config=config, use_safetensors=True, **load_kwargs)
+        if model_type == "barcodemae" or (local and _tokenizer_class(path) == BarcodeTokenizer.__name__):
+            tokenizer = BarcodeTokenizer.from_pretrained(name)  # ours, from the package (ENBED folders too)
         else:
-            # An encoder-decoder's AutoModel needs decoder inputs: embeddings come from its encoder alone (ENBED).
-            encoder_class = ENCODER_OF_SEQ2SEQ.get(model_type) if auto_class == "AutoModel" else None
-            loader = getattr(transformers, encoder_class or auto_class)
-            model = loader.from_pretrained(name, trust_remote_code=trust, **model_kwargs)
-            if local and _tokenizer_class(path) == BarcodeTokenizer.__name__:  # ENBED: ours, from the package
-                tokenizer = BarcodeTokenizer.from_pretrained(name)
-            else:
-                tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust)
+            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust)
     except OSError as error:
         raise FileNotFoundError(
             f"cannot load model {name!r} (not a local model folder, and not on the hub "
@@ -115,21 +131,54 @@ def load_pretrained(
     except ValueError as error:
         if "trust_remote_code" in str(error) and not trust:
             raise ValueError(
-                f"model {name!r} needs its own code to load; pass --trust-remote-code (trust_remote_code=True) if "
-                f"you trust it: {error}"
+                f"{name}: the model needs its own Python code to load (auto_map of its config); pass "
+                "--trust-remote-code (trust_remote_code=True) if you trust that code"
             ) from error
         raise
     return model, tokenizer
 
 
-def add_trust_remote_code_flag(parser: Any) -> None:
-    """``--trust-remote-code`` / ``--no-trust-remote-code`` on an argparse parser (default: local folders only)."""
-    import argparse
+def _model_loader(
+    name: str, model_type: str | None, auto_class: str, trust: bool, model_kwargs: dict[str, Any]
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The class whose ``from_pretrained`` loads the model, its config (``model_kwargs`` such as ``num_labels``
+    applied) and the remaining ``from_pretrained`` arguments.
 
+    A config that its class refuses becomes a one-line error naming ``config.json``
+    (:func:`~barcodemae.model_folders.load_config`).
+    """
+    import transformers
+
+    import modeling_barcodemae
+
+    if model_type == "barcodemae":
+        loader = getattr(modeling_barcodemae, OUR_CLASSES[auto_class])
+        config_loader, extra = loader.config_class, {}
+    else:
+        # An encoder-decoder's AutoModel needs decoder inputs: embeddings come from its encoder alone (ENBED).
+        encoder_class = ENCODER_OF_SEQ2SEQ.get(model_type or "") if auto_class == "AutoModel" else None
+        loader = getattr(transformers, encoder_class or auto_class)
+        config_loader, extra = transformers.AutoConfig, {"trust_remote_code": trust}
+    config, load_kwargs = load_config(config_loader, name, **extra, **model_kwargs)
+    return loader, config, load_kwargs
+
+
+def _build(loader: Any, config: Any, trust: bool) -> Any:
+    """The model ``loader`` makes from ``config`` with fresh weights (an Auto class picks the class from the
+    config, as its ``from_pretrained`` does)."""
+    if hasattr(loader, "from_config"):
+        return loader.from_config(config, trust_remote_code=trust)
+    return loader._from_config(config)
+
+
+def add_trust_remote_code_flag(parser: Any) -> None:
+    """``--trust-remote-code`` on an argparse parser; off by default, as in ``transformers``
+    (``--no-trust-remote-code``, the default spelled out, stays accepted for scripts written when it was not)."""
     parser.add_argument(
-        "--trust-remote-code", action=argparse.BooleanOptionalAction, default=None,
-        help="let a non-BarcodeMAE model run its own code (default: yes for local folders, no for hub names); "
-        "BarcodeMAE folders always load through the installed package, running none of their code",
+        "--trust-remote-code", action=argparse.BooleanOptionalAction, default=False,
+        help="let a model that is not BarcodeMAE run the Python code its folder or hub repository ships "
+        "(default: no, as in transformers); BarcodeMAE folders always load through the installed package, "
+        "running none of their code",
     )
 
 
@@ -141,16 +190,12 @@ def _tokenizer_class(folder: Path) -> str | None:
     return json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
 
 
-def _model_type(name: str, local: bool) -> str | None:
-    """``model_type`` of a folder's ``config.json`` (read as JSON: no code runs); ``None`` for hub names."""
-    import json
+def _hub_model_type(name: str) -> str | None:
+    """``model_type`` of a hub repository's ``config.json`` (read as JSON: no code runs)."""
+    from transformers import PretrainedConfig
 
-    if not local:
-        from transformers import PretrainedConfig
-
-        config, _ = PretrainedConfig.get_config_dict(name)
-        return config.get("model_type")
-    return json.loads((Path(name).expanduser() / "config.json").read_text()).get("model_type")
+    config, _ = PretrainedConfig.get_config_dict(name)
+    return config.get("model_type")
 
 
 # -------------------------------------------------------------------------------------------- baseline

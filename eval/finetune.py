@@ -31,7 +31,7 @@ from .metrics import classification_scores
 
 
 def load_classifier(
-    model_dir_or_name: str | os.PathLike, num_labels: int, trust_remote_code: bool | None = None
+    model_dir_or_name: str | os.PathLike, num_labels: int, trust_remote_code: bool = False
 ) -> tuple[Any, Any]:
     """A sequence classifier with a fresh ``num_labels``-way head on top of the folder's encoder, and its tokenizer
     (``trust_remote_code`` as in :func:`~barcodemae.inference.load_pretrained`)."""
@@ -67,7 +67,7 @@ def fine_tune_classifier(
     seed: int = 0,
     progress: bool = True,
     return_predictions: bool = False,
-    trust_remote_code: bool | None = None,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune the whole encoder with a new classification head; return test ``accuracy`` and ``macro_accuracy``.
 

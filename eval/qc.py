@@ -60,6 +60,7 @@ from tqdm.auto import tqdm
 from barcodemae.data import load_bioscan5m
 from barcodemae.data.splits import resolve_splits
 from barcodemae.errors import check_writable_folder, report_errors
+from barcodemae.model_folders import from_pretrained_checked
 from barcodemae.optim import learning_rate_schedule, weight_decay_groups
 from barcodemae.qc import (
     READ_CORRECTION_TASK,
@@ -244,7 +245,7 @@ def load_model(model: str, preset: str, cls: type) -> tuple[Any, BarcodeTokenize
     if model.lower() == "none":
         torch.manual_seed(0)
         return cls(fresh_config(preset)).eval(), BarcodeTokenizer.char()
-    return cls.from_pretrained(model).eval(), BarcodeTokenizer.from_pretrained(model)
+    return from_pretrained_checked(cls, model).eval(), BarcodeTokenizer.from_pretrained(model)
 
 
 # ------------------------------------------------------------------------------------------------------- command

@@ -280,7 +280,7 @@ class EvaluationSettings:
     finetune_batch_size: int = 64
     plots: bool = True
     progress: bool = True
-    trust_remote_code: bool | None = None
+    trust_remote_code: bool = False
 
     NOT_RECORDED: ClassVar[tuple[str, ...]] = ("plots", "progress", "trust_remote_code")
     """How the run was shown or allowed to run, not what it measured."""
@@ -313,8 +313,7 @@ def run_evaluation(
     species accuracy of the fully fine-tuned encoder (:mod:`barcodemae.eval.finetune`) next to the linear probe.
     ``settings`` (default :class:`EvaluationSettings`) with any of its fields overridden by keyword, e.g.
     ``run_evaluation(model, data, out, reducer="pca", plots=False)``. ``trust_remote_code``: whether a non-BarcodeMAE
-    model's own code may run (``None``: for local folders only; see
-    :func:`~barcodemae.inference.load_pretrained`).
+    model's own code may run (default: no, as in ``transformers``; see :func:`~barcodemae.inference.load_pretrained`).
     """
     unknown = sorted(set(overrides) - {f.name for f in fields(EvaluationSettings)})
     if unknown:

@@ -285,3 +285,32 @@ def test_bad_paths_and_wrong_model_folders_are_refused(detector_folder, kmer4_mo
         assert error.count("\n") == 1
     assert not (tmp_path / "a.csv").exists()
     assert fasta.read_text().startswith(">clean-1") and csv_path.read_text() == "processid,dna_barcode\na,ACGT\n"
+
+
+def test_a_pickled_or_unfitting_detector_is_refused_before_loading(detector_folder, tmp_path, capsys, monkeypatch):
+    """The ENBED folders of `barcodemae qc` get the checks of every model folder (barcodemae/model_folders.py)."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("a pickle was loaded"))
+    fasta = write_fasta(tmp_path / "reads.fasta", RECORDS[:2])
+    pickled = tmp_path / "pickled"
+    shutil.copytree(detector_folder, pickled)
+    (pickled / "pytorch_model.bin").write_bytes(b"a pickle would run code")
+    (pickled / "model.safetensors").unlink()
+    huge = tmp_path / "huge"
+    shutil.copytree(detector_folder, huge)
+    config = json.loads((huge / "config.json").read_text())
+    (huge / "config.json").write_text(json.dumps({**config, "vocab_size": 10**9}))
+    vocab = load_file(huge / "model.safetensors")["shared.weight"].shape[0]
+    unfitting = ("config.json: does not fit the weights: it implies shared.weight of shape [1000000000, 32], "
+                 f"model.safetensors holds shared.weight of shape [{vocab}, 32]")
+    capsys.readouterr()
+    for folder, message in [(pickled, "holds only pickled weights (pytorch_model.bin), which are not loaded"),
+                            (huge, unfitting)]:
+        assert main(["qc", "--model", str(folder), "--input", str(fasta), "--output", str(tmp_path / "a.csv"),
+                     "--no-progress"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("barcodemae qc: error: ") and message in error and error.count("\n") == 1, error
+    assert not (tmp_path / "a.csv").exists()

@@ -79,6 +79,7 @@ from barcodemae.data.loaders import detect_format
 from barcodemae.data.splits import resolve_splits
 from barcodemae.devices import resolve_device
 from barcodemae.errors import check_output_file
+from barcodemae.model_folders import from_pretrained_checked
 from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.tokenization.sequence_cleaning import IUPAC_LETTERS, non_iupac_letters, normalise_letters
 from modeling_barcodemae import EnbedForConditionalGeneration, EnbedForErrorDetection
@@ -305,8 +306,8 @@ def check_file(
     if correction_model is not None:
         check_corrector_folder(correction_model)
     torch_device = resolve_device(device)
-    # the installed classes, never the folders' copied code
-    detector = EnbedForErrorDetection.from_pretrained(model_dir).eval().to(torch_device)
+    # the installed classes, never the folders' copied code; folder checked first, safetensors only
+    detector = from_pretrained_checked(EnbedForErrorDetection, model_dir).eval().to(torch_device)
     tokenizer = BarcodeTokenizer.from_pretrained(model_dir)
     if threshold is not None:
         limit = clean_nll_threshold(threshold)
@@ -314,8 +315,8 @@ def check_file(
         limit = float(getattr(detector.config, "verdict_clean_nll_threshold", DEFAULT_CLEAN_NLL_THRESHOLD))
     corrector = None
     if correction_model is not None:
-        corrector = (EnbedForConditionalGeneration.from_pretrained(correction_model).eval().to(torch_device),
-                     BarcodeTokenizer.from_pretrained(correction_model))
+        correction = from_pretrained_checked(EnbedForConditionalGeneration, correction_model)
+        corrector = (correction.eval().to(torch_device), BarcodeTokenizer.from_pretrained(correction_model))
 
     columns = [*COLUMNS[:-1], *(["corrected"] if corrector is not None else []), COLUMNS[-1]]
     verdicts: Counter[str] = Counter()
