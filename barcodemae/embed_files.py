@@ -60,7 +60,7 @@ class EmbedSummary:
 
 
 # -------------------------------------------------------------------------------------------------- model
-def load_model(model_dir: str | Path, trust_remote_code: bool | None = None) -> tuple[Any, Any]:
+def load_model(model_dir: str | Path, trust_remote_code: bool = False) -> tuple[Any, Any]:
     """The encoder and tokenizer of a model folder (exported, or any BarcodeMAE ``save_pretrained`` folder).
 
     Device placement is left to ``embed_barcodes(..., device=...)``, the one embedding loop of the project.
@@ -324,7 +324,7 @@ def embed_file(
     split: str = "all",
     keep_shards: bool = False,
     progress: bool = True,
-    trust_remote_code: bool | None = None,
+    trust_remote_code: bool = False,
 ) -> EmbedSummary:
     """Embed every valid barcode of ``input_path`` with the model in ``model_dir`` into ``output_path``.
 

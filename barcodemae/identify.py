@@ -218,7 +218,7 @@ def build_reference_index(
     postprocess: str = "none",
     calibration_split: str | None = None,
     progress: bool = True,
-    trust_remote_code: bool | None = None,
+    trust_remote_code: bool = False,
 ) -> ReferenceIndex:
     """Embed a labelled reference file once and save it as an index folder for :func:`identify_file`.
 
@@ -382,7 +382,7 @@ def identify_file(
     batch_size: int = 128,
     device: str | None = None,
     progress: bool = True,
-    trust_remote_code: bool | None = None,
+    trust_remote_code: bool = False,
 ) -> pd.DataFrame:
     """Identify every valid barcode of ``input_path`` against the index; write and return the table.
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from barcodemae.checksums import write_checksums
 from barcodemae.cli import main
 from barcodemae.eval.metrics import one_nn_accuracy
 from barcodemae.eval.postprocess import EmbeddingPostprocessor, top_pc_variance_share
@@ -126,6 +127,10 @@ def test_identify_index_stores_the_transform_and_applies_it_to_queries(kmer_prof
     own = result[result["split"] == "train"]  # a reference, transformed like the index, finds itself
     np.testing.assert_allclose(own["top1_similarity"], 1.0, atol=1e-4)
     (index_dir / "postprocess.safetensors").unlink()  # index.json and the stored transform must agree
-    assert main(["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv),
-                 "--output", str(tmp_path / "x.csv"), "--no-progress"]) == 2
+    query = ["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv), "--output",
+             str(tmp_path / "x.csv"), "--no-progress"]
+    assert main(query) == 2
+    assert "postprocess.safetensors: listed in checksums.json but missing" in capsys.readouterr().err
+    write_checksums(index_dir)  # checksums that vouch for the change: the stored settings still must agree
+    assert main(query) == 2
     assert "post-processing 'whiten'" in capsys.readouterr().err
