@@ -9,6 +9,7 @@ import subprocess
 import sys
 from itertools import combinations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -366,3 +367,188 @@ def test_saved_folder_keeps_representation_and_head_through_remote_code(tmp_path
     result = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(folder), str(tmp_path / "reference.pt")],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-4000:]
+
+
+# -------------------------------------------------------------------------------------------------- batches
+def balanced_stream(labels, barcodes, **options):
+    from barcodemae.training.batches import BarcodeSource, GlobalBatchStream
+
+    def mask_fn(ids, attention, rng):
+        return (rng.random(ids.shape) < 0.5) & (attention == 1)
+
+    settings = {"per_device_batch_size": 16, "seed": 3, "classes_per_batch": 4, "per_class": 3, **options}
+    return GlobalBatchStream(BarcodeSource(barcodes), BarcodeTokenizer.kmer(6), mask_fn, taxon_labels=labels,
+                             **settings)
+
+
+@pytest.fixture(scope="module")
+def labelled_barcodes():
+    """60 barcodes: taxa 0..7 of 6 rows, taxon 8 of 2 rows (fewer than per_class), taxon 9 of 1 row, 9 unlabelled."""
+    rng = np.random.default_rng(0)
+    labels = np.concatenate([np.repeat(np.arange(8), 6), [8, 8, 9], np.full(9, -1)])
+    rng.shuffle(labels)
+    barcodes = ["".join(rng.choice(list("ACGT"), int(n))) for n in rng.integers(60, 200, len(labels))]
+    return labels, barcodes
+
+
+def test_taxon_groups_keep_taxa_with_two_labelled_rows():
+    from barcodemae.training.batches import TaxonGroups
+
+    groups = TaxonGroups.from_labels(np.array([3, -1, 3, 5, 7, 5, 5, -1, 3]))
+    np.testing.assert_array_equal(groups.rows, [0, 2, 8, 3, 5, 6])  # taxon 7 (one row) and -1 are out
+    np.testing.assert_array_equal(groups.starts, [0, 3])
+    np.testing.assert_array_equal(groups.counts, [3, 3])
+    assert groups.num_rows == 9 and groups.num_taxa == 2
+
+
+def test_balanced_batches_are_a_pure_function_of_seed_epoch_and_batch(labelled_barcodes):
+    from barcodemae.training.batches import TaxonGroups, balanced_batch_indices, balanced_block_positions
+
+    labels, _ = labelled_barcodes
+    groups = TaxonGroups.from_labels(labels)
+
+    def draw(seed=3, epoch=0, batch=0):
+        return balanced_batch_indices(groups, seed, epoch, batch, 32, 4, 3)
+
+    np.testing.assert_array_equal(draw(), draw())
+    for other in (draw(batch=1), draw(epoch=1), draw(seed=4)):
+        assert not np.array_equal(other, draw())
+    positions = balanced_block_positions(32, 4, 3)
+    np.testing.assert_array_equal(positions[:, 0], [0, 8, 16, 24])
+    seen_small_taxon = False
+    for batch in range(200):
+        indices = draw(batch=batch)
+        assert indices.shape == (32,) and indices.dtype == np.int64
+        block = labels[indices[positions]]  # (taxa, per_class)
+        assert (block >= 0).all()  # unlabelled rows never in the block ...
+        assert (block == block[:, :1]).all() and len(set(block[:, 0])) == 4  # 4 taxa x 3 rows
+        assert 9 not in block  # ... nor a taxon of one row
+        for taxon_rows in indices[positions]:
+            taxon = labels[taxon_rows[0]]
+            distinct = len(set(taxon_rows.tolist()))
+            assert distinct == min(3, int((labels == taxon).sum()))  # without replacement while rows last
+            seen_small_taxon |= taxon == 8
+        fill = np.delete(indices, positions.ravel())
+        assert len(set(fill.tolist())) == len(fill) == 20  # uniform draw without replacement ...
+    assert seen_small_taxon
+    every_fill = np.concatenate([np.delete(draw(batch=b), positions.ravel()) for b in range(200)])
+    assert (labels[every_fill] < 0).any() and len(set(every_fill.tolist())) == len(labels)  # ... from every row
+    with pytest.raises(ValueError, match="must fill part of a global batch"):
+        balanced_batch_indices(groups, 0, 0, 0, 8, 4, 3)
+    with pytest.raises(ValueError, match="need 12 taxa"):
+        balanced_batch_indices(groups, 0, 0, 0, 64, 12, 2)
+
+
+def test_balanced_stream_carries_labels_per_view_and_resumes_exactly(labelled_barcodes):
+    labels, barcodes = labelled_barcodes
+    stream = balanced_stream(labels, barcodes, views=2)
+    batch = stream.global_batch(0, 5)
+    assert len(batch["taxon_labels"]) == 32 and batch["taxon_labels"].dtype == np.int64
+    np.testing.assert_array_equal(batch["taxon_labels"], labels[batch["barcode_ids"]])  # each view: its label
+    np.testing.assert_array_equal(batch["taxon_labels"][0::2], batch["taxon_labels"][1::2])
+    assert stream.batches_per_epoch == len(barcodes) // 16  # an epoch: as many batches as a shuffled one
+    run = [stream.next()[0] for _ in range(stream.batches_per_epoch + 2)]  # into the second epoch
+    resumed = balanced_stream(labels, barcodes, views=2)
+    resumed.load_state_dict({"epoch": 0, "batch": 2})
+    for expected in run[2:]:
+        got, _ = resumed.next()
+        for key in expected:
+            torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0)
+
+
+def test_labels_without_balancing_keep_the_plain_batches(labelled_barcodes):
+    labels, barcodes = labelled_barcodes
+    plain = balanced_stream(None, barcodes, classes_per_batch=0)
+    labelled = balanced_stream(labels, barcodes, classes_per_batch=0)
+    for index in range(3):
+        before, after = plain.global_batch(1, index), labelled.global_batch(1, index)
+        assert set(after) == set(before) | {"taxon_labels"}
+        for key in before:
+            np.testing.assert_array_equal(after[key], before[key])
+        order = plain._epoch_order(1)[index * 16 : (index + 1) * 16]
+        np.testing.assert_array_equal(after["taxon_labels"], labels[order])
+    for problem, options in (
+        ("need taxon_labels", {"classes_per_batch": 2, "per_class": 2}),
+        ("shape", {"classes_per_batch": 0}),
+    ):
+        with pytest.raises(ValueError, match=problem):
+            balanced_stream(None if problem.startswith("need") else labels[:5], barcodes, **options)
+    with pytest.raises(ValueError, match="taxa with >= 2 labelled rows"):
+        balanced_stream(labels, barcodes, classes_per_batch=10, per_class=1)
+
+
+def test_balanced_batch_drives_every_taxonomy_term(labelled_barcodes):
+    labels, barcodes = labelled_barcodes
+    local, _ = balanced_stream(labels, barcodes, views=2, per_device_batch_size=8, num_processes=2,
+                               process_index=1).next()
+    assert len(local["taxon_labels"]) == 16
+    for kind in ("ce", "triplet", "pair", "supcon"):
+        model = tiny(taxonomy_loss=kind, taxonomy_num_classes=10, vocab_size=4101).train()
+        out = model(**local, taxonomy_weight_scale=0.5)
+        assert out.taxonomy_loss is not None and torch.isfinite(out.loss), kind
+        out.loss.backward()
+
+
+# ----------------------------------------------------------------------------------- labels and leak guard
+def test_guard_refuses_every_evaluation_split():
+    from barcodemae.training.taxonomy import check_taxonomy_splits, leaking_splits
+
+    for allowed in ("pretrain", "pretrain+other_heldout", "train", "pretrain+train"):
+        check_taxonomy_splits(allowed)
+    for spec, named in (("pretrain+val", "val"), ("test", "test"), ("key_unseen", "key_unseen"),
+                        ("pretrain+val_unseen", "val_unseen"), ("unseen", "key_unseen, val_unseen, test_unseen"),
+                        ("seen", "val, test"), ("all", "val, test, key_unseen, val_unseen, test_unseen")):
+        with pytest.raises(ValueError, match=f"includes {named}: the evaluation scores"):
+            check_taxonomy_splits(spec)
+    assert leaking_splits("pretrain+test_unseen") == ["test_unseen"]
+
+
+def test_pretraining_labels_follow_the_source_rows_and_number_their_taxa(sim_csv, tmp_path):
+    from barcodemae.training.data import load_training_data
+    from barcodemae.training.taxonomy import dense_labels, pretraining_taxon_labels
+
+    labels = dense_labels(np.array([7, -1, 3, 7, 12, -1]))
+    np.testing.assert_array_equal(labels.labels, [1, -1, 0, 1, 2, -1])
+    assert (labels.num_classes, labels.num_labelled_rows) == (3, 4)
+    data = load_training_data(sim_csv, cache_dir=tmp_path / "cache")
+    for sample_size in (None, 40):
+        source, genus = data.source("pretrain+other_heldout", sample_size=sample_size, seed=9)
+        taxa = pretraining_taxon_labels(data, "pretrain+other_heldout", "genus", sample_size=sample_size, seed=9)
+        assert len(taxa.labels) == len(source) == len(genus)
+        names = sorted({name for name in genus if name is not None})
+        assert taxa.num_classes == len(names) and taxa.num_labelled_rows == sum(g is not None for g in genus)
+        expected = [names.index(name) if name is not None else -1 for name in genus]
+        np.testing.assert_array_equal(taxa.labels, expected)  # dense ids, in sorted-name order
+    family = pretraining_taxon_labels(data, "pretrain", "family")
+    assert family.labels.dtype == np.int64 and family.num_classes >= 1
+    with pytest.raises(ValueError, match="includes test"):
+        pretraining_taxon_labels(data, "pretrain+test", "genus")
+
+
+# ---------------------------------------------------------------------------------------------- train.py
+def test_taxonomy_flags_set_the_config_and_are_checked():
+    from barcodemae.training.arguments import RUN_CONFIG_ARGUMENTS, parse_args
+    from barcodemae.training.loop import build_model
+
+    args = parse_args(["--preset", "none", "--max_steps", "1", "--hidden_size", "32", "--num_attention_heads", "2",
+                       "--num_hidden_layers", "1", "--decoder_hidden_size", "32", "--decoder_num_attention_heads",
+                       "2", "--decoder_num_hidden_layers", "1", "--tokenizer", "kmer4",
+                       "--taxonomy_loss", "triplet", "--taxonomy_weight", "0.2", "--taxonomy_warmup_steps", "100",
+                       "--taxonomy_margin", "0.1", "--taxonomy_on", "pooled", "--representation", "cls",
+                       "--taxonomy_classes_per_batch", "16", "--taxonomy_per_class", "4"])
+    assert {"taxonomy_loss", "representation", "taxonomy_on"} <= set(RUN_CONFIG_ARGUMENTS)
+    config = build_model(args, BarcodeTokenizer.kmer(4)).config
+    assert (config.taxonomy_loss, config.taxonomy_weight, config.taxonomy_warmup_steps) == ("triplet", 0.2, 100)
+    assert (config.taxonomy_margin, config.taxonomy_on, config.representation) == (0.1, "pooled", "cls")
+    assert (args.taxonomy_classes_per_batch, args.taxonomy_per_class) == (16, 4)
+    assert parse_args(["--preset", "none", "--max_steps", "1"]).taxonomy_loss == "none"
+    for flags, problem in (
+        (["--taxonomy_loss", "softmax"], "invalid run flag .*taxonomy_loss must be one of"),
+        (["--representation", "max"], "invalid run flag .*representation must be one of"),
+        (["--taxonomy_loss", "ce", "--split", "pretrain+val_unseen"], "includes val_unseen"),
+        (["--taxonomy_classes_per_batch", "16"], "give one"),
+        (["--taxonomy_loss", "ce", "--taxonomy_per_class", "0"], "taxonomy_per_class >= 1"),
+        (["--objective", "enbed", "--tokenizer", "char", "--taxonomy_loss", "ce"], "not enbed"),
+    ):
+        with pytest.raises(ValueError, match=problem):
+            parse_args(["--preset", "none", "--max_steps", "1", *flags])

@@ -22,6 +22,7 @@ from transformers import HfArgumentParser
 from barcodemae.help_format import DefaultsHelpFormatter
 from barcodemae.masking.span_corruption import SpanCorruptionCollator
 from barcodemae.optim import SCHEDULERS
+from barcodemae.training.taxonomy import check_taxonomy_splits
 from modeling_barcodemae.configuration_barcodemae import OBJECTIVES as PRETRAINING_OBJECTIVES
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_enbed import ENCODER_ATTENTION, enbed_config
@@ -385,6 +386,8 @@ class TrainingArguments:
             )
         if self.taxonomy_classes_per_batch and self.taxonomy_loss == "none":
             raise ValueError("--taxonomy_classes_per_batch balances the labels of --taxonomy_loss; give one")
+        if self.taxonomy_loss != "none":
+            check_taxonomy_splits(self.split)
 
     @property
     def views_per_barcode(self) -> int:
