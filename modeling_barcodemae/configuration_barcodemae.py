@@ -42,7 +42,8 @@ class BarcodeMAEConfig(PretrainedConfig):
             mask) must have pooled embeddings (``pooler_output``) closer to each other than to the batch's other
             barcodes (InfoNCE). Masked-token prediction alone makes pooled embeddings of small encoders lose genus
             information on unseen genera (README, issue #12); this term trains the embedding that is evaluated.
-        contrastive_temperature: InfoNCE temperature of the cosine similarities.
+        contrastive_temperature: InfoNCE temperature of the cosine similarities; also that of the ``"pair"`` and
+            ``"supcon"`` taxonomy terms.
         composition_weight: weight of a composition term added during pretraining (0: off): a linear head on the
             pooled embedding predicts the barcode's ``composition_kmer_size``-mer frequency profile (KL divergence to
             the profile the batch carries). Counting 4-mers is the strongest baseline for genus 1-NN on unseen
@@ -58,17 +59,19 @@ class BarcodeMAEConfig(PretrainedConfig):
             over every non-pad token ([CLS] and [SEP] included; the BIOSCAN protocol and the default),
             ``"tokens"``, the same mean without position 0 (the [CLS] the tokenizer always puts first), or
             ``"cls"``, the state at position 0. With ``pooled_layers="mean"`` the chosen representation of every
-            hidden state is averaged. The [CLS] state is what the taxonomy term trains by default
-            (``taxonomy_on``), so a model pretrained with it is evaluated on ``"cls"`` (BarcodeMAE+).
+            hidden state is averaged. The taxonomy term trains the [CLS] state by default
+            (``taxonomy_on``), and BarcodeMAE+ evaluates its models on ``"cls"``.
         taxonomy_loss: an auxiliary taxonomy term added during pretraining (BarcodeMAE+, issue #28): ``"none"``
             (off, the papers' objectives), ``"ce"`` (cross-entropy of a taxon classifier head, ``taxonomy_head``:
             LayerNorm, dropout 0.1, linear), ``"triplet"`` (batch-hard triplet loss on cosine distance, soft
             margin), ``"pair"`` (binary cross-entropy of same-taxon / other-taxon pairs on cosine similarity /
             ``contrastive_temperature``) or ``"supcon"`` (the view-contrastive InfoNCE with the rows of the same
             taxon as extra positives). It needs the rows' labels (``taxon_labels`` of the forward pass, -1 =
-            unlabelled: such rows take no part in ``ce``, ``triplet`` and ``pair``); without them (validation)
-            the term is left out. Masked-token prediction alone keeps little genus information in the embedding
-            of small encoders (README, issue #12); labels of the pretraining split put it there.
+            unlabelled: such rows take no part in ``ce``, ``triplet`` and ``pair``; ``supcon`` keeps them as the
+            view-contrastive term does, positives of their own views and negatives of every other row); without
+            labels (validation batches) the term is left out. Masked-token prediction alone keeps little genus
+            information in the embedding of small encoders (README, issue #12); labels of the pretraining split put
+            it there.
         taxonomy_rank: the rank whose names are the labels: ``"genus"`` (BarcodeMAE+), ``"family"`` or
             ``"species"``. The model does not read it; it records what the labels were.
         taxonomy_weight: weight of the taxonomy term (BarcodeMAE+: 0.1); unused when ``taxonomy_loss`` is

@@ -712,7 +712,7 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
 
 
 class BarcodeMAEForSequenceClassification(BarcodeMAEPreTrainedModel):
-    """Mean-pooled encoder + linear classifier, for closed-world species fine-tuning."""
+    """Pooled encoder (``pooler_output``) + linear classifier, for closed-world species fine-tuning."""
 
     auto_classes: ClassVar[dict[str, str]] = {
         "AutoModel": "BarcodeMAEModel",
