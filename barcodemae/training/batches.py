@@ -321,6 +321,7 @@ class GlobalBatchStream:
             if self.taxon_labels is None or not (shuffle and drop_last):
                 raise ValueError("class-balanced batches (classes_per_batch > 0) need taxon_labels, shuffle, drop_last")
             self.taxon_groups = TaxonGroups.from_labels(self.taxon_labels)
+            # A first draw checks the sizes (enough taxa, the block fits) now rather than at the first step.
             balanced_batch_indices(self.taxon_groups, seed, 0, 0, self.global_size, classes_per_batch, per_class)
         self.position = DataPosition()
         self._order_epoch: int | None = None
