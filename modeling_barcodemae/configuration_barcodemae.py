@@ -13,6 +13,10 @@ from transformers import PretrainedConfig
 
 OBJECTIVES = ("mae", "mlm")
 POOLED_LAYERS = ("last", "mean")
+REPRESENTATIONS = ("tokens_with_cls", "tokens", "cls")
+TAXONOMY_LOSSES = ("none", "ce", "triplet", "pair", "supcon")
+TAXONOMY_RANKS = ("family", "genus", "species")
+TAXONOMY_STATES = ("cls", "pooled")
 ACTIVATIONS = ("gelu", "relu", "silu", "gelu_new")
 
 
@@ -37,19 +41,51 @@ class BarcodeMAEConfig(PretrainedConfig):
             (0: off, the papers' objectives). Two augmented views of each barcode (own start shift, reading frame and
             mask) must have pooled embeddings (``pooler_output``) closer to each other than to the batch's other
             barcodes (InfoNCE). Masked-token prediction alone makes pooled embeddings of small encoders lose genus
-            information on unseen genera (docs/results.md, issue #12); this term trains the embedding that is evaluated.
-        contrastive_temperature: InfoNCE temperature of the cosine similarities.
+            information on unseen genera; this term trains the embedding that is evaluated.
+        contrastive_temperature: InfoNCE temperature of the cosine similarities; also that of the ``"pair"`` and
+            ``"supcon"`` taxonomy terms.
         composition_weight: weight of a composition term added during pretraining (0: off): a linear head on the
             pooled embedding predicts the barcode's ``composition_kmer_size``-mer frequency profile (KL divergence to
             the profile the batch carries). Counting 4-mers is the strongest baseline for genus 1-NN on unseen
-            genera (docs/results.md); this term asks the evaluated embedding to keep what those counts know.
+            genera; this term asks the evaluated embedding to keep what those counts know.
         composition_kmer_size: k of that profile (``4**k`` frequencies).
         pooled_layers: which token states ``pooler_output`` (the barcode embedding) averages over the barcode's
             tokens: ``"last"``, the last block (the BIOSCAN-5M protocol's usual choice), or ``"mean"``, the average
             of every hidden state (embeddings and each block). Small encoders pretrained on barcodes lose lineage
-            information in their last blocks while their embedding layer gains it (docs/results.md, issue #12), so the
+            information in their last blocks while their embedding layer gains it, so the
             layer average is the better embedding there; ``barcodemae embed``, ``identify`` and ``eval/run.py``
             follow this choice unless told a layer.
+        representation: what ``pooler_output`` pools from each of those states: ``"tokens_with_cls"``, the mean
+            over every non-pad token ([CLS] and [SEP] included; the BIOSCAN protocol and the default),
+            ``"tokens"``, the same mean without position 0 (the [CLS] the tokenizer always puts first), or
+            ``"cls"``, the state at position 0. With ``pooled_layers="mean"`` the chosen representation of every
+            hidden state is averaged. The taxonomy term trains the [CLS] state by default
+            (``taxonomy_on``), and BarcodeMAE+ evaluates its models on ``"cls"``.
+        taxonomy_loss: an auxiliary taxonomy term added during pretraining (BarcodeMAE+, Safari et al.): ``"none"``
+            (off, the papers' objectives), ``"ce"`` (cross-entropy of a taxon classifier head, ``taxonomy_head``:
+            LayerNorm, dropout 0.1, linear), ``"triplet"`` (batch-hard triplet loss on cosine distance, soft
+            margin), ``"pair"`` (binary cross-entropy of same-taxon / other-taxon pairs on cosine similarity /
+            ``contrastive_temperature``) or ``"supcon"`` (the view-contrastive InfoNCE with the rows of the same
+            taxon as extra positives). It needs the rows' labels (``taxon_labels`` of the forward pass, -1 =
+            unlabelled: such rows take no part in ``ce``, ``triplet`` and ``pair``; ``supcon`` keeps them as the
+            view-contrastive term does, positives of their own views and negatives of every other row); without
+            labels (validation batches) the term is left out. Masked-token prediction alone keeps little genus
+            information in the embedding of small encoders; labels of the pretraining split put
+            it there.
+        taxonomy_rank: the rank whose names are the labels: ``"genus"`` (BarcodeMAE+), ``"family"`` or
+            ``"species"``. The model does not read it; it records what the labels were.
+        taxonomy_weight: weight of the taxonomy term (BarcodeMAE+: 0.1); unused when ``taxonomy_loss`` is
+            ``"none"``.
+        taxonomy_warmup_steps: optimiser steps over which the weight grows linearly from 0 (0: full weight from
+            the start). The training loop turns the step into the forward pass's ``taxonomy_weight_scale``
+            (``taxonomy_losses.taxonomy_warmup_scale``).
+        taxonomy_num_classes: classes of the ``"ce"`` head (the training loop sets it from the labels of the
+            pretraining rows); ignored by the other losses.
+        taxonomy_margin: margin of the ``"triplet"`` loss, ``softplus(d_pos - d_neg + margin)`` (BarcodeMAE+: 0).
+        taxonomy_max_pairs: at most this many pairs per batch for ``"pair"``, half of them same-taxon.
+        taxonomy_on: which state the taxonomy term sees: ``"cls"``, the encoder's last state at position 0 (the
+            [CLS] token, never masked; BarcodeMAE+), or ``"pooled"``, ``pooler_output`` (``representation``,
+            ``pooled_layers``).
         tokenizer_scheme / kmer_size / kmer_stride / max_bp: which tokenizer the model was trained with.
         mask_token_id / cls_token_id / sep_token_id / unk_token_id / pad_token_id: special token ids.
     """
@@ -82,6 +118,15 @@ class BarcodeMAEConfig(PretrainedConfig):
     composition_weight: float = 0.0
     composition_kmer_size: int = 4
     pooled_layers: str = "last"
+    representation: str = "tokens_with_cls"
+    taxonomy_loss: str = "none"
+    taxonomy_rank: str = "genus"
+    taxonomy_weight: float = 0.1
+    taxonomy_warmup_steps: int = 0
+    taxonomy_num_classes: int = 0
+    taxonomy_margin: float = 0.0
+    taxonomy_max_pairs: int = 128
+    taxonomy_on: str = "cls"
     classifier_dropout: float | None = None
     tokenizer_scheme: str = "kmer"
     kmer_size: int = 6
@@ -136,6 +181,26 @@ class BarcodeMAEConfig(PretrainedConfig):
         if self.pooled_layers not in POOLED_LAYERS:
             raise ValueError(
                 f"BarcodeMAEConfig.pooled_layers must be one of {POOLED_LAYERS}, got {self.pooled_layers!r}"
+            )
+        for name, allowed in (
+            ("representation", REPRESENTATIONS),
+            ("taxonomy_loss", TAXONOMY_LOSSES),
+            ("taxonomy_rank", TAXONOMY_RANKS),
+            ("taxonomy_on", TAXONOMY_STATES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"BarcodeMAEConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("taxonomy_weight", "taxonomy_margin"):
+            if not getattr(self, name) >= 0.0:
+                raise ValueError(f"BarcodeMAEConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("taxonomy_warmup_steps", "taxonomy_num_classes", "taxonomy_max_pairs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"BarcodeMAEConfig.{name} must be a non-negative integer, got {value!r}")
+        if self.taxonomy_loss == "pair" and self.taxonomy_max_pairs < 2:
+            raise ValueError(
+                f"BarcodeMAEConfig.taxonomy_max_pairs must be >= 2 for the pair loss (one same-taxon and one "
+                f"other-taxon pair), got {self.taxonomy_max_pairs}"
             )
         if not self.contrastive_weight >= 0.0:
             raise ValueError(f"BarcodeMAEConfig.contrastive_weight must be >= 0, got {self.contrastive_weight}")
@@ -194,4 +259,11 @@ class BarcodeMAEConfig(PretrainedConfig):
         return [i for i in ids if i is not None and i != self.unk_token_id]
 
 
-__all__ = ["POOLED_LAYERS", "BarcodeMAEConfig"]
+__all__ = [
+    "POOLED_LAYERS",
+    "REPRESENTATIONS",
+    "TAXONOMY_LOSSES",
+    "TAXONOMY_RANKS",
+    "TAXONOMY_STATES",
+    "BarcodeMAEConfig",
+]

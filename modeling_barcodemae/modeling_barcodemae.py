@@ -8,7 +8,8 @@ tokens. ``pretraining_objective="mlm"`` is BarcodeBERT: BERT 80/10/10 corruption
 no decoder. The encoder is BERT-compatible (post-LayerNorm, learned absolute positions) so the authors'
 checkpoints convert exactly; attention uses ``torch.nn.functional.scaled_dot_product_attention``.
 
-This file is copied into saved model folders: it imports only torch, transformers and its sibling config.
+This file is copied into saved model folders: it imports only torch, transformers and its siblings (the config and
+the taxonomy terms).
 """
 
 from __future__ import annotations
@@ -24,9 +25,18 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_barcodemae import BarcodeMAEConfig
+from .taxonomy_losses import (
+    TaxonomyHead,
+    batch_hard_triplet_loss,
+    same_taxon_pair_loss,
+    taxon_positive_mask,
+    taxonomy_ce_loss,
+)
+
+logger = logging.get_logger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------- masking
@@ -216,21 +226,42 @@ def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torc
     return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
+def pool_representation(
+    hidden_states: torch.Tensor, attention_mask: torch.Tensor, representation: str
+) -> torch.Tensor:
+    """One vector ``(batch, hidden)`` per row of token states ``(batch, length, hidden)``, as
+    ``config.representation`` says: the state at position 0 (``"cls"``: the [CLS] token the tokenizer puts first
+    and masking never hides), the mean over the non-pad tokens of ``attention_mask`` ``(batch, length)``
+    (``"tokens_with_cls"``), or that mean without position 0 (``"tokens"``)."""
+    if representation == "cls":
+        return hidden_states[:, 0]
+    if representation == "tokens":
+        attention_mask = attention_mask * (torch.arange(attention_mask.shape[1], device=attention_mask.device) > 0)
+    return mean_pool(hidden_states, attention_mask)
+
+
 def view_contrastive_loss(
-    embeddings: torch.Tensor, barcode_ids: torch.Tensor, temperature: float
+    embeddings: torch.Tensor,
+    barcode_ids: torch.Tensor | None,
+    temperature: float,
+    positives: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """InfoNCE between augmented views of the same barcodes within a batch (SimCLR's NT-Xent, any view count).
 
     ``embeddings`` ``(batch, hidden)``: pooled embeddings of the rows; ``barcode_ids`` ``(batch,)``: rows with equal
-    ids are views of one barcode (positives), every other row is a negative. Each row's loss is the mean negative
-    log-probability of its positives under a softmax over cosine similarities / ``temperature`` (itself excluded);
-    rows without a positive do not count. Returns a scalar (0 when no row has a positive).
+    ids are views of one barcode (positives), every other row is a negative. ``positives`` ``(batch, batch)`` bool
+    replaces that rule when given (its diagonal is ignored; ``barcode_ids`` may then be ``None``): the ``"supcon"``
+    taxonomy term adds the rows of the same taxon (``taxonomy_losses.taxon_positive_mask``). Each row's loss is the
+    mean negative log-probability of its positives under a softmax over cosine similarities / ``temperature``
+    (itself excluded); rows without a positive do not count. Returns a scalar (0 when no row has a positive).
     """
     normalised = F.normalize(embeddings.float(), dim=-1)
     similarity = normalised @ normalised.T / temperature
-    itself = torch.eye(len(barcode_ids), dtype=torch.bool, device=embeddings.device)
+    itself = torch.eye(len(embeddings), dtype=torch.bool, device=embeddings.device)
     log_prob = similarity.masked_fill(itself, float("-inf")).log_softmax(dim=1)
-    positives = (barcode_ids.unsqueeze(0) == barcode_ids.unsqueeze(1)) & ~itself
+    if positives is None:
+        positives = barcode_ids.unsqueeze(0) == barcode_ids.unsqueeze(1)
+    positives = positives & ~itself
     counts = positives.sum(dim=1)
     per_row = -log_prob.masked_fill(~positives, 0.0).sum(dim=1) / counts.clamp(min=1)
     has_positive = counts > 0
@@ -303,15 +334,21 @@ class BarcodeMAEPreTrainedModel(PreTrainedModel):
 
 # ------------------------------------------------------------------------------------------------ models
 class BarcodeMAEModel(BarcodeMAEPreTrainedModel):
-    """The encoder: token ids to hidden states, with a mean-pooled barcode embedding as ``pooler_output``.
+    """The encoder: token ids to hidden states, with a pooled barcode embedding as ``pooler_output``.
 
-    ``pooler_output`` ``(batch, hidden)`` averages the last block's states over non-pad tokens, or the average of
-    every hidden state when ``config.pooled_layers == "mean"``; ``last_hidden_state`` ``(batch, length, hidden)``
-    is always the last block's (what ``pipeline("feature-extraction")`` returns per token).
+    ``pooler_output`` ``(batch, hidden)`` is :func:`pool_representation` of the last block's states
+    (``config.representation``: by default the mean over non-pad tokens), or the average of that of every hidden
+    state when ``config.pooled_layers == "mean"``; ``last_hidden_state`` ``(batch, length, hidden)`` is always the
+    last block's (what ``pipeline("feature-extraction")`` returns per token).
     """
 
-    # Loading the encoder from a pretraining folder drops the MAE decoder and vocabulary head by design.
-    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"^decoder\.", r"^lm_head\.", r"^composition_head\."]
+    # Loading the encoder from a pretraining folder drops the MAE decoder and the pretraining heads by design.
+    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [
+        r"^decoder\.",
+        r"^lm_head\.",
+        r"^composition_head\.",
+        r"^taxonomy_head\.",
+    ]
 
     def __init__(self, config: BarcodeMAEConfig):
         super().__init__(config)
@@ -366,10 +403,12 @@ class BarcodeMAEModel(BarcodeMAEPreTrainedModel):
         hidden, all_states = self.encoder(
             hidden, sdpa_key_mask(attention_mask), bool(output_hidden_states) or pool_every_layer
         )
+        representation = self.config.representation
         if pool_every_layer:  # pooling is linear: the mean of pooled states, without a (layers, B, L, H) stack
-            pooled = sum(mean_pool(state, attention_mask) for state in all_states) / len(all_states)
+            pooled = sum(pool_representation(state, attention_mask, representation) for state in all_states)
+            pooled = pooled / len(all_states)
         else:
-            pooled = mean_pool(hidden, attention_mask)
+            pooled = pool_representation(hidden, attention_mask, representation)
         if not output_hidden_states:
             all_states = None
         if not return_dict:
@@ -449,12 +488,16 @@ class BarcodeMAEPreTrainingOutput(ModelOutput):
     """Pretraining output.
 
     loss: what pretraining minimises: ``reconstruction_loss + config.contrastive_weight * contrastive_loss +
-    config.composition_weight * composition_loss`` (the terms that apply).
+    config.composition_weight * composition_loss + config.taxonomy_weight * taxonomy_weight_scale * taxonomy_loss``
+    (the terms that apply).
     reconstruction_loss: cross-entropy over masked tokens only (normalised as the forward pass says).
     contrastive_loss: :func:`view_contrastive_loss` of the pooled embeddings when the forward pass got
     ``barcode_ids`` and the config's weight is positive, else ``None``.
     composition_loss: :func:`composition_loss` when the forward pass got ``composition_targets`` and the config's
     ``composition_weight`` is positive, else ``None``.
+    taxonomy_loss: the ``config.taxonomy_loss`` term (``taxonomy_losses``) when the forward pass got
+    ``taxon_labels`` and the term is on, else ``None``. taxonomy_accuracy: for ``"ce"``, the head's accuracy on the
+    labelled rows (0 without any), else ``None``.
     logits: ``(num_masked, vocab)``, always: the masked tokens in row-major order (``logits[i]`` predicts
     ``input_ids[masked_positions][i]``). full_logits: ``(batch, length, vocab)`` for every position, only when the
     forward pass is called with ``full_logits=True`` (else ``None``). masked_positions: the mask that was used.
@@ -465,6 +508,8 @@ class BarcodeMAEPreTrainingOutput(ModelOutput):
     reconstruction_loss: torch.Tensor | None = None
     contrastive_loss: torch.Tensor | None = None
     composition_loss: torch.Tensor | None = None
+    taxonomy_loss: torch.Tensor | None = None
+    taxonomy_accuracy: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     full_logits: torch.Tensor | None = None
     masked_positions: torch.Tensor | None = None
@@ -473,7 +518,8 @@ class BarcodeMAEPreTrainingOutput(ModelOutput):
 
 
 class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
-    """Encoder + (MAE decoder) + vocabulary head, trained with cross-entropy on masked tokens."""
+    """Encoder + (MAE decoder) + vocabulary head, trained with cross-entropy on masked tokens (and the optional
+    contrastive, composition and taxonomy terms of the config)."""
 
     auto_classes: ClassVar[dict[str, str]] = {
         "AutoModel": "BarcodeMAEModel",
@@ -490,6 +536,14 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         self.composition_head = (
             nn.Linear(config.hidden_size, 4**config.composition_kmer_size) if config.composition_weight > 0 else None
         )
+        self.taxonomy_head = None
+        if config.taxonomy_loss == "ce":
+            if config.taxonomy_num_classes < 2:
+                raise ValueError(
+                    f"taxonomy_loss='ce' needs taxonomy_num_classes >= 2 (the classes of the pretraining labels), "
+                    f"got {config.taxonomy_num_classes}"
+                )
+            self.taxonomy_head = TaxonomyHead(config.hidden_size, config.taxonomy_num_classes, config.layer_norm_eps)
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -507,6 +561,8 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         num_items_in_batch: float | None = None,
         barcode_ids: torch.Tensor | None = None,
         composition_targets: torch.Tensor | None = None,
+        taxon_labels: torch.Tensor | None = None,
+        taxonomy_weight_scale: float = 1.0,
         **kwargs,
     ) -> BarcodeMAEPreTrainingOutput | tuple:
         """Mask (uniformly at ``config.mask_ratio`` unless ``masked_positions`` is given) and reconstruct.
@@ -526,6 +582,11 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         ``composition_targets`` ``(batch, 4**config.composition_kmer_size)``: each row's k-mer frequency profile;
         with a positive ``config.composition_weight`` the composition head's prediction from the same pooled
         embeddings adds the weighted :func:`composition_loss`.
+        ``taxon_labels`` ``(batch,)`` int64: each row's taxon id (-1: unlabelled; every view of a barcode carries its
+        label); with ``config.taxonomy_loss`` on, the term of :meth:`taxonomy_term` on the encoder's [CLS] state (or
+        its pooled embedding, ``config.taxonomy_on``) adds ``config.taxonomy_weight * taxonomy_weight_scale`` times
+        itself. ``taxonomy_weight_scale`` in [0, 1] is the warmup factor of the training loop
+        (``taxonomy_losses.taxonomy_warmup_scale`` of the step).
         """
         kwargs.pop("token_type_ids", None)
         if kwargs:
@@ -583,11 +644,25 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         if composition_targets is not None and self.composition_head is not None:
             composition = composition_loss(self.composition_head(encoder_out.pooler_output), composition_targets)
             loss = loss + self.config.composition_weight * composition
+        taxonomy, taxonomy_accuracy = None, None
+        if self.config.taxonomy_loss != "none":
+            if taxon_labels is not None:
+                if not 0.0 <= taxonomy_weight_scale <= 1.0:
+                    raise ValueError(f"taxonomy_weight_scale must be in [0, 1], got {taxonomy_weight_scale}")
+                taxonomy, taxonomy_accuracy = self.taxonomy_term(encoder_out, taxon_labels, barcode_ids)
+                loss = loss + self.config.taxonomy_weight * taxonomy_weight_scale * taxonomy
+            elif self.training:
+                logger.warning_once(
+                    f"taxonomy_loss={self.config.taxonomy_loss!r} but the batch has no taxon_labels: the taxonomy "
+                    "term is left out"
+                )
         output = BarcodeMAEPreTrainingOutput(
             loss=loss,
             reconstruction_loss=reconstruction_loss,
             contrastive_loss=contrastive,
             composition_loss=composition,
+            taxonomy_loss=taxonomy,
+            taxonomy_accuracy=taxonomy_accuracy,
             logits=logits,
             full_logits=all_logits,
             masked_positions=masked_positions,
@@ -596,9 +671,48 @@ class BarcodeMAEForPreTraining(BarcodeMAEPreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
+    def taxonomy_term(
+        self, encoder_out: BaseModelOutputWithPooling, taxon_labels: torch.Tensor, barcode_ids: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``config.taxonomy_loss`` of the encoder's output (``taxonomy_losses``), and the ``"ce"`` head's accuracy
+        (``None`` for the other terms).
+
+        The state is the encoder's last state at position 0 (``taxonomy_on="cls"``: the [CLS] token, which the MAE
+        encoder always sees since masking never hides it) or ``pooler_output`` (``"pooled"``), ``(batch, hidden)``;
+        ``taxon_labels`` ``(batch,)``, -1 unlabelled; ``barcode_ids`` ``(batch,)`` or ``None``: views of one barcode
+        are positives of ``"supcon"`` too.
+        """
+        if taxon_labels.shape != encoder_out.pooler_output.shape[:1]:
+            raise ValueError(
+                f"taxon_labels has shape {tuple(taxon_labels.shape)}, expected one label per row "
+                f"({encoder_out.pooler_output.shape[0]},)"
+            )
+        config = self.config
+        if config.taxonomy_on == "cls":
+            states = encoder_out.last_hidden_state[:, 0]
+        else:
+            states = encoder_out.pooler_output
+        if config.taxonomy_loss == "ce":
+            if self.taxonomy_head is None:
+                raise ValueError(
+                    "taxonomy_loss='ce' was set after this model was built, without its taxonomy_head: build the "
+                    "model from a config that asks for it (from_pretrained(folder, taxonomy_loss='ce', "
+                    "taxonomy_num_classes=N) adds a new head)"
+                )
+            return taxonomy_ce_loss(self.taxonomy_head(states), taxon_labels)
+        if config.taxonomy_loss == "triplet":
+            return batch_hard_triplet_loss(states, taxon_labels, config.taxonomy_margin), None
+        if config.taxonomy_loss == "pair":
+            return (
+                same_taxon_pair_loss(states, taxon_labels, config.taxonomy_max_pairs, config.contrastive_temperature),
+                None,
+            )
+        positives = taxon_positive_mask(taxon_labels, barcode_ids)
+        return view_contrastive_loss(states, barcode_ids, config.contrastive_temperature, positives=positives), None
+
 
 class BarcodeMAEForSequenceClassification(BarcodeMAEPreTrainedModel):
-    """Mean-pooled encoder + linear classifier, for closed-world species fine-tuning."""
+    """Pooled encoder (``pooler_output``) + linear classifier, for closed-world species fine-tuning."""
 
     auto_classes: ClassVar[dict[str, str]] = {
         "AutoModel": "BarcodeMAEModel",
@@ -653,6 +767,7 @@ __all__ = [
     "composition_loss",
     "gather_visible",
     "mean_pool",
+    "pool_representation",
     "random_token_mask",
     "view_contrastive_loss",
 ]

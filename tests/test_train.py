@@ -898,6 +898,46 @@ def test_views_repeat_each_barcode_with_its_own_augmentation_and_stay_on_one_pro
         stream(views=0)
 
 
+def test_balanced_batch_slices_of_two_processes_concatenate_to_the_one_process_batch():
+    """Class-balanced batches (taxonomy-aware pretraining) keep the stream's promise: the global batch depends on
+    (seed, epoch, batch) only, and with 2 processes dividing the 4 taxa each process holds 2 whole taxa."""
+    from barcodemae.tokenization import BarcodeTokenizer
+    from barcodemae.training.batches import BarcodeSource, GlobalBatchStream, balanced_block_positions
+
+    rng = np.random.default_rng(4)
+    labels = np.concatenate([np.repeat(np.arange(10), 5), np.full(14, -1)])
+    rng.shuffle(labels)
+    barcodes = ["".join(rng.choice(list("ACGT"), int(n))) for n in rng.integers(40, 200, len(labels))]
+
+    def mask_fn(ids, attention, rng):
+        return (rng.random(ids.shape) < 0.5) & (attention == 1)
+
+    def stream(process_index=0, num_processes=1):
+        return GlobalBatchStream(BarcodeSource(barcodes), BarcodeTokenizer.kmer(6), mask_fn,
+                                 per_device_batch_size=16 // num_processes, process_index=process_index,
+                                 num_processes=num_processes, seed=5, max_start_shift=30, views=2,
+                                 composition_kmer_size=2, taxon_labels=labels, classes_per_batch=4, per_class=3)
+
+    one = stream()
+    halves = [stream(p, 2) for p in (0, 1)]
+    for _ in range(one.batches_per_epoch + 1):  # into the second epoch
+        whole, whole_counts = one.next()
+        parts = [half.next() for half in halves]
+        assert [counts for _, counts in parts] == [whole_counts, whole_counts]  # global counts everywhere
+        for key, value in whole.items():
+            if value.ndim == 2 and key != "composition_targets":  # each process trims to its own longest row
+                joined = torch.zeros_like(value)
+                for start, (part, _) in zip((0, 16), parts):
+                    joined[start : start + 16, : part[key].shape[1]] = part[key]
+            else:
+                joined = torch.cat([part[key] for part, _ in parts])
+            torch.testing.assert_close(joined, value, rtol=0, atol=0, msg=key)
+        block = balanced_block_positions(16, 4, 3)[:, 0]  # each taxon's first barcode; views double the rows
+        taxa_per_process = [set(part["taxon_labels"][2 * (block[block // 8 == p] % 8)].tolist())
+                            for p, (part, _) in enumerate(parts)]
+        assert [len(taxa) for taxa in taxa_per_process] == [2, 2]
+
+
 def test_kmer_composition_counts_overlapping_kmers_within_each_sequence():
     from barcodemae.training.batches import kmer_composition
 

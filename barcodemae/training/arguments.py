@@ -22,6 +22,7 @@ from transformers import HfArgumentParser
 from barcodemae.help_format import DefaultsHelpFormatter
 from barcodemae.masking.span_corruption import SpanCorruptionCollator
 from barcodemae.optim import SCHEDULERS
+from barcodemae.training.taxonomy import check_taxonomy_splits
 from modeling_barcodemae.configuration_barcodemae import OBJECTIVES as PRETRAINING_OBJECTIVES
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_enbed import ENCODER_ATTENTION, enbed_config
@@ -62,10 +63,20 @@ RUN_CONFIG_ARGUMENTS: dict[str, str] = {
     "contrastive_temperature": "contrastive_temperature",
     "composition_weight": "composition_weight",
     "composition_kmer_size": "composition_kmer_size",
+    "representation": "representation",
+    "taxonomy_loss": "taxonomy_loss",
+    "taxonomy_rank": "taxonomy_rank",
+    "taxonomy_weight": "taxonomy_weight",
+    "taxonomy_warmup_steps": "taxonomy_warmup_steps",
+    "taxonomy_margin": "taxonomy_margin",
+    "taxonomy_max_pairs": "taxonomy_max_pairs",
+    "taxonomy_on": "taxonomy_on",
 }
 """Flags that set this run's pretraining and embedding choices in the config, and the attribute each sets: unlike
 the architecture, ``--init_from`` keeps them from the flags. Unset, they take the config's defaults
-(:func:`run_config_defaults`), and the config's own checks judge them."""
+(:func:`run_config_defaults`), and the config's own checks judge them. ``taxonomy_num_classes`` is no flag: the
+training loop sets it from the labels of the pretraining rows
+(:func:`barcodemae.training.taxonomy.pretraining_taxon_labels`)."""
 PRESET_DIR = Path(str(resources.files("barcodemae.configs")))
 """``configs/`` of the repository, installed as ``barcodemae.configs`` (package data)."""
 TRAINING_ARGS_FILE = "training_args.json"
@@ -212,6 +223,51 @@ class TrainingArguments:
     composition_kmer_size: int | None = field(
         default=None, metadata={"help": "k of the composition term's k-mer profile"}
     )
+    representation: str | None = field(
+        default=None,
+        metadata={
+            "help": "what the barcode embedding (pooler_output) pools from each hidden state: tokens_with_cls (mean "
+            "over every non-pad token), tokens (the same without [CLS]) or cls (the [CLS] state); see "
+            "BarcodeMAEConfig.representation"
+        },
+    )
+    taxonomy_loss: str | None = field(
+        default=None,
+        metadata={
+            "help": "taxonomy-aware pretraining (BarcodeMAE+, docs/taxonomy.md): add an auxiliary term on the "
+            "--taxonomy_rank labels of the --split rows: none | ce (classifier head) | triplet (batch-hard) | pair "
+            "(same-taxon pairs) | supcon (contrastive with same-taxon positives); unlabelled rows take no part"
+        },
+    )
+    taxonomy_rank: str | None = field(
+        default=None, metadata={"help": "rank whose names are the taxonomy labels: genus | family | species"}
+    )
+    taxonomy_weight: float | None = field(
+        default=None, metadata={"help": "weight of the taxonomy term (after its warmup)"}
+    )
+    taxonomy_warmup_steps: int | None = field(
+        default=None, metadata={"help": "optimiser steps over which the taxonomy weight grows linearly from 0"}
+    )
+    taxonomy_margin: float | None = field(
+        default=None, metadata={"help": "margin of the triplet term: softplus(d_pos - d_neg + margin)"}
+    )
+    taxonomy_max_pairs: int | None = field(
+        default=None, metadata={"help": "pair term: at most this many pairs per batch, half of them same-taxon"}
+    )
+    taxonomy_on: str | None = field(
+        default=None,
+        metadata={"help": "state the taxonomy term sees: cls (the encoder's [CLS] state) | pooled (pooler_output)"},
+    )
+    taxonomy_classes_per_batch: int = field(
+        default=0,
+        metadata={
+            "help": "class-balanced batches (with --taxonomy_loss): each global batch holds this many taxa of "
+            "--taxonomy_per_class barcodes each, the rest a uniform draw of the split (0: plain shuffled batches)"
+        },
+    )
+    taxonomy_per_class: int = field(
+        default=4, metadata={"help": "barcodes per taxon in a class-balanced batch"}
+    )
     npmi_table: str | None = field(
         default=None, metadata={"help": "saved NPMI table (genemask/global); built from the training data if omitted"}
     )
@@ -291,6 +347,9 @@ class TrainingArguments:
             for name in ("contrastive_weight", "composition_weight"):
                 if getattr(self, name):
                     raise ValueError(f"--{name} is for the mae / mlm objectives, not enbed")
+            for name in ("taxonomy_loss", "representation"):
+                if getattr(self, name) != getattr(BarcodeMAEConfig, name):
+                    raise ValueError(f"--{name} is for the mae / mlm objectives, not enbed")
             if self.init_from:
                 raise ValueError("--init_from continues BarcodeMAE / BarcodeBERT folders; enbed starts from scratch")
             if self.mean_span_length < 1:
@@ -320,6 +379,15 @@ class TrainingArguments:
             raise ValueError(f"--max_start_shift must be >= 0, got {self.max_start_shift}")
         if not 0 <= self.substitution_rate < 1:
             raise ValueError(f"--substitution_rate must be in [0, 1), got {self.substitution_rate}")
+        if self.taxonomy_classes_per_batch < 0 or self.taxonomy_per_class < 1:
+            raise ValueError(
+                f"--taxonomy_classes_per_batch must be >= 0 and --taxonomy_per_class >= 1, got "
+                f"{self.taxonomy_classes_per_batch} and {self.taxonomy_per_class}"
+            )
+        if self.taxonomy_classes_per_batch and self.taxonomy_loss == "none":
+            raise ValueError("--taxonomy_classes_per_batch balances the labels of --taxonomy_loss; give one")
+        if self.taxonomy_loss != "none":
+            check_taxonomy_splits(self.split)
 
     @property
     def views_per_barcode(self) -> int:

@@ -13,6 +13,9 @@ Why not a plain DataLoader: two promises of ``train.py`` need batches that are a
 Building the global batch on each process costs one tokenizer call per batch (the reading frames, drawn by
 ``BarcodeTokenizer.draw_frame_offsets``, go in as one offset per barcode), which is small next to a forward
 pass. Rows are read from the Arrow table by index, so 5M barcodes stay memory-mapped.
+
+Class-balanced batches (taxonomy-aware pretraining, BarcodeMAE+) keep both promises: :func:`balanced_batch_indices`
+draws a global batch's rows from ``(seed, epoch, batch index)`` alone, like the shuffled order it replaces.
 """
 
 from __future__ import annotations
@@ -109,6 +112,111 @@ class BarcodeSource:
         return [self._data[i] for i in indices.tolist()]
 
 
+MIN_ROWS_PER_CLASS = 2
+"""Labelled rows a taxon needs to enter the balanced block of a batch: two give the block a same-taxon pair."""
+
+
+@dataclass(frozen=True)
+class TaxonGroups:
+    """The labelled rows of a split grouped by taxon: what :func:`balanced_batch_indices` draws from, built once.
+
+    ``rows`` ``(n_grouped,)``: row indices of the taxa with at least :data:`MIN_ROWS_PER_CLASS` labelled rows, taxon
+    by taxon (ascending id), each taxon's rows ascending; ``starts`` / ``counts`` ``(n_taxa,)``: where each taxon's
+    rows begin in ``rows`` and how many there are; ``num_rows``: rows of the split, labelled or not (the fill).
+    """
+
+    rows: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+    num_rows: int
+
+    @classmethod
+    def from_labels(cls, labels: np.ndarray) -> TaxonGroups:
+        """Group ``labels`` ``(num_rows,)`` int (-1: unlabelled); a stable sort, no Python loop over rows."""
+        labels = np.asarray(labels, dtype=np.int64)
+        labelled = np.flatnonzero(labels >= 0)
+        rows = labelled[np.argsort(labels[labelled], kind="stable")]
+        _, counts = np.unique(labels[rows], return_counts=True)
+        keep = counts >= MIN_ROWS_PER_CLASS
+        rows, counts = rows[np.repeat(keep, counts)], counts[keep].astype(np.int64)
+        return cls(rows, np.cumsum(counts) - counts, counts, len(labels))
+
+    @property
+    def num_taxa(self) -> int:
+        return len(self.counts)
+
+
+def balanced_block_positions(batch_size: int, classes_per_batch: int, per_class: int) -> np.ndarray:
+    """Where the taxa of a balanced batch sit: ``(classes_per_batch, per_class)`` row positions in the batch.
+
+    Taxon ``k`` takes ``per_class`` adjacent rows from ``floor(k * batch_size / classes_per_batch)``, the fill the
+    rest. Why spread out rather than first: processes take contiguous slices of the global batch, so with a process
+    count that divides ``classes_per_batch`` every process holds the same number of whole taxa (a batch-level term
+    such as the triplet loss finds its positives on the same process), while the global batch stays the same
+    whatever the process count.
+    """
+    starts = np.arange(classes_per_batch, dtype=np.int64) * batch_size // classes_per_batch
+    return starts[:, None] + np.arange(per_class, dtype=np.int64)
+
+
+def _draw_within_taxa(counts: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """``(len(counts), per_class)`` positions within each taxon's rows: distinct while a taxon has rows left (all
+    of them once when it has fewer than ``per_class``), then uniform with replacement.
+
+    The j-th distinct draw is uniform over the ``count - j`` positions not drawn yet: a uniform index among them,
+    stepped over the earlier draws in increasing order. Loops over ``per_class`` only, never over taxa.
+    """
+    draws = rng.random((len(counts), per_class))
+    picks = np.zeros((len(counts), per_class), dtype=np.int64)
+    for j in range(per_class):
+        distinct = np.floor(draws[:, j] * np.maximum(counts - j, 1)).astype(np.int64)
+        for earlier in np.sort(picks[:, :j], axis=1).T:
+            distinct += distinct >= earlier
+        repeated = np.floor(draws[:, j] * counts).astype(np.int64)
+        picks[:, j] = np.where(j < counts, distinct, repeated)
+    return picks
+
+
+def balanced_batch_indices(
+    groups: TaxonGroups,
+    seed: int,
+    epoch: int,
+    batch: int,
+    batch_size: int,
+    classes_per_batch: int,
+    per_class: int,
+) -> np.ndarray:
+    """The rows of class-balanced global batch ``batch`` of ``epoch``: ``(batch_size,)`` int64 row indices.
+
+    ``classes_per_batch`` taxa, drawn uniformly without replacement among those of ``groups`` (taxa with at least
+    two labelled rows), give ``per_class`` rows each (without replacement, or every row once and then repeats when
+    a taxon has fewer), at :func:`balanced_block_positions`; the other ``batch_size - classes_per_batch *
+    per_class`` rows are a uniform draw without replacement from every row of the split, labelled or not (they may
+    repeat a block row). A pure function of its arguments (one generator seeded with ``(seed, epoch, batch, 2)``):
+    exact resume and the same batch on any process count follow.
+    """
+    block_size = classes_per_batch * per_class
+    if not 0 < block_size <= batch_size:
+        raise ValueError(
+            f"{classes_per_batch} taxa x {per_class} rows must fill part of a global batch of {batch_size} rows"
+        )
+    if groups.num_taxa < classes_per_batch:
+        raise ValueError(
+            f"balanced batches need {classes_per_batch} taxa with >= {MIN_ROWS_PER_CLASS} labelled rows; the "
+            f"split has {groups.num_taxa}"
+        )
+    rng = np.random.default_rng([seed, epoch, batch, 2])
+    taxa = rng.choice(groups.num_taxa, size=classes_per_batch, replace=False)
+    block = groups.rows[groups.starts[taxa, None] + _draw_within_taxa(groups.counts[taxa], per_class, rng)]
+    positions = balanced_block_positions(batch_size, classes_per_batch, per_class).ravel()
+    indices = np.empty(batch_size, dtype=np.int64)
+    in_block = np.zeros(batch_size, dtype=bool)
+    in_block[positions] = True
+    indices[positions] = block.ravel()
+    indices[~in_block] = rng.choice(groups.num_rows, size=batch_size - block_size, replace=False)
+    return indices
+
+
 @dataclass
 class DataPosition:
     """Where the stream is: the epoch and the next global micro-batch within it."""
@@ -144,6 +252,15 @@ class GlobalBatchStream:
         shuffle: permute the barcodes every epoch (off for validation).
         drop_last: drop the final partial global batch (training: every step has the same global size);
             validation keeps it, so every barcode is scored whatever the process count.
+        taxon_labels: ``(len(source),)`` int, each barcode's taxon id (-1: unlabelled), for the taxonomy term: the
+            batch then carries each row's label as ``taxon_labels`` (int64; every view of a barcode carries its
+            barcode's). ``None``: no labels.
+        classes_per_batch / per_class: with ``classes_per_batch > 0`` (needs ``taxon_labels``, ``shuffle`` and
+            ``drop_last``), global batches are class-balanced (:func:`balanced_batch_indices`: that many taxa of
+            ``per_class`` barcodes each, the rest a uniform draw) instead of slices of a shuffled order. An epoch is
+            then as many batches as a shuffled epoch (``len(source) // global batch``), so ``--num_epochs`` means
+            the same number of steps, but not one pass over every barcode. A process count that divides
+            ``classes_per_batch`` gives every process whole taxa (:func:`balanced_block_positions`).
     """
 
     def __init__(
@@ -163,6 +280,9 @@ class GlobalBatchStream:
         substitution_rate: float = 0.0,
         views: int = 1,
         composition_kmer_size: int = 0,
+        taxon_labels: np.ndarray | None = None,
+        classes_per_batch: int = 0,
+        per_class: int = 4,
     ) -> None:
         self.source = source
         self.tokenizer = tokenizer
@@ -192,6 +312,17 @@ class GlobalBatchStream:
             raise ValueError(f"composition_kmer_size must be >= 0, got {composition_kmer_size}")
         self.composition_kmer_size = composition_kmer_size
         self.shuffle = shuffle
+        self.taxon_labels = None if taxon_labels is None else np.asarray(taxon_labels, dtype=np.int64)
+        if self.taxon_labels is not None and self.taxon_labels.shape != (len(source),):
+            raise ValueError(f"taxon_labels has shape {self.taxon_labels.shape}, the source {len(source)} barcodes")
+        self.classes_per_batch, self.per_class = classes_per_batch, per_class
+        self.taxon_groups = None
+        if classes_per_batch:
+            if self.taxon_labels is None or not (shuffle and drop_last):
+                raise ValueError("class-balanced batches (classes_per_batch > 0) need taxon_labels, shuffle, drop_last")
+            self.taxon_groups = TaxonGroups.from_labels(self.taxon_labels)
+            # A first draw checks the sizes (enough taxa, the block fits) now rather than at the first step.
+            balanced_batch_indices(self.taxon_groups, seed, 0, 0, self.global_size, classes_per_batch, per_class)
         self.position = DataPosition()
         self._order_epoch: int | None = None
         self._order: np.ndarray | None = None
@@ -212,9 +343,14 @@ class GlobalBatchStream:
 
     def global_batch(self, epoch: int, batch: int) -> dict[str, np.ndarray]:
         """The whole global batch ``batch`` of ``epoch``: ids, attention mask, masked positions (numpy), with
-        several views the barcodes' indices in the source as ``barcode_ids``, and with ``composition_kmer_size`` the
-        rows' k-mer profiles as ``composition_targets``."""
-        indices = self._epoch_order(epoch)[batch * self.global_size : (batch + 1) * self.global_size]
+        several views the barcodes' indices in the source as ``barcode_ids``, with ``composition_kmer_size`` the
+        rows' k-mer profiles as ``composition_targets``, and with ``taxon_labels`` the rows' labels."""
+        if self.taxon_groups is not None:
+            indices = balanced_batch_indices(
+                self.taxon_groups, self.seed, epoch, batch, self.global_size, self.classes_per_batch, self.per_class
+            )
+        else:
+            indices = self._epoch_order(epoch)[batch * self.global_size : (batch + 1) * self.global_size]
         indices = np.repeat(indices, self.views)
         rng = np.random.default_rng([self.seed, epoch, batch, 1])
         sequences = self.source.take(indices)
@@ -237,6 +373,8 @@ class GlobalBatchStream:
             batch["barcode_ids"] = indices.astype(np.int64)
         if self.composition_kmer_size:
             batch["composition_targets"] = kmer_composition(sequences, self.composition_kmer_size)
+        if self.taxon_labels is not None:
+            batch["taxon_labels"] = self.taxon_labels[indices]
         return batch
 
     def _shift_starts(self, sequences: list[str], rng: np.random.Generator) -> list[str]:
@@ -290,10 +428,14 @@ class GlobalBatchStream:
 
 __all__ = [
     "DECODER_KEYS",
+    "MIN_ROWS_PER_CLASS",
     "ROW_KEYS",
     "BarcodeSource",
     "DataPosition",
     "GlobalBatchStream",
+    "TaxonGroups",
+    "balanced_batch_indices",
+    "balanced_block_positions",
     "kmer_composition",
     "target_count",
 ]

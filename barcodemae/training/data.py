@@ -41,6 +41,22 @@ class TrainingData:
         column = np.asarray(self.dataset.data.column("split").to_numpy(zero_copy_only=False), dtype=object)
         return np.flatnonzero(np.isin(column, resolve_splits(split)))
 
+    def select_rows(
+        self, split: str, limit: int | None = None, sample_size: int | None = None, seed: int = 0
+    ) -> np.ndarray:
+        """Row indices of ``split`` as :meth:`source` reads them (and the taxonomy labels of the same rows).
+
+        ``limit`` keeps the first rows (fixed validation and probe sets); ``sample_size`` keeps a random subset of
+        that many rows, drawn with ``seed`` and kept in file order (data-size studies: files are often sorted by
+        taxon, so the first rows would be a few genera).
+        """
+        rows = self.rows(split)[:limit]
+        if sample_size is not None:
+            if not 0 < sample_size <= len(rows):
+                raise ValueError(f"cannot sample {sample_size} barcodes from split {split!r}: it has {len(rows)}")
+            rows = np.sort(np.random.default_rng(seed).choice(rows, size=sample_size, replace=False))
+        return rows
+
     def source(
         self,
         split: str,
@@ -51,15 +67,9 @@ class TrainingData:
     ) -> tuple[BarcodeSource, np.ndarray]:
         """Barcodes of ``split`` and their genus names.
 
-        ``require_genus`` keeps only rows with a genus; ``limit`` keeps the first rows (fixed validation and probe
-        sets); ``sample_size`` keeps a random subset of that many rows, drawn with ``seed`` and kept in file order
-        (data-size studies: files are often sorted by taxon, so the first rows would be a few genera).
+        ``require_genus`` keeps only rows with a genus; the other arguments are :meth:`select_rows`'.
         """
-        rows = self.rows(split)[:limit]
-        if sample_size is not None:
-            if not 0 < sample_size <= len(rows):
-                raise ValueError(f"cannot sample {sample_size} barcodes from split {split!r}: it has {len(rows)}")
-            rows = np.sort(np.random.default_rng(seed).choice(rows, size=sample_size, replace=False))
+        rows = self.select_rows(split, limit=limit, sample_size=sample_size, seed=seed)
         genus = np.asarray(self.dataset.data.column("genus").to_numpy(zero_copy_only=False), dtype=object)[rows]
         if require_genus:
             keep = np.array([g is not None for g in genus], dtype=bool)
