@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from barcodemae.errors import CheckpointError
 from barcodemae.file_modes import apply_umask
 from barcodemae.state_dicts import strip_wrapper_prefixes
 from barcodemae.tokenization import BarcodeTokenizer
@@ -42,10 +43,6 @@ SEARCH_PARENTS = 2
 TRAINING_ARGS = "training_args.json"
 RUN_MODEL_FOLDER = "final_model"
 """Where train.py saves the final model, config and tokenizer inside its output folder."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder that cannot be exported; the message names the folder and what is missing."""
 
 
 @dataclass

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from barcodemae.checksums import write_checksums
+from barcodemae.errors import CheckpointError
 from barcodemae.masking.span_corruption import SpanCorruptionCollator
 from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.training.arguments import (
@@ -26,7 +27,7 @@ from barcodemae.training.arguments import (
     load_preset,
     parse_args,
 )
-from barcodemae.training.checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
+from barcodemae.training.checkpoints import list_checkpoints, validate_checkpoint
 from barcodemae.training.data import load_training_data
 from barcodemae.training.loop import build_model, run_training
 from conftest import edit_keeping_size_and_mtime

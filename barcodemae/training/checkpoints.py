@@ -26,6 +26,7 @@ import torch
 from accelerate.utils import load
 
 from barcodemae.checksums import verify_checksums, write_checksums
+from barcodemae.errors import CheckpointError
 from barcodemae.file_modes import apply_umask
 
 from .arguments import RESUME_MAY_CHANGE, TRAINING_ARGS_FILE, TrainingArguments, resume_mismatches
@@ -35,10 +36,6 @@ logger = logging.getLogger(__name__)
 TRAINER_STATE = "trainer_state.json"
 RNG_KEYS = ("random_state", "numpy_random_seed", "torch_manual_seed")
 STEP_DIR = re.compile(r"^step_(\d+)$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint folder that cannot be resumed from; the message names the folder and what is wrong."""
 
 
 def checkpoint_root(output_dir: str | Path) -> Path:
@@ -233,7 +230,6 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_stat
 
 
 __all__ = [
-    "CheckpointError",
     "check_resume_arguments",
     "check_rng_state",
     "check_safetensors",

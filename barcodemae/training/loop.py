@@ -60,7 +60,6 @@ from .arguments import (
 from .batches import BarcodeSource, GlobalBatchStream
 from .best_model import BestModelTracker, check_selection_split
 from .checkpoints import (
-    CheckpointError,
     check_resume_arguments,
     checkpoint_run_id,
     load_checkpoint,
@@ -659,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
                              default=str))
         return 0
 
-    return report_errors("train.py", run, extra=(CheckpointError,))
+    return report_errors("train.py", run)
 
 
 if __name__ == "__main__":
