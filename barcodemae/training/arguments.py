@@ -68,8 +68,6 @@ the architecture, ``--init_from`` keeps them from the flags. Unset, they take th
 (:func:`run_config_defaults`), and the config's own checks judge them."""
 PRESET_DIR = Path(str(resources.files("barcodemae.configs")))
 """``configs/`` of the repository, installed as ``barcodemae.configs`` (package data)."""
-TRAINING_ARGS_FILE = "training_args.json"
-"""The resolved arguments of a run, in its output folder; a resumed run is checked against them."""
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 CURRICULA = ("cm-gems", "cm-step")
 OBJECTIVES = (*PRETRAINING_OBJECTIVES, "enbed")
@@ -469,7 +467,6 @@ __all__ = [
     "PRESET_DIR",
     "RESUME_MAY_CHANGE",
     "RUN_CONFIG_ARGUMENTS",
-    "TRAINING_ARGS_FILE",
     "TrainingArguments",
     "architecture_defaults",
     "load_preset",

@@ -67,9 +67,9 @@ class TrainingData:
         return BarcodeSource(self.dataset.select(rows)), genus
 
 
-def prepare_simulated_data(output_dir: Path, num_genera: int, seed: int) -> Path:
-    """Write (once) the embedded default dataset under ``<output_dir>/data``; no file outside the package."""
-    path = output_dir / "data" / SIMULATED_CSV
+def prepare_simulated_data(folder: Path, num_genera: int, seed: int) -> Path:
+    """Write (once) the embedded default dataset into ``folder`` (a run's ``data/``); no file outside the package."""
+    path = folder / SIMULATED_CSV
     if not path.is_file():
         write_simulated_dataset(path, num_genera=num_genera, seed=seed)
         logger.info("simulated %s (BIOSCAN-5M format, %d genera)", path, num_genera)

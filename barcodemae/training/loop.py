@@ -1,16 +1,6 @@
 """The pretraining loop behind ``train.py`` (accelerate: 1 CPU, 1 GPU, multi-GPU, multi-node, DeepSpeed/FSDP).
 
-Output folder::
-
-    <output_dir>/
-      training_args.json      the resolved arguments (preset + flags)
-      metrics.jsonl           one JSON object per log / validation event (step-keyed)
-      checkpoints/step_N/     accelerator.save_state + trainer_state.json (resumable)
-      npmi/                   the NPMI table counted for PMI-based masking (reloaded on resume)
-      final_model/            save_pretrained model + tokenizer + label_vocab.json (AutoModel-loadable),
-                              and npmi_table.safetensors when PMI-based masking was used
-      eval/results.json       evaluation of final_model/
-      data/                   the simulated dataset, when no --data was given
+The output folder's files are named in :mod:`barcodemae.run_layout`.
 
 Loss normalisation: each micro-batch contributes its *summed* masked-token cross-entropy divided by the masked
 tokens of the whole optimiser step (all micro-batches, all processes), rescaled for accelerate's division by the
@@ -44,6 +34,7 @@ from barcodemae.masking.curriculum import CMGEMSCurriculum, CMStepCurriculum, Ma
 from barcodemae.masking.npmi import TABLE_FILENAME, NPMITable
 from barcodemae.masking.span_corruption import SpanCorruptionCollator
 from barcodemae.optim import learning_rate_schedule, weight_decay_groups
+from barcodemae.run_layout import FINAL_MODEL_DIR, METRICS_FILE, TRACKER_PROJECT, RunLayout
 from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
@@ -53,7 +44,6 @@ from .arguments import (
     ARCHITECTURE_ARGUMENTS,
     ENBED_ARCHITECTURE_ARGUMENTS,
     RUN_CONFIG_ARGUMENTS,
-    TRAINING_ARGS_FILE,
     TrainingArguments,
     save_arguments,
 )
@@ -70,7 +60,7 @@ from .checkpoints import (
 from .data import TrainingData, load_training_data, prepare_simulated_data
 from .data_identity import DATA_FINGERPRINT, check_resume_data, data_fingerprint
 from .initial_model import adopt_initial_model, load_initial_model
-from .metrics_log import METRICS_FILE, MetricsLog
+from .metrics_log import MetricsLog
 from .run_folder import (
     adopt_resumed_run,
     check_new_run,
@@ -86,7 +76,6 @@ logger = logging.getLogger("barcodemae.train")
 
 NPMI_STRATEGIES = ("genemask", "global", "stochastic_global")
 NPMI_BUILD_SEQUENCES = 20_000
-NPMI_DIR = "npmi"
 
 
 # ---------------------------------------------------------------------------------------------- builders
@@ -165,7 +154,7 @@ def load_or_build_npmi_table(
     """
     if args.npmi_table:
         return NPMITable.load(args.npmi_table)
-    saved = output_dir / NPMI_DIR if output_dir is not None else None
+    saved = RunLayout(output_dir).npmi if output_dir is not None else None
     if resume and saved is not None and (saved / TABLE_FILENAME).is_file():
         logger.info("resuming with the NPMI table saved in %s", saved)
         return NPMITable.load(saved)
@@ -199,7 +188,7 @@ def available_trackers(report_to: str) -> list[str] | None:
     wanted = list(installed) if report_to == "all" else [name.strip() for name in report_to.split(",")]
     for name in wanted:
         if not installed.get(name, False):
-            logger.warning("tracker %r is not installed; logging to metrics.jsonl and the console only", name)
+            logger.warning("tracker %r is not installed; logging to %s and the console only", name, METRICS_FILE)
     return [name for name in wanted if installed.get(name, False)] or None
 
 
@@ -225,14 +214,15 @@ def open_run_folder(
     Returns the arguments with ``--init_from``'s architecture and tokenizer adopted, the checkpoint to resume from
     (``None`` for a new run) and the run id.
     """
-    output_dir = Path(args.output_dir)
+    layout = RunLayout(args.output_dir)
+    output_dir = layout.root
     args = adopt_initial_model(args)  # --init_from fixes architecture and tokenizer before anything is saved
     planned = planned_artefacts(simulated_data=not args.data, tensorboard=args.report_to in ("tensorboard", "all"))
     protected = [Path(args.data)] if args.data else []  # --overwrite_output_dir never deletes the training data
     checkpoint = resumed_run_id = None
     if args.resume_from_checkpoint:
         # Before training_args.json is rewritten with this run's arguments, and before any data is loaded.
-        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
+        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, layout)
         check_resume_arguments(checkpoint, args)
         check_resume_data(checkpoint, args.data, data_identity)
         resumed_run_id = checkpoint_run_id(checkpoint)
@@ -247,7 +237,7 @@ def open_run_folder(
             start_run(output_dir, args.overwrite_output_dir, planned, protected)
         else:
             adopt_resumed_run(output_dir, checkpoint, resumed_run_id, planned)
-        save_arguments(args, output_dir / TRAINING_ARGS_FILE)
+        save_arguments(args, layout.training_args)
     accelerator.wait_for_everyone()
     return args, checkpoint, read_run_id(output_dir)
 
@@ -311,7 +301,7 @@ class RunValidation:
         if self.probe is not None and parameters_are_sharded(accelerator):
             logger.warning(
                 "periodic genus probe off: FSDP / DeepSpeed ZeRO-3 shard the parameters across processes, and the "
-                "probe embeds with the whole encoder on the main process; final_model/ is still evaluated"
+                "probe embeds with the whole encoder on the main process; %s/ is still evaluated", FINAL_MODEL_DIR
             )
             self.probe = None
         self.best = None
@@ -319,7 +309,7 @@ class RunValidation:
             check_selection_split(args.metric_for_best_model, args.val_split, args.query_split)
             if parameters_are_sharded(accelerator):
                 raise ValueError("--load_best_model_at_end is not supported with FSDP / DeepSpeed ZeRO-3 sharding")
-            self.best = BestModelTracker(args.metric_for_best_model, Path(args.output_dir))
+            self.best = BestModelTracker(args.metric_for_best_model, RunLayout(args.output_dir))
 
     def _fixed_batches(
         self, data: TrainingData, tokenizer: BarcodeTokenizer, mask_fn: Callable[..., Any], split: str, seed: int
@@ -395,7 +385,7 @@ def train_in_run_folder(
     args: TrainingArguments, accelerator: Accelerator, trackers: list[str] | None
 ) -> dict[str, Any]:
     """:func:`run_training` once its folder is held: every stage from the run folder to the exported model."""
-    output_dir = Path(args.output_dir)
+    layout = RunLayout(args.output_dir)
     data_identity = data_fingerprint(args.data)  # once: checked on resume, recorded in every checkpoint
     args, checkpoint, run_id = open_run_folder(args, accelerator, data_identity)
 
@@ -405,12 +395,13 @@ def train_in_run_folder(
     min_length = tokenizer.min_barcode_length(random_frames=args.frame_offset_augmentation)
     with accelerator.main_process_first():
         data_path = (
-            Path(args.data) if args.data else prepare_simulated_data(output_dir, args.simulate_genera, args.seed)
+            Path(args.data) if args.data else prepare_simulated_data(layout.simulated_data, args.simulate_genera,
+                                                                     args.seed)
         )
         data = load_training_data(data_path, min_length=min_length)
     pretrain, _ = data.source(args.split, sample_size=args.max_train_samples, seed=args.seed)
     collator, curriculum, npmi_table = build_masking(
-        args, tokenizer, pretrain, output_dir, resume=checkpoint is not None, is_main=accelerator.is_main_process
+        args, tokenizer, pretrain, layout.root, resume=checkpoint is not None, is_main=accelerator.is_main_process
     )
 
     stream, mask_fn = build_pretraining_stream(args, tokenizer, pretrain, collator, accelerator)
@@ -433,11 +424,11 @@ def train_in_run_folder(
     )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     if trackers:
-        accelerator.init_trackers("barcodemae", config={k: v for k, v in args.to_dict().items() if v is not None})
+        accelerator.init_trackers(TRACKER_PROJECT, config={k: v for k, v in args.to_dict().items() if v is not None})
 
     global_step = 0
     progress = tqdm(total=max_steps, disable=not accelerator.is_main_process, desc="pretraining", dynamic_ncols=True)
-    metrics = MetricsLog(accelerator, output_dir / METRICS_FILE, progress)
+    metrics = MetricsLog(accelerator, layout.metrics, progress)
     if checkpoint is not None:
         sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)  # sharded states
         state = validate_checkpoint(checkpoint, accelerator.num_processes, sharded=sharded)
@@ -555,7 +546,7 @@ def train_in_run_folder(
         if global_step % args.eval_steps == 0 or global_step == max_steps:
             metrics.write(validate(model, global_step))
         if global_step % args.save_steps == 0 or global_step == max_steps:
-            save_checkpoint(accelerator, output_dir, global_step, trainer_state(), args.save_total_limit)
+            save_checkpoint(accelerator, layout, global_step, trainer_state(), args.save_total_limit)
         if args.stop_after_steps is not None and global_step >= args.stop_after_steps:
             progress.close()
             logger.warning("stopping after step %d (--stop_after_steps), as if the job were killed", global_step)
@@ -588,17 +579,17 @@ def export_final_model(
     """``final_model/`` (the last step's weights, or the best step's with ``--load_best_model_at_end``) with its
     tokenizer, label vocabulary and NPMI table, its evaluation (``--evaluate``) and ``summary.json``; returns the
     summary (``summary`` holds the loop's ``global_step``, ``max_steps``, ``parameters`` and ``last_log``)."""
-    output_dir = Path(args.output_dir)
+    layout = RunLayout(args.output_dir)
     global_step = summary["global_step"]
-    final_dir = output_dir / "final_model"
+    final_dir = layout.final_model
     summary = {**summary, "final_model": str(final_dir)}
     if best is not None and best.best_step is not None:
         best.load_best_weights(accelerator.unwrap_model(model))
         summary["final_model_step"] = best.best_step
         summary["best_model"] = best.state_dict()
         logger.info(
-            "final_model/ holds step %d, the best %s (%.4g); the last step was %d",
-            best.best_step, best.metric, best.best_value, global_step,
+            "%s/ holds step %d, the best %s (%.4g); the last step was %d",
+            final_dir.name, best.best_step, best.metric, best.best_value, global_step,
         )
         metrics.write({"step": global_step, "final_model_step": best.best_step, f"best_{best.metric}": best.best_value})
     else:
@@ -615,14 +606,14 @@ def export_final_model(
         apply_umask(final_dir)
         if args.evaluate:
             results = run_evaluation(
-                str(final_dir), str(data.path), str(output_dir / "eval"), reducer=args.eval_reducer,
+                str(final_dir), str(data.path), str(layout.eval), reducer=args.eval_reducer,
                 plots=args.eval_plots,
             )
             summary["evaluation"] = results
             # Only the metrics go to metrics.jsonl and the trackers: per-genus accuracies (thousands of genera on
             # BIOSCAN-5M), settings and split sizes stay in eval/results.json.
             metrics.write({"step": global_step, **_flatten(results.get("metrics", results), "eval/metrics/")})
-        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        layout.summary.write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
 
