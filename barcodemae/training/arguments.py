@@ -39,7 +39,7 @@ ARCHITECTURE_ARGUMENTS: dict[str, str] = {
     "dropout": "hidden_dropout_prob",
 }
 """The flags that set the architecture, and the config attribute each sets (``--dropout`` also sets the attention
-dropout): :func:`barcodemae.training.loop.build_model` builds the config from them, ``--init_from`` overwrites them
+dropout): :func:`barcodemae.training.builders.build_model` builds the config from them, ``--init_from`` overwrites them
 from a folder's config."""
 ENBED_ARCHITECTURE_ARGUMENTS: dict[str, str] = {
     # training argument: keyword of modeling_enbed.enbed_config
