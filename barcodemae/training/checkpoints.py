@@ -2,8 +2,8 @@
 
 Layout of ``<output_dir>/checkpoints/step_N/``: accelerate's files (``model.safetensors``, ``optimizer.bin``,
 ``scheduler.bin``, ``random_states_<rank>.pkl``) and ``trainer_state.json`` (global step, data position,
-masking-curriculum phase, the step of the last log line). The trainer state is plain JSON rather than an
-accelerate "custom checkpoint" pickle, so nothing of ours needs unpickling.
+masking-curriculum phase, best step and the run's identity: :class:`~.trainer_state.TrainerState`). The trainer
+state is plain JSON rather than an accelerate "custom checkpoint" pickle, so nothing of ours needs unpickling.
 
 A checkpoint is written to ``step_N.tmp`` and renamed once complete, so a job killed mid-save leaves a ``.tmp``
 folder that is never picked as ``latest``. Loading checks the files first (present, non-empty, safetensors
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import load
+from accelerate.utils import DistributedType, load
 
 from barcodemae.checksums import verify_checksums, write_checksums
 from barcodemae.errors import CheckpointError
@@ -148,6 +148,15 @@ def validate_checkpoint(path: Path, num_processes: int, sharded: bool = False) -
     return state
 
 
+def restore_checkpoint(accelerator, checkpoint: Path) -> dict[str, Any]:
+    """Check ``checkpoint`` (:func:`validate_checkpoint`), then load it into the prepared model, optimiser, scheduler
+    and random states (:func:`load_checkpoint`); returns its trainer state."""
+    sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)  # their own layout
+    state = validate_checkpoint(checkpoint, accelerator.num_processes, sharded=sharded)
+    load_checkpoint(accelerator, checkpoint)
+    return state
+
+
 def check_rng_state(states: object, path: Path) -> None:
     """An RNG file must hold accelerate's random states; accelerate itself skips a bad one with an INFO line."""
     if not isinstance(states, dict) or any(key not in states for key in RNG_KEYS):
@@ -229,6 +238,7 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "resolve_checkpoint",
+    "restore_checkpoint",
     "save_checkpoint",
     "validate_checkpoint",
 ]
