@@ -37,7 +37,7 @@ class StepResult:
     """The gradient norm before clipping, as accelerate returns it (read it only when logged: no device sync per
     step); ``None`` when the step synchronised no gradients."""
     tokens: int
-    """Tokens this process fed the model over the step's micro-batches (throughput)."""
+    """Tokens of the step over all processes: the global batches' attended tokens, summed over micro-batches."""
     samples: int
     """Barcodes of the step over all processes: the global batch times the accumulation steps."""
 
@@ -51,8 +51,8 @@ class StepResult:
 
 
 class OptimizerStep:
-    """Optimiser steps of a prepared (``accelerator.prepare``) model, optimiser and scheduler: ``step(stream)`` draws
-    ``accumulation_steps`` micro-batches from ``stream``, trains on them and returns their :class:`StepResult`."""
+    """Optimiser steps of a prepared (``accelerator.prepare``) model, optimiser and scheduler: each call draws
+    ``accumulation_steps`` micro-batches from the stream, trains on them and returns their :class:`StepResult`."""
 
     def __init__(
         self, accelerator: Accelerator, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -63,6 +63,9 @@ class OptimizerStep:
         self.parameters = [p for p in model.parameters() if p.requires_grad]
 
     def __call__(self, stream: GlobalBatchStream) -> StepResult:
+        """One optimiser step on the next ``accumulation_steps`` global micro-batches of ``stream``: this process
+        trains on its rows of each (model inputs of ``(per_device_batch_size * views, length)``), while the counts
+        that normalise the loss are the global batch's."""
         accelerator, model, micro_steps = self.accelerator, self.model, self.accumulation_steps
         micro_batches = [stream.next() for _ in range(micro_steps)]
         step_targets = sum(counts["targets"] for _, counts in micro_batches)
