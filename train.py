@@ -6,7 +6,7 @@
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml train.py --preset barcodemae --data ...
 
 Arguments: ``python train.py --help``; presets live in ``configs/`` (flags override them). The output folder
-layout is described in :mod:`barcodemae.training.loop`.
+layout is described in :mod:`barcodemae.run_layout`.
 """
 
 import sys

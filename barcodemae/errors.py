@@ -19,14 +19,23 @@ from typing import BinaryIO
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, KeyError,
                                                     PermissionError, IsADirectoryError, NotADirectoryError)
-"""Exceptions whose message is the whole story (more can be added per entry point, e.g. ``CheckpointError``)."""
+"""Exceptions whose message is the whole story (:class:`CheckpointError` among them, as a ``ValueError``)."""
 
 
-def report_errors(prog: str, run: Callable[[], int], extra: tuple[type[BaseException], ...] = ()) -> int:
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from (``train.py``) or exported (``barcodemae export``); the message names
+    the folder or file and what is wrong.
+
+    Why one class, and a ``ValueError``: both entry points report it as an expected failure (one line, exit status 2)
+    without a per-entry-point exception list, and code that catches checkpoint problems catches one type.
+    """
+
+
+def report_errors(prog: str, run: Callable[[], int]) -> int:
     """``run()``; an expected failure becomes ``<prog>: error: <message>`` on stderr and exit status 2."""
     try:
         return run()
-    except EXPECTED_ERRORS + extra as error:
+    except EXPECTED_ERRORS as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
@@ -97,6 +106,7 @@ def check_output_file(
 
 __all__ = [
     "EXPECTED_ERRORS",
+    "CheckpointError",
     "check_output_file",
     "check_writable_folder",
     "naming_output",

@@ -24,7 +24,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from barcodemae.errors import CheckpointError
 from barcodemae.file_modes import apply_umask
+from barcodemae.run_layout import RESULTS_FILE, TRAINING_ARGS_FILE, RunLayout
 from barcodemae.state_dicts import strip_wrapper_prefixes
 from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae import BarcodeMAEConfig, BarcodeMAEModel
@@ -39,13 +41,6 @@ MODEL_CARD_TEMPLATE = Path(str(resources.files("barcodemae.model_cards"))) / "fe
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 SEARCH_PARENTS = 2
 """How many parent folders of a checkpoint are searched for the run's ``config.json``/tokenizer/results."""
-TRAINING_ARGS = "training_args.json"
-RUN_MODEL_FOLDER = "final_model"
-"""Where train.py saves the final model, config and tokenizer inside its output folder."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder that cannot be exported; the message names the folder and what is missing."""
 
 
 @dataclass
@@ -73,7 +68,7 @@ def _nearest_with(folder: Path, name: str) -> Path | None:
     A parent's ``final_model/`` counts too: train.py keeps config and tokenizer there, next to ``checkpoints/``.
     """
     for candidate in [folder, *list(folder.parents)[:SEARCH_PARENTS]]:
-        for place in (candidate, candidate / RUN_MODEL_FOLDER):
+        for place in (candidate, RunLayout(candidate).final_model):
             if (place / name).is_file():
                 return place
     return None
@@ -123,20 +118,20 @@ def locate_checkpoint(
     else:
         # An intermediate training checkpoint: the run's eval/results.json measured final_model/, not these weights.
         results_path = None
-    args_folder = _nearest_with(folder, TRAINING_ARGS)
+    args_folder = _nearest_with(folder, TRAINING_ARGS_FILE)
     return CheckpointFiles(
         weights,
         config_folder,
         tokenizer_folder,
         results_path,
-        args_folder / TRAINING_ARGS if args_folder is not None else None,
+        RunLayout(args_folder).training_args if args_folder is not None else None,
     )
 
 
 def _nearest_results(model_folder: Path) -> Path | None:
     """The evaluation of a saved model: its own ``results.json``, or the run's ``eval/results.json`` beside it
     (train.py evaluates ``final_model/`` into ``<run>/eval/``)."""
-    for path in (model_folder / "results.json", model_folder.parent / "eval" / "results.json"):
+    for path in (model_folder / RESULTS_FILE, RunLayout(model_folder.parent).eval_results):
         if path.is_file():
             return path
     return None
@@ -346,7 +341,7 @@ def export_encoder(
     model.save_pretrained(output)  # an encoder: config.json names BarcodeMAEModel and serves AutoModel only
     tokenizer.save_pretrained(output)
     if files.results is not None:
-        shutil.copyfile(files.results, output / "results.json")
+        shutil.copyfile(files.results, output / RESULTS_FILE)
     card = render_model_card(
         model,
         tokenizer,

@@ -17,7 +17,7 @@ import torch
 from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.training.arguments import parse_args
 from barcodemae.training.batches import BarcodeSource, GlobalBatchStream
-from barcodemae.training.loop import build_masking, build_model, build_optimizer
+from barcodemae.training.builders import build_masking, build_model, build_optimizer
 from barcodemae.training.validation import pretraining_output
 
 

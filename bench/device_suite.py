@@ -43,8 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from barcodemae.run_layout import RunLayout
 from barcodemae.training.arguments import load_preset
-from barcodemae.training.metrics_log import METRICS_FILE, read_metrics
+from barcodemae.training.metrics_log import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -166,7 +167,7 @@ def pretrain_stage(name: str, objective: str, steps: int, args: argparse.Namespa
 
 def read_pretraining(stage: Stage, out: Path) -> dict[str, Any] | None:
     """Untrained and trained probe numbers and perplexities from a pretraining stage's ``metrics.jsonl``."""
-    path = out / stage.name / METRICS_FILE
+    path = RunLayout(out / stage.name).metrics
     if not path.is_file():
         return None
     records = read_metrics(path)  # a stage stopped at its cap may leave a torn last line

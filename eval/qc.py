@@ -234,7 +234,7 @@ def correction_results(reads: list[CorruptedRead], outputs: list[str]) -> dict[s
 def fresh_config(preset: str) -> Any:
     """The LongT5 config of a fresh ENBED of ``preset``'s sizes (``--model none``)."""
     from barcodemae.training.arguments import parse_args
-    from barcodemae.training.loop import build_model
+    from barcodemae.training.builders import build_model
 
     return build_model(parse_args(["--preset", preset, "--objective", "enbed", "--tokenizer", "char"]),
                        BarcodeTokenizer.char()).config

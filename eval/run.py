@@ -57,6 +57,7 @@ from barcodemae.inference import (
     parse_layer,
     pooled_layer,
 )
+from barcodemae.run_layout import RESULTS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -411,7 +412,7 @@ def run_evaluation(
         results["plots"] = write_plots(
             output, frame, embeddings, details, genus_accuracy, reducer=s.reducer, seed=s.seed
         )
-    (output / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+    (output / RESULTS_FILE).write_text(json.dumps(results, indent=2, default=_json_default))
     from barcodemae.eval.report import write_report
 
     write_report(output / "report.md", results)
@@ -517,7 +518,7 @@ def _run(args: argparse.Namespace) -> int:
         args.model, args.data, args.output, baseline=args.baseline, settings=settings_from_args(args)
     )
     print(json.dumps(results["metrics"]["headline"], indent=2))
-    print(f"wrote {Path(args.output) / 'results.json'} and {Path(args.output) / 'report.md'}")
+    print(f"wrote {Path(args.output) / RESULTS_FILE} and {Path(args.output) / 'report.md'}")
     return 0
 
 

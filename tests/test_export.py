@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from barcodemae import BarcodeMAEConfig, BarcodeMAEForPreTraining, BarcodeMAEModel, BarcodeTokenizer
+from barcodemae.errors import CheckpointError
 from barcodemae.export import (
-    CheckpointError,
     encoder_state_dict,
     export_encoder,
     locate_checkpoint,

@@ -17,9 +17,10 @@ import torch
 
 from barcodemae.checksums import CHECKSUMS, write_checksums
 from barcodemae.cli import main as cli_main
+from barcodemae.errors import CheckpointError
 from barcodemae.simulation import write_simulated_dataset
 from barcodemae.training.arguments import parse_args
-from barcodemae.training.checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
+from barcodemae.training.checkpoints import list_checkpoints, validate_checkpoint
 from barcodemae.training.loop import main as train_main
 from barcodemae.training.loop import run_training
 from conftest import REPO_ROOT

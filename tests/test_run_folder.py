@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
+from barcodemae.run_layout import RUN_FILE
 from barcodemae.training.run_folder import (
     RUN_ARTEFACTS,
-    RUN_FILE,
     OutputDirInUseError,
     check_new_run,
     owned_artefacts,

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from barcodemae.checksums import write_checksums
+from barcodemae.errors import CheckpointError
 from barcodemae.masking.span_corruption import SpanCorruptionCollator
 from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.training.arguments import (
@@ -26,9 +27,10 @@ from barcodemae.training.arguments import (
     load_preset,
     parse_args,
 )
-from barcodemae.training.checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
+from barcodemae.training.builders import build_model
+from barcodemae.training.checkpoints import list_checkpoints, validate_checkpoint
 from barcodemae.training.data import load_training_data
-from barcodemae.training.loop import build_model, run_training
+from barcodemae.training.loop import run_training
 from conftest import edit_keeping_size_and_mtime
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_enbed import enbed_config
@@ -708,7 +710,7 @@ def test_periodic_probe_is_off_only_when_parameters_are_sharded(distributed_type
 
     from accelerate.utils import DistributedType
 
-    from barcodemae.training.loop import parameters_are_sharded
+    from barcodemae.training.accelerator_setup import parameters_are_sharded
 
     plugin = SimpleNamespace(zero_stage=zero_stage) if zero_stage is not None else None
     accelerator = SimpleNamespace(

@@ -3,8 +3,10 @@
 Entry points: ``python train.py`` (or ``accelerate launch train.py``) and :func:`run_training`.
 """
 
+from barcodemae.errors import CheckpointError
+
 from .arguments import TrainingArguments, load_preset, parse_args
-from .checkpoints import CheckpointError, list_checkpoints, validate_checkpoint
+from .checkpoints import list_checkpoints, validate_checkpoint
 from .loop import run_training
 
 __all__ = [

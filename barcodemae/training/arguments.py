@@ -40,7 +40,7 @@ ARCHITECTURE_ARGUMENTS: dict[str, str] = {
     "dropout": "hidden_dropout_prob",
 }
 """The flags that set the architecture, and the config attribute each sets (``--dropout`` also sets the attention
-dropout): :func:`barcodemae.training.loop.build_model` builds the config from them, ``--init_from`` overwrites them
+dropout): :func:`barcodemae.training.builders.build_model` builds the config from them, ``--init_from`` overwrites them
 from a folder's config."""
 ENBED_ARCHITECTURE_ARGUMENTS: dict[str, str] = {
     # training argument: keyword of modeling_enbed.enbed_config
@@ -79,8 +79,6 @@ training loop sets it from the labels of the pretraining rows
 (:func:`barcodemae.training.taxonomy.pretraining_taxon_labels`)."""
 PRESET_DIR = Path(str(resources.files("barcodemae.configs")))
 """``configs/`` of the repository, installed as ``barcodemae.configs`` (package data)."""
-TRAINING_ARGS_FILE = "training_args.json"
-"""The resolved arguments of a run, in its output folder; a resumed run is checked against them."""
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 CURRICULA = ("cm-gems", "cm-step")
 OBJECTIVES = (*PRETRAINING_OBJECTIVES, "enbed")
@@ -537,7 +535,6 @@ __all__ = [
     "PRESET_DIR",
     "RESUME_MAY_CHANGE",
     "RUN_CONFIG_ARGUMENTS",
-    "TRAINING_ARGS_FILE",
     "TrainingArguments",
     "architecture_defaults",
     "load_preset",

@@ -19,15 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from pathlib import Path
 from typing import Any
 
 from barcodemae.data.splits import resolve_splits
 from barcodemae.file_modes import apply_umask
+from barcodemae.run_layout import RunLayout
 
 logger = logging.getLogger(__name__)
 
-BEST_MODEL_DIR = "best_model"
 BEST_MODEL_INFO = "best_model.json"
 PROBE_METRIC_PREFIXES = ("genus_1nn_accuracy", "top_pc_variance_share")
 """Metrics computed by the genus probe on ``--query_split``; the others come from ``--val_split`` batches or
@@ -60,11 +59,12 @@ def check_selection_split(metric: str, val_split: str, query_split: str) -> None
 
 
 class BestModelTracker:
-    """The best value of one validation metric so far, its step, and the folder holding its weights."""
+    """The best value of one validation metric so far, its step, and the folder holding its weights (the run
+    folder's ``best_model/``)."""
 
-    def __init__(self, metric: str, output_dir: Path) -> None:
+    def __init__(self, metric: str, layout: RunLayout) -> None:
         self.metric = metric
-        self.folder = output_dir / BEST_MODEL_DIR
+        self.folder, self.staging = layout.best_model, layout.best_model_staging
         self.maximise = greater_is_better(metric)
         self.best_value: float | None = None
         self.best_step: int | None = None
@@ -84,14 +84,13 @@ class BestModelTracker:
             return False
         self.best_value, self.best_step = float(value), int(step)
         if write:
-            staging = self.folder.with_name(self.folder.name + ".tmp")
-            shutil.rmtree(staging, ignore_errors=True)
-            model.save_pretrained(staging, safe_serialization=True)
-            tokenizer.save_pretrained(staging)
-            (staging / BEST_MODEL_INFO).write_text(json.dumps(self.state_dict(), indent=2))
-            apply_umask(staging)
+            shutil.rmtree(self.staging, ignore_errors=True)
+            model.save_pretrained(self.staging, safe_serialization=True)
+            tokenizer.save_pretrained(self.staging)
+            (self.staging / BEST_MODEL_INFO).write_text(json.dumps(self.state_dict(), indent=2))
+            apply_umask(self.staging)
             shutil.rmtree(self.folder, ignore_errors=True)
-            staging.rename(self.folder)
+            self.staging.rename(self.folder)
         return True
 
     def load_best_weights(self, model) -> None:
@@ -118,7 +117,6 @@ class BestModelTracker:
 
 
 __all__ = [
-    "BEST_MODEL_DIR",
     "BEST_MODEL_INFO",
     "BestModelTracker",
     "check_selection_split",

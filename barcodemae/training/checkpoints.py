@@ -2,8 +2,8 @@
 
 Layout of ``<output_dir>/checkpoints/step_N/``: accelerate's files (``model.safetensors``, ``optimizer.bin``,
 ``scheduler.bin``, ``random_states_<rank>.pkl``) and ``trainer_state.json`` (global step, data position,
-masking-curriculum phase, the step of the last log line). The trainer state is plain JSON rather than an
-accelerate "custom checkpoint" pickle, so nothing of ours needs unpickling.
+masking-curriculum phase, best step and the run's identity: :class:`~.trainer_state.TrainerState`). The trainer
+state is plain JSON rather than an accelerate "custom checkpoint" pickle, so nothing of ours needs unpickling.
 
 A checkpoint is written to ``step_N.tmp`` and renamed once complete, so a job killed mid-save leaves a ``.tmp``
 folder that is never picked as ``latest``. Loading checks the files first (present, non-empty, safetensors
@@ -16,52 +16,42 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import struct
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import load
+from accelerate.utils import DistributedType, load
 
 from barcodemae.checksums import verify_checksums, write_checksums
+from barcodemae.errors import CheckpointError
 from barcodemae.file_modes import apply_umask
+from barcodemae.run_layout import STAGING_SUFFIX, RunLayout
 
-from .arguments import RESUME_MAY_CHANGE, TRAINING_ARGS_FILE, TrainingArguments, resume_mismatches
+from .arguments import RESUME_MAY_CHANGE, TrainingArguments, resume_mismatches
 
 logger = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"
 RNG_KEYS = ("random_state", "numpy_random_seed", "torch_manual_seed")
-STEP_DIR = re.compile(r"^step_(\d+)$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint folder that cannot be resumed from; the message names the folder and what is wrong."""
-
-
-def checkpoint_root(output_dir: str | Path) -> Path:
-    return Path(output_dir) / "checkpoints"
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Complete checkpoint folders (``step_N``, not ``.tmp``), oldest first."""
-    root = checkpoint_root(output_dir)
+    """Complete checkpoint folders (``step_N``, not ``.tmp``) of the run folder ``output_dir``, oldest first."""
+    root = RunLayout(output_dir).checkpoints
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := STEP_DIR.match(p.name))]
+    found = [(step, p) for p in root.iterdir() if p.is_dir() and (step := RunLayout.checkpoint_step(p)) is not None]
     return [p for _, p in sorted(found)]
 
 
-def resolve_checkpoint(spec: str, output_dir: str | Path) -> Path:
-    """``latest`` (newest complete checkpoint in ``output_dir``) or an explicit folder."""
+def resolve_checkpoint(spec: str, layout: RunLayout) -> Path:
+    """``latest`` (newest complete checkpoint of the run folder) or an explicit folder."""
     if spec == "latest":
-        found = list_checkpoints(output_dir)
+        found = list_checkpoints(layout.root)
         if not found:
-            raise CheckpointError(
-                f"--resume_from_checkpoint latest: no complete checkpoint in {checkpoint_root(output_dir)}"
-            )
+            raise CheckpointError(f"--resume_from_checkpoint latest: no complete checkpoint in {layout.checkpoints}")
         return found[-1]
     path = Path(spec)
     if not path.is_dir():
@@ -76,7 +66,7 @@ def check_resume_arguments(checkpoint: Path, args: TrainingArguments) -> None:
     than the original run would rebuild the default preset and either fail deep inside ``load_state`` or
     silently train something else. The saved ``training_args.json`` is the run folder's (above ``checkpoints/``).
     """
-    saved_path = checkpoint.resolve().parent.parent / TRAINING_ARGS_FILE
+    saved_path = RunLayout.of_checkpoint(checkpoint).training_args
     if not saved_path.is_file():
         logger.warning("%s not found: cannot check that the resumed run uses the checkpoint's arguments", saved_path)
         return
@@ -124,7 +114,7 @@ def validate_checkpoint(path: Path, num_processes: int, sharded: bool = False) -
     ``sharded``: DeepSpeed / FSDP write their own weight and optimizer layout, so only the trainer state and
     the per-rank RNG files are checked for them.
     """
-    if path.name.endswith(".tmp"):
+    if path.name.endswith(STAGING_SUFFIX):
         raise CheckpointError(
             f"{path} is a partial checkpoint (the job stopped while saving it); resume from an earlier one"
         )
@@ -155,6 +145,15 @@ def validate_checkpoint(path: Path, num_processes: int, sharded: bool = False) -
             f"{path} was written by {state['num_processes']} process(es); resume it with the same number "
             f"(this run has {num_processes})"
         )
+    return state
+
+
+def restore_checkpoint(accelerator, checkpoint: Path) -> dict[str, Any]:
+    """Check ``checkpoint`` (:func:`validate_checkpoint`), then load it into the prepared model, optimiser, scheduler
+    and random states (:func:`load_checkpoint`); returns its trainer state."""
+    sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)  # their own layout
+    state = validate_checkpoint(checkpoint, accelerator.num_processes, sharded=sharded)
+    load_checkpoint(accelerator, checkpoint)
     return state
 
 
@@ -209,11 +208,9 @@ def failing_file(error: BaseException, folder: Path) -> Path | None:
     return found
 
 
-def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_state: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(accelerator, layout: RunLayout, step: int, trainer_state: dict[str, Any], keep: int) -> Path:
     """``save_state`` into ``step_N.tmp``, add the trainer state, rename, and drop checkpoints beyond ``keep``."""
-    root = checkpoint_root(output_dir)
-    final = root / f"step_{step}"
-    staging = root / f"step_{step}.tmp"
+    final, staging = layout.checkpoint(step), layout.checkpoint_staging(step)
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -226,14 +223,13 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_stat
         write_checksums(staging)  # last: covers the rest
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
-        for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
+        for old in list_checkpoints(layout.root)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
 
 
 __all__ = [
-    "CheckpointError",
     "check_resume_arguments",
     "check_rng_state",
     "check_safetensors",
@@ -242,6 +238,7 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "resolve_checkpoint",
+    "restore_checkpoint",
     "save_checkpoint",
     "validate_checkpoint",
 ]

@@ -17,7 +17,9 @@ from barcodemae.data.bioscan5m import load_bioscan5m
 from barcodemae.data.report import CleaningReport
 from barcodemae.data.splits import resolve_splits
 from barcodemae.simulation import write_simulated_dataset
+from barcodemae.tokenization import BarcodeTokenizer
 
+from .arguments import TrainingArguments
 from .batches import BarcodeSource
 
 logger = logging.getLogger(__name__)
@@ -77,13 +79,24 @@ class TrainingData:
         return BarcodeSource(self.dataset.select(rows)), genus
 
 
-def prepare_simulated_data(output_dir: Path, num_genera: int, seed: int) -> Path:
-    """Write (once) the embedded default dataset under ``<output_dir>/data``; no file outside the package."""
-    path = output_dir / "data" / SIMULATED_CSV
+def prepare_simulated_data(folder: Path, num_genera: int, seed: int) -> Path:
+    """Write (once) the embedded default dataset into ``folder`` (a run's ``data/``); no file outside the package."""
+    path = folder / SIMULATED_CSV
     if not path.is_file():
         write_simulated_dataset(path, num_genera=num_genera, seed=seed)
         logger.info("simulated %s (BIOSCAN-5M format, %d genera)", path, num_genera)
     return path
+
+
+def load_run_data(args: TrainingArguments, tokenizer: BarcodeTokenizer, simulated_folder: Path) -> TrainingData:
+    """A run's table: ``--data``, or the simulated default dataset written (once) into ``simulated_folder``.
+
+    One table serves pretraining (random frames with ``--frame_offset_augmentation``), validation and probes
+    (frame 0), so barcodes too short for the strictest of them are rejected up front.
+    """
+    min_length = tokenizer.min_barcode_length(random_frames=args.frame_offset_augmentation)
+    path = Path(args.data) if args.data else prepare_simulated_data(simulated_folder, args.simulate_genera, args.seed)
+    return load_training_data(path, min_length=min_length)
 
 
 def load_training_data(path: str | Path, min_length: int = 1, cache_dir: Path | None = None) -> TrainingData:
@@ -106,4 +119,4 @@ def load_training_data(path: str | Path, min_length: int = 1, cache_dir: Path | 
     return TrainingData(path=Path(path), dataset=dataset, label_vocab=vocab, report=report)
 
 
-__all__ = ["SIMULATED_CSV", "TrainingData", "load_training_data", "prepare_simulated_data"]
+__all__ = ["SIMULATED_CSV", "TrainingData", "load_run_data", "load_training_data", "prepare_simulated_data"]

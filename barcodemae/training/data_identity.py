@@ -16,8 +16,9 @@ from typing import Any
 
 from barcodemae.checksums import file_fingerprint
 from barcodemae.data.input_errors import check_input_file
+from barcodemae.errors import CheckpointError
 
-from .checkpoints import TRAINER_STATE, CheckpointError
+from .checkpoints import TRAINER_STATE
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from barcodemae.run_layout import FINAL_MODEL_DIR
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
 
@@ -75,7 +76,7 @@ def load_initial_model(folder: str | Path, **run_config: object) -> BarcodeMAEFo
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
         raise ValueError(
             f"--init_from {folder}: the folder lacks pretraining weights ({shown}); an encoder-only export cannot "
-            "continue pretraining: use train.py's final_model/ or a converted pretraining checkpoint"
+            f"continue pretraining: use train.py's {FINAL_MODEL_DIR}/ or a converted pretraining checkpoint"
         )
     for attribute, value in run_config.items():
         if not hasattr(model.config, attribute):

@@ -13,13 +13,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from barcodemae.run_layout import METRICS_FILE  # noqa: F401  (bench's probe_table / quality_table import it here)
+
 if TYPE_CHECKING:
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.jsonl"
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -27,31 +27,43 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from barcodemae.run_layout import (
+    BEST_MODEL_DIR,
+    BEST_MODEL_STAGING_DIR,
+    CHECKPOINTS_DIR,
+    EVAL_DIR,
+    FINAL_MODEL_DIR,
+    METRICS_FILE,
+    NPMI_DIR,
+    RUN_FILE,
+    SIMULATED_DATA_DIR,
+    SUMMARY_FILE,
+    TRACKER_PROJECT,
+    TRAINING_ARGS_FILE,
+    RunLayout,
+)
+
 logger = logging.getLogger(__name__)
 
-RUN_FILE = "run.json"
-LOCK_FILE = ".train.lock"
-"""Locked by the live training job of the folder (:func:`exclusive_run_folder`); never counted as a run file."""
-SIMULATED_DATA_DIR = "data"
-TENSORBOARD_DIR = "barcodemae"
 RUN_ARTEFACTS = (
     RUN_FILE,
-    "training_args.json",
-    "metrics.jsonl",
-    "summary.json",
-    "checkpoints",
-    "best_model",
-    "best_model.tmp",
-    "final_model",
-    "eval",
-    "npmi",
+    TRAINING_ARGS_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    CHECKPOINTS_DIR,
+    BEST_MODEL_DIR,
+    BEST_MODEL_STAGING_DIR,
+    FINAL_MODEL_DIR,
+    EVAL_DIR,
+    NPMI_DIR,
     SIMULATED_DATA_DIR,
-    TENSORBOARD_DIR,
+    TRACKER_PROJECT,
 )
 """Every top-level name a run may write (``data/``: the simulated default dataset; ``barcodemae/``: TensorBoard logs
-of ``--report_to``). Only those a run's record owns are ever removed."""
-OWNED_BEFORE_MANIFESTS = tuple(name for name in RUN_ARTEFACTS if name not in ("eval", SIMULATED_DATA_DIR,
-                                                                                TENSORBOARD_DIR))
+of ``--report_to``); the lock file is never counted as a run file. Only those a run's record owns are ever
+removed."""
+OWNED_BEFORE_MANIFESTS = tuple(name for name in RUN_ARTEFACTS if name not in (EVAL_DIR, SIMULATED_DATA_DIR,
+                                                                                TRACKER_PROJECT))
 """What a ``run.json`` written before the record listed its files owns: the names only a run writes."""
 
 
@@ -63,13 +75,13 @@ def planned_artefacts(simulated_data: bool, tensorboard: bool) -> tuple[str, ...
     """The entries of :data:`RUN_ARTEFACTS` a run with these choices may write."""
     skipped = {SIMULATED_DATA_DIR} if not simulated_data else set()
     if not tensorboard:
-        skipped.add(TENSORBOARD_DIR)
+        skipped.add(TRACKER_PROJECT)
     return tuple(name for name in RUN_ARTEFACTS if name not in skipped)
 
 
 def read_run_record(output_dir: Path) -> dict | None:
     """The folder's ``run.json`` (``None``: no run recorded here)."""
-    path = output_dir / RUN_FILE
+    path = RunLayout(output_dir).run_record
     if not path.is_file():
         return None
     try:
@@ -141,7 +153,7 @@ def _record(output_dir: Path, run_id: str, planned: Iterable[str], **extra: str)
     """Write ``run.json``: the run's id and the planned names it owns (those absent now, and the record itself)."""
     owned = [name for name in planned if name == RUN_FILE or not (output_dir / name).exists()]
     record = {"run_id": run_id, "owned": owned, **extra}
-    (output_dir / RUN_FILE).write_text(json.dumps(record, indent=2))
+    RunLayout(output_dir).run_record.write_text(json.dumps(record, indent=2))
 
 
 def start_run(
@@ -167,14 +179,15 @@ def exclusive_run_folder(output_dir: Path, is_main_process: bool = True) -> Iter
     """Hold ``output_dir`` for one training job (its main process) while the block runs.
 
     Why: a second ``train.py`` with ``--overwrite_output_dir`` (or a resume) into a folder whose run is still live
-    would delete or interleave the live run's checkpoints and metrics. An ``flock`` on :data:`LOCK_FILE` is released
-    by the kernel when the holder exits, however it exits (``kill -9`` too), so a stale lock never blocks a folder.
+    would delete or interleave the live run's checkpoints and metrics. An ``flock`` on the folder's lock file is
+    released by the kernel when the holder exits, however it exits (``kill -9`` too), so a stale lock never blocks a
+    folder.
     """
     if not is_main_process:
         yield
         return
     output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir / LOCK_FILE, "a+") as handle:
+    with open(RunLayout(output_dir).lock, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:
@@ -221,9 +234,7 @@ def adopt_resumed_run(
 
 
 __all__ = [
-    "LOCK_FILE",
     "RUN_ARTEFACTS",
-    "RUN_FILE",
     "OutputDirInUseError",
     "adopt_resumed_run",
     "check_new_run",
