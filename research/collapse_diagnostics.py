@@ -38,9 +38,10 @@ from barcodemae.eval.metrics import one_nn_accuracy
 from barcodemae.eval.postprocess import EmbeddingPostprocessor
 from barcodemae.inference import KmerFrequencyEmbedder
 from barcodemae.qc import best_frames
+from barcodemae.run_layout import RunLayout
 from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.training.arguments import TrainingArguments
-from barcodemae.training.loop import build_model
+from barcodemae.training.builders import build_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bold_coi" / "dev.csv.gz"
 
@@ -109,12 +110,12 @@ def kmer_ceiling(data: Path, widths: tuple[int, ...] = (64, 256)) -> dict:
 
 def checkpoint_diagnostics(run: Path, step: int, data: Path) -> dict:
     barcodes, genus, keys, queries = probe_sample(data)
-    args = TrainingArguments(**json.loads((run / "training_args.json").read_text()))
+    args = TrainingArguments(**json.loads(RunLayout(run).training_args.read_text()))
     tokenizer = BarcodeTokenizer.from_spec(args.tokenizer)
     set_seed(args.seed)
     model = build_model(args, tokenizer)
     if step:
-        model.load_state_dict(load_file(str(run / "checkpoints" / f"step_{step}" / "model.safetensors")))
+        model.load_state_dict(load_file(str(RunLayout(run).checkpoint(step) / "model.safetensors")))
     encoder = model.barcodemae.eval()
 
     def embed(rows: np.ndarray) -> dict[str, np.ndarray]:

@@ -19,12 +19,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from barcodemae.training.metrics_log import METRICS_FILE, read_metrics
+from barcodemae.run_layout import RunLayout
+from barcodemae.training.metrics_log import read_metrics
 
 
 def probe_records(folder: Path) -> list[dict[str, Any]]:
     """The records of ``metrics.jsonl`` that carry the genus probe, in step order (a run may still be writing)."""
-    return [record for record in read_metrics(folder / METRICS_FILE) if "genus_1nn_accuracy" in record]
+    return [record for record in read_metrics(RunLayout(folder).metrics) if "genus_1nn_accuracy" in record]
 
 
 def last_block_key(record: dict[str, Any]) -> str:
@@ -37,7 +38,7 @@ def last_block_key(record: dict[str, Any]) -> str:
 
 def parameter_count(folder: Path) -> int | None:
     """The model's parameter count from the run's ``summary.json``, if the run finished and recorded it."""
-    path = folder / "summary.json"
+    path = RunLayout(folder).summary
     return json.loads(path.read_text()).get("parameters") if path.is_file() else None
 
 

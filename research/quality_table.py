@@ -16,7 +16,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from barcodemae.training.metrics_log import METRICS_FILE, read_metrics
+from barcodemae.run_layout import RESULTS_FILE, RunLayout
+from barcodemae.training.metrics_log import read_metrics
 
 COLUMNS = (
     ("species probe", ("closed_world_species", "linear_probe", "accuracy")),
@@ -30,9 +31,9 @@ COLUMNS = (
 
 def load_run(folder: Path) -> dict[str, float]:
     """The table's numbers (in %) and the last validation perplexity of one run folder."""
-    results_file = folder / "eval" / "results.json"
+    results_file = RunLayout(folder).eval_results
     if not results_file.is_file():
-        results_file = folder / "results.json"
+        results_file = folder / RESULTS_FILE
     if not results_file.is_file():
         raise FileNotFoundError(f"{folder}: no eval/results.json or results.json (not a training or evaluation output)")
     metrics = json.loads(results_file.read_text())["metrics"]
@@ -42,7 +43,7 @@ def load_run(folder: Path) -> dict[str, float]:
         for key in path:
             value = value[key]
         row[name] = 100.0 * float(value)
-    log = folder / METRICS_FILE
+    log = RunLayout(folder).metrics
     if log.is_file():
         perplexities = [r["val_perplexity"] for r in read_metrics(log) if "val_perplexity" in r]
         if perplexities:

@@ -20,7 +20,7 @@ from accelerate.utils import set_seed
 from barcodemae.errors import check_writable_folder, report_errors
 from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.training.arguments import parse_args
-from barcodemae.training.loop import build_model
+from barcodemae.training.builders import build_model
 
 
 def save_untrained_model(training_argv: list[str], output: Path) -> dict:

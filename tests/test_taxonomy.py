@@ -528,7 +528,7 @@ def test_pretraining_labels_follow_the_source_rows_and_number_their_taxa(sim_csv
 # ---------------------------------------------------------------------------------------------- train.py
 def test_taxonomy_flags_set_the_config_and_are_checked():
     from barcodemae.training.arguments import RUN_CONFIG_ARGUMENTS, parse_args
-    from barcodemae.training.loop import build_model
+    from barcodemae.training.builders import build_model
 
     args = parse_args(["--preset", "none", "--max_steps", "1", "--hidden_size", "32", "--num_attention_heads", "2",
                        "--num_hidden_layers", "1", "--decoder_hidden_size", "32", "--decoder_num_attention_heads",

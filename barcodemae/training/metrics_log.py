@@ -13,8 +13,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from barcodemae.run_layout import METRICS_FILE  # noqa: F401  (bench's probe_table / quality_table import it here)
-
 if TYPE_CHECKING:
     from accelerate import Accelerator
     from tqdm.auto import tqdm
