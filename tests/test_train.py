@@ -242,6 +242,48 @@ def test_resume_after_stop_matches_uninterrupted_run(sim_csv, tmp_path):
         (full / "checkpoints" / "step_8" / "trainer_state.json").read_text())["data_position"]
 
 
+@pytest.mark.parametrize("loss", ["ce", "pair"])
+def test_taxonomy_pretraining_logs_its_term_and_resumes_exactly(sim_csv, tmp_path, loss):
+    """Issue #28: the taxonomy term on class-balanced batches, warmed up over the first steps, labels from the
+    pretraining split only (counted in summary.json); a stopped and resumed run equals an uninterrupted one."""
+    common = [*TINY, "--data", str(sim_csv), "--max_steps", "6", "--per_device_batch_size", "16",
+              "--eval_steps", "3", "--save_steps", "2", "--evaluate", "false", "--taxonomy_loss", loss,
+              "--taxonomy_classes_per_batch", "4", "--taxonomy_per_class", "2", "--taxonomy_warmup_steps", "3"]
+    full, parted = tmp_path / "full", tmp_path / "parted"
+    summary = run_training(parse_args([*common, "--output_dir", str(full)]))
+    labels = summary["taxonomy_labels"]
+    assert labels["rank"] == "genus" and labels["classes"] >= 2 and 0 < labels["labelled_rows"] <= labels["rows"]
+    logged = [r for r in read_metrics(full) if "loss" in r]
+    assert len(logged) == 6 and all(r["taxonomy_loss"] > 0 for r in logged)
+    run_training(parse_args([*common, "--output_dir", str(parted), "--stop_after_steps", "3"]))
+    run_training(parse_args([*common, "--output_dir", str(parted), "--resume_from_checkpoint", "latest"]))
+    assert losses(parted) == losses(full)
+    assert [(r["step"], r["taxonomy_loss"]) for r in read_metrics(parted) if "loss" in r] == [
+        (r["step"], r["taxonomy_loss"]) for r in logged]
+    reference = load_file(full / "final_model" / "model.safetensors")
+    resumed = load_file(parted / "final_model" / "model.safetensors")
+    if loss == "ce":
+        assert any(name.startswith("taxonomy_head.") for name in reference)
+    for name in reference:
+        torch.testing.assert_close(resumed[name], reference[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_init_from_a_plain_run_adds_the_taxonomy_head(sim_csv, tmp_path):
+    """--init_from continues a run without the term: the ce head a taxonomy run asks for starts from scratch."""
+    run = {"data": sim_csv, "max_steps": 1, "per_device_batch_size": 16, "evaluate": False}
+    train(**run, output_dir=tmp_path / "plain")
+    summary = train(**run, output_dir=tmp_path / "taxo", init_from=tmp_path / "plain" / "final_model",
+                    taxonomy_loss="ce", taxonomy_classes_per_batch=4, taxonomy_per_class=2)
+    assert summary["taxonomy_labels"]["classes"] >= 2
+    weights = load_file(tmp_path / "taxo" / "final_model" / "model.safetensors")
+    assert weights["taxonomy_head.classifier.weight"].shape[0] == summary["taxonomy_labels"]["classes"]
+
+
+def test_taxonomy_labels_from_an_evaluation_split_are_refused():
+    with pytest.raises(ValueError, match="test_unseen"):
+        parse_args([*TINY, "--taxonomy_loss", "ce", "--split", "pretrain+test_unseen"])
+
+
 def test_resume_drops_a_torn_last_metrics_line_and_refuses_a_corrupt_one(sim_csv, tmp_path, caplog):
     """Issue #26 item 7: a run killed mid-write leaves a torn last line in metrics.jsonl; resuming drops it with a
     warning naming the file and line. An unreadable line before the last is corruption, named by file and line."""

@@ -34,9 +34,10 @@ NPMI_BUILD_SEQUENCES = 20_000
 
 
 def build_model(
-    args: TrainingArguments, tokenizer: BarcodeTokenizer
+    args: TrainingArguments, tokenizer: BarcodeTokenizer, taxonomy_num_classes: int = 0
 ) -> BarcodeMAEForPreTraining | EnbedForConditionalGeneration:
-    """A freshly initialised pretraining model: the tokenizer's fields, the architecture flags, this run's choices."""
+    """A freshly initialised pretraining model: the tokenizer's fields, the architecture flags, this run's choices
+    (``taxonomy_num_classes``: the taxa of the pretraining rows, the ``ce`` taxonomy head's width)."""
     if args.objective == "enbed":
         return EnbedForConditionalGeneration(
             enbed_config(
@@ -51,6 +52,7 @@ def build_model(
         **{attribute: getattr(args, name) for name, attribute in RUN_CONFIG_ARGUMENTS.items()},
         attention_probs_dropout_prob=args.dropout,
         pretraining_objective=args.objective,
+        taxonomy_num_classes=taxonomy_num_classes,
     )
     return BarcodeMAEForPreTraining(config)
 
@@ -115,11 +117,15 @@ def build_optimizer(model: torch.nn.Module, args: TrainingArguments) -> torch.op
 
 def build_pretraining_stream(
     args: TrainingArguments, tokenizer: BarcodeTokenizer, pretrain: BarcodeSource, collator: BarcodeMaskingCollator,
-    process_index: int, num_processes: int,
+    process_index: int, num_processes: int, taxon_labels: np.ndarray | None = None,
 ) -> tuple[GlobalBatchStream, Callable[..., Any]]:
     """The training batches (process ``process_index``'s rows of each global batch, augmented and masked) and the
     masking function validation batches reuse: ``(input_ids, attention_mask, rng) ->`` the masked tokens
-    (BarcodeMAE / BarcodeBERT mask inside the model) or ENBED's span-corrupted inputs."""
+    (BarcodeMAE / BarcodeBERT mask inside the model) or ENBED's span-corrupted inputs.
+
+    ``taxon_labels`` ``(len(pretrain),)`` (-1: unlabelled): the taxonomy term's labels, carried by every batch, and
+    the taxa of class-balanced batches (``--taxonomy_classes_per_batch``).
+    """
 
     def token_mask(ids, attention, rng):
         return collator.mask_batch(ids, attention, rng=rng)
@@ -143,7 +149,8 @@ def build_pretraining_stream(
         frame_offsets=args.frame_offset_augmentation, max_start_shift=args.max_start_shift,
         substitution_rate=args.substitution_rate, views=args.views_per_barcode,
         composition_kmer_size=args.composition_kmer_size if args.composition_weight > 0 else 0,
-        process_index=process_index, num_processes=num_processes,
+        process_index=process_index, num_processes=num_processes, taxon_labels=taxon_labels,
+        classes_per_batch=args.taxonomy_classes_per_batch, per_class=args.taxonomy_per_class,
     )
     return stream, mask_fn
 

@@ -61,28 +61,36 @@ def adopt_initial_model(args: TrainingArguments) -> TrainingArguments:
     return dataclasses.replace(args, tokenizer=str(args.init_from), **adopted)
 
 
+NEW_HEADS = ("taxonomy_head.", "composition_head.")
+"""Heads a run's choices may add to a folder's model (``--taxonomy_loss ce``, ``--composition_weight``): they start
+from scratch, as in a fresh run, so their absence from the folder is expected."""
+
+
 def load_initial_model(folder: str | Path, **run_config: object) -> BarcodeMAEForPreTraining:
     """The pretraining model of ``folder`` with every weight present (encoder, and decoder for an MAE).
 
     ``run_config`` sets config attributes that are this run's choices, not part of the architecture
-    (``mask_ratio``, ``pooled_layers``, ... : the attributes of ``RUN_CONFIG_ARGUMENTS``).
+    (``mask_ratio``, ``pooled_layers``, ``taxonomy_loss``, ... : the attributes of ``RUN_CONFIG_ARGUMENTS``, and
+    ``taxonomy_num_classes``). They are applied before the model is built, so a head they ask for exists (freshly
+    initialised, see :data:`NEW_HEADS`).
 
     A feature-extraction export (``barcodemae export``: encoder only) is refused rather than continued with a
     randomly initialised decoder and head.
     """
-    model, info = BarcodeMAEForPreTraining.from_pretrained(Path(folder), output_loading_info=True)
-    missing = sorted(info["missing_keys"])
+    config = initial_config(folder)
+    for attribute, value in run_config.items():
+        if not hasattr(config, attribute):
+            raise AttributeError(f"BarcodeMAEConfig has no attribute {attribute!r}")
+        setattr(config, attribute, value)
+    config.validate_architecture()
+    model, info = BarcodeMAEForPreTraining.from_pretrained(Path(folder), config=config, output_loading_info=True)
+    missing = sorted(key for key in info["missing_keys"] if not key.startswith(NEW_HEADS))
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
         raise ValueError(
             f"--init_from {folder}: the folder lacks pretraining weights ({shown}); an encoder-only export cannot "
             f"continue pretraining: use train.py's {FINAL_MODEL_DIR}/ or a converted pretraining checkpoint"
         )
-    for attribute, value in run_config.items():
-        if not hasattr(model.config, attribute):
-            raise AttributeError(f"BarcodeMAEConfig has no attribute {attribute!r}")
-        setattr(model.config, attribute, value)
-    model.config.validate_architecture()
     return model
 
 

@@ -41,6 +41,7 @@ from .open_run_folder import open_run_folder
 from .optimizer_step import OptimizerStep
 from .run_folder import exclusive_run_folder
 from .step_log import StepLog
+from .taxonomy import TaxonLabels, pretraining_taxon_labels
 from .trainer_state import TrainerState
 from .validation import RunValidation
 
@@ -79,11 +80,14 @@ def train_in_run_folder(
     with accelerator.main_process_first():  # the main process simulates and caches the table, the others reuse it
         data = load_run_data(args, tokenizer, layout.simulated_data)
     pretrain, _ = data.source(args.split, sample_size=args.max_train_samples, seed=args.seed)
+    taxa = None if args.taxonomy_loss == "none" else pretraining_taxon_labels(
+        data, args.split, args.taxonomy_rank, sample_size=args.max_train_samples, seed=args.seed)
     collator, curriculum, npmi_table = build_masking(
         args, tokenizer, pretrain, layout.npmi, resume=checkpoint is not None, is_main=accelerator.is_main_process
     )
     stream, mask_fn = build_pretraining_stream(
-        args, tokenizer, pretrain, collator, accelerator.process_index, accelerator.num_processes
+        args, tokenizer, pretrain, collator, accelerator.process_index, accelerator.num_processes,
+        taxon_labels=None if taxa is None else taxa.labels,
     )
     steps_per_epoch = max(1, stream.batches_per_epoch // args.gradient_accumulation_steps)
     max_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_epochs * steps_per_epoch)
@@ -93,9 +97,9 @@ def train_in_run_folder(
     set_seed(args.seed)
     if args.init_from:
         run_config = {attribute: getattr(args, name) for name, attribute in RUN_CONFIG_ARGUMENTS.items()}
-        model = load_initial_model(args.init_from, **run_config)
+        model = load_initial_model(args.init_from, **run_config, taxonomy_num_classes=taxa_count(taxa))
     else:
-        model = build_model(args, tokenizer)
+        model = build_model(args, tokenizer, taxonomy_num_classes=taxa_count(taxa))
     optimizer = build_optimizer(model, args)
     scheduler = learning_rate_schedule(optimizer, args.lr_scheduler, warmup_ratio=args.warmup_ratio,
                                        max_steps=max_steps)
@@ -103,7 +107,8 @@ def train_in_run_folder(
     if trackers:
         accelerator.init_trackers(TRACKER_PROJECT, config={k: v for k, v in args.to_dict().items() if v is not None})
     train_step = OptimizerStep(accelerator, model, optimizer, scheduler, args.max_grad_norm,
-                               args.gradient_accumulation_steps)
+                               args.gradient_accumulation_steps,
+                               taxonomy_warmup_steps=None if taxa is None else args.taxonomy_warmup_steps)
 
     # ------------------------------------------------------------------ resume
     progress = tqdm(total=max_steps, disable=not accelerator.is_main_process, desc="pretraining", dynamic_ncols=True)
@@ -135,7 +140,7 @@ def train_in_run_folder(
         # composition), so later probe values can be read against it.
         metrics.write(validate(model, global_step, notify_curriculum=False))
     while global_step < max_steps:
-        step = train_step(stream)
+        step = train_step(stream, global_step)
         global_step += 1
         if curriculum is not None:
             curriculum.on_step(global_step, max_steps)
@@ -161,7 +166,7 @@ def train_in_run_folder(
     # ------------------------------------------------------------------ the exported model
     loop_summary: dict[str, Any] = {
         "global_step": global_step, "max_steps": max_steps, "parameters": parameter_count, "last_log": last_record,
-        **curriculum_summary(curriculum),
+        **curriculum_summary(curriculum), **taxonomy_summary(args, taxa),
     }
     summary = export_final_model(
         args, accelerator, model, tokenizer, data, npmi_table, validate.best, metrics, loop_summary
@@ -169,6 +174,19 @@ def train_in_run_folder(
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
+
+
+def taxa_count(taxa: TaxonLabels | None) -> int:
+    """Classes of the ``ce`` taxonomy head (0 without the taxonomy term)."""
+    return 0 if taxa is None else taxa.num_classes
+
+
+def taxonomy_summary(args: TrainingArguments, taxa: TaxonLabels | None) -> dict[str, Any]:
+    """How many pretraining rows and taxa carried the taxonomy term's labels, for ``summary.json``."""
+    if taxa is None:
+        return {}
+    return {"taxonomy_labels": {"rank": args.taxonomy_rank, "split": args.split, "rows": len(taxa.labels),
+                                "labelled_rows": taxa.num_labelled_rows, "classes": taxa.num_classes}}
 
 
 def curriculum_summary(curriculum: MaskingCurriculum | None) -> dict[str, Any]:

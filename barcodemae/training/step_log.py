@@ -41,6 +41,8 @@ class StepLog:
             postfix["contrastive"] = f"{step.contrastive_loss:.4f}"
         if self.stream.composition_kmer_size:
             postfix["composition"] = f"{step.composition_loss:.4f}"
+        if self.stream.taxon_labels is not None:
+            postfix["taxonomy"] = f"{step.taxonomy_loss:.4f}"
         return postfix
 
     def record(self, global_step: int, step: StepResult) -> dict[str, Any]:
@@ -60,6 +62,8 @@ class StepLog:
             record["contrastive_loss"] = step.contrastive_loss
         if self.stream.composition_kmer_size:
             record["composition_loss"] = step.composition_loss
+        if self.stream.taxon_labels is not None:
+            record["taxonomy_loss"] = step.taxonomy_loss
         return record
 
 

@@ -34,15 +34,16 @@ from .data import TrainingData
 logger = logging.getLogger(__name__)
 
 
-def pretraining_output(model, batch: dict[str, torch.Tensor], num_items_in_batch: float = 1):
+def pretraining_output(model, batch: dict[str, torch.Tensor], num_items_in_batch: float = 1, **extra: float):
     """The model's pretraining output on a :class:`GlobalBatchStream` batch (every entry is a model input).
 
     The cross-entropy over the targets (``reconstruction_loss``: masked tokens, or ENBED's decoder labels) is
     summed and divided by ``num_items_in_batch`` (default 1: the sum), for exact normalisation across micro-batches
     and devices; :func:`target_count` is its token count. A batch with several views per barcode carries their
-    ``barcode_ids`` (the contrastive term).
+    ``barcode_ids`` (the contrastive term), a taxonomy run's its ``taxon_labels``; ``extra``: further forward
+    arguments (the taxonomy term's ``taxonomy_weight_scale``).
     """
-    return model(**batch, num_items_in_batch=num_items_in_batch)
+    return model(**batch, num_items_in_batch=num_items_in_batch, **extra)
 
 
 def fixed_validation_batches(stream: GlobalBatchStream) -> list[dict[str, torch.Tensor]]:
