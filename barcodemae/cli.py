@@ -5,6 +5,10 @@ Each subcommand is a thin argparse layer over one library function (:func:`barco
 :func:`barcodemae.qc.check_files.check_file`, :func:`barcodemae.export.export_encoder`), so everything the CLI does
 is also scriptable from Python (``train`` hands its arguments to train.py's :func:`barcodemae.training.loop.main`).
 A run prints a JSON summary on stdout; a bad input ends with a one-line error naming the file/record and exit code 2.
+
+Building the parser imports nothing heavy (no torch, transformers or datasets: each command imports its library
+function inside its ``run_*`` function), so ``--help`` and ``--version`` answer at once;
+tests/test_cli_startup.py checks it and bench/bench_startup.py times it.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
+from barcodemae.cli_options import POOLINGS, add_trust_remote_code_flag, parse_layer
 from barcodemae.errors import report_errors
 from barcodemae.eval.postprocess import POSTPROCESSING
-from barcodemae.inference import add_trust_remote_code_flag, parse_layer
 
 
 def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="barcodemae", description="DNA barcode foundation models: embed, identify, qc, export."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('barcodemae')}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     embed = commands.add_parser(
@@ -44,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--output", required=True, help="output .parquet (metadata + embedding) or .npy")
     embed.add_argument("--resume", action="store_true", help="continue an interrupted run from its saved shards")
     embed.add_argument("--shard-size", type=int, default=16_384, help="records per saved shard (default 16384)")
-    embed.add_argument("--pooling", default="mean", choices=["mean", "cls", "max"], help="token states -> one vector")
+    embed.add_argument("--pooling", default="mean", choices=POOLINGS, help="token states -> one vector")
     embed.add_argument(
         "--layer", type=parse_layer, default=None,
         help="hidden state to pool: -1 the last block, 0 the embeddings, 'mean' their average "
