@@ -24,6 +24,7 @@ from pathlib import Path
 from barcodemae.cli_options import POOLINGS, add_trust_remote_code_flag, parse_layer
 from barcodemae.errors import report_errors
 from barcodemae.eval.postprocess import POSTPROCESSING
+from barcodemae.qc.read_checks import DEFAULT_MIN_LENGTH
 
 
 def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
@@ -90,20 +91,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_embedding_options(query)
 
     qc = commands.add_parser(
-        "qc", help="check reads for sequencing errors with a fine-tuned ENBED error detector",
+        "qc", help="check reads for sequencing errors: translation check, optionally an ENBED error detector",
         description="Per-read sequencing-error check: one output row per input record, in input order, with the "
-        "verdict (clean / has_errors / rejected), the error score, 1-based positions of substituted, inserted, N and "
-        "missing bases, the stop codons of the translation check and, with --correction-model, a corrected read.",
+        "verdict (clean / has_errors / rejected) and verdict_by, the checks that flagged the read. Without a model: "
+        "the translation check (stop codons in the best reading frame of the invertebrate mitochondrial code, "
+        "ambiguous bases, length), with the frame and the 1-based positions of stops and ambiguous bases. --model adds "
+        "a fine-tuned ENBED detector: its error score and the positions of substituted, inserted, N and missing "
+        "bases; --correction-model a corrected read.",
     )
-    qc.add_argument("--model", required=True, help="error-detector folder (qc_model/ written by eval/qc.py)")
+    qc.add_argument("--model", default=None,
+                    help="error-detector folder (qc_model/ written by eval/qc.py): adds its columns and the "
+                    "'detector' check (default: the translation check alone)")
     qc.add_argument("--input", required=True,
                     help="reads: FASTA, CSV (processid, dna_barcode) or BOLD .tsv, optionally .gz")
     qc.add_argument("--output", required=True, help="output .csv or .tsv (optionally .gz), one row per record")
     qc.add_argument("--correction-model", default=None,
                     help="read-correction folder (correction_model/ of eval/qc.py): adds a corrected column")
+    qc.add_argument("--min-length", type=int, default=DEFAULT_MIN_LENGTH,
+                    help=f"reads shorter than this many bases are flagged by the length check (default "
+                    f"{DEFAULT_MIN_LENGTH}, BOLD's barcode minimum; 0 turns it off)")
     qc.add_argument("--threshold", type=float, default=None,
-                    help="error score above which a read has_errors (default: the threshold eval/qc.py chose on "
-                    "validation reads, saved with the model; else 0.5)")
+                    help="with --model: error score above which the detector flags a read (default: the threshold "
+                    "eval/qc.py chose on validation reads, saved with the model; else 0.5)")
     qc.add_argument("--num-beams", type=int, default=1, help="beams of the correction, 1 = greedy (default 1)")
     qc.add_argument("--batch-size", type=int, default=64, help="reads per forward pass (default 64)")
     qc.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: auto)")
@@ -179,9 +188,9 @@ def run_qc(args: argparse.Namespace) -> dict:
     from barcodemae.qc.check_files import check_file
 
     return check_file(
-        args.model, args.input, args.output, correction_model=args.correction_model, batch_size=args.batch_size,
-        device=args.device, threshold=args.threshold, num_beams=args.num_beams, split=args.split,
-        progress=not args.no_progress,
+        args.input, args.output, model_dir=args.model, correction_model=args.correction_model,
+        min_length=args.min_length, batch_size=args.batch_size, device=args.device, threshold=args.threshold,
+        num_beams=args.num_beams, split=args.split, progress=not args.no_progress,
     )
 
 
