@@ -44,6 +44,7 @@ from barcodemae.embed_files import (
 )
 from barcodemae.errors import check_output_file, check_writable_folder
 from barcodemae.eval.postprocess import POSTPROCESS_FILE, POSTPROCESSING, EmbeddingPostprocessor
+from barcodemae.file_modes import apply_umask
 
 logger = logging.getLogger(__name__)
 
@@ -271,6 +272,7 @@ def build_reference_index(
     embeddings.flush()
     check_finite(embeddings, table.column("processid"), holder=f"{output / EMBEDDINGS} after {postprocess!r} holds")
     transform.save(output)
+    apply_umask(output)  # safetensors writes postprocess.safetensors owner-only; the index is shared like its peers
     pq.write_table(table.select([c for c in METADATA_COLUMNS if c in table.column_names]), output / REFERENCES)
     report.save(output / CLEANING_REPORT)
     info = {
