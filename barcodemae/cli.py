@@ -18,19 +18,21 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from importlib.metadata import version
 from pathlib import Path
 
 from barcodemae.cli_options import POOLINGS, add_trust_remote_code_flag, parse_layer
 from barcodemae.errors import report_errors
 from barcodemae.eval.postprocess import POSTPROCESSING
+from barcodemae.progress_bars import library_progress_bars_hidden
 from barcodemae.qc.read_checks import DEFAULT_MIN_LENGTH
 
 
 def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=128, help="barcodes per forward pass (default 128)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: auto)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="hide all progress bars (model loading, embedding)")
     add_trust_remote_code_flag(parser)
 
 
@@ -117,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     qc.add_argument("--batch-size", type=int, default=64, help="reads per forward pass (default 64)")
     qc.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: auto)")
     qc.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to check (default all)")
-    qc.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    qc.add_argument("--no-progress", action="store_true", help="hide the progress bars (loading, checking)")
 
     commands.add_parser(
         "train", add_help=False,
@@ -140,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model card template (default model_cards/feature_extraction.md)")
     export.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the folder to this Hub repo")
     export.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    export.add_argument("--no-progress", action="store_true", help="hide the progress bars (loading, writing)")
     return parser
 
 
@@ -221,7 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     def run() -> int:
-        print(json.dumps(COMMANDS[args.command](args), indent=2, default=str))
+        with library_progress_bars_hidden() if getattr(args, "no_progress", False) else nullcontext():
+            summary = COMMANDS[args.command](args)
+        print(json.dumps(summary, indent=2, default=str))
         return 0
 
     return report_errors(f"barcodemae {args.command}", run)
