@@ -19,9 +19,8 @@ _LAZY = {
     "BarcodeTokenizer": "barcodemae.auto_classes",
     "InvalidBarcodeError": "barcodemae.tokenization",
     "clean_barcode": "barcodemae.tokenization",
-    "register_auto_classes": "barcodemae.auto_classes",
 }
-"""Public name -> the module that defines it (importing :mod:`barcodemae.auto_classes` registers the classes)."""
+"""Public name -> the module that gives it (importing either registers the classes with the Auto classes)."""
 
 
 def __getattr__(name: str) -> Any:
@@ -48,5 +47,4 @@ __all__ = [
     "BarcodeTokenizer",
     "InvalidBarcodeError",
     "clean_barcode",
-    "register_auto_classes",
 ]

@@ -1,32 +1,22 @@
-"""The package's model, config and tokenizer classes, registered with transformers' Auto classes on import.
+"""The package's model, config and tokenizer classes; importing this module registers them all with transformers'
+Auto classes.
 
 Why a module of its own: ``barcodemae/__init__.py`` hands these names out lazily (the command line must start
-without torch), so the registration that used to run on ``import barcodemae`` runs here, on the first use of any
-of them. After it, ``AutoConfig`` / ``AutoModel`` / ``AutoModelForPreTraining`` /
-``AutoModelForSequenceClassification`` (registered by :mod:`modeling_barcodemae` itself) and ``AutoTokenizer``
-load BarcodeMAE folders without ``trust_remote_code``.
+without torch), and the first use of any of them imports this module, so ``from barcodemae import BarcodeMAEModel``
+registers the tokenizer as well, as ``import barcodemae`` did before. :mod:`modeling_barcodemae` registers
+``AutoConfig`` / ``AutoModel`` / ``AutoModelForPreTraining`` / ``AutoModelForSequenceClassification`` and
+:mod:`barcodemae.tokenization` ``AutoTokenizer``, each on import.
 """
 
 from __future__ import annotations
 
-from transformers import AutoTokenizer
-
 from barcodemae.tokenization import BarcodeTokenizer
-from modeling_barcodemae import (  # importing it registers the model classes with the Auto classes
+from modeling_barcodemae import (
     BarcodeMAEConfig,
     BarcodeMAEForPreTraining,
     BarcodeMAEForSequenceClassification,
     BarcodeMAEModel,
 )
-
-
-def register_auto_classes() -> None:
-    """Register the tokenizer with ``AutoTokenizer`` (idempotent; importing this module already did)."""
-    AutoTokenizer.register(BarcodeMAEConfig, fast_tokenizer_class=BarcodeTokenizer, exist_ok=True)
-    BarcodeTokenizer.register_for_auto_class("AutoTokenizer")  # saved folders: tokenizer_config.json's auto_map
-
-
-register_auto_classes()
 
 __all__ = [
     "BarcodeMAEConfig",
@@ -34,5 +24,4 @@ __all__ = [
     "BarcodeMAEForSequenceClassification",
     "BarcodeMAEModel",
     "BarcodeTokenizer",
-    "register_auto_classes",
 ]

@@ -53,6 +53,17 @@ def test_public_names_load_on_first_use_and_register_the_auto_tokenizer(tmp_path
     assert out.splitlines() == ["False", "BarcodeTokenizer True"]
 
 
+def test_importing_the_tokenizer_package_registers_it_with_the_auto_tokenizer(tmp_path):
+    """As when ``import barcodemae`` registered it: without it AutoTokenizer silently gives a generic backend."""
+    out = run_python(
+        "from barcodemae.tokenization import BarcodeTokenizer\n"
+        "from transformers import AutoTokenizer\n"
+        f"BarcodeTokenizer.char().save_pretrained({str(tmp_path)!r})\n"
+        f"print(type(AutoTokenizer.from_pretrained({str(tmp_path)!r})).__name__)\n"
+    )
+    assert out.splitlines()[-1] == "BarcodeTokenizer"
+
+
 def test_unknown_names_are_attribute_errors():
     import barcodemae
 
