@@ -1,23 +1,43 @@
 """barcodemae: Hugging Face-native DNA barcode foundation models (BarcodeMAE and the BarcodeBERT baseline).
 
-Importing the package registers the model, config and tokenizer classes with transformers' Auto classes.
+The model, config and tokenizer names are loaded on first use (``from barcodemae import BarcodeMAEModel``,
+``barcodemae.BarcodeTokenizer``), which also registers them with transformers' Auto classes
+(:mod:`barcodemae.auto_classes`). Why lazily: every ``barcodemae.*`` module, the ``barcodemae`` command's included,
+runs this file first, and importing torch and transformers here made ``barcodemae --help`` take seconds.
 """
 
-from transformers import AutoTokenizer
+from __future__ import annotations
 
-from modeling_barcodemae import (  # importing it registers the model classes with the Auto classes
-    BarcodeMAEConfig,
-    BarcodeMAEForPreTraining,
-    BarcodeMAEForSequenceClassification,
-    BarcodeMAEModel,
-)
+from importlib import import_module
+from typing import Any
 
-from .tokenization import BarcodeTokenizer, InvalidBarcodeError, clean_barcode
+_LAZY = {
+    "BarcodeMAEConfig": "barcodemae.auto_classes",
+    "BarcodeMAEForPreTraining": "barcodemae.auto_classes",
+    "BarcodeMAEForSequenceClassification": "barcodemae.auto_classes",
+    "BarcodeMAEModel": "barcodemae.auto_classes",
+    "BarcodeTokenizer": "barcodemae.auto_classes",
+    "InvalidBarcodeError": "barcodemae.tokenization",
+    "clean_barcode": "barcodemae.tokenization",
+}
+"""Public name -> the module that gives it (importing either registers the classes with the Auto classes)."""
 
-AutoTokenizer.register(BarcodeMAEConfig, fast_tokenizer_class=BarcodeTokenizer, exist_ok=True)
-BarcodeTokenizer.register_for_auto_class("AutoTokenizer")  # saved folders: tokenizer_config.json's auto_map
 
-__version__ = "0.1.0"
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("barcodemae")
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_LAZY[name]), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, "__version__"})
+
 
 __all__ = [
     "BarcodeMAEConfig",

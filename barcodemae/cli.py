@@ -5,6 +5,10 @@ Each subcommand is a thin argparse layer over one library function (:func:`barco
 :func:`barcodemae.qc.check_files.check_file`, :func:`barcodemae.export.export_encoder`), so everything the CLI does
 is also scriptable from Python (``train`` hands its arguments to train.py's :func:`barcodemae.training.loop.main`).
 A run prints a JSON summary on stdout; a bad input ends with a one-line error naming the file/record and exit code 2.
+
+Building the parser imports nothing heavy (no torch, transformers or datasets: each command imports its library
+function inside its ``run_*`` function), so ``--help`` and ``--version`` answer at once;
+tests/test_cli_startup.py checks it and bench/bench_startup.py times it.
 """
 
 from __future__ import annotations
@@ -14,17 +18,21 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
+from importlib.metadata import version
 from pathlib import Path
 
+from barcodemae.cli_options import POOLINGS, add_trust_remote_code_flag, parse_layer
 from barcodemae.errors import report_errors
 from barcodemae.eval.postprocess import POSTPROCESSING
-from barcodemae.inference import add_trust_remote_code_flag, parse_layer
+from barcodemae.progress_bars import library_progress_bars_hidden
+from barcodemae.qc.read_checks import DEFAULT_MIN_LENGTH
 
 
 def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=128, help="barcodes per forward pass (default 128)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: auto)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="hide all progress bars (model loading, embedding)")
     add_trust_remote_code_flag(parser)
 
 
@@ -33,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="barcodemae", description="DNA barcode foundation models: embed, identify, qc, export."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('barcodemae')}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     embed = commands.add_parser(
@@ -44,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--output", required=True, help="output .parquet (metadata + embedding) or .npy")
     embed.add_argument("--resume", action="store_true", help="continue an interrupted run from its saved shards")
     embed.add_argument("--shard-size", type=int, default=16_384, help="records per saved shard (default 16384)")
-    embed.add_argument("--pooling", default="mean", choices=["mean", "cls", "max"], help="token states -> one vector")
+    embed.add_argument("--pooling", default="mean", choices=POOLINGS, help="token states -> one vector")
     embed.add_argument(
         "--layer", type=parse_layer, default=None,
         help="hidden state to pool: -1 the last block, 0 the embeddings, 'mean' their average "
@@ -84,25 +93,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_embedding_options(query)
 
     qc = commands.add_parser(
-        "qc", help="check reads for sequencing errors with a fine-tuned ENBED error detector",
+        "qc", help="check reads for sequencing errors: translation check, optionally an ENBED error detector",
         description="Per-read sequencing-error check: one output row per input record, in input order, with the "
-        "verdict (clean / has_errors / rejected), the error score, 1-based positions of substituted, inserted, N and "
-        "missing bases, the stop codons of the translation check and, with --correction-model, a corrected read.",
+        "verdict (clean / has_errors / rejected) and verdict_by, the checks that flagged the read. Without a model: "
+        "the translation check (stop codons in the best reading frame of the invertebrate mitochondrial code, "
+        "ambiguous bases, length), with the frame and the 1-based positions of stops and ambiguous bases. --model adds "
+        "a fine-tuned ENBED detector: its error score and the positions of substituted, inserted, N and missing "
+        "bases; --correction-model a corrected read.",
     )
-    qc.add_argument("--model", required=True, help="error-detector folder (qc_model/ written by eval/qc.py)")
+    qc.add_argument("--model", default=None,
+                    help="error-detector folder (qc_model/ written by eval/qc.py): adds its columns and the "
+                    "'detector' check (default: the translation check alone)")
     qc.add_argument("--input", required=True,
                     help="reads: FASTA, CSV (processid, dna_barcode) or BOLD .tsv, optionally .gz")
     qc.add_argument("--output", required=True, help="output .csv or .tsv (optionally .gz), one row per record")
     qc.add_argument("--correction-model", default=None,
                     help="read-correction folder (correction_model/ of eval/qc.py): adds a corrected column")
+    qc.add_argument("--min-length", type=int, default=DEFAULT_MIN_LENGTH,
+                    help=f"reads shorter than this many bases are flagged by the length check (default "
+                    f"{DEFAULT_MIN_LENGTH}, BOLD's barcode minimum; 0 turns it off)")
     qc.add_argument("--threshold", type=float, default=None,
-                    help="error score above which a read has_errors (default: the threshold eval/qc.py chose on "
-                    "validation reads, saved with the model; else 0.5)")
+                    help="with --model: error score above which the detector flags a read (default: the threshold "
+                    "eval/qc.py chose on validation reads, saved with the model; else 0.5)")
     qc.add_argument("--num-beams", type=int, default=1, help="beams of the correction, 1 = greedy (default 1)")
     qc.add_argument("--batch-size", type=int, default=64, help="reads per forward pass (default 64)")
     qc.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: auto)")
     qc.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to check (default all)")
-    qc.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    qc.add_argument("--no-progress", action="store_true", help="hide the progress bars (loading, checking)")
 
     commands.add_parser(
         "train", add_help=False,
@@ -125,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model card template (default model_cards/feature_extraction.md)")
     export.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the folder to this Hub repo")
     export.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    export.add_argument("--no-progress", action="store_true", help="hide the progress bars (loading, writing)")
     return parser
 
 
@@ -173,9 +191,9 @@ def run_qc(args: argparse.Namespace) -> dict:
     from barcodemae.qc.check_files import check_file
 
     return check_file(
-        args.model, args.input, args.output, correction_model=args.correction_model, batch_size=args.batch_size,
-        device=args.device, threshold=args.threshold, num_beams=args.num_beams, split=args.split,
-        progress=not args.no_progress,
+        args.input, args.output, model_dir=args.model, correction_model=args.correction_model,
+        min_length=args.min_length, batch_size=args.batch_size, device=args.device, threshold=args.threshold,
+        num_beams=args.num_beams, split=args.split, progress=not args.no_progress,
     )
 
 
@@ -206,7 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     def run() -> int:
-        print(json.dumps(COMMANDS[args.command](args), indent=2, default=str))
+        with library_progress_bars_hidden() if getattr(args, "no_progress", False) else nullcontext():
+            summary = COMMANDS[args.command](args)
+        print(json.dumps(summary, indent=2, default=str))
         return 0
 
     return report_errors(f"barcodemae {args.command}", run)

@@ -29,7 +29,8 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from barcodemae.checksums import file_fingerprint
-from barcodemae.data import CleaningReport, load_barcodes
+from barcodemae.data import CleaningReport, detect_format, load_barcodes
+from barcodemae.data.input_errors import check_input_file
 from barcodemae.errors import check_output_file, naming_output, reserve_space
 from barcodemae.npy_embeddings import publish_npy_embeddings, read_npy_embeddings
 
@@ -60,6 +61,13 @@ class EmbedSummary:
 
 
 # -------------------------------------------------------------------------------------------------- model
+def check_input(path: str | Path) -> None:
+    """Refuse a missing or empty input file, or one whose name does not say its format, before the model loads
+    (seconds for a large one, and a progress bar before the one-line error); the records are read after it."""
+    check_input_file(path)
+    detect_format(path)
+
+
 def load_model(model_dir: str | Path, trust_remote_code: bool = False) -> tuple[Any, Any]:
     """The encoder and tokenizer of a model folder (exported, or any BarcodeMAE ``save_pretrained`` folder).
 
@@ -341,6 +349,7 @@ def embed_file(
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
     check_output_file(output, inputs=(input_path,))
+    check_input(input_path)
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     dataset, report = load_records(input_path, tokenizer, split=split)
     report_path = report.save(Path(f"{output}.cleaning_report.json"))

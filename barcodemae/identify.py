@@ -36,6 +36,7 @@ from barcodemae.embed_files import (
     METADATA_COLUMNS,
     ShardStore,
     check_finite,
+    check_input,
     embed_records,
     load_model,
     load_records,
@@ -44,6 +45,7 @@ from barcodemae.embed_files import (
 )
 from barcodemae.errors import check_output_file, check_writable_folder
 from barcodemae.eval.postprocess import POSTPROCESS_FILE, POSTPROCESSING, EmbeddingPostprocessor
+from barcodemae.file_modes import apply_umask
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +244,7 @@ def build_reference_index(
         raise FileExistsError(f"{output}: holds {', '.join(taken)}, which building an index would overwrite, but no "
                               "index or unfinished build; choose a new or empty --output folder")
     check_writable_folder(output)
+    check_input(reference_path)
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     dataset, report = load_records(reference_path, tokenizer, split=split)
     if len(dataset) == 0:
@@ -271,6 +274,7 @@ def build_reference_index(
     embeddings.flush()
     check_finite(embeddings, table.column("processid"), holder=f"{output / EMBEDDINGS} after {postprocess!r} holds")
     transform.save(output)
+    apply_umask(output)  # safetensors writes postprocess.safetensors owner-only; the index is shared like its peers
     pq.write_table(table.select([c for c in METADATA_COLUMNS if c in table.column_names]), output / REFERENCES)
     report.save(output / CLEANING_REPORT)
     info = {
@@ -400,6 +404,7 @@ def identify_file(
     model_dir = Path(model_dir) if model_dir is not None else Path(index.info["model_dir"])
     if model_fingerprint(model_dir) != index.info["model_fingerprint"]:
         raise ValueError(f"{model_dir}: not the model the index {index_dir} was built with")
+    check_input(input_path)
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     dataset, report = load_records(input_path, tokenizer, split=split)
     report.save(Path(f"{output_csv}.cleaning_report.json"))

@@ -9,7 +9,6 @@ forward pass runs under ``torch.inference_mode`` and optionally under bf16/fp16 
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from barcodemae.cli_options import LAYER_MEAN, POOLINGS, add_trust_remote_code_flag, parse_layer
 from barcodemae.devices import resolve_device
 from barcodemae.model_folders import (
     CONFIG_FILE,
@@ -27,10 +27,6 @@ from barcodemae.model_folders import (
     read_model_config,
     stored_tensor_shapes,
 )
-
-POOLINGS = ("mean", "cls", "max")
-"""``mean``: average over non-pad tokens (the model's ``pooler_output``; the BIOSCAN protocol); ``cls``: the
-first token; ``max``: element-wise maximum over non-pad tokens."""
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -169,17 +165,6 @@ def _build(loader: Any, config: Any, trust: bool) -> Any:
     if hasattr(loader, "from_config"):
         return loader.from_config(config, trust_remote_code=trust)
     return loader._from_config(config)
-
-
-def add_trust_remote_code_flag(parser: Any) -> None:
-    """``--trust-remote-code`` on an argparse parser; off by default, as in ``transformers``
-    (``--no-trust-remote-code``, the default spelled out, stays accepted for scripts written when it was not)."""
-    parser.add_argument(
-        "--trust-remote-code", action=argparse.BooleanOptionalAction, default=False,
-        help="let a model that is not BarcodeMAE run the Python code its folder or hub repository ships "
-        "(default: no, as in transformers); BarcodeMAE folders always load through the installed package, "
-        "running none of their code",
-    )
 
 
 def _tokenizer_class(folder: Path) -> str | None:
@@ -325,10 +310,6 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
-LAYER_MEAN = "mean"
-"""``layer="mean"``: the average of every hidden state (embeddings and each block), pooled the same way."""
-
-
 def pooled_layer(model: Any) -> int | str:
     """The hidden state a model's own barcode embedding pools: :data:`LAYER_MEAN` for a BarcodeMAE encoder with
     ``config.pooled_layers == "mean"``, else ``-1`` (the last block, as for any other Hugging Face encoder).
@@ -372,16 +353,6 @@ def embed_barcodes(
         model, tokenizer, sequences, layers=(layer,), batch_size=batch_size, device=device, pooling=pooling,
         dtype=dtype, progress=progress,
     )[0]
-
-
-def parse_layer(value: str) -> int | str:
-    """A ``--layer`` command-line value: an integer, or :data:`LAYER_MEAN`."""
-    if value == LAYER_MEAN:
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer or {LAYER_MEAN!r}, got {value!r}") from None
 
 
 def check_layer(layer: int | str, num_layers: int | None) -> None:

@@ -160,7 +160,7 @@ def train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(loss.item())  # float(loss) warns: a scalar from a tensor that requires grad
         progress.set_postfix(loss=f"{losses[-1]:.4f}")
     model.eval()
     return losses

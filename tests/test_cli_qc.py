@@ -1,5 +1,6 @@
-"""`barcodemae qc`: per-read error check with an ENBED detector, rows in input order, 1-based positions, rejected
-records kept with their problem, FASTA / CSV.gz / BOLD TSV input, read correction, and clear refusals.
+"""`barcodemae qc --model`: the ENBED detector's columns and flag beside the translation check, rows in input order,
+1-based positions, rejected records kept with their problem, FASTA / CSV.gz / BOLD TSV input, read correction, and
+clear refusals. The model-free check alone: tests/test_qc_read_checks.py.
 
 Most tests use a detector whose encoder passes each token's embedding straight through (attention and
 feed-forward outputs zeroed), so its heads see the token alone; the embeddings and heads are set by hand so that
@@ -82,16 +83,17 @@ def correction_folder(tmp_path_factory) -> Path:
 
 
 LONG = "ACGT" * 250 + "N"
-RECORDS = [  # id, sequence as written, expected (verdict, substitutions, insertions, n_bases, deletions)
-    ("clean-1", "ACGTACGTAC", ("clean", "", "", "", "")),
-    ("lower|Genus species", "acgRacgtYacgNNac", ("has_errors", "4", "9", "13;14", "")),
-    ("gap-x", "ACGT-ACGX", ("rejected", None, None, None, None)),
-    ("missing-base", "ACGWTTACG", ("has_errors", "", "", "", "4")),
-    ("empty", "", ("rejected", None, None, None, None)),
-    ("stops", "TAAATAAATAA", ("clean", "", "", "", "")),
-    ("long", LONG, ("has_errors", "", "", "1001", "")),
-    ("clean-2", "GGCCTTAA", ("clean", "", "", "", "")),
+RECORDS = [  # id, sequence as written, expected (verdict_by, substitutions, insertions, n_bases, deletions)
+    ("clean-1", "ACGTACGTAC", ("", "", "", "", "")),
+    ("lower|Genus species", "acgRacgtYacgNNac", ("ambiguous_bases;detector", "4", "9", "13;14", "")),
+    ("gap-x", "ACGT-ACGX", (None, None, None, None, None)),
+    ("missing-base", "ACGWTTACG", ("ambiguous_bases;detector", "", "", "", "4")),
+    ("empty", "", (None, None, None, None, None)),
+    ("stops", "TAAATAAATAA", ("stop_codons", "", "", "", "")),  # the detector finds nothing, the translation stops
+    ("long", LONG, ("ambiguous_bases;detector", "", "", "1001", "")),
+    ("clean-2", "GGCCTTAA", ("", "", "", "", "")),
 ]
+"""Short reads: the tests give ``--min-length 0`` unless they are about the length check."""
 
 
 def write_fasta(path: Path, records) -> Path:
@@ -107,29 +109,33 @@ def test_fasta_rows_in_input_order_with_1_based_positions_and_rejects(detector_f
     fasta = write_fasta(tmp_path / "reads.fasta", RECORDS)
     output = tmp_path / "qc.csv"
     code = main(["qc", "--model", str(detector_folder), "--input", str(fasta), "--output", str(output),
-                 "--batch-size", "2", "--no-progress"])
+                 "--batch-size", "2", "--min-length", "0", "--no-progress"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
-    assert {key: summary[key] for key in ("num_records", "clean", "has_errors", "rejected", "with_stop_codons")} == \
-        {"num_records": 8, "clean": 3, "has_errors": 3, "rejected": 2, "with_stop_codons": 1}
+    assert {key: summary[key] for key in ("num_records", "clean", "has_errors", "rejected", "flagged_by")} == \
+        {"num_records": 8, "clean": 2, "has_errors": 4, "rejected": 2,
+         "flagged_by": {"stop_codons": 1, "ambiguous_bases": 3, "length": 0, "detector": 3}}
     table = read_output(output)
-    assert list(table.columns) == ["id", "length", "verdict", "error_score", "substitutions", "insertions", "n_bases",
-                                   "deletions", "translation_stops", "problem"]
+    assert list(table.columns) == ["id", "length", "verdict", "verdict_by", "frame", "stop_codons", "ambiguous_bases",
+                                   "error_score", "substitutions", "insertions", "n_bases", "deletions", "problem"]
     assert table["id"].tolist() == ["clean-1", "lower", "gap-x", "missing-base", "empty", "stops", "long", "clean-2"]
     for (_, sequence, expected), row in zip(RECORDS, table.itertuples(), strict=True):
-        verdict = expected[0]
-        assert row.verdict == verdict, row
-        if verdict == "rejected":
-            assert row.error_score == "" and row.substitutions == "" and row.problem
+        verdict_by = expected[0]
+        if verdict_by is None:
+            assert row.verdict == "rejected" and row.verdict_by == row.error_score == row.frame == "" and row.problem
             continue
+        assert (row.verdict, row.verdict_by) == ("has_errors" if verdict_by else "clean", verdict_by), row
         assert (row.substitutions, row.insertions, row.n_bases, row.deletions) == expected[1:], row
         assert int(row.length) == len(sequence) and row.problem == ""
-        assert (float(row.error_score) > 0.99) if verdict == "has_errors" else (float(row.error_score) < 1e-3)
+        flagged = "detector" in verdict_by
+        assert (float(row.error_score) > 0.99) if flagged else (float(row.error_score) < 1e-3)
     assert table.set_index("id").loc["gap-x", "problem"].startswith("non-IUPAC character(s) 'X' (first at base 8)")
     assert table.set_index("id").loc["empty", "problem"] == "empty sequence"
     assert table.set_index("id").loc["long", "length"] == "1001"  # not truncated at 660 bp, terminal N kept
-    assert table.set_index("id").loc["stops", "translation_stops"] == "1"  # a stop in every frame: frame 0 wins
-    assert (table.drop(index=5)["translation_stops"] == "").all()
+    assert table.set_index("id").loc["stops", "stop_codons"] == "1"  # one stop in each frame: the first frame wins
+    assert table.set_index("id").loc["stops", "frame"] == "1"
+    assert table.set_index("id").loc["lower", "ambiguous_bases"] == "4;9;13;14"
+    assert (table.drop(index=5)["stop_codons"] == "").all()
     assert not (tmp_path / "qc.csv.tmp").exists()
 
 
@@ -141,10 +147,10 @@ def test_the_threshold_saved_with_the_detector_is_the_default(tmp_path, capsys):
     base = ["qc", "--model", str(folder), "--input", str(fasta), "--no-progress"]
     assert main([*base, "--output", str(tmp_path / "saved.csv")]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["has_errors"] == 0 and summary["clean_nll_threshold"] == 1e9
+    assert summary["flagged_by"]["detector"] == 0 and summary["clean_nll_threshold"] == 1e9
     assert main([*base, "--output", str(tmp_path / "given.csv"), "--threshold", "0.5"]) == 0  # a flag overrides it
     summary = json.loads(capsys.readouterr().out)
-    assert summary["has_errors"] == 3 and summary["threshold"] == pytest.approx(0.5)
+    assert summary["flagged_by"]["detector"] == 3 and summary["threshold"] == pytest.approx(0.5)
 
 
 def test_a_deletion_at_the_end_is_length_plus_one_and_chunks_keep_the_order(tmp_path):
@@ -153,8 +159,8 @@ def test_a_deletion_at_the_end_is_length_plus_one_and_chunks_keep_the_order(tmp_
     fasta = tmp_path / "reads.fa.gz"
     with gzip.open(fasta, "wt") as handle:
         handle.write("".join(f">{record_id}\n{sequence}\n" for record_id, sequence, _ in records))
-    summary = check_file(folder, fasta, tmp_path / "qc.tsv", batch_size=2, chunk_size=3, progress=False)
-    assert summary["has_errors"] == 7
+    summary = check_file(fasta, tmp_path / "qc.tsv", model_dir=folder, batch_size=2, chunk_size=3, progress=False)
+    assert summary["flagged_by"]["detector"] == 7
     table = read_output(tmp_path / "qc.tsv", sep="\t")
     assert table["id"].tolist() == [record_id for record_id, _, _ in records]
     lengths = [len(sequence) for _, sequence, _ in records]
@@ -171,7 +177,7 @@ def test_csv_gz_with_splits_and_bold_tsv_with_another_marker(detector_folder, tm
     frame.to_csv(csv_path, index=False, compression="gzip")
     output = tmp_path / "qc.tsv.gz"
     assert main(["qc", "--model", str(detector_folder), "--input", str(csv_path), "--output", str(output),
-                 "--split", "test", "--no-progress"]) == 0
+                 "--split", "test", "--min-length", "0", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["rejected"] == 1
     with gzip.open(output, "rt") as handle:
         assert handle.readline().startswith("id\tlength\tverdict\t")
@@ -185,7 +191,7 @@ def test_csv_gz_with_splits_and_bold_tsv_with_another_marker(detector_folder, tm
     rows = [["p1", "None"] + ["None"] * 7 + ["COI-5P", "ACGTRA"], ["p2", "None"] + ["None"] * 7 + ["ITS", "ACGT"]]
     bold = tmp_path / "bold.tsv"
     bold.write_text("\n".join("\t".join(fields) for fields in [header, *rows]) + "\n")
-    summary = check_file(detector_folder, bold, tmp_path / "bold_qc.csv", progress=False)
+    summary = check_file(bold, tmp_path / "bold_qc.csv", model_dir=detector_folder, progress=False)
     assert (summary["has_errors"], summary["rejected"]) == (1, 1)
     table = read_output(tmp_path / "bold_qc.csv")
     assert table["substitutions"].tolist() == ["5", ""]
@@ -204,7 +210,7 @@ def test_real_detector_scores_do_not_depend_on_batching(tmp_path):
     rng = np.random.default_rng(0)
     reads = ["".join(rng.choice(list("ACGTN"), length)) for length in (30, 7, 55, 12, 41)]
     fasta = write_fasta(tmp_path / "reads.fasta", [(f"r{i}", read, None) for i, read in enumerate(reads)])
-    check_file(folder, fasta, tmp_path / "qc.csv", batch_size=3, progress=False)
+    check_file(fasta, tmp_path / "qc.csv", model_dir=folder, batch_size=3, progress=False)
     table = read_output(tmp_path / "qc.csv")
     tokenizer = BarcodeTokenizer.char()
     scores = table["error_score"].astype(float)
@@ -223,7 +229,8 @@ def test_correction_model_adds_a_corrected_column_of_bases(detector_folder, corr
     fasta = write_fasta(tmp_path / "reads.fasta", RECORDS)
     output = tmp_path / "qc.csv"
     assert main(["qc", "--model", str(detector_folder), "--input", str(fasta), "--output", str(output),
-                 "--correction-model", str(correction_folder), "--num-beams", "2", "--no-progress"]) == 0
+                 "--correction-model", str(correction_folder), "--num-beams", "2", "--min-length", "0",
+                 "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["correction_model"] == str(correction_folder)
     table = read_output(output)
     assert list(table.columns)[-2:] == ["corrected", "problem"]
@@ -231,7 +238,8 @@ def test_correction_model_adds_a_corrected_column_of_bases(detector_folder, corr
         if row.verdict == "clean":
             assert row.corrected == prepare_read(sequence)[0]  # not generated: the read itself
         elif row.verdict == "has_errors":
-            assert set(row.corrected) <= set("ACGTRYSWKMBDHVN") and len(row.corrected) <= len(sequence) + 16
+            # generated up to the batch's longest read + 16 (generate_corrections), LONG here
+            assert set(row.corrected) <= set("ACGTRYSWKMBDHVN") and len(row.corrected) <= len(LONG) + 16
         else:
             assert row.corrected == ""
 
@@ -243,7 +251,7 @@ def test_a_pretraining_folder_as_correction_model_is_loaded_with_a_warning(detec
     folder = save_with_tokenizer(pretrained, tmp_path / "enbed")
     fasta = write_fasta(tmp_path / "reads.fasta", RECORDS[:2])
     with caplog.at_level(logging.WARNING, logger="barcodemae.qc.check_files"):
-        check_file(detector_folder, fasta, tmp_path / "qc.csv", correction_model=folder, progress=False)
+        check_file(fasta, tmp_path / "qc.csv", model_dir=detector_folder, correction_model=folder, progress=False)
     assert "not say the model was fine-tuned for read correction" in caplog.text
 
 
@@ -277,6 +285,10 @@ def test_bad_paths_and_wrong_model_folders_are_refused(detector_folder, kmer4_mo
           "--split", "test"], "needs a BIOSCAN-format CSV"),
         (["--model", str(detector_folder), "--input", str(fasta), "--output", str(tmp_path / "a.csv"),
           "--threshold", "1.5"], "threshold must be a probability"),
+        (["--input", str(fasta), "--output", str(tmp_path / "a.csv"), "--threshold", "0.5"],
+         "give the detector folder (--model) too"),
+        (["--input", str(fasta), "--output", str(tmp_path / "a.csv"), "--min-length", "-1"],
+         "min_length must be >= 0 bases"),
     ]
     for arguments, message in cases:
         assert main(["qc", *arguments, "--no-progress"]) == 2, arguments

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoConfig
 
-import barcodemae  # noqa: F401  (registers the Auto classes)
+import barcodemae.auto_classes  # noqa: F401  (registers the Auto classes)
 from barcodemae.tokenization import BarcodeTokenizer
 from conftest import tiny_config_kwargs
 from modeling_barcodemae import BarcodeMAEConfig

@@ -20,7 +20,7 @@ from transformers import (
     AutoTokenizer,
 )
 
-import barcodemae  # noqa: F401  (registers the Auto classes)
+import barcodemae.auto_classes  # noqa: F401  (registers the Auto classes)
 from barcodemae.tokenization import BarcodeTokenizer
 from conftest import tiny_config_kwargs
 from modeling_barcodemae import (

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +242,18 @@ def test_build_and_query_outputs_never_take_files_that_are_not_theirs(kmer_profi
         main([*query, str(output)])
     assert output.read_text() == "the previous answer\n"  # whole, old; no temporary left behind
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")) == []
+
+
+def test_every_index_file_follows_the_umask(kmer_profile_model: Path, fixture_csv: Path, tmp_path, capsys) -> None:
+    """A lab shares an index folder: safetensors writes postprocess.safetensors owner-only (0600) whatever the
+    umask, so the build widens it to the mode the index's other files get."""
+    previous = os.umask(0o022)
+    try:
+        assert main(["identify", "build", "--model", str(kmer_profile_model), "--reference", str(fixture_csv),
+                     "--split", "train", "--output", str(tmp_path / "index"), "--postprocess", "center",
+                     "--no-progress"]) == 0
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "index").iterdir()}
+    assert "postprocess.safetensors" in modes
+    assert all(mode & 0o644 == 0o644 for mode in modes.values()), {name: oct(mode) for name, mode in modes.items()}

@@ -333,3 +333,26 @@ def test_eval_qc_end_to_end_writes_model_and_baseline_rows(sim_csv, tmp_path):
     assert saved["verdict_clean_nll_threshold"] == pytest.approx(threshold["clean_nll"])
     assert results["data"]["validation_barcodes"] == 8
     assert (tmp_path / "qc" / "correction_model" / "tokenizer.json").is_file()
+
+
+def test_fine_tuning_reads_its_losses_without_a_requires_grad_warning():
+    """eval/qc.py's loop read each loss with ``float(loss)``, which makes torch warn ("Converting a tensor with
+    requires_grad=True to a scalar") in every run."""
+    import warnings
+    from types import SimpleNamespace
+
+    from eval.qc import train
+
+    class Quadratic(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones(3))
+
+        def forward(self, x: torch.Tensor) -> SimpleNamespace:
+            return SimpleNamespace(loss=(self.weight * x).pow(2).sum())
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*requires_grad")
+        losses = train(Quadratic(), lambda rng: {"x": torch.from_numpy(rng.normal(size=3)).float()}, steps=2,
+                       learning_rate=0.1, warmup_ratio=0.0, weight_decay=0.0, seed=0, description="quadratic")
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)

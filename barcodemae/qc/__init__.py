@@ -4,6 +4,9 @@ detector (``token_batch`` / ``read_predictions``) and the detector's / read corr
 (``detect_errors`` / ``generate_corrections``). Checking a whole file (``barcodemae qc``) is
 :func:`barcodemae.qc.check_files.check_file`, imported from its module (it loads models).
 
+The names of ``__all__`` load on first use (module ``__getattr__``). Why: ``barcodemae qc --help`` imports
+:mod:`barcodemae.qc.read_checks`, and this file runs first; importing the detector's torch code here cost seconds.
+
 Typical use::
 
     from barcodemae.qc import ErrorRates, base_level_metrics, check_translation, inject_errors, record_auroc
@@ -14,54 +17,71 @@ Typical use::
     auroc = record_auroc(check.score, [read.has_errors for read in reads])
 """
 
-from .error_injection import (
-    BASE_LABELS,
-    CORRECT,
-    ERROR_KINDS,
-    INSERTED,
-    N_BASE,
-    SUBSTITUTED,
-    CorruptedRead,
-    ErrorEvent,
-    ErrorRates,
-    LabelBatch,
-    corrupt_read,
-    event_units,
-    inject_errors,
-    pad_labels,
-    undo_events,
-)
-from .inference import (
-    READ_CORRECTION_TASK,
-    ErrorPredictions,
-    clean_nll_threshold,
-    detect_errors,
-    flag_reads,
-    generate_corrections,
-)
-from .metrics import (
-    LABEL_CLASSES,
-    PRF,
-    BaseLevelReport,
-    base_level_metrics,
-    best_threshold,
-    precision_recall_f1,
-    record_auroc,
-    record_truth,
-    verdict_metrics,
-)
-from .token_labels import IGNORE_INDEX, TokenBatch, encode_reads, read_predictions, token_batch
-from .translation import (
-    CODON_ORDER,
-    STOP_CODONS,
-    TABLE_5,
-    TranslationCheck,
-    best_frame,
-    best_frames,
-    check_translation,
-    stop_codon_positions,
-    translate,
-)
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_SUBMODULES = {
+    "BASE_LABELS": "error_injection",
+    "CORRECT": "error_injection",
+    "ERROR_KINDS": "error_injection",
+    "INSERTED": "error_injection",
+    "N_BASE": "error_injection",
+    "SUBSTITUTED": "error_injection",
+    "CorruptedRead": "error_injection",
+    "ErrorEvent": "error_injection",
+    "ErrorRates": "error_injection",
+    "LabelBatch": "error_injection",
+    "corrupt_read": "error_injection",
+    "event_units": "error_injection",
+    "inject_errors": "error_injection",
+    "pad_labels": "error_injection",
+    "undo_events": "error_injection",
+    "READ_CORRECTION_TASK": "inference",
+    "ErrorPredictions": "inference",
+    "clean_nll_threshold": "inference",
+    "detect_errors": "inference",
+    "flag_reads": "inference",
+    "generate_corrections": "inference",
+    "LABEL_CLASSES": "metrics",
+    "PRF": "metrics",
+    "BaseLevelReport": "metrics",
+    "base_level_metrics": "metrics",
+    "best_threshold": "metrics",
+    "precision_recall_f1": "metrics",
+    "record_auroc": "metrics",
+    "record_truth": "metrics",
+    "verdict_metrics": "metrics",
+    "IGNORE_INDEX": "token_labels",
+    "TokenBatch": "token_labels",
+    "encode_reads": "token_labels",
+    "read_predictions": "token_labels",
+    "token_batch": "token_labels",
+    "CODON_ORDER": "translation",
+    "STOP_CODONS": "translation",
+    "TABLE_5": "translation",
+    "TranslationCheck": "translation",
+    "best_frame": "translation",
+    "best_frames": "translation",
+    "check_translation": "translation",
+    "stop_codon_positions": "translation",
+    "translate": "translation",
+}
+"""Public name -> the submodule that defines it."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SUBMODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_SUBMODULES[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SUBMODULES})
+
 
 __all__ = [
     "BASE_LABELS",

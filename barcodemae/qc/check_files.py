@@ -1,37 +1,53 @@
-"""Check every read of a barcode file for sequencing errors with a fine-tuned ENBED detector (``barcodemae qc``).
+"""Check every read of a barcode file for sequencing errors (``barcodemae qc``).
 
 Why: a BOLD or eDNA lab wants to know, before submitting or using its reads, which ones carry a wrong, extra,
-unreadable or missing base and where. :func:`check_file` runs an ``EnbedForErrorDetection`` folder (``qc_model/``
-of ``eval/qc.py``) over a FASTA / CSV / BOLD TSV file (optionally gzipped) and writes one row per input record,
-in input order, to a CSV (``.csv``) or TSV (``.tsv``), optionally gzipped (``.gz``):
+unreadable or missing base and where. :func:`check_file` runs the model-free translation check
+(:mod:`barcodemae.qc.read_checks`: stop codons in the best reading frame, ambiguous bases, length) on every record
+of a FASTA / CSV / BOLD TSV file (optionally gzipped) and, given a fine-tuned ENBED detector (an
+``EnbedForErrorDetection`` folder, ``qc_model/`` of ``eval/qc.py``), runs it too. It writes one row per input
+record, in input order, to a CSV (``.csv``) or TSV (``.tsv``), optionally gzipped (``.gz``):
 
 ``id``
     the record id (FASTA: first word of the header, before any ``|``; CSV / BOLD TSV: ``processid``).
 ``length``
     bases of the read as checked (see below).
 ``verdict``
-    ``has_errors`` when the detector's ``error_score`` exceeds the threshold (``threshold``, else the one
-    ``eval/qc.py`` chose on validation reads and saved in the folder's config, else 0.5), else ``clean``;
-    ``rejected`` for a record that cannot be checked.
+    ``has_errors`` when at least one check flags the read, else ``clean``; ``rejected`` for a record that cannot
+    be checked.
+``verdict_by``
+    the checks that flag the read, ``;``-separated, in the order ``stop_codons``, ``ambiguous_bases``, ``length``
+    (:mod:`~barcodemae.qc.read_checks`), ``detector`` (empty when ``clean`` or ``rejected``).
+``frame``
+    1, 2 or 3: the base at which the read's best forward reading frame (fewest stop codons) starts its first codon.
+``stop_codons``
+    ``;``-separated 1-based first bases of the stop codons (``TAA`` / ``TAG``, invertebrate mitochondrial code)
+    in that frame.
+``ambiguous_bases``
+    ``;``-separated 1-based positions of the bases that are not ``A``, ``C``, ``G`` or ``T``.
+
+With a detector (``model_dir``), before ``problem``:
+
 ``error_score``
-    the detector's probability that the read has at least one error (empty when rejected).
+    the detector's probability that the read has at least one error. The detector flags the read when it exceeds
+    the threshold (``threshold``, else the one ``eval/qc.py`` chose on validation reads and saved in the folder's
+    config, else 0.5).
 ``substitutions`` / ``insertions`` / ``n_bases``
     ``;``-separated 1-based positions of the bases predicted substituted, inserted or an unreadable ``N``.
 ``deletions``
     ``;``-separated 1-based positions ``p``: a base is missing right before base ``p`` (``length + 1``: at the end).
-``translation_stops``
-    1-based first bases of the stop codons (``TAA`` / ``TAG``, invertebrate mitochondrial code) in the read's
-    best forward frame: the no-learning translation check (:mod:`barcodemae.qc.translation`), a second opinion.
 ``corrected`` (only with a correction model)
     the correction model's read for ``has_errors`` records (greedy, or beam search with ``num_beams > 1``); a
     ``clean`` read is copied unchanged, without being generated (generation is the slow part).
+
+and last:
+
 ``problem``
     why a ``rejected`` record could not be checked (empty otherwise).
 
-Positions are the detector's per-base arg-max labels and its deletions of probability > 0.5 (the rules of
-``eval/qc.py``, :mod:`barcodemae.qc.inference`); the verdict compares the per-read ``error_score`` with the
+The detector's positions are its per-base arg-max labels and its deletions of probability > 0.5 (the rules of
+``eval/qc.py``, :mod:`barcodemae.qc.inference`); its flag compares the per-read ``error_score`` with the
 threshold (in log space, :func:`~barcodemae.qc.inference.flag_reads`: long reads' scores lie within float
-rounding of 1), so a read with many small error probabilities can be ``has_errors`` without listed positions.
+rounding of 1), so a read with many small error probabilities can be flagged without listed positions.
 
 Rejected records stay in the output (verdict ``rejected`` plus ``problem``) rather than in a separate report, so
 the output has exactly one row per input record and can be joined back to it by row or id. A record is rejected
@@ -43,8 +59,8 @@ removed and ``U`` read as ``T``, as everywhere in the package; unlike the traini
 N-trimmed nor truncated (terminal ``N`` runs are errors to report, and LongT5's relative positions take any
 length), so positions are those of the read as written, less its gaps.
 
-The file is read in chunks of ``chunk_size`` records, and each chunk is run in length-sorted batches (little
-padding) under ``torch.inference_mode``; rows are written in input order chunk by chunk into ``<output>.tmp``,
+The file is read in chunks of ``chunk_size`` records, and a detector runs on each chunk in length-sorted batches
+(little padding) under ``torch.inference_mode``; rows are written in input order chunk by chunk into ``<output>.tmp``,
 renamed to ``output`` at the end. Memory stays bounded by one chunk however large the file.
 
 Models are loaded through the installed classes (never a folder's copied code): the detector must be an
@@ -92,7 +108,7 @@ from .inference import (
     flag_reads,
     generate_corrections,
 )
-from .translation import best_frames, stop_codon_positions
+from .read_checks import CHECKS, DEFAULT_MIN_LENGTH, check_reads_without_model
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +116,12 @@ OUTPUT_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 """Output formats by suffix (before an optional ``.gz``)."""
 DEFAULT_CLEAN_NLL_THRESHOLD = clean_nll_threshold(0.5)
 """The verdict threshold of a detector folder that names none: ``error_score > 0.5``."""
-COLUMNS: tuple[str, ...] = ("id", "length", "verdict", "error_score", "substitutions", "insertions", "n_bases",
-                            "deletions", "translation_stops", "problem")
-"""Output columns; ``corrected`` goes before ``problem`` when a correction model is given."""
+COLUMNS: tuple[str, ...] = ("id", "length", "verdict", "verdict_by", "frame", "stop_codons", "ambiguous_bases",
+                            "problem")
+"""Output columns; :data:`DETECTOR_COLUMNS` (and ``corrected``) go before ``problem`` when models are given."""
+DETECTOR_COLUMNS: tuple[str, ...] = ("error_score", "substitutions", "insertions", "n_bases", "deletions")
+DETECTOR_CHECK = "detector"
+"""The ``verdict_by`` name of the learned detector, after the model-free :data:`CHECKS`."""
 VERDICTS: tuple[str, ...] = ("clean", "has_errors", "rejected")
 DETECTOR_HINT = ("fine-tune one from an ENBED pretraining folder with `python eval/qc.py --model <ENBED folder> "
                  "--data <barcodes.csv> --output <dir>` and pass <dir>/qc_model")
@@ -216,16 +235,17 @@ def positions(mask: np.ndarray) -> str:
 # --------------------------------------------------------------------------------------------------------- check
 def check_reads(
     records: Sequence[tuple[str, str | None, str | None]],
-    detector: EnbedForErrorDetection,
-    tokenizer: BarcodeTokenizer,
     *,
+    min_length: int = DEFAULT_MIN_LENGTH,
+    detector: tuple[EnbedForErrorDetection, BarcodeTokenizer] | None = None,
     corrector: tuple[EnbedForConditionalGeneration, BarcodeTokenizer] | None = None,
     clean_nll_limit: float = DEFAULT_CLEAN_NLL_THRESHOLD,
     num_beams: int = 1,
     batch_size: int = 64,
 ) -> list[dict[str, Any]]:
-    """The output rows (module docstring) of ``(id, sequence, problem)`` records, in their order; a read
-    ``has_errors`` when ``-log P(clean)`` exceeds ``clean_nll_limit`` (:func:`flag_reads`)."""
+    """The output rows (module docstring) of ``(id, sequence, problem)`` records, in their order: the model-free
+    checks of every read, then the detector's (flagging a read when ``-log P(clean)`` exceeds ``clean_nll_limit``,
+    :func:`flag_reads`) when one is given."""
     prepared = []
     for _, sequence, reader_problem in records:
         read, problem = prepare_read(sequence)
@@ -233,30 +253,37 @@ def check_reads(
     checkable = [i for i, (_, problem) in enumerate(prepared) if problem is None]
     reads = [prepared[i][0] for i in checkable]
     ids = [records[i][0] for i in checkable]
-    predictions = detect_errors(detector, reads, tokenizer, batch_size=batch_size, record_ids=ids)
-    frames = best_frames(reads)
-    flagged = flag_reads(predictions.clean_log_probability, clean_nll_limit)
+    checks = check_reads_without_model(reads, min_length=min_length)
+    flagged_by = [list(check.flagged_by) for check in checks]
+    detector_columns: list[dict[str, str]] = [{} for _ in reads]
+    if detector is not None:
+        model, tokenizer = detector
+        predictions = detect_errors(model, reads, tokenizer, batch_size=batch_size, record_ids=ids)
+        for j in np.flatnonzero(flag_reads(predictions.clean_log_probability, clean_nll_limit)).tolist():
+            flagged_by[j].append(DETECTOR_CHECK)
+        for j, labels in enumerate(predictions.base_labels):
+            detector_columns[j] = {
+                "error_score": f"{predictions.error_score[j]:.6f}",
+                "substitutions": positions(labels == SUBSTITUTED), "insertions": positions(labels == INSERTED),
+                "n_bases": positions(labels == N_BASE), "deletions": positions(predictions.deletions[j]),
+            }
     corrected = list(reads)
-    if corrector is not None and flagged.any():
+    to_correct = [j for j, flags in enumerate(flagged_by) if flags]
+    if corrector is not None and to_correct:
         model, corrector_tokenizer = corrector
-        to_correct = np.flatnonzero(flagged).tolist()
-        outputs = generate_corrections(model, [reads[i] for i in to_correct], corrector_tokenizer,
+        outputs = generate_corrections(model, [reads[j] for j in to_correct], corrector_tokenizer,
                                        num_beams=num_beams, batch_size=batch_size)
-        for i, output in zip(to_correct, outputs, strict=True):
-            corrected[i] = output
+        for j, output in zip(to_correct, outputs, strict=True):
+            corrected[j] = output
 
     rows: list[dict[str, Any]] = [
         {"id": record_id, "length": len(prepared[i][0]), "verdict": "rejected", "problem": prepared[i][1]}
         for i, (record_id, _, _) in enumerate(records)
     ]
     for j, i in enumerate(checkable):
-        labels = predictions.base_labels[j]
         rows[i] = {
-            "id": ids[j], "length": len(reads[j]), "verdict": "has_errors" if flagged[j] else "clean",
-            "error_score": f"{predictions.error_score[j]:.6f}",
-            "substitutions": positions(labels == SUBSTITUTED), "insertions": positions(labels == INSERTED),
-            "n_bases": positions(labels == N_BASE), "deletions": positions(predictions.deletions[j]),
-            "translation_stops": ";".join(str(p + 1) for p in stop_codon_positions(reads[j], int(frames[j]))),
+            "id": ids[j], "length": len(reads[j]), "verdict": "has_errors" if flagged_by[j] else "clean",
+            "verdict_by": ";".join(flagged_by[j]), **checks[j].columns(), **detector_columns[j],
             **({"corrected": corrected[j]} if corrector is not None else {}),
         }
     return rows
@@ -269,11 +296,12 @@ def _open_output(path: Path, compress: bool) -> io.TextIOBase:
 
 
 def check_file(
-    model_dir: str | Path,
     input_path: str | Path,
     output_path: str | Path,
     *,
+    model_dir: str | Path | None = None,
     correction_model: str | Path | None = None,
+    min_length: int = DEFAULT_MIN_LENGTH,
     batch_size: int = 64,
     device: str | None = None,
     threshold: float | None = None,
@@ -282,45 +310,55 @@ def check_file(
     chunk_size: int = 16_384,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Check every record of ``input_path`` with the detector in ``model_dir`` into ``output_path`` (the module
-    docstring has the columns); returns a summary: output path, record count, count per verdict, checked reads
-    with a stop codon in the translation check, the threshold (and the correction model when given).
+    """Check every record of ``input_path`` into ``output_path`` (the module docstring has the columns): the
+    model-free checks, and the detector in ``model_dir`` when given. Returns a summary: output path, record count,
+    count per verdict, count of reads each check flagged (``flagged_by``), the length minimum, and with a detector
+    its threshold (and the correction model when given).
 
-    ``device``: torch device (default CUDA when available, else CPU). ``threshold``: ``error_score`` above which a
-    read ``has_errors`` (``None``: the detector config's ``verdict_clean_nll_threshold``, chosen by ``eval/qc.py``
-    on validation reads, else 0.5). ``num_beams``: beams of the correction (1 = greedy). ``split``: BIOSCAN splits
-    of a CSV.
+    ``min_length``: bases below which the ``length`` check flags a read (0: off). ``device``: torch device (default
+    CUDA when available, else CPU). ``threshold``: ``error_score`` above which the detector flags a read (``None``:
+    the detector config's ``verdict_clean_nll_threshold``, chosen by ``eval/qc.py`` on validation reads, else 0.5).
+    ``num_beams``: beams of the correction (1 = greedy). ``split``: BIOSCAN splits of a CSV.
     """
+    if threshold is not None and model_dir is None:
+        raise ValueError("threshold is the detector's error-score threshold: give the detector folder (--model) too")
     if threshold is not None and not 0 <= threshold <= 1:
         raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")
     if batch_size < 1 or num_beams < 1 or chunk_size < 1:
         raise ValueError(f"batch_size, num_beams and chunk_size must be positive, got {batch_size}, {num_beams}, "
                          f"{chunk_size}")
+    if min_length < 0:
+        raise ValueError(f"min_length must be >= 0 bases (0 turns the length check off), got {min_length}")
     records = iter_raw_records(input_path, split=split)
     output = Path(output_path)
     check_output_file(output, inputs=(input_path,))
     suffix = output.suffixes[-2] if output.name.endswith(".gz") and len(output.suffixes) > 1 else output.suffix
     if suffix not in OUTPUT_DELIMITERS:
         raise ValueError(f"{output}: output must end in one of {tuple(OUTPUT_DELIMITERS)} (optionally .gz)")
-    check_detector_folder(model_dir)
+    if model_dir is not None:
+        check_detector_folder(model_dir)
     if correction_model is not None:
         check_corrector_folder(correction_model)
-    torch_device = resolve_device(device)
-    # the installed classes, never the folders' copied code; folder checked first, safetensors only
-    detector = from_pretrained_checked(EnbedForErrorDetection, model_dir).eval().to(torch_device)
-    tokenizer = BarcodeTokenizer.from_pretrained(model_dir)
-    if threshold is not None:
-        limit = clean_nll_threshold(threshold)
-    else:
-        limit = float(getattr(detector.config, "verdict_clean_nll_threshold", DEFAULT_CLEAN_NLL_THRESHOLD))
+    torch_device = resolve_device(device) if model_dir is not None or correction_model is not None else None
+    detector = None
+    limit = DEFAULT_CLEAN_NLL_THRESHOLD
+    if model_dir is not None:
+        # the installed classes, never the folders' copied code; folder checked first, safetensors only
+        model = from_pretrained_checked(EnbedForErrorDetection, model_dir).eval().to(torch_device)
+        detector = (model, BarcodeTokenizer.from_pretrained(model_dir))
+        if threshold is not None:
+            limit = clean_nll_threshold(threshold)
+        else:
+            limit = float(getattr(model.config, "verdict_clean_nll_threshold", DEFAULT_CLEAN_NLL_THRESHOLD))
     corrector = None
     if correction_model is not None:
         correction = from_pretrained_checked(EnbedForConditionalGeneration, correction_model)
         corrector = (correction.eval().to(torch_device), BarcodeTokenizer.from_pretrained(correction_model))
 
-    columns = [*COLUMNS[:-1], *(["corrected"] if corrector is not None else []), COLUMNS[-1]]
+    columns = [*COLUMNS[:-1], *(DETECTOR_COLUMNS if detector is not None else ()),
+               *(["corrected"] if corrector is not None else []), COLUMNS[-1]]
     verdicts: Counter[str] = Counter()
-    stops = 0
+    flag_counts: Counter[str] = Counter()
     temporary = output.with_name(output.name + ".tmp")
     try:
         with (
@@ -330,11 +368,12 @@ def check_file(
             writer = csv.DictWriter(handle, columns, delimiter=OUTPUT_DELIMITERS[suffix], restval="")
             writer.writeheader()
             while chunk := list(islice(records, chunk_size)):
-                rows = check_reads(chunk, detector, tokenizer, corrector=corrector, clean_nll_limit=limit,
-                                   num_beams=num_beams, batch_size=batch_size)
+                rows = check_reads(chunk, min_length=min_length, detector=detector, corrector=corrector,
+                                   clean_nll_limit=limit, num_beams=num_beams, batch_size=batch_size)
                 writer.writerows(rows)
                 verdicts.update(row["verdict"] for row in rows)
-                stops += sum(1 for row in rows if row.get("translation_stops"))
+                flag_counts.update(check for row in rows if row.get("verdict_by")
+                                   for check in row["verdict_by"].split(";"))
                 bar.update(len(rows))
         if not verdicts:
             raise ValueError(f"{input_path}: no records to check")
@@ -344,10 +383,14 @@ def check_file(
     if verdicts["rejected"]:
         logger.warning("%s: %d record(s) could not be checked (verdict 'rejected', see the problem column of %s)",
                        input_path, verdicts["rejected"], output)
-    summary: dict[str, Any] = {"output": str(output), "model": str(model_dir), "num_records": sum(verdicts.values()),
+    checks = [*CHECKS, *([DETECTOR_CHECK] if detector is not None else [])]
+    summary: dict[str, Any] = {"output": str(output), "model": None if model_dir is None else str(model_dir),
+                               "num_records": sum(verdicts.values()),
                                **{verdict: verdicts[verdict] for verdict in VERDICTS},
-                               "with_stop_codons": stops, "threshold": -math.expm1(-limit),
-                               "clean_nll_threshold": limit}
+                               "flagged_by": {check: flag_counts[check] for check in checks},
+                               "min_length": min_length}
+    if detector is not None:
+        summary.update(threshold=-math.expm1(-limit), clean_nll_threshold=limit)
     if corrector is not None:
         summary["correction_model"] = str(correction_model)
     return summary
@@ -355,6 +398,8 @@ def check_file(
 
 __all__ = [
     "COLUMNS",
+    "DETECTOR_CHECK",
+    "DETECTOR_COLUMNS",
     "OUTPUT_DELIMITERS",
     "VERDICTS",
     "check_corrector_folder",

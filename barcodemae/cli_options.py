@@ -1,0 +1,40 @@
+"""Command-line options shared by ``barcodemae``, ``train.py`` and ``eval/run.py``, with no heavy imports.
+
+Why apart from :mod:`barcodemae.inference` (which re-exports them): building a parser must not import torch, so
+``--help`` answers at once; these are the only pieces of the inference module that a parser needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+POOLINGS = ("mean", "cls", "max")
+"""``mean``: average over non-pad tokens (the model's ``pooler_output``; the BIOSCAN protocol); ``cls``: the
+first token; ``max``: element-wise maximum over non-pad tokens."""
+
+LAYER_MEAN = "mean"
+"""``layer="mean"``: the average of every hidden state (embeddings and each block), pooled the same way."""
+
+
+def parse_layer(value: str) -> int | str:
+    """A ``--layer`` command-line value: an integer, or :data:`LAYER_MEAN`."""
+    if value == LAYER_MEAN:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer or {LAYER_MEAN!r}, got {value!r}") from None
+
+
+def add_trust_remote_code_flag(parser: argparse.ArgumentParser) -> None:
+    """``--trust-remote-code`` on an argparse parser; off by default, as in ``transformers``
+    (``--no-trust-remote-code``, the default spelled out, stays accepted for scripts written when it was not)."""
+    parser.add_argument(
+        "--trust-remote-code", action=argparse.BooleanOptionalAction, default=False,
+        help="let a model that is not BarcodeMAE run the Python code its folder or hub repository ships "
+        "(default: no, as in transformers); BarcodeMAE folders always load through the installed package, "
+        "running none of their code",
+    )
+
+
+__all__ = ["LAYER_MEAN", "POOLINGS", "add_trust_remote_code_flag", "parse_layer"]
