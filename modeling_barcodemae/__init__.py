@@ -6,8 +6,9 @@ its pretraining folders load with the Auto classes of LongT5, nothing to registe
 ``AutoModelForTokenClassification`` (remote code) instead, since registering it locally for ``LongT5Config``
 would take over every LongT5 folder.
 
-The tokenizer lives in ``barcodemae.tokenization`` and is registered by ``import barcodemae``, which imports this
-package: the model folder depends on nothing of the package around it, so there is no import cycle.
+The tokenizer lives in ``barcodemae.tokenization`` and is registered with ``AutoTokenizer`` when that package is
+imported (``barcodemae.auto_classes``; ``from barcodemae import ...`` of any model or tokenizer name does it too):
+the model folder depends on nothing of the package around it, so there is no import cycle.
 """
 
 from transformers import (
