@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--output", required=True, help="output .parquet (metadata + embedding) or .npy")
     embed.add_argument("--resume", action="store_true", help="continue an interrupted run from its saved shards")
     embed.add_argument("--shard-size", type=int, default=16_384, help="records per saved shard (default 16384)")
-    embed.add_argument("--pooling", default="mean", choices=POOLINGS, help="token states -> one vector")
+    embed.add_argument("--pooling", default=None, choices=POOLINGS,
+                       help="token states -> one vector: mean (all tokens), tokens (all but [CLS]), cls, max "
+                       "(default: the model's own, config.representation)")
     embed.add_argument(
         "--layer", type=parse_layer, default=None,
         help="hidden state to pool: -1 the last block, 0 the embeddings, 'mean' their average "

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-POOLINGS = ("mean", "cls", "max")
-"""``mean``: average over non-pad tokens (the model's ``pooler_output``; the BIOSCAN protocol); ``cls``: the
-first token; ``max``: element-wise maximum over non-pad tokens."""
+POOLINGS = ("mean", "tokens", "cls", "max")
+"""``mean``: average over non-pad tokens, [CLS] and [SEP] included (BarcodeMAE+'s ``tokens_with_cls``; the BIOSCAN
+protocol's embedding); ``tokens``: the same without position 0, the [CLS]; ``cls``: the first token's state;
+``max``: element-wise maximum over non-pad tokens. Unset (``None``) means the model's own
+(``config.representation``, see ``barcodemae.inference.model_pooling``)."""
 
 LAYER_MEAN = "mean"
 """``layer="mean"``: the average of every hidden state (embeddings and each block), pooled the same way."""

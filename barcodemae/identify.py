@@ -231,7 +231,7 @@ def build_reference_index(
     records of the same file whose matches fit the species / genus call thresholds stored in the index
     (:mod:`barcodemae.call_levels`); queries then get a ``call_level`` and ``called_taxon``.
     """
-    from barcodemae.inference import pooled_layer
+    from barcodemae.inference import model_pooling, pooled_layer
 
     if postprocess not in POSTPROCESSING:
         raise ValueError(f"postprocess must be one of {POSTPROCESSING}, got {postprocess!r}")
@@ -261,7 +261,7 @@ def build_reference_index(
                 "records": records_fingerprint(table), "shard_size": shard_size}
     store = ShardStore(output / PARTS, identity, resume)
     embed_records(model, tokenizer, table.column("dna_barcode"), output / EMBEDDINGS, store,
-                  shard_size=shard_size, batch_size=batch_size, device=device, pooling="mean", layer=None,
+                  shard_size=shard_size, batch_size=batch_size, device=device, pooling=None, layer=None,
                   progress=progress, ids=table.column("processid"))
     shutil.rmtree(store.folder)
     embeddings = np.load(output / EMBEDDINGS, mmap_mode="r+")
@@ -286,7 +286,7 @@ def build_reference_index(
         "num_rejected": report.num_rejected,
         "hidden_size": int(embeddings.shape[1]),
         "similarity": "cosine",
-        "pooling": "mean",
+        "pooling": model_pooling(model),
         "layer": pooled_layer(model),
         "postprocess": postprocess,
         "checksums": CHECKSUMS,
@@ -341,7 +341,7 @@ def calibrate_calls(
     from barcodemae.inference import embed_barcodes
 
     vectors = embed_barcodes(model, tokenizer, calibration.column("dna_barcode").to_pylist(), batch_size=batch_size,
-                             device=device, pooling="mean", layer=None, progress=progress)
+                             device=device, pooling=None, layer=None, progress=progress)
     matches = identify(index, index.postprocessor.transform(vectors), calibration.column("processid").to_pylist(),
                        top_k=CALIBRATION_TOP_K)
     matches["true_species"] = calibration.column("species").to_pylist()
@@ -414,7 +414,7 @@ def identify_file(
         raise ValueError(f"{input_path}: no valid query barcodes ({report.num_rejected} rejected)")
     table = dataset.with_format("arrow")[:]
     queries = embed_barcodes(model, tokenizer, table.column("dna_barcode").to_pylist(), batch_size=batch_size,
-                             device=device, pooling="mean", layer=None, progress=progress)
+                             device=device, pooling=None, layer=None, progress=progress)
     queries = index.postprocessor.transform(queries)
     result = identify(index, queries, table.column("processid").to_pylist(), top_k=top_k)
     for rank in reversed(labelled_ranks(table)):

@@ -303,11 +303,29 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
     """One vector per barcode from token states ``(B, L, H)``; see :data:`POOLINGS`."""
     if pooling == "cls":
         return hidden[:, 0]
+    if pooling == "tokens":  # the [CLS] at position 0 left out
+        attention_mask = attention_mask.clone()
+        attention_mask[:, 0] = 0
     mask = attention_mask.unsqueeze(-1).to(torch.bool)
     if pooling == "max":
         return hidden.masked_fill(~mask, torch.finfo(hidden.dtype).min).amax(dim=1)
     weights = mask.to(hidden.dtype)
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+REPRESENTATION_POOLING = {"tokens_with_cls": "mean", "tokens": "tokens", "cls": "cls"}
+"""``BarcodeMAEConfig.representation`` -> the :data:`POOLINGS` name that computes it."""
+
+
+def model_pooling(model: Any) -> str:
+    """How a model's own barcode embedding pools its token states: a BarcodeMAE encoder's ``config.representation``
+    (``cls``, ``tokens`` or ``tokens_with_cls`` = ``mean``), else ``"mean"``.
+
+    Why: ``pooling=None`` everywhere (``embed``, ``identify``, ``eval/run.py``, the training-time probe) means "the
+    embedding this model was made to give", as ``layer=None`` does for :func:`pooled_layer`; a model trained with
+    a [CLS]-based taxonomy term is then scored and used on its [CLS] state.
+    """
+    return REPRESENTATION_POOLING[getattr(model.config, "representation", "tokens_with_cls")]
 
 
 def pooled_layer(model: Any) -> int | str:
@@ -328,7 +346,7 @@ def embed_barcodes(
     *,
     batch_size: int = 256,
     device: str | torch.device | None = None,
-    pooling: str = "mean",
+    pooling: str | None = None,
     layer: int | str | None = None,
     dtype: str | torch.dtype | None = None,
     progress: bool = True,
@@ -340,7 +358,8 @@ def embed_barcodes(
         tokenizer: its tokenizer (ignored for the k-mer baseline).
         batch_size: barcodes per forward pass (batches are length-sorted, so padding is small).
         device: where to run; ``None`` = CUDA when available, else CPU. The model is moved there.
-        pooling: ``"mean"`` (default; equals ``pooler_output`` of BarcodeMAE), ``"cls"`` or ``"max"``.
+        pooling: one of :data:`POOLINGS`; ``None`` the model's own (:func:`model_pooling`: what ``pooler_output``
+            of BarcodeMAE gives).
         layer: which hidden state to pool: ``None`` the model's own choice (:func:`pooled_layer`), ``-1`` the last
             layer, ``0`` the embeddings, ``i`` after block ``i``, or ``"mean"`` (:data:`LAYER_MEAN`) for the
             average over all of them.
@@ -375,7 +394,7 @@ def embed_barcode_layers(
     layers: Sequence[int | str | None],
     batch_size: int = 256,
     device: str | torch.device | None = None,
-    pooling: str = "mean",
+    pooling: str | None = None,
     dtype: str | torch.dtype | None = None,
     progress: bool = True,
 ) -> np.ndarray:
@@ -385,10 +404,11 @@ def embed_barcode_layers(
     question) at the cost of a single embedding of the keys and queries. ``layers`` entries are as
     :func:`embed_barcodes`'s ``layer``; the other arguments too.
     """
+    pooling = model_pooling(model) if pooling is None else pooling
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-    if pooling == "cls" and getattr(tokenizer, "framing", "cls_sep") == "none":
-        raise ValueError("pooling='cls' needs a leading [CLS] token, but this tokenizer has framing='none'")
+    if pooling in ("cls", "tokens") and getattr(tokenizer, "framing", "cls_sep") == "none":
+        raise ValueError(f"pooling={pooling!r} needs a leading [CLS] token, but this tokenizer has framing='none'")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not layers:
@@ -442,6 +462,7 @@ def _hidden_state(outputs: Any, layer: int | str) -> torch.Tensor:
 __all__ = [
     "LAYER_MEAN",
     "POOLINGS",
+    "REPRESENTATION_POOLING",
     "KmerFrequencyEmbedder",
     "add_trust_remote_code_flag",
     "autocast_dtype",
@@ -451,6 +472,7 @@ __all__ = [
     "length_batches",
     "load_encoder",
     "load_pretrained",
+    "model_pooling",
     "parse_layer",
     "pool",
     "pooled_layer",

@@ -54,6 +54,7 @@ from barcodemae.inference import (
     add_trust_remote_code_flag,
     embed_barcodes,
     load_encoder,
+    model_pooling,
     parse_layer,
     pooled_layer,
 )
@@ -265,7 +266,7 @@ class EvaluationSettings:
     batch_size: int = 256
     device: str | None = None
     layer: int | str | None = None
-    pooling: str = "mean"
+    pooling: str | None = None
     postprocess: str = "none"
     queries: str = "test"
     dtype: str | None = None
@@ -287,7 +288,7 @@ class EvaluationSettings:
     """How the run was shown or allowed to run, not what it measured."""
 
     def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
+        if self.pooling is not None and self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.postprocess not in POSTPROCESSING:
             raise ValueError(f"postprocess must be one of {POSTPROCESSING}, got {self.postprocess!r}")
@@ -338,6 +339,8 @@ def run_evaluation(
         name = str(model)
         if s.layer is None:
             s = replace(s, layer=pooled_layer(encoder))  # recorded as used
+        if s.pooling is None:
+            s = replace(s, pooling=model_pooling(encoder))
     min_length = max(1, int(getattr(tokenizer, "k", 1) or 1))
     frame, data_info = load_eval_splits(
         data, max_per_split=s.max_per_split, seed=s.seed, min_length=min_length, queries=s.queries
@@ -457,7 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"hidden state to pool (-1 last, 0 embeddings), or {LAYER_MEAN!r} for the average of all of them; "
         "default: the model's own (config.pooled_layers of a BarcodeMAE model, else the last)",
     )
-    parser.add_argument("--pooling", choices=POOLINGS, help="how token states become one embedding")
+    parser.add_argument(
+        "--pooling", choices=POOLINGS,
+        help="how token states become one embedding: mean (all tokens; BarcodeMAE+'s tokens_with_cls), tokens (all "
+        "but [CLS]), cls, max (default: the model's own, config.representation)",
+    )
     parser.add_argument(
         "--postprocess", choices=POSTPROCESSING,
         help="transform fitted on the train embeddings (the keys) before every metric: none (the protocol, "

@@ -30,6 +30,29 @@ def test_embeddings_keep_input_order_and_equal_pooler_output(kmer4_model_folder:
     np.testing.assert_allclose(vectors, reference, atol=1e-5)
 
 
+@pytest.mark.parametrize(("representation", "pooled_layers"), [("cls", "last"), ("tokens", "last"), ("cls", "mean")])
+def test_the_models_own_representation_is_the_default_embedding(tmp_path: Path, representation, pooled_layers):
+    """Issue #28: a model trained on its [CLS] state (BarcodeMAE+) is embedded, identified and evaluated on it, as
+    ``pooler_output`` gives it, unless a pooling is asked for."""
+    from barcodemae import BarcodeMAEConfig, BarcodeMAEModel
+    from barcodemae.inference import model_pooling
+    from conftest import tiny_config_kwargs
+
+    tokenizer = BarcodeTokenizer.kmer(k=4)
+    config = BarcodeMAEConfig(**tiny_config_kwargs(), vocab_size=len(tokenizer), representation=representation,
+                              pooled_layers=pooled_layers)
+    BarcodeMAEModel(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    model, tokenizer = load_encoder(tmp_path)
+    assert model_pooling(model) == {"cls": "cls", "tokens": "tokens"}[representation]
+    vectors = embed_barcodes(model, tokenizer, BARCODES, batch_size=2, device="cpu", progress=False)
+    with torch.no_grad():
+        reference = model(**tokenizer(BARCODES, padding=True, return_tensors="pt")).pooler_output.numpy()
+    np.testing.assert_allclose(vectors, reference, atol=1e-5)
+    mean = embed_barcodes(model, tokenizer, BARCODES, pooling="mean", device="cpu", progress=False)
+    assert not np.allclose(mean, reference, atol=1e-3)  # asking for a pooling still overrides the model's
+
+
 def test_layer_and_pooling_options(kmer4_model_folder: Path):
     model, tokenizer = load_encoder(kmer4_model_folder)
     batch = tokenizer(BARCODES, padding=True, return_tensors="pt")
@@ -129,8 +152,9 @@ def test_run_evaluation_on_demo(kmer4_model_folder: Path, demo_csv: Path, tmp_pa
     probe = saved["metrics"]["closed_world_species"]["linear_probe"]
     scores = probe["c_selection"]["held_out_accuracy"]
     assert scores[str(probe["c"])] == max(scores.values()) and saved["settings"]["probe_c"] == "auto"
-    expected = EvaluationSettings(max_per_split=250, reducer="pca", n_components=8, batch_size=64, layer=-1)
-    assert saved["settings"] == {**expected.record(), "embedding_dim": 32}  # the model's own layer, as used
+    expected = EvaluationSettings(max_per_split=250, reducer="pca", n_components=8, batch_size=64, layer=-1,
+                                  pooling="mean")
+    assert saved["settings"] == {**expected.record(), "embedding_dim": 32}  # the model's own layer and pooling
     assert saved["metrics"]["headline"] == pytest.approx(results["metrics"]["headline"])
     assert saved["data"]["split_sizes"] == {"train": 250, "test": 250, "test_unseen": 250}
     assert saved["data"]["split_sizes_before_subsampling"] == {"train": 1346, "test": 779, "test_unseen": 377}
