@@ -3,6 +3,7 @@
     python bench/device_suite.py --output bench/results/device            # on the GPU machine, <= 9 minutes
     python bench/device_suite.py --dry-run --output /tmp/suite            # every stage at toy sizes on a CPU
     python bench/device_suite.py --recipe small --output bench/results/device-small   # issue #12's recipe at paper size
+    python bench/device_suite.py --recipe barcodemae-plus --output bench/results/device-plus  # + taxonomy term
 
 Stages, each a subprocess with its own time cap (a slow or hanging stage is stopped and reported, the rest go on)
 and all under one overall deadline; the caps add up to no more than the deadline (checked before anything runs), so
@@ -21,7 +22,9 @@ reports, not how long it takes on a CPU shared with other work.
    1-NN on ``val_unseen`` of the untrained (step 0) and the trained encoder, and the perplexities. ``--recipe
    small`` trains the same paper-size models with ``--preset small``'s run choices (random start shift, the
    view-contrastive term, its pooling: the CPU recipe of issue #12, tested at scale); with the term a step encodes
-   two views of each barcode, so it gets half the steps of the step time measured without it.
+   two views of each barcode, so it gets half the steps of the step time measured without it. ``--recipe
+   barcodemae-plus`` adds BarcodeMAE+'s taxonomy term (genus cross-entropy on the [CLS] state, class-balanced
+   batches, weight warmed up over the stage's first 5/35, embedded by [CLS]).
 5. ``multi_gpu``: a 2-process ``accelerate launch`` of ``train.py`` when the machine has 2+ GPUs (skipped and said
    so otherwise; the dry run uses 2 CPU processes).
 
@@ -51,8 +54,16 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 DEV_DATA = REPO.parent / "shared" / "data" / "bold_coi" / "dev.csv.gz"
 DEMO_DATA = REPO.parent / "shared" / "data" / "bold_coi" / "demo.csv.gz"
-RECIPE_RUN_CHOICES = ("max_start_shift", "contrastive_weight", "pooled_layers")
-"""What ``--recipe small`` takes from the ``small`` preset: its training choices, not its 64-wide architecture."""
+RECIPE_RUN_CHOICES = {
+    "paper": (),
+    "small": ("max_start_shift", "contrastive_weight", "pooled_layers"),
+    "barcodemae-plus": ("taxonomy_loss", "taxonomy_weight", "taxonomy_on", "representation",
+                        "taxonomy_classes_per_batch", "taxonomy_per_class"),
+}
+"""What a ``--recipe`` takes from the preset of its name on top of the paper presets: its training choices, not its
+architecture (``small``: issue #12's CPU recipe; ``barcodemae-plus``: the taxonomy term of issue #28)."""
+TAXONOMY_WARMUP_FRACTION = 5 / 35
+"""BarcodeMAE+ warms the taxonomy weight up over 5 of its 35 epochs; a stage of N steps over the same share."""
 MIN_STAGE_SECONDS = 5
 """A stage left less time than this under the deadline is skipped rather than started to be stopped at once."""
 
@@ -132,12 +143,11 @@ def step_seconds(stage: Stage, variant: str) -> float | None:
 
 
 def recipe_run_choices(recipe: str) -> dict[str, Any]:
-    """What a ``--recipe`` sets on top of the paper presets: nothing for ``paper``, the ``small`` preset's run
-    choices for ``small``."""
-    if recipe == "paper":
+    """What a ``--recipe`` sets on top of the paper presets (:data:`RECIPE_RUN_CHOICES`, read from its preset)."""
+    if not RECIPE_RUN_CHOICES[recipe]:
         return {}
     preset = load_preset(recipe)
-    return {key: preset[key] for key in RECIPE_RUN_CHOICES}
+    return {key: preset[key] for key in RECIPE_RUN_CHOICES[recipe]}
 
 
 def recipe_flags(recipe: str) -> list[str]:
@@ -162,6 +172,10 @@ def pretrain_stage(name: str, objective: str, steps: int, args: argparse.Namespa
                "--max_steps", str(steps), "--eval_steps", str(steps), "--save_steps", str(steps),
                "--logging_steps", str(max(1, steps // 10)), "--evaluate", "false", "--output_dir", str(run_dir),
                "--overwrite_output_dir", "true", "--seed", "0"]
+    if "taxonomy_loss" in recipe_run_choices(args.recipe):
+        command += ["--taxonomy_warmup_steps", str(max(1, round(steps * TAXONOMY_WARMUP_FRACTION)))]
+        if args.dry_run:  # the dry run's 16-barcode batches hold 4 genera x 2, as the GPU's 128 hold 16 x 4
+            command += ["--taxonomy_classes_per_batch", "4", "--taxonomy_per_class", "2"]
     return Stage(name, command, cap_s=stage_cap(name, args))
 
 
@@ -194,9 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrain-seconds", type=float, default=80, help="training wall-clock per objective")
     parser.add_argument("--pretrain-overhead-seconds", type=float, default=40, help="data loading and probes")
     parser.add_argument("--data", type=Path, default=None, help="pretraining CSV (default dev.csv.gz; demo in dry run)")
-    parser.add_argument("--recipe", choices=("paper", "small"), default="paper",
-                        help="pretraining stages: the papers' presets as published, or with the small preset's "
-                             "run choices (start shift, view-contrastive term, pooling)")
+    parser.add_argument("--recipe", choices=tuple(RECIPE_RUN_CHOICES), default="paper",
+                        help="pretraining stages: the papers' presets as published, with the small preset's run "
+                             "choices (start shift, view-contrastive term, pooling), or with BarcodeMAE+'s taxonomy "
+                             "term (barcodemae-plus: genus cross-entropy on [CLS], class-balanced batches)")
     return parser
 
 

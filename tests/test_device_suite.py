@@ -145,3 +145,23 @@ def test_a_stage_left_too_little_time_is_skipped_without_starting(tmp_path, monk
     device_suite.run_stage(stage, 1003.0, tmp_path, clock=lambda: 1000.0)
     assert fake.timeouts == [] and stage.status == "skipped" and "deadline" in stage.detail
 
+
+
+def test_plus_recipe_trains_the_paper_mae_with_barcodemae_plus_taxonomy_term(tmp_path, demo_csv):
+    """Issue #28: --recipe barcodemae-plus runs the paper MAE with the preset's taxonomy choices; the weight warms up
+    over the stage's first 5/35 of steps; the dry run's small batches hold 4 genera x 2."""
+    from device_suite import build_parser, pretrain_stage
+
+    from barcodemae.training.arguments import load_preset, parse_args
+
+    plus = load_preset("barcodemae-plus")
+    for dry_run in (False, True):
+        argv = ["--output", str(tmp_path), "--recipe", "barcodemae-plus", "--data", str(demo_csv)]
+        args = build_parser().parse_args([*argv, "--dry-run"] if dry_run else argv)
+        command = pretrain_stage("pretrain_mae", "mae", 70, args, tmp_path).command
+        parsed = parse_args(command[command.index(str(REPO_ROOT / "train.py")) + 1:])
+        assert (parsed.taxonomy_loss, parsed.taxonomy_on, parsed.representation) == (
+            plus["taxonomy_loss"], plus["taxonomy_on"], plus["representation"])
+        assert parsed.taxonomy_warmup_steps == 10
+        expected = (4, 2) if dry_run else (plus["taxonomy_classes_per_batch"], plus["taxonomy_per_class"])
+        assert (parsed.taxonomy_classes_per_batch, parsed.taxonomy_per_class) == expected

@@ -89,7 +89,8 @@ def test_every_shipped_preset_builds_its_model(preset):
     """GPU presets (barcodemae, barcodebert, enbed) cannot train here; their models must still build as stated."""
     args = parse_args(["--preset", preset])
     with torch.device("meta"):  # shapes only: the paper sizes build in well under a second
-        model = build_model(args, BarcodeTokenizer.from_spec(args.tokenizer))
+        # a ce taxonomy head's width is the data's taxon count, known once labels are read: here, any
+        model = build_model(args, BarcodeTokenizer.from_spec(args.tokenizer), taxonomy_num_classes=10)
     config = model.config
     if args.objective == "enbed":
         assert (config.d_model, config.num_layers, config.num_decoder_layers, config.d_ff) == (
