@@ -2,7 +2,8 @@
 
 - :func:`one_nn_accuracy`: cosine 1-NN classification of queries against labelled keys (open-world genus);
   exact search in torch, chunked so memory stays bounded, or faiss (exact inner product) when installed and
-  the search is large.
+  the search is large (:func:`top_k_neighbors`). :func:`knn_accuracy`: the k-NN majority vote at several k
+  from the same search.
 - :func:`linear_probe`: a logistic-regression probe on frozen embeddings (closed-world species), L-BFGS in torch;
   :func:`select_probe_c` picks its inverse L2 strength on a held-out part of the training barcodes.
 - :func:`bin_reconstruction_ami`: dimensionality reduction (UMAP, PCA fallback) + agglomerative clustering,
@@ -63,23 +64,50 @@ def per_class_accuracy(y_true: Any, y_pred: Any) -> dict[str, dict[str, float]]:
     return {str(c): {"accuracy": float(k / n), "support": int(n)} for c, k, n in zip(classes, correct, support)}
 
 
-def nearest_neighbors(
+def _top_k(similarity: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` most similar keys of every query row of ``similarity`` (Q, K): ``(values, indices)``, both (Q, k).
+
+    Ordered by similarity, equal similarities by key index (the lower first), which is ``torch.max``'s rule: the
+    first column is the 1-NN the search always returned, and the order does not depend on ``k`` (duplicate
+    barcodes make exact ties common; ``torch.topk`` alone orders them arbitrarily). ``topk`` finds ``k + 1``
+    candidates; the rare rows whose ``k``-th and ``k + 1``-th similarities tie are redone with a stable sort.
+    """
+    extra = min(k + 1, similarity.shape[1])
+    values, indices = similarity.topk(extra, dim=1)
+    if extra > k:
+        tied = values[:, k - 1] == values[:, k]
+        if tied.any():
+            resorted = torch.sort(similarity[tied], dim=1, descending=True, stable=True)
+            values[tied], indices[tied] = resorted.values[:, :extra], resorted.indices[:, :extra]
+    values, indices = values[:, :k], indices[:, :k]
+    by_index = indices.argsort(dim=1)  # within the k: index order, then a stable sort by similarity
+    values, indices = values.gather(1, by_index), indices.gather(1, by_index)
+    by_value = torch.sort(values, dim=1, descending=True, stable=True).indices
+    return values.gather(1, by_value), indices.gather(1, by_value)
+
+
+def top_k_neighbors(
     keys: np.ndarray,
     queries: np.ndarray,
+    k: int,
     *,
     chunk_size: int = 4096,
     device: str | torch.device | None = None,
     use_faiss: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the most cosine-similar key of every query, and that similarity (exact search).
+    """Indices (Q, k) of the ``k`` most cosine-similar keys of every query, most similar first, and those
+    similarities (Q, k) (exact search).
 
-    Torch multiplies one chunk of queries at a time by all keys (memory ``chunk_size x num_keys``); faiss
-    (``IndexFlatIP``, also exact) is used for very large searches when importable, or when ``use_faiss=True``.
+    Torch multiplies one chunk of queries at a time by all keys (memory ``chunk_size x num_keys``); equal
+    similarities are ordered by key index (:func:`_top_k`). faiss (``IndexFlatIP``, also exact) is used for very
+    large searches when importable, or when ``use_faiss=True``; it orders equal similarities its own way.
     """
     keys = _matrix(keys, "keys")
     queries = _matrix(queries, "queries")
     if keys.shape[1] != queries.shape[1]:
         raise ValueError(f"keys have dimension {keys.shape[1]} but queries {queries.shape[1]}")
+    if not 1 <= k <= len(keys):
+        raise ValueError(f"k must be in 1..{len(keys)} (the number of keys), got {k}")
     if use_faiss is None:
         use_faiss = len(keys) * len(queries) >= FAISS_MIN_PAIRS and importlib.util.find_spec("faiss") is not None
     keys = keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-12)
@@ -89,19 +117,33 @@ def nearest_neighbors(
 
         index = faiss.IndexFlatIP(keys.shape[1])
         index.add(np.ascontiguousarray(keys))
-        similarity, nearest = index.search(np.ascontiguousarray(queries), 1)
-        return nearest[:, 0].astype(np.int64), similarity[:, 0]
+        similarity, nearest = index.search(np.ascontiguousarray(queries), k)
+        return nearest.astype(np.int64), similarity
     device = resolve_device(device)
     key_tensor = torch.from_numpy(keys).to(device)
-    nearest = np.empty(len(queries), dtype=np.int64)
-    similarity = np.empty(len(queries), dtype=np.float32)
+    nearest = np.empty((len(queries), k), dtype=np.int64)
+    similarity = np.empty((len(queries), k), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(queries), chunk_size):
             block = torch.from_numpy(queries[start : start + chunk_size]).to(device) @ key_tensor.T
-            best, index = block.max(dim=1)
+            best, index = _top_k(block, k)
             nearest[start : start + len(index)] = index.cpu().numpy()
             similarity[start : start + len(index)] = best.float().cpu().numpy()
     return nearest, similarity
+
+
+def nearest_neighbors(
+    keys: np.ndarray,
+    queries: np.ndarray,
+    *,
+    chunk_size: int = 4096,
+    device: str | torch.device | None = None,
+    use_faiss: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index (Q,) of the most cosine-similar key of every query, and that similarity (Q,): :func:`top_k_neighbors`
+    with ``k=1`` (on a tie, the lowest key index)."""
+    nearest, similarity = top_k_neighbors(keys, queries, 1, chunk_size=chunk_size, device=device, use_faiss=use_faiss)
+    return nearest[:, 0], similarity[:, 0]
 
 
 def one_nn_accuracy(
@@ -132,6 +174,54 @@ def one_nn_accuracy(
     if return_predictions:
         result["predictions"] = predictions
     return result
+
+
+KNN_K = (1, 3, 5, 7)
+"""The neighbourhood sizes of :func:`knn_accuracy` reported beside the protocol's 1-NN (``--knn-k``)."""
+
+
+def majority_vote(neighbour_labels: np.ndarray, k: int) -> np.ndarray:
+    """The majority label (Q,) among the first ``k`` columns of ``neighbour_labels`` (Q, >= k), nearest first.
+
+    Labels with equally many votes are settled by the nearest neighbour: the label whose best rank is smallest
+    wins (``argmax`` takes the first column with the most votes, and a label's first column is its best rank).
+    Counting compares the ``k`` labels of a row with each other, (Q, k, k), so no (Q, num_classes) table is built.
+    """
+    nearest = neighbour_labels[:, :k]
+    votes = (nearest[:, :, None] == nearest[:, None, :]).sum(axis=2)  # (Q, k): the votes of each column's label
+    return nearest[np.arange(len(nearest)), votes.argmax(axis=1)]
+
+
+def knn_accuracy(
+    keys: Any,
+    key_labels: Any,
+    queries: Any,
+    query_labels: Any,
+    *,
+    ks: tuple[int, ...] = KNN_K,
+    chunk_size: int = 4096,
+    device: str | torch.device | None = None,
+    use_faiss: bool | None = None,
+) -> dict[str, dict[str, float]]:
+    """Cosine k-NN classification for every ``k`` of ``ks``: each query takes the majority label of its ``k``
+    nearest keys (:func:`majority_vote`; ties go to the nearest neighbour's side).
+
+    One search for the largest ``k`` serves every ``k``; ``k=1`` is :func:`one_nn_accuracy` exactly (the same
+    search, the same tie rule). Returns ``{str(k): {"accuracy", "macro_accuracy"}}`` (string keys, as in JSON).
+    """
+    keys, queries = _matrix(keys, "keys"), _matrix(queries, "queries")
+    key_labels = _labels(key_labels, "key_labels", len(keys))
+    query_labels = _labels(query_labels, "query_labels", len(queries))
+    if not ks or any(int(k) != k or k < 1 for k in ks):
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    neighbours, _ = top_k_neighbors(
+        keys, queries, max(ks), chunk_size=chunk_size, device=device, use_faiss=use_faiss
+    )
+    classes, codes = np.unique(key_labels, return_inverse=True)
+    neighbour_codes = codes[neighbours]
+    return {
+        str(k): classification_scores(query_labels, classes[majority_vote(neighbour_codes, k)]) for k in ks
+    }
 
 
 def linear_probe(
@@ -420,6 +510,7 @@ def harmonic_mean(values: Any) -> float:
 
 
 __all__ = [
+    "KNN_K",
     "PROBE_C_GRID",
     "best_probe_c",
     "bin_reconstruction_ami",
@@ -427,10 +518,13 @@ __all__ = [
     "cluster",
     "harmonic_mean",
     "holdout_keeping_every_class",
+    "knn_accuracy",
     "linear_probe",
+    "majority_vote",
     "nearest_neighbors",
     "one_nn_accuracy",
     "per_class_accuracy",
     "reduce_dimensions",
     "select_probe_c",
+    "top_k_neighbors",
 ]

@@ -19,6 +19,36 @@ def _probe_c(probe: dict[str, Any]) -> str:
     return f"C={probe['c']:g}{chosen}"
 
 
+def _lda_fit(model: dict[str, Any]) -> list[str]:
+    """The ``kmer-lda`` baseline's fit (what its projection saw), or nothing for any other model."""
+    lda = model.get("lda")
+    if lda is None:
+        return []
+    shrinkage = f", shrinkage {lda['shrinkage']}" if lda["shrinkage"] is not None else ""
+    line = (
+        f"- genus LDA ({lda['solver']} solver{shrinkage}) on {lda['kmer_k']}-mer frequencies, fitted on "
+        f"{lda['num_keys']:,} {lda['fitted_on']} keys of {lda['num_genera']} genera only: "
+        f"{lda['n_components']} components"
+    )
+    return [line]
+
+
+def _knn_table(open_world: dict[str, Any]) -> list[str]:
+    """Open-world genus k-NN at every recorded k (none in results written before k-NN was reported)."""
+    knn = open_world.get("knn")
+    if not knn:
+        return []
+    rows = [f"| {k} | {_pct(scores['accuracy'])} | {_pct(scores['macro_accuracy'])} |" for k, scores in knn.items()]
+    return [
+        "",
+        "Open world, genus, k-NN (majority of the k nearest keys, ties to the nearest; k=1 is the 1-NN above):",
+        "",
+        "| k | accuracy | macro accuracy |",
+        "|---:|---:|---:|",
+        *rows,
+    ]
+
+
 def render_report(results: dict[str, Any]) -> str:
     """The report text: model, data, headline table, per-task details, plots."""
     model, data, metrics = results["model"], results["data"], results["metrics"]
@@ -28,6 +58,7 @@ def render_report(results: dict[str, Any]) -> str:
         metrics["open_world_genus"]["one_nn"],
         metrics["bin_reconstruction"],
     )
+    knn_table = _knn_table(metrics["open_world_genus"])
     open_split = bins["split"]
     lines = [
         f"# Evaluation of {model['name']}",
@@ -40,6 +71,7 @@ def render_report(results: dict[str, Any]) -> str:
             f"pooling {results['settings']['pooling']}, layer {results['settings']['layer']}, "
             f"post-processing {results['settings'].get('postprocess', 'none')})"
         ),
+        *_lda_fit(model),
         f"- data: `{data['path']}`; records per split: "
         + ", ".join(f"{split} {count:,}" for split, count in data["split_sizes"].items())
         + f" (cleaning: {data['cleaning']['rejected']:,} rejected of {data['cleaning']['read']:,} read)",
@@ -83,6 +115,7 @@ def render_report(results: dict[str, Any]) -> str:
             f"| open world, genus, 1-NN | {_pct(open_world['accuracy'])} | {_pct(open_world['macro_accuracy'])} | "
             f"{open_world['num_keys']:,} keys, {open_world['num_queries']:,} queries |"
         ),
+        *knn_table,
         "",
         (
             f"BIN reconstruction on {open_split}: {bins['reducer']} to {bins['n_components']} dimensions, "

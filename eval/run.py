@@ -2,12 +2,14 @@
 
     python eval/run.py --model DIR --data CSV --output DIR       (or: python -m barcodemae.eval.run ...)
     python eval/run.py --baseline kmer --data CSV --output DIR   (4-mer frequencies, no learning)
+    python eval/run.py --baseline kmer-lda --data CSV --output DIR   (4-mer frequencies, genus LDA fitted on train)
 
 Every model (ours, any Hugging Face folder, the k-mer baseline) goes through the same splits, the same
 embedding loop and the same metrics, so the numbers are comparable:
 
 - closed world: species of ``test``, logistic-regression probe trained on ``train`` (plus cosine 1-NN);
-- open world: genus of ``test_unseen`` by cosine 1-NN against the ``train`` keys;
+- open world: genus of ``test_unseen`` by cosine 1-NN against the ``train`` keys (and, beside it, the k-NN majority
+  vote at ``--knn-k`` 1 3 5 7);
 - BIN reconstruction: ``test_unseen`` embeddings reduced (UMAP, PCA fallback) and clustered (agglomerative),
   AMI against ``dna_bin`` and against species;
 - the harmonic mean of species probe accuracy, genus 1-NN accuracy and BIN AMI;
@@ -34,11 +36,14 @@ import numpy as np
 import pandas as pd
 
 from barcodemae.errors import check_writable_folder, report_errors
+from barcodemae.eval.baselines import LDA_SOLVERS, genus_lda_embeddings
 from barcodemae.eval.finetune import fine_tune_classifier
 from barcodemae.eval.metrics import (
+    KNN_K,
     PROBE_C_GRID,
     bin_reconstruction_ami,
     harmonic_mean,
+    knn_accuracy,
     linear_probe,
     one_nn_accuracy,
     per_class_accuracy,
@@ -74,7 +79,9 @@ def eval_splits(queries: str = "test") -> tuple[str, str, str]:
         raise ValueError(f"queries must be one of {tuple(QUERY_SPLITS)}, got {queries!r}")
     return ("train", *QUERY_SPLITS[queries])
 
-BASELINES = ("kmer",)
+BASELINES = ("kmer", "kmer-lda")
+"""``kmer``: k-mer frequencies, no learning; ``kmer-lda``: the same projected by a genus LDA fitted on the ``train``
+keys (:mod:`.baselines`), the supervised linear yardstick."""
 
 
 def load_eval_splits(
@@ -143,6 +150,7 @@ def evaluate_embeddings(
     seed: int = 0,
     postprocess: str = "none",
     queries: str = "test",
+    knn_k: tuple[int, ...] = KNN_K,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """All protocol metrics from one embedding per row of ``frame``; returns ``(metrics, details)``.
 
@@ -150,6 +158,7 @@ def evaluate_embeddings(
     a number fixes it. ``postprocess`` (``none`` | ``center`` | ``whiten``, :mod:`.postprocess`) is fitted on the
     ``train`` embeddings (the keys) and applied to every row before any metric; ``none`` is the protocol.
     ``queries`` names the query partitions (:data:`QUERY_SPLITS`: ``test`` / ``test_unseen`` by default).
+    ``knn_k``: the k of the open-world genus k-NN reported beside the protocol's 1-NN (:func:`knn_accuracy`).
     ``details`` holds what the plots need (genus predictions, the 2-D layout is computed by the plotter).
     """
     metrics: dict[str, Any] = {}
@@ -196,16 +205,21 @@ def evaluate_embeddings(
         genus[unseen_genus],
         return_predictions=True,
     )
+    knn = knn_accuracy(
+        embeddings[train_genus], genus[train_genus], embeddings[unseen_genus], genus[unseen_genus], ks=knn_k
+    )
     key_genera = len(set(genus[train_genus]))
     if key_genera < 2:  # every query is named the one genus: a score that measures nothing, kept out of the mean
         logger.warning(
             "open-world genus 1-NN is undefined: the %s keys carry %d genus, so every query is named it; reported "
             "as NaN and left out of the harmonic mean (evaluate on data with several genera)", key_split, key_genera,
         )
-        open_world.update(accuracy=float("nan"), macro_accuracy=float("nan"), undefined="fewer than 2 key genera")
+        undefined = {"accuracy": float("nan"), "macro_accuracy": float("nan"), "undefined": "fewer than 2 key genera"}
+        open_world.update(undefined)
+        knn = {k: dict(undefined) for k in knn}
     details["genus_true"], details["genus_predicted"] = genus[unseen_genus], open_world.pop("predictions")
     details["genus_rows"], details["open_world_split"] = unseen_genus, open_split
-    metrics["open_world_genus"] = {"one_nn": open_world}
+    metrics["open_world_genus"] = {"one_nn": open_world, "knn": knn}
     skipped[f"{open_split}_without_genus"] = int((frame["split"] == open_split).sum() - len(unseen_genus))
 
     unseen = np.flatnonzero((frame["split"] == open_split).to_numpy())
@@ -237,7 +251,13 @@ def evaluate_embeddings(
     return metrics, details
 
 
-def _model_info(model: Any, name: str) -> dict[str, Any]:
+def _model_info(model: Any, name: str, lda: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What was evaluated, for ``results.json``; ``lda``: the genus LDA's fit record (``kmer-lda``)."""
+    if isinstance(model, KmerFrequencyEmbedder) and lda is not None:
+        return {
+            "name": name, "kind": "kmer_lda", "k": model.k, "dim": lda["n_components"],
+            "num_parameters": lda["num_features"] * lda["n_components"], "lda": lda,
+        }
     if isinstance(model, KmerFrequencyEmbedder):
         return {"name": name, "kind": "kmer_frequency", "k": model.k, "dim": model.dim, "num_parameters": 0}
     config = model.config
@@ -259,10 +279,13 @@ class EvaluationSettings:
     arguments and the ``settings`` record of ``results.json`` (:meth:`record`).
 
     ``layer=None`` means the model's own embedding (:func:`~barcodemae.inference.pooled_layer`);
-    ``probe_c="auto"`` chooses the probe's C on a held-out fifth of ``train``.
+    ``probe_c="auto"`` chooses the probe's C on a held-out fifth of ``train``; ``knn_k``: the k of the open-world
+    genus k-NN (any sequence of positive integers, kept as a tuple); ``lda_solver``: the ``kmer-lda`` baseline's
+    (:data:`~barcodemae.eval.baselines.LDA_SOLVERS`).
     """
 
     kmer_k: int = 4
+    lda_solver: str = "svd"
     batch_size: int = 256
     device: str | None = None
     layer: int | str | None = None
@@ -277,6 +300,7 @@ class EvaluationSettings:
     linkage: str = "ward"
     probe_c: float | str = "auto"
     probe_max_iter: int = 500
+    knn_k: tuple[int, ...] = KNN_K
     finetune_epochs: int = 0
     finetune_learning_rate: float = 1e-4
     finetune_batch_size: int = 64
@@ -292,11 +316,20 @@ class EvaluationSettings:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.postprocess not in POSTPROCESSING:
             raise ValueError(f"postprocess must be one of {POSTPROCESSING}, got {self.postprocess!r}")
+        if self.lda_solver not in LDA_SOLVERS:
+            raise ValueError(f"lda_solver must be one of {LDA_SOLVERS}, got {self.lda_solver!r}")
+        if not self.knn_k or any(not isinstance(k, (int, np.integer)) or k < 1 for k in self.knn_k):
+            raise ValueError(f"knn_k must be positive integers, got {self.knn_k!r}")
+        object.__setattr__(self, "knn_k", tuple(int(k) for k in self.knn_k))  # a flag's list equals the default
         eval_splits(self.queries)
 
     def record(self) -> dict[str, Any]:
-        """The settings that shaped the numbers, for ``results.json``."""
-        return {key: value for key, value in asdict(self).items() if key not in self.NOT_RECORDED}
+        """The settings that shaped the numbers, for ``results.json`` (tuples as lists, as JSON reads them back)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(self).items()
+            if key not in self.NOT_RECORDED
+        }
 
 
 def run_evaluation(
@@ -308,7 +341,8 @@ def run_evaluation(
     settings: EvaluationSettings | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """Evaluate a model folder (or ``baseline="kmer"``) on a BIOSCAN-5M CSV; write and return the results.
+    """Evaluate a model folder (or a ``baseline``: ``"kmer"``, ``"kmer-lda"``) on a BIOSCAN-5M CSV; write and
+    return the results.
 
     ``output_dir`` receives ``results.json``, ``report.md`` and the plots (skipped when matplotlib is missing
     or ``plots=False``). Returns the content of ``results.json``. ``finetune_epochs > 0`` adds the closed-world
@@ -324,7 +358,7 @@ def run_evaluation(
     if data is None or output_dir is None:
         raise ValueError("run_evaluation needs data (a BIOSCAN-5M CSV) and output_dir")
     if (model is None) == (baseline is None):
-        raise ValueError("give exactly one of model (a model folder or hub name) and baseline ('kmer')")
+        raise ValueError(f"give exactly one of model (a model folder or hub name) and baseline {BASELINES}")
     if baseline is not None and baseline not in BASELINES:
         raise ValueError(f"unknown baseline {baseline!r}; available: {', '.join(BASELINES)}")
     if s.finetune_epochs and baseline is not None:
@@ -332,8 +366,9 @@ def run_evaluation(
     check_writable_folder(output_dir)  # before the embedding and the metrics, which may take long
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    if baseline == "kmer":
-        encoder, tokenizer, name = KmerFrequencyEmbedder(s.kmer_k), None, f"{s.kmer_k}-mer frequency baseline"
+    if baseline is not None:
+        encoder, tokenizer = KmerFrequencyEmbedder(s.kmer_k), None
+        name = f"{s.kmer_k}-mer frequency {'genus LDA ' if baseline == 'kmer-lda' else ''}baseline"
     else:
         encoder, tokenizer = load_encoder(model, trust_remote_code=s.trust_remote_code)
         name = str(model)
@@ -360,6 +395,11 @@ def run_evaluation(
         progress=s.progress,
     )
     timings["embed_s"] = time.perf_counter() - started
+    lda = None
+    if baseline == "kmer-lda":
+        started = time.perf_counter()
+        embeddings, lda = _genus_lda_on_keys(frame, embeddings, s)
+        timings["lda_fit_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
     metrics, details = evaluate_embeddings(
@@ -373,6 +413,7 @@ def run_evaluation(
         seed=s.seed,
         postprocess=s.postprocess,
         queries=s.queries,
+        knn_k=s.knn_k,
     )
     timings["metrics_s"] = time.perf_counter() - started
     if s.finetune_epochs > 0:
@@ -401,7 +442,7 @@ def run_evaluation(
     genus_accuracy = per_class_accuracy(details["genus_true"], details["genus_predicted"])
     results: dict[str, Any] = {
         "protocol": "BIOSCAN-5M (closed-world species probe, open-world genus 1-NN, BIN reconstruction AMI)",
-        "model": _model_info(encoder, name),
+        "model": _model_info(encoder, name, lda),
         "data": data_info,
         "metrics": metrics,
         "open_world_genus_accuracy_per_genus": genus_accuracy,
@@ -420,6 +461,19 @@ def run_evaluation(
 
     write_report(output / "report.md", results)
     return results
+
+
+def _genus_lda_on_keys(
+    frame: pd.DataFrame, frequencies: np.ndarray, settings: EvaluationSettings
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The ``kmer-lda`` embeddings (R, C) of every row of ``frame`` from its k-mer ``frequencies`` (R, 4**k): the
+    genus LDA is fitted on the keys (``train`` rows with a genus) only, so no query row shapes the projection.
+    Returns them and the fit's record (split, number of keys and genera, k, solver)."""
+    key_split = eval_splits(settings.queries)[0]
+    keys = _labelled(frame, key_split, "genus")
+    genus = frame["genus"].to_numpy(dtype=object)
+    embeddings, info = genus_lda_embeddings(frequencies, genus, keys, solver=settings.lda_solver)
+    return embeddings, {"fitted_on": key_split, "kmer_k": settings.kmer_k, **info}
 
 
 def _json_default(value: Any) -> Any:
@@ -448,8 +502,16 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter
     )
     parser.add_argument("--model", help="model folder (save_pretrained) or hub name; any AutoModel encoder")
-    parser.add_argument("--baseline", choices=BASELINES, help="evaluate a baseline with no learning instead of a model")
-    parser.add_argument("--kmer-k", type=int, help="k of the k-mer frequency baseline")
+    parser.add_argument(
+        "--baseline", choices=BASELINES,
+        help="evaluate a baseline instead of a model: kmer (k-mer frequencies, no learning) or kmer-lda (the same "
+        "projected by a linear discriminant analysis fitted on the train keys' genus labels)",
+    )
+    parser.add_argument("--kmer-k", type=int, help="k of the k-mer frequency baselines")
+    parser.add_argument(
+        "--lda-solver", choices=LDA_SOLVERS,
+        help="scikit-learn LDA solver of the kmer-lda baseline (eigen: with Ledoit-Wolf shrinkage)",
+    )
     parser.add_argument("--data", required=True, help="BIOSCAN-5M metadata CSV with train, test and test_unseen")
     parser.add_argument("--output", required=True, help="folder for results.json, report.md and the plots")
     parser.add_argument("--batch-size", type=int, help="barcodes per forward pass")
@@ -490,6 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
         f"{', '.join(f'{c:g}' for c in PROBE_C_GRID)} on a held-out fifth of train",
     )
     parser.add_argument("--probe-max-iter", type=int, help="L-BFGS iterations of the linear probe")
+    parser.add_argument(
+        "--knn-k", type=int, nargs="+", metavar="K",
+        help="k of the open-world genus k-NN (majority of the k nearest train keys, ties to the nearest) reported "
+        "beside the protocol's 1-NN",
+    )
     parser.add_argument(
         "--finetune-epochs", type=int, help="also fine-tune the whole encoder for species (0: off)"
     )

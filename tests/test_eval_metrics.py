@@ -13,12 +13,15 @@ from barcodemae.eval.metrics import (
     classification_scores,
     harmonic_mean,
     holdout_keeping_every_class,
+    knn_accuracy,
     linear_probe,
+    majority_vote,
     nearest_neighbors,
     one_nn_accuracy,
     per_class_accuracy,
     reduce_dimensions,
     select_probe_c,
+    top_k_neighbors,
 )
 
 NUM_CLASSES = 12
@@ -155,6 +158,74 @@ def test_faiss_search_equals_the_torch_search():
     faiss_nearest, faiss_similarity = nearest_neighbors(keys, queries, use_faiss=True)
     np.testing.assert_array_equal(faiss_nearest, torch_nearest)
     np.testing.assert_allclose(faiss_similarity, torch_similarity, rtol=1e-5, atol=1e-5)
+    torch_top, _ = top_k_neighbors(keys, queries, 5, use_faiss=False)
+    np.testing.assert_array_equal(top_k_neighbors(keys, queries, 5, use_faiss=True)[0], torch_top)
+
+
+def tied_keys_and_queries(seed: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keys (300, 8) that are one-hot vectors (many exact duplicates) and queries (200, 8) with 0.5 in 4 places:
+    every cosine is exactly 0.5 or 0 (no rounding anywhere), so most neighbours tie; and that exact cosine."""
+    rng = np.random.default_rng(seed)
+    keys = np.eye(8, dtype=np.float32)[rng.integers(0, 8, 300)]
+    queries = np.zeros((200, 8), dtype=np.float32)
+    np.put_along_axis(queries, np.argsort(rng.random((200, 8)), axis=1)[:, :4], 0.5, axis=1)
+    return keys, queries, queries @ keys.T
+
+
+def test_top_k_orders_ties_by_key_index_whatever_k():
+    """Equal similarities go lower key index first (torch.max's rule, so the 1-NN is the one the search always
+    returned), and the first columns of a larger k are the smaller k's: torch.topk alone orders ties arbitrarily."""
+    keys, queries, cosine = tied_keys_and_queries()
+    rows = np.arange(len(queries))[:, None]
+    expected = np.lexsort((np.broadcast_to(np.arange(len(keys)), cosine.shape), -cosine), axis=1)[:, :7]
+    nearest, similarity = top_k_neighbors(keys, queries, 7, chunk_size=64)
+    np.testing.assert_array_equal(nearest, expected)
+    np.testing.assert_array_equal(similarity, cosine[rows, expected])
+    assert (similarity[:, 0] == similarity[:, 6]).mean() > 0.5  # the ties this test is about
+    for k in (1, 3):
+        np.testing.assert_array_equal(top_k_neighbors(keys, queries, k)[0], expected[:, :k])
+    np.testing.assert_array_equal(nearest_neighbors(keys, queries)[0], cosine.argmax(axis=1))  # the first maximum
+    with pytest.raises(ValueError, match=r"k must be in 1..300"):
+        top_k_neighbors(keys, queries, 301)
+
+
+def test_majority_vote_breaks_ties_toward_the_nearest_neighbour():
+    neighbours = np.array([
+        [0, 1, 1, 2, 2],  # k=3: 1 wins 2-1; k=5: 1 and 2 tie 2-2, 1 is nearer
+        [3, 1, 2, 1, 2],  # k=3: a three-way tie, the nearest (3) wins; k=5: 1 and 2 tie, 1 is nearer
+        [4, 5, 6, 6, 6],  # k=5: 6 wins 3-1-1 though it is third
+    ])
+    assert majority_vote(neighbours, 1).tolist() == [0, 3, 4]
+    assert majority_vote(neighbours, 3).tolist() == [1, 3, 4]
+    assert majority_vote(neighbours, 5).tolist() == [1, 1, 6]
+
+
+def test_knn_k1_is_one_nn_exactly_even_with_ties():
+    """Duplicate keys carry different labels, so which tied key is nearest decides the 1-NN prediction."""
+    keys, queries, _ = tied_keys_and_queries()
+    rng = np.random.default_rng(7)
+    key_labels = np.array([f"genus{i}" for i in rng.integers(0, 5, len(keys))], dtype=object)
+    query_labels = np.array([f"genus{i}" for i in rng.integers(0, 5, len(queries))], dtype=object)
+    one_nn = one_nn_accuracy(keys, key_labels, queries, query_labels)
+    knn = knn_accuracy(keys, key_labels, queries, query_labels, ks=(7, 1, 3))
+    assert list(knn) == ["7", "1", "3"]
+    assert knn["1"] == {"accuracy": one_nn["accuracy"], "macro_accuracy": one_nn["macro_accuracy"]}
+
+
+def test_knn_outvotes_mislabelled_nearest_keys():
+    """Compact genera with a fifth of the keys mislabelled: 1-NN copies the noise, the 7-NN majority does not."""
+    rng = np.random.default_rng(8)
+    centres = rng.normal(size=(6, 16)) * 5
+    key_labels, query_labels = rng.integers(0, 6, 600), rng.integers(0, 6, 300)
+    keys = centres[key_labels] + rng.normal(size=(600, 16))
+    queries = centres[query_labels] + rng.normal(size=(300, 16))
+    noisy = np.where(rng.random(600) < 0.2, rng.integers(0, 6, 600), key_labels)
+    knn = knn_accuracy(keys, noisy, queries, query_labels, ks=(1, 7))
+    assert knn["1"]["accuracy"] < 0.9 and knn["7"]["accuracy"] > 0.97
+    with pytest.raises(ValueError, match="ks must be positive integers"):
+        knn_accuracy(keys, noisy, queries, query_labels, ks=(0, 3))
+    with pytest.raises(ValueError, match="ks must be positive integers"):
+        knn_accuracy(keys, noisy, queries, query_labels, ks=())
 
 
 def test_umap_reducer_keeps_clusters_apart():

@@ -186,10 +186,15 @@ def test_validation_queries_never_read_test(demo_csv: Path, tmp_path: Path):
     open_world = results["metrics"]["open_world_genus"]["one_nn"]
     labelled = frame[frame["genus"].notna() & (frame["genus"] != "")]
     assert open_world["num_queries"] == (labelled["split"] == "val_unseen").sum()
+    knn = json.loads((tmp_path / "results.json").read_text())["metrics"]["open_world_genus"]["knn"]
+    assert list(knn) == ["1", "3", "5", "7"] and all(0 < scores["accuracy"] <= 1 for scores in knn.values())
+    assert knn["1"] == {"accuracy": open_world["accuracy"], "macro_accuracy": open_world["macro_accuracy"]}
+    report = (tmp_path / "report.md").read_text()
+    assert f"| 5 | {100 * knn['5']['accuracy']:.2f} | {100 * knn['5']['macro_accuracy']:.2f} |" in report
     assert open_world["num_keys"] == (labelled["split"] == "train").sum()
     assert closed["num_queries"] <= 380 and results["settings"]["queries"] == "validation"
     assert results["metrics"]["bin_reconstruction"]["split"] == "val_unseen"
-    assert "BIN reconstruction on val_unseen" in (tmp_path / "report.md").read_text()
+    assert "BIN reconstruction on val_unseen" in report
     with pytest.raises(ValueError, match="queries must be one of"):
         EvaluationSettings(queries="test_unseen")
 
@@ -317,11 +322,18 @@ def test_flags_keyword_arguments_and_record_are_one_settings_object(tmp_path: Pa
     from barcodemae.eval.run import build_parser, settings_from_args
 
     args = build_parser().parse_args(["--baseline", "kmer", "--data", "d.csv", "--output", "o", "--finetune-lr", "0.01",
-                                      "--no-plots", "--probe-c", "10", "--layer", "mean", "--kmer-k", "5"])
+                                      "--no-plots", "--probe-c", "10", "--layer", "mean", "--kmer-k", "5",
+                                      "--knn-k", "1", "4", "--lda-solver", "eigen"])
     settings = settings_from_args(args)
     assert (settings.finetune_learning_rate, settings.plots, settings.probe_c, settings.layer, settings.kmer_k) == (
         0.01, False, 10.0, "mean", 5)
+    assert (settings.knn_k, settings.lda_solver) == ((1, 4), "eigen")
     assert "plots" not in settings.record() and settings.record()["finetune_learning_rate"] == 0.01
+    assert settings.record()["knn_k"] == [1, 4]  # as results.json reads it back
+    with pytest.raises(ValueError, match="knn_k must be positive integers"):
+        EvaluationSettings(knn_k=(0, 3))
+    with pytest.raises(ValueError, match="lda_solver must be one of"):
+        EvaluationSettings(lda_solver="lsqr")
     with pytest.raises(TypeError, match="unknown settings"):
         run_evaluation(data=tmp_path / "x.csv", output_dir=tmp_path, baseline="kmer", reduce="pca")
     with pytest.raises(ValueError, match="pooling must be one of"):
@@ -353,5 +365,6 @@ def test_a_single_key_genus_leaves_open_world_undefined_not_perfect(caplog):
                                      n_components=4, probe_c=1.0)
     open_world = metrics["open_world_genus"]["one_nn"]
     assert np.isnan(open_world["accuracy"]) and open_world["undefined"] == "fewer than 2 key genera"
+    assert all(np.isnan(scores["accuracy"]) for scores in metrics["open_world_genus"]["knn"].values())
     assert np.isnan(metrics["headline"]["harmonic_mean"])
     assert "open-world genus 1-NN is undefined" in caplog.text
