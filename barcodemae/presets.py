@@ -17,13 +17,11 @@ from typing import Any
 import yaml
 from transformers import LongT5Config
 
+from barcodemae.masking.span_corruption import DEFAULT_SENTINEL_COUNT
 from modeling_barcodemae.modeling_enbed import enbed_config
 
 PRESET_DIR = Path(str(resources.files("barcodemae.configs")))
 """``configs/`` of the repository, installed as ``barcodemae.configs`` (package data)."""
-NUM_SENTINELS = 128
-"""T5 sentinel tokens after the tokenizer's vocabulary (ENBED's spans per row) where neither a preset nor
-``--num_sentinels`` says otherwise."""
 ENBED_ARCHITECTURE_ARGUMENTS: dict[str, str] = {
     # preset / train.py argument: keyword of modeling_enbed.enbed_config
     "hidden_size": "hidden_size",
@@ -69,16 +67,15 @@ def enbed_model_config(values: Mapping[str, Any], tokenizer_fields: dict[str, An
     arguments), for a tokenizer described by ``tokenizer_fields`` (``BarcodeTokenizer.model_config_kwargs()``).
 
     Architecture values that are missing or ``None`` take :func:`enbed_config`'s defaults, a missing sentinel
-    count :data:`NUM_SENTINELS`.
+    count :data:`~barcodemae.masking.span_corruption.DEFAULT_SENTINEL_COUNT`.
     """
     sizes = {keyword: values[name] for name, keyword in ENBED_ARCHITECTURE_ARGUMENTS.items()
              if values.get(name) is not None}
-    return enbed_config(tokenizer_fields, values.get("num_sentinels", NUM_SENTINELS), **sizes)
+    return enbed_config(tokenizer_fields, values.get("num_sentinels", DEFAULT_SENTINEL_COUNT), **sizes)
 
 
 __all__ = [
     "ENBED_ARCHITECTURE_ARGUMENTS",
-    "NUM_SENTINELS",
     "PRESET_DIR",
     "enbed_model_config",
     "read_preset",

@@ -18,9 +18,9 @@ from huggingface_hub.errors import StrictDataclassError
 from transformers import HfArgumentParser
 
 from barcodemae.help_format import DefaultsHelpFormatter
-from barcodemae.masking.span_corruption import SpanCorruptionCollator
+from barcodemae.masking.span_corruption import DEFAULT_SENTINEL_COUNT, SpanCorruptionCollator
 from barcodemae.optim import SCHEDULERS
-from barcodemae.presets import ENBED_ARCHITECTURE_ARGUMENTS, NUM_SENTINELS, read_preset, resolve_preset
+from barcodemae.presets import ENBED_ARCHITECTURE_ARGUMENTS, read_preset, resolve_preset
 from barcodemae.training.taxonomy import check_taxonomy_splits
 from modeling_barcodemae.configuration_barcodemae import OBJECTIVES as PRETRAINING_OBJECTIVES
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
@@ -181,7 +181,7 @@ class TrainingArguments:
     )
     mean_span_length: float = field(default=3.0, metadata={"help": "ENBED: mean length of a corrupted span"})
     num_sentinels: int = field(
-        default=NUM_SENTINELS,
+        default=DEFAULT_SENTINEL_COUNT,
         metadata={"help": "ENBED: T5 sentinel tokens after the tokenizer's vocabulary (spans per row)"},
     )
     contrastive_weight: float | None = field(
