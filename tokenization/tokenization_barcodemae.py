@@ -41,7 +41,7 @@ Framing
 ``framing`` says which special tokens surround each barcode: ``"cls_sep"`` (default, ``[CLS] x [SEP]``),
 ``"cls"`` (a leading ``[CLS]`` only) or ``"none"``. The last two reproduce the inputs of the authors' BarcodeBERT /
 BarcodeMAE k-mer models (no framing; a leading ``[CLS]`` with their ``use_cls_token``), which checkpoints converted
-by ``convert_original_checkpoint`` need for exact outputs. It is saved with the tokenizer.
+by ``barcodemae-convert`` need for exact outputs. It is saved with the tokenizer.
 
 Coordinates
 -----------
