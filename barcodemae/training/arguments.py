@@ -21,6 +21,7 @@ from barcodemae.help_format import DefaultsHelpFormatter
 from barcodemae.masking.span_corruption import DEFAULT_SENTINEL_COUNT, SpanCorruptionCollator
 from barcodemae.optim import SCHEDULERS
 from barcodemae.presets import ENBED_ARCHITECTURE_ARGUMENTS, read_preset, resolve_preset
+from barcodemae.training.batches import check_augmentation
 from barcodemae.training.taxonomy import check_taxonomy_splits
 from modeling_barcodemae.configuration_barcodemae import OBJECTIVES as PRETRAINING_OBJECTIVES
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
@@ -357,10 +358,10 @@ class TrainingArguments:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ValueError(f"--max_train_samples must be >= 1, got {self.max_train_samples}")
-        if self.max_start_shift < 0:
-            raise ValueError(f"--max_start_shift must be >= 0, got {self.max_start_shift}")
-        if not 0 <= self.substitution_rate < 1:
-            raise ValueError(f"--substitution_rate must be in [0, 1), got {self.substitution_rate}")
+        try:  # the batch stream's check is the one statement of valid augmentation settings
+            check_augmentation(self.max_start_shift, self.substitution_rate)
+        except ValueError as error:
+            raise ValueError(f"invalid augmentation flag: {error}") from error
         if self.taxonomy_classes_per_batch < 0 or self.taxonomy_per_class < 1:
             raise ValueError(
                 f"--taxonomy_classes_per_batch must be >= 0 and --taxonomy_per_class >= 1, got "
