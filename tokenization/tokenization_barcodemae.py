@@ -324,11 +324,6 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
             return cls.from_tokenizer_file(str(path / "tokenizer.json"))
         raise ValueError(f"{path}: neither a saved BarcodeTokenizer folder nor a folder with a tokenizer.json")
 
-    # --------------------------------------------------------------------------------------- preprocessing
-    def prepare_barcode(self, text: str, index: int = 0, frame_offset: int | None = None) -> str:
-        """Clean one barcode and lay it out for the backend (reading frame, k-mer windows)."""
-        return self._prepare_one(text, index, self._frame_offsets(1, frame_offset)[0])
-
     # ---------------------------------------------------------------------------------------- reading frames
     @property
     def num_reading_frames(self) -> int:
