@@ -1,8 +1,9 @@
-"""The ``barcodemae`` command: ``embed``, ``identify build|query``, ``qc``, ``export`` and ``train``.
+"""The ``barcodemae`` command: ``embed``, ``identify build|query``, ``qc``, ``export``, ``train-bpe`` and ``train``.
 
 Each subcommand is a thin argparse layer over one library function (:func:`barcodemae.embed_files.embed_file`,
 :func:`barcodemae.identify.build_reference_index` / :func:`~barcodemae.identify.identify_file`,
-:func:`barcodemae.qc.check_files.check_file`, :func:`barcodemae.export.export_encoder`), so everything the CLI does
+:func:`barcodemae.qc.check_files.check_file`, :func:`barcodemae.export.export_encoder`,
+:func:`barcodemae.bpe_files.train_bpe_on_file`), so everything the CLI does
 is also scriptable from Python (``train`` hands its arguments to train.py's :func:`barcodemae.training.loop.main`).
 A run prints a JSON summary on stdout; a bad input ends with a one-line error naming the file/record and exit code 2.
 
@@ -123,6 +124,24 @@ def build_parser() -> argparse.ArgumentParser:
     qc.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to check (default all)")
     qc.add_argument("--no-progress", action="store_true", help="hide the progress bars (loading, checking)")
 
+    train_bpe = commands.add_parser(
+        "train-bpe", help="train a barcode BPE tokenizer (DNABERT-2 style) on a barcode file and save its folder",
+        description="Train a byte-pair-encoding tokenizer on the cleaned barcodes of a file; the folder loads with "
+        "AutoTokenizer.from_pretrained and holds bpe_training.json (what the reader and the cleaning rejected).",
+    )
+    train_bpe.add_argument("--data", required=True, help="BIOSCAN-5M CSV, FASTA or BOLD TSV (optionally .gz)")
+    train_bpe.add_argument("--output", required=True, help="folder to write the tokenizer to")
+    train_bpe.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to train on (default all)")
+    train_bpe.add_argument("--vocab-size", type=int, default=None,
+                           help="vocabulary size, special tokens and IUPAC letters included (default 4096)")
+    train_bpe.add_argument("--min-frequency", type=int, default=None,
+                           help="a pair must occur this often to be merged (default 2)")
+    train_bpe.add_argument("--max-bp", type=int, default=None,
+                           help="truncate barcodes to this many bases (default: the cleaning policy's, 660)")
+    train_bpe.add_argument("--max-token-length", type=int, default=None, help="at most this many bases in a token")
+    train_bpe.add_argument("--strict", action="store_true",
+                           help="fail on the first invalid record instead of skipping and counting it")
+
     commands.add_parser(
         "train", add_help=False,
         help="pretrain BarcodeMAE/BarcodeBERT (every argument goes to train.py; `barcodemae train --help`)",
@@ -212,7 +231,16 @@ def run_export(args: argparse.Namespace) -> dict:
             "pushed_to": args.push_to_hub}
 
 
-COMMANDS = {"embed": run_embed, "identify": run_identify, "qc": run_qc, "export": run_export}
+def run_train_bpe(args: argparse.Namespace) -> dict:
+    from barcodemae.bpe_files import train_bpe_on_file
+
+    given = {name: getattr(args, name) for name in ("vocab_size", "min_frequency", "max_bp", "max_token_length")
+             if getattr(args, name) is not None}  # unset: the library's defaults
+    return train_bpe_on_file(args.data, args.output, split=args.split, strict=args.strict, **given)
+
+
+COMMANDS = {"embed": run_embed, "identify": run_identify, "qc": run_qc, "export": run_export,
+            "train-bpe": run_train_bpe}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -62,6 +62,7 @@ from barcodemae.data.splits import resolve_splits
 from barcodemae.errors import check_writable_folder, report_errors
 from barcodemae.model_folders import from_pretrained_checked
 from barcodemae.optim import learning_rate_schedule, weight_decay_groups
+from barcodemae.presets import enbed_model_config, read_preset
 from barcodemae.qc import (
     READ_CORRECTION_TASK,
     BaseLevelReport,
@@ -233,11 +234,7 @@ def correction_results(reads: list[CorruptedRead], outputs: list[str]) -> dict[s
 # -------------------------------------------------------------------------------------------------------- models
 def fresh_config(preset: str) -> Any:
     """The LongT5 config of a fresh ENBED of ``preset``'s sizes (``--model none``)."""
-    from barcodemae.training.arguments import parse_args
-    from barcodemae.training.builders import build_model
-
-    return build_model(parse_args(["--preset", preset, "--objective", "enbed", "--tokenizer", "char"]),
-                       BarcodeTokenizer.char()).config
+    return enbed_model_config(read_preset(preset), BarcodeTokenizer.char().model_config_kwargs())
 
 
 def load_model(model: str, preset: str, cls: type) -> tuple[Any, BarcodeTokenizer]:

@@ -29,7 +29,7 @@ def test_building_every_parser_imports_nothing_heavy():
         "import sys\n"
         "from barcodemae.cli import build_parser\n"
         "parser = build_parser()\n"
-        "for command in (['embed'], ['identify', 'build'], ['identify', 'query'], ['qc'], ['export']):\n"
+        "for command in (['embed'], ['identify', 'build'], ['identify', 'query'], ['qc'], ['export'], ['train-bpe']):\n"
         "    try:\n"
         "        parser.parse_args([*command, '--help'])\n"
         "    except SystemExit:\n"

@@ -19,17 +19,12 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForTokenClassification, BertModel
 
+from barcodemae.conversion.checkpoint_keys import detect_format, load_original_state_dict
+from barcodemae.conversion.convert import convert_checkpoint, main
+from barcodemae.conversion.kmer_vocabulary import UNPREDICTABLE_BIAS, converted_tokenizer
 from barcodemae.masking import BarcodeMaskingCollator
 from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae import BarcodeMAEModel
-from modeling_barcodemae.convert_original_checkpoint import (
-    UNPREDICTABLE_BIAS,
-    convert_checkpoint,
-    converted_tokenizer,
-    detect_format,
-    load_original_state_dict,
-    main,
-)
 
 VOCAB = 4101
 
@@ -487,7 +482,7 @@ def test_authors_kmer_barcodemae_reproduces_encoder_and_decoder(specials):
 def test_vocab_layout_detection_and_clear_errors(caplog):
     state = randomise(BertForMaskedLM(bert_config(vocab_size=KMERS + 2))).state_dict()
     kmer = BarcodeTokenizer.kmer(K).model_config_kwargs()
-    with caplog.at_level(logging.INFO, logger="modeling_barcodemae.convert_original_checkpoint"):
+    with caplog.at_level(logging.INFO, logger="barcodemae.conversion"):
         _, report = convert_checkpoint(state, num_attention_heads=4, tokenizer_kwargs=kmer)
     assert report.vocab_layout == "barcodebert_kmer"
     assert "vocabulary layout barcodebert_kmer (auto)" in caplog.text and "framing='none'" in caplog.text

@@ -29,7 +29,8 @@ def test_every_preset_and_template_is_declared_package_data():
 
 def test_presets_and_template_resolve_through_importlib_resources():
     from barcodemae.export import MODEL_CARD_TEMPLATE
-    from barcodemae.training.arguments import PRESET_DIR, load_preset
+    from barcodemae.presets import PRESET_DIR
+    from barcodemae.training.arguments import load_preset
 
     assert PRESET_DIR == Path(str(resources.files("barcodemae.configs")))
     assert {"tiny", "small", "barcodemae", "barcodebert"} <= {p.stem for p in PRESET_DIR.glob("*.yaml")}

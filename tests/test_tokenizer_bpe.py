@@ -11,8 +11,8 @@ import pytest
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
+from barcodemae.cli import main as cli_main
 from barcodemae.tokenization import BarcodeTokenizer, InvalidBarcodeError
-from barcodemae.tokenization.bpe import main as bpe_main
 from barcodemae.tokenization.bpe import read_csv_column, train_bpe_tokenizer
 
 REFERENCE_SIZES = (128, 256, 512, 4096)
@@ -179,8 +179,9 @@ def test_training_argument_errors(kwargs, message):
 # --------------------------------------------------------------------------------------------------- CLI
 def test_cli_trains_on_one_split_and_writes_a_loadable_folder(fixture_csv, tmp_path, capsys):
     output = tmp_path / "bpe"
-    bpe_main(["--data", str(fixture_csv), "--split", "train", "--vocab-size", "96", "--output", str(output)])
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    cli_main(["train-bpe", "--data", str(fixture_csv), "--split", "train", "--vocab-size", "96",
+              "--output", str(output)])
+    summary = json.loads(capsys.readouterr().out)
     n_train = sum(1 for _ in read_csv_column(fixture_csv, splits=["train"]))
     assert summary["used"] == n_train > 0 and summary["vocab_size"] == 96 and summary["rejected"] == 0
     assert json.loads((output / "bpe_training.json").read_text()) == summary
@@ -213,7 +214,7 @@ def test_bpe_vectorised_path_matches_the_backend(shared_data, trained_folder, ba
 
 def test_cli_reads_a_bold_tsv_and_reports_what_the_reader_rejected(shared_data, tmp_path, capsys):
     tsv = shared_data / "bold_public_tsv" / "BOLD_Public.21-Jun-2024.curated.NL.tsv"
-    bpe_main(["--data", str(tsv), "--vocab-size", "64", "--output", str(tmp_path / "bpe")])
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    cli_main(["train-bpe", "--data", str(tsv), "--vocab-size", "64", "--output", str(tmp_path / "bpe")])
+    summary = json.loads(capsys.readouterr().out)
     assert summary["used"] > 100 and summary["rejected"] == 0 and summary["vocab_size"] == 64
     assert "rejected" in summary["reader_report"] and str(tsv) in summary["reader_report"]

@@ -19,9 +19,9 @@ from safetensors.torch import load_file
 from barcodemae.checksums import write_checksums
 from barcodemae.errors import CheckpointError
 from barcodemae.masking.span_corruption import SpanCorruptionCollator
+from barcodemae.presets import PRESET_DIR
 from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.training.arguments import (
-    PRESET_DIR,
     RUN_CONFIG_ARGUMENTS,
     architecture_defaults,
     load_preset,

@@ -11,23 +11,16 @@ Design
   one-base token rather than ``[UNK]``; every token is then a run of bases, and ``nucleotide_spans`` is exact.
 * Special tokens take ids ``[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4`` like the k-mer and character tokenizers.
 
-Command line::
-
-    python -m barcodemae.tokenization.bpe --data ../shared/data/bold_coi/dev.csv.gz --split pretrain \\
-        --vocab-size 4096 --output tokenizers/bpe_4096
-
-It reads CSV, FASTA or BOLD TSV through :func:`barcodemae.data.load_barcodes` (streamed; invalid records are
-counted and skipped unless ``--strict``); :func:`read_csv_column` is a dependency-free reader of one CSV column
-used by the benchmark.
+Training on a barcode file (CSV, FASTA or BOLD TSV, through the package's readers) is ``barcodemae train-bpe``
+(:mod:`barcodemae.bpe_files`): this package may not import :mod:`barcodemae.data`, whose readers use its cleaning
+policy. :func:`read_csv_column` is a dependency-free reader of one CSV column used by the benchmark.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import gzip
 import io
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -173,47 +166,3 @@ def read_csv_column(
         for row in reader:
             if not wanted or row["split"] in wanted:
                 yield row[column]
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Read barcodes with :func:`barcodemae.data.load_barcodes` (streamed), train BPE, save the tokenizer folder."""
-    from barcodemae.data import load_barcodes  # the package's reader: CSV/FASTA/BOLD TSV, rejects counted
-
-    parser = argparse.ArgumentParser(
-        prog="python -m barcodemae.tokenization.bpe", description="Train a DNA barcode BPE tokenizer and save it."
-    )
-    parser.add_argument("--data", required=True, help="BIOSCAN-5M CSV, FASTA or BOLD TSV (optionally .gz)")
-    parser.add_argument("--output", required=True, help="folder to write the tokenizer to")
-    parser.add_argument("--vocab-size", type=int, default=4096)
-    parser.add_argument("--min-frequency", type=int, default=2)
-    parser.add_argument("--split", nargs="*", default=None, help="CSV only: keep rows whose split is one of these")
-    parser.add_argument("--max-bp", type=int, default=DEFAULT_MAX_LENGTH)
-    parser.add_argument("--max-token-length", type=int, default=None)
-    parser.add_argument("--strict", action="store_true", help="fail on the first invalid record instead of skipping it")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-    records, report, _ = load_barcodes(
-        args.data, split=args.split or "all", streaming=True, max_length=args.max_bp, strict=args.strict,
-        return_report=True,
-    )
-    tokenizer = train_bpe_tokenizer(
-        (record["dna_barcode"] for record in records),
-        vocab_size=args.vocab_size,
-        min_frequency=args.min_frequency,
-        max_bp=args.max_bp,
-        max_token_length=args.max_token_length,
-    )
-    logger.info("%s", report)
-    output = Path(args.output)
-    tokenizer.save_pretrained(output)
-    summary = {
-        **tokenizer.describe(), "data": str(args.data), "splits": args.split, **tokenizer.training_tally,
-        "reader_report": str(report),
-    }
-    (output / "bpe_training.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary))
-
-
-if __name__ == "__main__":
-    main()

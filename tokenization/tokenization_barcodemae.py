@@ -41,7 +41,7 @@ Framing
 ``framing`` says which special tokens surround each barcode: ``"cls_sep"`` (default, ``[CLS] x [SEP]``),
 ``"cls"`` (a leading ``[CLS]`` only) or ``"none"``. The last two reproduce the inputs of the authors' BarcodeBERT /
 BarcodeMAE k-mer models (no framing; a leading ``[CLS]`` with their ``use_cls_token``), which checkpoints converted
-by ``convert_original_checkpoint`` need for exact outputs. It is saved with the tokenizer.
+by ``barcodemae-convert`` need for exact outputs. It is saved with the tokenizer.
 
 Coordinates
 -----------
@@ -323,11 +323,6 @@ class BarcodeTokenizer(PreTrainedTokenizerFast):
             # says nothing of the scheme (from_pretrained refuses it), so its tokenizer.json is wrapped as a BPE.
             return cls.from_tokenizer_file(str(path / "tokenizer.json"))
         raise ValueError(f"{path}: neither a saved BarcodeTokenizer folder nor a folder with a tokenizer.json")
-
-    # --------------------------------------------------------------------------------------- preprocessing
-    def prepare_barcode(self, text: str, index: int = 0, frame_offset: int | None = None) -> str:
-        """Clean one barcode and lay it out for the backend (reading frame, k-mer windows)."""
-        return self._prepare_one(text, index, self._frame_offsets(1, frame_offset)[0])
 
     # ---------------------------------------------------------------------------------------- reading frames
     @property

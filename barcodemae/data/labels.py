@@ -14,8 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .schema import LABEL_RANKS
-
 VOCAB_FILE = "label_vocab.json"
 MISSING_LABEL = -1
 
@@ -48,16 +46,6 @@ class LabelVocabulary:
                 seen.update(pc.unique(array.cast(pa.string())).drop_null().to_pylist())
             names[rank] = seen
         return cls(names)
-
-    @classmethod
-    def from_dataset(cls, dataset, ranks: Sequence[str] = LABEL_RANKS, batch_size: int = 200_000):
-        """Build from a ``datasets.Dataset`` by streaming its rank columns as Arrow batches (no Python rows)."""
-        arrow = dataset.select_columns(list(ranks)).with_format("arrow")
-        chunks: dict[str, list[pa.Array]] = {rank: [] for rank in ranks}
-        for batch in arrow.iter(batch_size=batch_size):
-            for rank in ranks:
-                chunks[rank].append(pc.unique(batch[rank]))
-        return cls.from_columns(chunks)
 
     # access -----------------------------------------------------------------------------------------------
     @property

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
+from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
+
 from .curriculum import MaskingCurriculum
 from .npmi import NPMITable
 from .selection import mask_budget, select_by_key
@@ -40,7 +42,7 @@ class BarcodeMaskingCollator:
         strategy: a name from ``strategies.STRATEGIES`` or a :class:`MaskingStrategy`; ignored (may be ``None``)
             when ``curriculum`` is given, since the curriculum names its strategies.
         mask_ratio: fraction of maskable tokens masked per sample (exact, rounded); a curriculum's ratio schedule
-            overrides it.
+            overrides it. Default: the model config's (``BarcodeMAEConfig.mask_ratio``).
         seed: seeds the masks. In DataLoader workers it is combined with the worker's seed (which differs per
             worker and per epoch and follows ``torch.manual_seed``), so workers never repeat each other's masks.
         curriculum: a :class:`MaskingCurriculum` read at every batch (shared memory, works across workers).
@@ -53,7 +55,7 @@ class BarcodeMaskingCollator:
         self,
         tokenizer,
         strategy: str | MaskingStrategy | None = "random",
-        mask_ratio: float = 0.5,
+        mask_ratio: float = BarcodeMAEConfig.mask_ratio,
         seed: int = 0,
         curriculum: MaskingCurriculum | None = None,
         pad_to_multiple_of: int | None = None,

@@ -34,6 +34,7 @@ import numpy as np
 from .selection import mask_budget, select_by_key
 
 __all__ = [
+    "DEFAULT_SENTINEL_COUNT",
     "IGNORE_INDEX",
     "SentinelVocabulary",
     "SpanCorruptionCollator",
@@ -44,6 +45,10 @@ __all__ = [
 
 #: Label of positions without a target (PyTorch's cross-entropy ``ignore_index``).
 IGNORE_INDEX = -100
+
+#: Sentinel tokens after the tokenizer's vocabulary (at most this many spans per row): ENBED's, where neither a
+#: preset nor ``train.py --num_sentinels`` says otherwise.
+DEFAULT_SENTINEL_COUNT = 128
 
 #: ``(input_ids, attention_mask, rng) -> (batch, length) bool`` noise mask, e.g. ``collator.mask_batch``.
 MaskFn = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
@@ -333,7 +338,9 @@ class SpanCorruptionCollator:
         self.mask_fn = mask_fn
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Any, sentinel_count: int = 128, **kwargs: Any) -> SpanCorruptionCollator:
+    def from_tokenizer(
+        cls, tokenizer: Any, sentinel_count: int = DEFAULT_SENTINEL_COUNT, **kwargs: Any
+    ) -> SpanCorruptionCollator:
         """Sentinels after ``tokenizer``'s vocabulary, ``[SEP]`` as EOS, its ``[PAD]`` and specials.
 
         ``[SEP]`` is the id every framed input already ends with, so it is T5's ``</s>`` on both sides.

@@ -11,17 +11,17 @@ import dataclasses
 import inspect
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from huggingface_hub.errors import StrictDataclassError
 from transformers import HfArgumentParser
 
 from barcodemae.help_format import DefaultsHelpFormatter
-from barcodemae.masking.span_corruption import SpanCorruptionCollator
+from barcodemae.masking.span_corruption import DEFAULT_SENTINEL_COUNT, SpanCorruptionCollator
 from barcodemae.optim import SCHEDULERS
+from barcodemae.presets import ENBED_ARCHITECTURE_ARGUMENTS, read_preset, resolve_preset
+from barcodemae.training.batches import check_augmentation
 from barcodemae.training.taxonomy import check_taxonomy_splits
 from modeling_barcodemae.configuration_barcodemae import OBJECTIVES as PRETRAINING_OBJECTIVES
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
@@ -41,21 +41,7 @@ ARCHITECTURE_ARGUMENTS: dict[str, str] = {
 }
 """The flags that set the architecture, and the config attribute each sets (``--dropout`` also sets the attention
 dropout): :func:`barcodemae.training.builders.build_model` builds the config from them, ``--init_from`` overwrites them
-from a folder's config."""
-ENBED_ARCHITECTURE_ARGUMENTS: dict[str, str] = {
-    # training argument: keyword of modeling_enbed.enbed_config
-    "hidden_size": "hidden_size",
-    "num_hidden_layers": "num_hidden_layers",
-    "decoder_num_hidden_layers": "num_decoder_layers",
-    "num_attention_heads": "num_attention_heads",
-    "intermediate_size": "intermediate_size",
-    "dropout": "dropout",
-    "encoder_attention": "encoder_attention",
-    "local_radius": "local_radius",
-    "global_block_size": "global_block_size",
-}
-"""The flags that set ENBED's architecture, and the :func:`~modeling_barcodemae.modeling_enbed.enbed_config` keyword
-each sets; the other architecture flags (the MAE decoder's width and heads) do not apply to ENBED."""
+from a folder's config. ENBED's: :data:`barcodemae.presets.ENBED_ARCHITECTURE_ARGUMENTS`."""
 RUN_CONFIG_ARGUMENTS: dict[str, str] = {
     "mask_ratio": "mask_ratio",
     "pooled_layers": "pooled_layers",
@@ -77,8 +63,6 @@ the architecture, ``--init_from`` keeps them from the flags. Unset, they take th
 (:func:`run_config_defaults`), and the config's own checks judge them. ``taxonomy_num_classes`` is no flag: the
 training loop sets it from the labels of the pretraining rows
 (:func:`barcodemae.training.taxonomy.pretraining_taxon_labels`)."""
-PRESET_DIR = Path(str(resources.files("barcodemae.configs")))
-"""``configs/`` of the repository, installed as ``barcodemae.configs`` (package data)."""
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 CURRICULA = ("cm-gems", "cm-step")
 OBJECTIVES = (*PRETRAINING_OBJECTIVES, "enbed")
@@ -198,7 +182,8 @@ class TrainingArguments:
     )
     mean_span_length: float = field(default=3.0, metadata={"help": "ENBED: mean length of a corrupted span"})
     num_sentinels: int = field(
-        default=128, metadata={"help": "ENBED: T5 sentinel tokens after the tokenizer's vocabulary (spans per row)"}
+        default=DEFAULT_SENTINEL_COUNT,
+        metadata={"help": "ENBED: T5 sentinel tokens after the tokenizer's vocabulary (spans per row)"},
     )
     contrastive_weight: float | None = field(
         default=None,
@@ -373,10 +358,10 @@ class TrainingArguments:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ValueError(f"--max_train_samples must be >= 1, got {self.max_train_samples}")
-        if self.max_start_shift < 0:
-            raise ValueError(f"--max_start_shift must be >= 0, got {self.max_start_shift}")
-        if not 0 <= self.substitution_rate < 1:
-            raise ValueError(f"--substitution_rate must be in [0, 1), got {self.substitution_rate}")
+        try:  # the batch stream's check is the one statement of valid augmentation settings
+            check_augmentation(self.max_start_shift, self.substitution_rate)
+        except ValueError as error:
+            raise ValueError(f"invalid augmentation flag: {error}") from error
         if self.taxonomy_classes_per_batch < 0 or self.taxonomy_per_class < 1:
             raise ValueError(
                 f"--taxonomy_classes_per_batch must be >= 0 and --taxonomy_per_class >= 1, got "
@@ -423,30 +408,13 @@ def unset_flag_defaults(objective: str) -> dict[str, Any]:
     return {**architecture_defaults(objective), **run_config_defaults(objective)}
 
 
-def resolve_preset(preset: str) -> Path:
-    """A preset name (``configs/<name>.yaml``) or a YAML path; a clear error lists the shipped presets."""
-    path = Path(preset)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    candidate = PRESET_DIR / f"{preset}.yaml"
-    if candidate.is_file():
-        return candidate
-    shipped = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
-    raise FileNotFoundError(
-        f"preset {preset!r} is neither a YAML file nor one of the presets in {PRESET_DIR}: {shipped}"
-    )
-
-
 def load_preset(preset: str) -> dict[str, Any]:
     """Preset values, checked against the dataclass fields so a typo in a YAML file fails loudly."""
-    path = resolve_preset(preset)
-    values = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(values, dict):
-        raise TypeError(f"{path}: a preset must be a mapping of argument names to values")
+    values = read_preset(preset)
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"{path}: unknown argument(s) {unknown}")
+        raise ValueError(f"{resolve_preset(preset)}: unknown argument(s) {unknown}")
     return values
 
 
@@ -531,15 +499,12 @@ def resume_mismatches(saved: dict[str, Any], given: TrainingArguments) -> list[s
 __all__ = [
     "ARCHITECTURE_ARGUMENTS",
     "COMPARED_BY_CONTENT",
-    "ENBED_ARCHITECTURE_ARGUMENTS",
-    "PRESET_DIR",
     "RESUME_MAY_CHANGE",
     "RUN_CONFIG_ARGUMENTS",
     "TrainingArguments",
     "architecture_defaults",
     "load_preset",
     "parse_args",
-    "resolve_preset",
     "resume_mismatches",
     "run_config_defaults",
     "unset_flag_defaults",

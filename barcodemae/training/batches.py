@@ -39,6 +39,15 @@ _NUCLEOTIDE_INDEX = np.full(256, -1, dtype=np.int64)  # A C G T -> 0..3, any oth
 _NUCLEOTIDE_INDEX[_NUCLEOTIDE_BYTES] = np.arange(len(NUCLEOTIDES))
 
 
+def check_augmentation(max_start_shift: int, substitution_rate: float) -> None:
+    """Raise on augmentation settings :class:`GlobalBatchStream` cannot apply: the one statement of what is valid,
+    which ``train.py``'s arguments also run, so a bad flag fails before any data is read."""
+    if max_start_shift < 0:
+        raise ValueError(f"max_start_shift must be >= 0, got {max_start_shift}")
+    if not 0 <= substitution_rate < 1:
+        raise ValueError(f"substitution_rate must be in [0, 1), got {substitution_rate}")
+
+
 def substitute_bases(sequences: list[str], rate: float, rng: np.random.Generator) -> list[str]:
     """Each A/C/G/T base of every sequence replaced, with probability ``rate``, by one of the three other bases.
 
@@ -299,11 +308,8 @@ class GlobalBatchStream:
             )
         self.seed = seed
         self.frame_offsets = frame_offsets and tokenizer.num_reading_frames > 1
-        if max_start_shift < 0:
-            raise ValueError(f"max_start_shift must be >= 0, got {max_start_shift}")
+        check_augmentation(max_start_shift, substitution_rate)
         self.max_start_shift = max_start_shift
-        if not 0 <= substitution_rate < 1:
-            raise ValueError(f"substitution_rate must be in [0, 1), got {substitution_rate}")
         self.substitution_rate = substitution_rate
         if views < 1:
             raise ValueError(f"views must be >= 1, got {views}")
@@ -436,6 +442,7 @@ __all__ = [
     "TaxonGroups",
     "balanced_batch_indices",
     "balanced_block_positions",
+    "check_augmentation",
     "kmer_composition",
     "target_count",
 ]

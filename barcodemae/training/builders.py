@@ -19,12 +19,13 @@ from barcodemae.masking.curriculum import CMGEMSCurriculum, CMStepCurriculum, Ma
 from barcodemae.masking.npmi import TABLE_FILENAME, NPMITable
 from barcodemae.masking.span_corruption import SpanCorruptionCollator
 from barcodemae.optim import weight_decay_groups
+from barcodemae.presets import enbed_model_config
 from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
-from modeling_barcodemae.modeling_enbed import EnbedForConditionalGeneration, enbed_config
+from modeling_barcodemae.modeling_enbed import EnbedForConditionalGeneration
 
-from .arguments import ARCHITECTURE_ARGUMENTS, ENBED_ARCHITECTURE_ARGUMENTS, RUN_CONFIG_ARGUMENTS, TrainingArguments
+from .arguments import ARCHITECTURE_ARGUMENTS, RUN_CONFIG_ARGUMENTS, TrainingArguments
 from .batches import BarcodeSource, GlobalBatchStream
 
 logger = logging.getLogger(__name__)
@@ -39,13 +40,7 @@ def build_model(
     """A freshly initialised pretraining model: the tokenizer's fields, the architecture flags, this run's choices
     (``taxonomy_num_classes``: the taxa of the pretraining rows, the ``ce`` taxonomy head's width)."""
     if args.objective == "enbed":
-        return EnbedForConditionalGeneration(
-            enbed_config(
-                tokenizer.model_config_kwargs(),
-                args.num_sentinels,
-                **{keyword: getattr(args, name) for name, keyword in ENBED_ARCHITECTURE_ARGUMENTS.items()},
-            )
-        )
+        return EnbedForConditionalGeneration(enbed_model_config(args.to_dict(), tokenizer.model_config_kwargs()))
     config = BarcodeMAEConfig.from_tokenizer(
         tokenizer,
         **{attribute: getattr(args, name) for name, attribute in ARCHITECTURE_ARGUMENTS.items()},
