@@ -25,6 +25,7 @@ from pathlib import Path
 from barcodemae.cli_options import POOLINGS, add_trust_remote_code_flag, parse_layer
 from barcodemae.errors import report_errors
 from barcodemae.eval.postprocess import POSTPROCESSING
+from barcodemae.flag_spellings import CommandParser
 from barcodemae.progress_bars import library_progress_bars_hidden
 from barcodemae.qc.read_checks import DEFAULT_MIN_LENGTH
 
@@ -37,7 +38,7 @@ def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="barcodemae", description="DNA barcode foundation models: embed, identify, qc, export."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")

@@ -46,6 +46,7 @@ from barcodemae.eval.metrics import (
     select_probe_c,
 )
 from barcodemae.eval.postprocess import POSTPROCESSING, EmbeddingPostprocessor
+from barcodemae.flag_spellings import CommandParser
 from barcodemae.help_format import DefaultsHelpFormatter
 from barcodemae.inference import (
     LAYER_MEAN,
@@ -441,9 +442,7 @@ def _probe_c(value: str) -> float | str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter
-    )
+    parser = CommandParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--model", help="model folder (save_pretrained) or hub name; any AutoModel encoder")
     parser.add_argument("--baseline", choices=BASELINES, help="evaluate a baseline with no learning instead of a model")
     parser.add_argument("--kmer-k", type=int, help="k of the k-mer frequency baseline")
