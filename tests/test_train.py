@@ -135,8 +135,8 @@ def test_unset_run_flags_take_the_model_configs_defaults_and_checks():
     ):
         with pytest.raises(ValueError, match=f"invalid run flag .*{problem}"):
             parse_args(["--preset", "none", *flags])
-    shown = subprocess.run([sys.executable, str(REPO / "train.py"), "--help"], capture_output=True, text=True,
-                           check=True).stdout
+    shown = subprocess.run([sys.executable, str(REPO / "train.py"), "--preset", "none", "--help"],
+                           capture_output=True, text=True, check=True).stdout
     shown = " ".join(shown.split())  # argparse wraps lines
     assert "(default: the model config's: BarcodeMAE 0.5, ENBED 0.15)" in shown  # --mask_ratio, not "None"
     assert f"(default: the model config's: BarcodeMAE {BarcodeMAEConfig.hidden_size}, ENBED" in shown
