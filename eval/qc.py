@@ -37,8 +37,9 @@ restored exactly (all reads, erroneous reads, and clean reads left unchanged) an
 original, against returning the read unchanged.
 
 Writes ``results.json`` (``NaN`` as ``null``), ``qc_model/`` and ``correction_model/`` (model + tokenizer; the
-latter's config has ``finetuning_task: read_correction``) under ``--output`` and prints the results. Both folders
-are what ``barcodemae qc --model .../qc_model [--correction-model .../correction_model]`` checks reads with.
+latter's config has ``finetuning_task: read_correction``) under ``--output``, prints the results (stdout) and ends
+with a summary of them (stderr). Both folders are what ``barcodemae qc --model .../qc_model [--correction-model
+.../correction_model]`` checks reads with.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from tqdm.auto import tqdm
 
 from barcodemae.data import load_bioscan5m
 from barcodemae.data.splits import resolve_splits
+from barcodemae.endings import print_ending, qc_evaluation_ending
 from barcodemae.errors import check_writable_folder, report_errors
 from barcodemae.flag_spellings import CommandParser
 from barcodemae.help_format import DefaultsHelpFormatter
@@ -418,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         results = run_qc(args)
         print(json.dumps(results, indent=2))
+        print_ending(qc_evaluation_ending(results, output_dir=args.output))
         return 0
 
     return report_errors("eval/qc.py", run)
