@@ -124,7 +124,7 @@ def training_ending(summary: Mapping[str, Any], *, output_dir: str | Path, data:
     elif not evaluation:
         ending.next_command = f"python eval/run.py --model {final} --data {reference} --output {layout.eval}"
     elif data is None:
-        ending.next_command = (f"python train.py --preset small --data my_barcodes.csv --output_dir runs/small   "
+        ending.next_command = ("python train.py --preset small --data my_barcodes.csv --output_dir runs/small   "
                                f"(a BIOSCAN-5M-format CSV; {REAL_DATA_RECIPE})")
     else:
         ending.next_command = (f"barcodemae identify build --model {final} --reference {reference} --split train "
@@ -166,7 +166,7 @@ def embed_ending(summary: Mapping[str, Any], *, model: str) -> Ending:
     )
 
 
-def index_ending(summary: Mapping[str, Any], *, input_hint: str = "my_barcodes.fasta") -> Ending:
+def index_ending(summary: Mapping[str, Any]) -> Ending:
     """``barcodemae identify build``'s ending: the index folder, references kept and rejected, call thresholds."""
     index = Path(summary["index"])
     thresholds = summary.get("call_thresholds")
@@ -179,7 +179,7 @@ def index_ending(summary: Mapping[str, Any], *, input_hint: str = "my_barcodes.f
         numbers=None if not thresholds else
         f"call thresholds: species >= {thresholds['species']:.4f}, genus >= {thresholds['genus']:.4f}",
         notes=notes,
-        next_command=f"barcodemae identify query --index {index} --input {input_hint} --output ids.csv",
+        next_command=f"barcodemae identify query --index {index} --input my_barcodes.fasta --output ids.csv",
     )
 
 

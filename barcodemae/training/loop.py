@@ -219,8 +219,9 @@ def script_summary(summary: dict[str, Any], output_dir: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``train.py``: expected failures (bad data, a used output folder, a corrupt checkpoint) are one line on
-    stderr and exit status 2."""
+    """``train.py``: a finished run prints :func:`script_summary` on stdout and its ending on stderr
+    (:mod:`barcodemae.endings`); expected failures (bad data, a used output folder, a corrupt checkpoint) are one
+    line on stderr and exit status 2."""
     from .arguments import parse_args
 
     # Logging is configured here, never in the library: every process of a distributed run warns, the main one also
