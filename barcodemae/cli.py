@@ -5,7 +5,9 @@ Each subcommand is a thin argparse layer over one library function (:func:`barco
 :func:`barcodemae.qc.check_files.check_file`, :func:`barcodemae.export.export_encoder`,
 :func:`barcodemae.bpe_files.train_bpe_on_file`), so everything the CLI does
 is also scriptable from Python (``train`` hands its arguments to train.py's :func:`barcodemae.training.loop.main`).
-A run prints a JSON summary on stdout; a bad input ends with a one-line error naming the file/record and exit code 2.
+A run prints a JSON summary on stdout (for scripts) and ends with a short human summary on stderr (what was written
+where, the headline numbers, the next command: :mod:`barcodemae.endings`); a bad input ends with a one-line error
+naming the file/record and exit code 2.
 
 Building the parser imports nothing heavy (no torch, transformers or datasets: each command imports its library
 function inside its ``run_*`` function), so ``--help`` and ``--version`` answer at once;
@@ -24,8 +26,18 @@ from importlib.metadata import version
 from pathlib import Path
 
 from barcodemae.cli_options import POOLINGS, add_trust_remote_code_flag, parse_layer
+from barcodemae.endings import (
+    Ending,
+    embed_ending,
+    export_ending,
+    index_ending,
+    print_ending,
+    qc_ending,
+    query_ending,
+)
 from barcodemae.errors import report_errors
 from barcodemae.eval.postprocess import POSTPROCESSING
+from barcodemae.flag_spellings import CommandParser
 from barcodemae.progress_bars import library_progress_bars_hidden
 from barcodemae.qc.read_checks import DEFAULT_MIN_LENGTH
 
@@ -38,7 +50,7 @@ def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="barcodemae", description="DNA barcode foundation models: embed, identify, qc, export."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -180,6 +192,7 @@ def run_embed(args: argparse.Namespace) -> dict:
 
 
 def run_identify(args: argparse.Namespace) -> dict:
+    from barcodemae.call_levels import CALL_LEVELS
     from barcodemae.identify import build_reference_index, identify_file, labelled_call_report
 
     if args.identify_command == "build":
@@ -196,6 +209,9 @@ def run_identify(args: argparse.Namespace) -> dict:
         trust_remote_code=args.trust_remote_code,
     )
     summary: dict = {"output": args.output, "num_queries": len(result)}
+    if "call_level" in result:
+        counts = result["call_level"].value_counts()
+        summary["call_levels"] = {level: int(counts.get(level, 0)) for level in CALL_LEVELS}
     for rank in ("genus", "species", "dna_bin"):
         if f"true_{rank}" in result and f"predicted_{rank}" in result:
             known = result[f"true_{rank}"].notna()
@@ -243,6 +259,18 @@ COMMANDS = {"embed": run_embed, "identify": run_identify, "qc": run_qc, "export"
             "train-bpe": run_train_bpe}
 
 
+def command_ending(args: argparse.Namespace, summary: dict) -> Ending:
+    """The closing lines on stderr of the command ``args`` ran, from the summary it printed on stdout."""
+    if args.command == "embed":
+        return embed_ending(summary, model=args.model)
+    if args.command == "identify":
+        return index_ending(summary) if args.identify_command == "build" else query_ending(summary,
+                                                                                             input_path=args.input)
+    if args.command == "qc":
+        return qc_ending(summary, input_path=args.input)
+    return export_ending(summary)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``barcodemae`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -257,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with library_progress_bars_hidden() if getattr(args, "no_progress", False) else nullcontext():
             summary = COMMANDS[args.command](args)
         print(json.dumps(summary, indent=2, default=str))
+        print_ending(command_ending(args, summary))
         return 0
 
     return report_errors(f"barcodemae {args.command}", run)

@@ -38,6 +38,12 @@ ENBED_ARCHITECTURE_ARGUMENTS: dict[str, str] = {
 keyword each sets; the other architecture arguments (the MAE decoder's width and heads) do not apply to ENBED."""
 
 
+def preset_names() -> list[str]:
+    """The shipped presets: one per ``configs/*.yaml`` file, so a new file is a new preset with nothing else to
+    edit (``--help``, the error for an unknown name and the README's table all follow the files)."""
+    return sorted(path.stem for path in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
+
+
 def resolve_preset(preset: str) -> Path:
     """A preset name (``configs/<name>.yaml``) or a YAML path; a clear error lists the shipped presets."""
     path = Path(preset)
@@ -46,9 +52,8 @@ def resolve_preset(preset: str) -> Path:
     candidate = PRESET_DIR / f"{preset}.yaml"
     if candidate.is_file():
         return candidate
-    shipped = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
     raise FileNotFoundError(
-        f"preset {preset!r} is neither a YAML file nor one of the presets in {PRESET_DIR}: {shipped}"
+        f"preset {preset!r} is neither a YAML file nor one of the presets in {PRESET_DIR}: {preset_names()}"
     )
 
 
@@ -78,6 +83,7 @@ __all__ = [
     "ENBED_ARCHITECTURE_ARGUMENTS",
     "PRESET_DIR",
     "enbed_model_config",
+    "preset_names",
     "read_preset",
     "resolve_preset",
 ]

@@ -1,1 +1,2 @@
-"""Training presets (``tiny``, ``barcodemae``, ``barcodebert``) and accelerate configs, shipped as package data."""
+"""Training presets (one ``NAME.yaml`` file each: ``python train.py --help`` lists them) and accelerate configs,
+shipped as package data."""

@@ -37,8 +37,9 @@ restored exactly (all reads, erroneous reads, and clean reads left unchanged) an
 original, against returning the read unchanged.
 
 Writes ``results.json`` (``NaN`` as ``null``), ``qc_model/`` and ``correction_model/`` (model + tokenizer; the
-latter's config has ``finetuning_task: read_correction``) under ``--output`` and prints the results. Both folders
-are what ``barcodemae qc --model .../qc_model [--correction-model .../correction_model]`` checks reads with.
+latter's config has ``finetuning_task: read_correction``) under ``--output``, prints the results (stdout) and ends
+with a summary of them (stderr). Both folders are what ``barcodemae qc --model .../qc_model [--correction-model
+.../correction_model]`` checks reads with.
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ from tqdm.auto import tqdm
 
 from barcodemae.data import load_bioscan5m
 from barcodemae.data.splits import resolve_splits
+from barcodemae.endings import print_ending, qc_evaluation_ending
 from barcodemae.errors import check_writable_folder, report_errors
+from barcodemae.flag_spellings import CommandParser
+from barcodemae.help_format import DefaultsHelpFormatter
 from barcodemae.model_folders import from_pretrained_checked
 from barcodemae.optim import learning_rate_schedule, weight_decay_groups
 from barcodemae.presets import enbed_model_config, read_preset
@@ -351,10 +355,20 @@ def _without_nan(value: Any) -> Any:
     return value
 
 
+RATE_HELP = {
+    "substitution": "injected substitutions per base",
+    "insertion": "injected insertions per boundary (the L + 1 places before, between and after the bases)",
+    "deletion": "injected deletions per base",
+    "homopolymer": "homopolymer length errors per run of >= 3 identical bases",
+    "n_run": "N runs started per base",
+    "clean_fraction": "share of the reads left without errors",
+}
+"""``--help`` of the error-rate flags, one per :class:`~barcodemae.qc.ErrorRates` rate (its docstrings give the
+units); ``n_run_max_length`` is no flag."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = CommandParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--model", required=True, help="ENBED folder (train.py's final_model) or 'none' (fresh)")
     parser.add_argument("--preset", default="enbed-tiny", help="sizes of the fresh model of --model none")
     parser.add_argument("--data", required=True, help="BIOSCAN-5M format CSV (.csv or .csv.gz)")
@@ -365,15 +379,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-barcodes", type=int, default=500, help="distinct held-out barcodes (at most)")
     defaults = ErrorRates()
     for field in fields(ErrorRates):
-        if field.name != "n_run_max_length":
+        if field.name in RATE_HELP:
             parser.add_argument(f"--{field.name.replace('_', '-')}", type=float, default=getattr(defaults, field.name),
-                                help=f"ErrorRates.{field.name}")
+                                help=f"{RATE_HELP[field.name]} (ErrorRates.{field.name})")
     parser.add_argument("--steps", type=int, default=300, help="detector fine-tuning steps")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--warmup-ratio", type=float, default=0.1)
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--eval-batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16, help="reads per fine-tuning step (both models)")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak AdamW learning rate of the fine-tuning")
+    parser.add_argument("--warmup-ratio", type=float, default=0.1,
+                        help="share of the fine-tuning steps over which the learning rate rises from 0")
+    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay of the weight matrices")
+    parser.add_argument("--eval-batch-size", type=int, default=32, help="reads per forward pass when scoring")
     parser.add_argument(
         "--verdict-threshold", type=_verdict_threshold_flag, default="auto",
         help="error_score above which a read is erroneous, or auto: the best verdict F1 on validation reads",
@@ -389,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--correction-steps", type=int, default=0, help="read-correction fine-tuning steps (0: off)")
     parser.add_argument("--correction-reads", type=int, default=100, help="held-out reads corrected (generation)")
     parser.add_argument("--num-beams", type=int, default=4, help="beams of the beam-search correction")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the barcodes drawn, the injected errors and the training order")
     return parser
 
 
@@ -401,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         results = run_qc(args)
         print(json.dumps(results, indent=2))
+        print_ending(qc_evaluation_ending(results, output_dir=args.output))
         return 0
 
     return report_errors("eval/qc.py", run)

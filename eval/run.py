@@ -24,10 +24,12 @@ Writes ``results.json``, ``report.md`` and plots (``umap_test_unseen_genus.png``
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import platform
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,6 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from barcodemae.endings import evaluation_ending, print_ending
 from barcodemae.errors import check_writable_folder, report_errors
 from barcodemae.eval.baselines import LDA_SOLVERS, genus_lda_embeddings
 from barcodemae.eval.finetune import fine_tune_classifier
@@ -51,6 +54,7 @@ from barcodemae.eval.metrics import (
     select_probe_c,
 )
 from barcodemae.eval.postprocess import POSTPROCESSING, EmbeddingPostprocessor
+from barcodemae.flag_spellings import CommandParser
 from barcodemae.help_format import DefaultsHelpFormatter
 from barcodemae.inference import (
     LAYER_MEAN,
@@ -172,10 +176,14 @@ def evaluate_embeddings(
     species = frame["species"].to_numpy(dtype=object)
     selection = None
     if probe_c == "auto":
-        selection = select_probe_c(
-            embeddings[train_species], species[train_species], max_iter=probe_max_iter, seed=seed
-        )
+        with warnings.catch_warnings():  # select_probe_c warns at the grid's edge; said below, with what to do
+            warnings.filterwarnings("ignore", message="the probe's best C", category=UserWarning)
+            selection = select_probe_c(
+                embeddings[train_species], species[train_species], max_iter=probe_max_iter, seed=seed
+            )
         probe_c = selection["c"]
+        if selection["at_grid_edge"]:
+            log_probe_c_at_grid_edge(selection)
     elif isinstance(probe_c, str):
         raise ValueError(f"probe_c must be a positive number or 'auto', got {probe_c!r}")
     probe = linear_probe(
@@ -249,6 +257,31 @@ def evaluate_embeddings(
     metrics["headline"] = headline
     metrics["unlabelled_records_skipped"] = skipped
     return metrics, details
+
+
+def log_probe_c_at_grid_edge(selection: dict[str, Any]) -> None:
+    """Say what a probe C chosen at the edge of the tried grid means, and what to do about it, as one log line
+    (``select_probe_c`` raises a bare ``UserWarning`` that tells neither).
+
+    Ties go to the smaller C, so an edge choice is often a plateau (the same held-out accuracy from the edge
+    inwards): then C does not matter and there is nothing to do. Otherwise a C past the edge might score higher.
+    """
+    scores = {float(c): accuracy for c, accuracy in selection["held_out_accuracy"].items()}
+    tried = sorted(scores)
+    c = selection["c"]
+    inwards = tried if c == tried[0] else tried[::-1]
+    plateau = list(itertools.takewhile(lambda value: scores[value] == scores[c], inwards))
+    edge = "smallest" if c == tried[0] else "largest"
+    grid = ", ".join(f"{value:g}" for value in tried)
+    if len(plateau) > 1:
+        logger.info("species probe: C=%g, the %s of the grid tried (%s), scores as C=%g on held-out train: the "
+                    "choice of C does not matter here, nothing to do", c, edge, grid, plateau[-1])
+        return
+    logger.warning(
+        "species probe: the best C on held-out train (%g) is the %s of the grid tried (%s), so a C past it might "
+        "score higher; the species accuracy is reported with C=%g (results.json: c_selection). To check, rerun "
+        "eval/run.py with --probe-c %g", c, edge, grid, c, c / 10 if edge == "smallest" else c * 10,
+    )
 
 
 def _model_info(model: Any, name: str, lda: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -498,9 +531,7 @@ def _probe_c(value: str) -> float | str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter
-    )
+    parser = CommandParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--model", help="model folder (save_pretrained) or hub name; any AutoModel encoder")
     parser.add_argument(
         "--baseline", choices=BASELINES,
@@ -592,7 +623,8 @@ def _run(args: argparse.Namespace) -> int:
         args.model, args.data, args.output, baseline=args.baseline, settings=settings_from_args(args)
     )
     print(json.dumps(results["metrics"]["headline"], indent=2))
-    print(f"wrote {Path(args.output) / RESULTS_FILE} and {Path(args.output) / 'report.md'}")
+    print_ending(evaluation_ending(results, output_dir=args.output, model=args.model, data=args.data,
+                                  baseline=args.baseline))
     return 0
 
 

@@ -87,9 +87,13 @@ def test_calibrated_index_gives_every_query_a_call_level(kmer_profile_model: Pat
     output = tmp_path / "calls.csv"
     assert main(["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv), "--output",
                  str(output), "--split", "test+test_unseen", "--no-progress"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
     result = pd.read_csv(output)
     assert len(result) == fixture["split"].isin(["test", "test_unseen"]).sum() == summary["num_queries"]
+    counts = result["call_level"].value_counts()
+    assert summary["call_levels"] == {level: int(counts.get(level, 0)) for level in ("species", "genus", "none")}
+    assert f"calls: species {summary['call_levels']['species']:,}" in captured.err and str(output) in captured.err
     assert set(result["call_level"]) <= {"species", "genus", "none"}
     similarity = result["top1_similarity"].to_numpy()  # as written to the CSV: compare away from the thresholds
     clear = (np.abs(similarity - thresholds.species) > 1e-6) & (np.abs(similarity - thresholds.genus) > 1e-6)

@@ -57,7 +57,10 @@ def test_embed_demo_to_parquet_matches_python_api(model_folder: Path, demo_csv: 
     code = main(["embed", "--model", str(model_folder), "--input", str(demo_csv), "--output", str(output),
                  "--split", "test", "--batch-size", "64", "--shard-size", "300", "--no-progress"])
     assert code == 0
-    summary = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert "barcodemae embed finished: 779 records embedded, 0 rejected" in captured.err
+    assert f"{output}\n" in captured.err and "next: barcodemae identify build" in captured.err
     demo = pd.read_csv(demo_csv)
     expected_rows = demo[demo["split"] == "test"]
     assert summary["num_records"] == len(expected_rows) == 779

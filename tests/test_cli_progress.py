@@ -47,7 +47,7 @@ def test_no_progress_hides_the_libraries_bars_and_restores_their_switches(model_
     for command in commands:
         assert main([*command, "--no-progress"]) == 0, command
         error = capfd.readouterr().err
-        for bar in ("Loading weights", "Writing model shards", "Generating", "cleaning", "it/s]"):
+        for bar in ("Loading weights", "Writing model shards", "Generating", "cleaning barcodes", "it/s]"):
             assert bar not in error, (command, error)
         assert library_bars_shown() == before
 

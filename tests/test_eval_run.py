@@ -218,6 +218,10 @@ def test_kmer_baseline_command_line(demo_csv: Path, tmp_path: Path):
     ]
     finished = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False)
     assert finished.returncode == 0, finished.stderr[-2000:]
+    assert set(json.loads(finished.stdout)) >= {"harmonic_mean"}  # stdout: JSON for scripts; stderr: the ending
+    for written in ("report.md", "results.json"):
+        assert f"{tmp_path / written}" in finished.stderr
+    assert "species probe" in finished.stderr and "next: python eval/run.py --model" in finished.stderr
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["model"]["kind"] == "kmer_frequency" and results["model"]["k"] == 4
     headline = results["metrics"]["headline"]

@@ -227,8 +227,10 @@ def test_cli_export(pretraining_folder: Path, tmp_path, capsys) -> None:
     output = tmp_path / "cli-export"
     assert main(["export", "--checkpoint", str(pretraining_folder), "--output", str(output),
                  "--model-name", "BarcodeMAE tiny test", "--license", "cc-by-4.0"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
     assert {"model.safetensors", "README.md", "config.json"} <= set(summary["files"])
+    assert f"{output}/" in captured.err and f"next: barcodemae embed --model {output}" in captured.err
     card = (output / "README.md").read_text()
     assert "# BarcodeMAE tiny test" in card and "license: cc-by-4.0" in card
     assert main(["export", "--checkpoint", str(tmp_path / "nope"), "--output", str(tmp_path / "o")]) == 2

@@ -136,8 +136,8 @@ def test_unset_run_flags_take_the_model_configs_defaults_and_checks():
     ):
         with pytest.raises(ValueError, match=f"invalid run flag .*{problem}"):
             parse_args(["--preset", "none", *flags])
-    shown = subprocess.run([sys.executable, str(REPO / "train.py"), "--help"], capture_output=True, text=True,
-                           check=True).stdout
+    shown = subprocess.run([sys.executable, str(REPO / "train.py"), "--preset", "none", "--help"],
+                           capture_output=True, text=True, check=True).stdout
     shown = " ".join(shown.split())  # argparse wraps lines
     assert "(default: the model config's: BarcodeMAE 0.5, ENBED 0.15)" in shown  # --mask_ratio, not "None"
     assert f"(default: the model config's: BarcodeMAE {BarcodeMAEConfig.hidden_size}, ENBED" in shown
@@ -579,22 +579,25 @@ def test_checkpoint_files_that_fail_to_load_raise_checkpoint_error(sim_csv, tmp_
 
 # ------------------------------------------------------------------------------------------------ the main job
 def test_main_job_simulates_trains_exports_and_evaluates(tmp_path, capsys):
-    """``python train.py`` with no --data: simulated data, a few steps, the export and its evaluation."""
+    """``python train.py`` with no --data: simulated data, a few steps, the export and its evaluation; stdout is a
+    short JSON object for scripts, stderr ends with what was written, that the data were simulated, and what next."""
     import math
 
+    from barcodemae.training.loop import main
+
     out = tmp_path / "demo"
-    summary = train(
-        output_dir=out,
-        simulate_genera=4,
-        max_steps=2,
-        per_device_batch_size=16,
-        eval_steps=2,
-        save_steps=2,
-        eval_reducer="pca",
-        eval_plots=False,
-    )
-    assert summary["global_step"] == 2
-    assert re.search(r"loss=[\d.]+, lr=[\d.e+-]+, tok/s=[\d,]+", capsys.readouterr().err)  # the progress bar
+    assert main([*TINY, *flags(output_dir=out, simulate_genera=4, max_steps=2, per_device_batch_size=16,
+                               eval_steps=2, save_steps=2, eval_reducer="pca", eval_plots=False)]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["global_step"] == 2 and summary["final_model"] == str(out / "final_model")
+    assert summary["results"] == str(out / "eval" / "results.json") and "harmonic_mean" in summary["headline"]
+    assert re.search(r"loss=[\d.]+, lr=[\d.e+-]+, tok/s=[\d,]+", captured.err)  # the progress bar
+    ending = captured.err[captured.err.rindex("train.py finished"):]
+    for written in (out / "final_model", out / "eval" / "report.md", out / "eval" / "results.json"):
+        assert str(written) in ending
+    assert "simulated barcodes" in ending and "docs/training.md#real-data" in ending
+    assert "next: python train.py --preset small" in ending
     assert (out / "data" / "simulated_bioscan5m.csv").is_file()
     for name in ("config.json", "model.safetensors", "tokenizer.json", "label_vocab.json"):
         assert (out / "final_model" / name).is_file(), name

@@ -7,9 +7,12 @@ Precedence: dataclass defaults < preset YAML < command-line flags.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
 import json
+import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from transformers import HfArgumentParser
 from barcodemae.help_format import DefaultsHelpFormatter
 from barcodemae.masking.span_corruption import DEFAULT_SENTINEL_COUNT, SpanCorruptionCollator
 from barcodemae.optim import SCHEDULERS
-from barcodemae.presets import ENBED_ARCHITECTURE_ARGUMENTS, read_preset, resolve_preset
+from barcodemae.presets import ENBED_ARCHITECTURE_ARGUMENTS, PRESET_DIR, preset_names, read_preset, resolve_preset
 from barcodemae.training.batches import check_augmentation
 from barcodemae.training.taxonomy import check_taxonomy_splits
 from modeling_barcodemae.configuration_barcodemae import OBJECTIVES as PRETRAINING_OBJECTIVES
@@ -75,7 +78,10 @@ class TrainingArguments:
 
     preset: str | None = field(
         default="tiny",
-        metadata={"help": "YAML preset: a name in configs/ (tiny, barcodemae, barcodebert) or a path; 'none' for none"},
+        metadata={
+            "help": f"YAML preset: {' | '.join(preset_names())} (configs/NAME.yaml), a YAML path, or none; its "
+            "values are the defaults shown here (`--preset NAME --help` shows another's)"
+        },
     )
     # ------------------------------------------------------------------ data
     data: str | None = field(
@@ -256,28 +262,61 @@ class TrainingArguments:
     )
     # ------------------------------------------------------------------ optimisation
     max_steps: int = field(default=-1, metadata={"help": "optimiser steps; -1: use num_epochs"})
-    num_epochs: float = 1.0
-    per_device_batch_size: int = 32
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.01
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.98
-    warmup_ratio: float = 0.05
+    num_epochs: float = field(
+        default=1.0,
+        metadata={"help": "passes over the --split barcodes, used when --max_steps is -1 (may be a fraction)"},
+    )
+    per_device_batch_size: int = field(
+        default=32,
+        metadata={"help": "barcodes per device in each forward pass (two rows each with the contrastive term)"},
+    )
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata={"help": "forward passes per optimiser step; global batch: per_device_batch_size x processes x this"},
+    )
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak AdamW learning rate, reached after the warm-up"})
+    weight_decay: float = field(
+        default=0.01, metadata={"help": "AdamW weight decay of the weight matrices (biases and norms: none)"}
+    )
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1: decay of the gradient's running mean"})
+    adam_beta2: float = field(
+        default=0.98, metadata={"help": "AdamW beta2: decay of the squared gradient's running mean"}
+    )
+    warmup_ratio: float = field(
+        default=0.05,
+        metadata={"help": "share of the optimiser steps over which the learning rate rises linearly from 0"},
+    )
     lr_scheduler: str = field(
         default="cosine", metadata={"help": "cosine (warmup-cosine) | linear | onecycle | constant"}
     )
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = field(
+        default=1.0, metadata={"help": "clip the gradients' global norm to this before each optimiser step"}
+    )
     mixed_precision: str = field(
         default="auto", metadata={"help": "auto (bf16 on a bf16-capable GPU, else no) | no | fp16 | bf16"}
     )
-    seed: int = 42
+    seed: int = field(
+        default=42,
+        metadata={"help": "seed of the initial weights, masks, augmentation, batch order and the simulated data"},
+    )
     # ------------------------------------------------------------------ logging, checkpoints, evaluation
-    output_dir: str = "runs/barcodemae-tiny"
-    logging_steps: int = 10
-    eval_steps: int = 200
-    save_steps: int = 500
-    save_total_limit: int = 3
+    output_dir: str = field(
+        default="runs/barcodemae-tiny",
+        metadata={"help": "run folder: training_args.json, metrics.jsonl, checkpoints/, final_model/, eval/"},
+    )
+    logging_steps: int = field(
+        default=10, metadata={"help": "write the training losses to metrics.jsonl every this many optimiser steps"}
+    )
+    eval_steps: int = field(
+        default=200,
+        metadata={"help": "validate (masked-token loss, 1-NN genus probe) every this many optimiser steps"},
+    )
+    save_steps: int = field(
+        default=500, metadata={"help": "save a resumable checkpoint every this many optimiser steps"}
+    )
+    save_total_limit: int = field(
+        default=3, metadata={"help": "keep the newest this many checkpoints, deleting older ones (0: keep all)"}
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
@@ -432,16 +471,62 @@ def describe_config_defaults(parser: HfArgumentParser) -> None:
         action.help = f"{action.help} (default: the model config's: {shown})"
 
 
-def parse_args(argv: list[str] | None = None) -> TrainingArguments:
-    """Parse flags over the preset over the defaults (see the module docstring)."""
-    parser = HfArgumentParser(TrainingArguments, formatter_class=DefaultsHelpFormatter)
+def describe_preset_defaults(parser: HfArgumentParser, preset: str, values: dict[str, Any]) -> None:
+    """Make ``--help`` show, for each flag ``preset`` sets, the preset's value and that it comes from the preset
+    (what a run without that flag uses), rather than the dataclass default the preset replaces."""
+    for action in parser._actions:
+        if action.dest in values and action.nargs != 0:  # not the --no_* switch of a boolean
+            shown = str(values[action.dest]).replace("%", "%%")  # argparse %-formats help strings
+            action.help = f"{action.help} (default: {shown}, from --preset {preset})"
+
+
+def describe_switch_negations(parser: HfArgumentParser) -> None:
+    """``HfArgumentParser`` gives ``--no_X`` the help of ``--X``, which then reads as its opposite; say what it
+    does instead."""
+    for action in parser._actions:
+        negation = next((option for option in action.option_strings if option.startswith("--no_")), None)
+        if negation is not None and action.nargs == 0:
+            flag = "--" + negation[len("--no_"):]
+            action.help = f"turn {flag} off (the same as {flag} false)"
+
+
+def requested_preset(argv: list[str] | None) -> str | None:
+    """The ``--preset`` of ``argv`` (the dataclass default when it gives none), read before the full parse so that
+    the preset's values can become the parser's defaults, which ``--help`` then shows."""
+    default = next(f.default for f in dataclasses.fields(TrainingArguments) if f.name == "preset")
+    first = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    first.add_argument("--preset", default=default)
+    known, _ = first.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return None if known.preset is None or known.preset.lower() == "none" else known.preset
+
+
+def build_parser(preset: str | None) -> HfArgumentParser:
+    """``train.py``'s parser with ``preset``'s values (``None``: no preset) as its defaults, and a ``--help`` that
+    shows them, names each flag once and describes every flag."""
+    values = load_preset(preset) if preset is not None else {}
+    if preset is None:
+        shown = "no preset: each default is train.py's own or the model config's"
+    else:
+        path = resolve_preset(preset)
+        shown = f"--preset {preset} ({Path('configs', path.name) if path.parent == PRESET_DIR else path}) where it " \
+                "sets a flag, else train.py's own or the model config's"
+    description = textwrap.fill(
+        f"Pretrain BarcodeMAE / BarcodeBERT / ENBED (docs/training.md). A flag given overrides the preset, which "
+        f"overrides train.py's defaults. Defaults shown: {shown}.", width=100)
+    parser = HfArgumentParser(TrainingArguments, formatter_class=DefaultsHelpFormatter, description=description)
+    parser.set_defaults(**values)
+    describe_switch_negations(parser)
+    if preset is not None:
+        describe_preset_defaults(parser, preset, values)
     describe_config_defaults(parser)
-    (first,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    if first.preset and first.preset.lower() != "none":
-        parser.set_defaults(**load_preset(first.preset))
-        (args,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-        return args
-    return first
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> TrainingArguments:
+    """Parse flags over the preset over the defaults (see the module docstring); ``--help`` shows the defaults of
+    the ``--preset`` given (``tiny`` unless another is named)."""
+    (args,) = build_parser(requested_preset(argv)).parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    return args
 
 
 def save_arguments(args: TrainingArguments, path: Path) -> None:
@@ -503,6 +588,7 @@ __all__ = [
     "RUN_CONFIG_ARGUMENTS",
     "TrainingArguments",
     "architecture_defaults",
+    "build_parser",
     "load_preset",
     "parse_args",
     "resume_mismatches",

@@ -22,6 +22,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from barcodemae.endings import print_ending, training_ending
 from barcodemae.errors import report_errors
 from barcodemae.masking.curriculum import CMGEMSCurriculum, MaskingCurriculum
 from barcodemae.optim import learning_rate_schedule
@@ -165,7 +166,8 @@ def train_in_run_folder(
 
     # ------------------------------------------------------------------ the exported model
     loop_summary: dict[str, Any] = {
-        "global_step": global_step, "max_steps": max_steps, "parameters": parameter_count, "last_log": last_record,
+        "global_step": global_step, "max_steps": max_steps, "parameters": parameter_count, "data": str(data.path),
+        "last_log": last_record,
         **curriculum_summary(curriculum), **taxonomy_summary(args, taxa),
     }
     summary = export_final_model(
@@ -203,9 +205,23 @@ def curriculum_summary(curriculum: MaskingCurriculum | None) -> dict[str, Any]:
     return {"curriculum_switch_step": curriculum.switch_step}
 
 
+def script_summary(summary: dict[str, Any], output_dir: str) -> dict[str, Any]:
+    """``train.py``'s stdout, for scripts: where the run's files are and the evaluation's headline numbers (all of
+    the evaluation is in ``eval/results.json``, the run's summary in ``summary.json``)."""
+    layout = RunLayout(output_dir)
+    shown: dict[str, Any] = {"output_dir": str(layout.root), "global_step": summary["global_step"]}
+    if summary.get("stopped_early"):
+        return {**shown, "stopped_early": True}
+    shown.update(final_model=str(layout.final_model), summary=str(layout.summary))
+    if "evaluation" in summary:
+        shown.update(results=str(layout.eval_results), headline=summary["evaluation"]["metrics"]["headline"])
+    return shown
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``train.py``: expected failures (bad data, a used output folder, a corrupt checkpoint) are one line on
-    stderr and exit status 2."""
+    """``train.py``: a finished run prints :func:`script_summary` on stdout and its ending on stderr
+    (:mod:`barcodemae.endings`); expected failures (bad data, a used output folder, a corrupt checkpoint) are one
+    line on stderr and exit status 2."""
     from .arguments import parse_args
 
     # Logging is configured here, never in the library: every process of a distributed run warns, the main one also
@@ -218,10 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def run() -> int:
-        summary = run_training(parse_args(argv))
-        if "evaluation" in summary:
-            print(json.dumps({"evaluation": summary["evaluation"], "final_model": summary["final_model"]}, indent=2,
-                             default=str))
+        args = parse_args(argv)
+        summary = run_training(args)
+        if main_process:
+            print(json.dumps(script_summary(summary, args.output_dir), indent=2, default=str))
+            print_ending(training_ending(summary, output_dir=args.output_dir, data=args.data, objective=args.objective))
         return 0
 
     return report_errors("train.py", run)

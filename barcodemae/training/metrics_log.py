@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,5 +71,5 @@ class MetricsLog:
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
-        self.progress.write(shown)
+        self.progress.write(shown, file=sys.stderr)  # with the progress bar; stdout is the final JSON's
         self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
