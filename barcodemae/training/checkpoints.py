@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from barcodemae.checksums import verify_checksums, write_checksums
 from barcodemae.errors import CheckpointError
 from barcodemae.file_modes import apply_umask
 from barcodemae.run_layout import STAGING_SUFFIX, RunLayout
+from barcodemae.safetensors_header import SafetensorsHeaderError, read_safetensors_header
 
 from .arguments import RESUME_MAY_CHANGE, TrainingArguments, resume_mismatches
 
@@ -91,21 +91,10 @@ def checkpoint_run_id(path: Path) -> str | None:
 
 def check_safetensors(path: Path) -> None:
     """Header readable and data length consistent with it: catches truncated or overwritten files."""
-    size = path.stat().st_size
-    if size < 8:
-        raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes)")
-    with path.open("rb") as handle:
-        (header_len,) = struct.unpack("<Q", handle.read(8))
-        if header_len > size - 8:
-            raise CheckpointError(f"{path}: corrupt safetensors header (claims {header_len} bytes, file has {size})")
-        try:
-            header = json.loads(handle.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"{path}: corrupt safetensors header ({error})") from error
-    ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
-    expected = 8 + header_len + (max(ends) if ends else 0)
-    if size < expected:
-        raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes, header needs {expected})")
+    try:
+        read_safetensors_header(path)
+    except SafetensorsHeaderError as error:
+        raise CheckpointError(str(error)) from error
 
 
 def validate_checkpoint(path: Path, num_processes: int, sharded: bool = False) -> dict[str, Any]:
