@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
+
+from barcodemae.atomic_files import atomic_write_path
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +52,9 @@ def file_checksums(folder: Path) -> dict[str, str]:
 
 def write_checksums(folder: Path) -> None:
     """Record the checksums of ``folder``'s files, atomically; call it after the last other file is written."""
-    tmp = folder / f"{CHECKSUMS}.tmp"
-    tmp.write_text(json.dumps(file_checksums(folder), indent=1))
-    os.replace(tmp, folder / CHECKSUMS)
+    sums = file_checksums(folder)  # before the temporary file exists, so it is never listed
+    with atomic_write_path(folder / CHECKSUMS) as temporary:
+        temporary.write_text(json.dumps(sums, indent=1))
 
 
 def read_checksums(folder: Path, error: type[Exception]) -> dict[str, str]:
