@@ -48,6 +48,7 @@ from typing import Any
 
 from barcodemae.run_layout import RunLayout
 from barcodemae.training.arguments import load_preset
+from barcodemae.training.arguments import views_per_barcode as encoded_views
 from barcodemae.training.metrics_log import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,8 +157,9 @@ def recipe_flags(recipe: str) -> list[str]:
 
 
 def views_per_barcode(recipe: str) -> int:
-    """Encoder passes per barcode of a training step: two with the view-contrastive term, one without."""
-    return 2 if float(recipe_run_choices(recipe).get("contrastive_weight", 0)) > 0 else 1
+    """Encoder passes per barcode of a training step of ``recipe`` (two when a term compares views)."""
+    choices = recipe_run_choices(recipe)
+    return encoded_views(float(choices.get("contrastive_weight", 0)), str(choices.get("taxonomy_loss", "none")))
 
 
 def pretrain_stage(name: str, objective: str, steps: int, args: argparse.Namespace, out: Path) -> Stage:

@@ -552,3 +552,14 @@ def test_taxonomy_flags_set_the_config_and_are_checked():
     ):
         with pytest.raises(ValueError, match=problem):
             parse_args(["--preset", "none", "--max_steps", "1", *flags])
+
+
+def test_supcon_encodes_two_views_even_without_the_view_term():
+    """supcon's positives include a barcode's other view, so it needs two views per barcode like the view term."""
+    from barcodemae.training.arguments import parse_args
+
+    base = ["--preset", "none", "--max_steps", "1", "--contrastive_weight", "0"]
+    assert parse_args(base).views_per_barcode == 1
+    assert parse_args([*base, "--taxonomy_loss", "ce"]).views_per_barcode == 1
+    assert parse_args([*base, "--taxonomy_loss", "supcon"]).views_per_barcode == 2
+    assert parse_args(["--preset", "none", "--max_steps", "1", "--contrastive_weight", "0.5"]).views_per_barcode == 2

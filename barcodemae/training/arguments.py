@@ -413,11 +413,17 @@ class TrainingArguments:
 
     @property
     def views_per_barcode(self) -> int:
-        """Rows per pretraining barcode: two augmented views for the contrastive term, else one."""
-        return 2 if self.contrastive_weight > 0 else 1
+        """Rows per pretraining barcode (:func:`views_per_barcode`)."""
+        return views_per_barcode(self.contrastive_weight, self.taxonomy_loss)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def views_per_barcode(contrastive_weight: float, taxonomy_loss: str) -> int:
+    """Rows per pretraining barcode: two augmented views for a term that compares views (the view-contrastive term,
+    or ``supcon``, whose positives are the other view *and* same-taxon rows), else one."""
+    return 2 if contrastive_weight > 0 or taxonomy_loss == "supcon" else 1
 
 
 def architecture_defaults(objective: str) -> dict[str, Any]:
