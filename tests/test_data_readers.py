@@ -201,7 +201,7 @@ class TestBold:
 
 @pytest.mark.parametrize(
     "name, kind",
-    [("a.csv", "csv"), ("a.CSV.gz", "csv"), ("x.fa", "fasta"), ("x.fasta.gz", "fasta"), ("b.tsv", "bold_tsv")],
+    [("a.csv", "csv"), ("a.CSV.gz", "csv"), ("x.fa", "fasta"), ("x.fasta.gz", "fasta"), ("b.tsv", "tsv")],
 )
 def test_detect_format(name, kind):
     assert detect_format(name) == kind
