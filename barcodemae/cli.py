@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the model's own, config.pooled_layers)",
     )
     embed.add_argument("--dtype", default=None, choices=["bf16", "fp16"], help="autocast dtype (GPU speed)")
-    embed.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to embed (default all)")
+    embed.add_argument("--split", default="all", help="BIOSCAN split(s) of a table to embed (default all)")
     embed.add_argument("--keep-shards", action="store_true", help="keep <output>.parts/ after finishing")
     _add_embedding_options(embed)
 
@@ -83,9 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     identify_commands = identify.add_subparsers(dest="identify_command", required=True)
     build = identify_commands.add_parser("build", help="embed a labelled reference file once and save an index")
     build.add_argument("--model", required=True, help="model folder")
-    build.add_argument("--reference", required=True, help="labelled reference barcodes (.csv/.fasta/.tsv)")
+    build.add_argument("--reference", required=True,
+                       help="labelled reference barcodes: FASTA with SINTAX or BOLD headers, or CSV/TSV with rank "
+                       "columns (docs/data.md)")
     build.add_argument("--output", required=True, help="index folder to create")
-    build.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to use as references")
+    build.add_argument("--split", default="all", help="BIOSCAN split(s) of a table to use as references")
     build.add_argument("--shard-size", type=int, default=16_384, help="records per saved shard (default 16384)")
     build.add_argument("--resume", action="store_true", help="continue an interrupted build")
     build.add_argument(
@@ -102,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--index", required=True, help="index folder from `identify build`")
     query.add_argument("--input", required=True, help="query barcodes (.csv/.fasta/.tsv)")
     query.add_argument("--output", required=True, help="output .csv, one row per query")
-    query.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to query (default all)")
+    query.add_argument("--split", default="all", help="BIOSCAN split(s) of a table to query (default all)")
     query.add_argument("--top-k", type=int, default=5, help="neighbours that vote (default 5)")
     query.add_argument("--model", default=None, help="model folder, if moved since the index was built")
     _add_embedding_options(query)
@@ -120,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="error-detector folder (qc_model/ written by eval/qc.py): adds its columns and the "
                     "'detector' check (default: the translation check alone)")
     qc.add_argument("--input", required=True,
-                    help="reads: FASTA, CSV (processid, dna_barcode) or BOLD .tsv, optionally .gz")
+                    help="reads: FASTA, or CSV/TSV with an id and a sequence column, optionally .gz")
     qc.add_argument("--output", required=True, help="output .csv or .tsv (optionally .gz), one row per record")
     qc.add_argument("--correction-model", default=None,
                     help="read-correction folder (correction_model/ of eval/qc.py): adds a corrected column")
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     qc.add_argument("--num-beams", type=int, default=1, help="beams of the correction, 1 = greedy (default 1)")
     qc.add_argument("--batch-size", type=int, default=64, help="reads per forward pass (default 64)")
     qc.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: auto)")
-    qc.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to check (default all)")
+    qc.add_argument("--split", default="all", help="BIOSCAN split(s) of a table to check (default all)")
     qc.add_argument("--no-progress", action="store_true", help="hide the progress bars (loading, checking)")
 
     train_bpe = commands.add_parser(
@@ -141,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a byte-pair-encoding tokenizer on the cleaned barcodes of a file; the folder loads with "
         "AutoTokenizer.from_pretrained and holds bpe_training.json (what the reader and the cleaning rejected).",
     )
-    train_bpe.add_argument("--data", required=True, help="BIOSCAN-5M CSV, FASTA or BOLD TSV (optionally .gz)")
+    train_bpe.add_argument("--data", required=True, help="barcode file: FASTA, CSV or TSV (optionally .gz)")
     train_bpe.add_argument("--output", required=True, help="folder to write the tokenizer to")
-    train_bpe.add_argument("--split", default="all", help="BIOSCAN split(s) of a CSV to train on (default all)")
+    train_bpe.add_argument("--split", default="all", help="BIOSCAN split(s) of a table to train on (default all)")
     train_bpe.add_argument("--vocab-size", type=int, default=None,
                            help="vocabulary size, special tokens and IUPAC letters included (default 4096)")
     train_bpe.add_argument("--min-frequency", type=int, default=None,

@@ -29,8 +29,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from barcodemae.checksums import file_fingerprint
-from barcodemae.data import CleaningReport, detect_format, load_barcodes
-from barcodemae.data.input_errors import check_input_file
+from barcodemae.data import CleaningReport, load_barcodes, open_barcode_file
 from barcodemae.errors import check_output_file, naming_output, reserve_space
 from barcodemae.npy_embeddings import publish_npy_embeddings, read_npy_embeddings
 
@@ -61,11 +60,11 @@ class EmbedSummary:
 
 
 # -------------------------------------------------------------------------------------------------- model
-def check_input(path: str | Path) -> None:
-    """Refuse a missing or empty input file, or one whose name does not say its format, before the model loads
-    (seconds for a large one, and a progress bar before the one-line error); the records are read after it."""
-    check_input_file(path)
-    detect_format(path)
+def check_input(path: str | Path, split: str = "all") -> None:
+    """Refuse an input file the readers cannot use (missing, empty, of unknown format, a table without an id or a
+    sequence column, ``split`` on a file without splits: :func:`~barcodemae.data.open_barcode_file`) before the model
+    loads (seconds for a large one, and a progress bar before the one-line error); the records are read after it."""
+    open_barcode_file(path, split=split)
 
 
 def load_model(model_dir: str | Path, trust_remote_code: bool = False) -> tuple[Any, Any]:
@@ -111,7 +110,8 @@ def model_fingerprint(model_dir: str | Path) -> str:
 def load_records(
     input_path: str | Path, tokenizer: Any, *, split: str = "all"
 ) -> tuple[datasets.Dataset, CleaningReport]:
-    """Cleaned records of a barcode file (format from its name) and the report of what cleaning rejected.
+    """Cleaned records of a barcode file (read as :func:`~barcodemae.data.open_barcode_file` recognises it) and the
+    report of what cleaning rejected.
 
     Barcodes shorter than one token (``k`` bases for k-mers) are rejected here, with the rest of the cleaning,
     so one such record cannot fail a whole batch later.
@@ -349,7 +349,7 @@ def embed_file(
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
     check_output_file(output, inputs=(input_path,))
-    check_input(input_path)
+    check_input(input_path, split)
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     dataset, report = load_records(input_path, tokenizer, split=split)
     report_path = report.save(Path(f"{output}.cleaning_report.json"))

@@ -244,7 +244,9 @@ def build_reference_index(
         raise FileExistsError(f"{output}: holds {', '.join(taken)}, which building an index would overwrite, but no "
                               "index or unfinished build; choose a new or empty --output folder")
     check_writable_folder(output)
-    check_input(reference_path)
+    check_input(reference_path, split)
+    if calibration_split is not None:
+        check_input(reference_path, calibration_split)
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     dataset, report = load_records(reference_path, tokenizer, split=split)
     if len(dataset) == 0:
@@ -404,7 +406,7 @@ def identify_file(
     model_dir = Path(model_dir) if model_dir is not None else Path(index.info["model_dir"])
     if model_fingerprint(model_dir) != index.info["model_fingerprint"]:
         raise ValueError(f"{model_dir}: not the model the index {index_dir} was built with")
-    check_input(input_path)
+    check_input(input_path, split)
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
     dataset, report = load_records(input_path, tokenizer, split=split)
     report.save(Path(f"{output_csv}.cleaning_report.json"))

@@ -77,7 +77,8 @@ class TestFasta:
         assert records[0].dna_barcode == "ACGTACGTAC" + "GTACGTAC"
         assert records[1].dna_barcode == "ACGTRYACGT"
         assert records[2].dna_barcode == "ACGT" * 15
-        assert records[0].split == "" and records[0].species is None
+        assert records[0].split == "" and (records[0].genus, records[0].species) == ("Apis", "Apis mellifera")
+        assert records[1].genus is None and records[1].species is None  # a plain header carries no taxonomy
         assert report.read == 6 and report.kept == 3
         assert report.rejected_by_reason == {"non_iupac": 1, "all_n": 1, "empty": 1}
         assert [record_id for record_id, _ in report.rejected] == ["BAD003-19", "BAD004-19", "EMPTY005-19"]
@@ -111,7 +112,7 @@ class TestFasta:
         dataset, report, vocab = load_barcodes(gz, cache_dir=cache, return_report=True)
         assert dataset["processid"] == ["ABC001-19", "ABC002-19", "ABC001-19"]
         assert dataset["dna_barcode"] == [r.dna_barcode for r in read_fasta(fasta_path)]
-        assert set(dataset["genus_label"]) == {-1} and vocab.num_labels("genus") == 0
+        assert dataset["genus"] == ["Apis", None, None] and vocab.names("genus") == ["Apis"]
         assert report.kept == 3 and report.num_rejected == 3 and report.duplicate_ids == ["ABC001-19"]
         stream, stream_report, _ = load_barcodes(gz, streaming=True, return_report=True)
         assert list(stream) == list(dataset)
@@ -200,7 +201,7 @@ class TestBold:
 
 @pytest.mark.parametrize(
     "name, kind",
-    [("a.csv", "csv"), ("a.CSV.gz", "csv"), ("x.fa", "fasta"), ("x.fasta.gz", "fasta"), ("b.tsv", "bold_tsv")],
+    [("a.csv", "csv"), ("a.CSV.gz", "csv"), ("x.fa", "fasta"), ("x.fasta.gz", "fasta"), ("b.tsv", "tsv")],
 )
 def test_detect_format(name, kind):
     assert detect_format(name) == kind

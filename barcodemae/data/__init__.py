@@ -1,16 +1,19 @@
-"""Readers for BIOSCAN-5M metadata CSV, FASTA and BOLD TSV, all mapped to one cleaned, labelled record schema.
+"""Readers for FASTA (taxonomy from SINTAX or BOLD headers), BIOSCAN-5M CSV, BOLD TSV and any CSV/TSV with id and
+sequence columns, all mapped to one cleaned, labelled record schema through one entry point
+(:func:`open_barcode_file`, :mod:`barcodemae.data.barcode_files`).
 
 Every reader applies the one cleaning policy of :mod:`barcodemae.tokenization.sequence_cleaning`; what it
 rejected, truncated or trimmed is counted in a :class:`CleaningReport` (returned with ``return_report=True``
 and logged). Label ids come from a :class:`LabelVocabulary` that can be saved next to a model.
 """
 
+from .barcode_files import BarcodeFile, detect_format, open_barcode_file
 from .bioscan5m import download_bioscan5m, load_bioscan5m
 from .bold import read_bold_tsv
 from .cleaning import RecordCleaner, clean_records, clean_table
 from .fasta import read_fasta
 from .labels import LabelVocabulary
-from .loaders import detect_format, load_barcodes
+from .loaders import load_barcodes
 from .report import CleaningReport
 from .schema import (
     LABEL_RANKS,
@@ -29,6 +32,7 @@ __all__ = [
     "META_SPLITS",
     "RECORD_COLUMNS",
     "TAXONOMY_RANKS",
+    "BarcodeFile",
     "BarcodeRecord",
     "CleaningReport",
     "LabelVocabulary",
@@ -40,6 +44,7 @@ __all__ = [
     "label_column",
     "load_barcodes",
     "load_bioscan5m",
+    "open_barcode_file",
     "read_bold_tsv",
     "read_fasta",
     "record_features",

@@ -27,15 +27,20 @@ REQUIRED_COLUMNS = ("processid", "bin_uri", *TAXONOMY_RANKS)
 DEFAULT_MARKER = "COI-5P"
 
 
+def missing_bold_columns(header: list[str]) -> list[str]:
+    """The columns of a BOLD TSV export that ``header`` lacks (``[]``: it is one)."""
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if not any(name in header for name in SEQUENCE_COLUMNS):
+        missing.append(" or ".join(SEQUENCE_COLUMNS))
+    return missing
+
+
 def _check_header(path: str | Path, header: list[str]) -> str:
     """Return the sequence column name, or raise naming every missing column."""
-    missing = [name for name in REQUIRED_COLUMNS if name not in header]
-    sequence_column = next((name for name in SEQUENCE_COLUMNS if name in header), None)
-    if sequence_column is None:
-        missing.append(" or ".join(SEQUENCE_COLUMNS))
+    missing = missing_bold_columns(header)
     if missing:
         raise ValueError(f"{path}: not a BOLD TSV export, missing column(s): {', '.join(missing)}")
-    return sequence_column
+    return next(name for name in SEQUENCE_COLUMNS if name in header)
 
 
 def iter_bold_rows(

@@ -1,50 +1,79 @@
-"""FASTA reader (plain or gzipped): header -> record id, wrapped sequence lines joined.
+"""FASTA reader (plain or gzipped): header -> record id and taxonomy, wrapped sequence lines joined.
 
-The id is the first word of the header; for BOLD-style headers (``ABC123-19|Genus species|COI-5P|...``) it is
-the part before the first ``|``. FASTA carries no split or taxonomy, so those columns are ``""`` / ``None``.
+Each header is read by the convention it follows (:mod:`barcodemae.data.fasta_headers`: SINTAX/UTAX ``;tax=``,
+BOLD ``id|Genus species|marker``, or plain ``id description``); ranks a header does not give are ``None``. FASTA
+carries no split, so ``split`` is ``""``.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 from barcodemae.tokenization.sequence_cleaning import DEFAULT_MAX_LENGTH
 
 from .cleaning import DEFAULT_MIN_LENGTH, clean_records
+from .fasta_headers import HEADER_CONVENTIONS, ParsedHeader, header_convention, parse_header
 from .io_utils import open_text
 from .report import CleaningReport
 from .schema import BarcodeRecord
 
+logger = logging.getLogger(__name__)
 
-def parse_fasta_header(header: str) -> str:
-    """Record id of a FASTA header line (without the ``>``)."""
-    words = header.split()
-    return words[0].split("|")[0] if words else ""
+
+def first_header_convention(path: str | Path) -> str | None:
+    """The convention (:data:`HEADER_CONVENTIONS`) of the first header of ``path``; ``None`` before any header."""
+    with open_text(path) as handle:
+        for line in handle:
+            line = line.strip()
+            if line.startswith(">"):
+                return header_convention(line[1:])
+            if line and not line.startswith(";"):
+                return None
+    return None
 
 
 def iter_fasta_raw(path: str | Path) -> Iterator[BarcodeRecord]:
-    """Parse ``path`` into uncleaned records; a malformed file raises :class:`ValueError` naming file and line."""
-    record_id: str | None = None
+    """Parse ``path`` into uncleaned records; a malformed file raises :class:`ValueError` naming file and line.
+
+    A file whose headers follow more than one convention is read header by header, with a warning counting each.
+    """
+    header: ParsedHeader | None = None
     chunks: list[str] = []
+    conventions: Counter[str] = Counter()
     with open_text(path) as handle:
         for line_number, line in enumerate(handle, start=1):
             line = line.strip()
             if not line or line.startswith(";"):
                 continue
             if line.startswith(">"):
-                if record_id is not None:
-                    yield BarcodeRecord(processid=record_id, dna_barcode="".join(chunks))
-                record_id = parse_fasta_header(line[1:])
-                if not record_id:
+                if header is not None:
+                    yield fasta_record(header, chunks)
+                try:
+                    header = parse_header(line[1:])
+                except ValueError as error:
+                    raise ValueError(f"{path}:{line_number}: {error}") from None
+                if not header.record_id:
                     raise ValueError(f"{path}:{line_number}: FASTA header without a record id")
+                conventions[header.convention] += 1
                 chunks = []
-            elif record_id is None:
+            elif header is None:
                 raise ValueError(f"{path}:{line_number}: sequence data before the first '>' header (not FASTA?)")
             else:
                 chunks.append(line)
-    if record_id is not None:
-        yield BarcodeRecord(processid=record_id, dna_barcode="".join(chunks))
+    if header is not None:
+        yield fasta_record(header, chunks)
+    if len(conventions) > 1:
+        counts = ", ".join(f"{conventions[name]} {name}" for name in HEADER_CONVENTIONS if name in conventions)
+        logger.warning("%s: FASTA headers of several conventions (%s); each header was read by the one it follows",
+                       path, counts)
+
+
+def fasta_record(header: ParsedHeader, chunks: list[str]) -> BarcodeRecord:
+    """The uncleaned record of one header and its sequence lines."""
+    return record_from_row({"processid": header.record_id, "dna_barcode": "".join(chunks), **header.taxonomy})
 
 
 def read_fasta(

@@ -1,7 +1,8 @@
-"""One entry point for any barcode file: BIOSCAN-style CSV, FASTA or BOLD TSV -> the same dataset schema."""
+"""One entry point for any barcode file (:mod:`barcodemae.data.barcode_files`) -> the cleaned, labelled dataset."""
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -11,50 +12,40 @@ import datasets
 from barcodemae.checksums import file_sha256
 from barcodemae.tokenization.sequence_cleaning import DEFAULT_MAX_LENGTH
 
+from .barcode_files import BarcodeFile, open_barcode_file
 from .bioscan5m import load_bioscan5m
-from .bold import DEFAULT_MARKER, iter_bold_raw, iter_bold_rows
+from .bold import DEFAULT_MARKER
 from .cleaning import DEFAULT_MIN_LENGTH, SOURCE_REJECT_COLUMN
-from .fasta import iter_fasta_raw
-from .input_errors import check_input_file, reading
-from .io_utils import strip_compression_suffix
+from .input_errors import reading
 from .labels import LabelVocabulary
 from .pipeline import clean_and_label
 from .report import CleaningReport
-from .schema import LABEL_RANKS, BarcodeRecord, raw_features
+from .schema import LABEL_RANKS, raw_features
+from .splits import resolve_splits
 from .streaming import clean_stream
 
-CSV_SUFFIXES = (".csv",)
-FASTA_SUFFIXES = (".fasta", ".fa", ".fna", ".fas", ".ffn")
-TSV_SUFFIXES = (".tsv", ".txt")
+logger = logging.getLogger(__name__)
 
 
-def detect_format(path: str | Path) -> str:
-    """``"csv"``, ``"fasta"`` or ``"bold_tsv"`` from the file name (``.gz`` ignored); unknown -> ValueError."""
-    name = strip_compression_suffix(path)
-    for suffixes, kind in ((CSV_SUFFIXES, "csv"), (FASTA_SUFFIXES, "fasta"), (TSV_SUFFIXES, "bold_tsv")):
-        if name.endswith(suffixes):
-            return kind
-    known = ", ".join((*CSV_SUFFIXES, *FASTA_SUFFIXES, *TSV_SUFFIXES))
-    raise ValueError(f"{path}: cannot tell the file format from its name; expected one of {known} (optionally .gz)")
+def _raw_rows(
+    source: BarcodeFile, splits: Sequence[str] | None, marker: str | None, report: CleaningReport | None
+) -> Iterator[dict]:
+    """Rows of the records the reader keeps; those it sets aside (other BOLD markers) go to ``report``."""
+    for record, reject in source.records(splits, marker):
+        if reject is None:
+            yield record.to_dict()
+        elif report is not None:
+            report.read += 1
+            report.add_rejected(record.processid, reject)
 
 
-def _raw_rows(kind: str, path: str, marker: str | None, report: CleaningReport | None) -> Iterator[dict]:
-    records: Iterable[BarcodeRecord] = (
-        iter_fasta_raw(path) if kind == "fasta" else iter_bold_raw(path, marker=marker, report=report)
-    )
-    for record in records:
-        yield record.to_dict()
-
-
-def _generate_raw(kind: str, path: str, marker: str | None, content_sha256: str) -> Iterator[dict]:
+def _generate_raw(
+    source: BarcodeFile, splits: Sequence[str] | None, marker: str | None, content_sha256: str
+) -> Iterator[dict]:
     """Raw rows for ``Dataset.from_generator``, records the reader rejects included with their reason (so the
     cached dataset alone yields the full report); ``content_sha256``, part of the cache key, makes the cache
     follow the file's content (size and mtime miss an edit that keeps both)."""
-    if kind == "fasta":
-        for record in iter_fasta_raw(path):
-            yield {**record.to_dict(), SOURCE_REJECT_COLUMN: None}
-        return
-    for record, reject in iter_bold_rows(path, marker=marker):
+    for record, reject in source.records(splits, marker):
         yield {**record.to_dict(), SOURCE_REJECT_COLUMN: reject}
 
 
@@ -74,28 +65,29 @@ def load_barcodes(
     marker: str | None = DEFAULT_MARKER,
     return_report: bool = False,
 ):
-    """Load barcodes from a BIOSCAN-format ``.csv``, a ``.fasta/.fa/.fna`` or a BOLD ``.tsv`` (each optionally
-    gzipped) into the common record schema, cleaned and labelled exactly like :func:`load_bioscan5m`.
+    """Load barcodes from any file :func:`~barcodemae.data.barcode_files.open_barcode_file` recognises (FASTA with
+    or without taxonomy in the headers, a BIOSCAN-5M CSV, a BOLD TSV, any CSV/TSV with an id and a sequence column;
+    each optionally gzipped) into the common record schema, cleaned and labelled exactly like
+    :func:`load_bioscan5m`.
 
-    ``split`` applies to CSV files only (FASTA and BOLD records have ``split == ""``); ``marker`` to BOLD TSVs
+    ``split`` applies to files with a split column (``""`` for the others' records); ``marker`` to BOLD TSVs
     only (records of other markers are rejected and counted). Returns the dataset, or
     ``(dataset, report, label_vocab)`` with ``return_report=True``.
     """
-    check_input_file(path)
-    kind = detect_format(path)
+    source = open_barcode_file(path, split=split)
+    logger.info("%s: reading as %s", source.path, source.description)
     common = {
         "streaming": streaming, "drop_duplicates": drop_duplicates, "max_length": max_length, "min_length": min_length,
         "strict": strict, "label_vocab": label_vocab, "label_ranks": label_ranks, "return_report": return_report,
     }
-    if kind == "csv":
+    if source.kind == "bioscan_csv":
         return load_bioscan5m(path, split, num_proc=num_proc, cache_dir=cache_dir, **common)
-    if split != "all":
-        raise ValueError(f"{path}: split={split!r} needs a BIOSCAN-format CSV; {kind} files carry no splits")
+    splits = None if split == "all" else tuple(resolve_splits(split))  # a list in gen_kwargs would be read as shards
     path = str(path)
     label_ranks = tuple(label_ranks)
     if streaming:
         dataset, report, vocab = _stream_records(
-            kind, path, marker, label_vocab, label_ranks,
+            source, splits, marker, label_vocab, label_ranks,
             {"min_length": min_length, "max_length": max_length, "strict": strict, "drop_duplicates": drop_duplicates},
         )
         return (dataset, report, vocab) if return_report else dataset
@@ -106,7 +98,8 @@ def load_barcodes(
         raw = datasets.Dataset.from_generator(
             _generate_raw,
             features=features,
-            gen_kwargs={"kind": kind, "path": path, "marker": marker, "content_sha256": file_sha256(Path(path))},
+            gen_kwargs={"source": source, "splits": splits, "marker": marker,
+                        "content_sha256": file_sha256(Path(path))},
             cache_dir=str(cache_dir) if cache_dir is not None else None,
         )
     dataset, report, vocab = clean_and_label(
@@ -117,8 +110,8 @@ def load_barcodes(
 
 
 def _stream_records(
-    kind: str,
-    path: str,
+    source: BarcodeFile,
+    splits: Sequence[str] | None,
     marker: str | None,
     label_vocab: LabelVocabulary | None,
     label_ranks: tuple[str, ...],
@@ -126,14 +119,14 @@ def _stream_records(
 ) -> tuple[datasets.IterableDataset, CleaningReport, LabelVocabulary]:
     if label_vocab is None:
         label_vocab = LabelVocabulary.from_columns(
-            {rank: [[row[rank] for row in _raw_rows(kind, path, marker, None)]] for rank in label_ranks}
+            {rank: [[row[rank] for row in _raw_rows(source, splits, marker, None)]] for rank in label_ranks}
         )
-    report = CleaningReport(source=path)
+    report = CleaningReport(source=str(source.path))
     pending: deque[tuple[str, str]] = deque()  # not a list: datasets would read a list as shards
     raw = datasets.IterableDataset.from_generator(
         _generate_raw_counting_markers,
         features=raw_features(),
-        gen_kwargs={"kind": kind, "path": path, "marker": marker, "pending": pending},
+        gen_kwargs={"source": source, "splits": splits, "marker": marker, "pending": pending},
     )
     dataset = clean_stream(
         raw, report, label_vocab, label_ranks, splits=None, arrow_batches=False, pending_rejections=pending, **options
@@ -142,13 +135,13 @@ def _stream_records(
 
 
 def _generate_raw_counting_markers(
-    kind: str, path: str, marker: str | None, pending: deque[tuple[str, str]]
+    source: BarcodeFile, splits: Sequence[str] | None, marker: str | None, pending: deque[tuple[str, str]]
 ) -> Iterator[dict]:
-    """Raw rows of a streaming FASTA/BOLD load; BOLD records of other markers go to ``pending`` as rejections
-    (the cleaning map counts them, so they land in the same pass's report)."""
+    """Raw rows of a streaming load; BOLD records of other markers go to ``pending`` as rejections (the cleaning
+    map counts them, so they land in the same pass's report)."""
     pending.clear()
     markers = CleaningReport()
-    for row in _raw_rows(kind, path, marker, markers):
+    for row in _raw_rows(source, splits, marker, markers):
         pending.extend(markers.rejected)
         markers.rejected.clear()
         yield row

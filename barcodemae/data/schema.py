@@ -1,4 +1,4 @@
-"""The one record schema every reader (BIOSCAN-5M CSV, FASTA, BOLD TSV) maps to.
+"""The one record schema every reader (FASTA, BIOSCAN-5M CSV, BOLD TSV, other CSV/TSV tables) maps to.
 
 Why a single schema: pretraining, embedding and evaluation code must not care where a barcode came from, and
 label ids must mean the same thing whichever file was loaded.
@@ -6,7 +6,7 @@ label ids must mean the same thing whichever file was loaded.
 Missing values: a taxonomy rank or BIN that is absent, empty, or one of BOLD's/pandas' placeholder strings
 (``"None"``, ``"NA"``, ``"nan"``...) is stored as ``None`` (Arrow null), never as an empty string, so
 ``x is None`` is the one test for "unknown". ``split`` is the exception: it is ``""`` for sources without
-BIOSCAN partitions (FASTA, BOLD), because it is a partition name, not a label.
+BIOSCAN partitions (FASTA, BOLD, tables without a split column), because it is a partition name, not a label.
 """
 
 from __future__ import annotations

@@ -3,12 +3,14 @@
 Why: a BOLD or eDNA lab wants to know, before submitting or using its reads, which ones carry a wrong, extra,
 unreadable or missing base and where. :func:`check_file` runs the model-free translation check
 (:mod:`barcodemae.qc.read_checks`: stop codons in the best reading frame, ambiguous bases, length) on every record
-of a FASTA / CSV / BOLD TSV file (optionally gzipped) and, given a fine-tuned ENBED detector (an
+of a FASTA / CSV / TSV file (optionally gzipped; read as every command reads it,
+:func:`barcodemae.data.open_barcode_file`) and, given a fine-tuned ENBED detector (an
 ``EnbedForErrorDetection`` folder, ``qc_model/`` of ``eval/qc.py``), runs it too. It writes one row per input
 record, in input order, to a CSV (``.csv``) or TSV (``.tsv``), optionally gzipped (``.gz``):
 
 ``id``
-    the record id (FASTA: first word of the header, before any ``|``; CSV / BOLD TSV: ``processid``).
+    the record id (FASTA: the header's id, :mod:`barcodemae.data.fasta_headers`; a table: its id column,
+    ``processid`` or an alias, :mod:`barcodemae.data.tables`).
 ``length``
     bases of the read as checked (see below).
 ``verdict``
@@ -84,14 +86,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 from tqdm.auto import tqdm
 
-from barcodemae.data.bioscan5m import iter_csv_batches, read_csv_header
-from barcodemae.data.bold import iter_bold_rows
-from barcodemae.data.fasta import iter_fasta_raw
-from barcodemae.data.input_errors import InputFileError, check_input_file, describe, reading
-from barcodemae.data.loaders import detect_format
+from barcodemae.data.barcode_files import BarcodeFile, open_barcode_file
+from barcodemae.data.input_errors import reading
 from barcodemae.data.splits import resolve_splits
 from barcodemae.devices import resolve_device
 from barcodemae.errors import check_output_file
@@ -167,50 +165,23 @@ def check_corrector_folder(model_dir: str | Path) -> None:
 
 # ------------------------------------------------------------------------------------------------------- records
 def iter_raw_records(path: str | Path, *, split: str = "all") -> Iterator[tuple[str, str | None, str | None]]:
-    """``(id, sequence as written, problem)`` of every record of a FASTA / CSV / BOLD TSV file, in file order.
+    """``(id, sequence as written, problem)`` of every record of a barcode file, in file order.
 
-    ``problem`` is set by the reader (a BOLD record of another marker), else ``None``. A CSV needs the columns
-    ``processid`` and ``dna_barcode`` (and ``split`` when ``split`` is not ``"all"``); ``split`` selects BIOSCAN
-    partitions (:func:`barcodemae.data.resolve_splits`) and applies to CSV files only. The file, its format and a
-    CSV's columns are checked at once, before any record is read.
+    The file is read as every command reads it (:func:`barcodemae.data.open_barcode_file`: FASTA, a BIOSCAN-5M
+    CSV, a BOLD TSV, any CSV/TSV with an id and a sequence column). ``problem`` is set by the reader (a BOLD record
+    of another marker), else ``None``. ``split`` selects BIOSCAN-5M partitions (:func:`barcodemae.data.resolve_splits`)
+    of a file with a split column. The file, its format and a table's columns are checked at once, before any record
+    is read.
     """
-    check_input_file(path)
-    kind = detect_format(path)
-    if kind != "csv" and split != "all":
-        raise ValueError(f"{path}: split={split!r} needs a BIOSCAN-format CSV; {kind} files carry no splits")
-    if kind == "csv":
-        splits = None if split == "all" else resolve_splits(split)
-        columns = ["processid", "dna_barcode", *(["split"] if splits is not None else [])]
-        with reading(path):
-            header = read_csv_header(path)
-        missing = [name for name in columns if name not in header]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (a barcode CSV needs processid and "
-                             "dna_barcode, and split to select splits)")
-        return _csv_records(Path(path), columns, splits)
-    return _text_records(path, kind)
+    source = open_barcode_file(path, split=split)
+    logger.info("%s: reading as %s", source.path, source.description)
+    return _records(source, None if split == "all" else resolve_splits(split))
 
 
-def _text_records(path: str | Path, kind: str) -> Iterator[tuple[str, str | None, str | None]]:
-    with reading(path):
-        if kind == "fasta":
-            for record in iter_fasta_raw(path):
-                yield record.processid, record.dna_barcode, None
-        else:
-            for record, reject in iter_bold_rows(path):
-                yield record.processid, record.dna_barcode, reject
-
-
-def _csv_records(
-    path: Path, columns: list[str], splits: Sequence[str] | None
-) -> Iterator[tuple[str, str | None, None]]:
-    try:
-        for table in iter_csv_batches(path, columns, splits):
-            ids, sequences = table.column("processid").to_pylist(), table.column("dna_barcode").to_pylist()
-            for record_id, sequence in zip(ids, sequences, strict=True):
-                yield record_id or "", sequence, None
-    except (pa.ArrowInvalid, UnicodeDecodeError, EOFError, OSError) as error:
-        raise InputFileError(f"{path}: {describe(error, path)}") from error
+def _records(source: BarcodeFile, splits: Sequence[str] | None) -> Iterator[tuple[str, str | None, str | None]]:
+    with reading(source.path):
+        for record, reject in source.records(splits):
+            yield record.processid, record.dna_barcode, reject
 
 
 def prepare_read(sequence: str | None) -> tuple[str, str | None]:
