@@ -11,7 +11,7 @@ layout is described in :mod:`barcodemae.run_layout`.
 
 import sys
 
-from barcodemae.training.loop import main
+from barcodemae.training.command import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,8 +8,9 @@ runs this file first, and importing torch and transformers here made ``barcodema
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import Any
+
+from barcodemae.lazy_names import lazy_names
 
 _LAZY = {
     "BarcodeMAEConfig": "barcodemae.auto_classes",
@@ -21,6 +22,7 @@ _LAZY = {
     "clean_barcode": "barcodemae.tokenization",
 }
 """Public name -> the module that gives it (importing either registers the classes with the Auto classes)."""
+_lazy_getattr, _lazy_dir = lazy_names(__name__, _LAZY)
 
 
 def __getattr__(name: str) -> Any:
@@ -28,15 +30,11 @@ def __getattr__(name: str) -> Any:
         from importlib.metadata import version
 
         return version("barcodemae")
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name]), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
+    return _lazy_getattr(name)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY, "__version__"})
+    return sorted({*_lazy_dir(), "__version__"})
 
 
 __all__ = [

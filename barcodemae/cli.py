@@ -4,7 +4,7 @@ Each subcommand is a thin argparse layer over one library function (:func:`barco
 :func:`barcodemae.identify.build_reference_index` / :func:`~barcodemae.identify.identify_file`,
 :func:`barcodemae.qc.check_files.check_file`, :func:`barcodemae.export.export_encoder`,
 :func:`barcodemae.bpe_files.train_bpe_on_file`), so everything the CLI does
-is also scriptable from Python (``train`` hands its arguments to train.py's :func:`barcodemae.training.loop.main`).
+is also scriptable from Python (``train`` hands its arguments to train.py's :func:`barcodemae.training.command.main`).
 A run prints a JSON summary on stdout (for scripts) and ends with a short human summary on stderr (what was written
 where, the headline numbers, the next command: :mod:`barcodemae.endings`); a bad input ends with a one-line error
 naming the file/record and exit code 2.
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``barcodemae`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:
-        from barcodemae.training.loop import main as train_main
+        from barcodemae.training.command import main as train_main
 
         return train_main(argv[1:])
     parser = build_parser()

@@ -3,8 +3,8 @@
 Why: ``train.py`` follows Hugging Face's ``TrainingArguments`` (``--output_dir``), while ``barcodemae`` and the
 ``eval/`` scripts follow the Unix habit (``--top-k``); a user who types the other one should not get "unrecognized
 arguments". So every command accepts both, and ``--help`` and the documentation show one: underscores for
-``train.py`` (``barcodemae train``), hyphens for every other command. ``HfArgumentParser`` already registers both
-spellings of ``train.py``'s flags (:func:`documented_options` hides the second in ``--help``);
+``train.py`` (``barcodemae train``), hyphens for every other command. ``train.py``'s parser registers both
+spellings of its flags (:mod:`barcodemae.dataclass_parser`; :func:`documented_options` hides the second in ``--help``);
 :class:`CommandParser` maps an underscored flag onto the hyphenated one for the argparse commands.
 """
 
@@ -21,7 +21,7 @@ def spelling_key(option: str) -> str:
 
 
 def documented_options(option_strings: Sequence[str]) -> list[str]:
-    """An action's option strings with every later spelling of an earlier one dropped (``HfArgumentParser`` lists
+    """An action's option strings with every later spelling of an earlier one dropped (``train.py``'s parser lists
     the field's own name first): what ``--help`` shows."""
     seen: set[str] = set()
     kept = []

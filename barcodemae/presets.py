@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from transformers import LongT5Config
 
 from barcodemae.masking.span_corruption import DEFAULT_SENTINEL_COUNT
-from modeling_barcodemae.modeling_enbed import enbed_config
+
+if TYPE_CHECKING:
+    from transformers import LongT5Config
 
 PRESET_DIR = Path(str(resources.files("barcodemae.configs")))
 """``configs/`` of the repository, installed as ``barcodemae.configs`` (package data)."""
@@ -72,8 +73,11 @@ def enbed_model_config(values: Mapping[str, Any], tokenizer_fields: dict[str, An
     arguments), for a tokenizer described by ``tokenizer_fields`` (``BarcodeTokenizer.model_config_kwargs()``).
 
     Architecture values that are missing or ``None`` take :func:`enbed_config`'s defaults, a missing sentinel
-    count :data:`~barcodemae.masking.span_corruption.DEFAULT_SENTINEL_COUNT`.
+    count :data:`~barcodemae.masking.span_corruption.DEFAULT_SENTINEL_COUNT`. The model folder is imported here, not
+    at the top: ``train.py --help`` reads the presets, and must not load transformers to do so.
     """
+    from modeling_barcodemae.modeling_enbed import enbed_config
+
     sizes = {keyword: values[name] for name, keyword in ENBED_ARCHITECTURE_ARGUMENTS.items()
              if values.get(name) is not None}
     return enbed_config(tokenizer_fields, values.get("num_sentinels", DEFAULT_SENTINEL_COUNT), **sizes)

@@ -38,6 +38,7 @@ def commands() -> dict[str, list[str]]:
         "barcodemae embed --help": [*barcodemae, "embed", "--help"],
         "barcodemae --version": [*barcodemae, "--version"],
         "python train.py --help": [sys.executable, "train.py", "--help"],
+        "python train.py --preset small --help": [sys.executable, "train.py", "--preset", "small", "--help"],
         "python eval/run.py --help": [sys.executable, "eval/run.py", "--help"],
         "python -c pass (interpreter alone)": [sys.executable, "-c", "pass"],
     }

@@ -17,10 +17,7 @@ from typing import Any
 import numpy as np
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-LDA_SOLVERS = ("svd", "eigen")
-"""``svd``: scikit-learn's default (no covariance matrix formed; the transform is centred on the training mean and
-whitens the within-class scatter); ``eigen``: the generalised eigenproblem with Ledoit-Wolf shrinkage of the
-within-class covariance (``shrinkage="auto"``; the transform is not centred)."""
+from .protocol_options import LDA_SOLVERS
 
 
 def fit_genus_lda(frequencies: np.ndarray, genus: np.ndarray, *, solver: str) -> LinearDiscriminantAnalysis:

@@ -19,6 +19,9 @@ embedding loop and the same metrics, so the numbers are comparable:
 (same ``train`` keys): the numbers to choose a recipe or a checkpoint on, so that test is only ever reported.
 
 Writes ``results.json``, ``report.md`` and plots (``umap_test_unseen_genus.png``, ``accuracy_per_genus.png``).
+
+The modules that embed and score (torch, transformers, scikit-learn, pandas) are imported by the functions that use
+them, not at the top: building the parser must not load them, so ``eval/run.py --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -32,42 +35,21 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
+from barcodemae.cli_options import LAYER_MEAN, POOLINGS, add_trust_remote_code_flag, parse_layer
 from barcodemae.endings import evaluation_ending, print_ending
 from barcodemae.errors import check_writable_folder, report_errors
-from barcodemae.eval.baselines import LDA_SOLVERS, genus_lda_embeddings
-from barcodemae.eval.finetune import fine_tune_classifier
-from barcodemae.eval.metrics import (
-    KNN_K,
-    PROBE_C_GRID,
-    bin_reconstruction_ami,
-    harmonic_mean,
-    knn_accuracy,
-    linear_probe,
-    one_nn_accuracy,
-    per_class_accuracy,
-    reduce_dimensions,
-    select_probe_c,
-)
 from barcodemae.eval.postprocess import POSTPROCESSING, EmbeddingPostprocessor
+from barcodemae.eval.protocol_options import KNN_K, LDA_SOLVERS, PROBE_C_GRID
 from barcodemae.flag_spellings import CommandParser
 from barcodemae.help_format import DefaultsHelpFormatter
-from barcodemae.inference import (
-    LAYER_MEAN,
-    POOLINGS,
-    KmerFrequencyEmbedder,
-    add_trust_remote_code_flag,
-    embed_barcodes,
-    load_encoder,
-    model_pooling,
-    parse_layer,
-    pooled_layer,
-)
 from barcodemae.run_layout import RESULTS_FILE
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +147,16 @@ def evaluate_embeddings(
     ``knn_k``: the k of the open-world genus k-NN reported beside the protocol's 1-NN (:func:`knn_accuracy`).
     ``details`` holds what the plots need (genus predictions, the 2-D layout is computed by the plotter).
     """
+    from barcodemae.eval.metrics import (
+        bin_reconstruction_ami,
+        harmonic_mean,
+        knn_accuracy,
+        linear_probe,
+        one_nn_accuracy,
+        reduce_dimensions,
+        select_probe_c,
+    )
+
     metrics: dict[str, Any] = {}
     details: dict[str, Any] = {}
     skipped: dict[str, int] = {}
@@ -237,7 +229,7 @@ def evaluate_embeddings(
     }
     for rank in ("dna_bin", "species"):
         labels = frame[rank].to_numpy(dtype=object)[unseen]
-        known = np.flatnonzero(pd.notna(labels) & (labels != ""))
+        known = np.flatnonzero(frame[rank].notna().to_numpy()[unseen] & (labels != ""))
         if len(known) < 2:
             logger.warning(
                 "BIN reconstruction against %s skipped: %d labelled %s records", rank, len(known), open_split
@@ -286,6 +278,8 @@ def log_probe_c_at_grid_edge(selection: dict[str, Any]) -> None:
 
 def _model_info(model: Any, name: str, lda: dict[str, Any] | None = None) -> dict[str, Any]:
     """What was evaluated, for ``results.json``; ``lda``: the genus LDA's fit record (``kmer-lda``)."""
+    from barcodemae.inference import KmerFrequencyEmbedder
+
     if isinstance(model, KmerFrequencyEmbedder) and lda is not None:
         return {
             "name": name, "kind": "kmer_lda", "k": model.k, "dim": lda["n_components"],
@@ -314,7 +308,7 @@ class EvaluationSettings:
     ``layer=None`` means the model's own embedding (:func:`~barcodemae.inference.pooled_layer`);
     ``probe_c="auto"`` chooses the probe's C on a held-out fifth of ``train``; ``knn_k``: the k of the open-world
     genus k-NN (any sequence of positive integers, kept as a tuple); ``lda_solver``: the ``kmer-lda`` baseline's
-    (:data:`~barcodemae.eval.baselines.LDA_SOLVERS`).
+    (:data:`~barcodemae.eval.protocol_options.LDA_SOLVERS`).
     """
 
     kmer_k: int = 4
@@ -384,6 +378,9 @@ def run_evaluation(
     ``run_evaluation(model, data, out, reducer="pca", plots=False)``. ``trust_remote_code``: whether a non-BarcodeMAE
     model's own code may run (default: no, as in ``transformers``; see :func:`~barcodemae.inference.load_pretrained`).
     """
+    from barcodemae.eval.metrics import per_class_accuracy
+    from barcodemae.inference import KmerFrequencyEmbedder, embed_barcodes, load_encoder, model_pooling, pooled_layer
+
     unknown = sorted(set(overrides) - {f.name for f in fields(EvaluationSettings)})
     if unknown:
         raise TypeError(f"run_evaluation got unknown settings {unknown}; see EvaluationSettings")
@@ -450,6 +447,8 @@ def run_evaluation(
     )
     timings["metrics_s"] = time.perf_counter() - started
     if s.finetune_epochs > 0:
+        from barcodemae.eval.finetune import fine_tune_classifier
+
         started = time.perf_counter()
         key_split, closed_split, _ = eval_splits(s.queries)
         train_rows, test_rows = _labelled(frame, key_split, "species"), _labelled(frame, closed_split, "species")
@@ -502,6 +501,8 @@ def _genus_lda_on_keys(
     """The ``kmer-lda`` embeddings (R, C) of every row of ``frame`` from its k-mer ``frequencies`` (R, 4**k): the
     genus LDA is fitted on the keys (``train`` rows with a genus) only, so no query row shapes the projection.
     Returns them and the fit's record (split, number of keys and genera, k, solver)."""
+    from barcodemae.eval.baselines import genus_lda_embeddings
+
     key_split = eval_splits(settings.queries)[0]
     keys = _labelled(frame, key_split, "genus")
     genus = frame["genus"].to_numpy(dtype=object)

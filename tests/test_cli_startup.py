@@ -1,5 +1,6 @@
-"""The command line starts without torch, transformers or datasets; the package's public names load on first use
-and then register the Auto classes; `barcodemae --version` reports the installed distribution's version.
+"""The command line starts without torch, transformers or datasets (`barcodemae`, `train.py` and `eval/run.py` alike);
+the package's public names load on first use and then register the Auto classes; `barcodemae --version` reports the
+installed distribution's version.
 
 Start-up *time* is measured by bench/bench_startup.py, not asserted here: what is checked is which modules load,
 which is deterministic. Each check runs in a fresh interpreter, since this test process has imported torch already.
@@ -14,8 +15,17 @@ from importlib.metadata import version
 import pytest
 
 from barcodemae.cli import main
+from conftest import REPO_ROOT
 
 HEAVY = ("torch", "transformers", "datasets", "accelerate", "pandas", "sklearn")
+SCRIPT_HELP = {
+    "train.py --help": ["train.py", "--help"],
+    "train.py --preset small --help": ["train.py", "--preset", "small", "--help"],
+    "train.py --preset none --help": ["train.py", "--preset", "none", "--help"],
+    "train.py --preset enbed --help": ["train.py", "--preset", "enbed", "--help"],
+    "eval/run.py --help": ["eval/run.py", "--help"],
+}
+"""The scripts' help commands, run as ``python SCRIPT ...`` runs them (``runpy``, as ``__main__``)."""
 
 
 def run_python(code: str) -> str:
@@ -34,6 +44,41 @@ def test_building_every_parser_imports_nothing_heavy():
         "        parser.parse_args([*command, '--help'])\n"
         "    except SystemExit:\n"
         "        pass\n"
+        f"print('loaded:', *[m for m in {HEAVY!r} if m in sys.modules])\n"
+    )
+    assert loaded.splitlines()[-1] == "loaded:"
+
+
+@pytest.mark.parametrize("command", SCRIPT_HELP)
+def test_the_scripts_help_imports_nothing_heavy(command):
+    """Their parsers (train.py's presets and model-config defaults, eval/run.py's settings) are built from light
+    modules; torch and the rest load only once a run starts."""
+    script, *args = SCRIPT_HELP[command]
+    loaded = run_python(
+        "import runpy, sys\n"
+        f"sys.argv = [{script!r}, *{args!r}]\n"
+        "try:\n"
+        f"    runpy.run_path({str(REPO_ROOT / script)!r}, run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code == 0, stop.code\n"
+        f"print('loaded:', *[m for m in {HEAVY!r} if m in sys.modules])\n"
+    )
+    assert "usage:" in loaded and loaded.splitlines()[-1] == "loaded:"
+
+
+def test_importing_the_parser_modules_imports_nothing_heavy():
+    """What the scripts' parsers are made of, imported as a library user would: ``barcodemae train --help`` too."""
+    loaded = run_python(
+        "import sys\n"
+        "import barcodemae.eval.run, barcodemae.masking, barcodemae.presets, barcodemae.training\n"
+        "from barcodemae.training.arguments import build_parser, unset_flag_defaults\n"
+        "from barcodemae.training.command import main\n"
+        "build_parser(None), unset_flag_defaults('mae'), unset_flag_defaults('enbed')\n"
+        "try:\n"
+        "    from barcodemae.cli import main as cli\n"
+        "    cli(['train', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
         f"print('loaded:', *[m for m in {HEAVY!r} if m in sys.modules])\n"
     )
     assert loaded.splitlines()[-1] == "loaded:"

@@ -186,9 +186,10 @@ def test_the_barcodemae_command_endings(tmp_path):
 def test_a_probe_c_at_the_grid_edge_is_a_log_line_with_the_action(monkeypatch, caplog, recwarn):
     """select_probe_c warns with a bare UserWarning; the evaluation says what it means and which flag to try."""
     import barcodemae.eval.run as evaluation
-    from barcodemae.eval.metrics import select_probe_c
+    from barcodemae.eval import metrics
 
-    monkeypatch.setattr(evaluation, "select_probe_c", lambda *a, **k: select_probe_c(*a, grid=(0.1, 1.0), **k))
+    select_probe_c = metrics.select_probe_c  # evaluate_embeddings imports it from metrics when called
+    monkeypatch.setattr(metrics, "select_probe_c", lambda *a, **k: select_probe_c(*a, grid=(0.1, 1.0), **k))
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(300, 8))
     labels = np.repeat(np.arange(300), 10)  # narrow classes want a weak penalty: C=1 wins, the grid's top

@@ -1,19 +1,31 @@
 """``--help`` tells the truth: every option of every command says what it does, ``train.py --preset NAME --help``
-shows the values that preset sets, the presets listed are the files in configs/, ``--no_*`` switches say what they
-turn off, and each flag has one documented spelling while both are accepted."""
+shows the values that preset sets, the model-config defaults it shows are the model folder's, the presets listed are
+the files in configs/, ``--no_*`` switches say what they turn off, and each flag has one documented spelling while
+both are accepted."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import re
 
 import pytest
 
+from barcodemae.dataclass_parser import DataclassArgumentParser
 from barcodemae.flag_spellings import hyphenated, spelling_key
+from barcodemae.model_folder_defaults import barcodemae_config_defaults, enbed_config_defaults
 from barcodemae.presets import PRESET_DIR, preset_names
-from barcodemae.training.arguments import build_parser, load_preset, parse_args
+from barcodemae.training.arguments import (
+    ARCHITECTURE_ARGUMENTS,
+    RUN_CONFIG_ARGUMENTS,
+    build_parser,
+    load_preset,
+    parse_args,
+)
 from conftest import REPO_ROOT
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
+from modeling_barcodemae.modeling_enbed import enbed_config
 
 HYPHEN_COMMANDS = re.compile(r"eval/run\.py|eval/qc\.py|barcodemae (embed|identify|qc|export)\b")
 UNDERSCORE_COMMANDS = re.compile(r"train\.py|barcodemae train\b")
@@ -53,7 +65,7 @@ def test_every_option_of_every_command_has_help():
 
 
 def test_no_switches_say_what_they_turn_off():
-    """HfArgumentParser copies --X's help onto --no_X, where it reads as the opposite of what the switch does."""
+    """HfArgumentParser copied --X's help onto --no_X, where it read as the opposite of what the switch does."""
     parsers = {"train.py": build_parser("tiny"), **hyphen_command_parsers()}
     for command, parser in parsers.items():
         by_option = {option: action for action in options(parser) for option in action.option_strings}
@@ -80,6 +92,40 @@ def test_preset_help_shows_the_values_that_preset_sets(capsys):
     assert "(default: 64, from --preset tiny)" in default and "768" not in default.split("--hidden_size")[2][:80]
     bare = " ".join(build_parser(None).format_help().split())
     assert f"(default: the model config's: BarcodeMAE {BarcodeMAEConfig.hidden_size}, ENBED" in bare
+
+
+def test_the_model_config_defaults_help_shows_are_what_the_model_folder_holds():
+    """``--help`` reads them from the model folder's source, without importing it (transformers): every default
+    read is the imported class's, and every field of the config and keyword of ``enbed_config`` is read."""
+    config = barcodemae_config_defaults()
+    assert config == {name: getattr(BarcodeMAEConfig, name) for name in config}
+    assert set(vars(BarcodeMAEConfig)["__annotations__"]) <= set(config)
+    assert {*ARCHITECTURE_ARGUMENTS.values(), *RUN_CONFIG_ARGUMENTS.values()} <= set(config)
+    keywords = inspect.signature(enbed_config).parameters.values()
+    assert enbed_config_defaults() == {
+        keyword.name: keyword.default for keyword in keywords if keyword.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def test_switches_and_bad_flags_read_as_before(capsys):
+    """``train.py``'s parser reads a switch as ``HfArgumentParser`` did (``--X``, ``--X false``, ``--no_X``), and a
+    bad value or an unknown flag is a usage error (exit status 2) naming it."""
+    assert parse_args(["--evaluate", "false"]).evaluate is False and parse_args(["--evaluate"]).evaluate is True
+    assert parse_args(["--no-eval-plots"]).eval_plots is False and parse_args(["--eval_plots", "N"]).eval_plots is False
+    assert parse_args(["--overwrite_output_dir", "yes"]).overwrite_output_dir is True
+    for argv, named in ((["--evaluate", "maybe"], "'maybe'"), (["--max_steps", "few"], "'few'"),
+                        (["--no_such_flag", "1"], "--no_such_flag")):
+        with pytest.raises(SystemExit) as stop:
+            parse_args(argv)
+        assert stop.value.code == 2 and named in capsys.readouterr().err
+
+
+def test_a_field_without_a_flag_is_refused_by_name():
+    @dataclasses.dataclass
+    class Listed:
+        ks: list[int] = dataclasses.field(default_factory=list)
+
+    with pytest.raises(TypeError, match="field 'ks'"):
+        DataclassArgumentParser(Listed)
 
 
 def test_presets_listed_are_the_files_in_configs():

@@ -12,9 +12,9 @@ freely. Each top-level module (``barcodemae/cli.py``, ``barcodemae/inference.py`
 together would report loops that no chain of imports makes (``barcodemae.eval`` uses ``barcodemae.inference``
 while ``barcodemae.identify`` uses ``barcodemae.eval.postprocess``, and neither module imports the other).
 
-What is not seen: names imported by string (``importlib.import_module`` in the lazy ``__getattr__`` of
-``barcodemae/__init__.py`` and ``barcodemae/qc/__init__.py``); those only load classes of a deeper layer
-(``barcodemae.auto_classes``) or of their own subpackage.
+What is not seen: names imported by string (:mod:`barcodemae.lazy_names`, the lazy ``__getattr__`` of
+``barcodemae/__init__.py`` and of the ``qc``, ``masking`` and ``training`` packages); those only load classes of a
+deeper layer (``barcodemae.auto_classes``, ``barcodemae.errors``) or of their own subpackage.
 """
 
 from __future__ import annotations

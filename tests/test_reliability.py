@@ -21,7 +21,7 @@ from barcodemae.errors import CheckpointError
 from barcodemae.simulation import write_simulated_dataset
 from barcodemae.training.arguments import parse_args
 from barcodemae.training.checkpoints import list_checkpoints, validate_checkpoint
-from barcodemae.training.loop import main as train_main
+from barcodemae.training.command import main as train_main
 from barcodemae.training.loop import run_training
 from conftest import REPO_ROOT
 

@@ -583,7 +583,7 @@ def test_main_job_simulates_trains_exports_and_evaluates(tmp_path, capsys):
     short JSON object for scripts, stderr ends with what was written, that the data were simulated, and what next."""
     import math
 
-    from barcodemae.training.loop import main
+    from barcodemae.training.command import main
 
     out = tmp_path / "demo"
     assert main([*TINY, *flags(output_dir=out, simulate_genera=4, max_steps=2, per_device_batch_size=16,

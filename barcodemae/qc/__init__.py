@@ -19,69 +19,57 @@ Typical use::
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from barcodemae.lazy_names import lazy_names
 
 _SUBMODULES = {
-    "BASE_LABELS": "error_injection",
-    "CORRECT": "error_injection",
-    "ERROR_KINDS": "error_injection",
-    "INSERTED": "error_injection",
-    "N_BASE": "error_injection",
-    "SUBSTITUTED": "error_injection",
-    "CorruptedRead": "error_injection",
-    "ErrorEvent": "error_injection",
-    "ErrorRates": "error_injection",
-    "LabelBatch": "error_injection",
-    "corrupt_read": "error_injection",
-    "event_units": "error_injection",
-    "inject_errors": "error_injection",
-    "pad_labels": "error_injection",
-    "undo_events": "error_injection",
-    "READ_CORRECTION_TASK": "inference",
-    "ErrorPredictions": "inference",
-    "clean_nll_threshold": "inference",
-    "detect_errors": "inference",
-    "flag_reads": "inference",
-    "generate_corrections": "inference",
-    "LABEL_CLASSES": "metrics",
-    "PRF": "metrics",
-    "BaseLevelReport": "metrics",
-    "base_level_metrics": "metrics",
-    "best_threshold": "metrics",
-    "precision_recall_f1": "metrics",
-    "record_auroc": "metrics",
-    "record_truth": "metrics",
-    "verdict_metrics": "metrics",
-    "IGNORE_INDEX": "token_labels",
-    "TokenBatch": "token_labels",
-    "encode_reads": "token_labels",
-    "read_predictions": "token_labels",
-    "token_batch": "token_labels",
-    "CODON_ORDER": "translation",
-    "STOP_CODONS": "translation",
-    "TABLE_5": "translation",
-    "TranslationCheck": "translation",
-    "best_frame": "translation",
-    "best_frames": "translation",
-    "check_translation": "translation",
-    "stop_codon_positions": "translation",
-    "translate": "translation",
+    "BASE_LABELS": ".error_injection",
+    "CORRECT": ".error_injection",
+    "ERROR_KINDS": ".error_injection",
+    "INSERTED": ".error_injection",
+    "N_BASE": ".error_injection",
+    "SUBSTITUTED": ".error_injection",
+    "CorruptedRead": ".error_injection",
+    "ErrorEvent": ".error_injection",
+    "ErrorRates": ".error_injection",
+    "LabelBatch": ".error_injection",
+    "corrupt_read": ".error_injection",
+    "event_units": ".error_injection",
+    "inject_errors": ".error_injection",
+    "pad_labels": ".error_injection",
+    "undo_events": ".error_injection",
+    "READ_CORRECTION_TASK": ".inference",
+    "ErrorPredictions": ".inference",
+    "clean_nll_threshold": ".inference",
+    "detect_errors": ".inference",
+    "flag_reads": ".inference",
+    "generate_corrections": ".inference",
+    "LABEL_CLASSES": ".metrics",
+    "PRF": ".metrics",
+    "BaseLevelReport": ".metrics",
+    "base_level_metrics": ".metrics",
+    "best_threshold": ".metrics",
+    "precision_recall_f1": ".metrics",
+    "record_auroc": ".metrics",
+    "record_truth": ".metrics",
+    "verdict_metrics": ".metrics",
+    "IGNORE_INDEX": ".token_labels",
+    "TokenBatch": ".token_labels",
+    "encode_reads": ".token_labels",
+    "read_predictions": ".token_labels",
+    "token_batch": ".token_labels",
+    "CODON_ORDER": ".translation",
+    "STOP_CODONS": ".translation",
+    "TABLE_5": ".translation",
+    "TranslationCheck": ".translation",
+    "best_frame": ".translation",
+    "best_frames": ".translation",
+    "check_translation": ".translation",
+    "stop_codon_positions": ".translation",
+    "translate": ".translation",
 }
-"""Public name -> the submodule that defines it."""
+"""Public name -> the submodule that defines it (relative to this package)."""
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _SUBMODULES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_SUBMODULES[name]}", __name__), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_SUBMODULES})
-
+__getattr__, __dir__ = lazy_names(__name__, _SUBMODULES)
 
 __all__ = [
     "BASE_LABELS",

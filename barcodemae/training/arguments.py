@@ -3,6 +3,10 @@
 Why presets: the paper models (BarcodeMAE, BarcodeBERT) and the CPU demo differ in a dozen numbers; a preset
 names a consistent set, and any flag still overrides it (``--preset barcodemae --max_steps 1000``).
 Precedence: dataclass defaults < preset YAML < command-line flags.
+
+Building the parser imports no torch, transformers or datasets, so ``train.py --help`` answers at once: the model
+config's defaults are read from the model folder's source (:mod:`barcodemae.model_folder_defaults`), and the checks
+of ``__post_init__``, which need the model config, import it when arguments are made (after parsing).
 """
 
 from __future__ import annotations
@@ -17,18 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub.errors import StrictDataclassError
-from transformers import HfArgumentParser
-
+from barcodemae.dataclass_parser import DataclassArgumentParser
 from barcodemae.help_format import DefaultsHelpFormatter
 from barcodemae.masking.span_corruption import DEFAULT_SENTINEL_COUNT, SpanCorruptionCollator
-from barcodemae.optim import SCHEDULERS
+from barcodemae.model_folder_defaults import barcodemae_config_defaults, enbed_config_defaults
 from barcodemae.presets import ENBED_ARCHITECTURE_ARGUMENTS, PRESET_DIR, preset_names, read_preset, resolve_preset
-from barcodemae.training.batches import check_augmentation
-from barcodemae.training.taxonomy import check_taxonomy_splits
-from modeling_barcodemae.configuration_barcodemae import OBJECTIVES as PRETRAINING_OBJECTIVES
-from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
-from modeling_barcodemae.modeling_enbed import ENCODER_ATTENTION, enbed_config
 
 ARCHITECTURE_ARGUMENTS: dict[str, str] = {
     # training argument: BarcodeMAEConfig attribute
@@ -68,8 +65,6 @@ training loop sets it from the labels of the pretraining rows
 (:func:`barcodemae.training.taxonomy.pretraining_taxon_labels`)."""
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 CURRICULA = ("cm-gems", "cm-step")
-OBJECTIVES = (*PRETRAINING_OBJECTIVES, "enbed")
-"""BarcodeMAE's two objectives, and ENBED's span corruption (another model: LongT5)."""
 
 
 @dataclass
@@ -356,8 +351,18 @@ class TrainingArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"--objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        from huggingface_hub.errors import StrictDataclassError
+
+        from barcodemae.optim import SCHEDULERS
+        from barcodemae.training.batches import check_augmentation
+        from barcodemae.training.taxonomy import check_taxonomy_splits
+        from modeling_barcodemae.configuration_barcodemae import OBJECTIVES as PRETRAINING_OBJECTIVES
+        from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
+        from modeling_barcodemae.modeling_enbed import ENCODER_ATTENTION
+
+        objectives = (*PRETRAINING_OBJECTIVES, "enbed")  # BarcodeMAE's two, and ENBED's span corruption (LongT5)
+        if self.objective not in objectives:
+            raise ValueError(f"--objective must be one of {objectives}, got {self.objective!r}")
         for name, default in unset_flag_defaults(self.objective).items():
             if getattr(self, name) is None:
                 setattr(self, name, default)
@@ -430,18 +435,21 @@ def architecture_defaults(objective: str) -> dict[str, Any]:
     """The model config's default for each architecture flag of ``objective``: what an unset flag means.
 
     BarcodeMAE / BarcodeBERT: :class:`BarcodeMAEConfig`'s class defaults (the paper's 6 x 6 x 768 encoder and
-    6-block decoder); ENBED: :func:`enbed_config`'s keyword defaults. Flags that do not apply stay ``None``.
+    6-block decoder); ENBED: :func:`enbed_config`'s keyword defaults; both as the model folder writes them
+    (:mod:`barcodemae.model_folder_defaults`). Flags that do not apply stay ``None``.
     """
     if objective == "enbed":
-        keywords = inspect.signature(enbed_config).parameters
-        return {flag: keywords[keyword].default for flag, keyword in ENBED_ARCHITECTURE_ARGUMENTS.items()}
-    return {flag: getattr(BarcodeMAEConfig, attribute) for flag, attribute in ARCHITECTURE_ARGUMENTS.items()}
+        keywords = enbed_config_defaults()
+        return {flag: keywords[keyword] for flag, keyword in ENBED_ARCHITECTURE_ARGUMENTS.items()}
+    config = barcodemae_config_defaults()
+    return {flag: config[attribute] for flag, attribute in ARCHITECTURE_ARGUMENTS.items()}
 
 
 def run_config_defaults(objective: str) -> dict[str, Any]:
     """What each unset flag of ``RUN_CONFIG_ARGUMENTS`` means: :class:`BarcodeMAEConfig`'s class default, except
     ENBED's masked share, which is :class:`SpanCorruptionCollator`'s noise density (T5's 0.15)."""
-    defaults = {flag: getattr(BarcodeMAEConfig, attribute) for flag, attribute in RUN_CONFIG_ARGUMENTS.items()}
+    config = barcodemae_config_defaults()
+    defaults = {flag: config[attribute] for flag, attribute in RUN_CONFIG_ARGUMENTS.items()}
     if objective == "enbed":
         defaults["mask_ratio"] = inspect.signature(SpanCorruptionCollator).parameters["noise_density"].default
     return defaults
@@ -463,7 +471,7 @@ def load_preset(preset: str) -> dict[str, Any]:
     return values
 
 
-def describe_config_defaults(parser: HfArgumentParser) -> None:
+def describe_config_defaults(parser: argparse.ArgumentParser) -> None:
     """Make ``--help`` say what an unset architecture or run flag means (the model config's default, per objective)
     instead of ``None`` (the value that stands for "unset" until ``__post_init__`` resolves it)."""
     defaults = {"BarcodeMAE": unset_flag_defaults("mae"), "ENBED": unset_flag_defaults("enbed")}
@@ -477,23 +485,13 @@ def describe_config_defaults(parser: HfArgumentParser) -> None:
         action.help = f"{action.help} (default: the model config's: {shown})"
 
 
-def describe_preset_defaults(parser: HfArgumentParser, preset: str, values: dict[str, Any]) -> None:
+def describe_preset_defaults(parser: argparse.ArgumentParser, preset: str, values: dict[str, Any]) -> None:
     """Make ``--help`` show, for each flag ``preset`` sets, the preset's value and that it comes from the preset
     (what a run without that flag uses), rather than the dataclass default the preset replaces."""
     for action in parser._actions:
         if action.dest in values and action.nargs != 0:  # not the --no_* switch of a boolean
             shown = str(values[action.dest]).replace("%", "%%")  # argparse %-formats help strings
             action.help = f"{action.help} (default: {shown}, from --preset {preset})"
-
-
-def describe_switch_negations(parser: HfArgumentParser) -> None:
-    """``HfArgumentParser`` gives ``--no_X`` the help of ``--X``, which then reads as its opposite; say what it
-    does instead."""
-    for action in parser._actions:
-        negation = next((option for option in action.option_strings if option.startswith("--no_")), None)
-        if negation is not None and action.nargs == 0:
-            flag = "--" + negation[len("--no_"):]
-            action.help = f"turn {flag} off (the same as {flag} false)"
 
 
 def requested_preset(argv: list[str] | None) -> str | None:
@@ -506,7 +504,7 @@ def requested_preset(argv: list[str] | None) -> str | None:
     return None if known.preset is None or known.preset.lower() == "none" else known.preset
 
 
-def build_parser(preset: str | None) -> HfArgumentParser:
+def build_parser(preset: str | None) -> DataclassArgumentParser:
     """``train.py``'s parser with ``preset``'s values (``None``: no preset) as its defaults, and a ``--help`` that
     shows them, names each flag once and describes every flag."""
     values = load_preset(preset) if preset is not None else {}
@@ -519,9 +517,8 @@ def build_parser(preset: str | None) -> HfArgumentParser:
     description = textwrap.fill(
         f"Pretrain BarcodeMAE / BarcodeBERT / ENBED (docs/training.md). A flag given overrides the preset, which "
         f"overrides train.py's defaults. Defaults shown: {shown}.", width=100)
-    parser = HfArgumentParser(TrainingArguments, formatter_class=DefaultsHelpFormatter, description=description)
+    parser = DataclassArgumentParser(TrainingArguments, formatter_class=DefaultsHelpFormatter, description=description)
     parser.set_defaults(**values)
-    describe_switch_negations(parser)
     if preset is not None:
         describe_preset_defaults(parser, preset, values)
     describe_config_defaults(parser)
@@ -531,8 +528,7 @@ def build_parser(preset: str | None) -> HfArgumentParser:
 def parse_args(argv: list[str] | None = None) -> TrainingArguments:
     """Parse flags over the preset over the defaults (see the module docstring); ``--help`` shows the defaults of
     the ``--preset`` given (``tiny`` unless another is named)."""
-    (args,) = build_parser(requested_preset(argv)).parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    return args
+    return build_parser(requested_preset(argv)).parse_into_dataclass(argv)
 
 
 def save_arguments(args: TrainingArguments, path: Path) -> None:
