@@ -142,6 +142,7 @@ class ReferenceIndex:
             return self.ivf.search(self.embeddings, unit, k)
         return exact_search(self.embeddings, unit, k, query_block)
 
+
 def majority_vote(labels: np.ndarray, similarities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rank-wise vote over neighbours: ``labels`` are integer codes ``(n, k)`` with ``-1`` for unknown.
 
