@@ -27,17 +27,22 @@ class IndexEmbedder(Protocol):
     """``model`` or ``kmer``: the ``index.json`` ``embedder.kind`` (:data:`EMBEDDERS`)."""
 
     @property
-    def fingerprint(self) -> str: ...
+    def fingerprint(self) -> str:
+        """Equal for two embedders exactly when they make the same vectors."""
 
     @property
-    def noun(self) -> str: ...
+    def noun(self) -> str:
+        """What an index built by this embedder was built with, in an error message ("model", "5-mer profiles")."""
 
     @property
-    def min_length(self) -> int: ...
+    def min_length(self) -> int:
+        """Bases in the shortest barcode it embeds; shorter ones are rejected by the cleaning."""
 
-    def info(self) -> dict[str, Any]: ...
+    def info(self) -> dict[str, Any]:
+        """The ``index.json`` ``embedder`` entry: ``kind``, ``fingerprint`` and what remakes the embedder."""
 
-    def embed(self, sequences: Sequence[str], *, progress: bool = False) -> np.ndarray: ...
+    def embed(self, sequences: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """``(len(sequences), d)`` float32 vectors, row ``i`` for ``sequences[i]``."""
 
 
 class ModelEmbedder:
