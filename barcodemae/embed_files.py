@@ -17,7 +17,9 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -107,16 +109,20 @@ def model_fingerprint(model_dir: str | Path) -> str:
 
 
 # --------------------------------------------------------------------------------------------- records
+def token_min_length(tokenizer: Any) -> int:
+    """Bases in a tokenizer's shortest token: ``k`` for k-mers, else 1."""
+    return max(1, int(getattr(tokenizer, "k", 1)))
+
+
 def load_records(
-    input_path: str | Path, tokenizer: Any, *, split: str = "all"
+    input_path: str | Path, *, min_length: int, split: str = "all"
 ) -> tuple[datasets.Dataset, CleaningReport]:
     """Cleaned records of a barcode file (read as :func:`~barcodemae.data.open_barcode_file` recognises it) and the
     report of what cleaning rejected.
 
-    Barcodes shorter than one token (``k`` bases for k-mers) are rejected here, with the rest of the cleaning,
-    so one such record cannot fail a whole batch later.
+    Barcodes shorter than ``min_length`` (the embedder's shortest unit: one token, :func:`token_min_length`, or one
+    k-mer) are rejected here, with the rest of the cleaning, so one such record cannot fail a whole batch later.
     """
-    min_length = max(1, int(getattr(tokenizer, "k", 1)))
     dataset, report, _ = load_barcodes(input_path, split=split, min_length=min_length, return_report=True)
     return dataset, report
 
@@ -231,28 +237,22 @@ def check_finite(
 
 
 def embed_records(
-    model: Any,
-    tokenizer: Any,
+    embed: Callable[[list[str]], np.ndarray],
     barcodes: pa.ChunkedArray | pa.Array,
     output_npy: Path,
     store: ShardStore,
     *,
     shard_size: int,
-    batch_size: int,
-    device: str | None,
-    pooling: str | None,
-    layer: int | str | None,
     progress: bool,
-    dtype: str | None = None,
     ids: pa.ChunkedArray | pa.Array | None = None,
 ) -> tuple[int, int]:
     """Embed ``barcodes`` shard by shard into ``store``, then assemble ``output_npy`` in input order.
 
-    Every shard is checked to be finite before it is saved (:func:`check_finite`; ``ids``, the records' ids in the
-    order of ``barcodes``, name the culprits). Returns ``(shards_computed, shards_reused)``.
+    ``embed(sequences)`` returns their ``(len(sequences), d)`` float32 vectors (an encoder through
+    :func:`~barcodemae.inference.embed_barcodes`, or k-mer profiles). Every shard is checked to be finite before it
+    is saved (:func:`check_finite`; ``ids``, the records' ids in the order of ``barcodes``, name the culprits).
+    Returns ``(shards_computed, shards_reused)``.
     """
-    from barcodemae.inference import embed_barcodes
-
     order = length_order(barcodes)
     num_shards = -(-len(order) // shard_size)
     reused = len(store.done & set(range(num_shards)))
@@ -263,20 +263,15 @@ def embed_records(
             continue
         rows = order[index * shard_size:(index + 1) * shard_size]
         sequences = barcodes.take(pa.array(rows)).to_pylist()
-        vectors = embed_barcodes(
-            model, tokenizer, sequences, batch_size=batch_size, device=device, pooling=pooling, layer=layer,
-            dtype=dtype, progress=False,
-        )
+        vectors = embed(sequences)
         if len(vectors) != len(rows):
-            raise RuntimeError(
-                f"shard {index}: embed_barcodes returned {len(vectors)} vectors for {len(rows)} barcodes"
-            )
+            raise RuntimeError(f"shard {index}: the embedder returned {len(vectors)} vectors for {len(rows)} barcodes")
         check_finite(vectors, ids, rows=rows)
         store.save(index, vectors)
         bar.update(len(rows))
     bar.close()
 
-    hidden = np.load(store.shard_path(0), mmap_mode="r").shape[1] if num_shards else int(model.config.hidden_size)
+    hidden = np.load(store.shard_path(0), mmap_mode="r").shape[1] if num_shards else embed([]).shape[1]
     tmp = output_npy.with_name(output_npy.name + ".tmp.npy")
     assembled = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(order), hidden))
     with open(tmp, "r+b") as handle:  # a full disk fails here, not as SIGBUS while the pages are written
@@ -343,6 +338,8 @@ def embed_file(
     records; rejected records are listed in ``<output>.cleaning_report.json``. ``dtype="bf16"``/``"fp16"``
     runs the encoder under autocast (GPU speed; vectors then differ from float32 in the third decimal).
     """
+    from barcodemae.inference import embed_barcodes
+
     output = Path(output_path)
     if output.suffix not in OUTPUT_FORMATS:
         raise ValueError(f"{output}: output must end in one of {OUTPUT_FORMATS}")
@@ -351,7 +348,7 @@ def embed_file(
     check_output_file(output, inputs=(input_path,))
     check_input(input_path, split)
     model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
-    dataset, report = load_records(input_path, tokenizer, split=split)
+    dataset, report = load_records(input_path, min_length=token_min_length(tokenizer), split=split)
     report_path = report.save(Path(f"{output}.cleaning_report.json"))
     if report.num_rejected:
         logger.warning("%s", report.summary())
@@ -374,11 +371,10 @@ def embed_file(
     }
     store = ShardStore(Path(f"{output}.parts"), identity, resume)
     matrix_path = store.folder / "embeddings.npy"
-    computed, reused = embed_records(
-        model, tokenizer, table.column("dna_barcode"), matrix_path, store, shard_size=shard_size,
-        batch_size=batch_size, device=device, pooling=pooling, layer=layer, progress=progress, dtype=dtype,
-        ids=table.column("processid"),
-    )
+    embed = partial(embed_barcodes, model, tokenizer, batch_size=batch_size, device=device, pooling=pooling,
+                    layer=layer, dtype=dtype, progress=False)
+    computed, reused = embed_records(embed, table.column("dna_barcode"), matrix_path, store, shard_size=shard_size,
+                                     progress=progress, ids=table.column("processid"))
     embeddings = np.load(matrix_path, mmap_mode="r")
     hidden = int(embeddings.shape[1])
     if output.suffix == ".parquet":

@@ -1,11 +1,13 @@
 """Identify specimens: nearest reference barcodes by cosine similarity, with a rank-wise majority vote.
 
 A reference library (e.g. the labelled BIOSCAN/BOLD records of a region) is embedded *once* with
-:func:`build_reference_index` and saved as unit-norm float32 vectors (``embeddings.npy``, memory-mapped at query
-time), their taxonomy (``references.parquet``), ``index.json`` (model, counts, cleaning report) and the optional
-post-processing fitted on the references (``postprocess.safetensors``: centring or whitening, applied to queries).
-Queries are embedded with the same model and matched by blocked matrix products with a running top-k, so the reference
-set never has to fit in memory twice. For each rank (genus, species, BIN) the prediction is the label most
+:func:`build_reference_index`, by a pretrained model or as k-mer frequency profiles (no model;
+:mod:`barcodemae.index_embedders`), and saved as unit-norm float32 vectors (``embeddings.npy``, memory-mapped at query
+time), their taxonomy (``references.parquet``), ``index.json`` (embedder, counts, cleaning report), the optional
+post-processing fitted on the references (``postprocess.safetensors``: centring or whitening, applied to queries) and
+the optional approximate-search index (``ivf.faiss``). Queries are embedded by the same embedder and matched by an
+exact top-k search that never holds the reference set in memory twice, or by the IVF index
+(:mod:`barcodemae.index_search`). For each rank (genus, species, BIN) the prediction is the label most
 frequent among the ``top_k`` neighbours that have one; ties go to the label with the larger summed similarity,
 then to the nearest. The vote agreement and the similarities tell the user how much to trust the call; an index
 built with calibration queries also says, per query, whether the match is close enough to call the species, only
@@ -26,7 +28,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
 from barcodemae.atomic_files import atomic_write_path
 from barcodemae.call_levels import CallThresholds, call_report, fit_call_thresholds
@@ -38,14 +39,22 @@ from barcodemae.embed_files import (
     check_finite,
     check_input,
     embed_records,
-    load_model,
     load_records,
-    model_fingerprint,
     records_fingerprint,
 )
 from barcodemae.errors import check_output_file, check_writable_folder
 from barcodemae.eval.postprocess import POSTPROCESS_FILE, POSTPROCESSING, EmbeddingPostprocessor
 from barcodemae.file_modes import apply_umask
+from barcodemae.index_embedders import IndexEmbedder, ModelEmbedder, index_embedder
+from barcodemae.index_search import (
+    IVF_FILE,
+    IVF_NPROBE,
+    REFERENCE_BLOCK,
+    IvfSearch,
+    exact_search,
+    require_faiss,
+    unit_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +64,8 @@ EMBEDDINGS = "embeddings.npy"
 REFERENCES = "references.parquet"
 CLEANING_REPORT = "cleaning_report.json"
 PARTS = "parts"
-INDEX_FILES = (INDEX_INFO, EMBEDDINGS, REFERENCES, CLEANING_REPORT, POSTPROCESS_FILE, CHECKSUMS)
+INDEX_FILES = (INDEX_INFO, EMBEDDINGS, REFERENCES, CLEANING_REPORT, POSTPROCESS_FILE, IVF_FILE, CHECKSUMS)
 """Every file a build writes (and ``parts/``, its work folder, removed once the index is complete)."""
-REFERENCE_BLOCK = 65_536
-"""Reference rows multiplied per block: bounds the similarity matrix to ``query_block x REFERENCE_BLOCK``."""
 
 
 def normalise_rows(matrix: np.ndarray, block: int = REFERENCE_BLOCK) -> None:
@@ -70,16 +77,22 @@ def normalise_rows(matrix: np.ndarray, block: int = REFERENCE_BLOCK) -> None:
 
 @dataclass
 class ReferenceIndex:
-    """Unit-norm reference embeddings, their taxonomy and how they were made."""
+    """Unit-norm reference embeddings, their taxonomy and how they were made; ``ivf``: the approximate search of an
+    index built with one (else the search is exact)."""
 
     embeddings: np.ndarray
     references: pa.Table
     info: dict[str, Any]
     postprocessor: EmbeddingPostprocessor = field(default_factory=lambda: EmbeddingPostprocessor("none"))
+    ivf: IvfSearch | None = None
 
     @classmethod
-    def load(cls, folder: str | Path) -> ReferenceIndex:
-        """Read an index folder, verifying its checksums and that every vector is finite (errors name the file)."""
+    def load(cls, folder: str | Path, nprobe: int | None = None) -> ReferenceIndex:
+        """Read an index folder, verifying its checksums and that every vector is finite (errors name the file).
+
+        ``nprobe``: cells the IVF search of an index built with ``--ivf`` scans per query (default
+        :data:`~barcodemae.index_search.IVF_NPROBE`); refused for an index searched exactly.
+        """
         folder = Path(folder)
         missing = [n for n in (INDEX_INFO, EMBEDDINGS, REFERENCES) if not (folder / n).is_file()]
         if missing:
@@ -105,7 +118,13 @@ class ReferenceIndex:
                 f"{folder}: index.json says post-processing {info.get('postprocess', 'none')!r} but "
                 f"{POSTPROCESS_FILE} holds {postprocessor.method!r}"
             )
-        return cls(embeddings, references, info, postprocessor)
+        if "ivf_lists" not in info:
+            if nprobe is not None:
+                raise ValueError(f"{folder}: --nprobe applies to an index built with --ivf; this one is searched "
+                                 "exactly")
+            return cls(embeddings, references, info, postprocessor)
+        ivf = IvfSearch.load(folder / IVF_FILE, len(embeddings), IVF_NPROBE if nprobe is None else nprobe)
+        return cls(embeddings, references, info, postprocessor, ivf)
 
     @property
     def call_thresholds(self) -> CallThresholds | None:
@@ -118,24 +137,10 @@ class ReferenceIndex:
         if queries.ndim != 2 or queries.shape[1] != self.embeddings.shape[1]:
             raise ValueError(f"queries must be (n, {self.embeddings.shape[1]}), got {queries.shape}")
         k = min(top_k, len(self.embeddings))
-        unit = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-        unit = torch.nn.functional.normalize(unit, dim=1)
-        indices, similarities = [], []
-        for q_start in range(0, len(unit), query_block):
-            block = unit[q_start:q_start + query_block]
-            best_sim = torch.full((len(block), 0), -2.0)
-            best_idx = torch.zeros((len(block), 0), dtype=torch.long)
-            for r_start in range(0, len(self.embeddings), REFERENCE_BLOCK):
-                refs = torch.from_numpy(np.array(self.embeddings[r_start:r_start + REFERENCE_BLOCK], dtype=np.float32))
-                sims = block @ refs.T
-                top = sims.topk(min(k, sims.shape[1]), dim=1)
-                best_sim = torch.cat([best_sim, top.values], dim=1)
-                best_idx = torch.cat([best_idx, top.indices + r_start], dim=1)
-                keep = best_sim.topk(min(k, best_sim.shape[1]), dim=1)
-                best_sim, best_idx = keep.values, best_idx.gather(1, keep.indices)
-            indices.append(best_idx.numpy())
-            similarities.append(best_sim.numpy())
-        return np.concatenate(indices), np.concatenate(similarities)
+        unit = unit_rows(queries)
+        if self.ivf is not None:
+            return self.ivf.search(self.embeddings, unit, k)
+        return exact_search(self.embeddings, unit, k, query_block)
 
 
 def majority_vote(labels: np.ndarray, similarities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -208,7 +213,7 @@ def identify(
 
 
 def build_reference_index(
-    model_dir: str | Path,
+    embedder: str | Path | IndexEmbedder,
     reference_path: str | Path,
     output_dir: str | Path,
     *,
@@ -219,22 +224,27 @@ def build_reference_index(
     resume: bool = False,
     postprocess: str = "none",
     calibration_split: str | None = None,
+    ivf: bool = False,
     progress: bool = True,
     trust_remote_code: bool = False,
 ) -> ReferenceIndex:
     """Embed a labelled reference file once and save it as an index folder for :func:`identify_file`.
 
+    ``embedder``: a model folder (``batch_size``, ``device`` and ``trust_remote_code`` apply to it) or an
+    :class:`~barcodemae.index_embedders.IndexEmbedder` such as ``KmerProfileEmbedder(k)`` (no model).
     The embedding is resumable like ``barcodemae embed`` (``resume=True`` continues a killed build).
     ``postprocess`` (``none`` | ``center`` | ``whiten``) is fitted on the reference embeddings and saved in the
     index (``postprocess.safetensors``), so every query is transformed the same way before the cosine search.
     ``calibration_split`` (e.g. ``"val+val_unseen"`` of a BIOSCAN-5M CSV, disjoint from ``split``) names labelled
     records of the same file whose matches fit the species / genus call thresholds stored in the index
     (:mod:`barcodemae.call_levels`); queries then get a ``call_level`` and ``called_taxon``.
+    ``ivf``: also save a faiss IVF index (``ivf.faiss``, needs the ``faiss`` extra) that queries search instead of
+    every reference: approximate, for libraries of millions (:class:`~barcodemae.index_search.IvfSearch`).
     """
-    from barcodemae.inference import model_pooling, pooled_layer
-
     if postprocess not in POSTPROCESSING:
         raise ValueError(f"postprocess must be one of {POSTPROCESSING}, got {postprocess!r}")
+    if ivf:
+        require_faiss("--ivf")
     output = Path(output_dir)
     if (output / INDEX_INFO).exists():
         raise FileExistsError(f"{output}: a reference index already exists here")
@@ -247,8 +257,9 @@ def build_reference_index(
     check_input(reference_path, split)
     if calibration_split is not None:
         check_input(reference_path, calibration_split)
-    model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
-    dataset, report = load_records(reference_path, tokenizer, split=split)
+    if isinstance(embedder, (str, Path)):
+        embedder = ModelEmbedder(embedder, batch_size=batch_size, device=device, trust_remote_code=trust_remote_code)
+    dataset, report = load_records(reference_path, min_length=embedder.min_length, split=split)
     if len(dataset) == 0:
         raise ValueError(f"{reference_path}: no valid reference barcodes ({report.num_rejected} rejected)")
     table = dataset.with_format("arrow")[:]
@@ -257,15 +268,13 @@ def build_reference_index(
                        "taxonomy", reference_path)
     calibration = None
     if calibration_split is not None:  # read and checked before the long embedding of the references
-        calibration = calibration_records(reference_path, tokenizer, calibration_split, table)
+        calibration = calibration_records(reference_path, embedder.min_length, calibration_split, table)
     identity = {"reference": file_fingerprint(Path(reference_path)), "split": split,
-                "model": model_fingerprint(model_dir), "num_records": len(dataset),
+                "embedder": embedder.fingerprint, "num_records": len(dataset),
                 "records": records_fingerprint(table), "shard_size": shard_size}
     store = ShardStore(output / PARTS, identity, resume)
-    embed_records(model, tokenizer, table.column("dna_barcode"), output / EMBEDDINGS, store,
-                  shard_size=shard_size, batch_size=batch_size, device=device, pooling=None, layer=None,
+    embed_records(embedder.embed, table.column("dna_barcode"), output / EMBEDDINGS, store, shard_size=shard_size,
                   progress=progress, ids=table.column("processid"))
-    shutil.rmtree(store.folder)
     embeddings = np.load(output / EMBEDDINGS, mmap_mode="r+")
     transform = EmbeddingPostprocessor.fit(embeddings, postprocess)
     if transform.method != "none":  # no pass over a reference library that stays as it is
@@ -275,30 +284,29 @@ def build_reference_index(
     normalise_rows(embeddings)
     embeddings.flush()
     check_finite(embeddings, table.column("processid"), holder=f"{output / EMBEDDINGS} after {postprocess!r} holds")
+    search = IvfSearch.build(embeddings, output / IVF_FILE) if ivf else None
     transform.save(output)
     apply_umask(output)  # safetensors writes postprocess.safetensors owner-only; the index is shared like its peers
     pq.write_table(table.select([c for c in METADATA_COLUMNS if c in table.column_names]), output / REFERENCES)
     report.save(output / CLEANING_REPORT)
     info = {
-        "model_dir": str(Path(model_dir).resolve()),
-        "model_fingerprint": identity["model"],
+        "embedder": embedder.info(),
         "reference": str(Path(reference_path).resolve()),
         "split": split,
         "num_references": len(dataset),
         "num_rejected": report.num_rejected,
         "hidden_size": int(embeddings.shape[1]),
         "similarity": "cosine",
-        "pooling": model_pooling(model),
-        "layer": pooled_layer(model),
         "postprocess": postprocess,
+        **({"ivf_lists": search.lists} if search is not None else {}),
         "checksums": CHECKSUMS,
     }
     if calibration is not None:
         index = ReferenceIndex(np.load(output / EMBEDDINGS, mmap_mode="r"), pq.read_table(output / REFERENCES),
-                               info, transform)
-        info.update(calibrate_calls(index, model, tokenizer, calibration, batch_size=batch_size, device=device,
-                                    progress=progress))
+                               info, transform, search)
+        info.update(calibrate_calls(index, embedder, calibration, progress=progress))
         info["calibration"]["split"] = calibration_split
+    shutil.rmtree(store.folder)  # last before index.json: a build killed until here resumes from its shards
     (output / INDEX_INFO).write_text(json.dumps(info, indent=2))
     write_checksums(output)  # last: covers every other file of the index
     return ReferenceIndex.load(output)
@@ -308,13 +316,13 @@ CALIBRATION_TOP_K = 5
 """Neighbours that vote for the calibration queries' genus and species (``identify query``'s default)."""
 
 
-def calibration_records(reference_path: str | Path, tokenizer: Any, split: str, references: pa.Table) -> pa.Table:
+def calibration_records(reference_path: str | Path, min_length: int, split: str, references: pa.Table) -> pa.Table:
     """The labelled calibration records of ``split``, refused when they cannot calibrate anything.
 
     Each needs a genus and a species (unlabelled ones are dropped, with a count in the log); none may also be a
-    reference, or its match would be itself.
+    reference, or its match would be itself. ``min_length``: the embedder's shortest barcode.
     """
-    dataset, report = load_records(reference_path, tokenizer, split=split)
+    dataset, report = load_records(reference_path, min_length=min_length, split=split)
     table = dataset.with_format("arrow")[:]
     missing = [rank for rank in ("genus", "species") if rank not in table.column_names]
     if missing or "genus" not in references.column_names or "species" not in references.column_names:
@@ -336,14 +344,10 @@ def calibration_records(reference_path: str | Path, tokenizer: Any, split: str, 
 
 
 def calibrate_calls(
-    index: ReferenceIndex, model: Any, tokenizer: Any, calibration: pa.Table, *, batch_size: int,
-    device: str | None, progress: bool,
+    index: ReferenceIndex, embedder: IndexEmbedder, calibration: pa.Table, *, progress: bool
 ) -> dict[str, Any]:
     """Fit the call thresholds on the calibration records' matches; ``index.json`` entries with the measurement."""
-    from barcodemae.inference import embed_barcodes
-
-    vectors = embed_barcodes(model, tokenizer, calibration.column("dna_barcode").to_pylist(), batch_size=batch_size,
-                             device=device, pooling=None, layer=None, progress=progress)
+    vectors = embedder.embed(calibration.column("dna_barcode").to_pylist(), progress=progress)
     matches = identify(index, index.postprocessor.transform(vectors), calibration.column("processid").to_pylist(),
                        top_k=CALIBRATION_TOP_K)
     matches["true_species"] = calibration.column("species").to_pylist()
@@ -383,6 +387,8 @@ def identify_file(
     output_csv: str | Path,
     *,
     model_dir: str | Path | None = None,
+    kmer: int | None = None,
+    nprobe: int | None = None,
     split: str = "all",
     top_k: int = 5,
     batch_size: int = 128,
@@ -392,32 +398,27 @@ def identify_file(
 ) -> pd.DataFrame:
     """Identify every valid barcode of ``input_path`` against the index; write and return the table.
 
-    The queries are embedded with the index's own model (``model_dir`` overrides the stored path, e.g. after
-    moving the files; it must be the same model); ``split`` picks BIOSCAN-5M split(s) of a CSV. Known query
-    taxonomy (CSV input) is kept as ``true_<rank>`` columns so a labelled file doubles as an evaluation. Rejected
-    queries go to ``<output>.cleaning_report.json``.
+    The queries are embedded by the index's own embedder: its model (``model_dir`` overrides the stored path, e.g.
+    after moving the files; it must be the same model) or its k-mer profiles (``kmer``, optional, must be the
+    index's k; a model is refused). ``nprobe``: cells scanned per query by an index built with ``ivf=True``.
+    ``split`` picks BIOSCAN-5M split(s) of a CSV. Known query taxonomy (CSV input) is kept as ``true_<rank>``
+    columns so a labelled file doubles as an evaluation. Rejected queries go to ``<output>.cleaning_report.json``.
     """
-    from barcodemae.inference import embed_barcodes
-
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1 (the neighbours that vote), got {top_k}")
-    index = ReferenceIndex.load(index_dir)
+    index = ReferenceIndex.load(index_dir, nprobe=nprobe)
     check_output_file(output_csv, inputs=(input_path,), input_folders=(index_dir,))
-    model_dir = Path(model_dir) if model_dir is not None else Path(index.info["model_dir"])
-    if model_fingerprint(model_dir) != index.info["model_fingerprint"]:
-        raise ValueError(f"{model_dir}: not the model the index {index_dir} was built with")
+    embedder = index_embedder(index.info, index_dir, model_dir=model_dir, kmer=kmer, batch_size=batch_size,
+                              device=device, trust_remote_code=trust_remote_code)
     check_input(input_path, split)
-    model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
-    dataset, report = load_records(input_path, tokenizer, split=split)
+    dataset, report = load_records(input_path, min_length=embedder.min_length, split=split)
     report.save(Path(f"{output_csv}.cleaning_report.json"))
     if report.num_rejected:
         logger.warning("%s", report.summary())
     if len(dataset) == 0:
         raise ValueError(f"{input_path}: no valid query barcodes ({report.num_rejected} rejected)")
     table = dataset.with_format("arrow")[:]
-    queries = embed_barcodes(model, tokenizer, table.column("dna_barcode").to_pylist(), batch_size=batch_size,
-                             device=device, pooling=None, layer=None, progress=progress)
-    queries = index.postprocessor.transform(queries)
+    queries = index.postprocessor.transform(embedder.embed(table.column("dna_barcode").to_pylist(), progress=progress))
     result = identify(index, queries, table.column("processid").to_pylist(), top_k=top_k)
     for rank in reversed(labelled_ranks(table)):
         result.insert(1, f"true_{rank}", table.column(rank).to_pylist())

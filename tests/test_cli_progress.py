@@ -10,7 +10,7 @@ import torch
 from huggingface_hub.utils import are_progress_bars_disabled
 from transformers.utils import logging as transformers_logging
 
-from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer, embed_files, identify
+from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer, embed_files, index_embedders
 from barcodemae.cli import main
 from conftest import tiny_config_kwargs
 
@@ -57,7 +57,7 @@ def test_missing_or_unnamed_input_is_refused_before_the_model_loads(model_folder
         raise AssertionError("the model was loaded before the input was checked")
 
     monkeypatch.setattr(embed_files, "load_model", refuse)
-    monkeypatch.setattr(identify, "load_model", refuse)
+    monkeypatch.setattr(index_embedders, "load_model", refuse)
     unnamed = tmp_path / "reads.seq"
     unnamed.write_text(">a\nACGT\n")
     cases = [

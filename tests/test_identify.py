@@ -13,8 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import barcodemae.identify as identify_module
-from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer
+from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer, index_search
 from barcodemae.cli import main
 from barcodemae.identify import ReferenceIndex, identify, majority_vote
 from conftest import tiny_config_kwargs
@@ -43,7 +42,7 @@ def test_blocked_search_equals_brute_force(monkeypatch) -> None:
     references = rng.normal(size=(103, 16)).astype(np.float32)
     references /= np.linalg.norm(references, axis=1, keepdims=True)
     queries = rng.normal(size=(21, 16)).astype(np.float32) * 3.0
-    monkeypatch.setattr(identify_module, "REFERENCE_BLOCK", 10)
+    monkeypatch.setattr(index_search, "REFERENCE_BLOCK", 10)
     index = ReferenceIndex(references, pa.table({"processid": [f"r{i}" for i in range(103)]}), {})
     found, similarity = index.search(queries, top_k=4, query_block=8)
     brute = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ references.T

@@ -1,0 +1,194 @@
+"""What turns barcodes into a reference index's vectors: a pretrained encoder, or k-mer frequency profiles.
+
+Why one notion: ``identify build`` (resumable shards, post-processing, calibration) and ``identify query`` do the same
+work whichever embedder made the vectors. Each embedder gives ``embed(sequences) -> (n, d)`` float32, its
+``fingerprint`` (what a resumed build and every query must match), its ``info()`` (the ``index.json`` entry that says
+how to remake it) and ``min_length`` (the shortest barcode it can embed: one token, or one k-mer).
+:func:`requested_embedder` makes the embedder a user asked for (``--model`` or ``--kmer``);
+:func:`index_embedder` the one a query of an index needs, refusing a request that differs from what built it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from barcodemae.embed_files import load_model, model_fingerprint, token_min_length
+
+
+class IndexEmbedder(Protocol):
+    """The embedder of a reference index (see the module docstring)."""
+
+    kind: str
+    """``model`` or ``kmer``: the ``index.json`` ``embedder.kind`` (:data:`EMBEDDERS`)."""
+
+    @property
+    def fingerprint(self) -> str:
+        """Equal for two embedders exactly when they make the same vectors."""
+
+    @property
+    def noun(self) -> str:
+        """What an index built by this embedder was built with, in an error message ("model", "5-mer profiles")."""
+
+    @property
+    def min_length(self) -> int:
+        """Bases in the shortest barcode it embeds; shorter ones are rejected by the cleaning."""
+
+    def info(self) -> dict[str, Any]:
+        """The ``index.json`` ``embedder`` entry: ``kind``, ``fingerprint`` and what remakes the embedder."""
+
+    def embed(self, sequences: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """``(len(sequences), d)`` float32 vectors, row ``i`` for ``sequences[i]``."""
+
+
+class ModelEmbedder:
+    """A pretrained encoder's own barcode embedding (its pooling and layer), ``(n, hidden_size)``.
+
+    The model loads at the first use that needs it, so a query given the wrong model folder is refused by its
+    fingerprint (config and weight files) before seconds of loading.
+    """
+
+    kind = "model"
+
+    def __init__(self, model_dir: str | Path, *, batch_size: int = 128, device: str | None = None,
+                 trust_remote_code: bool = False) -> None:
+        self.model_dir = Path(model_dir)
+        self.batch_size = batch_size
+        self.device = device
+        self.trust_remote_code = trust_remote_code
+
+    def __str__(self) -> str:
+        return str(self.model_dir)
+
+    @classmethod
+    def from_info(cls, stored: dict[str, Any], **options: Any) -> ModelEmbedder:
+        """The embedder of an ``index.json`` ``embedder`` entry (:meth:`info`)."""
+        return cls(stored["model_dir"], **options)
+
+    @property
+    def noun(self) -> str:
+        return "model"
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.model_dir)
+
+    @cached_property
+    def encoder(self) -> tuple[Any, Any]:
+        """``(model, tokenizer)`` of the folder."""
+        return load_model(self.model_dir, trust_remote_code=self.trust_remote_code)
+
+    @property
+    def min_length(self) -> int:
+        return token_min_length(self.encoder[1])
+
+    def info(self) -> dict[str, Any]:
+        from barcodemae.inference import model_pooling, pooled_layer
+
+        model = self.encoder[0]
+        return {"kind": self.kind, "model_dir": str(self.model_dir.resolve()), "fingerprint": self.fingerprint,
+                "pooling": model_pooling(model), "layer": pooled_layer(model)}
+
+    def embed(self, sequences: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        from barcodemae.inference import embed_barcodes
+
+        model, tokenizer = self.encoder
+        return embed_barcodes(model, tokenizer, list(sequences), batch_size=self.batch_size, device=self.device,
+                              pooling=None, layer=None, progress=progress)
+
+
+class KmerProfileEmbedder:
+    """Overlapping k-mer frequency profiles (:class:`~barcodemae.inference.KmerFrequencyEmbedder`), ``(n, 4**k)``:
+    an index that needs no pretrained model. Every window counts (stride 1), so a read's profile does not depend on
+    where it starts, as it would with non-overlapping k-mers."""
+
+    kind = "kmer"
+
+    def __init__(self, k: int) -> None:
+        from barcodemae.inference import KmerFrequencyEmbedder
+
+        self.profile = KmerFrequencyEmbedder(k)
+
+    def __str__(self) -> str:
+        return f"{self.profile.k}-mer profiles"
+
+    @classmethod
+    def from_info(cls, stored: dict[str, Any], **_: Any) -> KmerProfileEmbedder:
+        """The embedder of an ``index.json`` ``embedder`` entry (:meth:`info`)."""
+        return cls(stored["k"])
+
+    @property
+    def noun(self) -> str:
+        return str(self)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"kmer:k={self.profile.k}:stride={self.profile.stride}"
+
+    @property
+    def min_length(self) -> int:
+        return self.profile.k
+
+    def info(self) -> dict[str, Any]:
+        return {"kind": self.kind, "k": self.profile.k, "stride": self.profile.stride,
+                "fingerprint": self.fingerprint}
+
+    def embed(self, sequences: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        return self.profile(sequences, progress=progress)
+
+
+EMBEDDERS: dict[str, type[ModelEmbedder | KmerProfileEmbedder]] = {
+    ModelEmbedder.kind: ModelEmbedder, KmerProfileEmbedder.kind: KmerProfileEmbedder}
+"""``index.json``'s ``embedder.kind`` -> the class that remakes the embedder."""
+
+
+def requested_embedder(model_dir: str | Path | None, kmer: int | None, *, batch_size: int = 128,
+                       device: str | None = None, trust_remote_code: bool = False) -> IndexEmbedder | None:
+    """The embedder of ``--model`` or ``--kmer`` (at most one of them; ``None`` when neither is given)."""
+    if model_dir is not None and kmer is not None:
+        raise ValueError("give --model or --kmer, not both: an index holds one kind of vector")
+    if kmer is not None:
+        return KmerProfileEmbedder(kmer)
+    if model_dir is not None:
+        return ModelEmbedder(model_dir, batch_size=batch_size, device=device, trust_remote_code=trust_remote_code)
+    return None
+
+
+def stored_embedder(info: dict[str, Any]) -> dict[str, Any]:
+    """The ``embedder`` entry of an ``index.json``; indexes built before it record their model at the top level."""
+    return info.get("embedder") or {"kind": ModelEmbedder.kind, "model_dir": info["model_dir"],
+                                    "fingerprint": info["model_fingerprint"]}
+
+
+def index_embedder(info: dict[str, Any], index_dir: str | Path, *, model_dir: str | Path | None = None,
+                   kmer: int | None = None, batch_size: int = 128, device: str | None = None,
+                   trust_remote_code: bool = False) -> IndexEmbedder:
+    """The embedder that made an index's vectors, for its queries.
+
+    ``model_dir`` / ``kmer``: what the user asked for (e.g. the model folder after moving it); refused, naming both,
+    unless it makes the same vectors as the index's own (same fingerprint). Neither: the index's own embedder.
+    """
+    stored = stored_embedder(info)
+    options = {"batch_size": batch_size, "device": device, "trust_remote_code": trust_remote_code}
+    own = EMBEDDERS[stored["kind"]].from_info(stored, **options)
+    requested = requested_embedder(model_dir, kmer, **options)
+    if requested is None:
+        return own
+    if requested.kind != own.kind or requested.fingerprint != stored["fingerprint"]:
+        hint = f"; {own} need no --model" if isinstance(own, KmerProfileEmbedder) and model_dir is not None else ""
+        raise ValueError(f"{requested}: not the {own.noun} the index {index_dir} was built with{hint}")
+    return requested
+
+__all__ = [
+    "EMBEDDERS",
+    "IndexEmbedder",
+    "KmerProfileEmbedder",
+    "ModelEmbedder",
+    "index_embedder",
+    "requested_embedder",
+    "stored_embedder",
+]
