@@ -8,7 +8,7 @@ the shortlist came from.
 The aligner is parasail's striped SIMD Needleman-Wunsch with free end gaps (``sg_trace_striped_16``): measured in
 ``bench/bench_aligners.py`` against pyopal and edlib on real barcodes (docs/results.md, "Retrieve then align"), it
 was the one whose alignments equal a plain reference implementation's (``bench/semiglobal_reference.py``). Scores
-are VSEARCH's interior defaults: match +2, mismatch -4, a gap of ``L`` bases ``20 + 2 (L - 1)``; an ambiguity code
+follow VSEARCH's interior defaults: match +2, mismatch -4, a gap of ``L`` bases ``20 + 2 (L - 1)``; an ambiguity code
 (``N``, ``R``, ...) scores 0 against anything. Terminal gaps are free (semi-global), so a query that covers only
 part of a reference, or overhangs it, is not penalised for the overhang.
 
