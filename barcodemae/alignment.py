@@ -5,9 +5,10 @@ an embedding's cosine similarity is not. ``barcodemae identify --align N`` there
 nearest references by embedding; this module does the aligning, for any list of query / reference pairs, wherever
 the shortlist came from.
 
-The aligner is parasail's striped SIMD Needleman-Wunsch with free end gaps (``sg_trace_striped_16``): measured in
-``bench/bench_aligners.py`` against pyopal and edlib on real barcodes (docs/results.md, "Retrieve then align"), it
-was the one whose alignments equal a plain reference implementation's (``bench/semiglobal_reference.py``). Scores
+The aligner is parasail's SIMD Needleman-Wunsch with free end gaps, prefix-scan vectorised (``sg_trace_scan_16``):
+measured in ``bench/bench_aligners.py`` against parasail's striped and diagonal kernels, pyopal and edlib on real
+barcodes (docs/results.md, "Retrieve then align"), it was the fastest whose alignments equal a plain reference
+implementation's (``bench/semiglobal_reference.py``) in score and identity. Scores
 follow VSEARCH's interior defaults: match +2, mismatch -4, a gap of ``L`` bases ``20 + 2 (L - 1)``; an ambiguity code
 (``N``, ``R``, ...) scores 0 against anything. Terminal gaps are free (semi-global), so a query that covers only
 part of a reference, or overhangs it, is not penalised for the overhang.
@@ -39,7 +40,6 @@ GAP_OPEN = 20
 """The cost of a gap's first base (parasail's convention: a gap of ``L`` bases costs ``GAP_OPEN + (L - 1) *
 GAP_EXTEND``); VSEARCH's interior gap-opening penalty."""
 GAP_EXTEND = 2
-ALIGNMENT_THREADS = 2
 PAIRS_PER_TASK = 64
 """Pairs one thread aligns per task: enough to amortise the pool's hand-over, few enough to share the work."""
 
@@ -106,7 +106,7 @@ def _cigars(pairs: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, np.ndarray]
     matrix = parasail_matrix()
     out = []
     for query, reference in pairs:
-        result = parasail.sg_trace_striped_16(query, reference, GAP_OPEN, GAP_EXTEND, matrix)
+        result = parasail.sg_trace_scan_16(query, reference, GAP_OPEN, GAP_EXTEND, matrix)
         cigar = result.cigar
         if cigar.beg_query or cigar.beg_ref:  # sg tracebacks start at (0, 0): leading gaps are CIGAR operations
             raise RuntimeError(f"parasail returned a CIGAR starting at ({cigar.beg_query}, {cigar.beg_ref})")
@@ -115,10 +115,11 @@ def _cigars(pairs: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, np.ndarray]
 
 
 def align_pairs(queries: Sequence[str | bytes], references: Sequence[str | bytes],
-                threads: int = ALIGNMENT_THREADS) -> AlignmentStatistics:
+                threads: int = 1) -> AlignmentStatistics:
     """Align ``queries[i]`` to ``references[i]`` for every ``i`` (cleaned barcodes, IUPAC letters).
 
-    ``threads`` parasail calls run at once. Returns the statistics of all ``n`` pairs, in order.
+    ``threads`` parasail calls run at once (``identify`` passes torch's thread count). Returns the statistics of
+    all ``n`` pairs, in order.
     """
     if len(queries) != len(references):
         raise ValueError(f"{len(queries)} queries but {len(references)} references to align them to")
@@ -136,7 +137,7 @@ def align_pairs(queries: Sequence[str | bytes], references: Sequence[str | bytes
 
 
 def align_shortlist(query_sequences: Sequence[str], shortlist: np.ndarray, reference_sequences: np.ndarray,
-                    threads: int = ALIGNMENT_THREADS) -> AlignmentStatistics:
+                    threads: int = 1) -> AlignmentStatistics:
     """Align each of ``n`` queries to its ``h`` shortlisted references, wherever the shortlist came from.
 
     ``shortlist`` ``(n, h)`` row numbers into ``reference_sequences`` (e.g. an index's memory-mapped ``(N,)``
@@ -194,7 +195,6 @@ def cigar_statistics(scores: np.ndarray, cigars: Sequence[np.ndarray], query_len
 
 
 __all__ = [
-    "ALIGNMENT_THREADS",
     "GAP_EXTEND",
     "GAP_OPEN",
     "MATCH",

@@ -55,12 +55,11 @@ from barcodemae.eval.postprocess import POSTPROCESS_FILE, POSTPROCESSING, Embedd
 from barcodemae.file_modes import apply_umask
 from barcodemae.identify_tables import (
     HIT_RANKS,
-    blast6_frame,
     hit_frame,
     hits_path,
     output_format,
     query_table,
-    write_table,
+    write_identification,
 )
 from barcodemae.identity_calls import (
     IDENTITY_RANKS,
@@ -260,8 +259,8 @@ def identify(
     extra: dict[str, np.ndarray] = {}
     if align:
         shortlist = neighbours[:, :align]
-        found = rank_hits(shortlist, similarities[:, :align], align_shortlist(query_sequences, shortlist,
-                                                                                 index.sequences))
+        aligned = align_shortlist(query_sequences, shortlist, index.sequences, threads=torch.get_num_threads())
+        found = rank_hits(shortlist, similarities[:, :align], aligned)
         calls = identity_calls(found, names(found.reference),
                                thresholds or IdentityThresholds.parse(DEFAULT_IDENTITY_THRESHOLDS))
         shown = found.head(top_k)
@@ -523,11 +522,7 @@ def identify_file(
     after_top_hit = 1 + max(i for i, name in enumerate(result.columns) if name.startswith("top_"))
     for rank in reversed(labelled_ranks(table, HIT_RANKS)):
         result.insert(after_top_hit, f"true_{rank}", table.column(rank).to_pylist())
-    if found.hits is not None:  # first: a query table on disk means its hits are there too
-        hits = blast6_frame(found.hits) if table_format == "blast6" else found.hits
-        write_table(hits, hits_path(output), table_format)
-    top = found.hits[found.hits["hit_rank"] == 1] if table_format == "blast6" else None
-    write_table(result if top is None else blast6_frame(top), output, table_format)
+    write_identification(result, found.hits, output, table_format)
     return result
 
 

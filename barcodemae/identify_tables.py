@@ -123,5 +123,15 @@ def write_table(frame: pd.DataFrame, path: str | Path, table_format: str) -> Non
                      na_rep="NA" if blast else "")
 
 
+def write_identification(table: pd.DataFrame, hits: pd.DataFrame | None, output: str | Path,
+                         table_format: str) -> None:
+    """The query table at ``output`` and, with alignment, the hits table beside it (:func:`hits_path`), the hits
+    first: a query table on disk means its hits are there too. ``blast6``: each query's best hit at ``output``."""
+    blast = table_format == "blast6"
+    if hits is not None:
+        write_table(blast6_frame(hits) if blast else hits, hits_path(output), table_format)
+    write_table(blast6_frame(hits[hits["hit_rank"] == 1]) if blast else table, output, table_format)
+
+
 __all__ = ["BLAST6_COLUMNS", "HIT_RANKS", "TOP_HIT_COLUMNS", "blast6_frame", "hit_frame",
-           "hits_path", "output_format", "query_table", "write_table"]
+           "hits_path", "output_format", "query_table", "write_identification", "write_table"]

@@ -77,8 +77,8 @@ class IdentityThresholds:
 
 @dataclass(frozen=True)
 class RankedHits:
-    """Each query's aligned references, best first (identity, then embedding similarity); ``n`` queries by ``h``
-    hits."""
+    """Each query's hits, ``n`` queries by ``h``, best first (as :func:`rank_hits` orders them, or by embedding
+    similarity alone without alignment)."""
 
     reference: np.ndarray
     """``(n, h)`` reference rows of the index."""
@@ -114,9 +114,9 @@ def rank_hits(shortlist: np.ndarray, similarity: np.ndarray, alignment: Alignmen
     :func:`barcodemae.alignment.align_shortlist` returns them).
     """
     n, h = shortlist.shape
-    identity = alignment.identity.reshape(n, h)
-    covering = alignment.query_coverage.reshape(n, h) >= MIN_QUERY_COVERAGE
-    order = np.lexsort((np.broadcast_to(np.arange(h), (n, h)), -similarity, -identity, ~covering), axis=-1)
+    unranked = RankedHits(shortlist, similarity, alignment)
+    order = np.lexsort((np.broadcast_to(np.arange(h), (n, h)), -similarity, -unranked.identity, ~unranked.covering),
+                       axis=-1)
     flat = (order + np.arange(n)[:, None] * h).ravel()
     return RankedHits(np.take_along_axis(shortlist, order, axis=1), np.take_along_axis(similarity, order, axis=1),
                       alignment.take(flat))

@@ -50,7 +50,7 @@ def embed(model: Path | None, barcodes: list[str]) -> np.ndarray:
 
 
 def measure(data: Path, *, model: Path | None, query_split: str, reference_split: str, queries: int, deep: int,
-            shortlists: list[int], thresholds: str, seed: int) -> dict[str, Any]:
+            shortlists: list[int], thresholds: str, seed: int, threads: int) -> dict[str, Any]:
     references = load_bioscan5m(data, reference_split).select_columns(COLUMNS).to_pandas()
     pool = load_bioscan5m(data, query_split).select_columns(COLUMNS).to_pandas()
     chosen = np.sort(np.random.default_rng(seed).choice(len(pool), size=min(queries, len(pool)), replace=False))
@@ -62,7 +62,7 @@ def measure(data: Path, *, model: Path | None, query_split: str, reference_split
     embed_seconds = time.perf_counter() - started
     sequences = np.array(references["dna_barcode"].tolist(), dtype=bytes)
     started = time.perf_counter()
-    statistics = align_shortlist(query_table["dna_barcode"].tolist(), nearest, sequences)
+    statistics = align_shortlist(query_table["dna_barcode"].tolist(), nearest, sequences, threads=threads)
     align_seconds = time.perf_counter() - started
     best = rank_hits(nearest, similarity, statistics)
     best_identity = np.where(best.covering[:, 0], best.identity[:, 0], -1.0)
@@ -92,6 +92,7 @@ def measure(data: Path, *, model: Path | None, query_split: str, reference_split
     return {
         "data": str(data), "embedding": str(model) if model else "4-mer frequencies", "query_split": query_split,
         "reference_split": reference_split, "queries": len(nearest), "references": len(references), "deep": deep,
+        "threads": threads,
         "thresholds": thresholds, "embedding_top1_genus_accuracy":
             round(float(np.mean(taxa["genus"][nearest[:, 0]] == truth["genus"])), 4),
         "best_hit_position_quantiles": {q: int(np.quantile(deepest, q / 100)) for q in (50, 90, 99, 100)},
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shortlists", default="5,10,20,50,100", help="the N to measure")
     parser.add_argument("--thresholds", default=DEFAULT_IDENTITY_THRESHOLDS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="alignment threads")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     shortlists = [int(value) for value in args.shortlists.split(",")]
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--shortlists go up to {max(shortlists)}, beyond --deep {args.deep}")
     report = measure(args.data, model=args.model, query_split=args.query_split, reference_split=args.reference_split,
                      queries=args.queries, deep=args.deep, shortlists=shortlists, thresholds=args.thresholds,
-                     seed=args.seed)
+                     seed=args.seed, threads=args.threads)
     text = json.dumps(report, indent=2)
     if args.output:
         args.output.write_text(text + "\n")
