@@ -2,7 +2,7 @@
 
     python bench/bench_aligners.py --data ../shared/data/bold_coi/dev.csv.gz --queries 200 --shortlist 20
 
-The pairs are what ``identify --align 20`` aligns: ``--queries`` random ``test_unseen`` barcodes, each with its
+The pairs are what ``identify --align N`` aligns: ``--queries`` random ``test_unseen`` barcodes, each with its
 ``--shortlist`` nearest ``train`` barcodes by 4-mer frequency cosine. Candidates, all semi-global (no penalty for
 terminal gaps) with the same scores (match 2, mismatch -4, gap ``20 + 2 (L - 1)``; :mod:`barcodemae.alignment`)
 where the library allows:
@@ -85,9 +85,13 @@ def run_parasail(function: str) -> Callable[[list[str], list[str], int], dict[st
 
     def run(queries: list[str], references: list[str], threads: int) -> dict[str, np.ndarray]:
         matrix = parasail_matrix()
-        results = [align(q, r, GAP_OPEN, GAP_EXTEND, matrix) for q, r in zip(queries, references)]
-        statistics = cigar_statistics(np.array([x.score for x in results]), [x.cigar.seq.copy() for x in results],
-                                      np.array([len(q) for q in queries]), np.array([len(r) for r in references]))
+        scores, cigars = [], []
+        for query, reference in zip(queries, references):  # each result (and its traceback table) freed at once
+            result = align(query, reference, GAP_OPEN, GAP_EXTEND, matrix)
+            scores.append(result.score)
+            cigars.append(result.cigar.seq.copy())
+        statistics = cigar_statistics(np.array(scores), cigars, np.array([len(q) for q in queries]),
+                                      np.array([len(r) for r in references]))
         return {"score": statistics.score, "identity": statistics.identity}
 
     return run

@@ -7,7 +7,7 @@ test (species in the library) and test_unseen (species absent, genus present).
 Runs what a user runs: ``identify build --split train --calibration-split val+val_unseen`` then ``identify query
 --split test+test_unseen --align N``. Reports the thresholds, and per query set (calibration, test, test_unseen,
 both) the share of calls at each level and the precision of each: a call is right when the taxon it names is the
-query's at that rank. ``--align 0`` (the default here) measures the calibrated similarity rule; ``--align 20`` the
+query's at that rank. ``--align 0`` (the default here) measures the calibrated similarity rule; ``--align 50`` the
 percent-identity rule (``--thresholds``). A good rule calls the species for most ``test`` queries, and only the
 genus (or less, or nothing) for ``test_unseen`` ones, whose species the library cannot hold.
 """
