@@ -42,6 +42,9 @@ GAP_EXTEND``); VSEARCH's interior gap-opening penalty."""
 GAP_EXTEND = 2
 PAIRS_PER_TASK = 64
 """Pairs one thread aligns per task: enough to amortise the pool's hand-over, few enough to share the work."""
+QUERIES_PER_BLOCK = 1024
+"""Queries whose shortlists are aligned together: bounds the barcodes and CIGARs held at once (a plate of many
+thousand reads against ``N`` references each)."""
 
 # BAM CIGAR operation codes, as parasail encodes them (``length << 4 | code``)
 _QUERY_BASE_GAP, _REFERENCE_BASE_GAP, _SAME, _DIFFERENT = 1, 2, 7, 8
@@ -100,6 +103,12 @@ class AlignmentStatistics:
         """The statistics of the pairs ``rows`` (an index array or a boolean mask)."""
         return AlignmentStatistics(**{field.name: getattr(self, field.name)[rows] for field in fields(self)})
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[AlignmentStatistics]) -> AlignmentStatistics:
+        """The pairs of ``parts``, one after the other."""
+        return cls(**{field.name: np.concatenate([getattr(part, field.name) for part in parts])
+                      for field in fields(cls)})
+
 
 def _cigars(pairs: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, np.ndarray]]:
     """Score and CIGAR codes ``(n_operations,)`` uint32 of each pair's semi-global alignment (one C call each)."""
@@ -146,8 +155,14 @@ def align_shortlist(query_sequences: Sequence[str], shortlist: np.ndarray, refer
     """
     if shortlist.ndim != 2 or len(shortlist) != len(query_sequences):
         raise ValueError(f"shortlist must be (n_queries={len(query_sequences)}, h), got {shortlist.shape}")
-    queries = np.repeat(np.asarray(query_sequences, dtype=object), shortlist.shape[1])
-    return align_pairs(list(queries), list(reference_sequences[shortlist.ravel()]), threads=threads)
+    queries = np.asarray(query_sequences, dtype=object)
+    blocks = [slice(start, start + QUERIES_PER_BLOCK) for start in range(0, len(queries), QUERIES_PER_BLOCK)]
+    blocks = blocks or [slice(0, 0)]  # no query: no pair
+    return AlignmentStatistics.concatenate([
+        align_pairs(list(np.repeat(queries[block], shortlist.shape[1])),
+                    list(reference_sequences[shortlist[block].ravel()]), threads=threads)
+        for block in blocks
+    ])
 
 
 def cigar_statistics(scores: np.ndarray, cigars: Sequence[np.ndarray], query_length: np.ndarray,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from semiglobal_reference import align_semiglobal
 
+from barcodemae import alignment
 from barcodemae.alignment import GAP_EXTEND, GAP_OPEN, MATCH, MISMATCH, align_pairs, align_shortlist
 
 STATISTICS = ("score", "matches", "mismatches", "gap_opens", "aligned_length", "query_start", "query_end",
@@ -109,7 +110,7 @@ def test_mutated_barcodes_equal_the_reference_implementation():
             {name: expected[name] for name in STATISTICS}, i
 
 
-def test_a_shortlist_comes_back_row_by_row():
+def test_a_shortlist_comes_back_row_by_row(monkeypatch):
     rng = np.random.default_rng(6)
     references = np.array([barcode(rng, 120) for _ in range(5)], dtype=bytes)
     queries = [references[3].decode()[10:110], references[1].decode()]
@@ -119,6 +120,11 @@ def test_a_shortlist_comes_back_row_by_row():
     assert identity[0, 1] == identity[1, 0] == 100 and coverage[0, 1] == coverage[1, 0] == 100
     # unrelated barcodes: free end gaps let a few bases overlap at a high identity, over a sliver of the query
     assert (coverage[[0, 0, 1, 1], [0, 2, 1, 2]] < 10).all()
+    monkeypatch.setattr(alignment, "QUERIES_PER_BLOCK", 1)  # one query at a time: the same pairs, in order
+    blocked = align_shortlist(queries, shortlist, references)
+    assert blocked.identity.tolist() == statistics.identity.tolist()
+    assert blocked.query_start.tolist() == statistics.query_start.tolist()
+    assert len(align_shortlist([], np.zeros((0, 3), np.int64), references).score) == 0
     with pytest.raises(ValueError, match=r"shortlist must be \(n_queries=2, h\)"):
         align_shortlist(queries, shortlist[:1], references)
     with pytest.raises(ValueError, match="2 queries but 1 references"):
