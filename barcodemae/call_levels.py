@@ -13,15 +13,38 @@ calibration queries' right minus wrong species calls (a call is right when the v
 the species is named wherever that is more often right than wrong. The genus threshold then maximises right minus
 wrong genus calls among the queries below it. Judging a species call against a genus call instead would never name
 a species: the genus is right whenever the species is. Between equally good thresholds, the finer call wins.
+
+This is the rule of ``identify query --align 0``; with alignment, calls come from percent identity
+(:mod:`barcodemae.identity_calls`). Either way a call is three :class:`CallColumns`: the level, the taxon named
+and the rule that made it, so every output row says why it names what it names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-CALL_LEVELS: tuple[str, ...] = ("species", "genus", "none")
+CALL_LEVELS: tuple[str, ...] = ("species", "genus", "family", "order", "none")
+"""Every level a call can have, finest first (the calibrated similarity rule uses species, genus and none)."""
+UNCALIBRATED = "uncalibrated"
+"""The ``call_rule`` of a query that gets no call because nothing can make one: no alignment and no calibration."""
+
+
+@dataclass(frozen=True)
+class CallColumns:
+    """The call of each of ``n`` queries, ``(n,)`` object arrays: level (:data:`CALL_LEVELS`), the taxon named
+    (``None`` for no call) and the rule that made it (``call_rule``)."""
+
+    level: np.ndarray
+    taxon: np.ndarray
+    rule: np.ndarray
+
+    @classmethod
+    def uncalibrated(cls, count: int) -> CallColumns:
+        """No call for ``count`` queries, saying why: neither identity nor calibrated thresholds to make one."""
+        return cls(np.full(count, "none", object), np.full(count, None, object), np.full(count, UNCALIBRATED, object))
 
 
 @dataclass(frozen=True)
@@ -42,6 +65,16 @@ class CallThresholds:
         """``(n,)`` call level per query (:data:`CALL_LEVELS`) from its nearest reference's similarity ``(n,)``."""
         similarity = np.asarray(top1_similarity, dtype=np.float64)
         return np.where(similarity >= self.species, "species", np.where(similarity >= self.genus, "genus", "none"))
+
+    def calls(self, top1_similarity: np.ndarray, voted_species: np.ndarray, voted_genus: np.ndarray) -> CallColumns:
+        """The calls of ``n`` queries from their nearest reference's similarity and their neighbours' votes
+        ``(n,)``: the voted species at a species level, the voted genus at a genus level."""
+        levels = self.levels(top1_similarity)
+        taxa = np.where(levels == "species", voted_species, np.where(levels == "genus", voted_genus, None))
+        rules = np.where(levels == "none", f"calibrated_similarity<{self.genus:.4f}",
+                         np.where(levels == "species", f"calibrated_similarity>={self.species:.4f}",
+                                  f"calibrated_similarity>={self.genus:.4f}"))
+        return CallColumns(levels.astype(object), taxa.astype(object), rules.astype(object))
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -104,23 +137,22 @@ def _threshold(descending_similarity: np.ndarray, cut: int) -> float:
     return float(descending_similarity[cut - 1])
 
 
-def call_report(
-    levels: np.ndarray, species_correct: np.ndarray, genus_correct: np.ndarray
-) -> dict[str, float | int | None]:
+def call_report(levels: np.ndarray, correct: Mapping[str, np.ndarray]) -> dict[str, float | int | None]:
     """Share of queries per call level and the precision of each level's calls: how far a call can be trusted.
 
-    ``levels`` ``(n,)`` from :meth:`CallThresholds.levels`; the correctness arrays as in
-    :func:`fit_call_thresholds`. A level with no call has precision ``None``.
+    ``levels`` ``(n,)`` (:data:`CALL_LEVELS`); ``correct``: level -> ``(n,)`` bool, whether a call at that level
+    would be right for each query (for the calibrated rule, as in :func:`fit_call_thresholds`: species and genus).
+    Reports ``<level>_call_share`` and ``<level>_call_precision`` for each level of ``correct`` (precision ``None``
+    where that level made no call), then ``none_call_share``.
     """
     levels = np.asarray(levels)
-    species_ok, genus_ok = np.asarray(species_correct, bool), np.asarray(genus_correct, bool)
     report: dict[str, float | int | None] = {"num_queries": len(levels)}
-    for level, correct in (("species", species_ok), ("genus", genus_ok), ("none", None)):
+    for level, right in (*correct.items(), ("none", None)):
         chosen = levels == level
         report[f"{level}_call_share"] = float(chosen.mean()) if len(levels) else 0.0
-        if correct is not None:
-            report[f"{level}_call_precision"] = float(correct[chosen].mean()) if chosen.any() else None
+        if right is not None:
+            report[f"{level}_call_precision"] = float(np.asarray(right, bool)[chosen].mean()) if chosen.any() else None
     return report
 
 
-__all__ = ["CALL_LEVELS", "CallThresholds", "call_report", "fit_call_thresholds"]
+__all__ = ["CALL_LEVELS", "UNCALIBRATED", "CallColumns", "CallThresholds", "call_report", "fit_call_thresholds"]

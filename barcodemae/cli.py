@@ -25,7 +25,14 @@ from contextlib import nullcontext
 from importlib.metadata import version
 from pathlib import Path
 
-from barcodemae.cli_options import POOLINGS, add_trust_remote_code_flag, parse_layer
+from barcodemae.cli_options import (
+    DEFAULT_ALIGN,
+    DEFAULT_IDENTITY_THRESHOLDS,
+    POOLINGS,
+    TABLE_FORMATS,
+    add_trust_remote_code_flag,
+    parse_layer,
+)
 from barcodemae.endings import (
     Ending,
     embed_ending,
@@ -113,12 +120,29 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also save a faiss IVF index that queries search instead of every reference: approximate, "
                        "for libraries of millions (needs the faiss extra)")
     _add_embedding_options(build)
-    query = identify_commands.add_parser("query", help="nearest references and voted genus/species/BIN")
+    query = identify_commands.add_parser(
+        "query", help="name specimens: nearest references by embedding, aligned, called by percent identity",
+        description="Each query is aligned to its --align N nearest references by embedding and called species / "
+        "genus / family / order / none from the best hit's percent identity (--thresholds); the output's first "
+        "columns are the call and the rule that made it (docs/identification.md).",
+    )
     query.add_argument("--index", required=True, help="index folder from `identify build`")
     query.add_argument("--input", required=True, help="query barcodes (.csv/.fasta/.tsv)")
-    query.add_argument("--output", required=True, help="output .csv, one row per query")
+    query.add_argument("--output", required=True,
+                       help="one row per query (.csv, .tsv, or .b6/.m8 for BLAST tabular); the hits go beside it "
+                       "as <stem>.hits.<ext>")
     query.add_argument("--split", default="all", help="BIOSCAN split(s) of a table to query (default all)")
-    query.add_argument("--top-k", type=int, default=5, help="neighbours that vote (default 5)")
+    query.add_argument("--top-k", type=int, default=5, help="hits reported per query, which also vote (default 5)")
+    query.add_argument("--align", type=int, default=DEFAULT_ALIGN, metavar="N",
+                       help=f"align each query to its N nearest references by embedding and call by percent identity "
+                       f"(default {DEFAULT_ALIGN}); 0: no alignment, calls from the index's calibrated similarity "
+                       "thresholds (or none)")
+    query.add_argument("--thresholds", default=DEFAULT_IDENTITY_THRESHOLDS, metavar="S,G,F,O",
+                       help=f"percent identity for a species, genus, family, order call (default "
+                       f"{DEFAULT_IDENTITY_THRESHOLDS}, BOLDigger's)")
+    query.add_argument("--format", default=None, choices=TABLE_FORMATS, dest="table_format",
+                       help="csv, tsv or blast6 (the 12 BLAST -outfmt 6 columns; needs --align) (default: from "
+                       "--output's suffix, else csv)")
     query_embedder = query.add_mutually_exclusive_group()
     query_embedder.add_argument("--model", default=None, help="model folder, if moved since the index was built")
     query_embedder.add_argument("--kmer", type=int, default=None, metavar="K",
@@ -215,6 +239,7 @@ def run_embed(args: argparse.Namespace) -> dict:
 def run_identify(args: argparse.Namespace) -> dict:
     from barcodemae.call_levels import CALL_LEVELS
     from barcodemae.identify import build_reference_index, identify_file, labelled_call_report
+    from barcodemae.identify_tables import hits_path, output_format
     from barcodemae.index_embedders import requested_embedder
 
     if args.identify_command == "build":
@@ -229,19 +254,25 @@ def run_identify(args: argparse.Namespace) -> dict:
     result = identify_file(
         args.index, args.input, args.output, model_dir=args.model, kmer=args.kmer, nprobe=args.nprobe,
         split=args.split, top_k=args.top_k,
-        batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
-        trust_remote_code=args.trust_remote_code,
+        align=args.align, thresholds=args.thresholds, table_format=args.table_format, batch_size=args.batch_size,
+        device=args.device, progress=not args.no_progress, trust_remote_code=args.trust_remote_code,
     )
-    summary: dict = {"output": args.output, "num_queries": len(result)}
-    if "call_level" in result:
-        counts = result["call_level"].value_counts()
-        summary["call_levels"] = {level: int(counts.get(level, 0)) for level in CALL_LEVELS}
-    for rank in ("genus", "species", "dna_bin"):
-        if f"true_{rank}" in result and f"predicted_{rank}" in result:
-            known = result[f"true_{rank}"].notna()
-            if known.any():
-                hits = result.loc[known, f"true_{rank}"] == result.loc[known, f"predicted_{rank}"]
-                summary[f"{rank}_accuracy"] = round(float(hits.mean()), 4)
+    counts = result["call_level"].value_counts()
+    rules = result["call_rule"]
+    summary: dict = {
+        "output": args.output, "format": output_format(args.output, args.table_format),
+        "hits": str(hits_path(args.output)) if args.align else None, "num_queries": len(result),
+        "align": args.align, "call_levels": {level: int(counts.get(level, 0)) for level in CALL_LEVELS},
+        "no_call_share": round(float((result["call_level"] == "none").mean()), 4),
+        "uncalibrated": bool((rules == "uncalibrated").all()),
+    }
+    for source in ("top", "vote"):
+        for rank in ("genus", "species"):
+            if f"true_{rank}" in result and f"{source}_{rank}" in result:
+                known = result[f"true_{rank}"].notna()
+                if known.any():
+                    hits = result.loc[known, f"true_{rank}"] == result.loc[known, f"{source}_{rank}"]
+                    summary[f"{source}_{rank}_accuracy"] = round(float(hits.mean()), 4)
     measured = labelled_call_report(result)
     if measured is not None:
         summary["calls"] = {k: v if not isinstance(v, float) else round(v, 4) for k, v in measured.items()}

@@ -17,6 +17,15 @@ protocol's embedding); ``tokens``: the same without position 0, the [CLS]; ``cls
 LAYER_MEAN = "mean"
 """``layer="mean"``: the average of every hidden state (embeddings and each block), pooled the same way."""
 
+DEFAULT_ALIGN = 50
+"""References aligned per query by ``identify query`` (``--align``): on dev ``val_unseen`` the smallest ``N`` whose
+top-hit genus accuracy is within 1.5 points of ``N = 100``'s for 4-mer and model retrieval alike (docs/results.md,
+"Retrieve then align")."""
+DEFAULT_IDENTITY_THRESHOLDS = "97,95,90,85"
+"""BOLDigger's defaults: percent identity for a species, genus, family and order call (``--thresholds``)."""
+TABLE_FORMATS = ("csv", "tsv", "blast6")
+"""``identify query --format``: comma- or tab-separated, or BLAST's 12-column tabular ``-outfmt 6``."""
+
 
 def parse_layer(value: str) -> int | str:
     """A ``--layer`` command-line value: an integer, or :data:`LAYER_MEAN`."""
@@ -39,4 +48,5 @@ def add_trust_remote_code_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-__all__ = ["LAYER_MEAN", "POOLINGS", "add_trust_remote_code_flag", "parse_layer"]
+__all__ = ["DEFAULT_ALIGN", "DEFAULT_IDENTITY_THRESHOLDS", "LAYER_MEAN", "POOLINGS", "TABLE_FORMATS",
+           "add_trust_remote_code_flag", "parse_layer"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from barcodemae.cli_options import DEFAULT_ALIGN
 from barcodemae.run_layout import RESULTS_FILE, RunLayout
 
 REAL_DATA_RECIPE = "docs/training.md#real-data"
@@ -171,7 +172,8 @@ def index_ending(summary: Mapping[str, Any]) -> Ending:
     index = Path(summary["index"])
     thresholds = summary.get("call_thresholds")
     notes = [] if thresholds else [
-        "no call levels: add --calibration-split (e.g. val+val_unseen) to fit species / genus / no-call thresholds"]
+        ("queries are called by percent identity (identify query --align, the default); add --calibration-split "
+         "(e.g. val+val_unseen) to fit similarity thresholds that call without alignment (--align 0)")]
     return Ending(
         f"barcodemae identify build finished: {summary['num_references']:,} references, "
         f"{summary['num_rejected']:,} rejected",
@@ -184,21 +186,29 @@ def index_ending(summary: Mapping[str, Any]) -> Ending:
 
 
 def query_ending(summary: Mapping[str, Any], *, input_path: str) -> Ending:
-    """``barcodemae identify query``'s ending: the table, queries, calls per level (a calibrated index) and the
-    accuracies of labelled queries."""
+    """``barcodemae identify query``'s ending: the tables, the calls per level with the share of no calls, and the
+    accuracies of labelled queries (the top hit's and the neighbours' vote)."""
     output = Path(summary["output"])
-    levels = summary.get("call_levels")
+    levels = summary.get("call_levels") or {}
     numbers = [f"{summary['num_queries']:,} queries"]
     if levels:
         numbers.append("calls: " + ", ".join(f"{'no call' if level == 'none' else level} {count:,}"
-                                             for level, count in levels.items()))
-    numbers.extend(f"{rank} accuracy {percent(summary[f'{rank}_accuracy'])}"
-                   for rank in ("genus", "species", "dna_bin") if f"{rank}_accuracy" in summary)
+                                             for level, count in levels.items())
+                       + f" ({percent(summary.get('no_call_share'))} no call)")
+    numbers.extend(f"{source} {rank} accuracy {percent(summary[f'{key}_{rank}_accuracy'])}"
+                   for key, source in (("top", "top hit"), ("vote", "vote")) for rank in ("genus", "species")
+                   if f"{key}_{rank}_accuracy" in summary)
+    notes = []
+    if summary.get("uncalibrated"):
+        notes.append(f"no query got a call: --align 0 and an index without calibration; align (--align "
+                     f"{DEFAULT_ALIGN}) for percent-identity calls, or rebuild the index with --calibration-split; the "
+                     "vote_* columns are neighbour votes, not identifications")
     return Ending(
         "barcodemae identify query finished",
-        written=[("identifications", output), ("rejected queries", f"{output}.cleaning_report.json")],
+        written=[("identifications", output), *((("hits", summary["hits"]),) if summary.get("hits") else ()),
+                 ("rejected queries", f"{output}.cleaning_report.json")],
         numbers="; ".join(numbers),
-        notes=[] if levels else ["the index has no call levels: every query gets its voted genus and species"],
+        notes=notes,
         next_command=f"barcodemae qc --input {input_path} --output {output.with_suffix('')}.qc.csv   "
                      "(check the reads for sequencing errors)",
     )

@@ -1,17 +1,23 @@
-"""Identify specimens: nearest reference barcodes by cosine similarity, with a rank-wise majority vote.
+"""Identify specimens: retrieve the nearest reference barcodes by embedding, confirm by alignment, and call.
 
 A reference library (e.g. the labelled BIOSCAN/BOLD records of a region) is embedded *once* with
 :func:`build_reference_index`, by a pretrained model or as k-mer frequency profiles (no model;
 :mod:`barcodemae.index_embedders`), and saved as unit-norm float32 vectors (``embeddings.npy``, memory-mapped at query
 time), their taxonomy (``references.parquet``), ``index.json`` (embedder, counts, cleaning report), the optional
-post-processing fitted on the references (``postprocess.safetensors``: centring or whitening, applied to queries) and
-the optional approximate-search index (``ivf.faiss``). Queries are embedded by the same embedder and matched by an
-exact top-k search that never holds the reference set in memory twice, or by the IVF index
-(:mod:`barcodemae.index_search`). For each rank (genus, species, BIN) the prediction is the label most
-frequent among the ``top_k`` neighbours that have one; ties go to the label with the larger summed similarity,
-then to the nearest. The vote agreement and the similarities tell the user how much to trust the call; an index
-built with calibration queries also says, per query, whether the match is close enough to call the species, only
-the genus, or nothing (:mod:`barcodemae.call_levels`).
+post-processing fitted on the references (``postprocess.safetensors``: centring or whitening, applied to queries),
+the cleaned barcodes themselves (``sequences.npy``, fixed-width bytes, memory-mapped: alignment reads only the rows
+it needs) and the optional approximate-search index (``ivf.faiss``). Queries are embedded by the same embedder and
+matched by an exact top-k search that never holds the reference set in memory twice, or by the IVF index
+(:mod:`barcodemae.index_search`).
+
+With ``align=N`` (``identify query --align N``, the default) each query is then aligned to its ``N`` nearest
+references (:mod:`barcodemae.alignment`), the hits are ranked by percent identity and the call (species, genus,
+family, order or none) follows the field's identity thresholds (:mod:`barcodemae.identity_calls`). With
+``align=0`` the hits are the ``top_k`` nearest by cosine similarity, and an index built with calibration queries
+calls species, genus or nothing from the similarity (:mod:`barcodemae.call_levels`); without calibration nothing is
+called. Either way the ``top_k`` best hits also vote, per rank (genus, species, BIN), for the label most frequent
+among those that have one (ties: larger summed similarity, or identity, then the better hit); the votes are
+reported as ``vote_<rank>`` beside the call, not as the call. The tables: :mod:`barcodemae.identify_tables`.
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import torch
 
-from barcodemae.atomic_files import atomic_write_path
-from barcodemae.call_levels import CallThresholds, call_report, fit_call_thresholds
+from barcodemae.alignment import align_shortlist
+from barcodemae.call_levels import CALL_LEVELS, CallColumns, CallThresholds, call_report, fit_call_thresholds
 from barcodemae.checksums import CHECKSUMS, file_fingerprint, verify_checksums, write_checksums
+from barcodemae.cli_options import DEFAULT_ALIGN, DEFAULT_IDENTITY_THRESHOLDS
 from barcodemae.embed_files import (
     MANIFEST,
     METADATA_COLUMNS,
@@ -45,6 +53,21 @@ from barcodemae.embed_files import (
 from barcodemae.errors import check_output_file, check_writable_folder
 from barcodemae.eval.postprocess import POSTPROCESS_FILE, POSTPROCESSING, EmbeddingPostprocessor
 from barcodemae.file_modes import apply_umask
+from barcodemae.identify_tables import (
+    HIT_RANKS,
+    hit_frame,
+    hits_path,
+    output_format,
+    query_table,
+    write_identification,
+)
+from barcodemae.identity_calls import (
+    IDENTITY_RANKS,
+    IdentityThresholds,
+    RankedHits,
+    identity_calls,
+    rank_hits,
+)
 from barcodemae.index_embedders import IndexEmbedder, ModelEmbedder, index_embedder
 from barcodemae.index_search import (
     IVF_FILE,
@@ -62,9 +85,10 @@ VOTE_RANKS: tuple[str, ...] = ("genus", "species", "dna_bin")
 INDEX_INFO = "index.json"
 EMBEDDINGS = "embeddings.npy"
 REFERENCES = "references.parquet"
+SEQUENCES = "sequences.npy"
 CLEANING_REPORT = "cleaning_report.json"
 PARTS = "parts"
-INDEX_FILES = (INDEX_INFO, EMBEDDINGS, REFERENCES, CLEANING_REPORT, POSTPROCESS_FILE, IVF_FILE, CHECKSUMS)
+INDEX_FILES = (INDEX_INFO, EMBEDDINGS, REFERENCES, SEQUENCES, CLEANING_REPORT, POSTPROCESS_FILE, IVF_FILE, CHECKSUMS)
 """Every file a build writes (and ``parts/``, its work folder, removed once the index is complete)."""
 
 
@@ -77,14 +101,17 @@ def normalise_rows(matrix: np.ndarray, block: int = REFERENCE_BLOCK) -> None:
 
 @dataclass
 class ReferenceIndex:
-    """Unit-norm reference embeddings, their taxonomy and how they were made; ``ivf``: the approximate search of an
-    index built with one (else the search is exact)."""
+    """Unit-norm reference embeddings, their taxonomy, their barcodes and how they were made; ``ivf``: the
+    approximate search of an index built with one (else the search is exact)."""
 
     embeddings: np.ndarray
     references: pa.Table
     info: dict[str, Any]
     postprocessor: EmbeddingPostprocessor = field(default_factory=lambda: EmbeddingPostprocessor("none"))
     ivf: IvfSearch | None = None
+    sequences: np.ndarray | None = None
+    """``(n_references,)`` cleaned barcodes as fixed-width bytes (memory-mapped); ``None`` for an index built
+    before alignment, which can only be queried with ``align=0``."""
 
     @classmethod
     def load(cls, folder: str | Path, nprobe: int | None = None) -> ReferenceIndex:
@@ -118,13 +145,19 @@ class ReferenceIndex:
                 f"{folder}: index.json says post-processing {info.get('postprocess', 'none')!r} but "
                 f"{POSTPROCESS_FILE} holds {postprocessor.method!r}"
             )
+        sequences = None
+        if (folder / SEQUENCES).is_file():
+            sequences = np.load(folder / SEQUENCES, mmap_mode="r", allow_pickle=False)
+            if sequences.dtype.kind != "S" or sequences.shape != (len(references),):
+                raise ValueError(f"{folder / SEQUENCES}: expected {len(references)} barcodes as bytes, got "
+                                 f"{sequences.dtype} {sequences.shape}; rebuild the index")
         if "ivf_lists" not in info:
             if nprobe is not None:
                 raise ValueError(f"{folder}: --nprobe applies to an index built with --ivf; this one is searched "
                                  "exactly")
-            return cls(embeddings, references, info, postprocessor)
+            return cls(embeddings, references, info, postprocessor, sequences=sequences)
         ivf = IvfSearch.load(folder / IVF_FILE, len(embeddings), IVF_NPROBE if nprobe is None else nprobe)
-        return cls(embeddings, references, info, postprocessor, ivf)
+        return cls(embeddings, references, info, postprocessor, ivf=ivf, sequences=sequences)
 
     @property
     def call_thresholds(self) -> CallThresholds | None:
@@ -141,6 +174,13 @@ class ReferenceIndex:
         if self.ivf is not None:
             return self.ivf.search(self.embeddings, unit, k)
         return exact_search(self.embeddings, unit, k, query_block)
+
+
+def check_alignable(index: ReferenceIndex, align: int, where: str | Path) -> None:
+    """Refuse ``align > 0`` for an index without its reference barcodes (one built before alignment existed)."""
+    if align and index.sequences is None:
+        raise ValueError(f"{where}: built before alignment, it holds no reference barcodes ({SEQUENCES}) to align "
+                         "to; rebuild it with `barcodemae identify build`, or query with --align 0")
 
 
 def majority_vote(labels: np.ndarray, similarities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -162,54 +202,92 @@ def majority_vote(labels: np.ndarray, similarities: np.ndarray) -> tuple[np.ndar
     return winner, np.where(winner >= 0, votes[rows, pick], 0)
 
 
-def labelled_ranks(table: pa.Table) -> list[str]:
-    """The ranks of :data:`VOTE_RANKS` (in that order) that at least one record of ``table`` carries."""
-    return [rank for rank in VOTE_RANKS if rank in table.column_names and table.column(rank).null_count < len(table)]
+def labelled_ranks(table: pa.Table, ranks: tuple[str, ...] = VOTE_RANKS) -> list[str]:
+    """The ``ranks`` (in that order) that at least one record of ``table`` carries."""
+    return [rank for rank in ranks if rank in table.column_names and table.column(rank).null_count < len(table)]
 
 
-def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
-    """Integer codes (-1 for null) and their labels."""
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes ``(n,)`` (-1 for null) and the names they stand for, with ``None`` last (code -1)."""
     encoded = pc.dictionary_encode(column).combine_chunks()
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return codes, encoded.dictionary.to_pylist()
+    return codes, np.asarray(encoded.dictionary.to_pylist() + [None], dtype=object)
+
+
+def vote_columns(labels: dict[str, tuple[np.ndarray, np.ndarray]], rows: np.ndarray,
+                 weights: np.ndarray) -> dict[str, np.ndarray]:
+    """``vote_<rank>``, ``vote_<rank>_count`` and ``vote_<rank>_agreement`` of the hits ``rows`` ``(n, k)``
+    (ties broken by ``weights`` ``(n, k)`` in [-1, 1]) for each rank of :data:`VOTE_RANKS` in ``labels``."""
+    columns = {}
+    for rank in VOTE_RANKS:
+        if rank in labels:
+            codes, names = labels[rank]
+            winner, votes = majority_vote(codes[rows], weights)
+            columns[f"vote_{rank}"] = names[winner]
+            columns[f"vote_{rank}_count"] = votes
+            columns[f"vote_{rank}_agreement"] = votes / rows.shape[1]
+    return columns
+
+
+@dataclass
+class Identification:
+    """What :func:`identify` found: the query table (one row per query) and, with alignment, the hits table (the
+    best ``top_k`` hits of each query, best first; ``None`` without alignment)."""
+
+    table: pd.DataFrame
+    hits: pd.DataFrame | None
 
 
 def identify(
-    index: ReferenceIndex, query_embeddings: np.ndarray, query_ids: list[str], top_k: int = 5
-) -> pd.DataFrame:
-    """One row per query: voted genus/species/BIN with vote counts, and the ``top_k`` neighbours' details."""
+    index: ReferenceIndex, query_embeddings: np.ndarray, query_ids: list[str], top_k: int = 5, *,
+    query_sequences: list[str] | None = None, align: int = 0, thresholds: IdentityThresholds | None = None,
+) -> Identification:
+    """Call every query from its nearest references (:mod:`barcodemae.identify_tables` names the columns).
+
+    ``align > 0``: ``query_sequences`` are aligned to their ``align`` nearest references and called by percent
+    identity (``thresholds``, BOLDigger's defaults when ``None``). ``align == 0``: the ``top_k`` nearest by cosine
+    are the hits, called by the index's calibrated similarity thresholds, or not at all (``call_rule``
+    ``uncalibrated``); the table then also lists each neighbour (``neighbor<j>_processid``, ``_similarity``,
+    ``_<rank>``).
+    """
     check_finite(query_embeddings, query_ids, holder="the query embeddings hold")
-    neighbours, similarities = index.search(query_embeddings, top_k=top_k)
-    k = neighbours.shape[1]
-    result: dict[str, Any] = {"processid": query_ids}
+    check_alignable(index, align, "the index")
+    neighbours, similarities = index.search(query_embeddings, top_k=max(top_k, align))
+    ids = np.asarray(query_ids, dtype=object)
     reference_ids = np.asarray(index.references.column("processid").to_pylist(), dtype=object)
-    neighbour_labels = {}
-    for rank in VOTE_RANKS:
-        if rank not in index.references.column_names:
-            continue
-        codes, names = _codes(index.references.column(rank))
-        names_array = np.asarray(names + [None], dtype=object)  # code -1 -> None
-        labels = codes[neighbours]
-        winner, votes = majority_vote(labels, similarities)
-        result[f"predicted_{rank}"] = names_array[winner]
-        result[f"{rank}_votes"] = votes
-        result[f"{rank}_agreement"] = votes / k
-        neighbour_labels[rank] = names_array[labels]
-    result["top1_similarity"] = similarities[:, 0]
-    thresholds = index.call_thresholds
-    if thresholds is not None and {"predicted_species", "predicted_genus"} <= result.keys():
-        levels = thresholds.levels(similarities[:, 0])
-        result["call_level"] = levels
-        result["called_taxon"] = np.where(
-            levels == "species", result["predicted_species"],
-            np.where(levels == "genus", result["predicted_genus"], None),
-        )
-    for j in range(k):
-        result[f"neighbor{j + 1}_processid"] = reference_ids[neighbours[:, j]]
-        result[f"neighbor{j + 1}_similarity"] = similarities[:, j]
-        for rank, names in neighbour_labels.items():
-            result[f"neighbor{j + 1}_{rank}"] = names[:, j]
-    return pd.DataFrame(result)
+    labels = {rank: _codes(index.references.column(rank))
+              for rank in dict.fromkeys((*VOTE_RANKS, *IDENTITY_RANKS, *HIT_RANKS))
+              if rank in index.references.column_names}
+
+    def names(rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {rank: taxa[codes[rows]] for rank, (codes, taxa) in labels.items()}
+
+    extra: dict[str, np.ndarray] = {}
+    if align:
+        shortlist = neighbours[:, :align]
+        aligned = align_shortlist(query_sequences, shortlist, index.sequences, threads=torch.get_num_threads())
+        found = rank_hits(shortlist, similarities[:, :align], aligned)
+        calls = identity_calls(found, names(found.reference),
+                               thresholds or IdentityThresholds.parse(DEFAULT_IDENTITY_THRESHOLDS))
+        shown = found.head(top_k)
+        extra.update(vote_columns(labels, shown.reference, shown.identity / 100))
+    else:
+        shown = RankedHits(neighbours[:, :top_k], similarities[:, :top_k], None)
+        extra.update(vote_columns(labels, shown.reference, shown.similarity))
+        calibrated = index.call_thresholds
+        calls = CallColumns.uncalibrated(len(ids))
+        if calibrated is not None and {"vote_species", "vote_genus"} <= extra.keys():
+            calls = calibrated.calls(similarities[:, 0], extra["vote_species"], extra["vote_genus"])
+        neighbour_names = names(shown.reference)
+        for j in range(shown.reference.shape[1]):
+            extra[f"neighbor{j + 1}_processid"] = reference_ids[shown.reference[:, j]]
+            extra[f"neighbor{j + 1}_similarity"] = shown.similarity[:, j]
+            for rank in VOTE_RANKS:
+                if rank in neighbour_names:
+                    extra[f"neighbor{j + 1}_{rank}"] = neighbour_names[rank][:, j]
+    hits = hit_frame(ids, shown, reference_ids, names(shown.reference))
+    table = query_table(ids, calls, hits[hits["hit_rank"] == 1], extra)
+    return Identification(table, hits if align else None)
 
 
 def build_reference_index(
@@ -288,6 +366,7 @@ def build_reference_index(
     transform.save(output)
     apply_umask(output)  # safetensors writes postprocess.safetensors owner-only; the index is shared like its peers
     pq.write_table(table.select([c for c in METADATA_COLUMNS if c in table.column_names]), output / REFERENCES)
+    np.save(output / SEQUENCES, np.array(table.column("dna_barcode").to_pylist(), dtype=bytes))
     report.save(output / CLEANING_REPORT)
     info = {
         "embedder": embedder.info(),
@@ -349,13 +428,13 @@ def calibrate_calls(
     """Fit the call thresholds on the calibration records' matches; ``index.json`` entries with the measurement."""
     vectors = embedder.embed(calibration.column("dna_barcode").to_pylist(), progress=progress)
     matches = identify(index, index.postprocessor.transform(vectors), calibration.column("processid").to_pylist(),
-                       top_k=CALIBRATION_TOP_K)
+                       top_k=CALIBRATION_TOP_K).table
     matches["true_species"] = calibration.column("species").to_pylist()
     matches["true_genus"] = calibration.column("genus").to_pylist()
     species_ok, genus_ok = call_correctness(matches)
-    similarity = matches["top1_similarity"].to_numpy()
+    similarity = matches["top_similarity"].to_numpy()
     thresholds = fit_call_thresholds(similarity, species_ok, genus_ok)
-    measured = call_report(thresholds.levels(similarity), species_ok, genus_ok)
+    measured = call_report(thresholds.levels(similarity), {"species": species_ok, "genus": genus_ok})
     logger.info("call thresholds: species >= %.4f, genus >= %.4f (%s)", thresholds.species, thresholds.genus,
                 ", ".join(f"{key} {value:.3f}" for key, value in measured.items() if key != "num_queries"))
     return {"call_thresholds": thresholds.to_dict(), "calibration": {"top_k": CALIBRATION_TOP_K, **measured}}
@@ -363,72 +442,99 @@ def calibrate_calls(
 
 def call_correctness(result: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Whether each row's voted species and genus are its own (``true_species`` / ``true_genus`` columns), ``(n,)``
-    bools each: what a species and a genus call are judged by."""
+    bools each: what the calibration of a species and a genus call judges."""
     return (
-        (result["predicted_species"] == result["true_species"]).to_numpy(),
-        (result["predicted_genus"] == result["true_genus"]).to_numpy(),
+        (result["vote_species"] == result["true_species"]).to_numpy(),
+        (result["vote_genus"] == result["true_genus"]).to_numpy(),
     )
 
 
 def labelled_call_report(result: pd.DataFrame) -> dict[str, float | int | None] | None:
     """:func:`~barcodemae.call_levels.call_report` over the rows of an :func:`identify_file` table that know their
-    genus and species; ``None`` for an uncalibrated index or queries without that taxonomy."""
-    if "call_level" not in result or not {"true_species", "true_genus"} <= set(result):
+    genus and species: a call at a level is right when ``called_taxon`` is the query's ``true_<level>``. ``None``
+    for queries without that taxonomy."""
+    if not {"true_species", "true_genus"} <= set(result):
         return None
     rows = result[result["true_species"].notna() & result["true_genus"].notna()]
     if rows.empty:
         return None
-    return call_report(rows["call_level"].to_numpy(), *call_correctness(rows))
+    correct = {level: (rows["called_taxon"] == rows[f"true_{level}"]).to_numpy()
+               for level in CALL_LEVELS if f"true_{level}" in rows}
+    return call_report(rows["call_level"].to_numpy(), correct)
 
 
 def identify_file(
     index_dir: str | Path,
     input_path: str | Path,
-    output_csv: str | Path,
+    output: str | Path,
     *,
     model_dir: str | Path | None = None,
     kmer: int | None = None,
     nprobe: int | None = None,
     split: str = "all",
     top_k: int = 5,
+    align: int = DEFAULT_ALIGN,
+    thresholds: str = DEFAULT_IDENTITY_THRESHOLDS,
+    table_format: str | None = None,
     batch_size: int = 128,
     device: str | None = None,
     progress: bool = True,
     trust_remote_code: bool = False,
 ) -> pd.DataFrame:
-    """Identify every valid barcode of ``input_path`` against the index; write and return the table.
+    """Identify every valid barcode of ``input_path`` against the index; write and return the query table.
 
     The queries are embedded by the index's own embedder: its model (``model_dir`` overrides the stored path, e.g.
     after moving the files; it must be the same model) or its k-mer profiles (``kmer``, optional, must be the
     index's k; a model is refused). ``nprobe``: cells scanned per query by an index built with ``ivf=True``.
-    ``split`` picks BIOSCAN-5M split(s) of a CSV. Known query taxonomy (CSV input) is kept as ``true_<rank>``
-    columns so a labelled file doubles as an evaluation. Rejected queries go to ``<output>.cleaning_report.json``.
+    ``split`` picks BIOSCAN-5M split(s) of a CSV. ``align``,
+    ``thresholds`` (``"97,95,90,85"``: percent identity of a species, genus, family, order call) and ``top_k``: see
+    :func:`identify`. ``table_format`` (``csv``, ``tsv``, ``blast6``; default from ``output``'s suffix) applies to
+    the query table and the hits table written beside it (:func:`~barcodemae.identify_tables.hits_path`). Known
+    query taxonomy (CSV input) is kept as ``true_<rank>`` columns so a labelled file doubles as an evaluation.
+    Rejected queries go to ``<output>.cleaning_report.json``.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1 (the neighbours that vote), got {top_k}")
+    if align < 0:
+        raise ValueError(f"--align must be >= 0 (references aligned per query; 0: no alignment), got {align}")
+    identity_thresholds = IdentityThresholds.parse(thresholds)
+    table_format = output_format(output, table_format)
+    if table_format == "blast6" and not align:
+        raise ValueError("--format blast6 reports alignments: use --align N with N >= 1")
     index = ReferenceIndex.load(index_dir, nprobe=nprobe)
-    check_output_file(output_csv, inputs=(input_path,), input_folders=(index_dir,))
+    check_alignable(index, align, index_dir)
+    check_output_file(output, inputs=(input_path,), input_folders=(index_dir,))
+    if align:
+        check_output_file(hits_path(output), inputs=(input_path,), input_folders=(index_dir,))
+    elif index.call_thresholds is None:
+        logger.warning("%s: no calibration and --align 0: no query gets a call (call_rule %r); the vote_* columns "
+                       "are the neighbours' votes, not identifications", index_dir, "uncalibrated")
     embedder = index_embedder(index.info, index_dir, model_dir=model_dir, kmer=kmer, batch_size=batch_size,
                               device=device, trust_remote_code=trust_remote_code)
     check_input(input_path, split)
     dataset, report = load_records(input_path, min_length=embedder.min_length, split=split)
-    report.save(Path(f"{output_csv}.cleaning_report.json"))
+    report.save(Path(f"{output}.cleaning_report.json"))
     if report.num_rejected:
         logger.warning("%s", report.summary())
     if len(dataset) == 0:
         raise ValueError(f"{input_path}: no valid query barcodes ({report.num_rejected} rejected)")
     table = dataset.with_format("arrow")[:]
-    queries = index.postprocessor.transform(embedder.embed(table.column("dna_barcode").to_pylist(), progress=progress))
-    result = identify(index, queries, table.column("processid").to_pylist(), top_k=top_k)
-    for rank in reversed(labelled_ranks(table)):
-        result.insert(1, f"true_{rank}", table.column(rank).to_pylist())
-    with atomic_write_path(output_csv) as temporary:  # a killed query leaves no truncated table that parses
-        result.to_csv(temporary, index=False)
+    barcodes = table.column("dna_barcode").to_pylist()
+    queries = index.postprocessor.transform(embedder.embed(barcodes, progress=progress))
+    found = identify(index, queries, table.column("processid").to_pylist(), top_k=top_k, query_sequences=barcodes,
+                     align=align, thresholds=identity_thresholds)
+    result = found.table
+    after_top_hit = 1 + max(i for i, name in enumerate(result.columns) if name.startswith("top_"))
+    for rank in reversed(labelled_ranks(table, HIT_RANKS)):
+        result.insert(after_top_hit, f"true_{rank}", table.column(rank).to_pylist())
+    write_identification(result, found.hits, output, table_format)
     return result
 
 
 __all__ = [
     "CALIBRATION_TOP_K",
+    "DEFAULT_ALIGN",
+    "Identification",
     "ReferenceIndex",
     "build_reference_index",
     "calibrate_calls",
@@ -438,4 +544,5 @@ __all__ = [
     "identify_file",
     "labelled_call_report",
     "majority_vote",
+    "vote_columns",
 ]

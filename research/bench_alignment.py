@@ -6,8 +6,8 @@
 Open-world protocol: the genus of every ``test_unseen`` barcode (species never seen) from its top hit among the
 ``train`` barcodes (keys). Methods, all on the same cleaned barcodes:
 
-- ``barcodemae identify`` with ``--model`` (``build_reference_index`` once, then ``identify_file``: embedding the
-  queries plus the cosine search, as a user runs it), top-1 genus;
+- ``barcodemae identify`` with ``--model`` (``build_reference_index`` once, then ``identify_file`` with
+  ``--align 0``: embedding the queries plus the cosine search), the cosine top hit's genus;
 - the 4-mer frequency baseline (no learning), cosine top-1;
 - ``vsearch --usearch_global`` (global alignment, top hit at ``--min-identity`` or better);
 - ``blastn`` (local alignment, the hit with the best bit score).
@@ -90,11 +90,12 @@ def by_identify(model: Path, data: Path, data_dir: Path, keys: pd.DataFrame, que
     build_reference_index(model, reference, data_dir / "index", batch_size=batch_size, progress=False)
     built = time.perf_counter() - started
     started = time.perf_counter()
-    result = identify_file(data_dir / "index", query_file, data_dir / "ids.csv", top_k=1, batch_size=batch_size,
-                           progress=False)
+    result = identify_file(data_dir / "index", query_file, data_dir / "ids.csv", top_k=1, align=0,
+                           batch_size=batch_size, progress=False)
     elapsed = time.perf_counter() - started
-    predicted = queries[["processid"]].merge(result[["processid", "predicted_genus"]], on="processid", how="left")
-    return score(f"barcodemae identify ({model.name}), top-1", queries["genus"], predicted["predicted_genus"], built,
+    top_hits = result[["query_id", "top_genus"]].rename(columns={"query_id": "processid"})
+    predicted = queries[["processid"]].merge(top_hits, on="processid", how="left")
+    return score(f"barcodemae identify ({model.name}), top-1", queries["genus"], predicted["top_genus"], built,
                  elapsed)
 
 

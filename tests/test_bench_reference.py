@@ -307,3 +307,18 @@ def test_probe_selection_benchmark_compares_warm_start_with_fitting_from_scratch
                                                                                "1000.0"}
     assert 0 < warm["loss_evaluations"] < cold["loss_evaluations"] and warm["seconds"] > 0
     assert report["num_fit"] + report["num_held_out"] == 48  # the fixture's train split
+
+
+def test_shortlist_recall_grows_with_the_shortlist_and_is_whole_at_full_depth(fixture_csv, capsys):
+    from shortlist_recall import main as recall_main
+
+    assert recall_main(["--data", str(fixture_csv), "--queries", "10", "--deep", "12", "--shortlists",
+                        "1,4,12"]) == 0
+    report = json.loads(capsys.readouterr().out.split("\n| N |")[0])
+    assert report["queries"] == 10 and report["references"] == 48 and report["deep"] == 12
+    recalls = [row["recall"] for row in report["rows"]]
+    assert recalls == sorted(recalls) and recalls[-1] == 1.0  # the full depth holds the best hit by definition
+    for row in report["rows"]:
+        shares = [row[f"{level}_call_share"] for level in ("species", "genus", "family", "order", "none")]
+        assert sum(shares) == pytest.approx(1.0, abs=1e-3)
+    assert report["rows"][0]["top_hit_genus_accuracy"] == report["embedding_top1_genus_accuracy"]  # N = 1

@@ -27,7 +27,7 @@ def test_thresholds_separate_species_matches_genus_matches_and_strangers():
     assert 0.90 < fitted.species <= 0.97 and 0.50 < fitted.genus <= 0.86
     assert fitted.levels(similarity).tolist() == ["species"] * 3 + ["genus"] * 3 + ["none"] * 2
     assert fitted.calibration_score == pytest.approx(6 / 8) and fitted.num_calibration_queries == 8
-    report = call_report(fitted.levels(similarity), species_ok, genus_ok)
+    report = call_report(fitted.levels(similarity), {"species": species_ok, "genus": genus_ok})
     assert report == {"num_queries": 8, "species_call_share": 3 / 8, "species_call_precision": 1.0,
                       "genus_call_share": 3 / 8, "genus_call_precision": 1.0, "none_call_share": 2 / 8}
 
@@ -86,23 +86,28 @@ def test_calibrated_index_gives_every_query_a_call_level(kmer_profile_model: Pat
 
     output = tmp_path / "calls.csv"
     assert main(["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv), "--output",
-                 str(output), "--split", "test+test_unseen", "--no-progress"]) == 0
+                 str(output), "--split", "test+test_unseen", "--align", "0", "--no-progress"]) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
     result = pd.read_csv(output)
     assert len(result) == fixture["split"].isin(["test", "test_unseen"]).sum() == summary["num_queries"]
     counts = result["call_level"].value_counts()
-    assert summary["call_levels"] == {level: int(counts.get(level, 0)) for level in ("species", "genus", "none")}
+    assert summary["call_levels"] == {level: int(counts.get(level, 0))
+                                      for level in ("species", "genus", "family", "order", "none")}
     assert f"calls: species {summary['call_levels']['species']:,}" in captured.err and str(output) in captured.err
     assert set(result["call_level"]) <= {"species", "genus", "none"}
-    similarity = result["top1_similarity"].to_numpy()  # as written to the CSV: compare away from the thresholds
+    similarity = result["top_similarity"].to_numpy()  # as written to the CSV: compare away from the thresholds
     clear = (np.abs(similarity - thresholds.species) > 1e-6) & (np.abs(similarity - thresholds.genus) > 1e-6)
     assert (result["call_level"] == thresholds.levels(similarity))[clear].all()
     species = result["call_level"] == "species"
     genus = result["call_level"] == "genus"
-    assert (result.loc[species, "called_taxon"] == result.loc[species, "predicted_species"]).all()
-    assert (result.loc[genus, "called_taxon"] == result.loc[genus, "predicted_genus"]).all()
+    assert (result.loc[species, "called_taxon"] == result.loc[species, "vote_species"]).all()
+    assert (result.loc[genus, "called_taxon"] == result.loc[genus, "vote_genus"]).all()
     assert result.loc[result["call_level"] == "none", "called_taxon"].isna().all()
+    rule = {"species": f"calibrated_similarity>={thresholds.species:.4f}",
+            "genus": f"calibrated_similarity>={thresholds.genus:.4f}",
+            "none": f"calibrated_similarity<{thresholds.genus:.4f}"}
+    assert (result["call_rule"] == result["call_level"].map(rule)).all()
     shares = [summary["calls"][f"{level}_call_share"] for level in ("species", "genus", "none")]
     assert sum(shares) == pytest.approx(1.0, abs=1e-3)
 

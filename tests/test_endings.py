@@ -155,10 +155,19 @@ def test_the_barcodemae_command_endings(tmp_path):
     assert "--calibration-split" in uncalibrated.notes[0]
 
     (tmp_path / "ids.csv").write_text("")
-    queried = query_ending({"output": str(tmp_path / "ids.csv"), "num_queries": 12, "genus_accuracy": 0.75,
-                            "call_levels": {"species": 5, "genus": 4, "none": 3}}, input_path="q.fasta")
-    assert queried.numbers == "12 queries; calls: species 5, genus 4, no call 3; genus accuracy 75.00%"
-    assert shown_paths(queried) == [tmp_path / "ids.csv"]
+    (tmp_path / "ids.hits.csv").write_text("")
+    queried = query_ending({"output": str(tmp_path / "ids.csv"), "hits": str(tmp_path / "ids.hits.csv"),
+                            "num_queries": 12, "top_genus_accuracy": 0.75, "vote_genus_accuracy": 0.5,
+                            "call_levels": {"species": 5, "genus": 3, "family": 1, "order": 0, "none": 3},
+                            "no_call_share": 0.25, "uncalibrated": False}, input_path="q.fasta")
+    assert queried.numbers == ("12 queries; calls: species 5, genus 3, family 1, order 0, no call 3 (25.00% no call); "
+                               "top hit genus accuracy 75.00%; vote genus accuracy 50.00%")
+    assert shown_paths(queried) == [tmp_path / "ids.csv", tmp_path / "ids.hits.csv"] and not queried.notes
+    unaligned = query_ending({"output": str(tmp_path / "ids.csv"), "hits": None, "num_queries": 2,
+                              "call_levels": {"species": 0, "genus": 0, "family": 0, "order": 0, "none": 2},
+                              "no_call_share": 1.0, "uncalibrated": True}, input_path="q.fasta")
+    assert shown_paths(unaligned) == [tmp_path / "ids.csv"]
+    assert "no query got a call" in unaligned.notes[0] and "--align 50" in unaligned.notes[0]
 
     checked = qc_ending({"output": str(tmp_path / "ids.csv"), "model": None, "num_records": 9, "clean": 5,
                          "has_errors": 3, "rejected": 1}, input_path="reads.fasta")
@@ -179,7 +188,7 @@ def test_the_barcodemae_command_endings(tmp_path):
         "AUROC 50.00%"
     assert shown_paths(scored) == [tmp_path / "qc_model"]  # no results.json, no correction_model/ here
 
-    for ending in (embedded, built, uncalibrated, queried, checked, exported, scored):
+    for ending in (embedded, built, uncalibrated, queried, unaligned, checked, exported, scored):
         accepted_by_its_parser(ending.next_command)
 
 

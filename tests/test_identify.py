@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -57,13 +58,17 @@ def test_identify_table_columns_and_missing_labels() -> None:
     references = np.eye(3, dtype=np.float32)
     table = pa.table({"processid": ["a", "b", "c"], "genus": ["G1", "G1", None], "species": ["s1", "s2", None],
                       "dna_bin": [None, None, None]})
-    result = identify(ReferenceIndex(references, table, {}), np.array([[0.0, 0.1, 1.0]], np.float32), ["q"], top_k=2)
-    row = result.iloc[0]
+    found = identify(ReferenceIndex(references, table, {}), np.array([[0.0, 0.1, 1.0]], np.float32), ["q"], top_k=2)
+    assert found.hits is None  # no alignment: the neighbours are listed in the query table, as before
+    row = found.table.iloc[0]
     assert row["neighbor1_processid"] == "c" and row["neighbor2_processid"] == "b"
-    assert row["predicted_genus"] == "G1" and row["genus_votes"] == 1  # c has no genus: it does not vote
-    assert row["predicted_species"] == "s2"
-    assert row["predicted_dna_bin"] is None and row["dna_bin_votes"] == 0
+    assert row["vote_genus"] == "G1" and row["vote_genus_count"] == 1  # c has no genus: it does not vote
+    assert row["vote_species"] == "s2"
+    assert row["vote_dna_bin"] is None and row["vote_dna_bin_count"] == 0
     assert row["neighbor1_genus"] is None and row["neighbor2_genus"] == "G1"
+    # no calibration, no alignment: no call, and the row says why; the top hit is shown as a hit, not a call
+    assert (row["call_level"], row["called_taxon"], row["call_rule"]) == ("none", None, "uncalibrated")
+    assert row["top_hit_id"] == "c" and np.isnan(row["top_identity"])
 
 
 def test_identify_cli_names_the_genus_of_species_in_the_reference(kmer_profile_model: Path, fixture_csv: Path,
@@ -82,24 +87,26 @@ def test_identify_cli_names_the_genus_of_species_in_the_reference(kmer_profile_m
     assert main(["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv), "--top-k", "1",
                  "--output", str(output), "--no-progress"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    result = pd.read_csv(output).merge(fixture[["processid", "split"]], on="processid")
+    result = pd.read_csv(output).merge(fixture[["processid", "split"]], left_on="query_id", right_on="processid")
     assert len(result) == len(fixture) == summary["num_queries"]
-    # test specimens: their species is in the reference, so the nearest reference must carry the right genus
+    assert (result["query_id"] == fixture["processid"]).all()  # input order
+    # test specimens: their species is in the reference, so the best-aligning reference must carry the right genus
     test = result[result["split"] == "test"]
     assert len(test) == 42
-    assert (test["predicted_genus"] == test["true_genus"]).all(), test[["processid", "true_genus", "predicted_genus"]]
-    # a reference barcode finds itself (or an identical barcode) at cosine similarity 1
+    assert (test["top_genus"] == test["true_genus"]).all(), test[["query_id", "true_genus", "top_genus"]]
+    # a reference barcode finds itself (or an identical barcode) at 100% identity over its whole length
     own = result[result["split"] == "train"]
-    np.testing.assert_allclose(own["top1_similarity"], 1.0, atol=1e-5)
-    assert (own["predicted_species"] == own["true_species"]).all()
+    assert (own["top_identity"] == 100).all() and (own["top_query_coverage"] == 100).all()
+    assert (own["top_species"] == own["true_species"]).all()
+    assert summary["top_genus_accuracy"] == summary["vote_genus_accuracy"]  # --top-k 1: the top hit alone votes
 
     voted = tmp_path / "voted.csv"
     assert main(["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv), "--top-k", "3",
-                 "--output", str(voted), "--no-progress"]) == 0
+                 "--align", "0", "--output", str(voted), "--no-progress"]) == 0
     table = pd.read_csv(voted)
-    assert {"neighbor3_processid", "neighbor3_similarity", "neighbor3_genus", "genus_agreement"} <= set(table)
+    assert {"neighbor3_processid", "neighbor3_similarity", "neighbor3_genus", "vote_genus_agreement"} <= set(table)
     assert (table["neighbor1_similarity"] >= table["neighbor2_similarity"]).all()
-    assert set(table["genus_votes"]) <= {1, 2, 3}
+    assert set(table["vote_genus_count"]) <= {1, 2, 3}
 
 
 def test_query_refuses_another_model(kmer_profile_model: Path, fixture_csv: Path, tmp_path, capsys) -> None:
@@ -256,3 +263,132 @@ def test_every_index_file_follows_the_umask(kmer_profile_model: Path, fixture_cs
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "index").iterdir()}
     assert "postprocess.safetensors" in modes
     assert all(mode & 0o644 == 0o644 for mode in modes.values()), {name: oct(mode) for name, mode in modes.items()}
+
+
+# ------------------------------------------------------------------ retrieve, then align (issue #29)
+@pytest.fixture(scope="module")
+def fixture_index(kmer_profile_model: Path, fixture_csv: Path, tmp_path_factory) -> Path:
+    """An index of the fixture's train barcodes, built once for the tests below."""
+    index_dir = tmp_path_factory.mktemp("aligned") / "index"
+    assert main(["identify", "build", "--model", str(kmer_profile_model), "--reference", str(fixture_csv),
+                 "--split", "train", "--output", str(index_dir), "--no-progress"]) == 0
+    return index_dir
+
+
+def query(index_dir: Path, fixture_csv: Path, output: Path, *options: str) -> int:
+    return main(["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv), "--output",
+                 str(output), "--split", "test+test_unseen", "--no-progress", *options])
+
+
+def test_the_query_table_starts_with_the_call_and_the_hits_go_beside_it(fixture_index: Path, fixture_csv: Path,
+                                                                        tmp_path, capsys) -> None:
+    assert query(fixture_index, fixture_csv, tmp_path / "ids.csv", "--top-k", "3") == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    table, hits = pd.read_csv(tmp_path / "ids.csv"), pd.read_csv(tmp_path / "ids.hits.csv")
+    assert list(table.columns[:8]) == ["query_id", "call_level", "called_taxon", "call_rule", "top_identity",
+                                       "top_hit_id", "top_genus", "top_species"]
+    assert not any(name.startswith(("predicted_", "neighbor")) for name in table.columns)
+    fixture = pd.read_csv(fixture_csv)
+    in_order = fixture.loc[fixture["split"].isin(["test", "test_unseen"]), "processid"]
+    assert table["query_id"].tolist() == in_order.tolist()
+    assert summary["hits"] == str(tmp_path / "ids.hits.csv") and str(tmp_path / "ids.hits.csv") in captured.err
+    # three hits per query, best first; the first is the query table's top hit
+    assert len(hits) == 3 * len(table) and hits["hit_rank"].tolist() == [1, 2, 3] * len(table)
+    assert (hits.groupby("query_id", sort=False)["identity"].apply(lambda x: x.is_monotonic_decreasing)).all()
+    first = hits[hits["hit_rank"] == 1].reset_index(drop=True)
+    assert (first["hit_id"] == table["top_hit_id"]).all() and (first["identity"] == table["top_identity"]).all()
+    assert ((hits["query_end"] - hits["query_start"] + 1) <= hits["aligned_length"]).all()
+    # a call is the top hit's taxon at the level its identity reaches, unless the hits at that identity disagree
+    plain = table["call_rule"].str.fullmatch(r"identity>=\d+")
+    assert plain.sum() > 0.5 * len(table)
+    levels = np.select([table["top_identity"] >= t for t in (97, 95, 90, 85)], ["species", "genus", "family",
+                                                                              "order"], "none")
+    assert (table.loc[plain, "call_level"] == levels[plain]).all()
+    for level in ("species", "genus"):
+        called = table["call_level"] == level
+        assert (table.loc[called & plain, "called_taxon"] == table.loc[called & plain, f"top_{level}"]).all()
+    assert table.loc[table["call_level"] == "none", "called_taxon"].isna().all()
+    # test specimens have their species in the library, test_unseen ones do not
+    test = table.merge(fixture[["processid", "split"]], left_on="query_id", right_on="processid")
+    seen, unseen = test[test["split"] == "test"], test[test["split"] == "test_unseen"]
+    assert (seen["call_level"] == "species").mean() > 0.8
+    species_calls = seen[seen["call_level"] == "species"]
+    assert (species_calls["called_taxon"] == species_calls["true_species"]).all()
+    assert summary["call_levels"]["species"] == (table["call_level"] == "species").sum()
+    assert summary["no_call_share"] == pytest.approx((table["call_level"] == "none").mean(), abs=1e-4)
+    assert (unseen["call_level"] != "species").mean() > 0.5
+
+
+def test_tsv_and_blast6_outputs(fixture_index: Path, fixture_csv: Path, tmp_path, capsys) -> None:
+    assert query(fixture_index, fixture_csv, tmp_path / "ids.csv", "--top-k", "2") == 0
+    assert query(fixture_index, fixture_csv, tmp_path / "ids.tsv", "--top-k", "2") == 0
+    assert query(fixture_index, fixture_csv, tmp_path / "ids.b6", "--top-k", "2") == 0
+    assert query(fixture_index, fixture_csv, tmp_path / "forced.out", "--top-k", "2", "--format", "blast6") == 0
+    capsys.readouterr()
+    table = pd.read_csv(tmp_path / "ids.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ids.tsv", sep="\t"), table)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ids.hits.tsv", sep="\t"),
+                                  pd.read_csv(tmp_path / "ids.hits.csv"))
+    blast = pd.read_csv(tmp_path / "ids.b6", sep="\t", header=None)
+    assert blast.shape == (len(table), 12)  # one row per query: its top hit, without a header
+    assert (tmp_path / "forced.out").read_text() == (tmp_path / "ids.b6").read_text()
+    blast.columns = ["qseqid", "sseqid", "pident", "length", "mismatch", "gapopen", "qstart", "qend", "sstart",
+                     "send", "evalue", "bitscore"]
+    assert (blast["qseqid"] == table["query_id"]).all() and (blast["sseqid"] == table["top_hit_id"]).all()
+    assert (blast["pident"] == table["top_identity"]).all() and blast["evalue"].isna().all()
+    assert (blast["length"] == table["top_aligned_length"]).all() and (blast["gapopen"] == table["top_gap_opens"]).all()
+    hits = pd.read_csv(tmp_path / "ids.hits.b6", sep="\t", header=None)
+    assert hits.shape == (2 * len(table), 12)
+    assert "NA" in (tmp_path / "ids.b6").read_text().splitlines()[0].split("\t")
+
+
+def test_align_0_is_the_embedding_search_as_before(fixture_index: Path, fixture_csv: Path, kmer_profile_model: Path,
+                                                   tmp_path, capsys, caplog) -> None:
+    """``--align 0``: the top-k neighbours by cosine, their vote and the neighbour columns, as ``identify`` gave
+    them before alignment (then ``predicted_<rank>``, ``<rank>_votes``, ``top1_similarity``), recomputed here from
+    the search and the vote themselves."""
+    from barcodemae.inference import embed_barcodes, load_encoder
+
+    assert query(fixture_index, fixture_csv, tmp_path / "ids.csv", "--top-k", "3", "--align", "0") == 0
+    assert "no calibration and --align 0: no query gets a call" in caplog.text  # stderr, through logging
+    assert "note: no query got a call" in capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "ids.csv", keep_default_na=False, na_values=[""])
+    assert not (tmp_path / "ids.hits.csv").exists()
+    fixture = pd.read_csv(fixture_csv)
+    queries = fixture[fixture["split"].isin(["test", "test_unseen"])]
+    index = ReferenceIndex.load(fixture_index)
+    model, tokenizer = load_encoder(kmer_profile_model)
+    vectors = embed_barcodes(model, tokenizer, queries["dna_barcode"].tolist(), progress=False)
+    neighbours, similarities = index.search(vectors, top_k=3)
+    references = index.references.to_pandas()
+    np.testing.assert_allclose(table["top_similarity"], similarities[:, 0], atol=1e-6)
+    for j in range(3):
+        assert (table[f"neighbor{j + 1}_processid"] == references["processid"].to_numpy()[neighbours[:, j]]).all()
+        np.testing.assert_allclose(table[f"neighbor{j + 1}_similarity"], similarities[:, j], atol=1e-6)
+    codes, names = pd.factorize(references["genus"])
+    winner, votes = majority_vote(codes[neighbours], similarities)
+    assert (table["vote_genus"] == names[winner]).all() and (table["vote_genus_count"] == votes).all()
+    assert (table["call_level"] == "none").all() and (table["call_rule"] == "uncalibrated").all()
+    assert table["top_identity"].isna().all()
+
+
+def test_query_errors_are_one_line(fixture_index: Path, fixture_csv: Path, tmp_path, capsys) -> None:
+    from barcodemae.checksums import write_checksums
+
+    for options, message in ((["--thresholds", "97,98,90,85"], "must not increase from species to genus"),
+                             (["--thresholds", "97,95,90,101"], "each must be a percent identity in 0-100"),
+                             (["--thresholds", "97,95"], "give four percent identities"),
+                             (["--align", "-1"], "--align must be >= 0"),
+                             (["--align", "0", "--format", "blast6"], "--format blast6 reports alignments")):
+        assert query(fixture_index, fixture_csv, tmp_path / "x.csv", *options) == 2, options
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("barcodemae identify: error:") and message in error and "\n" not in error
+    assert not (tmp_path / "x.csv").exists()
+    old = tmp_path / "old_index"  # an index built before alignment: no sequences.npy
+    shutil.copytree(fixture_index, old)
+    (old / "sequences.npy").unlink()
+    write_checksums(old)
+    assert query(old, fixture_csv, tmp_path / "x.csv") == 2
+    assert "built before alignment" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+    assert query(old, fixture_csv, tmp_path / "x.csv", "--align", "0") == 0

@@ -122,10 +122,10 @@ def test_identify_index_stores_the_transform_and_applies_it_to_queries(kmer_prof
 
     output = tmp_path / "ids.csv"
     assert main(["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv), "--top-k", "1",
-                 "--output", str(output), "--no-progress"]) == 0
-    result = pd.read_csv(output).merge(fixture[["processid", "split"]], on="processid")
+                 "--align", "0", "--output", str(output), "--no-progress"]) == 0
+    result = pd.read_csv(output).merge(fixture[["processid", "split"]], left_on="query_id", right_on="processid")
     own = result[result["split"] == "train"]  # a reference, transformed like the index, finds itself
-    np.testing.assert_allclose(own["top1_similarity"], 1.0, atol=1e-4)
+    np.testing.assert_allclose(own["top_similarity"], 1.0, atol=1e-4)
     (index_dir / "postprocess.safetensors").unlink()  # index.json and the stored transform must agree
     query = ["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv), "--output",
              str(tmp_path / "x.csv"), "--no-progress"]
