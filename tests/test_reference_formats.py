@@ -235,14 +235,14 @@ def test_identify_votes_with_the_taxonomy_of_a_fasta_or_minimal_table(form, name
     queries.write_text("".join(f">{row.processid} unidentified\n{row.dna_barcode}\n" for _, row in test.iterrows()))
     output = tmp_path / "ids.csv"
     assert main(["identify", "query", "--index", str(index), "--input", str(queries), "--top-k", "3",
-                 "--output", str(output), "--no-progress"]) == 0
+                 "--align", "0", "--output", str(output), "--no-progress"]) == 0
     capsys.readouterr()
     result = pd.read_csv(output)
     genus_of = dict(zip(train["processid"], train["genus"]))
     for j in (1, 2, 3):  # each neighbour's vote is the genus its header or row gave it
         assert result[f"neighbor{j}_genus"].tolist() == result[f"neighbor{j}_processid"].map(genus_of).tolist()
     votes = (result[[f"neighbor{j}_genus" for j in (1, 2, 3)]].to_numpy() ==
-             result["predicted_genus"].to_numpy()[:, None]).sum(axis=1)
-    assert (result["genus_votes"] == votes).all() and (result["genus_votes"] >= 2).mean() > 0.5
+             result["vote_genus"].to_numpy()[:, None]).sum(axis=1)
+    assert (result["vote_genus_count"] == votes).all() and (result["vote_genus_count"] >= 2).mean() > 0.5
     # test specimens: their species is in the reference, so the nearest reference carries their genus
     assert (result["neighbor1_genus"] == test["genus"].to_numpy()).all()
