@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "thresholds (or none)")
     query.add_argument("--thresholds", default=DEFAULT_IDENTITY_THRESHOLDS, metavar="S,G,F,O",
                        help=f"percent identity for a species, genus, family, order call (default "
-                       f"{DEFAULT_IDENTITY_THRESHOLDS}, BOLDigger's)")
+                       f"{DEFAULT_IDENTITY_THRESHOLDS}; BOLDigger's are 97,95,90,85)")
     query.add_argument("--format", default=None, choices=TABLE_FORMATS, dest="table_format",
                        help="csv, tsv or blast6 (the 12 BLAST -outfmt 6 columns; needs --align) (default: from "
                        "--output's suffix, else csv)")

@@ -245,10 +245,10 @@ def identify(
     """Call every query from its nearest references (:mod:`barcodemae.identify_tables` names the columns).
 
     ``align > 0``: ``query_sequences`` are aligned to their ``align`` nearest references and called by percent
-    identity (``thresholds``, BOLDigger's defaults when ``None``). ``align == 0``: the ``top_k`` nearest by cosine
-    are the hits, called by the index's calibrated similarity thresholds, or not at all (``call_rule``
-    ``uncalibrated``); the table then also lists each neighbour (``neighbor<j>_processid``, ``_similarity``,
-    ``_<rank>``).
+    identity (``thresholds``, :data:`~barcodemae.cli_options.DEFAULT_IDENTITY_THRESHOLDS` when ``None``). ``align ==
+    0``: the ``top_k`` nearest by cosine are the hits, called by the index's calibrated similarity thresholds, or
+    not at all (``call_rule`` ``uncalibrated``); the table then also lists each neighbour
+    (``neighbor<j>_processid``, ``_similarity``, ``_<rank>``).
     """
     check_finite(query_embeddings, query_ids, holder="the query embeddings hold")
     check_alignable(index, align, "the index")
@@ -487,7 +487,7 @@ def identify_file(
     after moving the files; it must be the same model) or its k-mer profiles (``kmer``, optional, must be the
     index's k; a model is refused). ``nprobe``: cells scanned per query by an index built with ``ivf=True``.
     ``split`` picks BIOSCAN-5M split(s) of a CSV. ``align``,
-    ``thresholds`` (``"97,95,90,85"``: percent identity of a species, genus, family, order call) and ``top_k``: see
+    ``thresholds`` (``"98,95,90,85"``: percent identity of a species, genus, family, order call) and ``top_k``: see
     :func:`identify`. ``table_format`` (``csv``, ``tsv``, ``blast6``; default from ``output``'s suffix) applies to
     the query table and the hits table written beside it (:func:`~barcodemae.identify_tables.hits_path`). Known
     query taxonomy (CSV input) is kept as ``true_<rank>`` columns so a labelled file doubles as an evaluation.

@@ -16,6 +16,7 @@ import pytest
 
 from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer, index_search
 from barcodemae.cli import main
+from barcodemae.cli_options import DEFAULT_IDENTITY_THRESHOLDS
 from barcodemae.identify import ReferenceIndex, identify, majority_vote
 from conftest import tiny_config_kwargs
 
@@ -302,8 +303,8 @@ def test_the_query_table_starts_with_the_call_and_the_hits_go_beside_it(fixture_
     # a call is the top hit's taxon at the level its identity reaches, unless the hits at that identity disagree
     plain = table["call_rule"].str.fullmatch(r"identity>=\d+")
     assert plain.sum() > 0.5 * len(table)
-    levels = np.select([table["top_identity"] >= t for t in (97, 95, 90, 85)], ["species", "genus", "family",
-                                                                              "order"], "none")
+    defaults = [float(t) for t in DEFAULT_IDENTITY_THRESHOLDS.split(",")]
+    levels = np.select([table["top_identity"] >= t for t in defaults], ["species", "genus", "family", "order"], "none")
     assert (table.loc[plain, "call_level"] == levels[plain]).all()
     for level in ("species", "genus"):
         called = table["call_level"] == level

@@ -137,7 +137,8 @@ def test_ivf_index_is_checksummed_and_answers_like_the_exact_one(fixture_csv: Pa
     assert info["ivf_lists"] == 1  # 48 references: one cell, so the IVF search is exhaustive
     assert "ivf.faiss" in json.loads((ivf / "checksums.json").read_text())
     for index_dir, extra in ((exact, ()), (ivf, ("--nprobe", "1"))):
-        assert main(query(index_dir, fixture_csv, tmp_path / f"{index_dir.name}.csv", "--top-k", "3", "--align", "0", *extra)) == 0
+        output = tmp_path / f"{index_dir.name}.csv"
+        assert main(query(index_dir, fixture_csv, output, "--top-k", "3", "--align", "0", *extra)) == 0
     found, expected = pd.read_csv(tmp_path / "ivf.csv"), pd.read_csv(tmp_path / "exact.csv")
     similarities = [f"neighbor{j}_similarity" for j in (1, 2, 3)]
     np.testing.assert_allclose(found[similarities], expected[similarities], atol=1e-5)
