@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -115,10 +116,12 @@ def skip_reason(method: IdentificationMethod) -> str | None:
 
 
 def tool_version(tool: str) -> str:
-    """The line starting with the program's name in what its version flag prints (else the first line)."""
+    """The line of what its version flag prints that starts with the program's name and a version number
+    (``vsearch v2.22.1_linux_x86_64, ...``, ``blastn: 2.12.0+``), else the first line."""
     result = subprocess.run([tool, VERSION_FLAGS[tool]], capture_output=True, text=True, check=False)
     lines = [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    return next((line for line in lines if line.lower().startswith(tool)), lines[0] if lines else "unknown")
+    versioned = re.compile(rf"{re.escape(tool)}\W*v?\d", re.IGNORECASE)
+    return next((line for line in lines if versioned.match(line)), lines[0] if lines else "unknown")
 
 
 def result_row(method: IdentificationMethod, task: Task, queries: pd.DataFrame, calls: pd.DataFrame, built: Phase,

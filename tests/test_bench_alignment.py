@@ -171,6 +171,7 @@ def test_every_program_row_runs_on_real_records(fixture_csv, tmp_path, capsys):
     keys = ["kmer4-cosine", "vsearch", "vsearch-exhaustive", "blastn-megablast", "blastn-blastn", "sintax"]
     assert [row["key"] for row in report["rows"]] == [key for key in keys for _ in range(2)]
     assert set(report["tool_versions"]) == set(TOOLS) and report["skipped"] == {}
+    assert report["tool_versions"]["vsearch"].startswith("vsearch v")
     for row in report["rows"]:
         assert row["queries"] == 10 and 0 <= row["no_call_share"] <= 1 and row["threads"] == 1
         if row["key"] != "kmer4-cosine":
