@@ -28,6 +28,7 @@ from pathlib import Path
 from barcodemae.cli_options import (
     DEFAULT_ALIGN,
     DEFAULT_IDENTITY_THRESHOLDS,
+    DEFAULT_KMER,
     POOLINGS,
     TABLE_FORMATS,
     add_trust_remote_code_flag,
@@ -48,11 +49,6 @@ from barcodemae.flag_spellings import CommandParser
 from barcodemae.index_search import IVF_NPROBE
 from barcodemae.progress_bars import library_progress_bars_hidden
 from barcodemae.qc.read_checks import DEFAULT_MIN_LENGTH
-
-DEFAULT_KMER = 5
-"""``identify build --kmer`` without a value: on dev ``val_unseen`` (genus of species absent from the ``train``
-references, top-1) 5-mer profiles name 69.5% right, 4-mers 66.8%, 6-mers 69.7% at four times 5-mers' 4 KiB per
-reference (docs/results.md)."""
 
 
 def _add_embedding_options(parser: argparse.ArgumentParser) -> None:

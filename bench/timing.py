@@ -1,16 +1,21 @@
-"""Shared timing, memory and machine-FLOP/s helpers for bench_pretraining.py and bench_embedding.py.
+"""Shared timing, memory and machine-FLOP/s helpers of the ``bench/`` scripts.
 
-Kept apart so both scripts time the same way: device-synchronised wall clock, warm-up steps discarded, the
-median (with p10/p90) of the measured steps reported, peak memory from the CUDA allocator or the process RSS.
+Kept apart so every script times the same way: device-synchronised wall clock, warm-up steps discarded, the
+median (with p10/p90) of the measured steps reported, peak memory from the CUDA allocator or the process RSS;
+an external command (:func:`run_command`) by its wall clock and GNU time's peak RSS.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
+import shlex
 import statistics
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -66,6 +71,50 @@ def peak_memory_mib(device: torch.device) -> dict:
     except OSError:
         pass
     return {"peak_memory_mib": None, "memory_kind": "unavailable"}
+
+
+GNU_TIME = "/usr/bin/time"
+"""GNU time: its ``%M`` is the peak RSS of the one command it starts. Measured from a large Python process instead
+(``os.wait4`` or ``getrusage(RUSAGE_CHILDREN)``), a child's peak starts at that process's size: the high-water mark
+survives the fork and the ``exec``."""
+
+
+@functools.cache
+def command_memory_method() -> str:
+    """How :func:`run_command` measures a command's peak memory on this machine (GNU time, or not at all)."""
+    try:
+        version = subprocess.run([GNU_TIME, "--version"], capture_output=True, text=True, check=False)
+    except OSError:
+        return f"not measured (no {GNU_TIME})"
+    if "GNU" not in version.stdout + version.stderr:
+        return f"not measured ({GNU_TIME} is not GNU time)"
+    return f"peak RSS of the command ({GNU_TIME} -f %M, as /usr/bin/time -v reports it)"
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    """One external command run to completion."""
+
+    seconds: float
+    """Wall clock from start to exit, start-up and file reading included."""
+    peak_memory_mib: float | None
+    """Peak RSS in MiB (:func:`command_memory_method`; ``None`` where it cannot be measured)."""
+
+
+def run_command(argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> CommandRun:
+    """Run ``argv`` with its stdout and stderr in ``log``; a non-zero exit raises ``RuntimeError`` naming the
+    command and the log's last line."""
+    measured = command_memory_method().startswith("peak")
+    memory_file = log.with_name(f"{log.name}.maxrss")
+    wrapped = [GNU_TIME, "-f", "%M", "-o", str(memory_file), *argv] if measured else list(argv)
+    started = time.perf_counter()
+    with log.open("wb") as output:
+        returncode = subprocess.run(wrapped, stdout=output, stderr=subprocess.STDOUT, env=env, check=False).returncode
+    seconds = time.perf_counter() - started
+    if returncode != 0:
+        lines = log.read_text(errors="replace").strip().splitlines() or ["(no output)"]
+        raise RuntimeError(f"{shlex.join(argv)} exited with {returncode}: {lines[-1]} (log: {log})")
+    return CommandRun(seconds, int(memory_file.read_text().split()[-1]) / 1024 if measured else None)
 
 
 def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 10) -> dict:

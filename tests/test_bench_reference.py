@@ -203,31 +203,6 @@ def test_probe_table_reads_the_training_probe(tmp_path, capsys):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_alignment_benchmark_scores_every_method_in_one_harness(kmer4_model_folder, fixture_csv, tmp_path,
-                                                                monkeypatch):
-    import shutil as shutil_module
-
-    import bench_alignment
-
-    output = tmp_path / "alignment.json"
-    available = {tool: shutil_module.which(tool) is not None for tool in ("vsearch", "blastn")}
-    assert bench_alignment.main(["--data", str(fixture_csv), "--model", str(kmer4_model_folder),
-                                 "--output", str(output)]) == 0
-    report = json.loads(output.read_text())
-    assert (report["keys"], report["queries"]) == (48, 11)
-    methods = [row["method"] for row in report["rows"]]
-    assert methods[0] == "4-mer frequencies, cosine top-1" and methods[1].startswith("barcodemae identify (")
-    for row in report["rows"]:
-        assert 0 <= row["accuracy"] <= 1 and 0 <= row["queries_with_a_hit"] <= 1 and row["queries_per_s"] > 0
-    assert len(methods) == 2 + sum(available.values())
-    assert set(report["skipped"]) == {tool for tool, found in available.items() if not found}
-    # a missing tool is skipped with the way to install it, never an error
-    monkeypatch.setattr(bench_alignment.shutil, "which", lambda tool: None)
-    assert bench_alignment.main(["--data", str(fixture_csv), "--output", str(output)]) == 0
-    skipped = json.loads(output.read_text())["skipped"]
-    assert "apt-get install vsearch" in skipped["vsearch"] and "ncbi-blast+" in skipped["blastn"]
-
-
 def test_untrained_model_is_the_runs_starting_point(tmp_path, capsys):
     from safetensors.torch import load_file
     from untrained_model import main as untrained_main
