@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from barcodemae.cli_options import DEFAULT_KMER
+
 DEFAULT_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bold_coi" / "dev.csv.gz"
 QUERY_SPLITS = ("test", "test_unseen")
 TOP_K = 5
@@ -202,7 +204,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--references", type=int, default=1_000_000, help="simulated references (default 1M)")
     parser.add_argument("--queries", type=int, default=2_000, help="queries per library (default 2000)")
-    parser.add_argument("--kmer", type=int, default=5, help="k of the profiles (default 5, identify build's)")
+    parser.add_argument("--kmer", type=int, default=DEFAULT_KMER,
+                        help=f"k of the profiles (default {DEFAULT_KMER}, identify build's)")
     parser.add_argument("--nprobe", default="4,8,16,32", help="IVF cells scanned per query, comma-separated")
     parser.add_argument("--chunk-genera", type=int, default=1_000, help="genera per simulated chunk (~70k rows)")
     parser.add_argument("--dev", default=str(DEFAULT_DEV), help="BIOSCAN-format CSV with a train split")
