@@ -34,7 +34,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
 from barcodemae.alignment import align_shortlist
 from barcodemae.call_levels import CALL_LEVELS, CallColumns, CallThresholds, call_report, fit_call_thresholds
@@ -265,6 +264,8 @@ def identify(
     extra: dict[str, np.ndarray] = {}
     if align:
         shortlist = neighbours[:, :align]
+        import torch  # only for the thread count torch was given; the k-mer path needs no other torch here
+
         aligned = align_shortlist(query_sequences, shortlist, index.sequences, threads=torch.get_num_threads())
         found = rank_hits(shortlist, similarities[:, :align], aligned)
         calls = identity_calls(found, names(found.reference),
