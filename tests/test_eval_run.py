@@ -323,12 +323,12 @@ def test_probe_c_flag_takes_a_positive_number_or_auto(value, capsys):
 
 
 def test_flags_keyword_arguments_and_record_are_one_settings_object(tmp_path: Path):
-    from barcodemae.eval.run import build_parser, settings_from_args
+    from barcodemae.eval.run import build_parser
 
     args = build_parser().parse_args(["--baseline", "kmer", "--data", "d.csv", "--output", "o", "--finetune-lr", "0.01",
                                       "--no-plots", "--probe-c", "10", "--layer", "mean", "--kmer-k", "5",
                                       "--knn-k", "1", "4", "--lda-solver", "eigen"])
-    settings = settings_from_args(args)
+    settings = EvaluationSettings.from_args(args)
     assert (settings.finetune_learning_rate, settings.plots, settings.probe_c, settings.layer, settings.kmer_k) == (
         0.01, False, 10.0, "mean", 5)
     assert (settings.knn_k, settings.lda_solver) == ((1, 4), "eigen")
@@ -346,11 +346,11 @@ def test_flags_keyword_arguments_and_record_are_one_settings_object(tmp_path: Pa
 
 def test_flag_defaults_are_the_settings_defaults():
     """eval/run.py's flags take their defaults from EvaluationSettings, the one place they are written."""
-    from barcodemae.eval.run import EvaluationSettings, build_parser, settings_from_args
+    from barcodemae.eval.run import EvaluationSettings, build_parser
 
     args = build_parser().parse_args(["--baseline", "kmer", "--data", "d.csv", "--output", "o"])
-    assert settings_from_args(args) == EvaluationSettings()
-    assert "(default: 256)" in " ".join(build_parser().format_help().split())
+    assert EvaluationSettings.from_args(args) == EvaluationSettings()
+    assert "barcodes per forward pass (default 256)" in " ".join(build_parser().format_help().split())
 
 
 def test_a_single_key_genus_leaves_open_world_undefined_not_perfect(caplog):
