@@ -1,12 +1,14 @@
-"""The ``barcodemae`` command: ``embed``, ``identify build|query``, ``qc``, ``export``, ``train-bpe`` and ``train``.
+"""The ``barcodemae`` command: ``embed``, ``identify build|query``, ``qc``, ``export``, ``train-bpe``, ``train`` and
+``evaluate``.
 
 Each subcommand is a thin argparse layer over one library function (:func:`barcodemae.embed_files.embed_file`,
 :func:`barcodemae.identify.build_reference_index` / :func:`~barcodemae.identify.identify_file`,
 :func:`barcodemae.qc.check_files.check_file`, :func:`barcodemae.export.export_encoder`,
 :func:`barcodemae.bpe_files.train_bpe_on_file`), so everything the CLI does
-is also scriptable from Python (``train`` hands its arguments to train.py's :func:`barcodemae.training.command.main`).
-The embedding options (batch size, device, dtype,
-pooling, layer, progress, remote code) and their defaults are :mod:`barcodemae.embedding_settings`'s.
+is also scriptable from Python (``train`` hands its arguments to train.py's :func:`barcodemae.training.command.main`,
+``evaluate`` to eval/run.py's :func:`barcodemae.eval.run.main`, so one command lists every entry point). The
+embedding options (batch size, device, dtype, pooling, layer, progress, remote code) and their defaults are
+:mod:`barcodemae.embedding_settings`'s.
 A run prints a JSON summary on stdout (for scripts) and ends with a short human summary on stderr (what was written
 where, the headline numbers, the next command: :mod:`barcodemae.endings`); a bad input ends with a one-line error
 naming the file/record and exit code 2.
@@ -58,7 +60,7 @@ in float32 (:class:`~barcodemae.index_embedders.ModelEmbedder`)."""
 
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
-        prog="barcodemae", description="DNA barcode foundation models: embed, identify, qc, export."
+        prog="barcodemae", description="DNA barcode foundation models: embed, identify, qc, export, train, evaluate."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('barcodemae')}")
@@ -192,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
         "train", add_help=False,
         help="pretrain BarcodeMAE/BarcodeBERT (every argument goes to train.py; `barcodemae train --help`)",
     )
+    commands.add_parser(
+        "evaluate", add_help=False,
+        help="the BIOSCAN-5M evaluation protocol on a model or a baseline (every argument goes to eval/run.py; "
+        "`barcodemae evaluate --help`)",
+    )
 
     export = commands.add_parser(
         "export", help="write a Hub-ready feature-extraction folder from a training checkpoint"
@@ -319,8 +326,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from barcodemae.training.command import main as train_main
 
         return train_main(argv[1:])
+    if argv[:1] == ["evaluate"]:
+        from barcodemae.eval.run import main as evaluate_main
+
+        return evaluate_main(argv[1:], prog="barcodemae evaluate")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command not in COMMANDS:  # train or evaluate after a barcodemae option: their parser is not this one
+        parser.error(f"give barcodemae {args.command}'s options after it, and none before it")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     def run() -> int:
         with nullcontext() if getattr(args, "progress", True) else library_progress_bars_hidden():

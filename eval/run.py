@@ -1,6 +1,6 @@
 """One command for the BIOSCAN-5M / BarcodeBERT / BarcodeMAE evaluation protocol.
 
-    python eval/run.py --model DIR --data CSV --output DIR       (or: python -m barcodemae.eval.run ...)
+    python eval/run.py --model DIR --data CSV --output DIR       (or: barcodemae evaluate ...)
     python eval/run.py --baseline kmer --data CSV --output DIR   (4-mer frequencies, no learning)
     python eval/run.py --baseline kmer-lda --data CSV --output DIR   (4-mer frequencies, genus LDA fitted on train)
 

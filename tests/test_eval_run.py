@@ -372,3 +372,28 @@ def test_a_single_key_genus_leaves_open_world_undefined_not_perfect(caplog):
     assert all(np.isnan(scores["accuracy"]) for scores in metrics["open_world_genus"]["knn"].values())
     assert np.isnan(metrics["headline"]["harmonic_mean"])
     assert "open-world genus 1-NN is undefined" in caplog.text
+
+
+def test_barcodemae_evaluate_is_eval_run(kmer4_model_folder: Path, fixture_csv: Path, tmp_path: Path, capsys):
+    """``barcodemae evaluate`` runs eval/run.py: its parser (the usage names the command), its run, its errors."""
+    from barcodemae.cli import main
+    from barcodemae.eval.run import build_parser
+
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", "--help"])
+    shown = capsys.readouterr().out
+    assert stop.value.code == 0 and shown.startswith("usage: barcodemae evaluate [-h] [--model MODEL]")
+    assert shown.split("\noptions:\n")[1] == build_parser().format_help().split("\noptions:\n")[1]
+
+    flags = ["--model", str(kmer4_model_folder), "--data", str(fixture_csv), "--reducer", "pca", "--n-components", "8",
+             "--no-plots", "--no-progress", "--batch_size", "16"]  # either spelling, as eval/run.py
+    assert main(["evaluate", *flags, "--output", str(tmp_path / "cli")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    direct = run_evaluation(kmer4_model_folder, fixture_csv, tmp_path / "direct", reducer="pca", n_components=8,
+                            plots=False, progress=False, batch_size=16)
+    saved = json.loads((tmp_path / "cli" / "results.json").read_text())
+    assert saved["settings"] == direct["settings"] and saved["settings"]["batch_size"] == 16
+    assert printed == pytest.approx(direct["metrics"]["headline"])
+
+    assert main(["evaluate", "--model", str(tmp_path / "nope"), *flags[2:], "--output", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("barcodemae evaluate: error: ")
