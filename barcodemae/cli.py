@@ -1,10 +1,14 @@
-"""The ``barcodemae`` command: ``embed``, ``identify build|query``, ``qc``, ``export``, ``train-bpe`` and ``train``.
+"""The ``barcodemae`` command: ``embed``, ``identify build|query``, ``qc``, ``export``, ``train-bpe``, ``train`` and
+``evaluate``.
 
 Each subcommand is a thin argparse layer over one library function (:func:`barcodemae.embed_files.embed_file`,
 :func:`barcodemae.identify.build_reference_index` / :func:`~barcodemae.identify.identify_file`,
 :func:`barcodemae.qc.check_files.check_file`, :func:`barcodemae.export.export_encoder`,
 :func:`barcodemae.bpe_files.train_bpe_on_file`), so everything the CLI does
-is also scriptable from Python (``train`` hands its arguments to train.py's :func:`barcodemae.training.command.main`).
+is also scriptable from Python (``train`` hands its arguments to train.py's :func:`barcodemae.training.command.main`,
+``evaluate`` to eval/run.py's :func:`barcodemae.eval.run.main`, so one command lists every entry point). The
+embedding options (batch size, device, dtype, pooling, layer, progress, remote code) and their defaults are
+:mod:`barcodemae.embedding_settings`'s.
 A run prints a JSON summary on stdout (for scripts) and ends with a short human summary on stderr (what was written
 where, the headline numbers, the next command: :mod:`barcodemae.endings`); a bad input ends with a one-line error
 naming the file/record and exit code 2.
@@ -29,11 +33,10 @@ from barcodemae.cli_options import (
     DEFAULT_ALIGN,
     DEFAULT_IDENTITY_THRESHOLDS,
     DEFAULT_KMER,
-    POOLINGS,
+    DEFAULT_TOP_K,
     TABLE_FORMATS,
-    add_trust_remote_code_flag,
-    parse_layer,
 )
+from barcodemae.embedding_settings import DEFAULT_SHARD_SIZE, EmbeddingSettings, add_embedding_flags
 from barcodemae.endings import (
     Ending,
     embed_ending,
@@ -50,17 +53,14 @@ from barcodemae.index_search import IVF_NPROBE
 from barcodemae.progress_bars import library_progress_bars_hidden
 from barcodemae.qc.read_checks import DEFAULT_MIN_LENGTH
 
-
-def _add_embedding_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=128, help="barcodes per forward pass (default 128)")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: auto)")
-    parser.add_argument("--no-progress", action="store_true", help="hide all progress bars (model loading, embedding)")
-    add_trust_remote_code_flag(parser)
+INDEX_EMBEDDING_FLAGS = ("batch_size", "device", "progress", "trust_remote_code")
+"""The embedding flags of ``identify build`` and ``query``: an index embeds with its model's own pooling and layer,
+in float32 (:class:`~barcodemae.index_embedders.ModelEmbedder`)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
-        prog="barcodemae", description="DNA barcode foundation models: embed, identify, qc, export."
+        prog="barcodemae", description="DNA barcode foundation models: embed, identify, qc, export, train, evaluate."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('barcodemae')}")
@@ -74,19 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--input", required=True, help=".csv/.fasta/.fa/.tsv, optionally .gz")
     embed.add_argument("--output", required=True, help="output .parquet (metadata + embedding) or .npy")
     embed.add_argument("--resume", action="store_true", help="continue an interrupted run from its saved shards")
-    embed.add_argument("--shard-size", type=int, default=16_384, help="records per saved shard (default 16384)")
-    embed.add_argument("--pooling", default=None, choices=POOLINGS,
-                       help="token states -> one vector: mean (all tokens), tokens (all but [CLS]), cls, max "
-                       "(default: the model's own, config.representation)")
-    embed.add_argument(
-        "--layer", type=parse_layer, default=None,
-        help="hidden state to pool: -1 the last block, 0 the embeddings, 'mean' their average "
-        "(default: the model's own, config.pooled_layers)",
-    )
-    embed.add_argument("--dtype", default=None, choices=["bf16", "fp16"], help="autocast dtype (GPU speed)")
+    embed.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
+                       help="records per saved shard (default %(default)s)")
     embed.add_argument("--split", default="all", help="BIOSCAN split(s) of a table to embed (default all)")
     embed.add_argument("--keep-shards", action="store_true", help="keep <output>.parts/ after finishing")
-    _add_embedding_options(embed)
+    add_embedding_flags(embed, EmbeddingSettings())
 
     identify = commands.add_parser("identify", help="identify specimens against an embedded reference library")
     identify_commands = identify.add_subparsers(dest="identify_command", required=True)
@@ -101,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "columns (docs/data.md)")
     build.add_argument("--output", required=True, help="index folder to create")
     build.add_argument("--split", default="all", help="BIOSCAN split(s) of a table to use as references")
-    build.add_argument("--shard-size", type=int, default=16_384, help="records per saved shard (default 16384)")
+    build.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
+                       help="records per saved shard (default %(default)s)")
     build.add_argument("--resume", action="store_true", help="continue an interrupted build")
     build.add_argument(
         "--postprocess", default="none", choices=POSTPROCESSING,
@@ -115,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--ivf", action="store_true",
                        help="also save a faiss IVF index that queries search instead of every reference: approximate, "
                        "for libraries of millions (needs the faiss extra)")
-    _add_embedding_options(build)
+    add_embedding_flags(build, EmbeddingSettings(), INDEX_EMBEDDING_FLAGS)
     query = identify_commands.add_parser(
         "query", help="name specimens: nearest references by embedding, aligned, called by percent identity",
         description="Each query is aligned to its --align N nearest references by embedding and called species / "
@@ -128,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="one row per query (.csv, .tsv, or .b6/.m8 for BLAST tabular); the hits go beside it "
                        "as <stem>.hits.<ext>")
     query.add_argument("--split", default="all", help="BIOSCAN split(s) of a table to query (default all)")
-    query.add_argument("--top-k", type=int, default=5, help="hits reported per query, which also vote (default 5)")
+    query.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
+                       help="hits reported per query, which also vote (default %(default)s)")
     query.add_argument("--align", type=int, default=DEFAULT_ALIGN, metavar="N",
                        help=f"align each query to its N nearest references by embedding and call by percent identity "
                        f"(default {DEFAULT_ALIGN}); 0: no alignment, calls from the index's calibrated similarity "
@@ -146,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--nprobe", type=int, default=None,
                        help="index built with --ivf: cells searched per query, more is slower and closer to the "
                        f"exact search (default {IVF_NPROBE})")
-    _add_embedding_options(query)
+    add_embedding_flags(query, EmbeddingSettings(), INDEX_EMBEDDING_FLAGS)
 
     qc = commands.add_parser(
         "qc", help="check reads for sequencing errors: translation check, optionally an ENBED error detector",
@@ -175,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     qc.add_argument("--batch-size", type=int, default=64, help="reads per forward pass (default 64)")
     qc.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: auto)")
     qc.add_argument("--split", default="all", help="BIOSCAN split(s) of a table to check (default all)")
-    qc.add_argument("--no-progress", action="store_true", help="hide the progress bars (loading, checking)")
+    qc.add_argument("--no-progress", dest="progress", action="store_false",
+                    help="hide the progress bars (loading, checking)")
 
     train_bpe = commands.add_parser(
         "train-bpe", help="train a barcode BPE tokenizer (DNABERT-2 style) on a barcode file and save its folder",
@@ -199,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
         "train", add_help=False,
         help="pretrain BarcodeMAE/BarcodeBERT (every argument goes to train.py; `barcodemae train --help`)",
     )
+    commands.add_parser(
+        "evaluate", add_help=False,
+        help="the BIOSCAN-5M evaluation protocol on a model or a baseline (every argument goes to eval/run.py; "
+        "`barcodemae evaluate --help`)",
+    )
 
     export = commands.add_parser(
         "export", help="write a Hub-ready feature-extraction folder from a training checkpoint"
@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model card template (default model_cards/feature_extraction.md)")
     export.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload the folder to this Hub repo")
     export.add_argument("--private", action="store_true", help="create the Hub repo as private")
-    export.add_argument("--no-progress", action="store_true", help="hide the progress bars (loading, writing)")
+    export.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="hide the progress bars (loading, writing)")
     return parser
 
 
@@ -224,10 +225,8 @@ def run_embed(args: argparse.Namespace) -> dict:
     from barcodemae.embed_files import embed_file
 
     summary = embed_file(
-        args.model, args.input, args.output, batch_size=args.batch_size, device=args.device,
-        shard_size=args.shard_size, resume=args.resume, pooling=args.pooling, layer=args.layer, dtype=args.dtype,
-        split=args.split,
-        keep_shards=args.keep_shards, progress=not args.no_progress, trust_remote_code=args.trust_remote_code,
+        args.model, args.input, args.output, settings=EmbeddingSettings.from_args(args), shard_size=args.shard_size,
+        resume=args.resume, split=args.split, keep_shards=args.keep_shards,
     )
     return summary.to_dict()
 
@@ -238,20 +237,18 @@ def run_identify(args: argparse.Namespace) -> dict:
     from barcodemae.identify_tables import hits_path, output_format
     from barcodemae.index_embedders import requested_embedder
 
+    settings = EmbeddingSettings.from_args(args)
     if args.identify_command == "build":
-        embedder = requested_embedder(args.model, args.kmer, batch_size=args.batch_size, device=args.device,
-                                      trust_remote_code=args.trust_remote_code)
         index = build_reference_index(
-            embedder, args.reference, args.output, split=args.split, shard_size=args.shard_size, resume=args.resume,
-            postprocess=args.postprocess, calibration_split=args.calibration_split, ivf=args.ivf,
-            progress=not args.no_progress,
+            requested_embedder(args.model, args.kmer, settings), args.reference, args.output, split=args.split,
+            settings=settings, shard_size=args.shard_size, resume=args.resume, postprocess=args.postprocess,
+            calibration_split=args.calibration_split, ivf=args.ivf,
         )
         return {"index": args.output, **index.info}
     result = identify_file(
         args.index, args.input, args.output, model_dir=args.model, kmer=args.kmer, nprobe=args.nprobe,
-        split=args.split, top_k=args.top_k,
-        align=args.align, thresholds=args.thresholds, table_format=args.table_format, batch_size=args.batch_size,
-        device=args.device, progress=not args.no_progress, trust_remote_code=args.trust_remote_code,
+        split=args.split, top_k=args.top_k, align=args.align, thresholds=args.thresholds,
+        table_format=args.table_format, settings=settings,
     )
     counts = result["call_level"].value_counts()
     rules = result["call_rule"]
@@ -281,7 +278,7 @@ def run_qc(args: argparse.Namespace) -> dict:
     return check_file(
         args.input, args.output, model_dir=args.model, correction_model=args.correction_model,
         min_length=args.min_length, batch_size=args.batch_size, device=args.device, threshold=args.threshold,
-        num_beams=args.num_beams, split=args.split, progress=not args.no_progress,
+        num_beams=args.num_beams, split=args.split, progress=args.progress,
     )
 
 
@@ -329,11 +326,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from barcodemae.training.command import main as train_main
 
         return train_main(argv[1:])
+    if argv[:1] == ["evaluate"]:
+        from barcodemae.eval.run import main as evaluate_main
+
+        return evaluate_main(argv[1:], prog="barcodemae evaluate")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command not in COMMANDS:  # train or evaluate after a barcodemae option: their parser is not this one
+        parser.error(f"give barcodemae {args.command}'s options after it, and none before it")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     def run() -> int:
-        with library_progress_bars_hidden() if getattr(args, "no_progress", False) else nullcontext():
+        with nullcontext() if getattr(args, "progress", True) else library_progress_bars_hidden():
             summary = COMMANDS[args.command](args)
         print(json.dumps(summary, indent=2, default=str))
         print_ending(command_ending(args, summary))

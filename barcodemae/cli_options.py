@@ -1,21 +1,11 @@
-"""Command-line options shared by ``barcodemae``, ``train.py`` and ``eval/run.py``, with no heavy imports.
+"""The defaults and choices of ``barcodemae identify``'s options, with no heavy imports.
 
-Why apart from :mod:`barcodemae.inference` (which re-exports them): building a parser must not import torch, so
-``--help`` answers at once; these are the only pieces of the inference module that a parser needs.
+Why apart from :mod:`barcodemae.identify` (which uses them): building a parser must not import torch or pandas, so
+``--help`` answers at once. The options every embedding command shares (batch size, device, pooling ...) live in
+:mod:`barcodemae.embedding_settings`.
 """
 
 from __future__ import annotations
-
-import argparse
-
-POOLINGS = ("mean", "tokens", "cls", "max")
-"""``mean``: average over non-pad tokens, [CLS] and [SEP] included (BarcodeMAE+'s ``tokens_with_cls``; the BIOSCAN
-protocol's embedding); ``tokens``: the same without position 0, the [CLS]; ``cls``: the first token's state;
-``max``: element-wise maximum over non-pad tokens. Unset (``None``) means the model's own
-(``config.representation``, see ``barcodemae.inference.model_pooling``)."""
-
-LAYER_MEAN = "mean"
-"""``layer="mean"``: the average of every hidden state (embeddings and each block), pooled the same way."""
 
 DEFAULT_KMER = 5
 """``identify build --kmer`` without a value: on dev ``val_unseen`` (genus of species absent from the ``train``
@@ -30,30 +20,11 @@ DEFAULT_IDENTITY_THRESHOLDS = "98,95,90,85"
 85) with the species threshold at 98, chosen on dev ``val`` / ``val_unseen`` (docs/results.md, "Calls on test and
 test_unseen"): at 97, 4.6% of unseen-species queries got a (wrong) species name; at 98, 1.6%, with no fewer right
 species calls on ``val``."""
+DEFAULT_TOP_K = 5
+"""Hits reported per query by ``identify query`` (``--top-k``), which also vote for the query's genus, species and
+BIN; the calibration of an index's calls votes with as many (:data:`barcodemae.identify.CALIBRATION_TOP_K`)."""
 TABLE_FORMATS = ("csv", "tsv", "blast6")
 """``identify query --format``: comma- or tab-separated, or BLAST's 12-column tabular ``-outfmt 6``."""
 
 
-def parse_layer(value: str) -> int | str:
-    """A ``--layer`` command-line value: an integer, or :data:`LAYER_MEAN`."""
-    if value == LAYER_MEAN:
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer or {LAYER_MEAN!r}, got {value!r}") from None
-
-
-def add_trust_remote_code_flag(parser: argparse.ArgumentParser) -> None:
-    """``--trust-remote-code`` on an argparse parser; off by default, as in ``transformers``
-    (``--no-trust-remote-code``, the default spelled out, stays accepted for scripts written when it was not)."""
-    parser.add_argument(
-        "--trust-remote-code", action=argparse.BooleanOptionalAction, default=False,
-        help="let a model that is not BarcodeMAE run the Python code its folder or hub repository ships "
-        "(default: no, as in transformers); BarcodeMAE folders always load through the installed package, "
-        "running none of their code",
-    )
-
-
-__all__ = ["DEFAULT_ALIGN", "DEFAULT_IDENTITY_THRESHOLDS", "LAYER_MEAN", "POOLINGS", "TABLE_FORMATS",
-           "add_trust_remote_code_flag", "parse_layer"]
+__all__ = ["DEFAULT_ALIGN", "DEFAULT_IDENTITY_THRESHOLDS", "DEFAULT_KMER", "DEFAULT_TOP_K", "TABLE_FORMATS"]

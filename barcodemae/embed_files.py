@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from barcodemae.checksums import file_fingerprint
 from barcodemae.data import CleaningReport, load_barcodes, open_barcode_file
+from barcodemae.embedding_settings import DEFAULT_EMBEDDING, DEFAULT_SHARD_SIZE, EmbeddingSettings
 from barcodemae.errors import check_output_file, naming_output, reserve_space
 from barcodemae.npy_embeddings import publish_npy_embeddings, read_npy_embeddings
 
@@ -317,17 +318,11 @@ def embed_file(
     input_path: str | Path,
     output_path: str | Path,
     *,
-    batch_size: int = 128,
-    device: str | None = None,
-    shard_size: int = 16_384,
+    settings: EmbeddingSettings = DEFAULT_EMBEDDING,
+    shard_size: int = DEFAULT_SHARD_SIZE,
     resume: bool = False,
-    pooling: str | None = None,
-    layer: int | str | None = None,
-    dtype: str | None = None,
     split: str = "all",
     keep_shards: bool = False,
-    progress: bool = True,
-    trust_remote_code: bool = False,
 ) -> EmbedSummary:
     """Embed every valid barcode of ``input_path`` with the model in ``model_dir`` into ``output_path``.
 
@@ -335,19 +330,21 @@ def embed_file(
     input order, with the record ids in ``<output>.ids.txt`` and ``<output>.json`` tying the two; see
     :mod:`barcodemae.npy_embeddings`). Work in progress, the assembled matrix included, lives in ``<output>.parts/``;
     ``resume=True`` continues a killed run from its finished shards. Rows follow the input order of the kept
-    records; rejected records are listed in ``<output>.cleaning_report.json``. ``dtype="bf16"``/``"fp16"``
-    runs the encoder under autocast (GPU speed; vectors then differ from float32 in the third decimal).
+    records; rejected records are listed in ``<output>.cleaning_report.json``. ``settings``: batch size, device,
+    autocast dtype, pooling, layer, progress bars and remote-code policy
+    (:class:`~barcodemae.embedding_settings.EmbeddingSettings`); a resumed run must use the same dtype, pooling and
+    layer.
     """
     from barcodemae.inference import embed_barcodes
 
     output = Path(output_path)
     if output.suffix not in OUTPUT_FORMATS:
         raise ValueError(f"{output}: output must end in one of {OUTPUT_FORMATS}")
-    if shard_size < 1 or batch_size < 1:
-        raise ValueError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be positive, got {shard_size}")
     check_output_file(output, inputs=(input_path,))
     check_input(input_path, split)
-    model, tokenizer = load_model(model_dir, trust_remote_code=trust_remote_code)
+    model, tokenizer = load_model(model_dir, trust_remote_code=settings.trust_remote_code)
     dataset, report = load_records(input_path, min_length=token_min_length(tokenizer), split=split)
     report_path = report.save(Path(f"{output}.cleaning_report.json"))
     if report.num_rejected:
@@ -365,16 +362,16 @@ def embed_file(
         "num_records": len(dataset),
         "records": records_fingerprint(table),
         "shard_size": shard_size,
-        "pooling": pooling,
-        "layer": layer,
-        "dtype": dtype,
+        "pooling": settings.pooling,
+        "layer": settings.layer,
+        "dtype": settings.dtype,
     }
     store = ShardStore(Path(f"{output}.parts"), identity, resume)
     matrix_path = store.folder / "embeddings.npy"
-    embed = partial(embed_barcodes, model, tokenizer, batch_size=batch_size, device=device, pooling=pooling,
-                    layer=layer, dtype=dtype, progress=False)
+    embed = partial(embed_barcodes, model, tokenizer, batch_size=settings.batch_size, device=settings.device,
+                    pooling=settings.pooling, layer=settings.layer, dtype=settings.dtype, progress=False)
     computed, reused = embed_records(embed, table.column("dna_barcode"), matrix_path, store, shard_size=shard_size,
-                                     progress=progress, ids=table.column("processid"))
+                                     progress=settings.progress, ids=table.column("processid"))
     embeddings = np.load(matrix_path, mmap_mode="r")
     hidden = int(embeddings.shape[1])
     if output.suffix == ".parquet":

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from barcodemae.alignment import align_shortlist
 from barcodemae.call_levels import CALL_LEVELS, CallColumns, CallThresholds, call_report, fit_call_thresholds
 from barcodemae.checksums import CHECKSUMS, file_fingerprint, verify_checksums, write_checksums
-from barcodemae.cli_options import DEFAULT_ALIGN, DEFAULT_IDENTITY_THRESHOLDS
+from barcodemae.cli_options import DEFAULT_ALIGN, DEFAULT_IDENTITY_THRESHOLDS, DEFAULT_TOP_K
 from barcodemae.embed_files import (
     MANIFEST,
     METADATA_COLUMNS,
@@ -49,6 +49,7 @@ from barcodemae.embed_files import (
     load_records,
     records_fingerprint,
 )
+from barcodemae.embedding_settings import DEFAULT_EMBEDDING, DEFAULT_SHARD_SIZE, EmbeddingSettings
 from barcodemae.errors import check_output_file, check_writable_folder
 from barcodemae.eval.postprocess import POSTPROCESS_FILE, POSTPROCESSING, EmbeddingPostprocessor
 from barcodemae.file_modes import apply_umask
@@ -164,7 +165,9 @@ class ReferenceIndex:
         stored = self.info.get("call_thresholds")
         return CallThresholds.from_dict(stored) if stored else None
 
-    def search(self, queries: np.ndarray, top_k: int = 5, query_block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, top_k: int = DEFAULT_TOP_K, query_block: int = 4096
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Indices and cosine similarities ``(n_queries, k)`` of the ``top_k`` nearest references, best first."""
         if queries.ndim != 2 or queries.shape[1] != self.embeddings.shape[1]:
             raise ValueError(f"queries must be (n, {self.embeddings.shape[1]}), got {queries.shape}")
@@ -238,7 +241,7 @@ class Identification:
 
 
 def identify(
-    index: ReferenceIndex, query_embeddings: np.ndarray, query_ids: list[str], top_k: int = 5, *,
+    index: ReferenceIndex, query_embeddings: np.ndarray, query_ids: list[str], top_k: int = DEFAULT_TOP_K, *,
     query_sequences: list[str] | None = None, align: int = 0, thresholds: IdentityThresholds | None = None,
 ) -> Identification:
     """Call every query from its nearest references (:mod:`barcodemae.identify_tables` names the columns).
@@ -297,20 +300,19 @@ def build_reference_index(
     output_dir: str | Path,
     *,
     split: str = "all",
-    batch_size: int = 128,
-    device: str | None = None,
-    shard_size: int = 16_384,
+    settings: EmbeddingSettings = DEFAULT_EMBEDDING,
+    shard_size: int = DEFAULT_SHARD_SIZE,
     resume: bool = False,
     postprocess: str = "none",
     calibration_split: str | None = None,
     ivf: bool = False,
-    progress: bool = True,
-    trust_remote_code: bool = False,
 ) -> ReferenceIndex:
     """Embed a labelled reference file once and save it as an index folder for :func:`identify_file`.
 
-    ``embedder``: a model folder (``batch_size``, ``device`` and ``trust_remote_code`` apply to it) or an
+    ``embedder``: a model folder, run with ``settings`` (batch size, device, remote-code policy; the model's own
+    pooling and layer, so ``pooling``, ``layer`` and ``dtype`` stay unset), or an
     :class:`~barcodemae.index_embedders.IndexEmbedder` such as ``KmerProfileEmbedder(k)`` (no model).
+    ``settings.progress``: show progress bars.
     The embedding is resumable like ``barcodemae embed`` (``resume=True`` continues a killed build).
     ``postprocess`` (``none`` | ``center`` | ``whiten``) is fitted on the reference embeddings and saved in the
     index (``postprocess.safetensors``), so every query is transformed the same way before the cosine search.
@@ -337,7 +339,7 @@ def build_reference_index(
     if calibration_split is not None:
         check_input(reference_path, calibration_split)
     if isinstance(embedder, (str, Path)):
-        embedder = ModelEmbedder(embedder, batch_size=batch_size, device=device, trust_remote_code=trust_remote_code)
+        embedder = ModelEmbedder(embedder, settings)
     dataset, report = load_records(reference_path, min_length=embedder.min_length, split=split)
     if len(dataset) == 0:
         raise ValueError(f"{reference_path}: no valid reference barcodes ({report.num_rejected} rejected)")
@@ -353,7 +355,7 @@ def build_reference_index(
                 "records": records_fingerprint(table), "shard_size": shard_size}
     store = ShardStore(output / PARTS, identity, resume)
     embed_records(embedder.embed, table.column("dna_barcode"), output / EMBEDDINGS, store, shard_size=shard_size,
-                  progress=progress, ids=table.column("processid"))
+                  progress=settings.progress, ids=table.column("processid"))
     embeddings = np.load(output / EMBEDDINGS, mmap_mode="r+")
     transform = EmbeddingPostprocessor.fit(embeddings, postprocess)
     if transform.method != "none":  # no pass over a reference library that stays as it is
@@ -384,7 +386,7 @@ def build_reference_index(
     if calibration is not None:
         index = ReferenceIndex(np.load(output / EMBEDDINGS, mmap_mode="r"), pq.read_table(output / REFERENCES),
                                info, transform, search)
-        info.update(calibrate_calls(index, embedder, calibration, progress=progress))
+        info.update(calibrate_calls(index, embedder, calibration, progress=settings.progress))
         info["calibration"]["split"] = calibration_split
     shutil.rmtree(store.folder)  # last before index.json: a build killed until here resumes from its shards
     (output / INDEX_INFO).write_text(json.dumps(info, indent=2))
@@ -392,7 +394,7 @@ def build_reference_index(
     return ReferenceIndex.load(output)
 
 
-CALIBRATION_TOP_K = 5
+CALIBRATION_TOP_K = DEFAULT_TOP_K
 """Neighbours that vote for the calibration queries' genus and species (``identify query``'s default)."""
 
 
@@ -473,14 +475,11 @@ def identify_file(
     kmer: int | None = None,
     nprobe: int | None = None,
     split: str = "all",
-    top_k: int = 5,
+    top_k: int = DEFAULT_TOP_K,
     align: int = DEFAULT_ALIGN,
     thresholds: str = DEFAULT_IDENTITY_THRESHOLDS,
     table_format: str | None = None,
-    batch_size: int = 128,
-    device: str | None = None,
-    progress: bool = True,
-    trust_remote_code: bool = False,
+    settings: EmbeddingSettings = DEFAULT_EMBEDDING,
 ) -> pd.DataFrame:
     """Identify every valid barcode of ``input_path`` against the index; write and return the query table.
 
@@ -492,7 +491,7 @@ def identify_file(
     :func:`identify`. ``table_format`` (``csv``, ``tsv``, ``blast6``; default from ``output``'s suffix) applies to
     the query table and the hits table written beside it (:func:`~barcodemae.identify_tables.hits_path`). Known
     query taxonomy (CSV input) is kept as ``true_<rank>`` columns so a labelled file doubles as an evaluation.
-    Rejected queries go to ``<output>.cleaning_report.json``.
+    Rejected queries go to ``<output>.cleaning_report.json``. ``settings``: as for :func:`build_reference_index`.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1 (the neighbours that vote), got {top_k}")
@@ -510,8 +509,7 @@ def identify_file(
     elif index.call_thresholds is None:
         logger.warning("%s: no calibration and --align 0: no query gets a call (call_rule %r); the vote_* columns "
                        "are the neighbours' votes, not identifications", index_dir, "uncalibrated")
-    embedder = index_embedder(index.info, index_dir, model_dir=model_dir, kmer=kmer, batch_size=batch_size,
-                              device=device, trust_remote_code=trust_remote_code)
+    embedder = index_embedder(index.info, index_dir, model_dir=model_dir, kmer=kmer, settings=settings)
     check_input(input_path, split)
     dataset, report = load_records(input_path, min_length=embedder.min_length, split=split)
     report.save(Path(f"{output}.cleaning_report.json"))
@@ -521,7 +519,7 @@ def identify_file(
         raise ValueError(f"{input_path}: no valid query barcodes ({report.num_rejected} rejected)")
     table = dataset.with_format("arrow")[:]
     barcodes = table.column("dna_barcode").to_pylist()
-    queries = index.postprocessor.transform(embedder.embed(barcodes, progress=progress))
+    queries = index.postprocessor.transform(embedder.embed(barcodes, progress=settings.progress))
     found = identify(index, queries, table.column("processid").to_pylist(), top_k=top_k, query_sequences=barcodes,
                      align=align, thresholds=identity_thresholds)
     result = found.table

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from barcodemae.embed_files import load_model, model_fingerprint, token_min_length
+from barcodemae.embedding_settings import DEFAULT_EMBEDDING, EmbeddingSettings
 
 
 class IndexEmbedder(Protocol):
@@ -49,25 +50,25 @@ class ModelEmbedder:
     """A pretrained encoder's own barcode embedding (its pooling and layer), ``(n, hidden_size)``.
 
     The model loads at the first use that needs it, so a query given the wrong model folder is refused by its
-    fingerprint (config and weight files) before seconds of loading.
+    fingerprint (config and weight files) before seconds of loading. ``settings``: batch size, device and
+    remote-code policy; the progress bar is :meth:`embed`'s ``progress``.
     """
 
     kind = "model"
 
-    def __init__(self, model_dir: str | Path, *, batch_size: int = 128, device: str | None = None,
-                 trust_remote_code: bool = False) -> None:
+    def __init__(self, model_dir: str | Path, settings: EmbeddingSettings = DEFAULT_EMBEDDING) -> None:
+        settings.check_unset(("pooling", "layer", "dtype"), "a reference index, which embeds with its model's own "
+                             "pooling and layer in float32,")
         self.model_dir = Path(model_dir)
-        self.batch_size = batch_size
-        self.device = device
-        self.trust_remote_code = trust_remote_code
+        self.settings = settings
 
     def __str__(self) -> str:
         return str(self.model_dir)
 
     @classmethod
-    def from_info(cls, stored: dict[str, Any], **options: Any) -> ModelEmbedder:
+    def from_info(cls, stored: dict[str, Any], settings: EmbeddingSettings) -> ModelEmbedder:
         """The embedder of an ``index.json`` ``embedder`` entry (:meth:`info`)."""
-        return cls(stored["model_dir"], **options)
+        return cls(stored["model_dir"], settings)
 
     @property
     def noun(self) -> str:
@@ -80,7 +81,7 @@ class ModelEmbedder:
     @cached_property
     def encoder(self) -> tuple[Any, Any]:
         """``(model, tokenizer)`` of the folder."""
-        return load_model(self.model_dir, trust_remote_code=self.trust_remote_code)
+        return load_model(self.model_dir, trust_remote_code=self.settings.trust_remote_code)
 
     @property
     def min_length(self) -> int:
@@ -97,8 +98,8 @@ class ModelEmbedder:
         from barcodemae.inference import embed_barcodes
 
         model, tokenizer = self.encoder
-        return embed_barcodes(model, tokenizer, list(sequences), batch_size=self.batch_size, device=self.device,
-                              pooling=None, layer=None, progress=progress)
+        return embed_barcodes(model, tokenizer, list(sequences), batch_size=self.settings.batch_size,
+                              device=self.settings.device, pooling=None, layer=None, progress=progress)
 
 
 class KmerProfileEmbedder:
@@ -117,8 +118,9 @@ class KmerProfileEmbedder:
         return f"{self.profile.k}-mer profiles"
 
     @classmethod
-    def from_info(cls, stored: dict[str, Any], **_: Any) -> KmerProfileEmbedder:
-        """The embedder of an ``index.json`` ``embedder`` entry (:meth:`info`)."""
+    def from_info(cls, stored: dict[str, Any], settings: EmbeddingSettings) -> KmerProfileEmbedder:
+        """The embedder of an ``index.json`` ``embedder`` entry (:meth:`info`); counting k-mers needs no
+        ``settings``."""
         return cls(stored["k"])
 
     @property
@@ -146,15 +148,16 @@ EMBEDDERS: dict[str, type[ModelEmbedder | KmerProfileEmbedder]] = {
 """``index.json``'s ``embedder.kind`` -> the class that remakes the embedder."""
 
 
-def requested_embedder(model_dir: str | Path | None, kmer: int | None, *, batch_size: int = 128,
-                       device: str | None = None, trust_remote_code: bool = False) -> IndexEmbedder | None:
-    """The embedder of ``--model`` or ``--kmer`` (at most one of them; ``None`` when neither is given)."""
+def requested_embedder(model_dir: str | Path | None, kmer: int | None,
+                       settings: EmbeddingSettings = DEFAULT_EMBEDDING) -> IndexEmbedder | None:
+    """The embedder of ``--model`` (run with ``settings``) or ``--kmer`` (at most one of them; ``None`` when neither
+    is given)."""
     if model_dir is not None and kmer is not None:
         raise ValueError("give --model or --kmer, not both: an index holds one kind of vector")
     if kmer is not None:
         return KmerProfileEmbedder(kmer)
     if model_dir is not None:
-        return ModelEmbedder(model_dir, batch_size=batch_size, device=device, trust_remote_code=trust_remote_code)
+        return ModelEmbedder(model_dir, settings)
     return None
 
 
@@ -165,17 +168,15 @@ def stored_embedder(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def index_embedder(info: dict[str, Any], index_dir: str | Path, *, model_dir: str | Path | None = None,
-                   kmer: int | None = None, batch_size: int = 128, device: str | None = None,
-                   trust_remote_code: bool = False) -> IndexEmbedder:
-    """The embedder that made an index's vectors, for its queries.
+                   kmer: int | None = None, settings: EmbeddingSettings = DEFAULT_EMBEDDING) -> IndexEmbedder:
+    """The embedder that made an index's vectors, for its queries (a model runs with ``settings``).
 
     ``model_dir`` / ``kmer``: what the user asked for (e.g. the model folder after moving it); refused, naming both,
     unless it makes the same vectors as the index's own (same fingerprint). Neither: the index's own embedder.
     """
     stored = stored_embedder(info)
-    options = {"batch_size": batch_size, "device": device, "trust_remote_code": trust_remote_code}
-    own = EMBEDDERS[stored["kind"]].from_info(stored, **options)
-    requested = requested_embedder(model_dir, kmer, **options)
+    own = EMBEDDERS[stored["kind"]].from_info(stored, settings)
+    requested = requested_embedder(model_dir, kmer, settings)
     if requested is None:
         return own
     if requested.kind != own.kind or requested.fingerprint != stored["fingerprint"]:

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from barcodemae.cli_options import LAYER_MEAN, POOLINGS, add_trust_remote_code_flag, parse_layer
 from barcodemae.devices import resolve_device
+from barcodemae.embedding_settings import DTYPE_NAMES, DTYPES, LAYER_MEAN, POOLINGS
 from barcodemae.model_folders import (
     CONFIG_FILE,
     check_config_fits_weights,
@@ -265,15 +265,13 @@ def _resolve_device(model: torch.nn.Module, device: str | torch.device | None) -
 
 
 def autocast_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """The autocast dtype of a ``--dtype`` choice (``bf16``, ``fp16`` ...), ``None`` for full precision."""
-    if dtype is None or dtype in ("float32", "fp32", torch.float32):
-        return None
-    aliases = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+    """The autocast dtype of a ``--dtype`` choice (:data:`~barcodemae.embedding_settings.DTYPES`, or torch's name
+    of it), ``None`` for full precision."""
     if isinstance(dtype, str):
-        if dtype not in aliases:
-            raise ValueError(f"dtype must be one of float32, bfloat16, float16, got {dtype!r}")
-        return aliases[dtype]
-    return dtype
+        if dtype not in DTYPE_NAMES:
+            raise ValueError(f"dtype must be one of {DTYPES} (or None for float32), got {dtype!r}")
+        dtype = getattr(torch, DTYPE_NAMES[dtype])
+    return None if dtype in (None, torch.float32) else dtype
 
 
 def tokenize_barcodes(
@@ -464,7 +462,6 @@ __all__ = [
     "POOLINGS",
     "REPRESENTATION_POOLING",
     "KmerFrequencyEmbedder",
-    "add_trust_remote_code_flag",
     "autocast_dtype",
     "check_layer",
     "embed_barcode_layers",
@@ -473,7 +470,6 @@ __all__ = [
     "load_encoder",
     "load_pretrained",
     "model_pooling",
-    "parse_layer",
     "pool",
     "pooled_layer",
     "tokenize_barcodes",

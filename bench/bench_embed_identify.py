@@ -19,6 +19,7 @@ import torch
 from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer
 from barcodemae.data import load_barcodes
 from barcodemae.embed_files import embed_file
+from barcodemae.embedding_settings import DEFAULT_SHARD_SIZE, EmbeddingSettings, add_embedding_flags
 from barcodemae.identify import build_reference_index, identify_file
 from barcodemae.inference import embed_barcodes, load_encoder
 
@@ -44,12 +45,12 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--shard-size", type=int, default=16_384)
-    parser.add_argument("--device", default=None)
+    add_embedding_flags(parser, EmbeddingSettings(), ("batch_size", "device"))
+    parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    settings = EmbeddingSettings(batch_size=args.batch_size, device=args.device, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = Path(args.model) if args.model else random_model(work / "model", args.hidden_size, args.layers)
@@ -59,24 +60,24 @@ def main() -> None:
         encoder, tokenizer = load_encoder(model)
         barcodes = load_barcodes(args.input)["dna_barcode"]
         start = time.perf_counter()
-        embed_barcodes(encoder, tokenizer, barcodes, batch_size=args.batch_size, device=args.device, progress=False)
+        embed_barcodes(encoder, tokenizer, barcodes, batch_size=settings.batch_size, device=settings.device,
+                       progress=False)
         seconds = time.perf_counter() - start
         results["embed_barcodes_only"] = {"records": len(barcodes), "seconds": round(seconds, 2),
                                           "records_per_s": round(len(barcodes) / seconds, 1)}
         for suffix in (".parquet", ".npy"):
             start = time.perf_counter()
-            summary = embed_file(model, args.input, work / f"out{suffix}", batch_size=args.batch_size,
-                                 device=args.device, shard_size=args.shard_size, progress=False)
+            summary = embed_file(model, args.input, work / f"out{suffix}", settings=settings,
+                                 shard_size=args.shard_size)
             seconds = time.perf_counter() - start
             results[f"embed{suffix}"] = {"records": summary.num_records, "seconds": round(seconds, 2),
                                          "records_per_s": round(summary.num_records / seconds, 1)}
         start = time.perf_counter()
-        index = build_reference_index(model, args.input, work / "index", batch_size=args.batch_size,
-                                      device=args.device, shard_size=args.shard_size, progress=False)
+        index = build_reference_index(model, args.input, work / "index", settings=settings,
+                                      shard_size=args.shard_size)
         results["identify_build_s"] = round(time.perf_counter() - start, 2)
         start = time.perf_counter()
-        table = identify_file(work / "index", args.input, work / "ids.csv", top_k=5, batch_size=args.batch_size,
-                              device=args.device, progress=False)
+        table = identify_file(work / "index", args.input, work / "ids.csv", settings=settings)
         seconds = time.perf_counter() - start
         results["identify_query"] = {"queries": len(table), "references": len(index.embeddings),
                                      "seconds": round(seconds, 2), "queries_per_s": round(len(table) / seconds, 1)}

@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from barcodemae.cli_options import DEFAULT_KMER
+from barcodemae.cli_options import DEFAULT_KMER, DEFAULT_TOP_K
+from barcodemae.embedding_settings import EmbeddingSettings
 
 DEFAULT_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bold_coi" / "dev.csv.gz"
 QUERY_SPLITS = ("test", "test_unseen")
-TOP_K = 5
 PREFIXED = ("processid", "sampleid", "taxon", "genus", "species", "dna_bin")
 """Columns that name a record or a taxon: prefixed with the chunk, since each chunk is a tree of its own."""
 
@@ -102,7 +102,8 @@ def build_step(reference: str, index: str, k: int, split: str, ivf: bool, thread
 
     set_threads(threads)
     started = time.perf_counter()
-    built = build_reference_index(KmerProfileEmbedder(k), reference, index, split=split, ivf=ivf, progress=False)
+    built = build_reference_index(KmerProfileEmbedder(k), reference, index, split=split, ivf=ivf,
+                                  settings=EmbeddingSettings(progress=False))
     seconds = time.perf_counter() - started
     files = {path.name: round(path.stat().st_size / 2**20, 1) for path in sorted(Path(index).iterdir())}
     return {"references": len(built.embeddings), "dimensions": int(built.embeddings.shape[1]),
@@ -139,12 +140,12 @@ def query_phases(index_dir: Path, queries: Path, nprobes: list[int]) -> dict[str
     vectors, embed_s = timed(embed)
     unit = unit_rows(vectors)
     phases: dict[str, Any] = {"load_index_s": round(load_s, 2), "read_and_embed_queries_s": round(embed_s, 2)}
-    (_, exact), faiss_s = timed(faiss_flat_search, index.embeddings, unit, TOP_K)
-    _, torch_s = timed(blocked_search, index.embeddings, unit, TOP_K)
+    (_, exact), faiss_s = timed(faiss_flat_search, index.embeddings, unit, DEFAULT_TOP_K)
+    _, torch_s = timed(blocked_search, index.embeddings, unit, DEFAULT_TOP_K)
     searches = {"exact_faiss": {"s": faiss_s}, "exact_torch_blocked": {"s": torch_s}}
     for nprobe in nprobes if index.ivf is not None else []:
         index.ivf.index.nprobe = nprobe
-        (_, found), seconds = timed(index.ivf.search, index.embeddings, unit, TOP_K)
+        (_, found), seconds = timed(index.ivf.search, index.embeddings, unit, DEFAULT_TOP_K)
         searches[f"ivf_nprobe_{nprobe}"] = {"s": seconds, **agreement(found, exact)}
     for search in searches.values():
         search["queries_per_s"] = round(len(unit) / search["s"], 1)
@@ -157,7 +158,7 @@ def query_step(index: str, queries: str, output: str, nprobes: list[int], thread
     from barcodemae.identify import identify_file
 
     set_threads(threads)
-    table, seconds = timed(identify_file, index, queries, output, top_k=TOP_K, progress=False)
+    table, seconds = timed(identify_file, index, queries, output, settings=EmbeddingSettings(progress=False))
     end_to_end = {"queries": len(table), "s": round(seconds, 2), "queries_per_s": round(len(table) / seconds, 1)}
     return {"end_to_end": end_to_end, "peak_rss_mib": peak_rss_mib(),
             "phases": query_phases(Path(index), Path(queries), nprobes)}
@@ -226,7 +227,7 @@ def main() -> None:
     common = {"threads": args.threads}
     try:
         report: dict[str, Any] = {"command": " ".join(sys.argv), "kmer": args.kmer, "threads": args.threads,
-                                  "top_k": TOP_K}
+                                  "top_k": DEFAULT_TOP_K}
         dev_index = work / "dev_index"
         dev = {"build": run_step("build", work, reference=args.dev, index=str(dev_index), k=args.kmer,
                                  split="train", ivf=False, **common)}

@@ -24,10 +24,15 @@ import torch
 from tqdm.auto import tqdm
 
 from barcodemae.devices import resolve_device
+from barcodemae.embedding_settings import EmbeddingSettings
 from barcodemae.inference import autocast_dtype, load_pretrained, tokenize_barcodes
 from barcodemae.optim import learning_rate_schedule, weight_decay_groups
 
 from .metrics import classification_scores
+from .protocol_options import FINETUNE_BATCH_SIZE
+
+FINETUNE_SETTINGS = EmbeddingSettings(batch_size=FINETUNE_BATCH_SIZE)
+""":func:`fine_tune_classifier`'s settings when given none."""
 
 
 def load_classifier(
@@ -57,24 +62,25 @@ def fine_tune_classifier(
     test_labels: Sequence[Any],
     *,
     epochs: int = 3,
-    batch_size: int = 64,
     learning_rate: float = 1e-4,
     weight_decay: float = 0.01,
     warmup_ratio: float = 0.1,
     max_grad_norm: float = 1.0,
-    device: str | torch.device | None = None,
-    dtype: str | None = None,
     seed: int = 0,
-    progress: bool = True,
     return_predictions: bool = False,
-    trust_remote_code: bool = False,
+    settings: EmbeddingSettings = FINETUNE_SETTINGS,
 ) -> dict[str, Any]:
     """Fine-tune the whole encoder with a new classification head; return test ``accuracy`` and ``macro_accuracy``.
 
-    Test barcodes whose label never occurs in ``train_labels`` cannot be predicted and count as errors (the
-    closed-world protocol's ``test`` split only holds species seen in ``train``). Also returns ``num_train``,
-    ``num_test``, ``num_classes``, ``epochs``, ``steps`` and the mean training loss of the last epoch.
+    ``settings``: the batch size (of training and of prediction), device, autocast dtype, progress bar and
+    remote-code policy (:class:`~barcodemae.embedding_settings.EmbeddingSettings`); the classifier pools as its model
+    does, so ``pooling`` and ``layer`` stay unset. Test barcodes whose label never occurs in ``train_labels`` cannot
+    be predicted and count as errors (the closed-world protocol's ``test`` split only holds species seen in
+    ``train``). Also returns ``num_train``, ``num_test``, ``num_classes``, ``epochs``, ``steps`` and the mean
+    training loss of the last epoch.
     """
+    settings.check_unset(("pooling", "layer"), "fine-tuning, whose classifier pools as its model does,")
+    batch_size = settings.batch_size
     train_sequences, test_sequences = list(train_sequences), list(test_sequences)
     train_y, test_y = np.asarray(train_labels, dtype=object), np.asarray(test_labels, dtype=object)
     if len(train_sequences) != len(train_y) or len(test_sequences) != len(test_y):
@@ -82,17 +88,17 @@ def fine_tune_classifier(
             f"fine-tuning needs one label per barcode: train {len(train_sequences)} barcodes / {len(train_y)} labels, "
             f"test {len(test_sequences)} / {len(test_y)}"
         )
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got epochs={epochs}, batch_size={batch_size}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
     classes, targets = np.unique(train_y.astype(str), return_inverse=True)
     if len(classes) < 2:
         raise ValueError(f"fine-tuning needs at least 2 classes in the training labels, got {len(classes)}")
 
     torch.manual_seed(seed)
-    model, tokenizer = load_classifier(model_dir_or_name, len(classes), trust_remote_code=trust_remote_code)
-    device = resolve_device(device)
+    model, tokenizer = load_classifier(model_dir_or_name, len(classes), trust_remote_code=settings.trust_remote_code)
+    device = resolve_device(settings.device)
     model.to(device)
-    autocast = autocast_dtype(dtype)
+    autocast = autocast_dtype(settings.dtype)
     max_tokens = getattr(model.config, "max_position_embeddings", None)
     optimizer = torch.optim.AdamW(weight_decay_groups(model, weight_decay), lr=learning_rate)
     steps_per_epoch = math.ceil(len(train_sequences) / batch_size)
@@ -100,7 +106,7 @@ def fine_tune_classifier(
     scheduler = learning_rate_schedule(optimizer, "linear", warmup_ratio=warmup_ratio, max_steps=total_steps)
     generator = np.random.default_rng(seed)
     labels_tensor = torch.from_numpy(targets.astype(np.int64))
-    bar = tqdm(total=total_steps, desc="fine-tuning", unit="step", disable=not progress)
+    bar = tqdm(total=total_steps, desc="fine-tuning", unit="step", disable=not settings.progress)
     epoch_losses: list[float] = []
     model.train()
     for _ in range(epochs):
@@ -151,4 +157,4 @@ def fine_tune_classifier(
     return result
 
 
-__all__ = ["fine_tune_classifier", "load_classifier"]
+__all__ = ["FINETUNE_SETTINGS", "fine_tune_classifier", "load_classifier"]

@@ -1,4 +1,4 @@
-"""The choices of the evaluation protocol that ``eval/run.py``'s flags offer, with no heavy imports.
+"""The choices and defaults of the evaluation protocol that ``eval/run.py``'s flags offer, with no heavy imports.
 
 Why apart from :mod:`.metrics` and :mod:`.baselines` (which use them and re-export them): those import torch and
 scikit-learn, and building ``eval/run.py``'s parser, which shows these values in ``--help``, must not, so that
@@ -22,4 +22,8 @@ default (no covariance matrix formed; the transform is centred on the training m
 scatter); ``eigen``: the generalised eigenproblem with Ledoit-Wolf shrinkage of the within-class covariance
 (``shrinkage="auto"``; the transform is not centred)."""
 
-__all__ = ["KNN_K", "LDA_SOLVERS", "PROBE_C_GRID"]
+FINETUNE_BATCH_SIZE = 64
+"""Barcodes per step of the closed-world species fine-tuning (:func:`~barcodemae.eval.finetune.fine_tune_classifier`,
+``--finetune-batch-size``)."""
+
+__all__ = ["FINETUNE_BATCH_SIZE", "KNN_K", "LDA_SOLVERS", "PROBE_C_GRID"]

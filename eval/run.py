@@ -1,6 +1,6 @@
 """One command for the BIOSCAN-5M / BarcodeBERT / BarcodeMAE evaluation protocol.
 
-    python eval/run.py --model DIR --data CSV --output DIR       (or: python -m barcodemae.eval.run ...)
+    python eval/run.py --model DIR --data CSV --output DIR       (or: barcodemae evaluate ...)
     python eval/run.py --baseline kmer --data CSV --output DIR   (4-mer frequencies, no learning)
     python eval/run.py --baseline kmer-lda --data CSV --output DIR   (4-mer frequencies, genus LDA fitted on train)
 
@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from barcodemae.cli_options import LAYER_MEAN, POOLINGS, add_trust_remote_code_flag, parse_layer
+from barcodemae.embedding_settings import EmbeddingSettings, add_embedding_flags
 from barcodemae.endings import evaluation_ending, print_ending
 from barcodemae.errors import check_writable_folder, report_errors
 from barcodemae.eval.postprocess import POSTPROCESSING, EmbeddingPostprocessor
-from barcodemae.eval.protocol_options import KNN_K, LDA_SOLVERS, PROBE_C_GRID
+from barcodemae.eval.protocol_options import FINETUNE_BATCH_SIZE, KNN_K, LDA_SOLVERS, PROBE_C_GRID
 from barcodemae.flag_spellings import CommandParser
 from barcodemae.help_format import DefaultsHelpFormatter
 from barcodemae.run_layout import RESULTS_FILE
@@ -301,25 +301,24 @@ def _model_info(model: Any, name: str, lda: dict[str, Any] | None = None) -> dic
 
 
 @dataclass(frozen=True)
-class EvaluationSettings:
+class EvaluationSettings(EmbeddingSettings):
     """How an evaluation runs, in one place: ``eval/run.py``'s flags (same names), :func:`run_evaluation`'s keyword
     arguments and the ``settings`` record of ``results.json`` (:meth:`record`).
 
-    ``layer=None`` means the model's own embedding (:func:`~barcodemae.inference.pooled_layer`);
+    The embedding's own (batch size, device, dtype, pooling, layer, progress, remote-code policy) are those of
+    :class:`~barcodemae.embedding_settings.EmbeddingSettings`, with 256 barcodes a batch; ``layer=None`` and
+    ``pooling=None`` mean the model's own embedding (:func:`~barcodemae.inference.pooled_layer`), recorded as used.
     ``probe_c="auto"`` chooses the probe's C on a held-out fifth of ``train``; ``knn_k``: the k of the open-world
     genus k-NN (any sequence of positive integers, kept as a tuple); ``lda_solver``: the ``kmer-lda`` baseline's
-    (:data:`~barcodemae.eval.protocol_options.LDA_SOLVERS`).
+    (:data:`~barcodemae.eval.protocol_options.LDA_SOLVERS`). The fine-tuning (``finetune_epochs > 0``) runs on the
+    embedding's device, dtype and remote-code policy with its own batch size.
     """
 
+    batch_size: int = 256
     kmer_k: int = 4
     lda_solver: str = "svd"
-    batch_size: int = 256
-    device: str | None = None
-    layer: int | str | None = None
-    pooling: str | None = None
     postprocess: str = "none"
     queries: str = "test"
-    dtype: str | None = None
     max_per_split: int | None = None
     seed: int = 0
     reducer: str = "auto"
@@ -330,17 +329,14 @@ class EvaluationSettings:
     knn_k: tuple[int, ...] = KNN_K
     finetune_epochs: int = 0
     finetune_learning_rate: float = 1e-4
-    finetune_batch_size: int = 64
+    finetune_batch_size: int = FINETUNE_BATCH_SIZE
     plots: bool = True
-    progress: bool = True
-    trust_remote_code: bool = False
 
     NOT_RECORDED: ClassVar[tuple[str, ...]] = ("plots", "progress", "trust_remote_code")
     """How the run was shown or allowed to run, not what it measured."""
 
     def __post_init__(self) -> None:
-        if self.pooling is not None and self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        super().__post_init__()
         if self.postprocess not in POSTPROCESSING:
             raise ValueError(f"postprocess must be one of {POSTPROCESSING}, got {self.postprocess!r}")
         if self.lda_solver not in LDA_SOLVERS:
@@ -460,13 +456,10 @@ def run_evaluation(
             barcodes[test_rows].tolist(),
             species[test_rows],
             epochs=s.finetune_epochs,
-            batch_size=s.finetune_batch_size,
             learning_rate=s.finetune_learning_rate,
-            device=s.device,
-            dtype=s.dtype,
             seed=s.seed,
-            progress=s.progress,
-            trust_remote_code=s.trust_remote_code,
+            settings=EmbeddingSettings(batch_size=s.finetune_batch_size, device=s.device, dtype=s.dtype,
+                                       progress=s.progress, trust_remote_code=s.trust_remote_code),
         )
         timings["finetune_s"] = time.perf_counter() - started
 
@@ -531,8 +524,9 @@ def _probe_c(value: str) -> float | str:
     return c
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = CommandParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """``eval/run.py``'s parser, also ``barcodemae evaluate``'s (``prog``: the command's name in ``--help``)."""
+    parser = CommandParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--model", help="model folder (save_pretrained) or hub name; any AutoModel encoder")
     parser.add_argument(
         "--baseline", choices=BASELINES,
@@ -546,19 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data", required=True, help="BIOSCAN-5M metadata CSV with train, test and test_unseen")
     parser.add_argument("--output", required=True, help="folder for results.json, report.md and the plots")
-    parser.add_argument("--batch-size", type=int, help="barcodes per forward pass")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--dtype", choices=["float32", "bf16", "fp16"], help="autocast dtype")
-    parser.add_argument(
-        "--layer", type=parse_layer,
-        help=f"hidden state to pool (-1 last, 0 embeddings), or {LAYER_MEAN!r} for the average of all of them; "
-        "default: the model's own (config.pooled_layers of a BarcodeMAE model, else the last)",
-    )
-    parser.add_argument(
-        "--pooling", choices=POOLINGS,
-        help="how token states become one embedding: mean (all tokens; BarcodeMAE+'s tokens_with_cls), tokens (all "
-        "but [CLS]), cls, max (default: the model's own, config.representation)",
-    )
+    add_embedding_flags(parser, EvaluationSettings())
     parser.add_argument(
         "--postprocess", choices=POSTPROCESSING,
         help="transform fitted on the train embeddings (the keys) before every metric: none (the protocol, "
@@ -598,30 +580,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--finetune-batch-size", type=int, help="batch of the fine-tuning")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the figures")
-    add_trust_remote_code_flag(parser)
     # The defaults are EvaluationSettings' (the one place they are written); --help shows them.
     parser.set_defaults(**{f.name: f.default for f in fields(EvaluationSettings)})
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``eval/run.py``: expected failures (bad data, missing model, unwritable output) are one line on stderr and
-    exit status 2."""
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``eval/run.py`` and ``barcodemae evaluate`` (``prog``, the name its usage and errors give): expected failures
+    (bad data, missing model, unwritable output) are one line on stderr and exit status 2."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if (args.model is None) == (args.baseline is None):
-        build_parser().error("give exactly one of --model and --baseline")
-    return report_errors("eval/run.py", lambda: _run(args))
-
-
-def settings_from_args(args: argparse.Namespace) -> EvaluationSettings:
-    """The :class:`EvaluationSettings` of parsed ``eval/run.py`` flags (their destinations are the field names)."""
-    return EvaluationSettings(**{f.name: getattr(args, f.name) for f in fields(EvaluationSettings) if f.name in args})
+        parser.error("give exactly one of --model and --baseline")
+    return report_errors(prog or "eval/run.py", lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> int:
     results = run_evaluation(
-        args.model, args.data, args.output, baseline=args.baseline, settings=settings_from_args(args)
+        args.model, args.data, args.output, baseline=args.baseline, settings=EvaluationSettings.from_args(args)
     )
     print(json.dumps(results["metrics"]["headline"], indent=2))
     print_ending(evaluation_ending(results, output_dir=args.output, model=args.model, data=args.data,

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from barcodemae.cli_options import DEFAULT_IDENTITY_THRESHOLDS
+from barcodemae.embedding_settings import EmbeddingSettings
 from barcodemae.identify import build_reference_index, identify_file, labelled_call_report
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bold_coi" / "dev.csv.gz"
@@ -31,10 +32,11 @@ def measure(model: Path, data: Path, output: Path, *, reference_split: str, cali
             query_split: str, align: int = 0, thresholds: str = DEFAULT_IDENTITY_THRESHOLDS,
             progress: bool = True) -> dict[str, Any]:
     """Build a calibrated index, query ``query_split`` and report the call levels per query split."""
+    settings = EmbeddingSettings(progress=progress)
     index = build_reference_index(model, data, output / "index", split=reference_split,
-                                  calibration_split=calibration_split, progress=progress)
+                                  calibration_split=calibration_split, settings=settings)
     result = identify_file(output / "index", data, output / "queries.csv", split=query_split, align=align,
-                           thresholds=thresholds, progress=progress)
+                           thresholds=thresholds, settings=settings)
     splits = pd.read_csv(data, usecols=["processid", "split"], dtype=str).rename(columns={"processid": "query_id"})
     result = result.merge(splits, on="query_id", how="left")
     report: dict[str, Any] = {

@@ -21,7 +21,10 @@ import barcodemae.inference as embeddings_api
 from barcodemae import BarcodeMAEConfig, BarcodeMAEForPreTraining, BarcodeTokenizer
 from barcodemae.cli import main
 from barcodemae.embed_files import check_finite, embed_file, read_embeddings
+from barcodemae.embedding_settings import EmbeddingSettings
 from conftest import tiny_config_kwargs
+
+QUIET = EmbeddingSettings(progress=False)
 
 
 def direct_embeddings_of(encoder, tokenizer, barcodes: list[str], batch_size: int = 128) -> np.ndarray:
@@ -77,7 +80,7 @@ def test_embed_demo_to_parquet_matches_python_api(model_folder: Path, demo_csv: 
 
 
 def test_resume_after_kill_equals_full_run(model_folder: Path, fixture_csv: Path, tmp_path, monkeypatch) -> None:
-    full = embed_file(model_folder, fixture_csv, tmp_path / "full.npy", shard_size=32, progress=False)
+    full = embed_file(model_folder, fixture_csv, tmp_path / "full.npy", shard_size=32, settings=QUIET)
     assert full.shards_computed == 7 and full.shards_reused == 0
 
     real = embeddings_api.embed_barcodes
@@ -92,14 +95,14 @@ def test_resume_after_kill_equals_full_run(model_folder: Path, fixture_csv: Path
     monkeypatch.setattr(embeddings_api, "embed_barcodes", killed_on_fourth_shard)
     output = tmp_path / "run.npy"
     with pytest.raises(KeyboardInterrupt):
-        embed_file(model_folder, fixture_csv, output, shard_size=32, progress=False)
+        embed_file(model_folder, fixture_csv, output, shard_size=32, settings=QUIET)
     parts = Path(f"{output}.parts")
     assert json.loads((parts / "manifest.json").read_text())["done"] == [0, 1, 2]
     assert not output.exists()
     (parts / "shard-000001.npy").unlink()  # a shard lost after the manifest listed it is recomputed
 
     monkeypatch.setattr(embeddings_api, "embed_barcodes", real)
-    resumed = embed_file(model_folder, fixture_csv, output, shard_size=32, resume=True, progress=False)
+    resumed = embed_file(model_folder, fixture_csv, output, shard_size=32, resume=True, settings=QUIET)
     assert (resumed.shards_reused, resumed.shards_computed) == (2, 5)
     np.testing.assert_array_equal(np.load(output), np.load(tmp_path / "full.npy"))
     assert Path(f"{output}.ids.txt").read_text() == (tmp_path / "full.npy.ids.txt").read_text()
@@ -114,7 +117,7 @@ def test_unfinished_run_needs_resume_and_same_settings(model_folder: Path, fixtu
     monkeypatch.setattr(embeddings_api, "embed_barcodes", fail)
     output = tmp_path / "x.parquet"
     with pytest.raises(KeyboardInterrupt):
-        embed_file(model_folder, fixture_csv, output, shard_size=50, progress=False)
+        embed_file(model_folder, fixture_csv, output, shard_size=50, settings=QUIET)
     args = ["embed", "--model", str(model_folder), "--input", str(fixture_csv), "--output", str(output),
             "--no-progress"]
     assert main(args + ["--shard-size", "50"]) == 2
@@ -140,7 +143,7 @@ def test_touched_or_respelled_input_resumes(model_folder: Path, fixture_csv: Pat
 
     monkeypatch.setattr(embeddings_api, "embed_barcodes", killed_on_third_shard)
     with pytest.raises(KeyboardInterrupt):
-        embed_file(model_folder, data, tmp_path / "out.npy", shard_size=32, progress=False)
+        embed_file(model_folder, data, tmp_path / "out.npy", shard_size=32, settings=QUIET)
     monkeypatch.setattr(embeddings_api, "embed_barcodes", real)
     stat = data.stat()
     os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 3600 * 10**9))  # touch
@@ -163,7 +166,7 @@ def test_rejected_records_are_reported_not_lost(model_folder: Path, fixture_csv:
         f">good3\n{barcodes[2]}\n"
     )
     output = tmp_path / "specimens.npy"
-    summary = embed_file(model_folder, fasta, output, progress=False)
+    summary = embed_file(model_folder, fasta, output, settings=QUIET)
     assert (summary.num_records, summary.num_rejected) == (3, 2)
     report = json.loads(summary.report_path.read_text())
     rejected = dict(report["rejected_records"])
@@ -188,7 +191,7 @@ def test_empty_and_multi_line_ids_are_rejected_before_embedding(model_folder: Pa
     specimens = tmp_path / "specimens.csv"
     rows.to_csv(specimens, index=False)
     output = tmp_path / "specimens.npy"
-    summary = embed_file(model_folder, specimens, output, progress=False)
+    summary = embed_file(model_folder, specimens, output, settings=QUIET)
     assert (summary.num_records, summary.num_rejected) == (3, 2)
     report = json.loads(summary.report_path.read_text())
     assert report["rejected_by_reason"] == {"bad_id": 2}
@@ -203,7 +206,7 @@ def test_duplicate_ids_warn_on_the_console(model_folder: Path, fixture_csv: Path
     fasta = tmp_path / "dups.fasta"
     fasta.write_text("".join(f">{name}\n{barcode}\n" for name, barcode in zip(["a", "b", "a", "c", "b"], barcodes)))
     with caplog.at_level(logging.WARNING):
-        summary = embed_file(model_folder, fasta, tmp_path / "dups.npy", progress=False)
+        summary = embed_file(model_folder, fasta, tmp_path / "dups.npy", settings=QUIET)
     assert summary.num_records == 5  # kept: the vectors are right, only the ids are ambiguous
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert any("2 record ids occur more than once (e.g. 'a')" in message for message in warnings), warnings
@@ -224,7 +227,7 @@ def test_non_finite_vectors_are_refused_naming_the_record(model_folder: Path, fi
     monkeypatch.setattr(embeddings_api, "embed_barcodes", nan_for_rec1)
     output = tmp_path / "specimens.npy"
     with pytest.raises(ValueError, match=r"the model produced NaN/inf for record 'rec1'; .*float32"):
-        embed_file(model_folder, fasta, output, progress=False)
+        embed_file(model_folder, fasta, output, settings=QUIET)
     assert not output.exists()
     assert json.loads(Path(f"{output}.parts/manifest.json").read_text())["done"] == []  # the shard was not saved
 
@@ -251,7 +254,7 @@ def test_rerun_failing_after_the_matrix_never_leaves_the_old_ids_beside_it(model
     """Issue #26: the second run replaced the matrix, then failed; the first run's ids named its rows."""
     barcodes = pd.read_csv(fixture_csv)["dna_barcode"].tolist()[:3]
     output = tmp_path / "out.npy"
-    embed_file(model_folder, write_fasta(tmp_path / "a.fasta", ["a0", "a1", "a2"], barcodes), output, progress=False)
+    embed_file(model_folder, write_fasta(tmp_path / "a.fasta", ["a0", "a1", "a2"], barcodes), output, settings=QUIET)
     assert read_embeddings(output)[1] == ["a0", "a1", "a2"]
 
     real_replace = os.replace
@@ -264,7 +267,7 @@ def test_rerun_failing_after_the_matrix_never_leaves_the_old_ids_beside_it(model
     monkeypatch.setattr(os, "replace", fail_once_the_matrix_is_in)
     rerun = write_fasta(tmp_path / "b.fasta", ["b2", "b1", "b0"], barcodes[::-1])
     with pytest.raises(OSError, match="simulated"):
-        embed_file(model_folder, rerun, output, progress=False)
+        embed_file(model_folder, rerun, output, settings=QUIET)
     monkeypatch.setattr(os, "replace", real_replace)
     with pytest.raises(ValueError, match=re.escape(f"{output}: its ids file {output}.ids.txt is missing")):
         read_embeddings(output)
@@ -278,8 +281,8 @@ def test_rerun_failing_after_the_matrix_never_leaves_the_old_ids_beside_it(model
 def test_matrix_and_ids_of_different_runs_are_refused(model_folder: Path, fixture_csv: Path, tmp_path) -> None:
     barcodes = pd.read_csv(fixture_csv)["dna_barcode"].tolist()[:4]
     first, second = tmp_path / "first.npy", tmp_path / "second.npy"
-    embed_file(model_folder, write_fasta(tmp_path / "1.fasta", ["a", "b", "c"], barcodes[:3]), first, progress=False)
-    embed_file(model_folder, write_fasta(tmp_path / "2.fasta", ["x", "y", "z"], barcodes[1:]), second, progress=False)
+    embed_file(model_folder, write_fasta(tmp_path / "1.fasta", ["a", "b", "c"], barcodes[:3]), first, settings=QUIET)
+    embed_file(model_folder, write_fasta(tmp_path / "2.fasta", ["x", "y", "z"], barcodes[1:]), second, settings=QUIET)
     assert json.loads(Path(f"{first}.json").read_text())["rows"] == 3
 
     shutil.copy(second, first)  # another run's matrix of the same shape beside first's ids
@@ -306,7 +309,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_resume_stays_exact(model_fo
                                                                        tmp_path, monkeypatch, capsys) -> None:
     """Disk full while assembling the output used to end in SIGBUS (exit 135, no message): the file's blocks are
     now reserved before the memory map is written, so the failure is an ENOSPC error naming the file."""
-    full = embed_file(model_folder, fixture_csv, tmp_path / "full.npy", shard_size=32, progress=False)
+    full = embed_file(model_folder, fixture_csv, tmp_path / "full.npy", shard_size=32, settings=QUIET)
     real_fallocate = os.posix_fallocate
 
     def disk_full(fd, offset, length):

@@ -67,18 +67,20 @@ def test_the_scripts_help_imports_nothing_heavy(command):
 
 
 def test_importing_the_parser_modules_imports_nothing_heavy():
-    """What the scripts' parsers are made of, imported as a library user would: ``barcodemae train --help`` too."""
+    """What the scripts' parsers are made of, imported as a library user would: ``barcodemae train --help`` and
+    ``barcodemae evaluate --help`` too."""
     loaded = run_python(
         "import sys\n"
         "import barcodemae.eval.run, barcodemae.masking, barcodemae.presets, barcodemae.training\n"
         "from barcodemae.training.arguments import build_parser, unset_flag_defaults\n"
         "from barcodemae.training.command import main\n"
         "build_parser(None), unset_flag_defaults('mae'), unset_flag_defaults('enbed')\n"
-        "try:\n"
-        "    from barcodemae.cli import main as cli\n"
-        "    cli(['train', '--help'])\n"
-        "except SystemExit:\n"
-        "    pass\n"
+        "from barcodemae.cli import main as cli\n"
+        "for command in ('train', 'evaluate'):\n"
+        "    try:\n"
+        "        cli([command, '--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
         f"print('loaded:', *[m for m in {HEAVY!r} if m in sys.modules])\n"
     )
     assert loaded.splitlines()[-1] == "loaded:"

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from barcodemae import BarcodeMAEForPreTraining
+from barcodemae.embedding_settings import EmbeddingSettings
 from barcodemae.eval import run_evaluation
 from barcodemae.eval.finetune import fine_tune_classifier, load_classifier
 
@@ -54,9 +55,8 @@ def test_fine_tuning_learns_separable_species(kmer4_model_folder: Path):
     train_x, train_y = _species_barcodes(6, 12, seed=0)
     test_x, test_y = _species_barcodes(6, 4, seed=0)  # same ancestors (same seed), fresh mutations are not
     test_x, test_y = test_x[::3], test_y[::3]
-    result = fine_tune_classifier(
-        kmer4_model_folder, train_x, train_y, test_x, test_y, epochs=8, batch_size=8, learning_rate=2e-3, progress=False
-    )
+    result = fine_tune_classifier(kmer4_model_folder, train_x, train_y, test_x, test_y, epochs=8, learning_rate=2e-3,
+                                  settings=EmbeddingSettings(batch_size=8, progress=False))
     assert result["num_classes"] == 6 and result["steps"] == 8 * 9
     assert result["accuracy"] >= 0.9, result  # chance is 1/6
     assert result["final_epoch_loss"] < np.log(6) / 2
@@ -69,6 +69,10 @@ def test_fine_tuning_errors(kmer4_model_folder: Path, tmp_path: Path):
         fine_tune_classifier(kmer4_model_folder, ["ACGTACGT"], ["a", "b"], ["ACGTACGT"], ["a"])
     with pytest.raises(ValueError, match="at least 2 classes"):
         fine_tune_classifier(kmer4_model_folder, ["ACGTACGT", "ACGTTTTT"], ["a", "a"], ["ACGTACGT"], ["a"])
+    with pytest.raises(ValueError, match="fine-tuning, whose classifier pools as its model does, does not take "
+                       "pooling='cls': leave pooling, layer unset"):
+        fine_tune_classifier(kmer4_model_folder, ["ACGTACGT", "ACGTTTTT"], ["a", "b"], ["ACGTACGT"], ["a"],
+                             settings=EmbeddingSettings(pooling="cls"))
 
 
 def test_run_evaluation_reports_fine_tuning(kmer4_model_folder: Path, fixture_csv: Path, tmp_path: Path):

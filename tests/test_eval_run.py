@@ -323,12 +323,12 @@ def test_probe_c_flag_takes_a_positive_number_or_auto(value, capsys):
 
 
 def test_flags_keyword_arguments_and_record_are_one_settings_object(tmp_path: Path):
-    from barcodemae.eval.run import build_parser, settings_from_args
+    from barcodemae.eval.run import build_parser
 
     args = build_parser().parse_args(["--baseline", "kmer", "--data", "d.csv", "--output", "o", "--finetune-lr", "0.01",
                                       "--no-plots", "--probe-c", "10", "--layer", "mean", "--kmer-k", "5",
                                       "--knn-k", "1", "4", "--lda-solver", "eigen"])
-    settings = settings_from_args(args)
+    settings = EvaluationSettings.from_args(args)
     assert (settings.finetune_learning_rate, settings.plots, settings.probe_c, settings.layer, settings.kmer_k) == (
         0.01, False, 10.0, "mean", 5)
     assert (settings.knn_k, settings.lda_solver) == ((1, 4), "eigen")
@@ -346,11 +346,11 @@ def test_flags_keyword_arguments_and_record_are_one_settings_object(tmp_path: Pa
 
 def test_flag_defaults_are_the_settings_defaults():
     """eval/run.py's flags take their defaults from EvaluationSettings, the one place they are written."""
-    from barcodemae.eval.run import EvaluationSettings, build_parser, settings_from_args
+    from barcodemae.eval.run import EvaluationSettings, build_parser
 
     args = build_parser().parse_args(["--baseline", "kmer", "--data", "d.csv", "--output", "o"])
-    assert settings_from_args(args) == EvaluationSettings()
-    assert "(default: 256)" in " ".join(build_parser().format_help().split())
+    assert EvaluationSettings.from_args(args) == EvaluationSettings()
+    assert "barcodes per forward pass (default 256)" in " ".join(build_parser().format_help().split())
 
 
 def test_a_single_key_genus_leaves_open_world_undefined_not_perfect(caplog):
@@ -372,3 +372,28 @@ def test_a_single_key_genus_leaves_open_world_undefined_not_perfect(caplog):
     assert all(np.isnan(scores["accuracy"]) for scores in metrics["open_world_genus"]["knn"].values())
     assert np.isnan(metrics["headline"]["harmonic_mean"])
     assert "open-world genus 1-NN is undefined" in caplog.text
+
+
+def test_barcodemae_evaluate_is_eval_run(kmer4_model_folder: Path, fixture_csv: Path, tmp_path: Path, capsys):
+    """``barcodemae evaluate`` runs eval/run.py: its parser (the usage names the command), its run, its errors."""
+    from barcodemae.cli import main
+    from barcodemae.eval.run import build_parser
+
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", "--help"])
+    shown = capsys.readouterr().out
+    assert stop.value.code == 0 and shown.startswith("usage: barcodemae evaluate [-h] [--model MODEL]")
+    assert shown.split("\noptions:\n")[1] == build_parser().format_help().split("\noptions:\n")[1]
+
+    flags = ["--model", str(kmer4_model_folder), "--data", str(fixture_csv), "--reducer", "pca", "--n-components", "8",
+             "--no-plots", "--no-progress", "--batch_size", "16"]  # either spelling, as eval/run.py
+    assert main(["evaluate", *flags, "--output", str(tmp_path / "cli")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    direct = run_evaluation(kmer4_model_folder, fixture_csv, tmp_path / "direct", reducer="pca", n_components=8,
+                            plots=False, progress=False, batch_size=16)
+    saved = json.loads((tmp_path / "cli" / "results.json").read_text())
+    assert saved["settings"] == direct["settings"] and saved["settings"]["batch_size"] == 16
+    assert printed == pytest.approx(direct["metrics"]["headline"])
+
+    assert main(["evaluate", "--model", str(tmp_path / "nope"), *flags[2:], "--output", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("barcodemae evaluate: error: ")

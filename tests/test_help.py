@@ -27,7 +27,7 @@ from conftest import REPO_ROOT
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_enbed import enbed_config
 
-HYPHEN_COMMANDS = re.compile(r"eval/run\.py|eval/qc\.py|barcodemae (embed|identify|qc|export)\b")
+HYPHEN_COMMANDS = re.compile(r"eval/run\.py|eval/qc\.py|barcodemae (embed|identify|qc|export|evaluate)\b")
 UNDERSCORE_COMMANDS = re.compile(r"train\.py|barcodemae train\b")
 DOCUMENTS = ["README.md", "docs/*.md", "bench/README.md", "research/README.md"]
 
@@ -181,3 +181,17 @@ def test_the_documentation_spells_each_commands_flags_one_way():
                 if spelling_key(flag) in known and flag != documented:
                     wrong.append(f"{document.relative_to(REPO_ROOT)}: {flag} in {line.strip()[:80]!r}")
     assert wrong == []
+
+
+def test_barcodemae_help_lists_every_command(capsys):
+    """``barcodemae --help`` names train.py's and eval/run.py's commands beside its own; their options go after them."""
+    from barcodemae.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    listed = re.findall(r"^    ([a-z-]+) ", shown, re.MULTILINE)
+    assert sorted(listed) == ["embed", "evaluate", "export", "identify", "qc", "train", "train-bpe"]
+    with pytest.raises(SystemExit) as stop:
+        main(["-v", "evaluate"])
+    assert stop.value.code == 2 and "give barcodemae evaluate's options after it" in capsys.readouterr().err

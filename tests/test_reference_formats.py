@@ -16,6 +16,7 @@ from barcodemae.data import load_barcodes, open_barcode_file
 from barcodemae.data.fasta import iter_fasta_raw
 from barcodemae.data.fasta_headers import parse_header
 from barcodemae.embed_files import embed_file
+from barcodemae.embedding_settings import EmbeddingSettings
 from barcodemae.qc.check_files import check_file, iter_raw_records
 
 RANKS = ("phylum", "class", "order", "family", "subfamily", "genus", "species")
@@ -190,7 +191,7 @@ def test_qc_and_embed_read_minimal_tables_and_fasta_headers(tmp_path, kmer4_mode
     specimens.write_text("record_id,DNA,species\n" + "".join(
         f"x{i},{barcode},{name}\n" for i, (barcode, name) in enumerate(zip(barcodes, ["Aedes aegypti", "", "C c"]))))
     output = tmp_path / "specimens.parquet"
-    embed_file(kmer4_model_folder, specimens, output, progress=False)
+    embed_file(kmer4_model_folder, specimens, output, settings=EmbeddingSettings(progress=False))
     written = pq.read_table(output, columns=["processid", "genus", "species"]).to_pydict()
     assert written == {"processid": ["x0", "x1", "x2"], "genus": [None] * 3, "species": ["Aedes aegypti", None, "C c"]}
 
