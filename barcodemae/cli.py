@@ -325,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["train"]:
         from barcodemae.training.command import main as train_main
 
-        return train_main(argv[1:])
+        return train_main(argv[1:], prog="barcodemae train")
     if argv[:1] == ["evaluate"]:
         from barcodemae.eval.run import main as evaluate_main
 

@@ -195,3 +195,13 @@ def test_barcodemae_help_lists_every_command(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["-v", "evaluate"])
     assert stop.value.code == 2 and "give barcodemae evaluate's options after it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_barcodemae_subcommand_usage_names_itself(command, capsys):
+    """``barcodemae train --help`` shows ``usage: barcodemae train``, not train.py's or the bare command's name."""
+    from barcodemae.cli import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert capsys.readouterr().out.startswith(f"usage: barcodemae {command} ")

@@ -504,9 +504,10 @@ def requested_preset(argv: list[str] | None) -> str | None:
     return None if known.preset is None or known.preset.lower() == "none" else known.preset
 
 
-def build_parser(preset: str | None) -> DataclassArgumentParser:
+def build_parser(preset: str | None, prog: str | None = None) -> DataclassArgumentParser:
     """``train.py``'s parser with ``preset``'s values (``None``: no preset) as its defaults, and a ``--help`` that
-    shows them, names each flag once and describes every flag."""
+    shows them, names each flag once and describes every flag; ``prog``: the command name its usage shows
+    (``barcodemae train`` when called through the ``barcodemae`` command, else the script's name)."""
     values = load_preset(preset) if preset is not None else {}
     if preset is None:
         shown = "no preset: each default is train.py's own or the model config's"
@@ -517,7 +518,8 @@ def build_parser(preset: str | None) -> DataclassArgumentParser:
     description = textwrap.fill(
         f"Pretrain BarcodeMAE / BarcodeBERT / ENBED (docs/training.md). A flag given overrides the preset, which "
         f"overrides train.py's defaults. Defaults shown: {shown}.", width=100)
-    parser = DataclassArgumentParser(TrainingArguments, formatter_class=DefaultsHelpFormatter, description=description)
+    parser = DataclassArgumentParser(TrainingArguments, formatter_class=DefaultsHelpFormatter, description=description,
+                                     prog=prog)
     parser.set_defaults(**values)
     if preset is not None:
         describe_preset_defaults(parser, preset, values)
@@ -525,10 +527,10 @@ def build_parser(preset: str | None) -> DataclassArgumentParser:
     return parser
 
 
-def parse_args(argv: list[str] | None = None) -> TrainingArguments:
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> TrainingArguments:
     """Parse flags over the preset over the defaults (see the module docstring); ``--help`` shows the defaults of
     the ``--preset`` given (``tiny`` unless another is named)."""
-    return build_parser(requested_preset(argv)).parse_into_dataclass(argv)
+    return build_parser(requested_preset(argv), prog).parse_into_dataclass(argv)
 
 
 def save_arguments(args: TrainingArguments, path: Path) -> None:

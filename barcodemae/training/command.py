@@ -32,7 +32,7 @@ def script_summary(summary: dict[str, Any], output_dir: str) -> dict[str, Any]:
     return shown
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """``train.py``: a finished run prints :func:`script_summary` on stdout and its ending on stderr
     (:mod:`barcodemae.endings`); expected failures (bad data, a used output folder, a corrupt checkpoint) are one
     line on stderr and exit status 2."""
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def run() -> int:
-        args = parse_args(argv)
+        args = parse_args(argv, prog)
         from .loop import run_training
 
         summary = run_training(args)
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             print_ending(training_ending(summary, output_dir=args.output_dir, data=args.data, objective=args.objective))
         return 0
 
-    return report_errors("train.py", run)
+    return report_errors(prog or "train.py", run)
 
 
 __all__ = ["main", "script_summary"]
