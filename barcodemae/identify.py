@@ -101,6 +101,17 @@ def normalise_rows(matrix: np.ndarray, block: int = REFERENCE_BLOCK) -> None:
         rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
+def save_barcodes(barcodes: pa.ChunkedArray, path: Path, block: int = REFERENCE_BLOCK) -> None:
+    """Write ``barcodes`` as a ``.npy`` of ``(n,)`` fixed-width bytes as wide as the longest (:data:`SEQUENCES`),
+    ``block`` at a time: the whole column as Python strings and an array at once took twice the file in memory."""
+    dtype = np.dtype(f"S{pc.max(pc.binary_length(barcodes)).as_py()}")
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (len(barcodes),)}
+    with path.open("wb") as handle:  # the bytes np.save writes for the whole array
+        np.lib.format.write_array_header_1_0(handle, header)
+        for start in range(0, len(barcodes), block):
+            handle.write(np.array(barcodes.slice(start, block).to_pylist(), dtype=dtype).tobytes())
+
+
 @dataclass
 class ReferenceIndex:
     """Unit-norm reference embeddings, their taxonomy, their barcodes and how they were made; ``ivf``: the
@@ -374,7 +385,7 @@ def build_reference_index(
     transform.save(output)
     apply_umask(output)  # safetensors writes postprocess.safetensors owner-only; the index is shared like its peers
     pq.write_table(table.select([c for c in METADATA_COLUMNS if c in table.column_names]), output / REFERENCES)
-    np.save(output / SEQUENCES, np.array(table.column("dna_barcode").to_pylist(), dtype=bytes))
+    save_barcodes(table.column("dna_barcode"), output / SEQUENCES)
     report.save(output / CLEANING_REPORT)
     info = {
         "embedder": embedder.info(),
@@ -389,10 +400,13 @@ def build_reference_index(
         "checksums": CHECKSUMS,
     }
     if calibration is not None:
-        index = ReferenceIndex(np.load(output / EMBEDDINGS, mmap_mode="r"), pq.read_table(output / REFERENCES),
-                               info, transform, search)
-        info.update(calibrate_calls(index, embedder, calibration, progress=progress))
+        references = pq.read_table(output / REFERENCES)
+        info.update(calibrate_calls(ReferenceIndex(embeddings, references, info, transform, search), embedder,
+                                    calibration, progress=progress))
         info["calibration"]["split"] = calibration_split
+    # The loaded index maps the vectors and reads ivf.faiss again: held twice, the build's peak memory was four times
+    # the vectors (docs/results.md, "Identification at scale").
+    del embeddings, search
     shutil.rmtree(store.folder)  # last before index.json: a build killed until here resumes from its shards
     (output / INDEX_INFO).write_text(json.dumps(info, indent=2))
     write_checksums(output, remember=True)  # last: covers every other file; remembered, so the load does not re-hash
