@@ -404,8 +404,8 @@ def build_reference_index(
         info.update(calibrate_calls(ReferenceIndex(embeddings, references, info, transform, search), embedder,
                                     calibration, progress=progress))
         info["calibration"]["split"] = calibration_split
-    # The loaded index maps the vectors and reads ivf.faiss again: held twice, the build's peak memory was four times
-    # the vectors (docs/results.md, "Identification at scale").
+    # The load below maps the vectors and reads ivf.faiss again: with the build's own still held, its peak memory was
+    # four to five times the vectors (docs/results.md, "What the 1M load and build paid for").
     del embeddings, search
     shutil.rmtree(store.folder)  # last before index.json: a build killed until here resumes from its shards
     (output / INDEX_INFO).write_text(json.dumps(info, indent=2))
