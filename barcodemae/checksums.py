@@ -7,6 +7,16 @@ the folder (not sub-folders) and is written after them, so its presence also say
 
 The same hash is the project's one identity of an input file by content (:func:`file_fingerprint`): the key of the
 loaders' ``datasets`` caches and what a resumed ``embed``, ``identify build`` or ``train.py`` run compares.
+
+A folder read often and large (a reference index: gigabytes of vectors, loaded by every ``identify query``) can
+``remember`` its verification: :data:`VERIFIED` records, for each file hashed and found equal to ``checksums.json``,
+its state then (:func:`file_state`: size, mtime, ctime, inode), and a later verification hashes only the files whose
+state differs. Every write to a file sets its ctime, which no ordinary tool can set back (``cp -p``, ``rsync -t`` and
+``touch -r`` restore the mtime only), and a copy or a replacement makes a new inode, so a file changed through the
+file system since it was verified is hashed again and refused when it differs. Not caught: bytes that change
+without a write (a failing disk; file systems with checksums, ZFS or btrfs, catch those). A file written in the
+last :data:`SETTLED_NS` is hashed but not recorded: a second write within the file system's clock tick would keep
+its times. Deleting :data:`VERIFIED` makes the next verification hash every file.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +33,13 @@ from barcodemae.atomic_files import atomic_write_path
 logger = logging.getLogger(__name__)
 
 CHECKSUMS = "checksums.json"
+VERIFIED = ".verified.json"
+"""``{file name: {"sha256", "size", "mtime_ns", "ctime_ns", "inode"}}``: the files last hashed and found equal to
+``checksums.json`` and their state then (see the module docstring). Neither file is itself checksummed."""
 HASH_BLOCK = 1 << 20
+SETTLED_NS = 2_000_000_000
+"""A file modified less than this long before it was hashed is not recorded as verified: a second write within the
+same tick of a file system's clock (up to 2 s on FAT, 1 s on ext3, milliseconds elsewhere) would keep its times."""
 
 
 def file_sha256(path: Path) -> str:
@@ -44,17 +61,65 @@ def file_fingerprint(path: Path) -> dict[str, Any]:
     return {"size": path.stat().st_size, "sha256": file_sha256(path)}
 
 
-def file_checksums(folder: Path) -> dict[str, str]:
-    """SHA-256 of every file in ``folder`` (not recursing, the checksum file itself excluded)."""
-    return {path.name: file_sha256(path) for path in sorted(folder.iterdir())
-            if path.is_file() and path.name != CHECKSUMS}
+def file_state(path: Path) -> dict[str, int]:
+    """What changes when a file is written, copied over or replaced: its size, mtime and ctime (ns) and inode.
+
+    ``chmod``, ``chown`` and a new hard link set the ctime too: the file is then hashed once more. Not the device
+    number, which differs between the machines mounting one network folder.
+    """
+    state = path.stat()
+    return {"size": state.st_size, "mtime_ns": state.st_mtime_ns, "ctime_ns": state.st_ctime_ns,
+            "inode": state.st_ino}
 
 
-def write_checksums(folder: Path) -> None:
-    """Record the checksums of ``folder``'s files, atomically; call it after the last other file is written."""
-    sums = file_checksums(folder)  # before the temporary file exists, so it is never listed
+def checked_files(folder: Path) -> list[Path]:
+    """The files of ``folder`` that ``checksums.json`` covers: every one (not recursing) but it and :data:`VERIFIED`."""
+    return [path for path in sorted(folder.iterdir()) if path.is_file() and path.name not in (CHECKSUMS, VERIFIED)]
+
+
+def verified_sha256(path: Path, verified: dict[str, dict[str, Any]]) -> str:
+    """SHA-256 of ``path``, recording it with the file's state in ``verified`` (by name) when the file did not change
+    while it was read (a state taken after the hash could describe other bytes) and any later write will change its
+    mtime (:data:`SETTLED_NS`)."""
+    before = file_state(path)
+    digest = file_sha256(path)
+    if file_state(path) == before and time.time_ns() - before["mtime_ns"] > SETTLED_NS:
+        verified[path.name] = {"sha256": digest, **before}
+    return digest
+
+
+def read_verified(folder: Path) -> dict[str, dict[str, Any]]:
+    """The :data:`VERIFIED` record of ``folder``; empty when there is none or it is unreadable (it is a cache: what
+    it cannot vouch for is hashed)."""
+    try:
+        recorded = json.loads((folder / VERIFIED).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def write_verified(folder: Path, verified: dict[str, dict[str, Any]]) -> None:
+    """Replace :data:`VERIFIED` atomically; a folder that cannot be written keeps hashing, with a warning saying so."""
+    try:
+        with atomic_write_path(folder / VERIFIED) as temporary:
+            temporary.write_text(json.dumps(verified, indent=1))
+    except OSError as problem:
+        logger.warning("%s: cannot record which files were verified (%s); every load hashes them again",
+                       folder, problem)
+
+
+def write_checksums(folder: Path, *, remember: bool = False) -> None:
+    """Record the checksums of ``folder``'s files, atomically; call it after the last other file is written.
+
+    ``remember``: also record them as verified (:data:`VERIFIED`), so the first load does not hash them again.
+    """
+    verified: dict[str, dict[str, Any]] = {}
+    # listed before the temporary file exists, so it is never among them
+    sums = {path.name: verified_sha256(path, verified) for path in checked_files(folder)}
     with atomic_write_path(folder / CHECKSUMS) as temporary:
         temporary.write_text(json.dumps(sums, indent=1))
+    if remember:
+        write_verified(folder, verified)
 
 
 def read_checksums(folder: Path, error: type[Exception]) -> dict[str, str]:
@@ -71,13 +136,15 @@ def read_checksums(folder: Path, error: type[Exception]) -> dict[str, str]:
     return recorded
 
 
-def verify_checksums(folder: Path, *, required: bool, error: type[Exception], unlisted_is_error: bool = True) -> None:
+def verify_checksums(folder: Path, *, required: bool, error: type[Exception], unlisted_is_error: bool = True,
+                     remember: bool = False) -> None:
     """Compare ``folder``'s files with its ``checksums.json``; raise ``error`` naming the file that differs.
 
     ``required``: the folder was written by a version that records checksums, so a missing file means it was
     deleted (an error); otherwise the folder predates checksums and is trusted with a warning. A file present but
     not listed was added after saving: an error, or a warning where users may keep notes beside the files
-    (``unlisted_is_error=False``).
+    (``unlisted_is_error=False``). Each file is hashed at most once; with ``remember``, only those whose state
+    differs from the one :data:`VERIFIED` recorded with the same SHA-256, and the record is updated.
     """
     if not (folder / CHECKSUMS).is_file():
         if required:
@@ -86,11 +153,15 @@ def verify_checksums(folder: Path, *, required: bool, error: type[Exception], un
         logger.warning("%s has no %s (written by an older version): its files cannot be verified", folder, CHECKSUMS)
         return
     recorded = read_checksums(folder, error)
-    present = {path.name for path in folder.iterdir() if path.is_file() and path.name != CHECKSUMS}
+    present = {path.name for path in checked_files(folder)}
+    known = read_verified(folder) if remember else {}
+    verified: dict[str, dict[str, Any]] = {}
     for name, digest in recorded.items():
         if name not in present:
             raise error(f"{folder / name}: listed in {CHECKSUMS} but missing")
-        if file_sha256(folder / name) != digest:
+        if known.get(name) == {"sha256": digest, **file_state(folder / name)}:
+            verified[name] = known[name]
+        elif verified_sha256(folder / name, verified) != digest:
             raise error(f"{folder / name}: content differs from {CHECKSUMS} (corrupted or replaced since saving)")
     unlisted = sorted(present - recorded.keys())
     if unlisted and unlisted_is_error:
@@ -98,13 +169,16 @@ def verify_checksums(folder: Path, *, required: bool, error: type[Exception], un
     if unlisted:
         logger.warning("%s: %s not listed in %s (added after saving); not used", folder, ", ".join(unlisted),
                        CHECKSUMS)
+    if remember and verified != known:
+        write_verified(folder, verified)
 
 
 __all__ = [
     "CHECKSUMS",
-    "file_checksums",
+    "VERIFIED",
     "file_fingerprint",
     "file_sha256",
+    "file_state",
     "read_checksums",
     "verify_checksums",
     "write_checksums",

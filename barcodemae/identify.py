@@ -6,7 +6,9 @@ A reference library (e.g. the labelled BIOSCAN/BOLD records of a region) is embe
 time), their taxonomy (``references.parquet``), ``index.json`` (embedder, counts, cleaning report), the optional
 post-processing fitted on the references (``postprocess.safetensors``: centring or whitening, applied to queries),
 the cleaned barcodes themselves (``sequences.npy``, fixed-width bytes, memory-mapped: alignment reads only the rows
-it needs) and the optional approximate-search index (``ivf.faiss``). Queries are embedded by the same embedder and
+it needs) and the optional approximate-search index (``ivf.faiss``), all covered by ``checksums.json``; a load
+hashes only the files changed since they were last verified (:data:`~barcodemae.checksums.VERIFIED`, written beside
+them). Queries are embedded by the same embedder and
 matched by an exact top-k search that never holds the reference set in memory twice, or by the IVF index
 (:mod:`barcodemae.index_search`).
 
@@ -37,7 +39,7 @@ import pyarrow.parquet as pq
 
 from barcodemae.alignment import align_shortlist
 from barcodemae.call_levels import CALL_LEVELS, CallColumns, CallThresholds, call_report, fit_call_thresholds
-from barcodemae.checksums import CHECKSUMS, file_fingerprint, verify_checksums, write_checksums
+from barcodemae.checksums import CHECKSUMS, VERIFIED, file_fingerprint, verify_checksums, write_checksums
 from barcodemae.cli_options import DEFAULT_ALIGN, DEFAULT_IDENTITY_THRESHOLDS, DEFAULT_TOP_K
 from barcodemae.embed_files import (
     MANIFEST,
@@ -88,7 +90,8 @@ REFERENCES = "references.parquet"
 SEQUENCES = "sequences.npy"
 CLEANING_REPORT = "cleaning_report.json"
 PARTS = "parts"
-INDEX_FILES = (INDEX_INFO, EMBEDDINGS, REFERENCES, SEQUENCES, CLEANING_REPORT, POSTPROCESS_FILE, IVF_FILE, CHECKSUMS)
+INDEX_FILES = (INDEX_INFO, EMBEDDINGS, REFERENCES, SEQUENCES, CLEANING_REPORT, POSTPROCESS_FILE, IVF_FILE, CHECKSUMS,
+               VERIFIED)
 """Every file a build writes (and ``parts/``, its work folder, removed once the index is complete)."""
 
 
@@ -97,6 +100,17 @@ def normalise_rows(matrix: np.ndarray, block: int = REFERENCE_BLOCK) -> None:
     for start in range(0, len(matrix), block):
         rows = matrix[start:start + block]
         rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def save_barcodes(barcodes: pa.ChunkedArray, path: Path, block: int = REFERENCE_BLOCK) -> None:
+    """Write ``barcodes`` as a ``.npy`` of ``(n,)`` fixed-width bytes as wide as the longest (:data:`SEQUENCES`),
+    ``block`` at a time: the whole column as Python strings and an array at once took twice the file in memory."""
+    dtype = np.dtype(f"S{pc.max(pc.binary_length(barcodes)).as_py()}")
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (len(barcodes),)}
+    with path.open("wb") as handle:  # the bytes np.save writes for the whole array
+        np.lib.format.write_array_header_1_0(handle, header)
+        for start in range(0, len(barcodes), block):
+            handle.write(np.array(barcodes.slice(start, block).to_pylist(), dtype=dtype).tobytes())
 
 
 @dataclass
@@ -117,6 +131,9 @@ class ReferenceIndex:
     def load(cls, folder: str | Path, nprobe: int | None = None) -> ReferenceIndex:
         """Read an index folder, verifying its checksums and that every vector is finite (errors name the file).
 
+        Each file is hashed at most once, and only when it changed since it was last verified (or was never
+        verified here): :func:`~barcodemae.checksums.verify_checksums` with ``remember``.
+
         ``nprobe``: cells the IVF search of an index built with ``--ivf`` scans per query (default
         :data:`~barcodemae.index_search.IVF_NPROBE`); refused for an index searched exactly.
         """
@@ -129,7 +146,8 @@ class ReferenceIndex:
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ValueError(f"{folder / INDEX_INFO}: not valid JSON ({error}); rebuild the index") from error
         # Indexes built before checksums say nothing of them and load with a warning.
-        verify_checksums(folder, required=bool(info.get("checksums")), error=ValueError, unlisted_is_error=False)
+        verify_checksums(folder, required=bool(info.get("checksums")), error=ValueError, unlisted_is_error=False,
+                         remember=True)
         try:
             embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r", allow_pickle=False)
             references = pq.read_table(folder / REFERENCES)
@@ -369,7 +387,7 @@ def build_reference_index(
     transform.save(output)
     apply_umask(output)  # safetensors writes postprocess.safetensors owner-only; the index is shared like its peers
     pq.write_table(table.select([c for c in METADATA_COLUMNS if c in table.column_names]), output / REFERENCES)
-    np.save(output / SEQUENCES, np.array(table.column("dna_barcode").to_pylist(), dtype=bytes))
+    save_barcodes(table.column("dna_barcode"), output / SEQUENCES)
     report.save(output / CLEANING_REPORT)
     info = {
         "embedder": embedder.info(),
@@ -384,13 +402,16 @@ def build_reference_index(
         "checksums": CHECKSUMS,
     }
     if calibration is not None:
-        index = ReferenceIndex(np.load(output / EMBEDDINGS, mmap_mode="r"), pq.read_table(output / REFERENCES),
-                               info, transform, search)
-        info.update(calibrate_calls(index, embedder, calibration, progress=settings.progress))
+        references = pq.read_table(output / REFERENCES)
+        info.update(calibrate_calls(ReferenceIndex(embeddings, references, info, transform, search), embedder,
+                                    calibration, progress=settings.progress))
         info["calibration"]["split"] = calibration_split
+    # The load below maps the vectors and reads ivf.faiss again: with the build's own still held, its peak memory was
+    # four to five times the vectors (docs/results.md, "What the 1M load and build paid for").
+    del embeddings, search
     shutil.rmtree(store.folder)  # last before index.json: a build killed until here resumes from its shards
     (output / INDEX_INFO).write_text(json.dumps(info, indent=2))
-    write_checksums(output)  # last: covers every other file of the index
+    write_checksums(output, remember=True)  # last: covers every other file; remembered, so the load does not re-hash
     return ReferenceIndex.load(output)
 
 

@@ -3,10 +3,14 @@
     nice python bench/bench_identify_scale.py --output bench/results/identify_scale.json
 
 Prints one JSON object: for each library, the index build (seconds, peak RSS, size on disk per file) and its
-2,000 queries (``identify_file`` end to end as a user runs it, then its phases apart: loading the index, reading and
-embedding the queries, and each search on the same query vectors: exact with faiss, exact with torch's blocked
-products, and the IVF index at each ``--nprobe``, with the share of queries whose top-1 and top-k similarities equal
-the exact search's); the ratio of queries/s of the two libraries; and an extrapolation to 5,000,000 references.
+2,000 queries, ``identify_file`` end to end as a user runs it (default ``--align``), twice: ``first_query``, as the
+first query of a copied index (its ``.verified.json`` removed, so every file is hashed), and ``query``, as every
+later one. Each says where its time went (:func:`split_of`): the process's start-up (interpreter and imports), loading
+the index (of which the checksums, the finite check and reading ``ivf.faiss``), loading a model (none for k-mers),
+reading and embedding the queries, the search, the alignment, writing the tables and the rest (votes, hit tables).
+``query`` then times each search on the same query vectors: exact with faiss, exact with torch's blocked products,
+and the IVF index at each ``--nprobe``, with the share of queries whose top-1 and top-k similarities equal the exact
+search's. Last, the ratio of queries/s of the two libraries and an extrapolation to 5,000,000 references.
 
 * ``simulated``: ``--references`` barcodes streamed to a CSV chunk by chunk (:func:`simulate_barcodes`, one independent
   tree of ``--chunk-genera`` genera per chunk, names prefixed by the chunk, so no more than one chunk is in memory),
@@ -16,13 +20,13 @@ the exact search's); the ratio of queries/s of the two libraries; and an extrapo
   such a library); ``--queries`` of its ``test`` / ``test_unseen`` barcodes.
 
 Each build and each query runs in its own process (this script with ``--step``), so each peak RSS
-(``resource.getrusage``) is that step's alone; ``--threads`` caps torch and faiss. The query phases are separate
-functions (:func:`query_phases`), so another phase (alignment) can be timed beside them.
+(``resource.getrusage``) is that step's alone; ``--threads`` caps torch and faiss.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -31,8 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -95,19 +101,22 @@ def dev_queries(dev: Path, work: Path, queries: int, seed: int) -> Path:
 
 
 # -------------------------------------------------------------------------------------------------------- steps
-def build_step(reference: str, index: str, k: int, split: str, ivf: bool, threads: int) -> dict[str, Any]:
-    """Build the index; seconds, peak RSS and the size of each file."""
+def build_step(reference: str, index: str, k: int, split: str, ivf: bool, threads: int,
+               spawned_at: float) -> dict[str, Any]:
+    """Build the index; the process's start-up, seconds, peak RSS and the size of each file."""
     from barcodemae.identify import build_reference_index
     from barcodemae.index_embedders import KmerProfileEmbedder
 
     set_threads(threads)
+    startup_s = time.time() - spawned_at
     started = time.perf_counter()
     built = build_reference_index(KmerProfileEmbedder(k), reference, index, split=split, ivf=ivf,
                                   settings=EmbeddingSettings(progress=False))
     seconds = time.perf_counter() - started
     files = {path.name: round(path.stat().st_size / 2**20, 1) for path in sorted(Path(index).iterdir())}
     return {"references": len(built.embeddings), "dimensions": int(built.embeddings.shape[1]),
-            "ivf_lists": built.info.get("ivf_lists"), "build_s": round(seconds, 1), "peak_rss_mib": peak_rss_mib(),
+            "ivf_lists": built.info.get("ivf_lists"), "startup_s": round(startup_s, 2), "build_s": round(seconds, 1),
+            "peak_rss_mib": peak_rss_mib(),
             "index_mib": round(sum(files.values()), 1), "files_mib": files}
 
 
@@ -123,23 +132,71 @@ def agreement(found: np.ndarray, exact: np.ndarray) -> dict[str, float]:
     return {"top1_same": round(float(same[:, 0].mean()), 4), "topk_same": round(float(same.all(axis=1).mean()), 4)}
 
 
+PHASES: dict[str, tuple[str, ...]] = {
+    "load_index": ("ReferenceIndex.load",),
+    "of_which_checksums": ("identify.verify_checksums",),
+    "of_which_finite_check": ("identify.check_finite",),
+    "of_which_ivf_read": ("IvfSearch.load",),
+    "load_model": ("index_embedders.load_model",),
+    "read_queries": ("identify.check_input", "identify.load_records"),
+    "embed_queries": ("KmerProfileEmbedder.embed", "ModelEmbedder.embed"),
+    "search": ("ReferenceIndex.search",),
+    "align": ("identify.align_shortlist",),
+    "write": ("identify.write_identification",),
+}
+"""The phases of ``identify_file`` and the functions whose calls are each one's time; ``of_which_*`` are parts of
+``load_index`` (the finite check also covers the 2,000 query vectors, a negligible part)."""
+
+
+@contextlib.contextmanager
+def phase_clock() -> Iterator[dict[str, float]]:
+    """Seconds spent in each phase of a query run while the block runs (:data:`PHASES`), by wrapping the functions
+    ``identify_file`` calls for them."""
+    from barcodemae import identify
+    from barcodemae import index_embedders as embedders
+
+    owners = {"identify": identify, "ReferenceIndex": identify.ReferenceIndex, "IvfSearch": identify.IvfSearch,
+              "index_embedders": embedders, "KmerProfileEmbedder": embedders.KmerProfileEmbedder,
+              "ModelEmbedder": embedders.ModelEmbedder}
+    seconds = dict.fromkeys(PHASES, 0.0)
+
+    def clocked(phase: str, function: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                seconds[phase] += time.perf_counter() - started
+        return run
+
+    with contextlib.ExitStack() as patches:
+        for phase, targets in PHASES.items():
+            for target in targets:
+                owner, name = target.split(".")
+                original = getattr(owners[owner], name)
+                patches.enter_context(mock.patch.object(owners[owner], name, clocked(phase, original)))
+        yield seconds
+
+
+def split_of(seconds: dict[str, float], end_to_end_s: float, startup_s: float) -> dict[str, float]:
+    """Where a query run's time went: start-up, each phase of :data:`PHASES`, and ``other`` (votes, hit tables,
+    output checks), the end-to-end seconds no phase accounts for."""
+    outer = sum(value for phase, value in seconds.items() if not phase.startswith("of_which_"))
+    return {"startup_s": round(startup_s, 2), **{f"{phase}_s": round(value, 3) for phase, value in seconds.items()},
+            "other_s": round(end_to_end_s - outer, 3)}
+
+
 def query_phases(index_dir: Path, queries: Path, nprobes: list[int]) -> dict[str, Any]:
-    """Each phase of a query run apart, on the same index and queries; searches in queries per second."""
+    """Each search on the same index and query vectors, in queries per second."""
     from barcodemae.embed_files import load_records
     from barcodemae.identify import ReferenceIndex
     from barcodemae.index_embedders import index_embedder
     from barcodemae.index_search import blocked_search, faiss_flat_search, unit_rows
 
-    index, load_s = timed(ReferenceIndex.load, index_dir)
-
-    def embed() -> np.ndarray:
-        embedder = index_embedder(index.info, index_dir)
-        dataset, _ = load_records(queries, min_length=embedder.min_length)
-        return index.postprocessor.transform(embedder.embed(dataset["dna_barcode"]))
-
-    vectors, embed_s = timed(embed)
-    unit = unit_rows(vectors)
-    phases: dict[str, Any] = {"load_index_s": round(load_s, 2), "read_and_embed_queries_s": round(embed_s, 2)}
+    index = ReferenceIndex.load(index_dir)
+    embedder = index_embedder(index.info, index_dir)
+    dataset, _ = load_records(queries, min_length=embedder.min_length)
+    unit = unit_rows(index.postprocessor.transform(embedder.embed(dataset["dna_barcode"])))
     (_, exact), faiss_s = timed(faiss_flat_search, index.embeddings, unit, DEFAULT_TOP_K)
     _, torch_s = timed(blocked_search, index.embeddings, unit, DEFAULT_TOP_K)
     searches = {"exact_faiss": {"s": faiss_s}, "exact_torch_blocked": {"s": torch_s}}
@@ -150,18 +207,29 @@ def query_phases(index_dir: Path, queries: Path, nprobes: list[int]) -> dict[str
     for search in searches.values():
         search["queries_per_s"] = round(len(unit) / search["s"], 1)
         search["s"] = round(search["s"], 3)
-    return {**phases, "searches": searches}
+    return {"searches": searches}
 
 
-def query_step(index: str, queries: str, output: str, nprobes: list[int], threads: int) -> dict[str, Any]:
-    """``identify_file`` end to end (the index's default search), then :func:`query_phases`."""
+def query_step(index: str, queries: str, output: str, nprobes: list[int] | None, threads: int, spawned_at: float,
+               reverify: bool = False) -> dict[str, Any]:
+    """``identify_file`` end to end (the index's default search and ``--align``) and where its time went, then
+    :func:`query_phases` unless ``nprobes`` is ``None``. ``reverify``: first remove the index's record of verified
+    files, as for the first query of a copied index."""
+    from barcodemae.checksums import VERIFIED
     from barcodemae.identify import identify_file
 
     set_threads(threads)
-    table, seconds = timed(identify_file, index, queries, output, settings=EmbeddingSettings(progress=False))
-    end_to_end = {"queries": len(table), "s": round(seconds, 2), "queries_per_s": round(len(table) / seconds, 1)}
-    return {"end_to_end": end_to_end, "peak_rss_mib": peak_rss_mib(),
-            "phases": query_phases(Path(index), Path(queries), nprobes)}
+    startup_s = time.time() - spawned_at
+    if reverify:
+        (Path(index) / VERIFIED).unlink(missing_ok=True)
+    with phase_clock() as seconds:
+        table, end_to_end_s = timed(identify_file, index, queries, output, settings=EmbeddingSettings(progress=False))
+    report = {"end_to_end": {"queries": len(table), "s": round(end_to_end_s, 2),
+                             "queries_per_s": round(len(table) / end_to_end_s, 1)},
+              "split": split_of(seconds, end_to_end_s, startup_s), "peak_rss_mib": peak_rss_mib()}
+    if nprobes is not None:
+        report["phases"] = query_phases(Path(index), Path(queries), nprobes)
+    return report
 
 
 STEPS = {"build": build_step, "query": query_step}
@@ -170,6 +238,7 @@ STEPS = {"build": build_step, "query": query_step}
 def run_step(step: str, work: Path, **arguments: Any) -> dict[str, Any]:
     """One step in a fresh process (its own peak RSS; the datasets cache inside ``work``, so every read is cold)."""
     environment = {**os.environ, "HF_DATASETS_CACHE": str(work / "hf_cache"), "TQDM_DISABLE": "1"}
+    arguments["spawned_at"] = time.time()
     done = subprocess.run([sys.executable, __file__, "--step", step, json.dumps(arguments)], env=environment,
                           capture_output=True, text=True, check=False)
     if done.returncode:
@@ -180,19 +249,20 @@ def run_step(step: str, work: Path, **arguments: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------- extrapolation
 def extrapolate(simulated: dict[str, Any], factor: float) -> dict[str, Any]:
     """The simulated library's numbers at ``factor`` times its references (see the assumptions in the output)."""
-    build, phases = simulated["build"], simulated["query"]["phases"]
-    default = f"ivf_nprobe_{simulated['nprobe']}"
-    queries = simulated["query"]["end_to_end"]["queries"]
-    load = phases["load_index_s"] * factor
-    ivf_search = phases["searches"][default]["s"] * factor**0.5
-    exact_search = phases["searches"]["exact_faiss"]["s"] * factor
-    fixed = phases["read_and_embed_queries_s"]
+    build, query = simulated["build"], simulated["query"]
+    searches, split = query["phases"]["searches"], query["split"]
+    queries = query["end_to_end"]["queries"]
+    load = split["load_index_s"] * factor
+    ivf_search = split["search_s"] * factor**0.5
+    exact_search = searches["exact_faiss"]["s"] * factor
+    fixed = query["end_to_end"]["s"] - split["load_index_s"] - split["search_s"]
     return {
         "references": round(build["references"] * factor),
         "assumptions": "build time, peak RSS and disk proportional to the references; loading the index "
-                       "(checksums, finite check, reading ivf.faiss) too; the IVF search in sqrt(references) "
-                       "(4 sqrt(n) cells, nprobe of them scanned); the exact search proportional; reading and "
-                       "embedding the queries unchanged",
+                       "(remembered checksums, finite check, reading ivf.faiss) too; the IVF search in "
+                       "sqrt(references) (4 sqrt(n) cells, nprobe of them scanned); the exact search proportional; "
+                       "the rest of a later query (reading, embedding and aligning the queries, votes, writing) "
+                       "unchanged",
         "build_s": round(build["build_s"] * factor),
         "peak_rss_build_mib": round(build["peak_rss_mib"] * factor),
         "index_mib": round(build["index_mib"] * factor),
@@ -231,9 +301,10 @@ def main() -> None:
         dev_index = work / "dev_index"
         dev = {"build": run_step("build", work, reference=args.dev, index=str(dev_index), k=args.kmer,
                                  split="train", ivf=False, **common)}
-        dev["query"] = run_step("query", work, index=str(dev_index), output=str(work / "dev_ids.csv"),
-                                queries=str(dev_queries(Path(args.dev), work, args.queries, args.seed)),
-                                nprobes=nprobes, **common)
+        dev_query = {"index": str(dev_index), "output": str(work / "dev_ids.csv"),
+                     "queries": str(dev_queries(Path(args.dev), work, args.queries, args.seed))}
+        dev["first_query"] = run_step("query", work, **dev_query, nprobes=None, reverify=True, **common)
+        dev["query"] = run_step("query", work, **dev_query, nprobes=nprobes, **common)
         report["dev"] = dev
         simulated: dict[str, Any] = {"simulation": simulate_library(work, args.references, args.queries,
                                                                     args.chunk_genera, args.seed),
@@ -241,13 +312,16 @@ def main() -> None:
         index = work / "simulated_index"
         simulated["build"] = run_step("build", work, reference=str(work / "references.csv"), index=str(index),
                                       k=args.kmer, split="all", ivf=True, **common)
-        simulated["query"] = run_step("query", work, index=str(index), queries=str(work / "queries.csv"),
-                                      output=str(work / "ids.csv"), nprobes=nprobes, **common)
+        simulated_query = {"index": str(index), "queries": str(work / "queries.csv"), "output": str(work / "ids.csv")}
+        simulated["first_query"] = run_step("query", work, **simulated_query, nprobes=None, reverify=True, **common)
+        simulated["query"] = run_step("query", work, **simulated_query, nprobes=nprobes, **common)
         report["simulated"] = simulated
         ratio = dev["query"]["end_to_end"]["queries_per_s"] / simulated["query"]["end_to_end"]["queries_per_s"]
         searches = simulated["query"]["phases"]["searches"]
         report["ratio_dev_over_simulated_queries_per_s"] = {
             "end_to_end": round(ratio, 2),
+            "first_query_end_to_end": round(dev["first_query"]["end_to_end"]["queries_per_s"]
+                                            / simulated["first_query"]["end_to_end"]["queries_per_s"], 2),
             "search_only_ivf": round(dev["query"]["phases"]["searches"]["exact_torch_blocked"]["queries_per_s"]
                                      / searches[f"ivf_nprobe_{IVF_NPROBE}"]["queries_per_s"], 2),
             "search_only_exact_faiss": round(dev["query"]["phases"]["searches"]["exact_torch_blocked"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,13 @@ def edit_keeping_size_and_mtime(path: Path, old: bytes, new: bytes) -> None:
     path.write_bytes(content.replace(old, new, 1))
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+
+
+def settle(*paths: Path) -> None:
+    """Date the files' last write an hour back, as an index's files are at its users' queries: a file written in the
+    last seconds is hashed at every load (``barcodemae.checksums.SETTLED_NS``)."""
+    for path in paths:
+        os.utime(path, ns=(path.stat().st_atime_ns, time.time_ns() - 3600 * 10**9))
 
 
 def tiny_config_kwargs(**overrides) -> dict:

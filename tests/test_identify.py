@@ -17,7 +17,7 @@ import pytest
 from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer, index_search
 from barcodemae.cli import main
 from barcodemae.cli_options import DEFAULT_IDENTITY_THRESHOLDS
-from barcodemae.identify import ReferenceIndex, identify, majority_vote
+from barcodemae.identify import ReferenceIndex, identify, majority_vote, save_barcodes
 from conftest import tiny_config_kwargs
 
 
@@ -204,6 +204,15 @@ def test_index_checksums_and_unreadable_files_are_named(kmer_profile_model: Path
     (index_dir / "index.json").write_text('{"truncated')
     with pytest.raises(ValueError, match=r"index.json: not valid JSON"):
         ReferenceIndex.load(index_dir)
+
+
+def test_barcodes_are_saved_block_by_block_as_np_save_writes_them(tmp_path) -> None:
+    """The index's sequences.npy, written a block at a time so the build never holds the column as Python strings."""
+    barcodes = pa.chunked_array([["ACGT", "AC"], ["ACGTNNRA", "G", "TTT"]])
+    save_barcodes(barcodes, tmp_path / "blocks.npy", block=2)
+    np.save(tmp_path / "whole.npy", np.array(barcodes.to_pylist(), dtype=bytes))
+    assert (tmp_path / "blocks.npy").read_bytes() == (tmp_path / "whole.npy").read_bytes()
+    assert np.load(tmp_path / "blocks.npy").tolist() == [b"ACGT", b"AC", b"ACGTNNRA", b"G", b"TTT"]
 
 
 def test_query_vectors_with_nan_are_refused_by_id() -> None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from barcodemae.checksums import write_checksums
+from barcodemae import checksums
+from barcodemae.checksums import VERIFIED, write_checksums
 from barcodemae.cli import main
 from barcodemae.data import load_barcodes
 from barcodemae.inference import KmerFrequencyEmbedder
+from conftest import edit_keeping_size_and_mtime, settle
 
 
 def build(fixture_csv: Path, output: Path, *extra: str) -> list[str]:
@@ -163,3 +166,42 @@ def test_an_index_built_before_the_embedder_entry_still_answers(kmer_profile_mod
     write_checksums(index_dir)
     assert main(query(index_dir, fixture_csv, tmp_path / "old.csv")) == 0
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "old.csv"), pd.read_csv(tmp_path / "new.csv"))
+
+
+def test_a_query_hashes_each_index_file_at_most_once_and_refuses_changed_vectors(fixture_csv: Path, tmp_path,
+                                                                                  monkeypatch, capsys) -> None:
+    """A million references are gigabytes of vectors: a query hashed them at every load. Now a file is hashed at
+    most once per load, and only when it changed since it was last verified; changed vectors are still refused."""
+    index_dir = tmp_path / "index"
+    counts: Counter = Counter()
+    sha256 = checksums.file_sha256
+    monkeypatch.setattr(checksums, "file_sha256", lambda path: counts.update([path.name]) or sha256(path))
+
+    def hashed() -> Counter:
+        """Index files hashed since the last call."""
+        found = Counter({name: n for name, n in counts.items() if (index_dir / name).exists()})
+        counts.clear()
+        return found
+
+    assert main(build(fixture_csv, index_dir, "--kmer", "4")) == 0
+    files = set(json.loads((index_dir / "checksums.json").read_text()))
+    assert files >= {"embeddings.npy", "sequences.npy", "references.parquet", "index.json"}
+    assert max(hashed().values()) <= 2  # its checksums, and at most once more by the build's own load
+    settle(*(index_dir / name for name in files))  # as an index is at its users' queries: written a while ago
+    ids = tmp_path / "ids.csv"
+    assert main(query(index_dir, fixture_csv, ids)) == 0
+    assert hashed() == Counter(files)  # each file once: the old mtimes are not the ones recorded
+    assert main(query(index_dir, fixture_csv, ids)) == 0
+    assert hashed() == Counter()  # nothing changed since: nothing hashed
+    (index_dir / VERIFIED).unlink()
+    assert main(query(index_dir, fixture_csv, ids)) == 0
+    assert hashed() == Counter(files)
+    assert "not listed in checksums.json" not in capsys.readouterr().err
+
+    vectors = index_dir / "embeddings.npy"
+    last = vectors.read_bytes()[-4:]  # a number of the vectors changed in place, keeping size and mtime
+    edit_keeping_size_and_mtime(vectors, last, np.float32(np.frombuffer(last, np.float32)[0] + 0.5).tobytes())
+    assert main(query(index_dir, fixture_csv, tmp_path / "changed.csv")) == 2
+    assert "embeddings.npy: content differs from checksums.json" in capsys.readouterr().err
+    assert hashed() == Counter({"embeddings.npy": 1})
+    assert not (tmp_path / "changed.csv").exists()
