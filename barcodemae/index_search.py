@@ -144,7 +144,7 @@ class IvfSearch:
         scans them and shared with the page cache, instead of a copy read whole at every query (3 s and the
         vectors' size again in memory at a million 5-mer references). The search and its answers are faiss's own,
         unchanged. ``IO_FLAG_MMAP``, faiss's older flag, also maps the file but as on-disk lists, whose search was
-        40% slower (docs/results.md, "Identification at scale").
+        30-40% slower (docs/results.md, "Identification at scale").
         """
         faiss = require_faiss(f"{path}")
         try:
