@@ -42,9 +42,12 @@ GAP_EXTEND``); VSEARCH's interior gap-opening penalty."""
 GAP_EXTEND = 2
 PAIRS_PER_TASK = 64
 """Pairs one thread aligns per task: enough to amortise the pool's hand-over, few enough to share the work."""
-QUERIES_PER_BLOCK = 1024
-"""Queries whose shortlists are aligned together: bounds the barcodes and CIGARs held at once (a plate of many
-thousand reads against ``N`` references each)."""
+PAIRS_PER_BLOCK = 4096
+"""Pairs :func:`align_shortlist` aligns and turns into statistics together (whole shortlists: ``4096 // h`` queries
+of ``h`` hits, at least one). What a block holds grows with its pairs, not with the library: the barcodes and
+CIGARs, the statistics' temporary arrays (int64, several per CIGAR operation) and the aligner's heap. Blocks of
+1,024 queries, 51,200 pairs at ``--align 50``, added 1.2 GiB to a query's peak memory; this one adds 0.15 GiB, in
+the same CPU time (docs/results.md, "Identification at scale")."""
 
 # BAM CIGAR operation codes, as parasail encodes them (``length << 4 | code``)
 _QUERY_BASE_GAP, _REFERENCE_BASE_GAP, _SAME, _DIFFERENT = 1, 2, 7, 8
@@ -151,12 +154,13 @@ def align_shortlist(query_sequences: Sequence[str], shortlist: np.ndarray, refer
 
     ``shortlist`` ``(n, h)`` row numbers into ``reference_sequences`` (e.g. an index's memory-mapped ``(N,)``
     fixed-width bytes array; only the rows named are read). Pairs come back flattened row by row: hit ``j`` of
-    query ``i`` is pair ``i * h + j``.
+    query ``i`` is pair ``i * h + j``. Aligned :data:`PAIRS_PER_BLOCK` at a time, whatever ``n`` and ``h``.
     """
     if shortlist.ndim != 2 or len(shortlist) != len(query_sequences):
         raise ValueError(f"shortlist must be (n_queries={len(query_sequences)}, h), got {shortlist.shape}")
     queries = np.asarray(query_sequences, dtype=object)
-    blocks = [slice(start, start + QUERIES_PER_BLOCK) for start in range(0, len(queries), QUERIES_PER_BLOCK)]
+    per_block = max(1, PAIRS_PER_BLOCK // max(1, shortlist.shape[1]))
+    blocks = [slice(start, start + per_block) for start in range(0, len(queries), per_block)]
     blocks = blocks or [slice(0, 0)]  # no query: no pair
     return AlignmentStatistics.concatenate([
         align_pairs(list(np.repeat(queries[block], shortlist.shape[1])),

@@ -116,15 +116,18 @@ def token_min_length(tokenizer: Any) -> int:
 
 
 def load_records(
-    input_path: str | Path, *, min_length: int, split: str = "all"
+    input_path: str | Path, *, min_length: int, split: str = "all", content_sha256: str | None = None
 ) -> tuple[datasets.Dataset, CleaningReport]:
     """Cleaned records of a barcode file (read as :func:`~barcodemae.data.open_barcode_file` recognises it) and the
     report of what cleaning rejected.
 
     Barcodes shorter than ``min_length`` (the embedder's shortest unit: one token, :func:`token_min_length`, or one
     k-mer) are rejected here, with the rest of the cleaning, so one such record cannot fail a whole batch later.
+    ``content_sha256``: the file's SHA-256 from the run's :func:`~barcodemae.checksums.file_fingerprint`, so the
+    loader's cache key does not hash the file a second time (see :func:`~barcodemae.data.load_barcodes`).
     """
-    dataset, report, _ = load_barcodes(input_path, split=split, min_length=min_length, return_report=True)
+    dataset, report, _ = load_barcodes(input_path, split=split, min_length=min_length, return_report=True,
+                                       content_sha256=content_sha256)
     return dataset, report
 
 
@@ -345,7 +348,9 @@ def embed_file(
     check_output_file(output, inputs=(input_path,))
     check_input(input_path, split)
     model, tokenizer = load_model(model_dir, trust_remote_code=settings.trust_remote_code)
-    dataset, report = load_records(input_path, min_length=token_min_length(tokenizer), split=split)
+    source = file_fingerprint(Path(input_path))  # hashed once: the resume identity and the loader's cache key
+    dataset, report = load_records(input_path, min_length=token_min_length(tokenizer), split=split,
+                                   content_sha256=source["sha256"])
     report_path = report.save(Path(f"{output}.cleaning_report.json"))
     if report.num_rejected:
         logger.warning("%s", report.summary())
@@ -356,7 +361,7 @@ def embed_file(
 
     table = dataset.with_format("arrow")[:]  # honours any indices mapping left by filtering; zero-copy otherwise
     identity = {
-        "input": file_fingerprint(Path(input_path)),
+        "input": source,
         "split": split,
         "model": model_fingerprint(model_dir),
         "num_records": len(dataset),

@@ -134,17 +134,21 @@ def training_ending(summary: Mapping[str, Any], *, output_dir: str | Path, data:
 
 
 def evaluation_ending(results: Mapping[str, Any], *, output_dir: str | Path, model: str | None, data: str | Path,
-                      baseline: str | None = None) -> Ending:
-    """``eval/run.py``'s ending: report, results and plots, the four headline numbers, and using the model next."""
+                      baseline: str | None = None, prog: str | None = None) -> Ending:
+    """``eval/run.py``'s ending: report, results and plots, the four headline numbers, and using the model next.
+
+    ``prog``: the command that ran when it was not the script (``barcodemae evaluate``), named by the title and by a
+    next command that evaluates again.
+    """
     folder = Path(output_dir)
     evaluated = model if baseline is None else results.get("model", {}).get("name", baseline)
     next_command = (
         f"barcodemae identify build --model {model} --reference {data} --split train --output ref_index"
         if baseline is None else
-        f"python eval/run.py --model runs/barcodemae-tiny/final_model --data {data} --output "
+        f"{prog or 'python eval/run.py'} --model runs/barcodemae-tiny/final_model --data {data} --output "
         f"{folder.parent / 'eval_model'}   (a model against this baseline)"
     )
-    return Ending(f"eval/run.py finished: {evaluated} on {data}", written=evaluation_files(folder, results),
+    return Ending(f"{prog or 'eval/run.py'} finished: {evaluated} on {data}", written=evaluation_files(folder, results),
                   numbers=headline_numbers(results["metrics"]["headline"],
                                            results.get("settings", {}).get("queries", "test")),
                   next_command=next_command)

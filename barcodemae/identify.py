@@ -358,7 +358,11 @@ def build_reference_index(
         check_input(reference_path, calibration_split)
     if isinstance(embedder, (str, Path)):
         embedder = ModelEmbedder(embedder, settings)
-    dataset, report = load_records(reference_path, min_length=embedder.min_length, split=split)
+    # Hashed once, before the records are read: the resume identity and the loaders' cache key (reading and
+    # calibration), so a file changed since a killed build is still refused at its resume.
+    reference = file_fingerprint(Path(reference_path))
+    dataset, report = load_records(reference_path, min_length=embedder.min_length, split=split,
+                                   content_sha256=reference["sha256"])
     if len(dataset) == 0:
         raise ValueError(f"{reference_path}: no valid reference barcodes ({report.num_rejected} rejected)")
     table = dataset.with_format("arrow")[:]
@@ -367,8 +371,9 @@ def build_reference_index(
                        "taxonomy", reference_path)
     calibration = None
     if calibration_split is not None:  # read and checked before the long embedding of the references
-        calibration = calibration_records(reference_path, embedder.min_length, calibration_split, table)
-    identity = {"reference": file_fingerprint(Path(reference_path)), "split": split,
+        calibration = calibration_records(reference_path, embedder.min_length, calibration_split, table,
+                                          content_sha256=reference["sha256"])
+    identity = {"reference": reference, "split": split,
                 "embedder": embedder.fingerprint, "num_records": len(dataset),
                 "records": records_fingerprint(table), "shard_size": shard_size}
     store = ShardStore(output / PARTS, identity, resume)
@@ -419,13 +424,16 @@ CALIBRATION_TOP_K = DEFAULT_TOP_K
 """Neighbours that vote for the calibration queries' genus and species (``identify query``'s default)."""
 
 
-def calibration_records(reference_path: str | Path, min_length: int, split: str, references: pa.Table) -> pa.Table:
+def calibration_records(reference_path: str | Path, min_length: int, split: str, references: pa.Table, *,
+                        content_sha256: str | None = None) -> pa.Table:
     """The labelled calibration records of ``split``, refused when they cannot calibrate anything.
 
     Each needs a genus and a species (unlabelled ones are dropped, with a count in the log); none may also be a
-    reference, or its match would be itself. ``min_length``: the embedder's shortest barcode.
+    reference, or its match would be itself. ``min_length``: the embedder's shortest barcode. ``content_sha256``:
+    the file's SHA-256 when the build has it already (:func:`~barcodemae.embed_files.load_records`).
     """
-    dataset, report = load_records(reference_path, min_length=min_length, split=split)
+    dataset, report = load_records(reference_path, min_length=min_length, split=split,
+                                   content_sha256=content_sha256)
     table = dataset.with_format("arrow")[:]
     missing = [rank for rank in ("genus", "species") if rank not in table.column_names]
     if missing or "genus" not in references.column_names or "species" not in references.column_names:

@@ -11,7 +11,7 @@ Three searches over a reference index's ``(n, d)`` matrix (usually memory-mapped
   index (``IndexIVFFlat``, inner product) whose ``nprobe`` nearest of :func:`ivf_lists` k-means cells are scanned
   per query. Its cost grows with ``n / lists ~ sqrt(n)`` instead of ``n``: on a million references it was 5 to 13
   times faster than the exact search, with the same top hit for every query (docs/results.md, "Identification at
-  scale").
+  scale"). A query maps ``ivf.faiss`` rather than reading it (:meth:`IvfSearch.load`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ IVF_NPROBE = 16
 for every query (docs/results.md)."""
 IVF_TRAINING_ROWS_PER_LIST = 64
 """k-means trains on at most this many sampled references per cell (faiss asks for at least 39)."""
+FAISS_MIN_VERSION = (1, 14)
+"""The first faiss whose ``IO_FLAG_MMAP_IFC`` maps an ``IndexIVFFlat``'s lists (1.11, 1.12 and 1.13 take the flag
+but still copy the lists into memory); setup.cfg's ``faiss`` extra asks for it."""
 
 
 def unit_rows(queries: np.ndarray) -> np.ndarray:
@@ -92,11 +95,15 @@ def ivf_lists(num_references: int) -> int:
 
 
 def require_faiss(what: str) -> Any:
-    """The faiss module; a one-line error naming the extra that installs it when it is missing."""
+    """The faiss module; a one-line error naming the extra that installs it when it is missing or older than
+    :data:`FAISS_MIN_VERSION`."""
     if importlib.util.find_spec("faiss") is None:
         raise ValueError(f"{what} needs faiss: pip install 'barcodemae[faiss]' (faiss-cpu)")
     import faiss
 
+    if tuple(int(part) for part in faiss.__version__.split(".")[:2]) < FAISS_MIN_VERSION:
+        raise ValueError(f"{what} needs faiss >= {'.'.join(map(str, FAISS_MIN_VERSION))}, found {faiss.__version__}: "
+                         "pip install -U 'barcodemae[faiss]'")
     return faiss
 
 
@@ -131,10 +138,17 @@ class IvfSearch:
 
     @classmethod
     def load(cls, path: Path, num_references: int, nprobe: int = IVF_NPROBE) -> IvfSearch:
-        """Read ``path``; refused, naming it, unless it indexes ``num_references`` vectors."""
+        """Map ``path``; refused, naming it, unless it indexes ``num_references`` vectors.
+
+        Mapped, not read: the cells' vectors stay views of the file (``IO_FLAG_MMAP_IFC``), paged in as the search
+        scans them and shared with the page cache, instead of a copy read whole at every query (3 s and the
+        vectors' size again in memory at a million 5-mer references). The search and its answers are faiss's own,
+        unchanged. ``IO_FLAG_MMAP``, faiss's older flag, also maps the file but as on-disk lists, whose search was
+        30-40% slower (docs/results.md, "Identification at scale").
+        """
         faiss = require_faiss(f"{path}")
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
         except RuntimeError as error:
             raise ValueError(f"{path}: unreadable faiss index ({str(error).splitlines()[0]}); rebuild the index") \
                 from error

@@ -272,7 +272,7 @@ def log_probe_c_at_grid_edge(selection: dict[str, Any]) -> None:
     logger.warning(
         "species probe: the best C on held-out train (%g) is the %s of the grid tried (%s), so a C past it might "
         "score higher; the species accuracy is reported with C=%g (results.json: c_selection). To check, rerun "
-        "eval/run.py with --probe-c %g", c, edge, grid, c, c / 10 if edge == "smallest" else c * 10,
+        "the evaluation with --probe-c %g", c, edge, grid, c, c / 10 if edge == "smallest" else c * 10,
     )
 
 
@@ -593,16 +593,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if (args.model is None) == (args.baseline is None):
         parser.error("give exactly one of --model and --baseline")
-    return report_errors(prog or "eval/run.py", lambda: _run(args))
+    return report_errors(prog or "eval/run.py", lambda: _run(args, prog))
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, prog: str | None) -> int:
     results = run_evaluation(
         args.model, args.data, args.output, baseline=args.baseline, settings=EvaluationSettings.from_args(args)
     )
     print(json.dumps(results["metrics"]["headline"], indent=2))
     print_ending(evaluation_ending(results, output_dir=args.output, model=args.model, data=args.data,
-                                  baseline=args.baseline))
+                                  baseline=args.baseline, prog=prog))
     return 0
 
 

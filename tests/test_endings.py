@@ -36,7 +36,11 @@ HEADLINE = {"closed_world_species_accuracy": 0.9618, "open_world_genus_accuracy"
 def accepted_by_its_parser(command: str) -> None:
     """Parse a next command (up to its '   (' comment) with the parser of the command it names."""
     words = shlex.split(command.split("   (")[0])
-    if words[0] == "barcodemae":
+    if words[:2] == ["barcodemae", "evaluate"]:  # parsed by eval/run.py's parser, as barcodemae.cli.main does
+        from barcodemae.eval.run import build_parser as eval_parser
+
+        eval_parser().parse_args(words[2:])
+    elif words[0] == "barcodemae":
         from barcodemae.cli import build_parser
 
         build_parser().parse_args(words[1:])
@@ -135,7 +139,12 @@ def test_evaluation_ending(tmp_path):
         "mean n/a"
     baseline = evaluation_ending(results, output_dir=tmp_path, model=None, data="d.csv", baseline="kmer")
     assert "4-mer frequency baseline" in baseline.title
-    for ending in (model, baseline):
+    assert baseline.title.startswith("eval/run.py finished") and baseline.next_command.startswith("python eval/run.py")
+    command = evaluation_ending(results, output_dir=tmp_path, model=None, data="d.csv", baseline="kmer",
+                                prog="barcodemae evaluate")  # run as `barcodemae evaluate`: named as the user ran it
+    assert command.title.startswith("barcodemae evaluate finished: 4-mer frequency baseline")
+    assert command.next_command.startswith("barcodemae evaluate --model ")
+    for ending in (model, baseline, command):
         accepted_by_its_parser(ending.next_command)
 
 

@@ -388,7 +388,10 @@ def test_barcodemae_evaluate_is_eval_run(kmer4_model_folder: Path, fixture_csv: 
     flags = ["--model", str(kmer4_model_folder), "--data", str(fixture_csv), "--reducer", "pca", "--n-components", "8",
              "--no-plots", "--no-progress", "--batch_size", "16"]  # either spelling, as eval/run.py
     assert main(["evaluate", *flags, "--output", str(tmp_path / "cli")]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert f"barcodemae evaluate finished: {kmer4_model_folder} on {fixture_csv}" in captured.err  # as the user ran it
+    assert "eval/run.py" not in captured.err
     direct = run_evaluation(kmer4_model_folder, fixture_csv, tmp_path / "direct", reducer="pca", n_components=8,
                             plots=False, progress=False, batch_size=16)
     saved = json.loads((tmp_path / "cli" / "results.json").read_text())

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer, index_search
+from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer, alignment, index_search
 from barcodemae.cli import main
 from barcodemae.cli_options import DEFAULT_IDENTITY_THRESHOLDS
 from barcodemae.identify import ReferenceIndex, identify, majority_vote, save_barcodes
@@ -329,6 +329,17 @@ def test_the_query_table_starts_with_the_call_and_the_hits_go_beside_it(fixture_
     assert summary["no_call_share"] == pytest.approx((table["call_level"] == "none").mean(), abs=1e-4)
     assert (unseen["call_level"] != "species").mean() > 0.5
 
+
+def test_aligning_in_smaller_blocks_writes_the_same_tables(fixture_index: Path, fixture_csv: Path, tmp_path,
+                                                          monkeypatch) -> None:
+    """Blocks bound the alignment's memory; they never change an answer, down to one query per block."""
+    assert query(fixture_index, fixture_csv, tmp_path / "whole.csv") == 0
+    for pairs in (1, 100):  # one query (48 hits) per block; two
+        monkeypatch.setattr(alignment, "PAIRS_PER_BLOCK", pairs)
+        assert query(fixture_index, fixture_csv, tmp_path / f"blocks{pairs}.csv") == 0
+        for table in ("{}.csv", "{}.hits.csv"):
+            blocked = (tmp_path / table.format(f"blocks{pairs}")).read_bytes()
+            assert blocked == (tmp_path / table.format("whole")).read_bytes(), (pairs, table)
 
 def test_tsv_and_blast6_outputs(fixture_index: Path, fixture_csv: Path, tmp_path, capsys) -> None:
     assert query(fixture_index, fixture_csv, tmp_path / "ids.csv", "--top-k", "2") == 0

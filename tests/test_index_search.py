@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -18,6 +20,13 @@ def clustered(num_references: int, num_queries: int, dim: int = 16, seed: int = 
     references = centres[rng.integers(0, 40, num_references)] + 0.3 * rng.normal(size=(num_references, dim))
     queries = centres[rng.integers(0, 40, num_queries)] + 0.3 * rng.normal(size=(num_queries, dim))
     return unit_rows(references), unit_rows(queries)
+
+
+def inverted_lists(search: IvfSearch) -> Any:
+    """The faiss ``ArrayInvertedLists`` holding an IVF index's cells."""
+    import faiss
+
+    return faiss.downcast_InvertedLists(faiss.extract_index_ivf(search.index).invlists)
 
 
 def test_faiss_and_blocked_search_find_the_same_neighbours(monkeypatch) -> None:
@@ -64,7 +73,22 @@ def test_ivf_search_scans_nprobe_cells_and_falls_back_to_exact_for_short_answers
     indices, similarities = one_cell.search(references, queries, 300)
     assert (indices >= 0).all()
     np.testing.assert_allclose(similarities, blocked_search(references, queries, 300)[1], atol=1e-5)
+    # read mapped: every cell's vectors are views of the file, not copies, and answer as the index built in memory
+    owned = [[lists.codes.at(cell).is_owned for cell in range(51)] for lists in map(inverted_lists, (ivf, every_cell))]
+    assert all(owned[0]) and not any(owned[1])
+    ivf.index.nprobe = every_cell.index.nprobe = 4
+    for built, loaded in zip(ivf.search(references, queries, 7), every_cell.search(references, queries, 7)):
+        np.testing.assert_array_equal(loaded, built)
     with pytest.raises(ValueError, match=r"ivf.faiss: indexes 2000 vectors but the index holds 1999"):
         IvfSearch.load(tmp_path / "ivf.faiss", 1999)
     with pytest.raises(ValueError, match=r"nprobe must be >= 1"):
         IvfSearch.load(tmp_path / "ivf.faiss", 2000, nprobe=0)
+
+
+def test_a_faiss_that_would_copy_the_ivf_index_is_refused_in_one_line(tmp_path, monkeypatch) -> None:
+    faiss = pytest.importorskip("faiss")
+    references, _ = clustered(100, 1)
+    IvfSearch.build(references, tmp_path / "ivf.faiss")
+    monkeypatch.setattr(faiss, "__version__", "1.13.0")  # takes IO_FLAG_MMAP_IFC but reads the lists whole
+    with pytest.raises(ValueError, match=r"ivf.faiss needs faiss >= 1.14, found 1.13.0: pip install -U"):
+        IvfSearch.load(tmp_path / "ivf.faiss", 100)

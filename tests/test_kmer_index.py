@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from barcodemae import checksums
 from barcodemae.checksums import VERIFIED, write_checksums
 from barcodemae.cli import main
-from barcodemae.data import load_barcodes
+from barcodemae.data import bioscan5m, load_barcodes, loaders
 from barcodemae.inference import KmerFrequencyEmbedder
 from conftest import edit_keeping_size_and_mtime, settle
 
@@ -114,6 +115,57 @@ def test_kmer_index_is_the_same_in_one_shard_or_many_and_resumes(fixture_csv: Pa
     np.testing.assert_array_equal(np.load(sharded / "embeddings.npy"), np.load(whole / "embeddings.npy"))
     assert json.loads((sharded / "index.json").read_text()) == json.loads((whole / "index.json").read_text())
 
+
+def count_file_hashes(monkeypatch) -> Counter:
+    """Files hashed by :func:`barcodemae.checksums.file_sha256`, by name, wherever the package imported it."""
+    counts: Counter = Counter()
+    sha256 = checksums.file_sha256
+    holders = [module for name, module in sys.modules.items()
+               if name.startswith("barcodemae") and getattr(module, "file_sha256", None) is sha256]
+    assert {loaders, bioscan5m, checksums} <= set(holders)  # the loaders' cache keys are counted too
+    for module in holders:
+        monkeypatch.setattr(module, "file_sha256", lambda path: counts.update([Path(path).name]) or sha256(path))
+    return counts
+
+
+def test_a_build_hashes_its_reference_once_and_its_resume_still_refuses_a_changed_one(fixture_csv: Path, tmp_path,
+                                                                                     monkeypatch, capsys) -> None:
+    """The reference's SHA-256 is the resume identity and the cache key of both reads (references, calibration):
+    computed once per build. A file changed between a killed build and its resume, keeping its size, its mtime and
+    every train record, is still refused."""
+    reference = tmp_path / "reference.csv"
+    reference.write_bytes(fixture_csv.read_bytes())
+    original = reference.read_bytes()
+    counts = count_file_hashes(monkeypatch)
+    real = KmerFrequencyEmbedder.__call__
+    calls = []
+
+    def killed_on_third_shard(self, sequences, **kwargs):
+        calls.append(len(sequences))
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated kill")
+        return real(self, sequences, **kwargs)
+
+    monkeypatch.setattr(KmerFrequencyEmbedder, "__call__", killed_on_third_shard)
+    index_dir = tmp_path / "index"
+    args = build(reference, index_dir, "--kmer", "4", "--shard-size", "20", "--calibration-split", "val+val_unseen")
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    assert counts == Counter({"reference.csv": 1})
+    counts.clear()
+
+    barcode = pd.read_csv(reference).query("split == 'test'")["dna_barcode"].iloc[0].encode()  # no train record
+    edit_keeping_size_and_mtime(reference, barcode, (b"C" if barcode[:1] != b"C" else b"G") + barcode[1:])
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    assert "cannot resume, the run differs from the stored one in ['reference']" in capsys.readouterr().err
+    assert counts == Counter({"reference.csv": 1})
+    counts.clear()
+
+    reference.write_bytes(original)
+    assert main([*args, "--resume"]) == 0
+    assert json.loads((index_dir / "index.json").read_text())["calibration"]["num_queries"] == 38
+    assert counts["reference.csv"] == 1
 
 def test_kmer_index_calibrates_and_postprocesses_like_a_model_index(fixture_csv: Path, tmp_path, capsys) -> None:
     index_dir = tmp_path / "index"

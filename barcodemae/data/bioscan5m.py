@@ -82,6 +82,7 @@ def load_bioscan5m(
     label_vocab: LabelVocabulary | None = None,
     label_ranks: Sequence[str] = LABEL_RANKS,
     return_report: bool = False,
+    content_sha256: str | None = None,
 ):
     """Load a BIOSCAN-5M metadata CSV (``.csv`` or ``.csv.gz``) as a cleaned, labelled dataset.
 
@@ -100,6 +101,8 @@ def load_bioscan5m(
             match; names it lacks get ``-1``. By default one is built from the selected rows.
         label_ranks: ranks that get a ``<rank>_label`` int64 column (-1 = missing or unknown).
         return_report: also return the :class:`CleaningReport` and the :class:`LabelVocabulary`.
+        content_sha256: the file's SHA-256 when the caller has already hashed it (the cache key); hashed when
+            ``None``.
 
     Returns:
         The dataset, or ``(dataset, report, label_vocab)`` with ``return_report=True``. The report is always
@@ -123,7 +126,8 @@ def load_bioscan5m(
     with reading(path):
         raw = datasets.load_dataset(
             "csv",
-            name=f"sha256-{file_sha256(path)}",  # the cache key: datasets' own is the path and mtime, not the content
+            # the cache key: datasets' own is the path and mtime, not the content
+            name=f"sha256-{content_sha256 or file_sha256(path)}",
             data_files=str(content_named_path(path)),
             split="train",
             features=raw_features(),

@@ -64,6 +64,7 @@ def load_barcodes(
     label_ranks: Sequence[str] = LABEL_RANKS,
     marker: str | None = DEFAULT_MARKER,
     return_report: bool = False,
+    content_sha256: str | None = None,
 ):
     """Load barcodes from any file :func:`~barcodemae.data.barcode_files.open_barcode_file` recognises (FASTA with
     or without taxonomy in the headers, a BIOSCAN-5M CSV, a BOLD TSV, any CSV/TSV with an id and a sequence column;
@@ -71,8 +72,9 @@ def load_barcodes(
     :func:`load_bioscan5m`.
 
     ``split`` applies to files with a split column (``""`` for the others' records); ``marker`` to BOLD TSVs
-    only (records of other markers are rejected and counted). Returns the dataset, or
-    ``(dataset, report, label_vocab)`` with ``return_report=True``.
+    only (records of other markers are rejected and counted). ``content_sha256``: the file's SHA-256 when the caller
+    has already hashed it (a run recording its input's fingerprint), the cache key without hashing the file again;
+    hashed here when ``None``. Returns the dataset, or ``(dataset, report, label_vocab)`` with ``return_report=True``.
     """
     source = open_barcode_file(path, split=split)
     logger.info("%s: reading as %s", source.path, source.description)
@@ -81,7 +83,8 @@ def load_barcodes(
         "strict": strict, "label_vocab": label_vocab, "label_ranks": label_ranks, "return_report": return_report,
     }
     if source.kind == "bioscan_csv":
-        return load_bioscan5m(path, split, num_proc=num_proc, cache_dir=cache_dir, **common)
+        return load_bioscan5m(path, split, num_proc=num_proc, cache_dir=cache_dir, content_sha256=content_sha256,
+                              **common)
     splits = None if split == "all" else tuple(resolve_splits(split))  # a list in gen_kwargs would be read as shards
     path = str(path)
     label_ranks = tuple(label_ranks)
@@ -99,7 +102,7 @@ def load_barcodes(
             _generate_raw,
             features=features,
             gen_kwargs={"source": source, "splits": splits, "marker": marker,
-                        "content_sha256": file_sha256(Path(path))},
+                        "content_sha256": content_sha256 or file_sha256(Path(path))},
             cache_dir=str(cache_dir) if cache_dir is not None else None,
         )
     dataset, report, vocab = clean_and_label(
