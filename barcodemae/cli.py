@@ -58,14 +58,12 @@ INDEX_EMBEDDING_FLAGS = ("batch_size", "device", "progress", "trust_remote_code"
 in float32 (:class:`~barcodemae.index_embedders.ModelEmbedder`)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = CommandParser(
-        prog="barcodemae", description="DNA barcode foundation models: embed, identify, qc, export, train, evaluate."
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version('barcodemae')}")
-    commands = parser.add_subparsers(dest="command", required=True)
+Subcommands = argparse._SubParsersAction
+"""What ``add_subparsers`` returns: each ``add_*_parser`` below adds one command to it."""
 
+
+def add_embed_parser(commands: Subcommands) -> None:
+    """``barcodemae embed``: a barcode file into vectors, resumable."""
     embed = commands.add_parser(
         "embed", help="embed a FASTA/CSV/TSV barcode file into Parquet or NumPy",
         description="Embed barcodes (length-sorted batches, resumable shards, rejected records reported).",
@@ -80,9 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--keep-shards", action="store_true", help="keep <output>.parts/ after finishing")
     add_embedding_flags(embed, EmbeddingSettings())
 
-    identify = commands.add_parser("identify", help="identify specimens against an embedded reference library")
-    identify_commands = identify.add_subparsers(dest="identify_command", required=True)
-    build = identify_commands.add_parser("build", help="embed a labelled reference file once and save an index")
+
+def add_index_build_parser(commands: Subcommands) -> None:
+    """``barcodemae identify build``: a labelled reference file into an index, by a model or k-mer profiles."""
+    build = commands.add_parser("build", help="embed a labelled reference file once and save an index")
     embedder = build.add_mutually_exclusive_group(required=True)
     embedder.add_argument("--model", help="model folder")
     embedder.add_argument("--kmer", type=int, nargs="?", const=DEFAULT_KMER, metavar="K",
@@ -109,7 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also save a faiss IVF index that queries search instead of every reference: approximate, "
                        "for libraries of millions (needs the faiss extra)")
     add_embedding_flags(build, EmbeddingSettings(), INDEX_EMBEDDING_FLAGS)
-    query = identify_commands.add_parser(
+
+
+def add_index_query_parser(commands: Subcommands) -> None:
+    """``barcodemae identify query``: retrieve, align and call each query."""
+    query = commands.add_parser(
         "query", help="name specimens: nearest references by embedding, aligned, called by percent identity",
         description="Each query is aligned to its --align N nearest references by embedding and called species / "
         "genus / family / order / none from the best hit's percent identity (--thresholds); the output's first "
@@ -142,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
                        f"exact search (default {IVF_NPROBE})")
     add_embedding_flags(query, EmbeddingSettings(), INDEX_EMBEDDING_FLAGS)
 
+
+def add_identify_parser(commands: Subcommands) -> None:
+    """``barcodemae identify build|query``."""
+    identify = commands.add_parser("identify", help="identify specimens against an embedded reference library")
+    identify_commands = identify.add_subparsers(dest="identify_command", required=True)
+    add_index_build_parser(identify_commands)
+    add_index_query_parser(identify_commands)
+
+
+def add_qc_parser(commands: Subcommands) -> None:
+    """``barcodemae qc``: the per-read sequencing-error check."""
     qc = commands.add_parser(
         "qc", help="check reads for sequencing errors: translation check, optionally an ENBED error detector",
         description="Per-read sequencing-error check: one output row per input record, in input order, with the "
@@ -172,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     qc.add_argument("--no-progress", dest="progress", action="store_false",
                     help="hide the progress bars (loading, checking)")
 
+
+def add_train_bpe_parser(commands: Subcommands) -> None:
+    """``barcodemae train-bpe``: a barcode BPE tokenizer."""
     train_bpe = commands.add_parser(
         "train-bpe", help="train a barcode BPE tokenizer (DNABERT-2 style) on a barcode file and save its folder",
         description="Train a byte-pair-encoding tokenizer on the cleaned barcodes of a file; the folder loads with "
@@ -190,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     train_bpe.add_argument("--strict", action="store_true",
                            help="fail on the first invalid record instead of skipping and counting it")
 
+
+def add_forwarded_parsers(commands: Subcommands) -> None:
+    """``train`` and ``evaluate``: listed here, parsed by train.py's and eval/run.py's own parsers
+    (:func:`main` hands them their arguments)."""
     commands.add_parser(
         "train", add_help=False,
         help="pretrain BarcodeMAE/BarcodeBERT (every argument goes to train.py; `barcodemae train --help`)",
@@ -200,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
         "`barcodemae evaluate --help`)",
     )
 
+
+def add_export_parser(commands: Subcommands) -> None:
+    """``barcodemae export``: a Hub-ready folder from a checkpoint."""
     export = commands.add_parser(
         "export", help="write a Hub-ready feature-extraction folder from a training checkpoint"
     )
@@ -218,6 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--private", action="store_true", help="create the Hub repo as private")
     export.add_argument("--no-progress", dest="progress", action="store_false",
                         help="hide the progress bars (loading, writing)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``barcodemae`` parser: its options, then one ``add_*_parser`` per command, in ``--help``'s order."""
+    parser = CommandParser(
+        prog="barcodemae", description="DNA barcode foundation models: embed, identify, qc, export, train, evaluate."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('barcodemae')}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add_command in (add_embed_parser, add_identify_parser, add_qc_parser, add_train_bpe_parser,
+                        add_forwarded_parsers, add_export_parser):
+        add_command(commands)
     return parser
 
 
