@@ -124,45 +124,14 @@ def _labelled(frame: pd.DataFrame, split: str, rank: str) -> np.ndarray:
     return np.flatnonzero((frame["split"] == split).to_numpy() & labels.notna().to_numpy() & (labels != "").to_numpy())
 
 
-def evaluate_embeddings(
-    frame: pd.DataFrame,
-    embeddings: np.ndarray,
-    *,
-    reducer: str = "auto",
-    n_components: int = 50,
-    linkage: str = "ward",
-    probe_c: float | str = "auto",
-    probe_max_iter: int = 500,
-    seed: int = 0,
-    postprocess: str = "none",
-    queries: str = "test",
-    knn_k: tuple[int, ...] = KNN_K,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """All protocol metrics from one embedding per row of ``frame``; returns ``(metrics, details)``.
-
-    ``probe_c="auto"`` (default) chooses the probe's C on a held-out fifth of ``train`` (:func:`select_probe_c`);
-    a number fixes it. ``postprocess`` (``none`` | ``center`` | ``whiten``, :mod:`.postprocess`) is fitted on the
-    ``train`` embeddings (the keys) and applied to every row before any metric; ``none`` is the protocol.
-    ``queries`` names the query partitions (:data:`QUERY_SPLITS`: ``test`` / ``test_unseen`` by default).
-    ``knn_k``: the k of the open-world genus k-NN reported beside the protocol's 1-NN (:func:`knn_accuracy`).
-    ``details`` holds what the plots need (genus predictions, the 2-D layout is computed by the plotter).
-    """
-    from barcodemae.eval.metrics import (
-        bin_reconstruction_ami,
-        harmonic_mean,
-        knn_accuracy,
-        linear_probe,
-        one_nn_accuracy,
-        reduce_dimensions,
-        select_probe_c,
-    )
-
-    metrics: dict[str, Any] = {}
-    details: dict[str, Any] = {}
-    skipped: dict[str, int] = {}
-    key_split, closed_split, open_split = eval_splits(queries)
-    keys = np.flatnonzero((frame["split"] == key_split).to_numpy())
-    embeddings = EmbeddingPostprocessor.fit(embeddings[keys], postprocess).transform(embeddings)
+def closed_world_species(
+    frame: pd.DataFrame, embeddings: np.ndarray, key_split: str, closed_split: str, *, probe_c: float | str,
+    probe_max_iter: int, seed: int,
+) -> tuple[dict[str, Any], int]:
+    """The closed-world species task: a linear probe and 1-NN from the ``key_split`` rows to the ``closed_split``
+    rows with a species label. ``embeddings``: ``(len(frame), dim)``. Returns the task's metrics and how many
+    ``closed_split`` rows had no species label."""
+    from barcodemae.eval.metrics import linear_probe, one_nn_accuracy, select_probe_c
 
     train_species, test_species = _labelled(frame, key_split, "species"), _labelled(frame, closed_split, "species")
     species = frame["species"].to_numpy(dtype=object)
@@ -193,8 +162,17 @@ def evaluate_embeddings(
     nn_species = one_nn_accuracy(
         embeddings[train_species], species[train_species], embeddings[test_species], species[test_species]
     )
-    metrics["closed_world_species"] = {"linear_probe": probe, "one_nn": nn_species}
-    skipped[f"{closed_split}_without_species"] = int((frame["split"] == closed_split).sum() - len(test_species))
+    unlabelled = int((frame["split"] == closed_split).sum() - len(test_species))
+    return {"linear_probe": probe, "one_nn": nn_species}, unlabelled
+
+
+def open_world_genus(
+    frame: pd.DataFrame, embeddings: np.ndarray, key_split: str, open_split: str, knn_k: tuple[int, ...]
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """The open-world genus task: 1-NN (the protocol's number) and k-NN by cosine from the ``key_split`` rows to the
+    ``open_split`` rows with a genus label. ``embeddings``: ``(len(frame), dim)``. Returns the task's metrics, the
+    details the plots need (true and predicted genus per query) and how many ``open_split`` rows had no genus."""
+    from barcodemae.eval.metrics import knn_accuracy, one_nn_accuracy
 
     train_genus, unseen_genus = _labelled(frame, key_split, "genus"), _labelled(frame, open_split, "genus")
     genus = frame["genus"].to_numpy(dtype=object)
@@ -217,10 +195,19 @@ def evaluate_embeddings(
         undefined = {"accuracy": float("nan"), "macro_accuracy": float("nan"), "undefined": "fewer than 2 key genera"}
         open_world.update(undefined)
         knn = {k: dict(undefined) for k in knn}
-    details["genus_true"], details["genus_predicted"] = genus[unseen_genus], open_world.pop("predictions")
-    details["genus_rows"], details["open_world_split"] = unseen_genus, open_split
-    metrics["open_world_genus"] = {"one_nn": open_world, "knn": knn}
-    skipped[f"{open_split}_without_genus"] = int((frame["split"] == open_split).sum() - len(unseen_genus))
+    details = {"genus_true": genus[unseen_genus], "genus_predicted": open_world.pop("predictions"),
+               "genus_rows": unseen_genus, "open_world_split": open_split}
+    unlabelled = int((frame["split"] == open_split).sum() - len(unseen_genus))
+    return {"one_nn": open_world, "knn": knn}, details, unlabelled
+
+
+def bin_reconstruction(
+    frame: pd.DataFrame, embeddings: np.ndarray, open_split: str, *, reducer: str, n_components: int, linkage: str,
+    seed: int,
+) -> dict[str, Any]:
+    """BIN reconstruction: the ``open_split`` embeddings ``(len(frame), dim)`` reduced, clustered and scored by AMI
+    against their BINs (the protocol's number) and their species, each where at least two rows are labelled."""
+    from barcodemae.eval.metrics import bin_reconstruction_ami, reduce_dimensions
 
     unseen = np.flatnonzero((frame["split"] == open_split).to_numpy())
     reduced, used = reduce_dimensions(embeddings[unseen], n_components=n_components, reducer=reducer, random_state=seed)
@@ -237,17 +224,59 @@ def evaluate_embeddings(
             continue
         scored = bin_reconstruction_ami(reduced[known], labels[known], reducer="none", linkage=linkage)
         bins[rank] = {key: scored[key] for key in ("ami", "n_clusters", "num_labels", "num_samples")}
-    metrics["bin_reconstruction"] = bins
+    return bins
 
+
+def evaluate_embeddings(
+    frame: pd.DataFrame,
+    embeddings: np.ndarray,
+    *,
+    reducer: str = "auto",
+    n_components: int = 50,
+    linkage: str = "ward",
+    probe_c: float | str = "auto",
+    probe_max_iter: int = 500,
+    seed: int = 0,
+    postprocess: str = "none",
+    queries: str = "test",
+    knn_k: tuple[int, ...] = KNN_K,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """All protocol metrics from one embedding per row of ``frame``; returns ``(metrics, details)``.
+
+    ``probe_c="auto"`` (default) chooses the probe's C on a held-out fifth of ``train`` (:func:`select_probe_c`);
+    a number fixes it. ``postprocess`` (``none`` | ``center`` | ``whiten``, :mod:`.postprocess`) is fitted on the
+    ``train`` embeddings (the keys) and applied to every row before any metric; ``none`` is the protocol.
+    ``queries`` names the query partitions (:data:`QUERY_SPLITS`: ``test`` / ``test_unseen`` by default).
+    ``knn_k``: the k of the open-world genus k-NN reported beside the protocol's 1-NN (:func:`knn_accuracy`).
+    ``details`` holds what the plots need (genus predictions, the 2-D layout is computed by the plotter).
+    """
+    from barcodemae.eval.metrics import harmonic_mean
+
+    key_split, closed_split, open_split = eval_splits(queries)
+    keys = np.flatnonzero((frame["split"] == key_split).to_numpy())
+    embeddings = EmbeddingPostprocessor.fit(embeddings[keys], postprocess).transform(embeddings)
+
+    species_task, no_species = closed_world_species(
+        frame, embeddings, key_split, closed_split, probe_c=probe_c, probe_max_iter=probe_max_iter, seed=seed
+    )
+    genus_task, details, no_genus = open_world_genus(frame, embeddings, key_split, open_split, knn_k)
+    bins = bin_reconstruction(
+        frame, embeddings, open_split, reducer=reducer, n_components=n_components, linkage=linkage, seed=seed
+    )
+    metrics: dict[str, Any] = {
+        "closed_world_species": species_task, "open_world_genus": genus_task, "bin_reconstruction": bins
+    }
     headline = {
-        "closed_world_species_accuracy": probe["accuracy"],
-        "open_world_genus_accuracy": open_world["accuracy"],
+        "closed_world_species_accuracy": species_task["linear_probe"]["accuracy"],
+        "open_world_genus_accuracy": genus_task["one_nn"]["accuracy"],
         "bin_reconstruction_ami": bins.get("dna_bin", {}).get("ami", float("nan")),
     }
     valid = [value for value in headline.values() if np.isfinite(value)]
     headline["harmonic_mean"] = harmonic_mean(headline.values()) if len(valid) == 3 else float("nan")
     metrics["headline"] = headline
-    metrics["unlabelled_records_skipped"] = skipped
+    metrics["unlabelled_records_skipped"] = {
+        f"{closed_split}_without_species": no_species, f"{open_split}_without_genus": no_genus
+    }
     return metrics, details
 
 
