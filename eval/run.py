@@ -384,6 +384,49 @@ class EvaluationSettings(EmbeddingSettings):
         }
 
 
+def requested_settings(
+    model: str | Path | None, data: str | Path | None, output_dir: str | Path | None, baseline: str | None,
+    settings: EvaluationSettings | None, overrides: dict[str, Any],
+) -> EvaluationSettings:
+    """:func:`run_evaluation`'s settings (``settings`` with ``overrides`` applied), once its arguments are checked:
+    a ``ValueError`` / ``TypeError`` naming the problem before any work."""
+    unknown = sorted(set(overrides) - {f.name for f in fields(EvaluationSettings)})
+    if unknown:
+        raise TypeError(f"run_evaluation got unknown settings {unknown}; see EvaluationSettings")
+    s = replace(settings or EvaluationSettings(), **overrides)
+    if data is None or output_dir is None:
+        raise ValueError("run_evaluation needs data (a BIOSCAN-5M CSV) and output_dir")
+    if (model is None) == (baseline is None):
+        raise ValueError(f"give exactly one of model (a model folder or hub name) and baseline {BASELINES}")
+    if baseline is not None and baseline not in BASELINES:
+        raise ValueError(f"unknown baseline {baseline!r}; available: {', '.join(BASELINES)}")
+    if s.finetune_epochs and baseline is not None:
+        raise ValueError("fine-tuning needs a model folder; the k-mer baseline has nothing to fine-tune")
+    return s
+
+
+def fine_tuned_species_accuracy(model: str | Path, frame: pd.DataFrame, s: EvaluationSettings) -> dict[str, Any]:
+    """The closed-world species task by fine-tuning the whole encoder (:mod:`barcodemae.eval.finetune`) on the
+    key split's labelled rows and scoring the closed-world query split's, beside the linear probe."""
+    from barcodemae.eval.finetune import fine_tune_classifier
+
+    key_split, closed_split, _ = eval_splits(s.queries)
+    train_rows, test_rows = _labelled(frame, key_split, "species"), _labelled(frame, closed_split, "species")
+    barcodes, species = frame["dna_barcode"].to_numpy(dtype=object), frame["species"].to_numpy(dtype=object)
+    return fine_tune_classifier(
+        model,
+        barcodes[train_rows].tolist(),
+        species[train_rows],
+        barcodes[test_rows].tolist(),
+        species[test_rows],
+        epochs=s.finetune_epochs,
+        learning_rate=s.finetune_learning_rate,
+        seed=s.seed,
+        settings=EmbeddingSettings(batch_size=s.finetune_batch_size, device=s.device, dtype=s.dtype,
+                                   progress=s.progress, trust_remote_code=s.trust_remote_code),
+    )
+
+
 def run_evaluation(
     model: str | Path | None = None,
     data: str | Path | None = None,
@@ -406,18 +449,7 @@ def run_evaluation(
     from barcodemae.eval.metrics import per_class_accuracy
     from barcodemae.inference import KmerFrequencyEmbedder, embed_barcodes, load_encoder, model_pooling, pooled_layer
 
-    unknown = sorted(set(overrides) - {f.name for f in fields(EvaluationSettings)})
-    if unknown:
-        raise TypeError(f"run_evaluation got unknown settings {unknown}; see EvaluationSettings")
-    s = replace(settings or EvaluationSettings(), **overrides)
-    if data is None or output_dir is None:
-        raise ValueError("run_evaluation needs data (a BIOSCAN-5M CSV) and output_dir")
-    if (model is None) == (baseline is None):
-        raise ValueError(f"give exactly one of model (a model folder or hub name) and baseline {BASELINES}")
-    if baseline is not None and baseline not in BASELINES:
-        raise ValueError(f"unknown baseline {baseline!r}; available: {', '.join(BASELINES)}")
-    if s.finetune_epochs and baseline is not None:
-        raise ValueError("fine-tuning needs a model folder; the k-mer baseline has nothing to fine-tune")
+    s = requested_settings(model, data, output_dir, baseline, settings, overrides)
     check_writable_folder(output_dir)  # before the embedding and the metrics, which may take long
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -472,24 +504,8 @@ def run_evaluation(
     )
     timings["metrics_s"] = time.perf_counter() - started
     if s.finetune_epochs > 0:
-        from barcodemae.eval.finetune import fine_tune_classifier
-
         started = time.perf_counter()
-        key_split, closed_split, _ = eval_splits(s.queries)
-        train_rows, test_rows = _labelled(frame, key_split, "species"), _labelled(frame, closed_split, "species")
-        barcodes, species = frame["dna_barcode"].to_numpy(dtype=object), frame["species"].to_numpy(dtype=object)
-        metrics["closed_world_species"]["fine_tune"] = fine_tune_classifier(
-            model,
-            barcodes[train_rows].tolist(),
-            species[train_rows],
-            barcodes[test_rows].tolist(),
-            species[test_rows],
-            epochs=s.finetune_epochs,
-            learning_rate=s.finetune_learning_rate,
-            seed=s.seed,
-            settings=EmbeddingSettings(batch_size=s.finetune_batch_size, device=s.device, dtype=s.dtype,
-                                       progress=s.progress, trust_remote_code=s.trust_remote_code),
-        )
+        metrics["closed_world_species"]["fine_tune"] = fine_tuned_species_accuracy(model, frame, s)
         timings["finetune_s"] = time.perf_counter() - started
 
     output = Path(output_dir)  # created by check_writable_folder before the work
