@@ -85,14 +85,11 @@ def test_kmer_index_refuses_a_model_or_another_k(kmer_profile_model: Path, fixtu
     assert "k must be in 1..8" in capsys.readouterr().err
 
 
-def test_kmer_index_is_the_same_in_one_shard_or_many_and_resumes(fixture_csv: Path, tmp_path, monkeypatch,
-                                                                 capsys) -> None:
-    """A build killed in its third shard resumes from the two saved ones, and gives the index a build in one shard
-    gives; resuming with another k is refused (the shards hold other vectors)."""
-    whole = tmp_path / "whole"
-    assert main(build(fixture_csv, whole, "--kmer", "4")) == 0  # 48 references: one shard of 16,384
+def kill_on_third_shard(monkeypatch) -> list[int]:
+    """Make the k-mer embedder raise ``KeyboardInterrupt`` (a simulated kill) when asked for its third shard; returns
+    the list of the shard sizes it was asked for, which the test may clear to count a resume's."""
     real = KmerFrequencyEmbedder.__call__
-    calls = []
+    calls: list[int] = []
 
     def killed_on_third_shard(self, sequences, **kwargs):
         calls.append(len(sequences))
@@ -101,6 +98,16 @@ def test_kmer_index_is_the_same_in_one_shard_or_many_and_resumes(fixture_csv: Pa
         return real(self, sequences, **kwargs)
 
     monkeypatch.setattr(KmerFrequencyEmbedder, "__call__", killed_on_third_shard)
+    return calls
+
+
+def test_kmer_index_is_the_same_in_one_shard_or_many_and_resumes(fixture_csv: Path, tmp_path, monkeypatch,
+                                                                 capsys) -> None:
+    """A build killed in its third shard resumes from the two saved ones, and gives the index a build in one shard
+    gives; resuming with another k is refused (the shards hold other vectors)."""
+    whole = tmp_path / "whole"
+    assert main(build(fixture_csv, whole, "--kmer", "4")) == 0  # 48 references: one shard of 16,384
+    calls = kill_on_third_shard(monkeypatch)
     sharded = tmp_path / "sharded"
     with pytest.raises(KeyboardInterrupt):
         main(build(fixture_csv, sharded, "--kmer", "4", "--shard-size", "20"))
@@ -137,16 +144,7 @@ def test_a_build_hashes_its_reference_once_and_its_resume_still_refuses_a_change
     reference.write_bytes(fixture_csv.read_bytes())
     original = reference.read_bytes()
     counts = count_file_hashes(monkeypatch)
-    real = KmerFrequencyEmbedder.__call__
-    calls = []
-
-    def killed_on_third_shard(self, sequences, **kwargs):
-        calls.append(len(sequences))
-        if len(calls) == 3:
-            raise KeyboardInterrupt("simulated kill")
-        return real(self, sequences, **kwargs)
-
-    monkeypatch.setattr(KmerFrequencyEmbedder, "__call__", killed_on_third_shard)
+    kill_on_third_shard(monkeypatch)
     index_dir = tmp_path / "index"
     args = build(reference, index_dir, "--kmer", "4", "--shard-size", "20", "--calibration-split", "val+val_unseen")
     with pytest.raises(KeyboardInterrupt):
