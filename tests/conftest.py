@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,22 @@ def settle(*paths: Path) -> None:
     last seconds is hashed at every load (``barcodemae.checksums.SETTLED_NS``)."""
     for path in paths:
         os.utime(path, ns=(path.stat().st_atime_ns, time.time_ns() - 3600 * 10**9))
+
+
+def count_file_hashes(monkeypatch: pytest.MonkeyPatch) -> Counter:
+    """Files hashed by :func:`barcodemae.checksums.file_sha256`, by name, wherever the package imported it (the
+    checksums, the data fingerprints and the loaders' cache keys all count)."""
+    from barcodemae import checksums
+    from barcodemae.data import bioscan5m, loaders
+
+    counts: Counter = Counter()
+    sha256 = checksums.file_sha256
+    holders = [module for name, module in sys.modules.items()
+               if name.startswith("barcodemae") and getattr(module, "file_sha256", None) is sha256]
+    assert {loaders, bioscan5m, checksums} <= set(holders)
+    for module in holders:
+        monkeypatch.setattr(module, "file_sha256", lambda path: counts.update([Path(path).name]) or sha256(path))
+    return counts
 
 
 def tiny_config_kwargs(**overrides) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -14,9 +13,9 @@ import pytest
 from barcodemae import checksums
 from barcodemae.checksums import VERIFIED, write_checksums
 from barcodemae.cli import main
-from barcodemae.data import bioscan5m, load_barcodes, loaders
+from barcodemae.data import load_barcodes
 from barcodemae.inference import KmerFrequencyEmbedder
-from conftest import edit_keeping_size_and_mtime, settle
+from conftest import count_file_hashes, edit_keeping_size_and_mtime, settle
 
 
 def build(fixture_csv: Path, output: Path, *extra: str) -> list[str]:
@@ -121,18 +120,6 @@ def test_kmer_index_is_the_same_in_one_shard_or_many_and_resumes(fixture_csv: Pa
     assert not (sharded / "parts").exists()
     np.testing.assert_array_equal(np.load(sharded / "embeddings.npy"), np.load(whole / "embeddings.npy"))
     assert json.loads((sharded / "index.json").read_text()) == json.loads((whole / "index.json").read_text())
-
-
-def count_file_hashes(monkeypatch) -> Counter:
-    """Files hashed by :func:`barcodemae.checksums.file_sha256`, by name, wherever the package imported it."""
-    counts: Counter = Counter()
-    sha256 = checksums.file_sha256
-    holders = [module for name, module in sys.modules.items()
-               if name.startswith("barcodemae") and getattr(module, "file_sha256", None) is sha256]
-    assert {loaders, bioscan5m, checksums} <= set(holders)  # the loaders' cache keys are counted too
-    for module in holders:
-        monkeypatch.setattr(module, "file_sha256", lambda path: counts.update([Path(path).name]) or sha256(path))
-    return counts
 
 
 def test_a_build_hashes_its_reference_once_and_its_resume_still_refuses_a_changed_one(fixture_csv: Path, tmp_path,

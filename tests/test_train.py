@@ -31,7 +31,7 @@ from barcodemae.training.builders import build_model
 from barcodemae.training.checkpoints import list_checkpoints, validate_checkpoint
 from barcodemae.training.data import load_training_data
 from barcodemae.training.loop import run_training
-from conftest import edit_keeping_size_and_mtime
+from conftest import count_file_hashes, edit_keeping_size_and_mtime
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_enbed import enbed_config
 
@@ -388,6 +388,16 @@ def test_resume_data_check_of_older_checkpoints_and_of_the_simulated_dataset(sim
                                               f"run reads {re.escape(str(sim_csv))}, a file of"):
         check_resume_data(checkpoint, str(sim_csv), given)
     check_resume_data(checkpoint, None, None)
+
+
+def test_a_run_hashes_its_data_file_once(sim_csv, tmp_path, monkeypatch):
+    """The ``--data`` file's SHA-256 is the run's data identity and the loader's cache key: computed once per run
+    (a BIOSCAN-5M CSV is gigabytes), wherever the package imported the hash function."""
+    data = tmp_path / "data.csv"
+    shutil.copyfile(sim_csv, data)
+    counts = count_file_hashes(monkeypatch)
+    train(data=data, output_dir=tmp_path / "run", max_steps=1, per_device_batch_size=8, evaluate=False)
+    assert counts["data.csv"] == 1
 
 
 def test_simulated_default_data_resumes(tmp_path):

@@ -88,24 +88,31 @@ def prepare_simulated_data(folder: Path, num_genera: int, seed: int) -> Path:
     return path
 
 
-def load_run_data(args: TrainingArguments, tokenizer: BarcodeTokenizer, simulated_folder: Path) -> TrainingData:
+def load_run_data(
+    args: TrainingArguments, tokenizer: BarcodeTokenizer, simulated_folder: Path, content_sha256: str | None = None
+) -> TrainingData:
     """A run's table: ``--data``, or the simulated default dataset written (once) into ``simulated_folder``.
 
     One table serves pretraining (random frames with ``--frame_offset_augmentation``), validation and probes
-    (frame 0), so barcodes too short for the strictest of them are rejected up front.
+    (frame 0), so barcodes too short for the strictest of them are rejected up front. ``content_sha256``: the
+    ``--data`` file's SHA-256 from the run's data fingerprint, so a multi-GB file is hashed once per run.
     """
     min_length = tokenizer.min_barcode_length(random_frames=args.frame_offset_augmentation)
     path = Path(args.data) if args.data else prepare_simulated_data(simulated_folder, args.simulate_genera, args.seed)
-    return load_training_data(path, min_length=min_length)
+    return load_training_data(path, min_length=min_length, content_sha256=content_sha256 if args.data else None)
 
 
-def load_training_data(path: str | Path, min_length: int = 1, cache_dir: Path | None = None) -> TrainingData:
+def load_training_data(
+    path: str | Path, min_length: int = 1, cache_dir: Path | None = None, content_sha256: str | None = None
+) -> TrainingData:
     """Load and clean the whole CSV once; rejected records are counted and logged by the loader.
 
     ``min_length``: the shortest barcode every split's tokenization can handle (see ``min_barcode_length``);
     shorter records are rejected here, with their ids in the cleaning report, rather than failing a batch later.
+    ``content_sha256``: the file's SHA-256 when the caller has it (the loader's cache key; hashed otherwise).
     """
-    dataset, report, vocab = load_bioscan5m(path, "all", min_length=min_length, return_report=True, cache_dir=cache_dir)
+    dataset, report, vocab = load_bioscan5m(path, "all", min_length=min_length, return_report=True, cache_dir=cache_dir,
+                                            content_sha256=content_sha256)
     too_short = report.rejected_by_reason.get("too_short", 0)
     if too_short:
         logger.warning(
