@@ -32,7 +32,7 @@ from functools import lru_cache
 import numpy as np
 import parasail
 
-from barcodemae.tokenization.sequence_cleaning import AMBIGUITY_CODES, IUPAC_LETTERS, NUCLEOTIDES
+from barcodemae.tokenization.sequence_cleaning import IUPAC_LETTERS, NUCLEOTIDES
 
 MATCH = 2
 MISMATCH = -4
@@ -67,11 +67,12 @@ def substitution_scores() -> np.ndarray:
 @lru_cache(maxsize=1)
 def parasail_matrix() -> parasail.Matrix:
     """:func:`substitution_scores` over the IUPAC letters, as the matrix parasail aligns with."""
+    scores = substitution_scores()
+    letters = IUPAC_LETTERS.encode()
     matrix = parasail.matrix_create(IUPAC_LETTERS, MATCH, MISMATCH)
-    for i, letter in enumerate(IUPAC_LETTERS):
-        for j, other in enumerate(IUPAC_LETTERS):
-            if letter in AMBIGUITY_CODES or other in AMBIGUITY_CODES:
-                matrix.set_value(i, j, 0)
+    for i, letter in enumerate(letters):
+        for j, other in enumerate(letters):
+            matrix.set_value(i, j, int(scores[letter, other]))
     return matrix
 
 
