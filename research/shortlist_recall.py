@@ -34,7 +34,7 @@ from barcodemae.call_levels import CALL_LEVELS
 from barcodemae.cli_options import DEFAULT_IDENTITY_THRESHOLDS
 from barcodemae.data import load_bioscan5m
 from barcodemae.eval.metrics import top_k_neighbors
-from barcodemae.identity_calls import IDENTITY_RANKS, IdentityThresholds, identity_calls, rank_hits
+from barcodemae.identity_calls import IDENTITY_RANKS, IdentityThresholds, RankedHits, identity_calls, rank_hits
 from barcodemae.inference import KmerFrequencyEmbedder, embed_barcodes, load_encoder
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bold_coi" / "dev.csv.gz"
@@ -71,8 +71,8 @@ def measure(data: Path, *, model: Path | None, query_split: str, reference_split
     truth = {rank: query_table[rank].to_numpy(dtype=object) for rank in IDENTITY_RANKS}
     rows = []
     for count in shortlists:
-        flat = (np.arange(len(nearest))[:, None] * deep + np.arange(count)).ravel()
-        found = rank_hits(nearest[:, :count], similarity[:, :count], statistics.take(flat))
+        nearest_first = RankedHits(nearest, similarity, statistics).head(count)  # the shortlist `--align count` aligns
+        found = rank_hits(nearest_first.reference, nearest_first.similarity, nearest_first.alignment)
         identity = np.where(found.covering[:, 0], found.identity[:, 0], -1.0)
         calls = identity_calls(found, {rank: names[found.reference] for rank, names in taxa.items()},
                                IdentityThresholds.parse(thresholds))
