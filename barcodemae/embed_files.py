@@ -373,8 +373,7 @@ def embed_file(
     }
     store = ShardStore(Path(f"{output}.parts"), identity, resume)
     matrix_path = store.folder / "embeddings.npy"
-    embed = partial(embed_barcodes, model, tokenizer, batch_size=settings.batch_size, device=settings.device,
-                    pooling=settings.pooling, layer=settings.layer, dtype=settings.dtype, progress=False)
+    embed = partial(embed_barcodes, model, tokenizer, **settings.forward_options(), progress=False)
     computed, reused = embed_records(embed, table.column("dna_barcode"), matrix_path, store, shard_size=shard_size,
                                      progress=settings.progress, ids=table.column("processid"))
     embeddings = np.load(matrix_path, mmap_mode="r")

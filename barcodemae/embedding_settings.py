@@ -96,6 +96,12 @@ class EmbeddingSettings:
         default)."""
         return cls(**{field.name: getattr(args, field.name) for field in fields(cls) if field.name in args})
 
+    def forward_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`barcodemae.inference.embed_barcodes` these settings fix: everything but
+        ``progress``, which each caller shows its own way (one bar over shards, or the embedding's own)."""
+        return {"batch_size": self.batch_size, "device": self.device, "pooling": self.pooling, "layer": self.layer,
+                "dtype": self.dtype}
+
     def check_unset(self, names: Sequence[str], work: str) -> None:
         """Refuse settings among ``names`` that ``work`` has no use for, rather than ignore them: e.g. an index
         embeds with its model's own pooling, so ``pooling="cls"`` would silently not be used."""

@@ -98,8 +98,8 @@ class ModelEmbedder:
         from barcodemae.inference import embed_barcodes
 
         model, tokenizer = self.encoder
-        return embed_barcodes(model, tokenizer, list(sequences), batch_size=self.settings.batch_size,
-                              device=self.settings.device, pooling=None, layer=None, progress=progress)
+        # pooling, layer and dtype are unset (__init__): the model's own, in float32
+        return embed_barcodes(model, tokenizer, list(sequences), **self.settings.forward_options(), progress=progress)
 
 
 class KmerProfileEmbedder:

@@ -60,8 +60,7 @@ def main() -> None:
         encoder, tokenizer = load_encoder(model)
         barcodes = load_barcodes(args.input)["dna_barcode"]
         start = time.perf_counter()
-        embed_barcodes(encoder, tokenizer, barcodes, batch_size=settings.batch_size, device=settings.device,
-                       progress=False)
+        embed_barcodes(encoder, tokenizer, barcodes, **settings.forward_options(), progress=False)
         seconds = time.perf_counter() - start
         results["embed_barcodes_only"] = {"records": len(barcodes), "seconds": round(seconds, 2),
                                           "records_per_s": round(len(barcodes) / seconds, 1)}

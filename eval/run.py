@@ -470,17 +470,8 @@ def run_evaluation(
     timings["load_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    embeddings = embed_barcodes(
-        encoder,
-        tokenizer,
-        frame["dna_barcode"].tolist(),
-        batch_size=s.batch_size,
-        device=s.device,
-        pooling=s.pooling,
-        layer=s.layer,
-        dtype=s.dtype,
-        progress=s.progress,
-    )
+    embeddings = embed_barcodes(encoder, tokenizer, frame["dna_barcode"].tolist(), **s.forward_options(),
+                                progress=s.progress)
     timings["embed_s"] = time.perf_counter() - started
     lda = None
     if baseline == "kmer-lda":
