@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,17 +90,20 @@ def prepare_simulated_data(folder: Path, num_genera: int, seed: int) -> Path:
 
 
 def load_run_data(
-    args: TrainingArguments, tokenizer: BarcodeTokenizer, simulated_folder: Path, content_sha256: str | None = None
+    args: TrainingArguments, tokenizer: BarcodeTokenizer, simulated_folder: Path,
+    data_identity: dict[str, Any] | None = None,
 ) -> TrainingData:
     """A run's table: ``--data``, or the simulated default dataset written (once) into ``simulated_folder``.
 
     One table serves pretraining (random frames with ``--frame_offset_augmentation``), validation and probes
-    (frame 0), so barcodes too short for the strictest of them are rejected up front. ``content_sha256``: the
-    ``--data`` file's SHA-256 from the run's data fingerprint, so a multi-GB file is hashed once per run.
+    (frame 0), so barcodes too short for the strictest of them are rejected up front. ``data_identity``: the run's
+    :func:`~barcodemae.training.data_identity.data_fingerprint` (``None`` for the simulated dataset), whose SHA-256
+    is the loader's cache key, so a multi-GB ``--data`` file is hashed once per run.
     """
     min_length = tokenizer.min_barcode_length(random_frames=args.frame_offset_augmentation)
     path = Path(args.data) if args.data else prepare_simulated_data(simulated_folder, args.simulate_genera, args.seed)
-    return load_training_data(path, min_length=min_length, content_sha256=content_sha256 if args.data else None)
+    return load_training_data(path, min_length=min_length,
+                              content_sha256=data_identity["sha256"] if data_identity else None)
 
 
 def load_training_data(

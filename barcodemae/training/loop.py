@@ -74,8 +74,7 @@ def train_in_run_folder(
     # ------------------------------------------------------------------ data, masking, validation
     tokenizer = BarcodeTokenizer.from_spec(args.tokenizer)
     with accelerator.main_process_first():  # the main process simulates and caches the table, the others reuse it
-        data = load_run_data(args, tokenizer, layout.simulated_data,
-                             content_sha256=data_identity["sha256"] if data_identity else None)
+        data = load_run_data(args, tokenizer, layout.simulated_data, data_identity)
     pretrain, _ = data.source(args.split, sample_size=args.max_train_samples, seed=args.seed)
     taxa = None if args.taxonomy_loss == "none" else pretraining_taxon_labels(
         data, args.split, args.taxonomy_rank, sample_size=args.max_train_samples, seed=args.seed)
