@@ -10,18 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from barcodemae import checksums
 from barcodemae.checksums import CHECKSUMS, VERIFIED, verify_checksums, write_checksums
-from conftest import edit_keeping_size_and_mtime, settle
+from conftest import count_file_hashes, edit_keeping_size_and_mtime, settle
 
 
 @pytest.fixture
 def hashed(monkeypatch) -> Counter:
     """File names counted each time their SHA-256 is computed."""
-    counts: Counter = Counter()
-    sha256 = checksums.file_sha256
-    monkeypatch.setattr(checksums, "file_sha256", lambda path: counts.update([path.name]) or sha256(path))
-    return counts
+    return count_file_hashes(monkeypatch)
 
 
 def folder_of_two(tmp_path: Path) -> Path:

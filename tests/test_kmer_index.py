@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from barcodemae import checksums
 from barcodemae.checksums import VERIFIED, write_checksums
 from barcodemae.cli import main
 from barcodemae.data import load_barcodes
@@ -210,9 +209,7 @@ def test_a_query_hashes_each_index_file_at_most_once_and_refuses_changed_vectors
     """A million references are gigabytes of vectors: a query hashed them at every load. Now a file is hashed at
     most once per load, and only when it changed since it was last verified; changed vectors are still refused."""
     index_dir = tmp_path / "index"
-    counts: Counter = Counter()
-    sha256 = checksums.file_sha256
-    monkeypatch.setattr(checksums, "file_sha256", lambda path: counts.update([path.name]) or sha256(path))
+    counts = count_file_hashes(monkeypatch)
 
     def hashed() -> Counter:
         """Index files hashed since the last call."""
