@@ -269,7 +269,7 @@ def run_embed(args: argparse.Namespace) -> dict:
 
 
 def run_identify(args: argparse.Namespace) -> dict:
-    from barcodemae.call_levels import CALL_LEVELS
+    from barcodemae.call_levels import CALL_LEVELS, UNCALIBRATED
     from barcodemae.identify import build_reference_index, identify_file, labelled_call_report
     from barcodemae.identify_tables import hits_path, output_format
     from barcodemae.index_embedders import requested_embedder
@@ -294,7 +294,7 @@ def run_identify(args: argparse.Namespace) -> dict:
         "hits": str(hits_path(args.output)) if args.align else None, "num_queries": len(result),
         "align": args.align, "call_levels": {level: int(counts.get(level, 0)) for level in CALL_LEVELS},
         "no_call_share": round(float((result["call_level"] == "none").mean()), 4),
-        "uncalibrated": bool((rules == "uncalibrated").all()),
+        "uncalibrated": bool((rules == UNCALIBRATED).all()),
     }
     for source in ("top", "vote"):
         for rank in ("genus", "species"):

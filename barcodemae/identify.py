@@ -38,7 +38,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from barcodemae.alignment import align_shortlist
-from barcodemae.call_levels import CALL_LEVELS, CallColumns, CallThresholds, call_report, fit_call_thresholds
+from barcodemae.call_levels import (
+    CALL_LEVELS,
+    UNCALIBRATED,
+    CallColumns,
+    CallThresholds,
+    call_report,
+    fit_call_thresholds,
+)
 from barcodemae.checksums import CHECKSUMS, VERIFIED, file_fingerprint, verify_checksums, write_checksums
 from barcodemae.cli_options import DEFAULT_ALIGN, DEFAULT_IDENTITY_THRESHOLDS, DEFAULT_TOP_K
 from barcodemae.embed_files import (
@@ -537,7 +544,7 @@ def identify_file(
         check_output_file(hits_path(output), inputs=(input_path,), input_folders=(index_dir,))
     elif index.call_thresholds is None:
         logger.warning("%s: no calibration and --align 0: no query gets a call (call_rule %r); the vote_* columns "
-                       "are the neighbours' votes, not identifications", index_dir, "uncalibrated")
+                       "are the neighbours' votes, not identifications", index_dir, UNCALIBRATED)
     embedder = index_embedder(index.info, index_dir, model_dir=model_dir, kmer=kmer, settings=settings)
     check_input(input_path, split)
     dataset, report = load_records(input_path, min_length=embedder.min_length, split=split)
