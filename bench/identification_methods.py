@@ -26,15 +26,13 @@ from timing import command_memory_method, peak_memory_mib, reset_peak_memory, ru
 from barcodemae.cli_options import DEFAULT_ALIGN, DEFAULT_IDENTITY_THRESHOLDS, DEFAULT_KMER
 from barcodemae.data.fasta_headers import SINTAX_RANKS, parse_header, sintax_taxonomy
 from barcodemae.eval.metrics import nearest_neighbors
+from barcodemae.identify_tables import BLAST6_COLUMNS
 from barcodemae.inference import KmerFrequencyEmbedder
 
 CALL_RANKS = ("genus", "species")
 """The ranks a method's calls name (a frame with these columns, indexed by query id; missing: no call)."""
 SINTAX_LETTERS = {column: letter for letter, column in SINTAX_RANKS.items() if column is not None}
 """Record column -> SINTAX rank letter, in SINTAX's order (phylum ... species)."""
-BLAST6_COLUMNS = ("qseqid", "sseqid", "pident", "length", "mismatch", "gapopen", "qstart", "qend", "sstart", "send",
-                  "evalue", "bitscore")
-"""The 12 columns of BLAST's tabular output (``-outfmt 6``)."""
 INSTALL_HINTS = {"vsearch": "apt-get install vsearch", "blastn": "apt-get install ncbi-blast+",
                  "makeblastdb": "apt-get install ncbi-blast+", "barcodemae": "pip install -e ."}
 """How to get each external program a method needs (this benchmark installs nothing)."""
