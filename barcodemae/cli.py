@@ -31,6 +31,7 @@ from pathlib import Path
 
 from barcodemae.cli_options import (
     DEFAULT_ALIGN,
+    DEFAULT_CANDIDATES,
     DEFAULT_IDENTITY_THRESHOLDS,
     DEFAULT_KMER,
     DEFAULT_TOP_K,
@@ -114,8 +115,9 @@ def add_index_query_parser(commands: Subcommands) -> None:
     """``barcodemae identify query``: retrieve, align and call each query."""
     query = commands.add_parser(
         "query", help="name specimens: nearest references by embedding, aligned, called by percent identity",
-        description="Each query is aligned to its --align N nearest references by embedding and called species / "
-        "genus / family / order / none from the best hit's percent identity (--thresholds); the output's first "
+        description="Each query's --candidates M nearest references by embedding are screened by local alignment "
+        "score, the --align N best aligned in full, and the query called species / genus / family / order / none "
+        "from the best hit's percent identity (--thresholds); the output's first "
         "columns are the call and the rule that made it (docs/identification.md).",
     )
     query.add_argument("--index", required=True, help="index folder from `identify build`")
@@ -127,9 +129,12 @@ def add_index_query_parser(commands: Subcommands) -> None:
     query.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
                        help="hits reported per query, which also vote (default %(default)s)")
     query.add_argument("--align", type=int, default=DEFAULT_ALIGN, metavar="N",
-                       help=f"align each query to its N nearest references by embedding and call by percent identity "
-                       f"(default {DEFAULT_ALIGN}); 0: no alignment, calls from the index's calibrated similarity "
-                       "thresholds (or none)")
+                       help=f"align each query in full to the N best-scoring of its --candidates and call by percent "
+                       f"identity (default {DEFAULT_ALIGN}); 0: no alignment, calls from the index's calibrated "
+                       "similarity thresholds (or none)")
+    query.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES, metavar="M",
+                       help=f"nearest references by embedding screened per query by local alignment score (default "
+                       f"{DEFAULT_CANDIDATES}); at most --align: only those aligned are screened")
     query.add_argument("--thresholds", default=DEFAULT_IDENTITY_THRESHOLDS, metavar="S,G,F,O",
                        help=f"percent identity for a species, genus, family, order call (default "
                        f"{DEFAULT_IDENTITY_THRESHOLDS}; BOLDigger's are 97,95,90,85)")
@@ -284,15 +289,16 @@ def run_identify(args: argparse.Namespace) -> dict:
         return {"index": args.output, **index.info}
     result = identify_file(
         args.index, args.input, args.output, model_dir=args.model, kmer=args.kmer, nprobe=args.nprobe,
-        split=args.split, top_k=args.top_k, align=args.align, thresholds=args.thresholds,
-        table_format=args.table_format, settings=settings,
+        split=args.split, top_k=args.top_k, align=args.align, candidates=args.candidates,
+        thresholds=args.thresholds, table_format=args.table_format, settings=settings,
     )
     counts = result["call_level"].value_counts()
     rules = result["call_rule"]
     summary: dict = {
         "output": args.output, "format": output_format(args.output, args.table_format),
         "hits": str(hits_path(args.output)) if args.align else None, "num_queries": len(result),
-        "align": args.align, "call_levels": {level: int(counts.get(level, 0)) for level in CALL_LEVELS},
+        "align": args.align, "candidates": args.candidates if args.align else 0,
+        "call_levels": {level: int(counts.get(level, 0)) for level in CALL_LEVELS},
         "no_call_share": round(float((result["call_level"] == "none").mean()), 4),
         "uncalibrated": bool((rules == UNCALIBRATED).all()),
     }

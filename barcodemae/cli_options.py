@@ -11,10 +11,13 @@ DEFAULT_KMER = 5
 """``identify build --kmer`` without a value: on dev ``val_unseen`` (genus of species absent from the ``train``
 references, top-1) 5-mer profiles name 69.5% right, 4-mers 66.8%, 6-mers 69.7% at four times 5-mers' 4 KiB per
 reference (docs/results.md)."""
-DEFAULT_ALIGN = 50
-"""References aligned per query by ``identify query`` (``--align``): on dev ``val_unseen`` the smallest ``N`` whose
-top-hit genus accuracy is within 1.5 points of ``N = 100``'s for 4-mer and model retrieval alike (docs/results.md,
-"Retrieve then align")."""
+DEFAULT_ALIGN = 20
+"""References aligned in full per query by ``identify query`` (``--align``): the best-scoring of the screened
+candidates, whose identities the call and the hits table report (docs/results.md, "Screen, then align")."""
+DEFAULT_CANDIDATES = 500
+"""Nearest references by embedding that ``identify query`` screens by local alignment score per query
+(``--candidates``): on dev ``val_unseen`` the best-scoring reference, which names an unseen species' genus best, lies
+beyond the 50 nearest for many queries (docs/results.md, "Screen, then align")."""
 DEFAULT_IDENTITY_THRESHOLDS = "98,95,90,85"
 """Percent identity for a species, genus, family and order call (``--thresholds``): BOLDigger's defaults (97, 95, 90,
 85) with the species threshold at 98, chosen on dev ``val`` / ``val_unseen`` (docs/results.md, "Calls on test and
@@ -27,4 +30,5 @@ TABLE_FORMATS = ("csv", "tsv", "blast6")
 """``identify query --format``: comma- or tab-separated, or BLAST's 12-column tabular ``-outfmt 6``."""
 
 
-__all__ = ["DEFAULT_ALIGN", "DEFAULT_IDENTITY_THRESHOLDS", "DEFAULT_KMER", "DEFAULT_TOP_K", "TABLE_FORMATS"]
+__all__ = ["DEFAULT_ALIGN", "DEFAULT_CANDIDATES", "DEFAULT_IDENTITY_THRESHOLDS", "DEFAULT_KMER", "DEFAULT_TOP_K",
+           "TABLE_FORMATS"]

@@ -12,9 +12,10 @@ them). Queries are embedded by the same embedder and
 matched by an exact top-k search that never holds the reference set in memory twice, or by the IVF index
 (:mod:`barcodemae.index_search`).
 
-With ``align=N`` (``identify query --align N``, the default) each query is then aligned to its ``N`` nearest
-references (:mod:`barcodemae.alignment`), the hits are ranked by percent identity and the call (species, genus,
-family, order or none) follows the field's identity thresholds (:mod:`barcodemae.identity_calls`). With
+With ``align=N`` (``identify query --align N``, the default) each query's ``candidates`` nearest references are
+screened by a fast local alignment score, the ``N`` best-scoring are aligned in full (:mod:`barcodemae.alignment`),
+the hits are ranked by local score (as BLAST ranks by bit score) and the call (species, genus, family, order or
+none) follows the field's identity thresholds on the top hit (:mod:`barcodemae.identity_calls`). With
 ``align=0`` the hits are the ``top_k`` nearest by cosine similarity, and an index built with calibration queries
 calls species, genus or nothing from the similarity (:mod:`barcodemae.call_levels`); without calibration nothing is
 called. Either way the ``top_k`` best hits also vote, per rank (genus, species, BIN), for the label most frequent
@@ -37,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from barcodemae.alignment import align_shortlist
+from barcodemae.alignment import align_shortlist, local_scores
 from barcodemae.call_levels import (
     CALL_LEVELS,
     UNCALIBRATED,
@@ -47,7 +48,7 @@ from barcodemae.call_levels import (
     fit_call_thresholds,
 )
 from barcodemae.checksums import CHECKSUMS, VERIFIED, file_fingerprint, verify_checksums, write_checksums
-from barcodemae.cli_options import DEFAULT_ALIGN, DEFAULT_IDENTITY_THRESHOLDS, DEFAULT_TOP_K
+from barcodemae.cli_options import DEFAULT_ALIGN, DEFAULT_CANDIDATES, DEFAULT_IDENTITY_THRESHOLDS, DEFAULT_TOP_K
 from barcodemae.embed_files import (
     MANIFEST,
     METADATA_COLUMNS,
@@ -267,19 +268,22 @@ class Identification:
 
 def identify(
     index: ReferenceIndex, query_embeddings: np.ndarray, query_ids: list[str], top_k: int = DEFAULT_TOP_K, *,
-    query_sequences: list[str] | None = None, align: int = 0, thresholds: IdentityThresholds | None = None,
+    query_sequences: list[str] | None = None, align: int = 0, candidates: int = 0,
+    thresholds: IdentityThresholds | None = None,
 ) -> Identification:
     """Call every query from its nearest references (:mod:`barcodemae.identify_tables` names the columns).
 
-    ``align > 0``: ``query_sequences`` are aligned to their ``align`` nearest references and called by percent
-    identity (``thresholds``, :data:`~barcodemae.cli_options.DEFAULT_IDENTITY_THRESHOLDS` when ``None``). ``align ==
+    ``align > 0``: each of ``query_sequences`` is scored by local alignment against its ``max(align, candidates)``
+    nearest references, aligned in full to the ``align`` best-scoring, and called by percent identity
+    (``thresholds``, :data:`~barcodemae.cli_options.DEFAULT_IDENTITY_THRESHOLDS` when ``None``). ``align ==
     0``: the ``top_k`` nearest by cosine are the hits, called by the index's calibrated similarity thresholds, or
     not at all (``call_rule`` ``uncalibrated``); the table then also lists each neighbour
     (``neighbor<j>_processid``, ``_similarity``, ``_<rank>``).
     """
     check_finite(query_embeddings, query_ids, holder="the query embeddings hold")
     check_alignable(index, align, "the index")
-    neighbours, similarities = index.search(query_embeddings, top_k=max(top_k, align))
+    screened = max(align, candidates) if align else 0
+    neighbours, similarities = index.search(query_embeddings, top_k=max(top_k, screened))
     ids = np.asarray(query_ids, dtype=object)
     reference_ids = np.asarray(index.references.column("processid").to_pylist(), dtype=object)
     labels = {rank: _codes(index.references.column(rank))
@@ -291,11 +295,15 @@ def identify(
 
     extra: dict[str, np.ndarray] = {}
     if align:
-        shortlist = neighbours[:, :align]
         import torch  # only for the thread count torch was given; the k-mer path needs no other torch here
 
-        aligned = align_shortlist(query_sequences, shortlist, index.sequences, threads=torch.get_num_threads())
-        found = rank_hits(shortlist, similarities[:, :align], aligned)
+        threads = torch.get_num_threads()
+        scores = local_scores(query_sequences, neighbours[:, :screened], index.sequences, threads=threads)
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :align]  # ties keep the embedding's order
+        shortlist = np.take_along_axis(neighbours[:, :screened], best, axis=1)
+        aligned = align_shortlist(query_sequences, shortlist, index.sequences, threads=threads)
+        found = rank_hits(shortlist, np.take_along_axis(similarities[:, :screened], best, axis=1), aligned,
+                          np.take_along_axis(scores, best, axis=1))
         calls = identity_calls(found, names(found.reference),
                                thresholds or IdentityThresholds.parse(DEFAULT_IDENTITY_THRESHOLDS))
         shown = found.head(top_k)
@@ -513,6 +521,7 @@ def identify_file(
     split: str = "all",
     top_k: int = DEFAULT_TOP_K,
     align: int = DEFAULT_ALIGN,
+    candidates: int = DEFAULT_CANDIDATES,
     thresholds: str = DEFAULT_IDENTITY_THRESHOLDS,
     table_format: str | None = None,
     settings: EmbeddingSettings = DEFAULT_EMBEDDING,
@@ -522,7 +531,7 @@ def identify_file(
     The queries are embedded by the index's own embedder: its model (``model_dir`` overrides the stored path, e.g.
     after moving the files; it must be the same model) or its k-mer profiles (``kmer``, optional, must be the
     index's k; a model is refused). ``nprobe``: cells scanned per query by an index built with ``ivf=True``.
-    ``split`` picks BIOSCAN-5M split(s) of a CSV. ``align``,
+    ``split`` picks BIOSCAN-5M split(s) of a CSV. ``align``, ``candidates``,
     ``thresholds`` (``"98,95,90,85"``: percent identity of a species, genus, family, order call) and ``top_k``: see
     :func:`identify`. ``table_format`` (``csv``, ``tsv``, ``blast6``; default from ``output``'s suffix) applies to
     the query table and the hits table written beside it (:func:`~barcodemae.identify_tables.hits_path`). Known
@@ -533,6 +542,9 @@ def identify_file(
         raise ValueError(f"top_k must be >= 1 (the neighbours that vote), got {top_k}")
     if align < 0:
         raise ValueError(f"--align must be >= 0 (references aligned per query; 0: no alignment), got {align}")
+    if candidates < 0:
+        raise ValueError(f"--candidates must be >= 0 (references screened per query; at most --align: screen only "
+                         f"those aligned), got {candidates}")
     identity_thresholds = IdentityThresholds.parse(thresholds)
     table_format = output_format(output, table_format)
     if table_format == "blast6" and not align:
@@ -557,7 +569,7 @@ def identify_file(
     barcodes = table.column("dna_barcode").to_pylist()
     queries = index.postprocessor.transform(embedder.embed(barcodes, progress=settings.progress))
     found = identify(index, queries, table.column("processid").to_pylist(), top_k=top_k, query_sequences=barcodes,
-                     align=align, thresholds=identity_thresholds)
+                     align=align, candidates=candidates, thresholds=identity_thresholds)
     result = found.table
     after_top_hit = 1 + max(i for i, name in enumerate(result.columns) if name.startswith("top_"))
     for rank in reversed(labelled_ranks(table, HIT_RANKS)):

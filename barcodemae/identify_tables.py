@@ -9,8 +9,9 @@ The query table (``--output``, one row per query, in input order): ``query_id``,
 neighbours' votes). The hits table (``<output stem>.hits.<ext>``, written with alignment): the best ``top_k`` hits
 of every query, best first, with their alignment statistics (coordinates 1-based and inclusive, as BLAST's) and
 taxonomy. ``blast6``: the 12 columns of BLAST's ``-outfmt 6``, without a header; ``evalue`` is ``NA`` (an
-alignment to a shortlist has no database-wide E-value) and ``bitscore`` holds the raw alignment score (match 2,
-mismatch -4, gap ``20 + 2 (L - 1)``), which orders hits the same way but is not a BLAST bit score.
+alignment to a shortlist has no database-wide E-value) and ``bitscore`` holds the raw local alignment score the
+hits are ranked by (megablast's scoring doubled: match 2, mismatch -4, 5 a gap base), which orders hits as
+megablast's bit score does but is not one.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def hit_frame(query_ids: np.ndarray, hits: RankedHits, reference_ids: np.ndarray
             "query_end": statistics.query_end,
             "hit_start": statistics.reference_start + 1,
             "hit_end": statistics.reference_end,
-            "score": statistics.score,
+            "score": hits.local_score.ravel(),
         })
     frame["similarity"] = hits.similarity.ravel()
     frame.update({rank: names[rank].ravel() for rank in HIT_RANKS if rank in names})

@@ -1,9 +1,12 @@
-"""Aligned hits ranked by percent identity, and calls in the field's terms: species, genus, family, order or none.
+"""Aligned hits ranked as BLAST ranks them, and calls in the field's terms: species, genus, family, order or none.
 
 Why: biologists name a specimen from its best alignment's percent identity with thresholds they know (BOLDigger's
 defaults: 97% species, 95% genus, 90% family, 85% order), not from an embedding's cosine. ``identify --align N``
-aligns each query to its ``N`` nearest references by embedding (:mod:`barcodemae.alignment`); here the hits are
-ranked (identity, then embedding similarity) and the call is made.
+aligns each query in full to the ``N`` of its embedding neighbours with the best local alignment score
+(:mod:`barcodemae.alignment`); here the hits are ranked (local score, as BLAST's bit score orders hits, then
+identity, then embedding similarity) and the call is made from the top hit's identity. Ranking by local score
+rather than identity names the genus of a species absent from the library more often (docs/results.md, "Screen,
+then align").
 
 Only hits whose alignment covers at least :data:`MIN_QUERY_COVERAGE` percent of the query support a call: free end
 gaps let two unrelated barcodes overlap by a few bases at 100% identity, which says nothing. They rank after the
@@ -86,6 +89,8 @@ class RankedHits:
     """``(n, h)`` embedding cosine similarity of each hit."""
     alignment: AlignmentStatistics | None
     """Flattened ``(n * h,)``: hit ``j`` of query ``i`` is pair ``i * h + j``; ``None``: hits by embedding only."""
+    local_score: np.ndarray | None = None
+    """``(n, h)`` local alignment score (:func:`barcodemae.alignment.local_scores`); ``None`` without alignment."""
 
     @property
     def identity(self) -> np.ndarray:
@@ -103,23 +108,25 @@ class RankedHits:
         count = min(count, h)
         flat = (np.arange(n)[:, None] * h + np.arange(count)).ravel()
         return RankedHits(self.reference[:, :count], self.similarity[:, :count],
-                          None if self.alignment is None else self.alignment.take(flat))
+                          None if self.alignment is None else self.alignment.take(flat),
+                          None if self.local_score is None else self.local_score[:, :count])
 
 
-def rank_hits(shortlist: np.ndarray, similarity: np.ndarray, alignment: AlignmentStatistics) -> RankedHits:
-    """Order each query's shortlist ``(n, h)``: hits covering the query first, then by identity, then embedding
-    similarity, then shortlist position.
+def rank_hits(shortlist: np.ndarray, similarity: np.ndarray, alignment: AlignmentStatistics,
+              local_score: np.ndarray) -> RankedHits:
+    """Order each query's shortlist ``(n, h)``: hits covering the query first, then by local alignment score, then
+    identity, then embedding similarity, then shortlist position.
 
     ``alignment`` holds the pairs flattened row by row (``(n * h,)``, as
-    :func:`barcodemae.alignment.align_shortlist` returns them).
+    :func:`barcodemae.alignment.align_shortlist` returns them); ``local_score`` ``(n, h)``.
     """
     n, h = shortlist.shape
-    unranked = RankedHits(shortlist, similarity, alignment)
-    order = np.lexsort((np.broadcast_to(np.arange(h), (n, h)), -similarity, -unranked.identity, ~unranked.covering),
-                       axis=-1)
+    unranked = RankedHits(shortlist, similarity, alignment, local_score)
+    order = np.lexsort((np.broadcast_to(np.arange(h), (n, h)), -similarity, -unranked.identity, -local_score,
+                        ~unranked.covering), axis=-1)
     flat = (order + np.arange(n)[:, None] * h).ravel()
     return RankedHits(np.take_along_axis(shortlist, order, axis=1), np.take_along_axis(similarity, order, axis=1),
-                      alignment.take(flat))
+                      alignment.take(flat), np.take_along_axis(local_score, order, axis=1))
 
 
 def identity_calls(hits: RankedHits, names: Mapping[str, np.ndarray], thresholds: IdentityThresholds) -> CallColumns:

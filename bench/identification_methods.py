@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from timing import command_memory_method, peak_memory_mib, reset_peak_memory, run_command
 
-from barcodemae.cli_options import DEFAULT_ALIGN, DEFAULT_IDENTITY_THRESHOLDS, DEFAULT_KMER
+from barcodemae.cli_options import DEFAULT_ALIGN, DEFAULT_CANDIDATES, DEFAULT_IDENTITY_THRESHOLDS, DEFAULT_KMER
 from barcodemae.data.fasta_headers import SINTAX_RANKS, parse_header, sintax_taxonomy
 from barcodemae.eval.metrics import nearest_neighbors
 from barcodemae.identify_tables import BLAST6_COLUMNS
@@ -318,7 +318,8 @@ class IdentifyCommand(CommandLineMethod):
     """``barcodemae identify build`` on the SINTAX reference, then ``identify query --top-k 1`` on CPU.
 
     ``calls_from``: ``"top_hit"`` reads the best hit's genus and species (``top_<rank>``: the cosine top hit with
-    ``--align 0``, the best-aligning with ``--align N``, as the alignment programs' rows read their top hit);
+    ``--align 0``, the best by local alignment score with ``--align N``, as the alignment programs' rows read their
+    top hit);
     ``"call"`` reads only what the identity call names (``call_level`` species: both ranks; genus: the genus; family,
     order or none: no call), so the no-call share and the precision are those of the calls a user reads.
     """
@@ -355,12 +356,14 @@ def registered_methods(threads: int, env: Mapping[str, str], seed: int, models: 
                        batch_size: int) -> list[IdentificationMethod]:
     """Every row of the benchmark, in table order (``--methods`` picks by key); a new row is one more entry here.
 
-    The ``identify`` rows: ``--align 0`` (the embedding's cosine top hit), ``--align ALIGN`` (the best-aligning of
-    the ``ALIGN`` nearest: its top hit, and the identity calls of ``--thresholds`` at their default), on each
+    The ``identify`` rows: ``--align 0`` (the embedding's cosine top hit), the default ``--align N --candidates M``
+    (the best of the ``N`` best-scoring of the ``M`` nearest: its top hit, and the identity calls of
+    ``--thresholds`` at their default), on each
     ``--model`` index and on a k-mer index (``identify build --kmer``, no model).
     """
     tools = {"threads": threads, "env": env}
-    aligned = ("--top-k", "1", "--align", str(DEFAULT_ALIGN))
+    aligned = ("--top-k", "1", "--align", str(DEFAULT_ALIGN), "--candidates", str(DEFAULT_CANDIDATES))
+    screen = f"--align {DEFAULT_ALIGN} --candidates {DEFAULT_CANDIDATES}"
     indexes = [*((f"model {model.name}", ("--model", str(model)), f"-{model.name}") for model in models),
                (f"{DEFAULT_KMER}-mer profiles, no model", ("--kmer", str(DEFAULT_KMER)), "-kmer")]
     identify_rows = []
@@ -369,10 +372,10 @@ def registered_methods(threads: int, env: Mapping[str, str], seed: int, models: 
             IdentifyCommand(**tools, key=f"identify{suffix}", label=f"barcodemae identify ({name}) --align 0, top hit",
                             build_options=build, batch_size=batch_size),
             IdentifyCommand(**tools, key=f"identify-align{suffix}", build_options=build, batch_size=batch_size,
-                            label=f"barcodemae identify ({name}) --align {DEFAULT_ALIGN}, top hit",
+                            label=f"barcodemae identify ({name}) {screen}, top hit",
                             query_options=aligned),
             IdentifyCommand(**tools, key=f"identify-calls{suffix}", build_options=build, batch_size=batch_size,
-                            label=f"barcodemae identify ({name}) --align {DEFAULT_ALIGN}, identity calls "
+                            label=f"barcodemae identify ({name}) {screen}, identity calls "
                             f"{DEFAULT_IDENTITY_THRESHOLDS}", query_options=aligned, calls_from="call"),
         ]
     return [

@@ -10,7 +10,17 @@ import pytest
 from semiglobal_reference import align_semiglobal
 
 from barcodemae import alignment
-from barcodemae.alignment import GAP_EXTEND, GAP_OPEN, MATCH, MISMATCH, align_pairs, align_shortlist
+from barcodemae.alignment import (
+    GAP_EXTEND,
+    GAP_OPEN,
+    LOCAL_GAP,
+    MATCH,
+    MISMATCH,
+    align_pairs,
+    align_shortlist,
+    local_scores,
+    substitution_scores,
+)
 
 STATISTICS = ("score", "matches", "mismatches", "gap_opens", "aligned_length", "query_start", "query_end",
               "reference_start", "reference_end")
@@ -131,3 +141,41 @@ def test_a_shortlist_comes_back_row_by_row(monkeypatch):
         align_shortlist(queries, shortlist[:1], references)
     with pytest.raises(ValueError, match="2 queries but 1 references"):
         align_pairs(queries, queries[:1])
+
+
+def smith_waterman(query: str, reference: str) -> int:
+    """The best local score with a linear gap of LOCAL_GAP a base, cell by cell (the plain definition)."""
+    scores = substitution_scores()
+    previous = [0] * (len(reference) + 1)
+    best = 0
+    for letter in query.encode():
+        current = [0]
+        for j, other in enumerate(reference.encode(), start=1):
+            current.append(max(0, previous[j - 1] + int(scores[letter, other]), previous[j] - LOCAL_GAP,
+                               current[j - 1] - LOCAL_GAP))
+        best = max(best, *current)
+        previous = current
+    return best
+
+
+def test_local_scores_keep_the_best_matching_stretch_and_equal_the_plain_definition(monkeypatch):
+    rng = np.random.default_rng(7)
+    core = barcode(rng, 90)
+    references = [barcode(rng, 30) + core + barcode(rng, 30), core[:60], substitute(core, [45]),
+                  core[:40] + core[41:], barcode(rng, 90), core[:45] + "N" + core[46:]]
+    stored = np.array(references, dtype=bytes)
+    queries = [barcode(rng, 25) + core + barcode(rng, 25), core]
+    candidates = np.array([[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]])
+    scores = local_scores(queries, candidates, stored, threads=2)
+    assert scores.shape == (2, 6) and scores.dtype == np.int32
+    # divergent flanks cost nothing: the shared 90 bases score at least as if alone (a flank base may match)
+    assert scores[1, 5] == 90 * MATCH and scores[0, 0] >= 90 * MATCH
+    assert scores[1, 4] == 60 * MATCH  # a reference covering part of the query: that part
+    assert scores[1, 0] == 89 * MATCH  # an ambiguity code scores 0, never a mismatch
+    for i, query in enumerate(queries):
+        assert scores[i].tolist() == [smith_waterman(query, references[j]) for j in candidates[i]], i
+    monkeypatch.setattr(alignment, "PAIRS_PER_BLOCK", 1)  # one query a task
+    assert local_scores(queries, candidates, stored, threads=1).tolist() == scores.tolist()
+    assert local_scores([], np.zeros((0, 6), np.int64), stored).shape == (0, 6)
+    with pytest.raises(ValueError, match=r"candidates must be \(n_queries=2, m\)"):
+        local_scores(queries, candidates[:1], stored)

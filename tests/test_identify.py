@@ -18,6 +18,7 @@ from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer, alig
 from barcodemae.cli import main
 from barcodemae.cli_options import DEFAULT_IDENTITY_THRESHOLDS
 from barcodemae.identify import ReferenceIndex, identify, majority_vote, save_barcodes
+from barcodemae.identity_calls import MIN_QUERY_COVERAGE
 from conftest import tiny_config_kwargs
 
 
@@ -37,6 +38,27 @@ def test_majority_vote_counts_then_similarity_then_nearest() -> None:
     winner, votes = majority_vote(labels, similarities)
     assert winner.tolist() == [1, 3, -1, 6]
     assert votes.tolist() == [2, 1, 0, 3]
+
+
+def test_candidates_are_screened_by_local_score_and_only_the_best_aligned() -> None:
+    """The reference that aligns best is found among the ``candidates`` nearest even when the embedding ranks it
+    last; only the ``align`` best-scoring are aligned and reported, ranked by local score."""
+    rng = np.random.default_rng(8)
+    query = "".join(rng.choice(list("ACGT"), 200))
+    unrelated = ["".join(rng.choice(list("ACGT"), 200)) for _ in range(3)]
+    near = query[:100] + "".join(rng.choice(list("ACGT"), 100))  # half the query: a shorter local alignment
+    sequences = np.array([*unrelated, near, query], dtype=bytes)  # the exact match last by embedding
+    embeddings = np.eye(5, dtype=np.float32)
+    table = pa.table({"processid": ["u1", "u2", "u3", "half", "exact"], "genus": ["U", "U", "U", "H", "E"]})
+    index = ReferenceIndex(embeddings, table, {}, sequences=sequences)
+    by_embedding = np.array([[0.5, 0.4, 0.3, 0.2, 0.1]], np.float32)  # u1 nearest, exact farthest
+    screened = identify(index, by_embedding, ["q"], top_k=2, query_sequences=[query], align=2, candidates=5)
+    assert screened.hits["hit_id"].tolist() == ["exact", "half"]
+    exact, half = screened.hits["score"].tolist()
+    assert exact == 200 * alignment.MATCH and 100 * alignment.MATCH <= half < exact
+    assert screened.table.loc[0, ["top_identity", "call_level", "called_taxon"]].tolist() == [100, "genus", "E"]
+    nearest_only = identify(index, by_embedding, ["q"], top_k=2, query_sequences=[query], align=2, candidates=0)
+    assert set(nearest_only.hits["hit_id"]) == {"u1", "u2"}  # --candidates at most --align: the nearest, aligned
 
 
 def test_blocked_search_equals_brute_force(monkeypatch) -> None:
@@ -303,9 +325,11 @@ def test_the_query_table_starts_with_the_call_and_the_hits_go_beside_it(fixture_
     in_order = fixture.loc[fixture["split"].isin(["test", "test_unseen"]), "processid"]
     assert table["query_id"].tolist() == in_order.tolist()
     assert summary["hits"] == str(tmp_path / "ids.hits.csv") and str(tmp_path / "ids.hits.csv") in captured.err
-    # three hits per query, best first; the first is the query table's top hit
+    # three hits per query, best first (covering the query, then by local score); the first is the query table's top
     assert len(hits) == 3 * len(table) and hits["hit_rank"].tolist() == [1, 2, 3] * len(table)
-    assert (hits.groupby("query_id", sort=False)["identity"].apply(lambda x: x.is_monotonic_decreasing)).all()
+    order = hits.assign(uncovered=hits["query_coverage"] < MIN_QUERY_COVERAGE, negative_score=-hits["score"])
+    assert order.groupby("query_id", sort=False)[["uncovered", "negative_score"]].apply(
+        lambda x: list(x.itertuples(index=False)) == sorted(x.itertuples(index=False))).all()
     first = hits[hits["hit_rank"] == 1].reset_index(drop=True)
     assert (first["hit_id"] == table["top_hit_id"]).all() and (first["identity"] == table["top_identity"]).all()
     assert ((hits["query_end"] - hits["query_start"] + 1) <= hits["aligned_length"]).all()

@@ -87,22 +87,26 @@ def test_unnamed_ranks_move_the_call_up_and_unnamed_hits_do_not_disagree():
 def test_a_hit_that_covers_too_little_of_the_query_supports_no_call():
     identity, coverage = [[100.0, 96.0], [100.0, 60.0]], [[4.0, 90.0], [3.0, 2.0]]
     species = [["Aus bus", "Cus dus"], ["Aus bus", "Cus dus"]]
-    found = rank_hits(np.array([[0, 1], [2, 3]]), np.zeros((2, 2)), statistics(identity, coverage))
-    assert found.reference.tolist() == [[1, 0], [2, 3]]  # the covering hit first, whatever its identity
+    found = rank_hits(np.array([[0, 1], [2, 3]]), np.zeros((2, 2)), statistics(identity, coverage),
+                      np.array([[900, 100], [900, 100]]))
+    assert found.reference.tolist() == [[1, 0], [2, 3]]  # the covering hit first, whatever its identity or score
     made = identity_calls(found, taxonomy([["Cus dus", "Aus bus"], species[1]]), DEFAULT)
     assert list(zip(made.level, made.taxon, made.rule)) == [("genus", "Cus", "identity>=95"),
                                                            ("none", None, "query_coverage<50")]
 
 
-def test_hits_rank_by_identity_then_similarity_then_shortlist_position():
-    identity = [[95.0, 99.0, 99.0, 99.0]]
-    similarity = np.array([[0.9, 0.5, 0.7, 0.7]])
-    found = rank_hits(np.array([[10, 11, 12, 13]]), similarity, statistics(identity))
-    assert found.reference.tolist() == [[12, 13, 11, 10]]
-    assert found.similarity.tolist() == [[0.7, 0.7, 0.5, 0.9]]
-    assert found.identity.tolist() == [[99.0, 99.0, 99.0, 95.0]]
+def test_hits_rank_by_local_score_then_identity_then_similarity_then_shortlist_position():
+    identity = [[95.0, 99.0, 99.0, 99.0, 98.0]]
+    similarity = np.array([[0.9, 0.5, 0.7, 0.7, 0.1]])
+    score = np.array([[800, 700, 700, 700, 700]])  # a longer local alignment at lower identity outscores the rest
+    found = rank_hits(np.array([[10, 11, 12, 13, 14]]), similarity, statistics(identity), score)
+    assert found.reference.tolist() == [[10, 12, 13, 11, 14]]
+    assert found.similarity.tolist() == [[0.9, 0.7, 0.7, 0.5, 0.1]]
+    assert found.identity.tolist() == [[95.0, 99.0, 99.0, 99.0, 98.0]]
+    assert found.local_score.tolist() == [[800, 700, 700, 700, 700]]
     head = found.head(2)
-    assert head.reference.tolist() == [[12, 13]] and head.identity.tolist() == [[99.0, 99.0]]
+    assert head.reference.tolist() == [[10, 12]] and head.identity.tolist() == [[95.0, 99.0]]
+    assert head.local_score.tolist() == [[800, 700]]
 
 
 def test_configurable_thresholds_and_bad_ones_are_refused_in_one_line():

@@ -1,0 +1,138 @@
+"""How deep `identify query` should screen and how many hits it should align: the (--candidates, --align) sweep.
+
+    python research/screen_sweep.py --query-split val_unseen --settings 50:0,20:200,20:500,20:1000,10:500,50:500
+
+``identify`` scores each query's ``--candidates M`` nearest references by local alignment
+(:func:`barcodemae.alignment.local_scores`), aligns the ``--align N`` best-scoring in full and calls from the top
+hit. This runs :func:`barcodemae.identify.identify` itself, on an in-memory index of the ``--reference-split``
+barcodes (``train``) embedded once (5-mer frequencies, or ``--model``'s pooled embedding; unit rows, as
+``identify build`` stores them), for ``--queries``
+random barcodes of the ``--query-split`` (all of them by default), once per ``N:M`` of ``--settings`` (``M = 0``:
+no screen, the ``N`` nearest aligned as they are). Per setting: the top hit's genus and species accuracy, the
+share and precision of each call level (``--thresholds``) and the seconds ``identify`` took per query (embedding
+excluded: it does not depend on the setting; say whether the machine was busy).
+
+Choose the defaults on ``val`` / ``val_unseen`` only, never on ``test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from barcodemae.call_levels import CALL_LEVELS
+from barcodemae.cli_options import DEFAULT_IDENTITY_THRESHOLDS
+from barcodemae.data import load_bioscan5m
+from barcodemae.identify import ReferenceIndex, identify
+from barcodemae.identity_calls import IDENTITY_RANKS, IdentityThresholds
+from barcodemae.index_search import unit_rows
+from barcodemae.inference import KmerFrequencyEmbedder, embed_barcodes, load_encoder
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bold_coi" / "dev.csv.gz"
+COLUMNS = ["processid", "dna_barcode", *IDENTITY_RANKS]
+
+
+def embed(model: Path | None, kmer: int, barcodes: list[str]) -> np.ndarray:
+    """``(n, d)`` embeddings of ``barcodes``: ``kmer``-mer frequencies, or ``model``'s pooled embedding."""
+    if model is None:
+        return KmerFrequencyEmbedder(k=kmer)(barcodes)
+    encoder, tokenizer = load_encoder(model)
+    return embed_barcodes(encoder, tokenizer, barcodes, progress=False)
+
+
+def parse_settings(text: str) -> list[tuple[int, int]]:
+    """``"20:500,50:0"`` -> ``[(align, candidates), ...]``."""
+    settings = []
+    for part in text.split(","):
+        align, _, candidates = part.partition(":")
+        settings.append((int(align), int(candidates or 0)))
+    return settings
+
+
+def measure(data: Path, *, model: Path | None, kmer: int, query_split: str, reference_split: str,
+            queries: int | None, settings: list[tuple[int, int]], thresholds: str, seed: int) -> dict[str, Any]:
+    references = load_bioscan5m(data, reference_split).select_columns(COLUMNS).to_pandas()
+    pool = load_bioscan5m(data, query_split).select_columns(COLUMNS).to_pandas()
+    if queries is not None and queries < len(pool):
+        chosen = np.sort(np.random.default_rng(seed).choice(len(pool), size=queries, replace=False))
+        pool = pool.iloc[chosen].reset_index(drop=True)
+    barcodes = pool["dna_barcode"].tolist()
+    index = ReferenceIndex(unit_rows(embed(model, kmer, references["dna_barcode"].tolist())),
+                           pa.Table.from_pandas(references.drop(columns="dna_barcode"), preserve_index=False), {},
+                           sequences=np.array(references["dna_barcode"].tolist(), dtype=bytes))
+    vectors = embed(model, kmer, barcodes)
+    truth = {rank: pool[rank].to_numpy(dtype=object) for rank in IDENTITY_RANKS}
+    rows = []
+    for align, candidates in settings:
+        started = time.perf_counter()
+        found = identify(index, vectors, pool["processid"].tolist(), query_sequences=barcodes, align=align,
+                         candidates=candidates, thresholds=IdentityThresholds.parse(thresholds)).table
+        seconds = time.perf_counter() - started
+        row: dict[str, Any] = {
+            "align": align, "candidates": candidates,
+            "top_hit_genus_accuracy": round(float(np.mean(found["top_genus"].to_numpy() == truth["genus"])), 4),
+            "top_hit_species_accuracy": round(float(np.mean(found["top_species"].to_numpy() == truth["species"])), 4),
+            "seconds_per_query": round(seconds / len(pool), 5),
+        }
+        for level in CALL_LEVELS:
+            called = (found["call_level"] == level).to_numpy()
+            row[f"{level}_call_share"] = round(float(called.mean()), 4)
+            if level != "none":
+                right = found["called_taxon"].to_numpy()[called] == truth[level][called]
+                row[f"{level}_call_precision"] = round(float(right.mean()), 4) if called.any() else None
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return {"data": str(data), "embedding": str(model) if model else f"{kmer}-mer frequencies",
+            "query_split": query_split, "reference_split": reference_split, "queries": len(pool),
+            "references": len(references), "thresholds": thresholds, "rows": rows}
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The rows as the table of docs/results.md."""
+    header = ("| `--align` | `--candidates` | top-hit genus | top-hit species | species calls | right | genus calls | "
+              "right | no call | ms/query |")
+    lines = [header, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in report["rows"]:
+        shown = [percent(row[key]) for key in ("top_hit_genus_accuracy", "top_hit_species_accuracy",
+                                               "species_call_share", "species_call_precision", "genus_call_share",
+                                               "genus_call_precision", "none_call_share")]
+        lines.append(f"| {row['align']} | {row['candidates'] or '–'} | {' | '.join(shown)} | "
+                     f"{1000 * row['seconds_per_query']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BIOSCAN-5M format CSV")
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default: k-mer frequencies)")
+    parser.add_argument("--kmer", type=int, default=5, help="k of the k-mer frequencies without --model")
+    parser.add_argument("--query-split", default="val_unseen")
+    parser.add_argument("--reference-split", default="train")
+    parser.add_argument("--queries", type=int, default=None, help="random queries of the split (default: all)")
+    parser.add_argument("--settings", default="50:0,20:200,20:500,20:1000", help="N:M pairs (--align:--candidates)")
+    parser.add_argument("--thresholds", default=DEFAULT_IDENTITY_THRESHOLDS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=None, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    report = measure(args.data, model=args.model, kmer=args.kmer, query_split=args.query_split,
+                     reference_split=args.reference_split, queries=args.queries,
+                     settings=parse_settings(args.settings), thresholds=args.thresholds, seed=args.seed)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
