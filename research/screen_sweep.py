@@ -128,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
                      reference_split=args.reference_split, queries=args.queries,
                      settings=parse_settings(args.settings), thresholds=args.thresholds, seed=args.seed)
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(markdown(report))
     return 0

@@ -297,3 +297,27 @@ def test_shortlist_recall_grows_with_the_shortlist_and_is_whole_at_full_depth(fi
         shares = [row[f"{level}_call_share"] for level in ("species", "genus", "family", "order", "none")]
         assert sum(shares) == pytest.approx(1.0, abs=1e-3)
     assert report["rows"][0]["top_hit_genus_accuracy"] == report["embedding_top1_genus_accuracy"]  # N = 1
+
+
+
+def test_screen_sweep_screening_the_whole_library_makes_the_top_hit_independent_of_the_embedding(fixture_csv,
+                                                                                                  capsys):
+    """With ``--candidates`` the whole library (48 references) every query is scored against every reference, so
+    5-mer and 3-mer embeddings (different neighbours) give the same top hits."""
+    from screen_sweep import main as sweep_main
+    from screen_sweep import measure, parse_settings
+
+    assert parse_settings("20:500,50") == [(20, 500), (50, 0)]
+    reports = [measure(fixture_csv, model=None, kmer=kmer, query_split="val_unseen", reference_split="train",
+                       queries=None, settings=parse_settings(settings), thresholds="98,95,90,85", seed=0)
+               for kmer, settings in ((5, "2:0,4:48"), (3, "4:48"))]
+    nearest_only, whole_5mer = reports[0]["rows"]
+    (whole_3mer,) = reports[1]["rows"]
+    assert (whole_5mer["align"], whole_5mer["candidates"], reports[0]["references"]) == (4, 48, 48)
+    for key in ("top_hit_genus_accuracy", "top_hit_species_accuracy", "species_call_share", "genus_call_share"):
+        assert whole_5mer[key] == whole_3mer[key], key
+    for row in (nearest_only, whole_5mer, whole_3mer):
+        shares = [row[f"{level}_call_share"] for level in ("species", "genus", "family", "order", "none")]
+        assert sum(shares) == pytest.approx(1.0, abs=1e-3)
+    assert sweep_main(["--data", str(fixture_csv), "--settings", "2:0"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("| 2 | – |")
