@@ -321,3 +321,14 @@ def test_screen_sweep_screening_the_whole_library_makes_the_top_hit_independent_
         assert sum(shares) == pytest.approx(1.0, abs=1e-3)
     assert sweep_main(["--data", str(fixture_csv), "--settings", "2:0"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("| 2 | – |")
+
+
+def test_bench_screen_kernels_agree_with_local_scores(fixture_csv, capsys):
+    """Every screening kernel the bench times computes the score `identify` screens by."""
+    from bench_screen import main as screen_main
+
+    report = screen_main(["--data", str(fixture_csv), "--queries", "3", "--candidates", "10", "--repeats", "1"])
+    capsys.readouterr()
+    kernels = {row["kernel"] for row in report["rows"]}
+    assert {"local_scores (parasail sw_striped_profile_16)", "parasail sw_scan_profile_16"} <= kernels
+    assert all(row["score_equal_share"] == 1.0 and row["pairs"] == 30 for row in report["rows"])
