@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from barcodemae.alignment import align_shortlist
+from barcodemae.alignment import align_shortlist, local_scores
 from barcodemae.call_levels import CALL_LEVELS
 from barcodemae.cli_options import DEFAULT_IDENTITY_THRESHOLDS
 from barcodemae.data import load_bioscan5m
@@ -64,16 +64,18 @@ def measure(data: Path, *, model: Path | None, query_split: str, reference_split
     started = time.perf_counter()
     statistics = align_shortlist(query_table["dna_barcode"].tolist(), nearest, sequences, threads=threads)
     align_seconds = time.perf_counter() - started
-    best = rank_hits(nearest, similarity, statistics)
-    best_identity = np.where(best.covering[:, 0], best.identity[:, 0], -1.0)
+    scores = local_scores(query_table["dna_barcode"].tolist(), nearest, sequences, threads=threads)
+    best = rank_hits(nearest, similarity, statistics, scores)
+    best_identity = np.where(best.covering, best.identity, -1.0).max(axis=1)  # the highest, whatever its rank
     deepest = np.argmax(nearest == best.reference[:, :1], axis=1)  # the best hit's position in the shortlist
     taxa = {rank: references[rank].to_numpy(dtype=object) for rank in IDENTITY_RANKS}
     truth = {rank: query_table[rank].to_numpy(dtype=object) for rank in IDENTITY_RANKS}
     rows = []
     for count in shortlists:
-        nearest_first = RankedHits(nearest, similarity, statistics).head(count)  # the shortlist `--align count` aligns
-        found = rank_hits(nearest_first.reference, nearest_first.similarity, nearest_first.alignment)
-        identity = np.where(found.covering[:, 0], found.identity[:, 0], -1.0)
+        nearest_first = RankedHits(nearest, similarity, statistics, scores).head(count)  # --align count, no screen
+        found = rank_hits(nearest_first.reference, nearest_first.similarity, nearest_first.alignment,
+                          nearest_first.local_score)
+        identity = np.where(found.covering, found.identity, -1.0).max(axis=1)
         calls = identity_calls(found, {rank: names[found.reference] for rank, names in taxa.items()},
                                IdentityThresholds.parse(thresholds))
         row: dict[str, Any] = {
