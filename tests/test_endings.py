@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from test_docs_links import anchors
 
+from barcodemae.cli_options import DEFAULT_ALIGN
 from barcodemae.endings import (
     REAL_DATA_RECIPE,
     Ending,
@@ -176,7 +177,7 @@ def test_the_barcodemae_command_endings(tmp_path):
                               "call_levels": {"species": 0, "genus": 0, "family": 0, "order": 0, "none": 2},
                               "no_call_share": 1.0, "uncalibrated": True}, input_path="q.fasta")
     assert shown_paths(unaligned) == [tmp_path / "ids.csv"]
-    assert "no query got a call" in unaligned.notes[0] and "--align 50" in unaligned.notes[0]
+    assert "no query got a call" in unaligned.notes[0] and f"--align {DEFAULT_ALIGN}" in unaligned.notes[0]
 
     checked = qc_ending({"output": str(tmp_path / "ids.csv"), "model": None, "num_records": 9, "clean": 5,
                          "has_errors": 3, "rejected": 1}, input_path="reads.fasta")
