@@ -1,9 +1,10 @@
 """Semi-global pairwise alignment of barcodes, and the statistics biologists read: percent identity and its parts.
 
 Why: identification in the field is read in *percent identity* (BOLD, BLAST, VSEARCH; 97-98% for a species), which
-an embedding's cosine similarity is not. ``barcodemae identify --align N`` therefore aligns each query to its ``N``
-nearest references by embedding; this module does the aligning, for any list of query / reference pairs, wherever
-the shortlist came from.
+an embedding's cosine similarity is not. ``barcodemae identify`` therefore scores each query against its
+``--candidates`` nearest references by embedding with a fast local alignment (:func:`local_scores`) and aligns the
+``--align N`` best in full; this module does both, for any query / reference pairs, wherever the shortlist came
+from.
 
 The aligner is parasail's SIMD Needleman-Wunsch with free end gaps, prefix-scan vectorised (``sg_trace_scan_16``):
 measured in ``bench/bench_aligners.py`` against parasail's striped and diagonal kernels, pyopal and edlib on real
