@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from functools import partial
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
@@ -144,16 +145,33 @@ THREADED = {"parasail sg_trace_scan_16 (align_pairs)"}
 """Candidates that also run with ``--threads`` (pyopal's threads are its own; the rest are single calls)."""
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def pair_bench_parser(description: str, queries: int) -> argparse.ArgumentParser:
+    """The options every pairwise-kernel bench takes (this one and ``bench_screen.py``): ``--data``, ``--queries``
+    (default ``queries``), ``--threads``, ``--repeats``, ``--seed``, ``--output``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--shortlist", type=int, default=20, help="references aligned per query")
-    parser.add_argument("--exact-pairs", type=int, default=400, help="pairs also aligned by the numpy reference")
+    parser.add_argument("--queries", type=int, default=queries)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="runs per aligner; the median time is reported")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per kernel; the median time is reported")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None)
+    return parser
+
+
+def median_run(run: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """The median wall-clock seconds of ``repeats`` calls of ``run``, and the last call's answer."""
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run()
+        timings.append(time.perf_counter() - start)
+    return float(np.median(timings)), result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = pair_bench_parser(__doc__.splitlines()[0], queries=200)
+    parser.add_argument("--shortlist", type=int, default=20, help="references aligned per query")
+    parser.add_argument("--exact-pairs", type=int, default=400, help="pairs also aligned by the numpy reference")
     args = parser.parse_args(argv)
     queries, references = shortlist_pairs(args.data, args.queries, args.shortlist, args.seed)
     checked = np.random.default_rng(args.seed).choice(len(queries), size=min(args.exact_pairs, len(queries)),
@@ -164,12 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for name, run in CANDIDATES.items():
         for threads in sorted({1, args.threads} if name in THREADED or name.startswith("pyopal") else {1}):
-            timings = []
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                result = run(queries, references, threads)
-                timings.append(time.perf_counter() - start)
-            seconds = float(np.median(timings))
+            seconds, result = median_run(partial(run, queries, references, threads), args.repeats)
             rows.append({
                 "aligner": name, "threads": threads, "pairs": len(queries), "seconds": round(seconds, 3),
                 "pairs_per_s": round(len(queries) / seconds, 1),

@@ -20,15 +20,13 @@ Each row gives pairs/s, queries/s (``--candidates`` pairs a query) and the share
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import time
 from collections.abc import Callable
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 import parasail
-from bench_aligners import DEFAULT_DATA, shortlist_pairs
+from bench_aligners import median_run, pair_bench_parser, shortlist_pairs
 from timing import emit_report
 
 from barcodemae.alignment import LOCAL_GAP, local_scores, parasail_matrix, substitution_scores
@@ -91,14 +89,8 @@ THREADED = {"local_scores (parasail sw_striped_profile_16)", "pyopal sw score"}
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--queries", type=int, default=100)
+    parser = pair_bench_parser(__doc__.splitlines()[0], queries=100)
     parser.add_argument("--candidates", type=int, default=500, help="references scored per query")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="runs per kernel; the median time is reported")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     flat_queries, flat_references = shortlist_pairs(args.data, args.queries, args.candidates, args.seed)
     queries = flat_queries[::args.candidates]
@@ -110,12 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
         if name.startswith("pyopal") and importlib.util.find_spec("pyopal") is None:
             continue
         for threads in sorted({1, args.threads} if name in THREADED else {1}):
-            timings = []
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                found = run(queries, candidates, references, threads)
-                timings.append(time.perf_counter() - start)
-            seconds = float(np.median(timings))
+            seconds, found = median_run(partial(run, queries, candidates, references, threads), args.repeats)
             rows.append({"kernel": name, "threads": threads, "pairs": int(candidates.size),
                          "seconds": round(seconds, 3), "pairs_per_s": round(candidates.size / seconds, 1),
                          "queries_per_s": round(len(queries) / seconds, 2),
