@@ -25,10 +25,11 @@ strings are turned into statistics by array operations over all pairs at once (n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
 import parasail
@@ -53,6 +54,9 @@ of ``h`` hits, at least one). What a block holds grows with its pairs, not with 
 CIGARs, the statistics' temporary arrays (int64, several per CIGAR operation) and the aligner's heap. Blocks of
 1,024 queries, 51,200 pairs at ``--align 50``, added 1.2 GiB to a query's peak memory; this one adds 0.15 GiB, in
 the same CPU time (docs/results.md, "Identification at scale")."""
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # BAM CIGAR operation codes, as parasail encodes them (``length << 4 | code``)
 _QUERY_BASE_GAP, _REFERENCE_BASE_GAP, _SAME, _DIFFERENT = 1, 2, 7, 8
@@ -132,6 +136,15 @@ def _cigars(pairs: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, np.ndarray]
     return out
 
 
+def _in_threads(work: Callable[[T], R], tasks: Sequence[T], threads: int) -> list[R]:
+    """``[work(task) for task in tasks]``, in order, run by ``threads`` threads when there is more than one task
+    (parasail's calls release the GIL)."""
+    if threads > 1 and len(tasks) > 1:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(pool.map(work, tasks))
+    return [work(task) for task in tasks]
+
+
 def align_pairs(queries: Sequence[str | bytes], references: Sequence[str | bytes],
                 threads: int = 1) -> AlignmentStatistics:
     """Align ``queries[i]`` to ``references[i]`` for every ``i`` (cleaned barcodes, IUPAC letters).
@@ -144,11 +157,7 @@ def align_pairs(queries: Sequence[str | bytes], references: Sequence[str | bytes
     pairs = [(q if isinstance(q, bytes) else q.encode("ascii"), r if isinstance(r, bytes) else r.encode("ascii"))
              for q, r in zip(queries, references)]
     chunks = [pairs[start:start + PAIRS_PER_TASK] for start in range(0, len(pairs), PAIRS_PER_TASK)]
-    if threads > 1 and len(chunks) > 1:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            aligned = [item for chunk in pool.map(_cigars, chunks) for item in chunk]
-    else:
-        aligned = [item for chunk in chunks for item in _cigars(chunk)]
+    aligned = [item for chunk in _in_threads(_cigars, chunks, threads) for item in chunk]
     lengths = np.array([[len(q), len(r)] for q, r in pairs], np.int64).reshape(-1, 2)
     return cigar_statistics(np.array([score for score, _ in aligned], np.int64), [codes for _, codes in aligned],
                             lengths[:, 0], lengths[:, 1])
@@ -205,11 +214,7 @@ def local_scores(query_sequences: Sequence[str], candidates: np.ndarray, referen
     per_task = max(1, PAIRS_PER_BLOCK // max(1, candidates.shape[1]))
     starts = range(0, len(queries), per_task)
     tasks = [(queries[start:start + per_task], candidates[start:start + per_task]) for start in starts]
-    if threads > 1 and len(tasks) > 1:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            parts = list(pool.map(lambda task: _local_score_rows(*task, reference_sequences), tasks))
-    else:
-        parts = [_local_score_rows(*task, reference_sequences) for task in tasks]
+    parts = _in_threads(lambda task: _local_score_rows(*task, reference_sequences), tasks, threads)
     return np.concatenate(parts) if parts else np.zeros(candidates.shape, np.int32)
 
 
