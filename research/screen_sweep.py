@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from shortlist_recall import COLUMNS, DEFAULT_DATA, embed, percent
 
 from barcodemae.call_levels import CALL_LEVELS
 from barcodemae.cli_options import DEFAULT_IDENTITY_THRESHOLDS
@@ -32,18 +33,6 @@ from barcodemae.data import load_bioscan5m
 from barcodemae.identify import ReferenceIndex, identify
 from barcodemae.identity_calls import IDENTITY_RANKS, IdentityThresholds
 from barcodemae.index_search import unit_rows
-from barcodemae.inference import KmerFrequencyEmbedder, embed_barcodes, load_encoder
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bold_coi" / "dev.csv.gz"
-COLUMNS = ["processid", "dna_barcode", *IDENTITY_RANKS]
-
-
-def embed(model: Path | None, kmer: int, barcodes: list[str]) -> np.ndarray:
-    """``(n, d)`` embeddings of ``barcodes``: ``kmer``-mer frequencies, or ``model``'s pooled embedding."""
-    if model is None:
-        return KmerFrequencyEmbedder(k=kmer)(barcodes)
-    encoder, tokenizer = load_encoder(model)
-    return embed_barcodes(encoder, tokenizer, barcodes, progress=False)
 
 
 def parse_settings(text: str) -> list[tuple[int, int]]:
@@ -63,10 +52,10 @@ def measure(data: Path, *, model: Path | None, kmer: int, query_split: str, refe
         chosen = np.sort(np.random.default_rng(seed).choice(len(pool), size=queries, replace=False))
         pool = pool.iloc[chosen].reset_index(drop=True)
     barcodes = pool["dna_barcode"].tolist()
-    index = ReferenceIndex(unit_rows(embed(model, kmer, references["dna_barcode"].tolist())),
+    index = ReferenceIndex(unit_rows(embed(model, references["dna_barcode"].tolist(), kmer)),
                            pa.Table.from_pandas(references.drop(columns="dna_barcode"), preserve_index=False), {},
                            sequences=np.array(references["dna_barcode"].tolist(), dtype=bytes))
-    vectors = embed(model, kmer, barcodes)
+    vectors = embed(model, barcodes, kmer)
     truth = {rank: pool[rank].to_numpy(dtype=object) for rank in IDENTITY_RANKS}
     rows = []
     for align, candidates in settings:
@@ -91,10 +80,6 @@ def measure(data: Path, *, model: Path | None, kmer: int, query_split: str, refe
     return {"data": str(data), "embedding": str(model) if model else f"{kmer}-mer frequencies",
             "query_split": query_split, "reference_split": reference_split, "queries": len(pool),
             "references": len(references), "thresholds": thresholds, "rows": rows}
-
-
-def percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
 
 
 def markdown(report: dict[str, Any]) -> str:

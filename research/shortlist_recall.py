@@ -41,10 +41,10 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bold_c
 COLUMNS = ["processid", "dna_barcode", *IDENTITY_RANKS]
 
 
-def embed(model: Path | None, barcodes: list[str]) -> np.ndarray:
-    """``(n, d)`` embeddings of ``barcodes``: 4-mer frequencies, or ``model``'s pooled embedding."""
+def embed(model: Path | None, barcodes: list[str], kmer: int = 4) -> np.ndarray:
+    """``(n, d)`` embeddings of ``barcodes``: ``kmer``-mer frequencies, or ``model``'s pooled embedding."""
     if model is None:
-        return KmerFrequencyEmbedder(k=4)(barcodes)
+        return KmerFrequencyEmbedder(k=kmer)(barcodes)
     encoder, tokenizer = load_encoder(model)
     return embed_barcodes(encoder, tokenizer, barcodes, progress=False)
 
