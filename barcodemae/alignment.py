@@ -136,7 +136,7 @@ def _cigars(pairs: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, np.ndarray]
     return out
 
 
-def _in_threads(work: Callable[[T], R], tasks: Sequence[T], threads: int) -> list[R]:
+def in_threads(work: Callable[[T], R], tasks: Sequence[T], threads: int) -> list[R]:
     """``[work(task) for task in tasks]``, in order, run by ``threads`` threads when there is more than one task
     (parasail's calls release the GIL)."""
     if threads > 1 and len(tasks) > 1:
@@ -157,7 +157,7 @@ def align_pairs(queries: Sequence[str | bytes], references: Sequence[str | bytes
     pairs = [(q if isinstance(q, bytes) else q.encode("ascii"), r if isinstance(r, bytes) else r.encode("ascii"))
              for q, r in zip(queries, references)]
     chunks = [pairs[start:start + PAIRS_PER_TASK] for start in range(0, len(pairs), PAIRS_PER_TASK)]
-    aligned = [item for chunk in _in_threads(_cigars, chunks, threads) for item in chunk]
+    aligned = [item for chunk in in_threads(_cigars, chunks, threads) for item in chunk]
     lengths = np.array([[len(q), len(r)] for q, r in pairs], np.int64).reshape(-1, 2)
     return cigar_statistics(np.array([score for score, _ in aligned], np.int64), [codes for _, codes in aligned],
                             lengths[:, 0], lengths[:, 1])
@@ -214,7 +214,7 @@ def local_scores(query_sequences: Sequence[str], candidates: np.ndarray, referen
     per_task = max(1, PAIRS_PER_BLOCK // max(1, candidates.shape[1]))
     starts = range(0, len(queries), per_task)
     tasks = [(queries[start:start + per_task], candidates[start:start + per_task]) for start in starts]
-    parts = _in_threads(lambda task: _local_score_rows(*task, reference_sequences), tasks, threads)
+    parts = in_threads(lambda task: _local_score_rows(*task, reference_sequences), tasks, threads)
     return np.concatenate(parts) if parts else np.zeros(candidates.shape, np.int32)
 
 
