@@ -115,8 +115,9 @@ def add_index_query_parser(commands: Subcommands) -> None:
     """``barcodemae identify query``: retrieve, align and call each query."""
     query = commands.add_parser(
         "query", help="name specimens: nearest references by embedding, aligned, called by percent identity",
-        description="Each query's --candidates M nearest references by embedding are screened by local alignment "
-        "score, the --align N best aligned in full, and the query called species / genus / family / order / none "
+        description="Each query's --candidates M nearest references by embedding are screened by their best "
+        "ungapped stretch on the pair's diagonal, the --align N best scored by local alignment (the hits' order, as "
+        "BLAST's bit score) and aligned in full, and the query called species / genus / family / order / none "
         "from the best hit's percent identity (--thresholds); the output's first "
         "columns are the call and the rule that made it (docs/identification.md).",
     )
@@ -129,12 +130,12 @@ def add_index_query_parser(commands: Subcommands) -> None:
     query.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
                        help="hits reported per query, which also vote (default %(default)s)")
     query.add_argument("--align", type=int, default=DEFAULT_ALIGN, metavar="N",
-                       help=f"align each query in full to the N best-scoring of its --candidates and call by percent "
+                       help=f"align each query in full to the N best-screened of its --candidates and call by percent "
                        f"identity (default {DEFAULT_ALIGN}); 0: no alignment, calls from the index's calibrated "
                        "similarity thresholds (or none)")
     query.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES, metavar="M",
-                       help=f"nearest references by embedding screened per query by local alignment score (default "
-                       f"{DEFAULT_CANDIDATES}); at most --align: only those aligned are screened")
+                       help=f"nearest references by embedding screened per query (default {DEFAULT_CANDIDATES}); at "
+                       "most --align: only those aligned are screened")
     query.add_argument("--thresholds", default=DEFAULT_IDENTITY_THRESHOLDS, metavar="S,G,F,O",
                        help=f"percent identity for a species, genus, family, order call (default "
                        f"{DEFAULT_IDENTITY_THRESHOLDS}; BOLDigger's are 97,95,90,85)")

@@ -12,12 +12,13 @@ DEFAULT_KMER = 5
 references, top-1) 5-mer profiles name 69.5% right, 4-mers 66.8%, 6-mers 69.7% at four times 5-mers' 4 KiB per
 reference (docs/results.md)."""
 DEFAULT_ALIGN = 20
-"""References aligned in full per query by ``identify query`` (``--align``): the best-scoring of the screened
+"""References aligned in full per query by ``identify query`` (``--align``): the best-screened of the
 candidates, whose identities the call and the hits table report (docs/results.md, "Screen, then align")."""
-DEFAULT_CANDIDATES = 500
-"""Nearest references by embedding that ``identify query`` screens by local alignment score per query
-(``--candidates``): on dev ``val_unseen`` the best-scoring reference, which names an unseen species' genus best, lies
-beyond the 50 nearest for many queries (docs/results.md, "Screen, then align")."""
+DEFAULT_CANDIDATES = 1000
+"""Nearest references by embedding that ``identify query`` screens per query (``--candidates``; the diagonal screen
+of :mod:`barcodemae.diagonal_screen`): the reference that names an unseen species' genus best often lies far down
+the embedding's ranking. On dev ``val_unseen`` 1,000 named more genera than 500, and 2,000 no more, over the queries'
+species (docs/results.md, "The diagonal screen")."""
 DEFAULT_IDENTITY_THRESHOLDS = "98,95,90,85"
 """Percent identity for a species, genus, family and order call (``--thresholds``): BOLDigger's defaults (97, 95, 90,
 85) with the species threshold at 98, chosen on dev ``val`` / ``val_unseen`` (docs/results.md, "Calls on test and

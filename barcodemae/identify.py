@@ -3,24 +3,26 @@
 A reference library (e.g. the labelled BIOSCAN/BOLD records of a region) is embedded *once* with
 :func:`build_reference_index`, by a pretrained model or as k-mer frequency profiles (no model;
 :mod:`barcodemae.index_embedders`), and saved as unit-norm float32 vectors (``embeddings.npy``, memory-mapped at query
-time), their taxonomy (``references.parquet``), ``index.json`` (embedder, counts, cleaning report), the optional
-post-processing fitted on the references (``postprocess.safetensors``: centring or whitening, applied to queries),
-the cleaned barcodes themselves (``sequences.npy``, fixed-width bytes, memory-mapped: alignment reads only the rows
-it needs) and the optional approximate-search index (``ivf.faiss``), all covered by ``checksums.json``; a load
-hashes only the files changed since they were last verified (:data:`~barcodemae.checksums.VERIFIED`, written beside
-them). Queries are embedded by the same embedder and
-matched by an exact top-k search that never holds the reference set in memory twice, or by the IVF index
+time), their taxonomy (``references.parquet``), ``index.json`` (embedder, counts, cleaning report), the optional post-
+processing fitted on the references (``postprocess.safetensors``: centring or whitening, applied to queries), the
+cleaned barcodes themselves (``sequences.npy``, fixed-width bytes, memory-mapped: alignment reads only the rows it
+needs), each barcode's place on the library's anchor barcode (``anchor_shifts.npy``, for the diagonal screen of
+:mod:`barcodemae.diagonal_screen`; the anchor itself is in ``index.json``) and the optional approximate-search index
+(``ivf.faiss``), all covered by ``checksums.json``; a load hashes only the files changed since they were last verified
+(:data:`~barcodemae.checksums.VERIFIED`, written beside them). Queries are embedded by the same embedder and matched
+by an exact top-k search that never holds the reference set in memory twice, or by the IVF index
 (:mod:`barcodemae.index_search`).
 
 With ``align=N`` (``identify query --align N``, the default) each query's ``candidates`` nearest references are
-screened by a fast local alignment score, the ``N`` best-scoring are aligned in full (:mod:`barcodemae.alignment`),
-the hits are ranked by local score (as BLAST ranks by bit score) and the call (species, genus, family, order or
-none) follows the field's identity thresholds on the top hit (:mod:`barcodemae.identity_calls`). With
-``align=0`` the hits are the ``top_k`` nearest by cosine similarity, and an index built with calibration queries
-calls species, genus or nothing from the similarity (:mod:`barcodemae.call_levels`); without calibration nothing is
-called. Either way the ``top_k`` best hits also vote, per rank (genus, species, BIN), for the label most frequent
-among those that have one (ties: larger summed similarity, or identity, then the better hit); the votes are
-reported as ``vote_<rank>`` beside the call, not as the call. The tables: :mod:`barcodemae.identify_tables`.
+screened by their best ungapped segment on the pair's diagonal (:mod:`barcodemae.diagonal_screen`), the ``N`` best-
+screened are scored by local alignment and aligned in full (:mod:`barcodemae.alignment`), the hits are ranked by local
+score (as BLAST ranks by bit score) and the call (species, genus, family, order or none) follows the field's identity
+thresholds on the top hit (:mod:`barcodemae.identity_calls`). With ``align=0`` the hits are the ``top_k`` nearest by
+cosine similarity, and an index built with calibration queries calls species, genus or nothing from the similarity
+(:mod:`barcodemae.call_levels`); without calibration nothing is called. Either way the ``top_k`` best hits also vote,
+per rank (genus, species, BIN), for the label most frequent among those that have one (ties: larger summed similarity,
+or identity, then the better hit); the votes are reported as ``vote_<rank>`` beside the call, not as the call. The
+tables: :mod:`barcodemae.identify_tables`.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from barcodemae.call_levels import (
 )
 from barcodemae.checksums import CHECKSUMS, VERIFIED, file_fingerprint, verify_checksums, write_checksums
 from barcodemae.cli_options import DEFAULT_ALIGN, DEFAULT_CANDIDATES, DEFAULT_IDENTITY_THRESHOLDS, DEFAULT_TOP_K
+from barcodemae.diagonal_screen import anchor_shifts, choose_anchor, diagonal_scores
 from barcodemae.embed_files import (
     MANIFEST,
     METADATA_COLUMNS,
@@ -96,10 +99,11 @@ INDEX_INFO = "index.json"
 EMBEDDINGS = "embeddings.npy"
 REFERENCES = "references.parquet"
 SEQUENCES = "sequences.npy"
+ANCHOR_SHIFTS = "anchor_shifts.npy"
 CLEANING_REPORT = "cleaning_report.json"
 PARTS = "parts"
-INDEX_FILES = (INDEX_INFO, EMBEDDINGS, REFERENCES, SEQUENCES, CLEANING_REPORT, POSTPROCESS_FILE, IVF_FILE, CHECKSUMS,
-               VERIFIED)
+INDEX_FILES = (INDEX_INFO, EMBEDDINGS, REFERENCES, SEQUENCES, ANCHOR_SHIFTS, CLEANING_REPORT, POSTPROCESS_FILE,
+               IVF_FILE, CHECKSUMS, VERIFIED)
 """Every file a build writes (and ``parts/``, its work folder, removed once the index is complete)."""
 
 
@@ -134,6 +138,27 @@ class ReferenceIndex:
     sequences: np.ndarray | None = None
     """``(n_references,)`` cleaned barcodes as fixed-width bytes (memory-mapped); ``None`` for an index built
     before alignment, which can only be queried with ``align=0``."""
+    shifts: np.ndarray | None = None
+    """``(n_references,)`` each barcode's shift on :attr:`anchor` (:func:`~barcodemae.diagonal_screen.anchor_shifts`);
+    ``None`` until :meth:`screen_shifts` computes them for an index built without them."""
+
+    @property
+    def anchor(self) -> str:
+        """The barcode the screen places every other on (``index.json``'s ``screen_anchor``; chosen from the
+        references, :func:`~barcodemae.diagonal_screen.choose_anchor`, for an index built without one)."""
+        if "screen_anchor" not in self.info:
+            self.info["screen_anchor"] = choose_anchor(pa.array(self.sequences.astype(str)))
+        return self.info["screen_anchor"]
+
+    def screen_shifts(self, threads: int = 1) -> np.ndarray:
+        """:attr:`shifts`, computed once (and a warning) for an index built before the diagonal screen stored
+        them: rebuilding stores them, so that no query run pays for placing every reference."""
+        if self.shifts is None:
+            logger.warning("the index holds no %s (built before the diagonal screen): placing its %d references on "
+                           "the anchor for this run; rebuild the index to store them", ANCHOR_SHIFTS,
+                           len(self.sequences))
+            self.shifts = anchor_shifts(self.sequences, self.anchor, threads)
+        return self.shifts
 
     @classmethod
     def load(cls, folder: str | Path, nprobe: int | None = None) -> ReferenceIndex:
@@ -177,13 +202,18 @@ class ReferenceIndex:
             if sequences.dtype.kind != "S" or sequences.shape != (len(references),):
                 raise ValueError(f"{folder / SEQUENCES}: expected {len(references)} barcodes as bytes, got "
                                  f"{sequences.dtype} {sequences.shape}; rebuild the index")
-        if "ivf_lists" not in info:
-            if nprobe is not None:
-                raise ValueError(f"{folder}: --nprobe applies to an index built with --ivf; this one is searched "
-                                 "exactly")
-            return cls(embeddings, references, info, postprocessor, sequences=sequences)
-        ivf = IvfSearch.load(folder / IVF_FILE, len(embeddings), IVF_NPROBE if nprobe is None else nprobe)
-        return cls(embeddings, references, info, postprocessor, ivf=ivf, sequences=sequences)
+        shifts = None
+        if sequences is not None and (folder / ANCHOR_SHIFTS).is_file():
+            shifts = np.load(folder / ANCHOR_SHIFTS, allow_pickle=False)
+            if shifts.dtype.kind != "i" or shifts.shape != (len(references),) or "screen_anchor" not in info:
+                raise ValueError(f"{folder / ANCHOR_SHIFTS}: expected {len(references)} integer shifts and an "
+                                 f"anchor in {INDEX_INFO}, got {shifts.dtype} {shifts.shape}; rebuild the index")
+        ivf = None
+        if "ivf_lists" in info:
+            ivf = IvfSearch.load(folder / IVF_FILE, len(embeddings), IVF_NPROBE if nprobe is None else nprobe)
+        elif nprobe is not None:
+            raise ValueError(f"{folder}: --nprobe applies to an index built with --ivf; this one is searched exactly")
+        return cls(embeddings, references, info, postprocessor, ivf=ivf, sequences=sequences, shifts=shifts)
 
     @property
     def call_thresholds(self) -> CallThresholds | None:
@@ -209,6 +239,13 @@ def check_alignable(index: ReferenceIndex, align: int, where: str | Path) -> Non
     if align and index.sequences is None:
         raise ValueError(f"{where}: built before alignment, it holds no reference barcodes ({SEQUENCES}) to align "
                          "to; rebuild it with `barcodemae identify build`, or query with --align 0")
+
+
+def _alignment_threads() -> int:
+    """Threads the aligners use: torch's thread count, the one setting a user gives every part of a run."""
+    import torch  # only for the thread count; the k-mer path needs no other torch here
+
+    return torch.get_num_threads()
 
 
 def majority_vote(labels: np.ndarray, similarities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -273,8 +310,9 @@ def identify(
 ) -> Identification:
     """Call every query from its nearest references (:mod:`barcodemae.identify_tables` names the columns).
 
-    ``align > 0``: each of ``query_sequences`` is scored by local alignment against its ``max(align, candidates)``
-    nearest references, aligned in full to the ``align`` best-scoring, and called by percent identity
+    ``align > 0``: each of ``query_sequences`` is screened against its ``max(align, candidates)`` nearest
+    references by diagonal score (:mod:`~barcodemae.diagonal_screen`); the ``align`` best are scored by local
+    alignment, aligned in full and ranked by local score, and the query called by percent identity
     (``thresholds``, :data:`~barcodemae.cli_options.DEFAULT_IDENTITY_THRESHOLDS` when ``None``). ``align ==
     0``: the ``top_k`` nearest by cosine are the hits, called by the index's calibrated similarity thresholds, or
     not at all (``call_rule`` ``uncalibrated``); the table then also lists each neighbour
@@ -295,15 +333,16 @@ def identify(
 
     extra: dict[str, np.ndarray] = {}
     if align:
-        import torch  # only for the thread count torch was given; the k-mer path needs no other torch here
-
-        threads = torch.get_num_threads()
-        scores = local_scores(query_sequences, neighbours[:, :screened], index.sequences, threads=threads)
-        best = np.argsort(-scores, axis=1, kind="stable")[:, :align]  # ties keep the embedding's order
-        shortlist = np.take_along_axis(neighbours[:, :screened], best, axis=1)
+        threads = _alignment_threads()
+        pool = neighbours[:, :screened]
+        shifts = anchor_shifts(query_sequences, index.anchor, threads)
+        screen = diagonal_scores(query_sequences, shifts, pool, index.sequences, index.screen_shifts(threads),
+                                 threads=threads)
+        best = np.argsort(-screen, axis=1, kind="stable")[:, :align]  # ties keep the embedding's order
+        shortlist = np.take_along_axis(pool, best, axis=1)
         aligned = align_shortlist(query_sequences, shortlist, index.sequences, threads=threads)
         found = rank_hits(shortlist, np.take_along_axis(similarities[:, :screened], best, axis=1), aligned,
-                          np.take_along_axis(scores, best, axis=1))
+                          local_scores(query_sequences, shortlist, index.sequences, threads=threads))
         calls = identity_calls(found, names(found.reference),
                                thresholds or IdentityThresholds.parse(DEFAULT_IDENTITY_THRESHOLDS))
         shown = found.head(top_k)
@@ -408,6 +447,9 @@ def build_reference_index(
     apply_umask(output)  # safetensors writes postprocess.safetensors owner-only; the index is shared like its peers
     pq.write_table(table.select([c for c in METADATA_COLUMNS if c in table.column_names]), output / REFERENCES)
     save_barcodes(table.column("dna_barcode"), output / SEQUENCES)
+    anchor = choose_anchor(table.column("dna_barcode"))
+    np.save(output / ANCHOR_SHIFTS, anchor_shifts(np.load(output / SEQUENCES, mmap_mode="r"), anchor,
+                                                  _alignment_threads()))
     report.save(output / CLEANING_REPORT)
     info = {
         "embedder": embedder.info(),
@@ -418,6 +460,7 @@ def build_reference_index(
         "hidden_size": int(embeddings.shape[1]),
         "similarity": "cosine",
         "postprocess": postprocess,
+        "screen_anchor": anchor,
         **({"ivf_lists": search.lists} if search is not None else {}),
         "checksums": CHECKSUMS,
     }

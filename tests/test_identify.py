@@ -40,13 +40,23 @@ def test_majority_vote_counts_then_similarity_then_nearest() -> None:
     assert votes.tolist() == [2, 1, 0, 3]
 
 
-def test_candidates_are_screened_by_local_score_and_only_the_best_aligned() -> None:
+def mutated(rng: np.random.Generator, sequence: str, share: float) -> str:
+    """``sequence`` with about ``share`` of its bases replaced by another base: a relative, as barcodes are."""
+    letters = list(sequence)
+    for position in np.flatnonzero(rng.random(len(letters)) < share):
+        letters[position] = rng.choice([base for base in "ACGT" if base != letters[position]])
+    return "".join(letters)
+
+
+def test_candidates_are_screened_and_only_the_best_aligned(caplog) -> None:
     """The reference that aligns best is found among the ``candidates`` nearest even when the embedding ranks it
-    last; only the ``align`` best-scoring are aligned and reported, ranked by local score."""
+    last; only the ``align`` best-screened are aligned and reported, ranked by local score. An index without
+    stored anchor shifts (built before the screen) computes them, once, and says so."""
     rng = np.random.default_rng(8)
-    query = "".join(rng.choice(list("ACGT"), 200))
-    unrelated = ["".join(rng.choice(list("ACGT"), 200)) for _ in range(3)]
-    near = query[:100] + "".join(rng.choice(list("ACGT"), 100))  # half the query: a shorter local alignment
+    ancestor = "".join(rng.choice(list("ACGT"), 200))
+    query = mutated(rng, ancestor, 0.05)
+    unrelated = [mutated(rng, ancestor, 0.25) for _ in range(3)]  # distant relatives, as other orders are
+    near = query[:100] + mutated(rng, ancestor[100:], 0.25)  # half the query: a shorter local alignment
     sequences = np.array([*unrelated, near, query], dtype=bytes)  # the exact match last by embedding
     embeddings = np.eye(5, dtype=np.float32)
     table = pa.table({"processid": ["u1", "u2", "u3", "half", "exact"], "genus": ["U", "U", "U", "H", "E"]})
@@ -57,8 +67,11 @@ def test_candidates_are_screened_by_local_score_and_only_the_best_aligned() -> N
     exact, half = screened.hits["score"].tolist()
     assert exact == 200 * alignment.MATCH and 100 * alignment.MATCH <= half < exact
     assert screened.table.loc[0, ["top_identity", "call_level", "called_taxon"]].tolist() == [100, "genus", "E"]
+    assert caplog.text.count("built before the diagonal screen") == 1 and index.shifts.shape == (5,)
+    assert index.info["screen_anchor"] == unrelated[0]  # all of one length and plain: the first
     nearest_only = identify(index, by_embedding, ["q"], top_k=2, query_sequences=[query], align=2, candidates=0)
     assert set(nearest_only.hits["hit_id"]) == {"u1", "u2"}  # --candidates at most --align: the nearest, aligned
+    assert caplog.text.count("built before the diagonal screen") == 1  # placed once
 
 
 def test_blocked_search_equals_brute_force(monkeypatch) -> None:

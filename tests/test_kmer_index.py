@@ -13,6 +13,7 @@ import pytest
 from barcodemae.checksums import VERIFIED, write_checksums
 from barcodemae.cli import main
 from barcodemae.data import load_barcodes
+from barcodemae.diagonal_screen import anchor_shifts
 from barcodemae.inference import KmerFrequencyEmbedder
 from conftest import count_file_hashes, edit_keeping_size_and_mtime, settle
 
@@ -37,6 +38,12 @@ def test_kmer_index_identifies_without_a_model(fixture_csv: Path, tmp_path, caps
     profiles = KmerFrequencyEmbedder(4)(load_barcodes(fixture_csv, split="train")["dna_barcode"])
     np.testing.assert_allclose(np.load(index_dir / "embeddings.npy"),
                                profiles / np.linalg.norm(profiles, axis=1, keepdims=True), atol=1e-6)
+    # the references' places on the anchor, for the diagonal screen: the anchor is one of them, placed at 0
+    barcodes = np.load(index_dir / "sequences.npy")
+    shifts = np.load(index_dir / "anchor_shifts.npy")
+    assert shifts.shape == (48,) and info["screen_anchor"].encode() in barcodes.tolist()
+    assert shifts[barcodes.tolist().index(info["screen_anchor"].encode())] == 0
+    assert shifts.tolist() == anchor_shifts(barcodes, info["screen_anchor"]).tolist()
     fixture = pd.read_csv(fixture_csv)
 
     output = tmp_path / "ids.csv"
