@@ -7,7 +7,8 @@ Prints one JSON object: for each library, the index build (seconds, peak RSS, si
 first query of a copied index (its ``.verified.json`` removed, so every file is hashed), and ``query``, as every
 later one. Each says where its time went (:func:`split_of`): the process's start-up (interpreter and imports), loading
 the index (of which the checksums, the finite check and reading ``ivf.faiss``), loading a model (none for k-mers),
-reading and embedding the queries, the search, the screen (local scores of the candidates), the alignment, writing the
+reading and embedding the queries, the search, the screen (the candidates' diagonal scores), the alignment (local
+scores and full alignments of the best), writing the
 tables and the rest (votes, hit tables).
 ``query`` then times each search on the same query vectors: exact with faiss, exact with torch's blocked products,
 and the IVF index at each ``--nprobe``, with the share of queries whose top-1 and top-k similarities equal the exact
@@ -142,8 +143,8 @@ PHASES: dict[str, tuple[str, ...]] = {
     "read_queries": ("identify.check_input", "identify.load_records"),
     "embed_queries": ("KmerProfileEmbedder.embed", "ModelEmbedder.embed"),
     "search": ("ReferenceIndex.search",),
-    "screen": ("identify.local_scores",),
-    "align": ("identify.align_shortlist",),
+    "screen": ("identify.anchor_shifts", "identify.diagonal_scores"),
+    "align": ("identify.local_scores", "identify.align_shortlist"),
     "write": ("identify.write_identification",),
 }
 """The phases of ``identify_file`` and the functions whose calls are each one's time; ``of_which_*`` are parts of

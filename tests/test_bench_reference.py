@@ -324,11 +324,14 @@ def test_screen_sweep_screening_the_whole_library_makes_the_top_hit_independent_
 
 
 def test_bench_screen_kernels_agree_with_local_scores(fixture_csv, capsys):
-    """Every screening kernel the bench times computes the score `identify` screens by."""
+    """Every Smith-Waterman kernel the bench times computes local_scores' score; the diagonal screen is timed too."""
     from bench_screen import main as screen_main
 
     report = screen_main(["--data", str(fixture_csv), "--queries", "3", "--candidates", "10", "--repeats", "1"])
     capsys.readouterr()
     kernels = {row["kernel"] for row in report["rows"]}
-    assert {"local_scores (parasail sw_striped_profile_16)", "parasail sw_scan_profile_16"} <= kernels
-    assert all(row["score_equal_share"] == 1.0 and row["pairs"] == 30 for row in report["rows"])
+    assert {"local_scores (parasail sw_striped_profile_16)", "parasail sw_scan_profile_16",
+            "diagonal_scores (anchored ungapped segment)"} <= kernels
+    exact = [row for row in report["rows"] if not row["kernel"].startswith("diagonal")]
+    assert all(row["score_equal_share"] == 1.0 and row["best_kept_share"] == 1.0 for row in exact)
+    assert all(row["pairs"] == 30 and 0.0 <= row["best_kept_share"] <= 1.0 for row in report["rows"])
