@@ -147,7 +147,8 @@ class ReferenceIndex:
         """The barcode the screen places every other on (``index.json``'s ``screen_anchor``; chosen from the
         references, :func:`~barcodemae.diagonal_screen.choose_anchor`, for an index built without one)."""
         if "screen_anchor" not in self.info:
-            self.info["screen_anchor"] = choose_anchor(pa.array(self.sequences.astype(str)))
+            barcodes = pa.array(self.sequences.tolist(), pa.binary()).cast(pa.string())  # trailing NULs dropped
+            self.info["screen_anchor"] = choose_anchor(barcodes)
         return self.info["screen_anchor"]
 
     def screen_shifts(self, threads: int = 1) -> np.ndarray:
