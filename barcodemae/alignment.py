@@ -1,10 +1,10 @@
 """Semi-global pairwise alignment of barcodes, and the statistics biologists read: percent identity and its parts.
 
 Why: identification in the field is read in *percent identity* (BOLD, BLAST, VSEARCH; 97-98% for a species), which
-an embedding's cosine similarity is not. ``barcodemae identify`` therefore scores each query against its
-``--candidates`` nearest references by embedding with a fast local alignment (:func:`local_scores`) and aligns the
-``--align N`` best in full; this module does both, for any query / reference pairs, wherever the shortlist came
-from.
+an embedding's cosine similarity is not. ``barcodemae identify`` therefore screens each query's ``--candidates``
+nearest references by embedding (:mod:`barcodemae.diagonal_screen`), then orders the ``--align N`` best by local
+alignment score (:func:`local_scores`) and aligns them in full; this module does the last two, for any query /
+reference pairs, wherever the shortlist came from.
 
 The aligner is parasail's SIMD Needleman-Wunsch with free end gaps, prefix-scan vectorised (``sg_trace_scan_16``):
 measured in ``bench/bench_aligners.py`` against parasail's striped and diagonal kernels, pyopal and edlib on real
@@ -200,13 +200,13 @@ def local_scores(query_sequences: Sequence[str], candidates: np.ndarray, referen
                  threads: int = 1) -> np.ndarray:
     """``(n, m)`` int32 Smith-Waterman score of each of ``n`` queries against each of its ``m`` candidate references.
 
-    Why: the reference that names an unseen species' genus best is often far down an embedding's ranking, and BLAST
-    finds it by *local* alignment score (its bit score), not by identity (docs/results.md, "Screen, then align").
+    Why: the reference that names an unseen species' genus best is the one with the best *local* alignment score,
+    as BLAST ranks by its bit score, not the one with the best identity (docs/results.md, "Screen, then align").
     Score only, no traceback, with one query profile reused for all of a query's candidates (parasail's striped
-    SIMD kernel): several times cheaper a pair than :func:`align_shortlist`, so hundreds of candidates can be
-    screened and only the best aligned in full. Scoring: :func:`substitution_scores` and a linear gap of
-    :data:`LOCAL_GAP` a base. ``candidates`` ``(n, m)`` row numbers into ``reference_sequences`` (only the rows named
-    are read); ``threads`` share the queries.
+    SIMD kernel): several times cheaper a pair than :func:`align_shortlist`, though still several times dearer than
+    the diagonal screen that chooses which candidates it scores. Scoring: :func:`substitution_scores` and a linear
+    gap of :data:`LOCAL_GAP` a base. ``candidates`` ``(n, m)`` row numbers into ``reference_sequences`` (only the
+    rows named are read); ``threads`` share the queries.
     """
     if candidates.ndim != 2 or len(candidates) != len(query_sequences):
         raise ValueError(f"candidates must be (n_queries={len(query_sequences)}, m), got {candidates.shape}")
