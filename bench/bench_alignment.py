@@ -9,10 +9,11 @@ Two tasks on a BIOSCAN-format CSV (default dev), the references being its ``trai
 - ``seen-species``: the species of each ``test`` barcode, whose species is in it.
 
 Rows (``identification_methods.registered_methods``): the 4-mer cosine top hit, ``barcodemae identify`` with each
-``--model``, VSEARCH ``--usearch_global`` with its default heuristics and exhaustive, BLAST+ ``blastn`` as megablast
-and as ``-task blastn``, and SINTAX (``vsearch --sintax``, cutoff 0.8). Every method reads the same cleaned
-barcodes: the references as one FASTA with SINTAX headers (BLAST: ``>processid``), the queries as ``>processid``.
-A program not on ``PATH`` skips its rows with the way to install it; this script installs nothing.
+``--model`` (its identity-calls row reads the same index and query run as its top-hit row, so both show one time),
+VSEARCH ``--usearch_global`` with its default heuristics and exhaustive, BLAST+ ``blastn`` as megablast and as ``-task
+blastn``, and SINTAX (``vsearch --sintax``, cutoff 0.8). Every method reads the same cleaned barcodes: the references
+as one FASTA with SINTAX headers (BLAST: ``>processid``), the queries as ``>processid``. A program not on ``PATH``
+skips its rows with the way to install it; this script installs nothing.
 
 Columns: accuracy (a no call counts as wrong), macro accuracy (the mean over the true taxa of their accuracy), the
 share of no calls, the precision of calls (right among those called), queries/s of the query phase (the query

@@ -313,25 +313,39 @@ CALLED_AT = {"genus": ("species", "genus"), "species": ("species",)}
 """Rank -> the ``call_level`` values of ``identify query`` that name a taxon at that rank."""
 
 
+def read_identify_table(output: Path, calls_from: str = "top_hit") -> pd.DataFrame:
+    """The calls in an ``identify query`` table: ``calls_from="top_hit"`` reads the best hit's genus and species
+    (``top_<rank>``: the cosine top hit with ``--align 0``, the best by local alignment score with ``--align N``, as
+    the alignment programs' rows read their top hit); ``"call"`` reads only what the identity call names
+    (``call_level`` species: both ranks; genus: the genus; family, order or none: no call), so the no-call share and
+    the precision are those of the calls a user reads."""
+    table = pd.read_csv(output, dtype=str, keep_default_na=False, na_values=[""]).set_index("query_id")
+    named = table[[f"top_{rank}" for rank in CALL_RANKS]].set_axis(list(CALL_RANKS), axis=1)
+    if calls_from == "call":
+        for rank in CALL_RANKS:
+            named[rank] = named[rank].where(table["call_level"].isin(CALLED_AT[rank]))
+    return named
+
+
 @dataclass
 class IdentifyCommand(CommandLineMethod):
-    """``barcodemae identify build`` on the SINTAX reference, then ``identify query --top-k 1`` on CPU.
+    """``barcodemae identify build`` on the SINTAX reference, then ``identify query --top-k 1`` on CPU; the top hit.
 
-    ``calls_from``: ``"top_hit"`` reads the best hit's genus and species (``top_<rank>``: the cosine top hit with
-    ``--align 0``, the best by local alignment score with ``--align N``, as the alignment programs' rows read their
-    top hit);
-    ``"call"`` reads only what the identity call names (``call_level`` species: both ranks; genus: the genus; family,
-    order or none: no call), so the no-call share and the precision are those of the calls a user reads.
+    The index and each task's query run once per instance (kept in :attr:`built` / :attr:`answers`), so an
+    :class:`IdentifyCalls` row reads the same run instead of repeating it.
     """
 
     build_options: tuple[str, ...] = ()
     """What the index is made of, e.g. ``--model FOLDER`` or ``--kmer 5``."""
     query_options: tuple[str, ...] = ("--top-k", "1", "--align", "0")
-    calls_from: str = "top_hit"
     batch_size: int = 256
     key: str = "identify"
     label: str = "barcodemae identify, top-1"
     tools: tuple[str, ...] = ("barcodemae",)
+    built: tuple[Path, Phase] | None = field(default=None, init=False, repr=False)
+    """The folder of the index and the build's measurement, once built."""
+    answers: dict[str, tuple[Path, Phase]] = field(default_factory=dict, init=False, repr=False)
+    """Per query set (the ``name`` of :meth:`query`): the query table written and the query's measurement."""
 
     def build_commands(self, library: ReferenceLibrary, folder: Path) -> list[list[str]]:
         return [["barcodemae", "identify", "build", *self.build_options, "--reference", str(library.sintax_fasta),
@@ -344,12 +358,44 @@ class IdentifyCommand(CommandLineMethod):
                 "cpu", "--no-progress"]
 
     def read_calls(self, output: Path, library: ReferenceLibrary) -> pd.DataFrame:
-        table = pd.read_csv(output, dtype=str, keep_default_na=False, na_values=[""]).set_index("query_id")
-        named = table[[f"top_{rank}" for rank in CALL_RANKS]].set_axis(list(CALL_RANKS), axis=1)
-        if self.calls_from == "call":
-            for rank in CALL_RANKS:
-                named[rank] = named[rank].where(table["call_level"].isin(CALLED_AT[rank]))
-        return named
+        return read_identify_table(output)
+
+    def build(self, library: ReferenceLibrary, folder: Path) -> Phase:
+        if self.built is None:
+            self.built = (folder, super().build(library, folder))
+        return self.built[1]
+
+    def answer(self, queries: QuerySet, name: str) -> tuple[Path, Phase]:
+        """The query table of ``queries`` and its measurement: run once (in the index's folder), then remembered."""
+        if name not in self.answers:
+            folder = self.built[0]
+            output = folder / f"{name}.out"
+            self.answers[name] = output, self.run([self.query_command(queries.fasta, folder, output)], folder, name)
+        return self.answers[name]
+
+    def query(self, library: ReferenceLibrary, queries: QuerySet, folder: Path, name: str) -> tuple[pd.DataFrame,
+                                                                                                   Phase]:
+        output, phase = self.answer(queries, name)
+        return self.read_calls(output, library), phase
+
+
+@dataclass
+class IdentifyCalls(IdentificationMethod):
+    """The identity calls (``--thresholds`` at their default) of an :class:`IdentifyCommand` row's run: the same
+    index and query, so the row shows that run's build and query measurements, read with ``calls_from="call"``."""
+
+    run_of: IdentifyCommand = field(repr=False)
+    key: str = "identify-calls"
+    label: str = "barcodemae identify, identity calls"
+    tools: tuple[str, ...] = ("barcodemae",)
+
+    def build(self, library: ReferenceLibrary, folder: Path) -> Phase:
+        return self.run_of.build(library, folder)
+
+    def query(self, library: ReferenceLibrary, queries: QuerySet, folder: Path, name: str) -> tuple[pd.DataFrame,
+                                                                                                   Phase]:
+        output, phase = self.run_of.answer(queries, name)
+        return read_identify_table(output, calls_from="call"), phase
 
 
 def registered_methods(threads: int, env: Mapping[str, str], seed: int, models: Sequence[Path],
@@ -357,8 +403,8 @@ def registered_methods(threads: int, env: Mapping[str, str], seed: int, models: 
     """Every row of the benchmark, in table order (``--methods`` picks by key); a new row is one more entry here.
 
     The ``identify`` rows: ``--align 0`` (the embedding's cosine top hit), the default ``--align N --candidates M``
-    (the best of the ``N`` best-scoring of the ``M`` nearest: its top hit, and the identity calls of
-    ``--thresholds`` at their default), on each
+    (the best of the ``N`` best-screened of the ``M`` nearest: its top hit, and the identity calls of
+    ``--thresholds`` at their default, read from the same run), on each
     ``--model`` index and on a k-mer index (``identify build --kmer``, no model).
     """
     tools = {"threads": threads, "env": env}
@@ -368,15 +414,15 @@ def registered_methods(threads: int, env: Mapping[str, str], seed: int, models: 
                (f"{DEFAULT_KMER}-mer profiles, no model", ("--kmer", str(DEFAULT_KMER)), "-kmer")]
     identify_rows = []
     for name, build, suffix in indexes:
+        aligned_row = IdentifyCommand(**tools, key=f"identify-align{suffix}", build_options=build,
+                                      batch_size=batch_size, label=f"barcodemae identify ({name}) {screen}, top hit",
+                                      query_options=aligned)
         identify_rows += [
             IdentifyCommand(**tools, key=f"identify{suffix}", label=f"barcodemae identify ({name}) --align 0, top hit",
                             build_options=build, batch_size=batch_size),
-            IdentifyCommand(**tools, key=f"identify-align{suffix}", build_options=build, batch_size=batch_size,
-                            label=f"barcodemae identify ({name}) {screen}, top hit",
-                            query_options=aligned),
-            IdentifyCommand(**tools, key=f"identify-calls{suffix}", build_options=build, batch_size=batch_size,
-                            label=f"barcodemae identify ({name}) {screen}, identity calls "
-                            f"{DEFAULT_IDENTITY_THRESHOLDS}", query_options=aligned, calls_from="call"),
+            aligned_row,
+            IdentifyCalls(run_of=aligned_row, key=f"identify-calls{suffix}",
+                          label=f"barcodemae identify ({name}) {screen}, identity calls {DEFAULT_IDENTITY_THRESHOLDS}"),
         ]
     return [
         KmerCosine(4),

@@ -13,11 +13,14 @@ import pandas as pd
 import pytest
 from bench_alignment import draw_queries, load_split, main, score_calls
 from identification_methods import (
+    IdentifyCalls,
     IdentifyCommand,
     KmerCosine,
+    Phase,
     QuerySet,
     ReferenceLibrary,
     read_blast6,
+    read_identify_table,
     read_sintax,
     read_vsearch_userout,
     write_fasta,
@@ -149,9 +152,38 @@ def test_identify_call_rows_name_only_what_the_identity_call_names(tmp_path):
                   "top_species": ["Aedes aegypti", "Culex pipiens", "Anopheles gambiae"]}).to_csv(output, index=False)
     top_hit = IdentifyCommand(threads=1, env={}).read_calls(output, None)
     assert top_hit["genus"].tolist() == ["Aedes", "Culex", "Anopheles"]
-    calls = IdentifyCommand(threads=1, env={}, calls_from="call").read_calls(output, None)
+    calls = read_identify_table(output, calls_from="call")
     assert calls["genus"].tolist()[:2] == ["Aedes", "Culex"] and pd.isna(calls.loc["c", "genus"])
     assert calls.loc["a", "species"] == "Aedes aegypti" and calls.loc[["b", "c"], "species"].isna().all()
+
+
+def test_the_calls_row_reads_the_aligned_rows_run_instead_of_repeating_it(tmp_path, monkeypatch):
+    """One build and one query per task serve both rows, whichever runs first; each row reads it its own way."""
+    runs = []
+
+    def fake_run(self, commands, folder, name):
+        runs.append(name)
+        if name != "build":  # a query: the table identify would write
+            output = Path(commands[0][commands[0].index("--output") + 1])
+            pd.DataFrame({"query_id": ["a"], "call_level": ["family"], "top_genus": ["Aedes"],
+                          "top_species": ["Aedes aegypti"]}).to_csv(output, index=False)
+        return Phase(float(len(runs)), None, "none", ())
+
+    monkeypatch.setattr(IdentifyCommand, "run", fake_run)
+    library = ReferenceLibrary(pd.DataFrame(), tmp_path / "references.fasta", tmp_path / "references.sintax.fasta")
+    queries = QuerySet(pd.DataFrame({"processid": ["a"]}), tmp_path / "queries.fasta")
+    aligned = IdentifyCommand(threads=1, env={}, key="identify-align")
+    calls_row = IdentifyCalls(run_of=aligned)
+    found = {}
+    for method in (calls_row, aligned):  # the calls row first: it has the aligned row build and query
+        folder = tmp_path / method.key
+        folder.mkdir()
+        built = method.build(library, folder)
+        found[method.key] = (built, *method.query(library, queries, folder, "unseen-genus"))
+    assert runs == ["build", "unseen-genus"]
+    assert found["identify-calls"][0] == found["identify-align"][0] and found["identify-calls"][2].seconds == 2.0
+    assert found["identify-align"][1].loc["a", "genus"] == "Aedes"  # the top hit
+    assert pd.isna(found["identify-calls"][1].loc["a", "genus"])  # a family call names no genus
 
 
 def test_every_index_gets_a_cosine_an_aligned_and_a_calls_row():
