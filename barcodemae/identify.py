@@ -51,7 +51,7 @@ from barcodemae.call_levels import (
 )
 from barcodemae.checksums import CHECKSUMS, VERIFIED, file_fingerprint, verify_checksums, write_checksums
 from barcodemae.cli_options import DEFAULT_ALIGN, DEFAULT_CANDIDATES, DEFAULT_IDENTITY_THRESHOLDS, DEFAULT_TOP_K
-from barcodemae.diagonal_screen import anchor_shifts, choose_anchor, diagonal_scores
+from barcodemae.diagonal_screen import anchor_shifts, choose_anchor, diagonal_scores, weak_screens
 from barcodemae.embed_files import (
     MANIFEST,
     METADATA_COLUMNS,
@@ -339,6 +339,12 @@ def identify(
         shifts = anchor_shifts(query_sequences, index.anchor, threads)
         screen = diagonal_scores(query_sequences, shifts, pool, index.sequences, index.screen_shifts(threads),
                                  threads=threads)
+        weak = weak_screens(screen, np.array([len(query) for query in query_sequences]))
+        if weak.any():  # reads with indels: their diagonals rank nothing, so Smith-Waterman screens them
+            logger.info("%d of %d queries screened by Smith-Waterman (their best diagonal is short: reads with "
+                        "indels)", weak.sum(), len(weak))
+            screen[weak] = local_scores([query_sequences[i] for i in np.flatnonzero(weak)], pool[weak],
+                                        index.sequences, threads=threads)
         best = np.argsort(-screen, axis=1, kind="stable")[:, :align]  # ties keep the embedding's order
         shortlist = np.take_along_axis(pool, best, axis=1)
         aligned = align_shortlist(query_sequences, shortlist, index.sequences, threads=threads)

@@ -8,7 +8,7 @@ import pytest
 
 from barcodemae import diagonal_screen
 from barcodemae.alignment import MATCH, MISMATCH
-from barcodemae.diagonal_screen import anchor_shifts, choose_anchor, diagonal_scores
+from barcodemae.diagonal_screen import anchor_shifts, choose_anchor, diagonal_scores, weak_screens
 
 
 def barcode(rng: np.random.Generator, length: int) -> str:
@@ -99,3 +99,22 @@ def test_the_anchor_is_a_median_length_barcode_without_ambiguity_codes():
     assert choose_anchor(pa.array(["NNNN", "ANNA"])) == "NNNN"  # none plain: all barcodes
     with pytest.raises(ValueError, match="no barcodes"):
         choose_anchor(pa.array([], pa.string()))
+
+
+def test_a_read_with_indels_has_a_weak_screen_and_a_clean_one_not():
+    """Indels break the diagonal: the best run of a read with a few percent of them is short against its length."""
+    rng = np.random.default_rng(11)
+    anchor = barcode(rng, 600)
+    stored = np.array([anchor], dtype=bytes)
+    letters = list(anchor)
+    for position in sorted(rng.choice(np.arange(20, 580), 12, replace=False), reverse=True):  # 2% indels
+        if position % 2:
+            del letters[position]
+        else:
+            letters.insert(position, "A")
+    clean, noisy = mutate(rng, anchor, 0.02), "".join(letters)
+    queries = [clean, noisy]
+    scores = diagonal_scores(queries, anchor_shifts(queries, anchor), np.zeros((2, 1), np.int64), stored,
+                             anchor_shifts(stored, anchor))
+    assert weak_screens(scores, np.array([len(clean), len(noisy)])).tolist() == [False, True]
+    assert weak_screens(np.zeros((1, 0), np.int32), np.array([100])).tolist() == [True]  # no candidate: nothing ranked

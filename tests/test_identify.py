@@ -74,6 +74,30 @@ def test_candidates_are_screened_and_only_the_best_aligned(caplog) -> None:
     assert caplog.text.count("built before the diagonal screen") == 1  # placed once
 
 
+def test_a_read_with_indels_is_screened_by_smith_waterman(caplog) -> None:
+    """A read whose indels break every diagonal still finds its source, ranked last by the embedding: its screen is
+    weak, so Smith-Waterman screens its candidates instead."""
+    rng = np.random.default_rng(4)
+    ancestor = "".join(rng.choice(list("ACGT"), 400))
+    source = mutated(rng, ancestor, 0.05)
+    relatives = [mutated(rng, ancestor, 0.2) for _ in range(4)]
+    letters = list(source)
+    for position in sorted(rng.choice(np.arange(10, 390), 16, replace=False), reverse=True):  # 4% indels
+        if position % 2:
+            del letters[position]
+        else:
+            letters.insert(position, "C")
+    read = "".join(letters)
+    sequences = np.array([*relatives, source], dtype=bytes)
+    table = pa.table({"processid": ["r1", "r2", "r3", "r4", "source"], "genus": ["R", "R", "R", "R", "S"]})
+    index = ReferenceIndex(np.eye(5, dtype=np.float32), table, {}, sequences=sequences)
+    by_embedding = np.array([[0.5, 0.4, 0.3, 0.2, 0.1]], np.float32)  # the source last
+    with caplog.at_level("INFO", logger="barcodemae.identify"):
+        found = identify(index, by_embedding, ["read"], top_k=1, query_sequences=[read], align=1, candidates=5)
+    assert found.hits["hit_id"].tolist() == ["source"]
+    assert "1 of 1 queries screened by Smith-Waterman" in caplog.text
+
+
 def test_blocked_search_equals_brute_force(monkeypatch) -> None:
     rng = np.random.default_rng(0)
     references = rng.normal(size=(103, 16)).astype(np.float32)
