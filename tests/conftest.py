@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -130,3 +131,25 @@ def kmer_profile_model(tmp_path_factory) -> Path:
     BarcodeMAEModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def mutate_bases(rng: np.random.Generator, sequence: str, share: float) -> str:
+    """``sequence`` with about ``share`` of its bases replaced by another base: a relative, as barcodes are."""
+    letters = list(sequence)
+    for position in np.flatnonzero(rng.random(len(letters)) < share):
+        letters[position] = rng.choice([base for base in "ACGT" if base != letters[position]])
+    return "".join(letters)
+
+
+def with_indels(rng: np.random.Generator, sequence: str, count: int, margin: int = 10) -> str:
+    """``sequence`` with ``count`` single-base deletions and insertions (about half each) at distinct positions at
+    least ``margin`` bases from either end: a read whose indels move it off its diagonal."""
+    letters = list(sequence)
+    for position in sorted(rng.choice(np.arange(margin, len(sequence) - margin), count, replace=False),
+                           reverse=True):
+        if position % 2:
+            del letters[position]
+        else:
+            letters.insert(position, "A")
+    return "".join(letters)
+

@@ -9,18 +9,11 @@ import pytest
 from barcodemae import diagonal_screen
 from barcodemae.alignment import MATCH, MISMATCH
 from barcodemae.diagonal_screen import anchor_shifts, choose_anchor, diagonal_scores, weak_screens
+from conftest import mutate_bases, with_indels
 
 
 def barcode(rng: np.random.Generator, length: int) -> str:
     return "".join(rng.choice(list("ACGT"), length))
-
-
-def mutate(rng: np.random.Generator, sequence: str, share: float) -> str:
-    """``sequence`` with about ``share`` of its bases replaced by another base."""
-    letters = list(sequence)
-    for position in np.flatnonzero(rng.random(len(letters)) < share):
-        letters[position] = rng.choice([base for base in "ACGT" if base != letters[position]])
-    return "".join(letters)
 
 
 def best_segment_on_diagonal(query: str, reference: str, offset: int) -> int:
@@ -41,11 +34,11 @@ def best_segment_on_diagonal(query: str, reference: str, offset: int) -> int:
 def test_diagonal_scores_equal_the_plain_definition(monkeypatch):
     rng = np.random.default_rng(3)
     core = barcode(rng, 120)
-    references = [core, barcode(rng, 15) + core[:100], mutate(rng, core, 0.1), core[:50] + "NN" + core[52:],
-                  barcode(rng, 130), core[60:], mutate(rng, core, 0.4)]
+    references = [core, barcode(rng, 15) + core[:100], mutate_bases(rng, core, 0.1), core[:50] + "NN" + core[52:],
+                  barcode(rng, 130), core[60:], mutate_bases(rng, core, 0.4)]
     stored = np.array(references, dtype=bytes)
     reference_shifts = np.array([0, -15, 0, 0, 0, 60, 0], np.int32)  # each one's place relative to ``core``
-    queries = [core, core[30:110], barcode(rng, 10) + mutate(rng, core, 0.05), "ACGTN" * 4]
+    queries = [core, core[30:110], barcode(rng, 10) + mutate_bases(rng, core, 0.05), "ACGTN" * 4]
     query_shifts = np.array([0, 30, -10, 5], np.int32)
     candidates = np.array([[0, 1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1, 0], [2, 0, 1, 3, 6, 5, 4], [0, 1, 2, 3, 4, 5, 6]])
     scores = diagonal_scores(queries, query_shifts, candidates, stored, reference_shifts, threads=2)
@@ -73,7 +66,7 @@ def test_a_shift_beyond_the_overlap_scores_nothing():
 def test_anchor_shifts_place_each_barcode_where_it_lies_on_the_anchor(monkeypatch):
     rng = np.random.default_rng(5)
     anchor = barcode(rng, 300)
-    barcodes = [anchor, anchor[37:250], barcode(rng, 20) + anchor[:200], mutate(rng, anchor[10:290], 0.1)]
+    barcodes = [anchor, anchor[37:250], barcode(rng, 20) + anchor[:200], mutate_bases(rng, anchor[10:290], 0.1)]
     shifts = anchor_shifts(barcodes, anchor)
     assert shifts.tolist() == [0, 37, -20, 10] and shifts.dtype == np.int32
     monkeypatch.setattr(diagonal_screen, "ANCHOR_BLOCK", 1)
@@ -85,8 +78,8 @@ def test_shifted_copies_meet_on_their_diagonal_through_the_anchor():
     """A query and a reference that overlap only in part, neither the anchor, score their whole overlap."""
     rng = np.random.default_rng(9)
     anchor = barcode(rng, 400)
-    relative = mutate(rng, anchor, 0.05)
-    references = np.array([relative[50:380], mutate(rng, anchor, 0.3)[:350]], dtype=bytes)
+    relative = mutate_bases(rng, anchor, 0.05)
+    references = np.array([relative[50:380], mutate_bases(rng, anchor, 0.3)[:350]], dtype=bytes)
     query = relative[100:300]
     scores = diagonal_scores([query], anchor_shifts([query], anchor), np.array([[0, 1]]), references,
                              anchor_shifts(references, anchor))
@@ -106,13 +99,7 @@ def test_a_read_with_indels_has_a_weak_screen_and_a_clean_one_not():
     rng = np.random.default_rng(11)
     anchor = barcode(rng, 600)
     stored = np.array([anchor], dtype=bytes)
-    letters = list(anchor)
-    for position in sorted(rng.choice(np.arange(20, 580), 12, replace=False), reverse=True):  # 2% indels
-        if position % 2:
-            del letters[position]
-        else:
-            letters.insert(position, "A")
-    clean, noisy = mutate(rng, anchor, 0.02), "".join(letters)
+    clean, noisy = mutate_bases(rng, anchor, 0.02), with_indels(rng, anchor, 12, margin=20)  # 2% indels
     queries = [clean, noisy]
     scores = diagonal_scores(queries, anchor_shifts(queries, anchor), np.zeros((2, 1), np.int64), stored,
                              anchor_shifts(stored, anchor))

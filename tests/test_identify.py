@@ -19,7 +19,7 @@ from barcodemae.cli import main
 from barcodemae.cli_options import DEFAULT_IDENTITY_THRESHOLDS
 from barcodemae.identify import ReferenceIndex, identify, majority_vote, save_barcodes
 from barcodemae.identity_calls import MIN_QUERY_COVERAGE
-from conftest import tiny_config_kwargs
+from conftest import mutate_bases, tiny_config_kwargs, with_indels
 
 
 def test_majority_vote_counts_then_similarity_then_nearest() -> None:
@@ -40,23 +40,15 @@ def test_majority_vote_counts_then_similarity_then_nearest() -> None:
     assert votes.tolist() == [2, 1, 0, 3]
 
 
-def mutated(rng: np.random.Generator, sequence: str, share: float) -> str:
-    """``sequence`` with about ``share`` of its bases replaced by another base: a relative, as barcodes are."""
-    letters = list(sequence)
-    for position in np.flatnonzero(rng.random(len(letters)) < share):
-        letters[position] = rng.choice([base for base in "ACGT" if base != letters[position]])
-    return "".join(letters)
-
-
 def test_candidates_are_screened_and_only_the_best_aligned(caplog) -> None:
     """The reference that aligns best is found among the ``candidates`` nearest even when the embedding ranks it
     last; only the ``align`` best-screened are aligned and reported, ranked by local score. An index without
     stored anchor shifts (built before the screen) computes them, once, and says so."""
     rng = np.random.default_rng(8)
     ancestor = "".join(rng.choice(list("ACGT"), 200))
-    query = mutated(rng, ancestor, 0.05)
-    unrelated = [mutated(rng, ancestor, 0.25) for _ in range(3)]  # distant relatives, as other orders are
-    near = query[:100] + mutated(rng, ancestor[100:], 0.25)  # half the query: a shorter local alignment
+    query = mutate_bases(rng, ancestor, 0.05)
+    unrelated = [mutate_bases(rng, ancestor, 0.25) for _ in range(3)]  # distant relatives, as other orders are
+    near = query[:100] + mutate_bases(rng, ancestor[100:], 0.25)  # half the query: a shorter local alignment
     sequences = np.array([*unrelated, near, query], dtype=bytes)  # the exact match last by embedding
     embeddings = np.eye(5, dtype=np.float32)
     table = pa.table({"processid": ["u1", "u2", "u3", "half", "exact"], "genus": ["U", "U", "U", "H", "E"]})
@@ -79,15 +71,9 @@ def test_a_read_with_indels_is_screened_by_smith_waterman(caplog) -> None:
     weak, so Smith-Waterman screens its candidates instead."""
     rng = np.random.default_rng(4)
     ancestor = "".join(rng.choice(list("ACGT"), 400))
-    source = mutated(rng, ancestor, 0.05)
-    relatives = [mutated(rng, ancestor, 0.2) for _ in range(4)]
-    letters = list(source)
-    for position in sorted(rng.choice(np.arange(10, 390), 16, replace=False), reverse=True):  # 4% indels
-        if position % 2:
-            del letters[position]
-        else:
-            letters.insert(position, "C")
-    read = "".join(letters)
+    source = mutate_bases(rng, ancestor, 0.05)
+    relatives = [mutate_bases(rng, ancestor, 0.2) for _ in range(4)]
+    read = with_indels(rng, source, 16)  # 4% indels
     sequences = np.array([*relatives, source], dtype=bytes)
     table = pa.table({"processid": ["r1", "r2", "r3", "r4", "source"], "genus": ["R", "R", "R", "R", "S"]})
     index = ReferenceIndex(np.eye(5, dtype=np.float32), table, {}, sequences=sequences)
