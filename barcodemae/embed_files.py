@@ -141,7 +141,7 @@ def length_order(barcodes: pa.ChunkedArray | pa.Array) -> np.ndarray:
 class ShardStore:
     """Length-sorted shards of one embedding run and the manifest saying which are finished.
 
-    The manifest also records the run's *identity* (input file, model, shard size, pooling, layer, record
+    The manifest also records the run's *identity* (input file, model, shard size, pooling, layer, frames, record
     count); resuming with anything different is refused, because mixing shards of two runs would give wrong
     vectors without any error.
     """
@@ -335,8 +335,8 @@ def embed_file(
     ``resume=True`` continues a killed run from its finished shards. Rows follow the input order of the kept
     records; rejected records are listed in ``<output>.cleaning_report.json``. ``settings``: batch size, device,
     autocast dtype, pooling, layer, progress bars and remote-code policy
-    (:class:`~barcodemae.embedding_settings.EmbeddingSettings`); a resumed run must use the same dtype, pooling and
-    layer.
+    (:class:`~barcodemae.embedding_settings.EmbeddingSettings`); a resumed run must use the same dtype, pooling,
+    layer and frames.
     """
     from barcodemae.inference import embed_barcodes
 
@@ -369,6 +369,7 @@ def embed_file(
         "shard_size": shard_size,
         "pooling": settings.pooling,
         "layer": settings.layer,
+        "frames": settings.frames,
         "dtype": settings.dtype,
     }
     store = ShardStore(Path(f"{output}.parts"), identity, resume)

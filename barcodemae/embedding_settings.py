@@ -29,6 +29,11 @@ protocol's embedding); ``tokens``: the same without position 0, the [CLS]; ``cls
 ``max``: element-wise maximum over non-pad tokens. Unset (``None``) means the model's own
 (``config.representation``, see ``barcodemae.inference.model_pooling``)."""
 
+FRAMES = ("first", "all")
+"""``first``: the barcode tokenized from its first base (the BIOSCAN-5M protocol); ``all``: the mean of its embeddings
+tokenized from each of its first k bases (every reading frame of non-overlapping k-mers). Unset (``None``) means the
+model's own (``config.pooled_frames``, see ``barcodemae.inference.model_frames``)."""
+
 LAYER_MEAN = "mean"
 """``layer="mean"``: the average of every hidden state (embeddings and each block), pooled the same way."""
 
@@ -45,7 +50,7 @@ DEFAULT_SHARD_SIZE = 16_384
 """Records per saved shard of a resumable embedding (``embed`` and ``identify build``, ``--shard-size``): a killed
 run recomputes at most this many."""
 
-EMBEDDING_FLAGS = ("batch_size", "device", "dtype", "pooling", "layer", "progress", "trust_remote_code")
+EMBEDDING_FLAGS = ("batch_size", "device", "dtype", "pooling", "layer", "frames", "progress", "trust_remote_code")
 """The fields of :class:`EmbeddingSettings` in the order :func:`add_embedding_flags` adds their flags."""
 
 
@@ -65,11 +70,11 @@ class EmbeddingSettings:
 
     ``batch_size``: barcodes per forward pass (batches are length-sorted, so padding is small). ``device``: a torch
     device name, ``None`` for CUDA when available, else the CPU. ``dtype``: one of :data:`DTYPES` (or torch's
-    name), ``None`` for float32. ``pooling`` (:data:`POOLINGS`) and ``layer`` (an index, ``-1`` the last block, ``0``
-    the embeddings, or :data:`LAYER_MEAN`): ``None`` for the model's own (``config.representation``,
-    ``config.pooled_layers``). ``progress``: show progress bars. ``trust_remote_code``: let a model that is not
-    BarcodeMAE run the Python code its folder ships (default no, as in transformers;
-    :func:`~barcodemae.inference.load_pretrained`).
+    name), ``None`` for float32. ``pooling`` (:data:`POOLINGS`), ``layer`` (an index, ``-1`` the last block, ``0``
+    the embeddings, or :data:`LAYER_MEAN`) and ``frames`` (:data:`FRAMES`): ``None`` for the model's own
+    (``config.representation``, ``config.pooled_layers``, ``config.pooled_frames``). ``progress``: show progress
+    bars. ``trust_remote_code``: let a model that is not BarcodeMAE run the Python code its folder ships (default
+    no, as in transformers; :func:`~barcodemae.inference.load_pretrained`).
     """
 
     batch_size: int = 128
@@ -77,6 +82,7 @@ class EmbeddingSettings:
     dtype: str | None = None
     pooling: str | None = None
     layer: int | str | None = None
+    frames: str | None = None
     progress: bool = True
     trust_remote_code: bool = False
 
@@ -87,6 +93,8 @@ class EmbeddingSettings:
             raise ValueError(f"dtype must be one of {DTYPES} (or None for float32), got {self.dtype!r}")
         if self.pooling is not None and self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.frames is not None and self.frames not in FRAMES:
+            raise ValueError(f"frames must be one of {FRAMES}, got {self.frames!r}")
         if isinstance(self.layer, str) and self.layer != LAYER_MEAN:
             raise ValueError(f"layer must be an integer or {LAYER_MEAN!r}, got {self.layer!r}")
 
@@ -100,7 +108,7 @@ class EmbeddingSettings:
         """The keyword arguments of :func:`barcodemae.inference.embed_barcodes` these settings fix: everything but
         ``progress``, which each caller shows its own way (one bar over shards, or the embedding's own)."""
         return {"batch_size": self.batch_size, "device": self.device, "pooling": self.pooling, "layer": self.layer,
-                "dtype": self.dtype}
+                "frames": self.frames, "dtype": self.dtype}
 
     def check_unset(self, names: Sequence[str], work: str) -> None:
         """Refuse settings among ``names`` that ``work`` has no use for, rather than ignore them: e.g. an index
@@ -122,6 +130,9 @@ EMBEDDING_HELP = {
     "[CLS]), cls, max (default: the model's own, config.representation)",
     "layer": f"hidden state to pool: -1 the last block, 0 the embeddings, {LAYER_MEAN!r} their average "
     "(default: the model's own, config.pooled_layers of a BarcodeMAE model, else the last)",
+    "frames": "reading frames to average: first (the barcode from its first base) or all (from each of its first k "
+    "bases, k forward passes; non-overlapping k-mers then no longer depend on where a read starts) (default: the "
+    "model's own, config.pooled_frames of a BarcodeMAE model, else first)",
     "progress": "hide the progress bars (model loading, embedding)",
     "trust_remote_code": "let a model that is not BarcodeMAE run the Python code its folder or hub repository ships "
     "(default: no, as in transformers); BarcodeMAE folders always load through the installed package, running none "
@@ -145,6 +156,7 @@ def add_embedding_flags(
         "dtype": {"choices": DTYPES},
         "pooling": {"choices": POOLINGS},
         "layer": {"type": parse_layer},
+        "frames": {"choices": FRAMES},
         "progress": {"action": "store_false"},
         "trust_remote_code": {"action": argparse.BooleanOptionalAction},
     }
@@ -161,6 +173,7 @@ __all__ = [
     "DTYPE_NAMES",
     "EMBEDDING_FLAGS",
     "EMBEDDING_HELP",
+    "FRAMES",
     "LAYER_MEAN",
     "POOLINGS",
     "EmbeddingSettings",

@@ -57,8 +57,8 @@ class ModelEmbedder:
     kind = "model"
 
     def __init__(self, model_dir: str | Path, settings: EmbeddingSettings = DEFAULT_EMBEDDING) -> None:
-        settings.check_unset(("pooling", "layer", "dtype"), "a reference index, which embeds with its model's own "
-                             "pooling and layer in float32,")
+        settings.check_unset(("pooling", "layer", "frames", "dtype"), "a reference index, which embeds with its "
+                             "model's own pooling, layer and reading frames in float32,")
         self.model_dir = Path(model_dir)
         self.settings = settings
 
@@ -88,17 +88,17 @@ class ModelEmbedder:
         return token_min_length(self.encoder[1])
 
     def info(self) -> dict[str, Any]:
-        from barcodemae.inference import model_pooling, pooled_layer
+        from barcodemae.inference import model_frames, model_pooling, pooled_layer
 
         model = self.encoder[0]
         return {"kind": self.kind, "model_dir": str(self.model_dir.resolve()), "fingerprint": self.fingerprint,
-                "pooling": model_pooling(model), "layer": pooled_layer(model)}
+                "pooling": model_pooling(model), "layer": pooled_layer(model), "frames": model_frames(model)}
 
     def embed(self, sequences: Sequence[str], *, progress: bool = False) -> np.ndarray:
         from barcodemae.inference import embed_barcodes
 
         model, tokenizer = self.encoder
-        # pooling, layer and dtype are unset (__init__): the model's own, in float32
+        # pooling, layer, frames and dtype are unset (__init__): the model's own, in float32
         return embed_barcodes(model, tokenizer, list(sequences), **self.settings.forward_options(), progress=progress)
 
 

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from barcodemae.devices import resolve_device
-from barcodemae.embedding_settings import DTYPE_NAMES, DTYPES, LAYER_MEAN, POOLINGS
+from barcodemae.embedding_settings import DTYPE_NAMES, DTYPES, FRAMES, LAYER_MEAN, POOLINGS
 from barcodemae.model_folders import (
     CONFIG_FILE,
     check_config_fits_weights,
@@ -337,6 +337,39 @@ def pooled_layer(model: Any) -> int | str:
     return LAYER_MEAN if getattr(model.config, "pooled_layers", "last") == "mean" else -1
 
 
+def model_frames(model: Any) -> str:
+    """Which reading frames a model's own barcode embedding averages: a BarcodeMAE encoder's
+    ``config.pooled_frames`` (``"first"`` or ``"all"``), else ``"first"``; ``frames=None`` everywhere means this,
+    as ``layer=None`` means :func:`pooled_layer`."""
+    return getattr(model.config, "pooled_frames", "first")
+
+
+def reading_frames(tokenizer: Any, frames: str) -> int:
+    """How many reading frames ``frames`` averages with this tokenizer: all of a :class:`BarcodeTokenizer`'s
+    (``k`` for non-overlapping k-mers, 1 for characters and BPE) for ``"all"``, else 1.
+
+    Another tokenizer (any Hugging Face model's) cannot be asked for a frame, so ``"all"`` is refused for it rather
+    than silently computing the first frame only.
+    """
+    if frames not in FRAMES:
+        raise ValueError(f"frames must be one of {FRAMES}, got {frames!r}")
+    if frames == "first":
+        return 1
+    if not hasattr(tokenizer, "num_reading_frames"):
+        raise ValueError(f"frames='all' needs a BarcodeMAE tokenizer, which can read a barcode from any of its first "
+                         f"k bases; {type(tokenizer).__name__} cannot")
+    return int(tokenizer.num_reading_frames)
+
+
+def frame_views(batch: list[str], num_frames: int, k: int) -> tuple[list[str], np.ndarray]:
+    """Each barcode of ``batch`` once per reading frame, frame-major: ``(num_frames * B)`` sequences and their
+    frame offsets ``0, ..., num_frames - 1`` (each capped at ``len - k``, so that a barcode of fewer than
+    ``k + offset`` bases still yields a token; its last frames then repeat)."""
+    lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
+    offsets = np.minimum(np.arange(num_frames)[:, None], np.maximum(lengths - k, 0)[None, :])
+    return batch * num_frames, offsets.reshape(-1)
+
+
 def embed_barcodes(
     model: Any,
     tokenizer: Any,
@@ -346,6 +379,7 @@ def embed_barcodes(
     device: str | torch.device | None = None,
     pooling: str | None = None,
     layer: int | str | None = None,
+    frames: str | None = None,
     dtype: str | torch.dtype | None = None,
     progress: bool = True,
 ) -> np.ndarray:
@@ -361,6 +395,8 @@ def embed_barcodes(
         layer: which hidden state to pool: ``None`` the model's own choice (:func:`pooled_layer`), ``-1`` the last
             layer, ``0`` the embeddings, ``i`` after block ``i``, or ``"mean"`` (:data:`LAYER_MEAN`) for the
             average over all of them.
+        frames: ``"first"`` (the barcode read from its first base), ``"all"`` (the mean over its reading frames,
+            :func:`reading_frames`), or ``None`` for the model's own (:func:`model_frames`).
         dtype: autocast dtype (``"bf16"``/``"fp16"``) for speed on GPU; ``None`` = full float32.
         progress: show a tqdm bar.
     """
@@ -368,7 +404,7 @@ def embed_barcodes(
         return model(sequences, progress=progress)
     return embed_barcode_layers(
         model, tokenizer, sequences, layers=(layer,), batch_size=batch_size, device=device, pooling=pooling,
-        dtype=dtype, progress=progress,
+        frames=frames, dtype=dtype, progress=progress,
     )[0]
 
 
@@ -393,6 +429,7 @@ def embed_barcode_layers(
     batch_size: int = 256,
     device: str | torch.device | None = None,
     pooling: str | None = None,
+    frames: str | None = None,
     dtype: str | torch.dtype | None = None,
     progress: bool = True,
 ) -> np.ndarray:
@@ -400,7 +437,9 @@ def embed_barcode_layers(
 
     Why one pass: the training-time probe scores every layer (where pretraining helps or hurts is a per-layer
     question) at the cost of a single embedding of the keys and queries. ``layers`` entries are as
-    :func:`embed_barcodes`'s ``layer``; the other arguments too.
+    :func:`embed_barcodes`'s ``layer``; the other arguments too. With ``F`` reading frames a forward pass holds
+    the ``batch_size // F`` barcodes of a batch once per frame (``F * B`` rows, as many as one frame would), and
+    their pooled states are averaged over the frames.
     """
     pooling = model_pooling(model) if pooling is None else pooling
     if pooling not in POOLINGS:
@@ -412,6 +451,7 @@ def embed_barcode_layers(
     if not layers:
         raise ValueError("layers must name at least one hidden state")
     sequences = list(sequences)
+    num_frames = reading_frames(tokenizer, model_frames(model) if frames is None else frames)
     layers = [pooled_layer(model) if layer is None else layer for layer in layers]
     num_layers = getattr(model.config, "num_hidden_layers", None)
     for layer in layers:
@@ -427,16 +467,16 @@ def embed_barcode_layers(
         torch.inference_mode(),
         torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None),
     ):
-        for rows in length_batches([len(sequence) for sequence in sequences], batch_size):
-            batch = {
-                key: value.to(device)
-                for key, value in tokenize_barcodes(tokenizer, [sequences[i] for i in rows], max_tokens).items()
-            }
+        for rows in length_batches([len(sequence) for sequence in sequences], max(batch_size // num_frames, 1)):
+            views, offsets = frame_views([sequences[i] for i in rows], num_frames, getattr(tokenizer, "k", 1))
+            tokens = tokenize_barcodes(tokenizer, views, max_tokens, offsets if num_frames > 1 else 0)
+            batch = {key: value.to(device) for key, value in tokens.items()}
             # output_hidden_states only when needed: some remote-code encoders (DNABERT-2) do not accept it
             outputs = model(**batch, output_hidden_states=True) if needs_all_states else model(**batch)
             pooled = torch.stack(
                 [pool(_hidden_state(outputs, layer), batch["attention_mask"], pooling) for layer in layers]
-            ).float().cpu().numpy()
+            )  # (layers, F * B, H), frame-major
+            pooled = pooled.unflatten(1, (num_frames, len(rows))).mean(dim=1).float().cpu().numpy()
             if out is None:
                 out = np.zeros((len(layers), len(sequences), pooled.shape[2]), dtype=np.float32)
             out[:, rows] = pooled
@@ -466,11 +506,14 @@ __all__ = [
     "check_layer",
     "embed_barcode_layers",
     "embed_barcodes",
+    "frame_views",
     "length_batches",
     "load_encoder",
     "load_pretrained",
+    "model_frames",
     "model_pooling",
     "pool",
     "pooled_layer",
+    "reading_frames",
     "tokenize_barcodes",
 ]

@@ -79,7 +79,8 @@ def fine_tune_classifier(
     ``train``). Also returns ``num_train``, ``num_test``, ``num_classes``, ``epochs``, ``steps`` and the mean
     training loss of the last epoch.
     """
-    settings.check_unset(("pooling", "layer"), "fine-tuning, whose classifier pools as its model does,")
+    settings.check_unset(("pooling", "layer", "frames"), "fine-tuning, whose classifier pools one reading frame "
+                         "as its model does,")
     batch_size = settings.batch_size
     train_sequences, test_sequences = list(train_sequences), list(test_sequences)
     train_y, test_y = np.asarray(train_labels, dtype=object), np.asarray(test_labels, dtype=object)

@@ -69,6 +69,7 @@ def render_report(results: dict[str, Any]) -> str:
             f"- model: `{model['name']}` ({model.get('model_type') or model['kind']}, "
             f"{model.get('num_parameters', 0):,} parameters, embedding dim {results['settings']['embedding_dim']}, "
             f"pooling {results['settings']['pooling']}, layer {results['settings']['layer']}, "
+            f"reading frames {results['settings'].get('frames') or 'first'}, "
             f"post-processing {results['settings'].get('postprocess', 'none')})"
         ),
         *_lda_fit(model),

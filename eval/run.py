@@ -334,9 +334,10 @@ class EvaluationSettings(EmbeddingSettings):
     """How an evaluation runs, in one place: ``eval/run.py``'s flags (same names), :func:`run_evaluation`'s keyword
     arguments and the ``settings`` record of ``results.json`` (:meth:`record`).
 
-    The embedding's own (batch size, device, dtype, pooling, layer, progress, remote-code policy) are those of
-    :class:`~barcodemae.embedding_settings.EmbeddingSettings`, with 256 barcodes a batch; ``layer=None`` and
-    ``pooling=None`` mean the model's own embedding (:func:`~barcodemae.inference.pooled_layer`), recorded as used.
+    The embedding's own (batch size, device, dtype, pooling, layer, frames, progress, remote-code policy) are those of
+    :class:`~barcodemae.embedding_settings.EmbeddingSettings`, with 256 barcodes a batch; ``layer=None``,
+    ``pooling=None`` and ``frames=None`` mean the model's own embedding (:func:`~barcodemae.inference.pooled_layer`),
+    recorded as used.
     ``probe_c="auto"`` chooses the probe's C on a held-out fifth of ``train``; ``knn_k``: the k of the open-world
     genus k-NN (any sequence of positive integers, kept as a tuple); ``lda_solver``: the ``kmer-lda`` baseline's
     (:data:`~barcodemae.eval.protocol_options.LDA_SOLVERS`). The fine-tuning (``finetune_epochs > 0``) runs on the
@@ -447,7 +448,14 @@ def run_evaluation(
     model's own code may run (default: no, as in ``transformers``; see :func:`~barcodemae.inference.load_pretrained`).
     """
     from barcodemae.eval.metrics import per_class_accuracy
-    from barcodemae.inference import KmerFrequencyEmbedder, embed_barcodes, load_encoder, model_pooling, pooled_layer
+    from barcodemae.inference import (
+        KmerFrequencyEmbedder,
+        embed_barcodes,
+        load_encoder,
+        model_frames,
+        model_pooling,
+        pooled_layer,
+    )
 
     s = requested_settings(model, data, output_dir, baseline, settings, overrides)
     check_writable_folder(output_dir)  # before the embedding and the metrics, which may take long
@@ -463,6 +471,8 @@ def run_evaluation(
             s = replace(s, layer=pooled_layer(encoder))  # recorded as used
         if s.pooling is None:
             s = replace(s, pooling=model_pooling(encoder))
+        if s.frames is None:
+            s = replace(s, frames=model_frames(encoder))
     min_length = max(1, int(getattr(tokenizer, "k", 1) or 1))
     frame, data_info = load_eval_splits(
         data, max_per_split=s.max_per_split, seed=s.seed, min_length=min_length, queries=s.queries

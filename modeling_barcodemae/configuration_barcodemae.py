@@ -13,6 +13,7 @@ from transformers import PretrainedConfig
 
 OBJECTIVES = ("mae", "mlm")
 POOLED_LAYERS = ("last", "mean")
+POOLED_FRAMES = ("first", "all")
 REPRESENTATIONS = ("tokens_with_cls", "tokens", "cls")
 TAXONOMY_LOSSES = ("none", "ce", "triplet", "pair", "supcon")
 TAXONOMY_RANKS = ("family", "genus", "species")
@@ -55,6 +56,14 @@ class BarcodeMAEConfig(PretrainedConfig):
             information in their last blocks while their embedding layer gains it, so the
             layer average is the better embedding there; ``barcodemae embed``, ``identify`` and ``eval/run.py``
             follow this choice unless told a layer.
+        pooled_frames: which reading frames the barcode embedding of ``barcodemae``'s embedding functions (``embed``,
+            ``identify``, ``eval/run.py``, the training-time probe) averages: ``"first"``, the barcode tokenized from
+            its first base (the BIOSCAN-5M protocol, and ``pooler_output`` of any single forward pass), or
+            ``"all"``, the mean of the embeddings of the barcode tokenized from each of its first ``kmer_size``
+            bases. Non-overlapping k-mers see one of k phases of a sequence, so two barcodes of one genus whose
+            reads start a base apart share few tokens; averaging the k phases makes the embedding nearly independent
+            of where a read starts, as counting overlapping k-mers is. It costs k forward passes per barcode and
+            changes nothing for tokenizers with one reading frame (characters, BPE).
         representation: what ``pooler_output`` pools from each of those states: ``"tokens_with_cls"``, the mean
             over every non-pad token ([CLS] and [SEP] included; the BIOSCAN protocol and the default),
             ``"tokens"``, the same mean without position 0 (the [CLS] the tokenizer always puts first), or
@@ -118,6 +127,7 @@ class BarcodeMAEConfig(PretrainedConfig):
     composition_weight: float = 0.0
     composition_kmer_size: int = 4
     pooled_layers: str = "last"
+    pooled_frames: str = "first"
     representation: str = "tokens_with_cls"
     taxonomy_loss: str = "none"
     taxonomy_rank: str = "genus"
@@ -183,6 +193,7 @@ class BarcodeMAEConfig(PretrainedConfig):
                 f"BarcodeMAEConfig.pooled_layers must be one of {POOLED_LAYERS}, got {self.pooled_layers!r}"
             )
         for name, allowed in (
+            ("pooled_frames", POOLED_FRAMES),
             ("representation", REPRESENTATIONS),
             ("taxonomy_loss", TAXONOMY_LOSSES),
             ("taxonomy_rank", TAXONOMY_RANKS),
@@ -260,6 +271,7 @@ class BarcodeMAEConfig(PretrainedConfig):
 
 
 __all__ = [
+    "POOLED_FRAMES",
     "POOLED_LAYERS",
     "REPRESENTATIONS",
     "TAXONOMY_LOSSES",

@@ -339,7 +339,10 @@ class BarcodeMAEModel(BarcodeMAEPreTrainedModel):
     ``pooler_output`` ``(batch, hidden)`` is :func:`pool_representation` of the last block's states
     (``config.representation``: by default the mean over non-pad tokens), or the average of that of every hidden
     state when ``config.pooled_layers == "mean"``; ``last_hidden_state`` ``(batch, length, hidden)`` is always the
-    last block's (what ``pipeline("feature-extraction")`` returns per token).
+    last block's (what ``pipeline("feature-extraction")`` returns per token). One forward pass sees one reading
+    frame of its tokens; with ``config.pooled_frames == "all"`` the barcode embedding is the mean of
+    ``pooler_output`` over the barcode tokenized from each of its first k bases, which barcodemae's embedding
+    functions compute (``tokenizer(barcodes, frame_offset=i)`` for ``i < k``).
     """
 
     # Loading the encoder from a pretraining folder drops the MAE decoder and the pretraining heads by design.

@@ -10,16 +10,16 @@ import pytest
 import torch
 
 from barcodemae.cli import build_parser as barcodemae_parser
-from barcodemae.embedding_settings import DTYPES, EMBEDDING_HELP, POOLINGS, EmbeddingSettings
+from barcodemae.embedding_settings import DTYPES, EMBEDDING_HELP, FRAMES, POOLINGS, EmbeddingSettings
 from barcodemae.eval.run import EvaluationSettings
 from barcodemae.eval.run import build_parser as evaluation_parser
 from barcodemae.index_embedders import requested_embedder
 from barcodemae.inference import autocast_dtype
 
 FLAGS = ["--batch-size", "7", "--device", "cpu", "--dtype", "bf16", "--pooling", "cls", "--layer", "mean",
-         "--no-progress", "--trust-remote-code"]
-GIVEN = EmbeddingSettings(batch_size=7, device="cpu", dtype="bf16", pooling="cls", layer="mean", progress=False,
-                          trust_remote_code=True)
+         "--frames", "all", "--no-progress", "--trust-remote-code"]
+GIVEN = EmbeddingSettings(batch_size=7, device="cpu", dtype="bf16", pooling="cls", layer="mean", frames="all",
+                          progress=False, trust_remote_code=True)
 
 
 def command_parsers() -> dict[str, argparse.ArgumentParser]:
@@ -54,7 +54,8 @@ def test_every_command_offers_the_same_choices_and_help():
             assert actions[name].help == EMBEDDING_HELP[name], (command, name)
         if "dtype" in actions:
             assert tuple(actions["dtype"].choices) == DTYPES and tuple(actions["pooling"].choices) == POOLINGS
-            seen[command] = actions["layer"].help == EMBEDDING_HELP["layer"]
+            assert tuple(actions["frames"].choices) == FRAMES
+            seen[command] = actions["layer"].help == EMBEDDING_HELP["layer"] == actions["layer"].help
     assert seen == {"barcodemae embed": True, "eval/run.py": True}
 
 
@@ -68,8 +69,10 @@ def test_identify_query_has_no_pooling_layer_or_dtype_flags(capsys):
 
 def test_settings_a_command_cannot_honour_are_refused(tmp_path):
     with pytest.raises(ValueError, match="a reference index.* does not take pooling='cls', layer=0: leave pooling, "
-                                         "layer, dtype unset"):
+                                         "layer, frames, dtype unset"):
         requested_embedder(tmp_path, None, EmbeddingSettings(pooling="cls", layer=0))
+    with pytest.raises(ValueError, match="does not take frames='all'"):
+        requested_embedder(tmp_path, None, EmbeddingSettings(frames="all"))
     assert requested_embedder(tmp_path, None, EmbeddingSettings(batch_size=3)).settings.batch_size == 3
 
 
@@ -78,6 +81,7 @@ def test_settings_a_command_cannot_honour_are_refused(tmp_path):
     ("dtype", "fp8", "dtype must be one of"),
     ("pooling", "median", "pooling must be one of"),
     ("layer", "last", "layer must be an integer or 'mean'"),
+    ("frames", "some", "frames must be one of"),
 ])
 def test_bad_settings_are_refused_by_name(field, value, message):
     with pytest.raises(ValueError, match=message):

@@ -102,6 +102,41 @@ def test_default_layer_is_the_models_own_embedding(kmer4_model_folder: Path, tmp
     assert not np.allclose(got, last, atol=1e-3)
 
 
+def test_all_reading_frames_average_the_barcode_read_from_each_of_its_first_k_bases(
+    kmer4_model_folder: Path, tmp_path: Path
+):
+    """frames="all" is the mean of the barcode's embeddings read from base 1, 2, ..., k (a barcode too short for a
+    frame repeats its last one), whatever the batching; a model saved with pooled_frames="all" embeds so by
+    default; a tokenizer that cannot be asked for a frame is refused rather than given frame 0 alone."""
+    from barcodemae.inference import reading_frames
+
+    model, tokenizer = load_encoder(kmer4_model_folder)
+    every = embed_barcodes(model, tokenizer, BARCODES, frames="all", batch_size=5, progress=False)
+    short = "ACGTAC"  # 6 bp, k = 4: frames 0, 1, 2 and 2 again
+    per_frame = [
+        embed_barcodes(model, tokenizer, [barcode[offset:] for barcode in BARCODES] + [short[min(offset, 2):]],
+                       progress=False)
+        for offset in range(tokenizer.k)
+    ]
+    np.testing.assert_allclose(np.mean(per_frame, axis=0)[:-1], every, atol=1e-5)
+    np.testing.assert_allclose(
+        np.mean(per_frame, axis=0)[-1:], embed_barcodes(model, tokenizer, [short], frames="all", progress=False),
+        atol=1e-5,
+    )
+    assert not np.allclose(every, per_frame[0][:-1], atol=1e-3)
+    model.config.pooled_frames = "all"
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    framed, tokenizer = load_encoder(tmp_path)
+    assert framed.config.pooled_frames == "all"
+    np.testing.assert_allclose(embed_barcodes(framed, tokenizer, BARCODES, progress=False), every, atol=1e-5)
+    np.testing.assert_allclose(embed_barcodes(framed, tokenizer, BARCODES, frames="first", progress=False),
+                               per_frame[0][:-1], atol=1e-5)
+    assert reading_frames(BarcodeTokenizer.char(), "all") == 1
+    with pytest.raises(ValueError, match="frames='all' needs a BarcodeMAE tokenizer"):
+        reading_frames(object(), "all")
+
+
 @pytest.mark.parametrize("stride", [1, 3])
 def test_kmer_frequencies_match_direct_counting(stride):
     embedder = KmerFrequencyEmbedder(k=3, chunk_size=2, stride=stride)  # chunks smaller than the input
@@ -153,8 +188,8 @@ def test_run_evaluation_on_demo(kmer4_model_folder: Path, demo_csv: Path, tmp_pa
     scores = probe["c_selection"]["held_out_accuracy"]
     assert scores[str(probe["c"])] == max(scores.values()) and saved["settings"]["probe_c"] == "auto"
     expected = EvaluationSettings(max_per_split=250, reducer="pca", n_components=8, batch_size=64, layer=-1,
-                                  pooling="mean")
-    assert saved["settings"] == {**expected.record(), "embedding_dim": 32}  # the model's own layer and pooling
+                                  pooling="mean", frames="first")
+    assert saved["settings"] == {**expected.record(), "embedding_dim": 32}  # the model's own layer, pooling, frames
     assert saved["metrics"]["headline"] == pytest.approx(results["metrics"]["headline"])
     assert saved["data"]["split_sizes"] == {"train": 250, "test": 250, "test_unseen": 250}
     assert saved["data"]["split_sizes_before_subsampling"] == {"train": 1346, "test": 779, "test_unseen": 377}

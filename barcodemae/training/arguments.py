@@ -45,6 +45,7 @@ from a folder's config. ENBED's: :data:`barcodemae.presets.ENBED_ARCHITECTURE_AR
 RUN_CONFIG_ARGUMENTS: dict[str, str] = {
     "mask_ratio": "mask_ratio",
     "pooled_layers": "pooled_layers",
+    "pooled_frames": "pooled_frames",
     "contrastive_weight": "contrastive_weight",
     "contrastive_temperature": "contrastive_temperature",
     "composition_weight": "composition_weight",
@@ -148,6 +149,13 @@ class TrainingArguments:
         metadata={
             "help": "the barcode embedding (pooler_output) of the exported model: last (mean over the last block's "
             "tokens) or mean (over the average of every hidden state); see BarcodeMAEConfig.pooled_layers"
+        },
+    )
+    pooled_frames: str | None = field(
+        default=None,
+        metadata={
+            "help": "the reading frames the exported model's barcode embedding averages: first (the barcode from its "
+            "first base) or all (from each of its first k bases); see BarcodeMAEConfig.pooled_frames"
         },
     )
     # Architecture: unset flags take the model config's defaults (architecture_defaults), the one place they live.

@@ -100,8 +100,9 @@ class GenusProbe:
         self.query_genus = np.asarray(query_genus)[self.query_index]
 
     def __call__(self, encoder, tokenizer, device: torch.device, batch_size: int = 128) -> dict[str, float]:
-        """Embed keys and queries with the evaluation suite's embedding loop (frame 0, mean pooling), so the
-        periodic probe and the final evaluation score the same vectors; the encoder is left in training mode."""
+        """Embed keys and queries with the evaluation suite's embedding loop (the model's own pooling and reading
+        frames), so the periodic probe and the final evaluation score the same vectors; the encoder is left in
+        training mode."""
         layers = [*range(encoder.config.num_hidden_layers + 1), LAYER_MEAN]
         embed = {"layers": layers, "batch_size": batch_size, "device": device, "progress": False}
         try:
