@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,10 +245,18 @@ def check_alignable(index: ReferenceIndex, align: int, where: str | Path) -> Non
 
 
 def _alignment_threads() -> int:
-    """Threads the aligners use: torch's thread count, the one setting a user gives every part of a run."""
-    import torch  # only for the thread count; the k-mer path needs no other torch here
+    """Threads the aligners use: torch's thread count when torch is loaded (the one setting a Python caller gives
+    every part of a run), else the count torch would take: ``OMP_NUM_THREADS``, or the CPUs this process may use.
 
-    return torch.get_num_threads()
+    Why not import torch to ask: a k-mer index needs no torch, and loading it costs a query seconds of start-up.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.get_num_threads()
+    configured = os.environ.get("OMP_NUM_THREADS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def majority_vote(labels: np.ndarray, similarities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

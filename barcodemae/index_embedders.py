@@ -19,6 +19,7 @@ import numpy as np
 
 from barcodemae.embed_files import load_model, model_fingerprint, token_min_length
 from barcodemae.embedding_settings import DEFAULT_EMBEDDING, EmbeddingSettings
+from barcodemae.kmer_frequencies import KmerFrequencyEmbedder
 
 
 class IndexEmbedder(Protocol):
@@ -103,15 +104,13 @@ class ModelEmbedder:
 
 
 class KmerProfileEmbedder:
-    """Overlapping k-mer frequency profiles (:class:`~barcodemae.inference.KmerFrequencyEmbedder`), ``(n, 4**k)``:
-    an index that needs no pretrained model. Every window counts (stride 1), so a read's profile does not depend on
-    where it starts, as it would with non-overlapping k-mers."""
+    """Overlapping k-mer frequency profiles (:class:`~barcodemae.kmer_frequencies.KmerFrequencyEmbedder`),
+    ``(n, 4**k)``: an index that needs no pretrained model. Every window counts (stride 1), so a read's profile does
+    not depend on where it starts, as it would with non-overlapping k-mers."""
 
     kind = "kmer"
 
     def __init__(self, k: int) -> None:
-        from barcodemae.inference import KmerFrequencyEmbedder
-
         self.profile = KmerFrequencyEmbedder(k)
 
     def __str__(self) -> str:

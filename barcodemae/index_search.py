@@ -2,7 +2,7 @@
 
 Three searches over a reference index's ``(n, d)`` matrix (usually memory-mapped, possibly larger than RAM):
 
-* :func:`blocked_search`, exact, torch only: one matrix product per block of :data:`REFERENCE_BLOCK` references with
+* :func:`blocked_search`, exact, numpy only: one matrix product per block of :data:`REFERENCE_BLOCK` references with
   a running top-k, so memory stays bounded by ``query_block x REFERENCE_BLOCK`` similarities.
 * :func:`faiss_flat_search`, exact: ``faiss.knn`` (BLAS products with fused top-k heaps), used by :func:`exact_search`
   when faiss is installed (``pip install barcodemae[faiss]``) and the index holds more than one block of references;
@@ -44,28 +44,39 @@ def unit_rows(queries: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12))
 
 
+def top_k_columns(similarities: np.ndarray, k: int) -> np.ndarray:
+    """Column indices ``(rows, min(k, columns))`` of each row's ``k`` largest values, largest first: a partial
+    partition (linear in the columns) and a sort of the ``k`` kept only."""
+    k = min(k, similarities.shape[1])
+    if k < similarities.shape[1]:
+        kept = np.argpartition(-similarities, k - 1, axis=1)[:, :k]
+    else:
+        kept = np.broadcast_to(np.arange(k), similarities.shape)
+    order = np.argsort(-np.take_along_axis(similarities, kept, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(kept, order, axis=1)
+
+
 def blocked_search(references: np.ndarray, queries: np.ndarray, k: int,
                    query_block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Indices and similarities ``(n_queries, k)`` of the ``k`` most similar ``references`` ``(n, d)`` of each
-    unit-norm query ``(n_queries, d)``, best first (exact; torch; ``k <= n``)."""
-    import torch  # here, not at the top: the command-line parser reads this module's defaults without torch
+    unit-norm query ``(n_queries, d)``, best first (exact; numpy's BLAS product; ``k <= n``).
 
-    unit = torch.from_numpy(queries)
+    Why numpy and not torch: a k-mer index needs no torch, and loading it would cost each query command seconds.
+    """
     indices, similarities = [], []
-    for q_start in range(0, len(unit), query_block):
-        block = unit[q_start:q_start + query_block]
-        best_sim = torch.full((len(block), 0), -2.0)
-        best_idx = torch.zeros((len(block), 0), dtype=torch.long)
+    for q_start in range(0, len(queries), query_block):
+        block = np.asarray(queries[q_start:q_start + query_block], dtype=np.float32)
+        best_sim = np.full((len(block), 0), -2.0, dtype=np.float32)
+        best_idx = np.zeros((len(block), 0), dtype=np.int64)
         for r_start in range(0, len(references), REFERENCE_BLOCK):
-            refs = torch.from_numpy(np.array(references[r_start:r_start + REFERENCE_BLOCK], dtype=np.float32))
-            sims = block @ refs.T
-            top = sims.topk(min(k, sims.shape[1]), dim=1)
-            best_sim = torch.cat([best_sim, top.values], dim=1)
-            best_idx = torch.cat([best_idx, top.indices + r_start], dim=1)
-            keep = best_sim.topk(min(k, best_sim.shape[1]), dim=1)
-            best_sim, best_idx = keep.values, best_idx.gather(1, keep.indices)
-        indices.append(best_idx.numpy())
-        similarities.append(best_sim.numpy())
+            sims = block @ np.asarray(references[r_start:r_start + REFERENCE_BLOCK], dtype=np.float32).T
+            top = top_k_columns(sims, k)
+            best_sim = np.concatenate([best_sim, np.take_along_axis(sims, top, axis=1)], axis=1)
+            best_idx = np.concatenate([best_idx, top + r_start], axis=1)
+            keep = top_k_columns(best_sim, k)
+            best_sim, best_idx = np.take_along_axis(best_sim, keep, axis=1), np.take_along_axis(best_idx, keep, axis=1)
+        indices.append(best_idx)
+        similarities.append(best_sim)
     return np.concatenate(indices), np.concatenate(similarities)
 
 
@@ -177,5 +188,6 @@ __all__ = [
     "faiss_flat_search",
     "ivf_lists",
     "require_faiss",
+    "top_k_columns",
     "unit_rows",
 ]

@@ -111,6 +111,36 @@ def test_importing_the_tokenizer_package_registers_it_with_the_auto_tokenizer(tm
     assert out.splitlines()[-1] == "BarcodeTokenizer"
 
 
+def test_identifying_with_a_kmer_index_loads_no_torch_or_transformers(tmp_path, fixture_csv):
+    """An index that needs no model must not pay for loading one: torch and transformers cost a query command
+    seconds of start-up, a third of a 1,000-read plate's time (docs/results.md). The bars stay hidden all the same."""
+    queries = tmp_path / "queries.fasta"
+    queries.write_text(">q1\n" + "ACGTTGCAAT" * 30 + "\n")
+    out = run_python(
+        "import sys\n"
+        "from barcodemae.cli import main\n"
+        f"main(['identify', 'build', '--kmer', '4', '--reference', {str(fixture_csv)!r}, '--split', 'train', "
+        f"'--output', {str(tmp_path / 'index')!r}, '--no-progress'])\n"
+        f"main(['identify', 'query', '--index', {str(tmp_path / 'index')!r}, '--input', {str(queries)!r}, "
+        f"'--output', {str(tmp_path / 'ids.csv')!r}, '--no-progress'])\n"
+        f"print('loaded:', *[m for m in {HEAVY[:2]!r} if m in sys.modules])\n"
+    )
+    assert out.splitlines()[-1] == "loaded:"
+    assert (tmp_path / "ids.csv").is_file()
+
+
+def test_hidden_bars_reach_a_transformers_loaded_inside_the_block_and_come_back_after():
+    out = run_python(
+        "import sys\n"
+        "from barcodemae.progress_bars import library_progress_bars_hidden\n"
+        "with library_progress_bars_hidden():\n"
+        "    from transformers.utils import logging\n"
+        "    print(logging.is_progress_bar_enabled())\n"
+        "print(logging.is_progress_bar_enabled())\n"
+    )
+    assert out.splitlines()[-2:] == ["False", "True"]
+
+
 def test_unknown_names_are_attribute_errors():
     import barcodemae
 

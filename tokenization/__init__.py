@@ -1,21 +1,23 @@
 """Barcode tokenizers (k-mer, character, BPE), BPE training and the shared sequence-cleaning policy.
 
-Importing this package registers :class:`BarcodeTokenizer` with ``AutoTokenizer`` (keyed by the BarcodeMAE config
-class, so the model package is imported too): a saved tokenizer folder then loads with
-``AutoTokenizer.from_pretrained`` as our class, without ``trust_remote_code``. Why here and not in
-``barcodemae/__init__.py``: that file stays light for the command line, and whoever imports the tokenizer from here
-must get the same ``AutoTokenizer`` as before.
+The public names load on first use (:func:`barcodemae.lazy_names.lazy_names`): importing
+:mod:`barcodemae.tokenization.sequence_cleaning` (the cleaning policy, standard library only) must not load torch
+and transformers first, or ``identify`` with a k-mer index and ``qc`` start seconds late. ``BarcodeTokenizer`` comes
+from :mod:`.auto_tokenizer`, which registers it with ``AutoTokenizer`` (keyed by the BarcodeMAE config class): whoever
+imports the tokenizer from here gets the same ``AutoTokenizer`` as before.
 """
 
-from transformers import AutoTokenizer
+from barcodemae.lazy_names import lazy_names
 
-from modeling_barcodemae import BarcodeMAEConfig
-
-from .bpe import train_bpe_tokenizer
-from .sequence_cleaning import CleanedBarcode, InvalidBarcodeError, clean_barcode
-from .tokenization_barcodemae import BarcodeTokenizer
-
-AutoTokenizer.register(BarcodeMAEConfig, fast_tokenizer_class=BarcodeTokenizer, exist_ok=True)
-BarcodeTokenizer.register_for_auto_class("AutoTokenizer")  # saved folders: tokenizer_config.json's auto_map
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    {
+        "BarcodeTokenizer": ".auto_tokenizer",
+        "CleanedBarcode": ".sequence_cleaning",
+        "InvalidBarcodeError": ".sequence_cleaning",
+        "clean_barcode": ".sequence_cleaning",
+        "train_bpe_tokenizer": ".bpe",
+    },
+)
 
 __all__ = ["BarcodeTokenizer", "CleanedBarcode", "InvalidBarcodeError", "clean_barcode", "train_bpe_tokenizer"]

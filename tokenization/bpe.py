@@ -30,18 +30,14 @@ from pathlib import Path
 from tokenizers import Tokenizer, trainers
 from tokenizers.models import BPE
 
+from .auto_tokenizer import BarcodeTokenizer  # registered, so a trained tokenizer saves its auto_map
 from .sequence_cleaning import (
     DEFAULT_MAX_LENGTH,
     IUPAC_LETTERS,
     InvalidBarcodeError,
     clean_barcode,
 )
-from .tokenization_barcodemae import (
-    SPECIAL_TOKENS,
-    BarcodeTokenizer,
-    _with_special_tokens,
-    dna_normalizer,
-)
+from .tokenization_barcodemae import SPECIAL_TOKENS, _with_special_tokens, dna_normalizer
 
 logger = logging.getLogger(__name__)
 
