@@ -55,8 +55,11 @@ from barcodemae.progress_bars import library_progress_bars_hidden
 from barcodemae.qc.read_checks import DEFAULT_MIN_LENGTH
 
 INDEX_EMBEDDING_FLAGS = ("batch_size", "device", "progress", "trust_remote_code")
-"""The embedding flags of ``identify build`` and ``query``: an index embeds with its model's own pooling and layer,
-in float32 (:class:`~barcodemae.index_embedders.ModelEmbedder`)."""
+"""The embedding flags of ``identify query``: an index embeds with its model's own pooling and layer, in float32, and
+its queries in the reading frames it was built with (:class:`~barcodemae.index_embedders.ModelEmbedder`)."""
+INDEX_BUILD_FLAGS = ("batch_size", "device", "frames", "progress", "trust_remote_code")
+"""``identify build``'s: those of the queries, and the reading frames (``--frames first`` builds and queries a
+``pooled_frames="all"`` model's index k times faster)."""
 
 
 Subcommands = argparse._SubParsersAction
@@ -108,7 +111,7 @@ def add_index_build_parser(commands: Subcommands) -> None:
     build.add_argument("--ivf", action="store_true",
                        help="also save a faiss IVF index that queries search instead of every reference: approximate, "
                        "for libraries of millions (needs the faiss extra)")
-    add_embedding_flags(build, EmbeddingSettings(), INDEX_EMBEDDING_FLAGS)
+    add_embedding_flags(build, EmbeddingSettings(), INDEX_BUILD_FLAGS)
 
 
 def add_index_query_parser(commands: Subcommands) -> None:

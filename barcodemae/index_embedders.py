@@ -11,6 +11,7 @@ how to remake it) and ``min_length`` (the shortest barcode it can embed: one tok
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,15 +52,17 @@ class ModelEmbedder:
     """A pretrained encoder's own barcode embedding (its pooling and layer), ``(n, hidden_size)``.
 
     The model loads at the first use that needs it, so a query given the wrong model folder is refused by its
-    fingerprint (config and weight files) before seconds of loading. ``settings``: batch size, device and
-    remote-code policy; the progress bar is :meth:`embed`'s ``progress``.
+    fingerprint (config and weight files) before seconds of loading. ``settings``: batch size, device,
+    remote-code policy and reading frames (``frames``: ``None`` for the model's own; ``identify build --frames
+    first`` makes a ``pooled_frames="all"`` model's index k times faster to build and query, and the index records
+    it, so its queries embed the same way); the progress bar is :meth:`embed`'s ``progress``.
     """
 
     kind = "model"
 
     def __init__(self, model_dir: str | Path, settings: EmbeddingSettings = DEFAULT_EMBEDDING) -> None:
-        settings.check_unset(("pooling", "layer", "frames", "dtype"), "a reference index, which embeds with its "
-                             "model's own pooling, layer and reading frames in float32,")
+        settings.check_unset(("pooling", "layer", "dtype"), "a reference index, which embeds with its model's own "
+                             "pooling and layer in float32,")
         self.model_dir = Path(model_dir)
         self.settings = settings
 
@@ -68,8 +71,9 @@ class ModelEmbedder:
 
     @classmethod
     def from_info(cls, stored: dict[str, Any], settings: EmbeddingSettings) -> ModelEmbedder:
-        """The embedder of an ``index.json`` ``embedder`` entry (:meth:`info`)."""
-        return cls(stored["model_dir"], settings)
+        """The embedder of an ``index.json`` ``embedder`` entry (:meth:`info`), in the reading frames the index was
+        built with."""
+        return cls(stored["model_dir"], stored_frames(stored, settings))
 
     @property
     def noun(self) -> str:
@@ -93,7 +97,8 @@ class ModelEmbedder:
 
         model = self.encoder[0]
         return {"kind": self.kind, "model_dir": str(self.model_dir.resolve()), "fingerprint": self.fingerprint,
-                "pooling": model_pooling(model), "layer": pooled_layer(model), "frames": model_frames(model)}
+                "pooling": model_pooling(model), "layer": pooled_layer(model),
+                "frames": self.settings.frames or model_frames(model)}
 
     def embed(self, sequences: Sequence[str], *, progress: bool = False) -> np.ndarray:
         from barcodemae.inference import embed_barcodes
@@ -147,6 +152,16 @@ EMBEDDERS: dict[str, type[ModelEmbedder | KmerProfileEmbedder]] = {
 """``index.json``'s ``embedder.kind`` -> the class that remakes the embedder."""
 
 
+def stored_frames(stored: dict[str, Any], settings: EmbeddingSettings) -> EmbeddingSettings:
+    """``settings`` with the reading frames of an index's ``embedder`` entry (an index built before frames were
+    recorded: the model's own); other frames asked of its queries are refused, they would give other vectors."""
+    frames = stored.get("frames")
+    if settings.frames is not None and settings.frames != frames:
+        raise ValueError(f"the index was built with frames={frames!r}; its queries cannot embed with "
+                         f"frames={settings.frames!r}")
+    return replace(settings, frames=frames)
+
+
 def requested_embedder(model_dir: str | Path | None, kmer: int | None,
                        settings: EmbeddingSettings = DEFAULT_EMBEDDING) -> IndexEmbedder | None:
     """The embedder of ``--model`` (run with ``settings``) or ``--kmer`` (at most one of them; ``None`` when neither
@@ -154,6 +169,8 @@ def requested_embedder(model_dir: str | Path | None, kmer: int | None,
     if model_dir is not None and kmer is not None:
         raise ValueError("give --model or --kmer, not both: an index holds one kind of vector")
     if kmer is not None:
+        if settings.frames is not None:
+            raise ValueError(f"--frames {settings.frames} is a model's option; a k-mer index counts every window")
         return KmerProfileEmbedder(kmer)
     if model_dir is not None:
         return ModelEmbedder(model_dir, settings)
@@ -175,6 +192,8 @@ def index_embedder(info: dict[str, Any], index_dir: str | Path, *, model_dir: st
     """
     stored = stored_embedder(info)
     own = EMBEDDERS[stored["kind"]].from_info(stored, settings)
+    if model_dir is not None and stored["kind"] == ModelEmbedder.kind:
+        settings = stored_frames(stored, settings)  # the model given at query time embeds as the index did
     requested = requested_embedder(model_dir, kmer, settings)
     if requested is None:
         return own
@@ -191,4 +210,5 @@ __all__ = [
     "index_embedder",
     "requested_embedder",
     "stored_embedder",
+    "stored_frames",
 ]

@@ -69,10 +69,9 @@ def test_identify_query_has_no_pooling_layer_or_dtype_flags(capsys):
 
 def test_settings_a_command_cannot_honour_are_refused(tmp_path):
     with pytest.raises(ValueError, match="a reference index.* does not take pooling='cls', layer=0: leave pooling, "
-                                         "layer, frames, dtype unset"):
+                                         "layer, dtype unset"):
         requested_embedder(tmp_path, None, EmbeddingSettings(pooling="cls", layer=0))
-    with pytest.raises(ValueError, match="does not take frames='all'"):
-        requested_embedder(tmp_path, None, EmbeddingSettings(frames="all"))
+    assert requested_embedder(tmp_path, None, EmbeddingSettings(frames="first")).settings.frames == "first"
     assert requested_embedder(tmp_path, None, EmbeddingSettings(batch_size=3)).settings.batch_size == 3
 
 

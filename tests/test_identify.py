@@ -17,6 +17,7 @@ import pytest
 from barcodemae import BarcodeMAEConfig, BarcodeMAEModel, BarcodeTokenizer, alignment, index_search
 from barcodemae.cli import main
 from barcodemae.cli_options import DEFAULT_IDENTITY_THRESHOLDS
+from barcodemae.embedding_settings import EmbeddingSettings
 from barcodemae.identify import ReferenceIndex, identify, majority_vote, save_barcodes
 from barcodemae.identity_calls import MIN_QUERY_COVERAGE
 from conftest import mutate_bases, tiny_config_kwargs, with_indels
@@ -170,6 +171,36 @@ def test_query_refuses_another_model(kmer_profile_model: Path, fixture_csv: Path
     assert main(["identify", "query", "--index", str(tmp_path), "--input", str(fixture_csv),
                  "--output", str(tmp_path / "y.csv")]) == 2
     assert "not a reference index" in capsys.readouterr().err
+
+
+def test_an_index_records_its_reading_frames_and_its_queries_embed_in_them(kmer4_model_folder: Path,
+                                                                          fixture_csv: Path, tmp_path,
+                                                                          capsys) -> None:
+    """``identify build --frames first`` on a ``pooled_frames="all"`` model: the index holds frame-0 vectors and
+    says so, its queries embed the same way (with or without --model), and other frames asked of them are
+    refused; a k-mer index takes no --frames."""
+    from barcodemae.index_embedders import index_embedder, requested_embedder
+    from barcodemae.inference import embed_barcodes, load_encoder
+
+    model, tokenizer = load_encoder(kmer4_model_folder)
+    model.config.pooled_frames = "all"
+    framed = tmp_path / "framed"
+    model.save_pretrained(framed)
+    tokenizer.save_pretrained(framed)
+    index_dir = tmp_path / "index"
+    assert main(["identify", "build", "--model", str(framed), "--reference", str(fixture_csv), "--split", "train",
+                 "--frames", "first", "--output", str(index_dir), "--no-progress"]) == 0
+    capsys.readouterr()
+    info = json.loads((index_dir / "index.json").read_text())
+    assert info["embedder"]["frames"] == "first"
+    train = pd.read_csv(fixture_csv).query("split == 'train'")["dna_barcode"].tolist()[:5]
+    first = embed_barcodes(model, tokenizer, train, frames="first", progress=False)
+    for embedder in (index_embedder(info, index_dir), index_embedder(info, index_dir, model_dir=framed)):
+        np.testing.assert_allclose(embedder.embed(train), first, atol=1e-5)
+    with pytest.raises(ValueError, match="built with frames='first'; its queries cannot embed with frames='all'"):
+        index_embedder(info, index_dir, settings=EmbeddingSettings(frames="all"))
+    with pytest.raises(ValueError, match="a model's option; a k-mer index counts every window"):
+        requested_embedder(None, 5, EmbeddingSettings(frames="first"))
 
 
 def test_build_resume_refuses_a_reference_whose_records_changed(kmer_profile_model: Path, fixture_csv: Path,
