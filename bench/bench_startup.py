@@ -9,6 +9,7 @@ environment where the package is installed::
 
     python bench/bench_startup.py                  # 7 runs of each command
     python bench/bench_startup.py --runs 15 --output bench/results/startup.json
+    python bench/bench_startup.py --identify kmer_index/ queries.fasta --only "barcodemae identify query"
 
 This script imports nothing heavy itself, so it can also be run before the package's dependencies load quickly.
 """
@@ -23,14 +24,16 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def commands() -> dict[str, list[str]]:
-    """The measured commands by name; `barcodemae` is the installed console script next to this Python."""
+def commands(identify: tuple[str, str] | None = None, scratch: Path | None = None) -> dict[str, list[str]]:
+    """The measured commands by name; `barcodemae` is the installed console script next to this Python.
+    ``identify``: ``(index, queries)`` adds ``barcodemae identify query`` of them, its output in ``scratch``."""
     script = shutil.which("barcodemae", path=str(Path(sys.executable).parent)) or shutil.which("barcodemae")
     barcodemae = [script] if script else [sys.executable, "-m", "barcodemae.cli"]
     return {
@@ -41,6 +44,9 @@ def commands() -> dict[str, list[str]]:
         "python train.py --preset small --help": [sys.executable, "train.py", "--preset", "small", "--help"],
         "python eval/run.py --help": [sys.executable, "eval/run.py", "--help"],
         "python -c pass (interpreter alone)": [sys.executable, "-c", "pass"],
+        **({"barcodemae identify query": [*barcodemae, "identify", "query", "--index", identify[0], "--input",
+                                          identify[1], "--output", str(scratch / "ids.csv"), "--no-progress"]}
+           if identify else {}),
     }
 
 
@@ -75,8 +81,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per command first (default 1)")
     parser.add_argument("--only", nargs="*", default=None, help="names of the commands to time (default all)")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument("--identify", nargs=2, metavar=("INDEX", "QUERIES"), default=None,
+                        help="also time `barcodemae identify query` of QUERIES against INDEX (a k-mer index: the "
+                        "start-up of identifying without a model)")
     args = parser.parse_args(argv)
-    selected = {name: command for name, command in commands().items() if args.only is None or name in args.only}
+    scratch = Path(tempfile.mkdtemp(prefix="bench_startup_"))
+    selected = {name: command for name, command in commands(args.identify, scratch).items()
+                if args.only is None or name in args.only}
     report: dict = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                     "python": platform.python_version(), "load_average_1min_before": round(os.getloadavg()[0], 2)},
@@ -84,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
                      for name, command in selected.items()},
     }
     report["machine"]["load_average_1min_after"] = round(os.getloadavg()[0], 2)
+    shutil.rmtree(scratch)
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:
