@@ -535,9 +535,10 @@ def test_taxonomy_flags_set_the_config_and_are_checked():
                        "2", "--decoder_num_hidden_layers", "1", "--tokenizer", "kmer4",
                        "--taxonomy_loss", "triplet", "--taxonomy_weight", "0.2", "--taxonomy_warmup_steps", "100",
                        "--taxonomy_margin", "0.1", "--taxonomy_on", "pooled", "--representation", "cls",
-                       "--taxonomy_classes_per_batch", "16", "--taxonomy_per_class", "4"])
-    assert {"taxonomy_loss", "representation", "taxonomy_on"} <= set(RUN_CONFIG_ARGUMENTS)
+                       "--taxonomy_classes_per_batch", "16", "--taxonomy_per_class", "4", "--pooled_frames", "all"])
+    assert {"taxonomy_loss", "representation", "taxonomy_on", "pooled_frames"} <= set(RUN_CONFIG_ARGUMENTS)
     config = build_model(args, BarcodeTokenizer.kmer(4)).config
+    assert config.pooled_frames == "all" and parse_args(["--preset", "small-taxonomy"]).pooled_frames == "all"
     assert (config.taxonomy_loss, config.taxonomy_weight, config.taxonomy_warmup_steps) == ("triplet", 0.2, 100)
     assert (config.taxonomy_margin, config.taxonomy_on, config.representation) == (0.1, "pooled", "cls")
     assert (args.taxonomy_classes_per_batch, args.taxonomy_per_class) == (16, 4)
@@ -545,6 +546,7 @@ def test_taxonomy_flags_set_the_config_and_are_checked():
     for flags, problem in (
         (["--taxonomy_loss", "softmax"], "invalid run flag .*taxonomy_loss must be one of"),
         (["--representation", "max"], "invalid run flag .*representation must be one of"),
+        (["--pooled_frames", "some"], "invalid run flag .*pooled_frames must be one of"),
         (["--taxonomy_loss", "ce", "--split", "pretrain+val_unseen"], "includes val_unseen"),
         (["--taxonomy_classes_per_batch", "16"], "give one"),
         (["--taxonomy_loss", "ce", "--taxonomy_per_class", "0"], "taxonomy_per_class >= 1"),
