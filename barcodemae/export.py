@@ -286,6 +286,8 @@ def render_model_card(
         "intermediate_size": config.intermediate_size,
         "num_parameters": f"{model.num_parameters():,}",
         "tokenizer_description": tokenizer.summary(),
+        "embedding_description": embedding_description(config, tokenizer),
+        "frames_usage": frames_usage(config, tokenizer),
         "max_bp": tokenizer.max_bp,
         "ambiguity_note": ambiguity,
         "source": source,
@@ -299,6 +301,33 @@ def render_model_card(
             f"model card template {template} not found; pass template= (--template) or install from a source checkout"
         )
     return string.Template(Path(template).read_text()).substitute(fields)
+
+
+def embedding_description(config: Any, tokenizer: Any) -> str:
+    """The model card's "Embedding" row: what the model's own barcode embedding is (``pooled_layers``,
+    ``representation``, ``pooled_frames``), in words."""
+    states = ("the average of every hidden state (embeddings and each block)" if config.pooled_layers == "mean"
+              else "the last block's token states")
+    pooled = {"tokens_with_cls": "averaged over the non-padding tokens", "tokens": "averaged over the non-padding "
+              "tokens but [CLS]", "cls": "at the [CLS] position"}[config.representation]
+    frames = (f", averaged over the barcode's {tokenizer.num_reading_frames} reading frames (see How to use)"
+              if config.pooled_frames == "all" and tokenizer.num_reading_frames > 1 else "")
+    return f"{states}, {pooled} (`pooler_output`){frames}"
+
+
+def frames_usage(config: Any, tokenizer: Any) -> str:
+    """The model card's lines for a ``pooled_frames="all"`` model: the reading-frame average it was evaluated with
+    (empty for any other)."""
+    if config.pooled_frames != "all" or tokenizer.num_reading_frames == 1:
+        return ""
+    return (
+        "\nThis model's barcode embedding is the mean over the barcode read from each of its first "
+        f"{tokenizer.num_reading_frames} bases (its reading frames; what it was evaluated with, and what "
+        "`barcodemae embed` writes):\n\n```python\nwith torch.no_grad():\n"
+        "    embeddings = torch.stack([model(**tokenizer(barcodes, frame_offset=i, padding=True, "
+        "return_tensors=\"pt\")).pooler_output\n"
+        "                              for i in range(tokenizer.k)]).mean(0)\n```\n"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ export

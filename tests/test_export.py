@@ -21,6 +21,7 @@ from barcodemae.export import (
     encoder_state_dict,
     export_encoder,
     locate_checkpoint,
+    render_model_card,
     results_markdown,
 )
 from conftest import tiny_config_kwargs
@@ -89,6 +90,21 @@ def test_model_card_has_results_usage_and_citation(exported: Path) -> None:
     assert BarcodeTokenizer.kmer().summary() in card  # the tokenizer in words, from its one description
     assert "safari2025barcodemae" in card and "arXiv:2502.18405" in card
     assert "## Limitations" in card and "## Licence" in card
+
+
+@pytest.mark.parametrize(("choices", "says", "usage"), [
+    ({}, "the last block's token states, averaged over the non-padding tokens (`pooler_output`)", False),
+    ({"pooled_layers": "mean", "representation": "cls", "pooled_frames": "all"},
+     ("the average of every hidden state (embeddings and each block), at the [CLS] position (`pooler_output`), "
+     "averaged over the barcode's 6 reading frames (see How to use)"), True),
+])
+def test_model_card_says_what_the_embedding_is(choices, says, usage) -> None:
+    """The card's Embedding row follows the model's own choices, and a reading-frame model shows how to average."""
+    tokenizer = BarcodeTokenizer.kmer()
+    model = BarcodeMAEModel(BarcodeMAEConfig(**tiny_config_kwargs(), vocab_size=len(tokenizer), **choices))
+    card = render_model_card(model, tokenizer, results=None, repo_id="lab/model", source="run/")
+    assert f"| Embedding | {says}, width {model.config.hidden_size} |" in card
+    assert ("frame_offset=i" in card) is usage
 
 
 def test_results_markdown_without_results() -> None:
