@@ -69,10 +69,13 @@ def test_fine_tuning_errors(kmer4_model_folder: Path, tmp_path: Path):
         fine_tune_classifier(kmer4_model_folder, ["ACGTACGT"], ["a", "b"], ["ACGTACGT"], ["a"])
     with pytest.raises(ValueError, match="at least 2 classes"):
         fine_tune_classifier(kmer4_model_folder, ["ACGTACGT", "ACGTTTTT"], ["a", "a"], ["ACGTACGT"], ["a"])
-    with pytest.raises(ValueError, match="fine-tuning, whose classifier pools as its model does, does not take "
-                       "pooling='cls': leave pooling, layer unset"):
+    with pytest.raises(ValueError, match="fine-tuning, whose classifier pools one reading frame as its model does, "
+                       "does not take pooling='cls': leave pooling, layer, frames unset"):
         fine_tune_classifier(kmer4_model_folder, ["ACGTACGT", "ACGTTTTT"], ["a", "b"], ["ACGTACGT"], ["a"],
                              settings=EmbeddingSettings(pooling="cls"))
+    with pytest.raises(ValueError, match="does not take frames='all'"):
+        fine_tune_classifier(kmer4_model_folder, ["ACGTACGT", "ACGTTTTT"], ["a", "b"], ["ACGTACGT"], ["a"],
+                             settings=EmbeddingSettings(frames="all"))
 
 
 def test_run_evaluation_reports_fine_tuning(kmer4_model_folder: Path, fixture_csv: Path, tmp_path: Path):
