@@ -403,6 +403,8 @@ def requested_settings(
         raise ValueError(f"unknown baseline {baseline!r}; available: {', '.join(BASELINES)}")
     if s.finetune_epochs and baseline is not None:
         raise ValueError("fine-tuning needs a model folder; the k-mer baseline has nothing to fine-tune")
+    if baseline is not None:
+        s.check_unset(("pooling", "layer", "frames"), "the k-mer baseline, which counts every window of a barcode,")
     return s
 
 

@@ -137,6 +137,15 @@ def test_all_reading_frames_average_the_barcode_read_from_each_of_its_first_k_ba
         reading_frames(object(), "all")
 
 
+@pytest.mark.parametrize("setting", [{"frames": "all"}, {"pooling": "cls"}, {"layer": 0}])
+def test_the_kmer_baseline_refuses_embedding_settings_it_cannot_honour(fixture_csv: Path, tmp_path: Path, setting):
+    """k-mer counts have no reading frame, pooling or layer to choose: asking for one is an error, not ignored."""
+    name, value = next(iter(setting.items()))
+    with pytest.raises(ValueError, match=f"the k-mer baseline, .* does not take {name}={value!r}"):
+        run_evaluation(data=fixture_csv, output_dir=tmp_path / "out", baseline="kmer", **setting)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("stride", [1, 3])
 def test_kmer_frequencies_match_direct_counting(stride):
     embedder = KmerFrequencyEmbedder(k=3, chunk_size=2, stride=stride)  # chunks smaller than the input
