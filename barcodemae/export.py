@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 
 from barcodemae.errors import CheckpointError
 from barcodemae.file_modes import apply_umask
+from barcodemae.inference import reading_frames
 from barcodemae.run_layout import RESULTS_FILE, TRAINING_ARGS_FILE, RunLayout
 from barcodemae.state_dicts import strip_wrapper_prefixes
 from barcodemae.tokenization import BarcodeTokenizer
@@ -262,6 +263,7 @@ def render_model_card(
     """Fill ``model_cards/feature_extraction.md`` (``string.Template`` ``$fields``) from the model and results."""
     config = model.config
     is_mae = config.pretraining_objective == "mae"
+    frames = reading_frames(tokenizer, config.pooled_frames)
     objective_name = "BarcodeMAE" if is_mae else "BarcodeBERT"
     ambiguity = (
         "a k-mer containing one becomes `[UNK]`."
@@ -286,8 +288,8 @@ def render_model_card(
         "intermediate_size": config.intermediate_size,
         "num_parameters": f"{model.num_parameters():,}",
         "tokenizer_description": tokenizer.summary(),
-        "embedding_description": embedding_description(config, tokenizer),
-        "frames_usage": frames_usage(config, tokenizer),
+        "embedding_description": embedding_description(config, frames),
+        "frames_usage": frames_usage(frames),
         "max_bp": tokenizer.max_bp,
         "ambiguity_note": ambiguity,
         "source": source,
@@ -303,26 +305,25 @@ def render_model_card(
     return string.Template(Path(template).read_text()).substitute(fields)
 
 
-def embedding_description(config: Any, tokenizer: Any) -> str:
+def embedding_description(config: Any, frames: int) -> str:
     """The model card's "Embedding" row: what the model's own barcode embedding is (``pooled_layers``,
-    ``representation``, ``pooled_frames``), in words."""
+    ``representation``, and the ``frames`` its ``pooled_frames`` averages), in words."""
     states = ("the average of every hidden state (embeddings and each block)" if config.pooled_layers == "mean"
               else "the last block's token states")
     pooled = {"tokens_with_cls": "averaged over the non-padding tokens", "tokens": "averaged over the non-padding "
               "tokens but [CLS]", "cls": "at the [CLS] position"}[config.representation]
-    frames = (f", averaged over the barcode's {tokenizer.num_reading_frames} reading frames (see How to use)"
-              if config.pooled_frames == "all" and tokenizer.num_reading_frames > 1 else "")
-    return f"{states}, {pooled} (`pooler_output`){frames}"
+    averaged = f", averaged over the barcode's {frames} reading frames (see How to use)" if frames > 1 else ""
+    return f"{states}, {pooled} (`pooler_output`){averaged}"
 
 
-def frames_usage(config: Any, tokenizer: Any) -> str:
-    """The model card's lines for a ``pooled_frames="all"`` model: the reading-frame average it was evaluated with
-    (empty for any other)."""
-    if config.pooled_frames != "all" or tokenizer.num_reading_frames == 1:
+def frames_usage(frames: int) -> str:
+    """The model card's lines for a model whose embedding averages ``frames`` > 1 reading frames: the average it
+    was evaluated with (empty for one frame)."""
+    if frames == 1:
         return ""
     return (
         "\nThis model's barcode embedding is the mean over the barcode read from each of its first "
-        f"{tokenizer.num_reading_frames} bases (its reading frames; what it was evaluated with, and what "
+        f"{frames} bases (its reading frames; what it was evaluated with, and what "
         "`barcodemae embed` writes):\n\n```python\nwith torch.no_grad():\n"
         "    embeddings = torch.stack([model(**tokenizer(barcodes, frame_offset=i, padding=True, "
         "return_tensors=\"pt\")).pooler_output\n"

@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also time `barcodemae identify query` of QUERIES against INDEX (a k-mer index: the "
                         "start-up of identifying without a model)")
     args = parser.parse_args(argv)
-    scratch = Path(tempfile.mkdtemp(prefix="bench_startup_"))
-    selected = {name: command for name, command in commands(args.identify, scratch).items()
+    scratch = tempfile.TemporaryDirectory(prefix="bench_startup_")  # identify's output, removed however this ends
+    selected = {name: command for name, command in commands(args.identify, Path(scratch.name)).items()
                 if args.only is None or name in args.only}
     report: dict = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
                      for name, command in selected.items()},
     }
     report["machine"]["load_average_1min_after"] = round(os.getloadavg()[0], 2)
-    shutil.rmtree(scratch)
+    scratch.cleanup()
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:

@@ -2,7 +2,7 @@
 
 The public names load on first use (:func:`barcodemae.lazy_names.lazy_names`): importing
 :mod:`barcodemae.tokenization.sequence_cleaning` (the cleaning policy, standard library only) must not load torch
-and transformers first, or ``identify`` with a k-mer index and ``qc`` start seconds late. ``BarcodeTokenizer`` comes
+and transformers first, or ``identify`` with a k-mer index starts seconds late. ``BarcodeTokenizer`` comes
 from :mod:`.auto_tokenizer`, which registers it with ``AutoTokenizer`` (keyed by the BarcodeMAE config class): whoever
 imports the tokenizer from here gets the same ``AutoTokenizer`` as before.
 """
