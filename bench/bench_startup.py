@@ -10,6 +10,7 @@ environment where the package is installed::
     python bench/bench_startup.py                  # 7 runs of each command
     python bench/bench_startup.py --runs 15 --output bench/results/startup.json
     python bench/bench_startup.py --identify kmer_index/ queries.fasta --only "barcodemae identify query"
+    python bench/bench_startup.py --qc reads.fasta --only "barcodemae qc"
 
 This script imports nothing heavy itself, so it can also be run before the package's dependencies load quickly.
 """
@@ -31,9 +32,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def commands(identify: tuple[str, str] | None = None, scratch: Path | None = None) -> dict[str, list[str]]:
+def commands(identify: tuple[str, str] | None = None, qc: str | None = None,
+             scratch: Path | None = None) -> dict[str, list[str]]:
     """The measured commands by name; `barcodemae` is the installed console script next to this Python.
-    ``identify``: ``(index, queries)`` adds ``barcodemae identify query`` of them, its output in ``scratch``."""
+    ``identify``: ``(index, queries)`` adds ``barcodemae identify query`` of them, ``qc``: a barcode file adds
+    ``barcodemae qc`` of it (the translation check, no model); their outputs go to ``scratch``."""
     script = shutil.which("barcodemae", path=str(Path(sys.executable).parent)) or shutil.which("barcodemae")
     barcodemae = [script] if script else [sys.executable, "-m", "barcodemae.cli"]
     return {
@@ -47,6 +50,8 @@ def commands(identify: tuple[str, str] | None = None, scratch: Path | None = Non
         **({"barcodemae identify query": [*barcodemae, "identify", "query", "--index", identify[0], "--input",
                                           identify[1], "--output", str(scratch / "ids.csv"), "--no-progress"]}
            if identify else {}),
+        **({"barcodemae qc": [*barcodemae, "qc", "--input", qc, "--output", str(scratch / "qc.csv"), "--no-progress"]}
+           if qc else {}),
     }
 
 
@@ -84,9 +89,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--identify", nargs=2, metavar=("INDEX", "QUERIES"), default=None,
                         help="also time `barcodemae identify query` of QUERIES against INDEX (a k-mer index: the "
                         "start-up of identifying without a model)")
+    parser.add_argument("--qc", metavar="READS", default=None,
+                        help="also time `barcodemae qc` of READS (a barcode file) without a model")
     args = parser.parse_args(argv)
-    scratch = tempfile.TemporaryDirectory(prefix="bench_startup_")  # identify's output, removed however this ends
-    selected = {name: command for name, command in commands(args.identify, Path(scratch.name)).items()
+    scratch = tempfile.TemporaryDirectory(prefix="bench_startup_")  # outputs, removed however this ends
+    selected = {name: command for name, command in commands(args.identify, args.qc, Path(scratch.name)).items()
                 if args.only is None or name in args.only}
     report: dict = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),

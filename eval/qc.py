@@ -69,6 +69,7 @@ from barcodemae.optim import learning_rate_schedule, weight_decay_groups
 from barcodemae.presets import enbed_model_config, read_preset
 from barcodemae.qc import (
     READ_CORRECTION_TASK,
+    VERDICT_THRESHOLD_KEY,
     BaseLevelReport,
     CorruptedRead,
     ErrorRates,
@@ -276,7 +277,7 @@ def run_qc(args: argparse.Namespace) -> dict[str, Any]:
     labels, deletions = predictions.base_labels, predictions.deletions
     risk = -predictions.clean_log_probability  # error_score's order, without its rounding to 1
     threshold = verdict_threshold(args, detector, tokenizer, validation_barcodes, rates)
-    detector.config.verdict_clean_nll_threshold = threshold["clean_nll"]  # `barcodemae qc`'s default
+    setattr(detector.config, VERDICT_THRESHOLD_KEY, threshold["clean_nll"])  # `barcodemae qc`'s default
     detector.save_pretrained(output / "qc_model")
     tokenizer.save_pretrained(output / "qc_model")
     check = check_translation([read.read for read in test_reads])

@@ -129,6 +129,21 @@ def test_identifying_with_a_kmer_index_loads_no_torch_or_transformers(tmp_path, 
     assert (tmp_path / "ids.csv").is_file()
 
 
+def test_checking_reads_without_a_model_loads_no_torch_or_transformers(tmp_path):
+    """``barcodemae qc``'s default, the translation check, needs no model; the detector's and corrector's torch
+    code loads only when their folders are given (tests/test_cli_qc.py runs those)."""
+    reads = tmp_path / "reads.fasta"
+    reads.write_text(">r1\n" + "ACGTTGCAAT" * 30 + "\n")
+    out = run_python(
+        "import sys\n"
+        "from barcodemae.cli import main\n"
+        f"main(['qc', '--input', {str(reads)!r}, '--output', {str(tmp_path / 'qc.csv')!r}, '--no-progress'])\n"
+        f"print('loaded:', *[m for m in {HEAVY[:2]!r} if m in sys.modules])\n"
+    )
+    assert out.splitlines()[-1] == "loaded:"
+    assert (tmp_path / "qc.csv").read_text().splitlines()[1].startswith("r1,300,has_errors,length")
+
+
 def test_hidden_bars_reach_a_transformers_loaded_inside_the_block_and_come_back_after():
     out = run_python(
         "import sys\n"

@@ -48,7 +48,7 @@ and last:
 
 The detector's positions are its per-base arg-max labels and its deletions of probability > 0.5 (the rules of
 ``eval/qc.py``, :mod:`barcodemae.qc.inference`); its flag compares the per-read ``error_score`` with the
-threshold (in log space, :func:`~barcodemae.qc.inference.flag_reads`: long reads' scores lie within float
+threshold (in log space, :func:`~barcodemae.qc.saved_choices.flag_reads`: long reads' scores lie within float
 rounding of 1), so a read with many small error probabilities can be flagged without listed positions.
 
 Rejected records stay in the output (verdict ``rejected`` plus ``problem``) rather than in a separate report, so
@@ -83,7 +83,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -91,22 +91,15 @@ from tqdm.auto import tqdm
 from barcodemae.data.barcode_files import BarcodeFile, open_barcode_file
 from barcodemae.data.input_errors import reading
 from barcodemae.data.splits import resolve_splits
-from barcodemae.devices import resolve_device
 from barcodemae.errors import check_output_file
-from barcodemae.model_folders import from_pretrained_checked
-from barcodemae.tokenization import BarcodeTokenizer
 from barcodemae.tokenization.sequence_cleaning import IUPAC_LETTERS, non_iupac_letters, normalise_letters
-from modeling_barcodemae import EnbedForConditionalGeneration, EnbedForErrorDetection
 
 from .error_injection import INSERTED, N_BASE, SUBSTITUTED
-from .inference import (
-    READ_CORRECTION_TASK,
-    clean_nll_threshold,
-    detect_errors,
-    flag_reads,
-    generate_corrections,
-)
 from .read_checks import CHECKS, DEFAULT_MIN_LENGTH, check_reads_without_model
+from .saved_choices import READ_CORRECTION_TASK, clean_nll_threshold
+
+if TYPE_CHECKING:  # the learned checks load torch and transformers, so only when a folder is given
+    from .read_models import ErrorDetector, ReadCorrector
 
 logger = logging.getLogger(__name__)
 
@@ -208,15 +201,15 @@ def check_reads(
     records: Sequence[tuple[str, str | None, str | None]],
     *,
     min_length: int = DEFAULT_MIN_LENGTH,
-    detector: tuple[EnbedForErrorDetection, BarcodeTokenizer] | None = None,
-    corrector: tuple[EnbedForConditionalGeneration, BarcodeTokenizer] | None = None,
-    clean_nll_limit: float = DEFAULT_CLEAN_NLL_THRESHOLD,
+    detector: ErrorDetector | None = None,
+    corrector: ReadCorrector | None = None,
     num_beams: int = 1,
     batch_size: int = 64,
 ) -> list[dict[str, Any]]:
     """The output rows (module docstring) of ``(id, sequence, problem)`` records, in their order: the model-free
-    checks of every read, then the detector's (flagging a read when ``-log P(clean)`` exceeds ``clean_nll_limit``,
-    :func:`flag_reads`) when one is given."""
+    checks of every read, then the detector's (flagging a read by its threshold,
+    :meth:`~barcodemae.qc.read_models.ErrorDetector.predict`) when one is given, then the corrector's reads of the
+    flagged ones."""
     prepared = []
     for _, sequence, reader_problem in records:
         read, problem = prepare_read(sequence)
@@ -228,9 +221,8 @@ def check_reads(
     flagged_by = [list(check.flagged_by) for check in checks]
     detector_columns: list[dict[str, str]] = [{} for _ in reads]
     if detector is not None:
-        model, tokenizer = detector
-        predictions = detect_errors(model, reads, tokenizer, batch_size=batch_size, record_ids=ids)
-        for j in np.flatnonzero(flag_reads(predictions.clean_log_probability, clean_nll_limit)).tolist():
+        predictions, flagged = detector.predict(reads, ids, batch_size)
+        for j in np.flatnonzero(flagged).tolist():
             flagged_by[j].append(DETECTOR_CHECK)
         for j, labels in enumerate(predictions.base_labels):
             detector_columns[j] = {
@@ -241,9 +233,7 @@ def check_reads(
     corrected = list(reads)
     to_correct = [j for j, flags in enumerate(flagged_by) if flags]
     if corrector is not None and to_correct:
-        model, corrector_tokenizer = corrector
-        outputs = generate_corrections(model, [reads[j] for j in to_correct], corrector_tokenizer,
-                                       num_beams=num_beams, batch_size=batch_size)
+        outputs = corrector.correct([reads[j] for j in to_correct], num_beams=num_beams, batch_size=batch_size)
         for j, output in zip(to_correct, outputs, strict=True):
             corrected[j] = output
 
@@ -310,21 +300,14 @@ def check_file(
         check_detector_folder(model_dir)
     if correction_model is not None:
         check_corrector_folder(correction_model)
-    torch_device = resolve_device(device) if model_dir is not None or correction_model is not None else None
-    detector = None
-    limit = DEFAULT_CLEAN_NLL_THRESHOLD
-    if model_dir is not None:
-        # the installed classes, never the folders' copied code; folder checked first, safetensors only
-        model = from_pretrained_checked(EnbedForErrorDetection, model_dir).eval().to(torch_device)
-        detector = (model, BarcodeTokenizer.from_pretrained(model_dir))
-        if threshold is not None:
-            limit = clean_nll_threshold(threshold)
-        else:
-            limit = float(getattr(model.config, "verdict_clean_nll_threshold", DEFAULT_CLEAN_NLL_THRESHOLD))
-    corrector = None
-    if correction_model is not None:
-        correction = from_pretrained_checked(EnbedForConditionalGeneration, correction_model)
-        corrector = (correction.eval().to(torch_device), BarcodeTokenizer.from_pretrained(correction_model))
+    detector = corrector = None
+    if model_dir is not None or correction_model is not None:
+        from .read_models import load_corrector, load_detector  # torch and transformers: only for the learned checks
+
+        if model_dir is not None:
+            detector = load_detector(model_dir, device, threshold, DEFAULT_CLEAN_NLL_THRESHOLD)
+        if correction_model is not None:
+            corrector = load_corrector(correction_model, device)
 
     columns = [*COLUMNS[:-1], *(DETECTOR_COLUMNS if detector is not None else ()),
                *(["corrected"] if corrector is not None else []), COLUMNS[-1]]
@@ -340,7 +323,7 @@ def check_file(
             writer.writeheader()
             while chunk := list(islice(records, chunk_size)):
                 rows = check_reads(chunk, min_length=min_length, detector=detector, corrector=corrector,
-                                   clean_nll_limit=limit, num_beams=num_beams, batch_size=batch_size)
+                                   num_beams=num_beams, batch_size=batch_size)
                 writer.writerows(rows)
                 verdicts.update(row["verdict"] for row in rows)
                 flag_counts.update(check for row in rows if row.get("verdict_by")
@@ -361,7 +344,7 @@ def check_file(
                                "flagged_by": {check: flag_counts[check] for check in checks},
                                "min_length": min_length}
     if detector is not None:
-        summary.update(threshold=-math.expm1(-limit), clean_nll_threshold=limit)
+        summary.update(threshold=-math.expm1(-detector.clean_nll_limit), clean_nll_threshold=detector.clean_nll_limit)
     if corrector is not None:
         summary["correction_model"] = str(correction_model)
     return summary

@@ -7,8 +7,8 @@ padding stays small, run under ``torch.inference_mode`` on the model's device, a
 
 Prediction rules (those of ``eval/qc.py``): a base's label is the arg-max of its four logits, a deletion is
 predicted where its probability exceeds 0.5 (logit > 0); the read's ``error_score`` is the model's, and a read
-is flagged (:func:`flag_reads`) when its ``-clean_log_probability`` exceeds a threshold: the same order as
-``error_score`` without its rounding to 1 for long reads.
+is flagged (:func:`barcodemae.qc.saved_choices.flag_reads`) when its ``-clean_log_probability`` exceeds a
+threshold: the same order as ``error_score`` without its rounding to 1 for long reads.
 """
 
 from __future__ import annotations
@@ -23,10 +23,6 @@ import torch
 from barcodemae.inference import length_batches
 
 from .token_labels import encode_reads, read_predictions
-
-READ_CORRECTION_TASK = "read_correction"
-"""``config.finetuning_task`` of a model fine-tuned for read correction (set by ``eval/qc.py``): an ENBED
-pretraining folder has the same architecture but generates span-corruption targets, not corrected reads."""
 
 
 @dataclass(frozen=True, eq=False)  # numpy fields
@@ -44,22 +40,6 @@ class ErrorPredictions:
     def error_score(self) -> np.ndarray:
         """``(n,)`` float64 probability that the read has any error, ``1 - exp(clean_log_probability)``."""
         return -np.expm1(self.clean_log_probability)
-
-
-def flag_reads(clean_log_probability: np.ndarray, clean_nll_threshold: float) -> np.ndarray:
-    """``(n,)`` bool: reads whose negative log-probability of being clean exceeds ``clean_nll_threshold``.
-
-    A threshold ``t`` on ``error_score`` is ``-log(1 - t)`` here (:func:`clean_nll_threshold`); comparing in log
-    space keeps thresholds near ``error_score = 1`` (where long reads' scores lie) meaningful.
-    """
-    return -np.asarray(clean_log_probability, dtype=np.float64) > clean_nll_threshold
-
-
-def clean_nll_threshold(error_score_threshold: float) -> float:
-    """The :func:`flag_reads` threshold equal to an ``error_score`` threshold in ``[0, 1]`` (1 flags nothing)."""
-    if not 0 <= error_score_threshold <= 1:
-        raise ValueError(f"an error_score threshold is a probability in [0, 1], got {error_score_threshold}")
-    return float(-np.log1p(-error_score_threshold)) if error_score_threshold < 1 else float("inf")
 
 
 def _model_inputs(
@@ -130,10 +110,7 @@ def generate_corrections(
 
 
 __all__ = [
-    "READ_CORRECTION_TASK",
     "ErrorPredictions",
-    "clean_nll_threshold",
     "detect_errors",
-    "flag_reads",
     "generate_corrections",
 ]
