@@ -111,21 +111,29 @@ def test_importing_the_tokenizer_package_registers_it_with_the_auto_tokenizer(tm
     assert out.splitlines()[-1] == "BarcodeTokenizer"
 
 
+def model_libraries_loaded_by(*commands: list[str]) -> list[str]:
+    """Which of torch and transformers a fresh interpreter has loaded after running ``barcodemae`` ``commands``."""
+    out = run_python(
+        "import sys\n"
+        "from barcodemae.cli import main\n"
+        + "".join(f"main({command!r})\n" for command in commands)
+        + f"print('loaded:', *[m for m in {HEAVY[:2]!r} if m in sys.modules])\n"
+    )
+    return out.splitlines()[-1].split()[1:]
+
+
 def test_identifying_with_a_kmer_index_loads_no_torch_or_transformers(tmp_path, fixture_csv):
     """An index that needs no model must not pay for loading one: torch and transformers cost a query command
     seconds of start-up, a third of a 1,000-read plate's time (docs/results.md). The bars stay hidden all the same."""
     queries = tmp_path / "queries.fasta"
     queries.write_text(">q1\n" + "ACGTTGCAAT" * 30 + "\n")
-    out = run_python(
-        "import sys\n"
-        "from barcodemae.cli import main\n"
-        f"main(['identify', 'build', '--kmer', '4', '--reference', {str(fixture_csv)!r}, '--split', 'train', "
-        f"'--output', {str(tmp_path / 'index')!r}, '--no-progress'])\n"
-        f"main(['identify', 'query', '--index', {str(tmp_path / 'index')!r}, '--input', {str(queries)!r}, "
-        f"'--output', {str(tmp_path / 'ids.csv')!r}, '--no-progress'])\n"
-        f"print('loaded:', *[m for m in {HEAVY[:2]!r} if m in sys.modules])\n"
-    )
-    assert out.splitlines()[-1] == "loaded:"
+    index = str(tmp_path / "index")
+    assert model_libraries_loaded_by(
+        ["identify", "build", "--kmer", "4", "--reference", str(fixture_csv), "--split", "train", "--output", index,
+         "--no-progress"],
+        ["identify", "query", "--index", index, "--input", str(queries), "--output", str(tmp_path / "ids.csv"),
+         "--no-progress"],
+    ) == []
     assert (tmp_path / "ids.csv").is_file()
 
 
@@ -134,13 +142,9 @@ def test_checking_reads_without_a_model_loads_no_torch_or_transformers(tmp_path)
     code loads only when their folders are given (tests/test_cli_qc.py runs those)."""
     reads = tmp_path / "reads.fasta"
     reads.write_text(">r1\n" + "ACGTTGCAAT" * 30 + "\n")
-    out = run_python(
-        "import sys\n"
-        "from barcodemae.cli import main\n"
-        f"main(['qc', '--input', {str(reads)!r}, '--output', {str(tmp_path / 'qc.csv')!r}, '--no-progress'])\n"
-        f"print('loaded:', *[m for m in {HEAVY[:2]!r} if m in sys.modules])\n"
-    )
-    assert out.splitlines()[-1] == "loaded:"
+    assert model_libraries_loaded_by(
+        ["qc", "--input", str(reads), "--output", str(tmp_path / "qc.csv"), "--no-progress"]
+    ) == []
     assert (tmp_path / "qc.csv").read_text().splitlines()[1].startswith("r1,300,has_errors,length")
 
 
