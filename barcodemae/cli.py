@@ -189,8 +189,7 @@ def add_qc_parser(commands: Subcommands) -> None:
                     help="with --model: error score above which the detector flags a read (default: the threshold "
                     "eval/qc.py chose on validation reads, saved with the model; else 0.5)")
     qc.add_argument("--num-beams", type=int, default=1, help="beams of the correction, 1 = greedy (default 1)")
-    qc.add_argument("--batch-size", type=int, default=64, help="reads per forward pass (default 64)")
-    qc.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: auto)")
+    add_embedding_flags(qc, EmbeddingSettings(batch_size=64), ("batch_size", "device"))  # the models' forward passes
     qc.add_argument("--split", default="all", help="BIOSCAN split(s) of a table to check (default all)")
     qc.add_argument("--no-progress", dest="progress", action="store_false",
                     help="hide the progress bars (loading, checking)")
