@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from barcodemae.checksums import file_fingerprint
+from barcodemae.checksums import file_fingerprint, model_fingerprint
 from barcodemae.data import CleaningReport, load_barcodes, open_barcode_file
 from barcodemae.embedding_settings import DEFAULT_EMBEDDING, DEFAULT_SHARD_SIZE, EmbeddingSettings
 from barcodemae.errors import check_output_file, naming_output, reserve_space
@@ -96,16 +96,6 @@ def records_fingerprint(table: pa.Table) -> str:
             for buffer in chunk.buffers():
                 if buffer is not None:
                     digest.update(memoryview(buffer))
-    return digest.hexdigest()
-
-
-def model_fingerprint(model_dir: str | Path) -> str:
-    """Hash of the folder's config and the size/mtime of its weights: a resumed run must use the same model."""
-    folder = Path(model_dir)
-    digest = hashlib.sha256((folder / "config.json").read_bytes())
-    for weights in sorted(folder.glob("*.safetensors")):
-        stat = weights.stat()
-        digest.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()
 
 

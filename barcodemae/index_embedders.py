@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from barcodemae.embed_files import load_model, model_fingerprint, token_min_length
+from barcodemae.checksums import is_same_model, model_fingerprint
+from barcodemae.embed_files import load_model, token_min_length
 from barcodemae.embedding_settings import DEFAULT_EMBEDDING, EmbeddingSettings
 from barcodemae.kmer_frequencies import KmerFrequencyEmbedder
 
@@ -32,6 +33,10 @@ class IndexEmbedder(Protocol):
     @property
     def fingerprint(self) -> str:
         """Equal for two embedders exactly when they make the same vectors."""
+
+    def matches(self, stored: dict[str, Any]) -> bool:
+        """Whether it makes the vectors of an index's ``embedder`` entry (:meth:`info` of the embedder that built
+        it, perhaps by an older version of this package)."""
 
     @property
     def noun(self) -> str:
@@ -82,6 +87,10 @@ class ModelEmbedder:
     @cached_property
     def fingerprint(self) -> str:
         return model_fingerprint(self.model_dir)
+
+    def matches(self, stored: dict[str, Any]) -> bool:
+        """Whether the folder holds the model of an index's ``embedder`` entry (its content, wherever it lies)."""
+        return is_same_model(self.model_dir, stored["fingerprint"])
 
     @cached_property
     def encoder(self) -> tuple[Any, Any]:
@@ -134,6 +143,10 @@ class KmerProfileEmbedder:
     @property
     def fingerprint(self) -> str:
         return f"kmer:k={self.profile.k}:stride={self.profile.stride}"
+
+    def matches(self, stored: dict[str, Any]) -> bool:
+        """Whether these profiles are those of an index's ``embedder`` entry (same k and stride)."""
+        return stored["kind"] == self.kind and stored["fingerprint"] == self.fingerprint
 
     @property
     def min_length(self) -> int:
@@ -196,11 +209,16 @@ def index_embedder(info: dict[str, Any], index_dir: str | Path, *, model_dir: st
         settings = stored_frames(stored, settings)  # the model given at query time embeds as the index did
     requested = requested_embedder(model_dir, kmer, settings)
     if requested is None:
+        if isinstance(own, ModelEmbedder) and (own.model_dir / "config.json").is_file() and not own.matches(stored):
+            raise ValueError(f"{own.model_dir}: not the model the index {index_dir} was built with any more (its "
+                             "config.json or weights changed since): rebuild the index with it, or pass --model with "
+                             "a copy of the model the index was built with")
         return own
-    if requested.kind != own.kind or requested.fingerprint != stored["fingerprint"]:
+    if requested.kind != own.kind or not requested.matches(stored):
         hint = f"; {own} need no --model" if isinstance(own, KmerProfileEmbedder) and model_dir is not None else ""
         raise ValueError(f"{requested}: not the {own.noun} the index {index_dir} was built with{hint}")
     return requested
+
 
 __all__ = [
     "EMBEDDERS",

@@ -173,6 +173,48 @@ def test_query_refuses_another_model(kmer_profile_model: Path, fixture_csv: Path
     assert "not a reference index" in capsys.readouterr().err
 
 
+def test_an_index_knows_its_model_by_content(kmer_profile_model: Path, fixture_csv: Path, tmp_path, capsys) -> None:
+    """A copy of the model elsewhere (new mtimes, as after scp) is the index's model; the folder rewritten in place
+    with other weights is not, and a plain query refuses it rather than compare new vectors with old ones; an index
+    that recorded the older size-and-mtime fingerprint still answers from its folder."""
+    import hashlib
+
+    from barcodemae.checksums import write_checksums
+
+    model = tmp_path / "model"
+    shutil.copytree(kmer_profile_model, model)
+    index_dir = tmp_path / "index"
+    assert main(["identify", "build", "--model", str(model), "--reference", str(fixture_csv), "--split", "train",
+                 "--output", str(index_dir), "--no-progress"]) == 0
+
+    def answers(*model_flag: str) -> pd.DataFrame | None:
+        output = tmp_path / "ids.csv"
+        output.unlink(missing_ok=True)
+        code = main(["identify", "query", "--index", str(index_dir), "--input", str(fixture_csv), "--split", "test",
+                     "--align", "0", *model_flag, "--output", str(output), "--no-progress"])
+        return pd.read_csv(output) if code == 0 else None
+
+    expected = answers()
+    copied = tmp_path / "copied"
+    shutil.copytree(model, copied, copy_function=shutil.copy)  # contents only: new mtimes
+    os.utime(copied / "model.safetensors", ns=(1, 1))
+    pd.testing.assert_frame_equal(answers("--model", str(copied)), expected)
+
+    info = json.loads((index_dir / "index.json").read_text())
+    weights = (model / "model.safetensors").stat()
+    legacy = hashlib.sha256((model / "config.json").read_bytes())
+    legacy.update(f"model.safetensors:{weights.st_size}:{weights.st_mtime_ns}".encode())
+    info["embedder"]["fingerprint"] = legacy.hexdigest()  # as index.json recorded it before content hashing
+    (index_dir / "index.json").write_text(json.dumps(info))
+    write_checksums(index_dir)
+    pd.testing.assert_frame_equal(answers(), expected)
+
+    BarcodeMAEModel(BarcodeMAEConfig.from_pretrained(model)).save_pretrained(model)  # other weights, same config
+    capsys.readouterr()
+    assert answers() is None
+    assert "not the model the index" in capsys.readouterr().err
+
+
 def test_an_index_records_its_reading_frames_and_its_queries_embed_in_them(kmer4_model_folder: Path,
                                                                           fixture_csv: Path, tmp_path,
                                                                           capsys) -> None:
