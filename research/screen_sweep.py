@@ -34,6 +34,7 @@ from barcodemae.call_levels import CALL_LEVELS
 from barcodemae.cli_options import DEFAULT_IDENTITY_THRESHOLDS
 from barcodemae.data import load_bioscan5m
 from barcodemae.diagonal_screen import anchor_shifts, choose_anchor
+from barcodemae.embedding_settings import FRAMES
 from barcodemae.identify import ReferenceIndex, identify
 from barcodemae.identity_calls import IDENTITY_RANKS, IdentityThresholds
 from barcodemae.index_search import unit_rows
@@ -48,8 +49,9 @@ def parse_settings(text: str) -> list[tuple[int, int]]:
     return settings
 
 
-def measure(data: Path, *, model: Path | None, kmer: int, query_split: str, reference_split: str,
-            queries: int | None, settings: list[tuple[int, int]], thresholds: str, seed: int) -> dict[str, Any]:
+def measure(data: Path, *, model: Path | None, kmer: int, frames: str | None, query_split: str,
+            reference_split: str, queries: int | None, settings: list[tuple[int, int]], thresholds: str,
+            seed: int) -> dict[str, Any]:
     references = load_bioscan5m(data, reference_split).select_columns(COLUMNS).to_pandas()
     pool = load_bioscan5m(data, query_split).select_columns(COLUMNS).to_pandas()
     if queries is not None and queries < len(pool):
@@ -58,10 +60,10 @@ def measure(data: Path, *, model: Path | None, kmer: int, query_split: str, refe
     barcodes = pool["dna_barcode"].tolist()
     sequences = np.array(references["dna_barcode"].tolist(), dtype=bytes)
     anchor = choose_anchor(pa.array(references["dna_barcode"]))  # as `identify build` places the references
-    index = ReferenceIndex(unit_rows(embed(model, references["dna_barcode"].tolist(), kmer)),
+    index = ReferenceIndex(unit_rows(embed(model, references["dna_barcode"].tolist(), kmer, frames)),
                            pa.Table.from_pandas(references.drop(columns="dna_barcode"), preserve_index=False),
                            {"screen_anchor": anchor}, sequences=sequences, shifts=anchor_shifts(sequences, anchor))
-    vectors = embed(model, barcodes, kmer)
+    vectors = embed(model, barcodes, kmer, frames)
     truth = {rank: pool[rank].to_numpy(dtype=object) for rank in IDENTITY_RANKS}
     query_species = pool["species"].fillna("").to_numpy(dtype=object)
 
@@ -93,7 +95,7 @@ def measure(data: Path, *, model: Path | None, kmer: int, query_split: str, refe
                 row[f"{level}_call_precision"] = round(float(right.mean()), 4) if called.any() else None
         rows.append(row)
         print(json.dumps(row), flush=True)
-    return {"data": str(data), "embedding": str(model) if model else f"{kmer}-mer frequencies",
+    return {"data": str(data), "embedding": str(model) if model else f"{kmer}-mer frequencies", "frames": frames,
             "query_split": query_split, "reference_split": reference_split, "queries": len(pool),
             "references": len(references), "thresholds": thresholds, "rows": rows}
 
@@ -118,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="BIOSCAN-5M format CSV")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: k-mer frequencies)")
     parser.add_argument("--kmer", type=int, default=5, help="k of the k-mer frequencies without --model")
+    parser.add_argument("--frames", choices=FRAMES, default=None,
+                        help="--model's reading frames, as identify build --frames (default: the model's own)")
     parser.add_argument("--query-split", default="val_unseen")
     parser.add_argument("--reference-split", default="train")
     parser.add_argument("--queries", type=int, default=None, help="random queries of the split (default: all)")
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
-    report = measure(args.data, model=args.model, kmer=args.kmer, query_split=args.query_split,
+    report = measure(args.data, model=args.model, kmer=args.kmer, frames=args.frames, query_split=args.query_split,
                      reference_split=args.reference_split, queries=args.queries,
                      settings=parse_settings(args.settings), thresholds=args.thresholds, seed=args.seed)
     if args.output:

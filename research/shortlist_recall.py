@@ -41,12 +41,13 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bold_c
 COLUMNS = ["processid", "dna_barcode", *IDENTITY_RANKS]
 
 
-def embed(model: Path | None, barcodes: list[str], kmer: int = 4) -> np.ndarray:
-    """``(n, d)`` embeddings of ``barcodes``: ``kmer``-mer frequencies, or ``model``'s pooled embedding."""
+def embed(model: Path | None, barcodes: list[str], kmer: int = 4, frames: str | None = None) -> np.ndarray:
+    """``(n, d)`` embeddings of ``barcodes``: ``kmer``-mer frequencies, or ``model``'s pooled embedding in its
+    reading ``frames`` (``None``: the model's own)."""
     if model is None:
         return KmerFrequencyEmbedder(k=kmer)(barcodes)
     encoder, tokenizer = load_encoder(model)
-    return embed_barcodes(encoder, tokenizer, barcodes, progress=False)
+    return embed_barcodes(encoder, tokenizer, barcodes, frames=frames, progress=False)
 
 
 def measure(data: Path, *, model: Path | None, query_split: str, reference_split: str, queries: int, deep: int,
