@@ -96,7 +96,7 @@ from barcodemae.tokenization.sequence_cleaning import IUPAC_LETTERS, non_iupac_l
 
 from .error_injection import INSERTED, N_BASE, SUBSTITUTED
 from .read_checks import CHECKS, DEFAULT_MIN_LENGTH, check_reads_without_model
-from .saved_choices import READ_CORRECTION_TASK, clean_nll_threshold
+from .saved_choices import READ_CORRECTION_TASK
 
 if TYPE_CHECKING:  # the learned checks load torch and transformers, so only when a folder is given
     from .read_models import ErrorDetector, ReadCorrector
@@ -105,8 +105,6 @@ logger = logging.getLogger(__name__)
 
 OUTPUT_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 """Output formats by suffix (before an optional ``.gz``)."""
-DEFAULT_CLEAN_NLL_THRESHOLD = clean_nll_threshold(0.5)
-"""The verdict threshold of a detector folder that names none: ``error_score > 0.5``."""
 COLUMNS: tuple[str, ...] = ("id", "length", "verdict", "verdict_by", "frame", "stop_codons", "ambiguous_bases",
                             "problem")
 """Output columns; :data:`DETECTOR_COLUMNS` (and ``corrected``) go before ``problem`` when models are given."""
@@ -305,7 +303,7 @@ def check_file(
         from .read_models import load_corrector, load_detector  # torch and transformers: only for the learned checks
 
         if model_dir is not None:
-            detector = load_detector(model_dir, device, threshold, DEFAULT_CLEAN_NLL_THRESHOLD)
+            detector = load_detector(model_dir, device, threshold)
         if correction_model is not None:
             corrector = load_corrector(correction_model, device)
 

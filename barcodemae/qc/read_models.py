@@ -20,7 +20,7 @@ from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae import EnbedForConditionalGeneration, EnbedForErrorDetection
 
 from .inference import ErrorPredictions, detect_errors, generate_corrections
-from .saved_choices import VERDICT_THRESHOLD_KEY, clean_nll_threshold, flag_reads
+from .saved_choices import DEFAULT_CLEAN_NLL_THRESHOLD, VERDICT_THRESHOLD_KEY, clean_nll_threshold, flag_reads
 
 
 @dataclass(frozen=True)
@@ -51,16 +51,15 @@ class ReadCorrector:
         return generate_corrections(self.model, reads, self.tokenizer, num_beams=num_beams, batch_size=batch_size)
 
 
-def load_detector(model_dir: str | Path, device: str | None, threshold: float | None,
-                  default_limit: float) -> ErrorDetector:
+def load_detector(model_dir: str | Path, device: str | None, threshold: float | None) -> ErrorDetector:
     """The detector in ``model_dir`` on ``device`` (``None``: CUDA when available). Its flag threshold is
     ``threshold`` (an ``error_score``) when given, else the one ``eval/qc.py`` saved in its config, else
-    ``default_limit``. The installed classes load it, never the folder's copied code; safetensors only."""
+    ``error_score > 0.5``. The installed classes load it, never the folder's copied code; safetensors only."""
     model = from_pretrained_checked(EnbedForErrorDetection, model_dir).eval().to(resolve_device(device))
     if threshold is not None:
         limit = clean_nll_threshold(threshold)
     else:
-        limit = float(getattr(model.config, VERDICT_THRESHOLD_KEY, default_limit))
+        limit = float(getattr(model.config, VERDICT_THRESHOLD_KEY, DEFAULT_CLEAN_NLL_THRESHOLD))
     return ErrorDetector(model, BarcodeTokenizer.from_pretrained(model_dir), limit)
 
 

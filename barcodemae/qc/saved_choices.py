@@ -34,4 +34,9 @@ def clean_nll_threshold(error_score_threshold: float) -> float:
     return float(-np.log1p(-error_score_threshold)) if error_score_threshold < 1 else float("inf")
 
 
-__all__ = ["READ_CORRECTION_TASK", "VERDICT_THRESHOLD_KEY", "clean_nll_threshold", "flag_reads"]
+DEFAULT_CLEAN_NLL_THRESHOLD = clean_nll_threshold(0.5)
+"""The verdict threshold of a detector folder that names none: ``error_score > 0.5``."""
+
+
+__all__ = ["DEFAULT_CLEAN_NLL_THRESHOLD", "READ_CORRECTION_TASK", "VERDICT_THRESHOLD_KEY", "clean_nll_threshold",
+           "flag_reads"]
