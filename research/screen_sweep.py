@@ -49,7 +49,7 @@ def parse_settings(text: str) -> list[tuple[int, int]]:
     return settings
 
 
-def measure(data: Path, *, model: Path | None, kmer: int, frames: str | None, query_split: str,
+def measure(data: Path, *, model: Path | None, kmer: int, frames: str | None = None, query_split: str,
             reference_split: str, queries: int | None, settings: list[tuple[int, int]], thresholds: str,
             seed: int) -> dict[str, Any]:
     references = load_bioscan5m(data, reference_split).select_columns(COLUMNS).to_pandas()
