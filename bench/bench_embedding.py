@@ -7,7 +7,7 @@ a randomly initialised ``BarcodeMAEModel`` encoder of the given size (throughput
   per batch size: median seconds per batch, barcodes/s, peak memory, achieved FLOP/s and its ratio to the FLOP/s
   of a large square matmul measured in the same run (the utilisation).
 - ``end_to_end``: ``barcodemae.inference.embed_barcodes`` on raw strings (cleaning, tokenising, batching,
-  transfers included).
+  transfers included), in the reading ``--frames`` asked (``all``: six tokenizations per barcode, averaged).
 - ``extrapolation``: hours to embed all 5,150,000 BIOSCAN-5M barcodes at the best model-only and the end-to-end
   rate. Only a GPU run answers the issue's target (< 1 h on one H100); a CPU run prints the CPU figure.
 
@@ -41,6 +41,7 @@ from timing import (
 )
 
 from barcodemae import BarcodeTokenizer
+from barcodemae.embedding_settings import FRAMES
 from barcodemae.inference import embed_barcodes
 from modeling_barcodemae import BarcodeMAEConfig, BarcodeMAEModel
 
@@ -61,6 +62,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="CSV with a dna_barcode column")
     parser.add_argument("--count", type=int, default=8192, help="barcodes read from --input")
     parser.add_argument("--e2e-batch-size", type=int, default=256)
+    parser.add_argument("--frames", choices=FRAMES, default="first",
+                        help="reading frames of the end-to-end embedding (all: the frame average of pooled_frames)")
     parser.add_argument("--matmul-size", type=int, default=None, help="default 8192 on cuda, 2048 on cpu")
     parser.add_argument("--quick", action="store_true", help="small shapes for a CPU smoke run")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON here")
@@ -129,17 +132,18 @@ def measure_end_to_end(
 ) -> dict:
     device = torch.device(args.device)
     name, embed = "barcodemae.inference.embed_barcodes", embed_barcodes
-    embed(model, tokenizer, barcodes[: args.e2e_batch_size], batch_size=args.e2e_batch_size, device=device,
-          progress=False)  # warm-up
+    options = {"batch_size": args.e2e_batch_size, "device": device, "frames": args.frames, "progress": False}
+    embed(model, tokenizer, barcodes[: args.e2e_batch_size], **options)  # warm-up
     reset_peak_memory(device)
     start = time.perf_counter()
-    vectors = embed(model, tokenizer, barcodes, batch_size=args.e2e_batch_size, device=device, progress=False)
+    vectors = embed(model, tokenizer, barcodes, **options)
     synchronize(device)
     seconds = time.perf_counter() - start
     if len(vectors) != len(barcodes):
         raise RuntimeError(f"{name} returned {len(vectors)} embeddings for {len(barcodes)} barcodes")
     return {
-        "engine": name, "barcodes": len(barcodes), "batch_size": args.e2e_batch_size, "seconds": seconds,
+        "engine": name, "barcodes": len(barcodes), "batch_size": args.e2e_batch_size, "frames": args.frames,
+        "seconds": seconds,
         "barcodes_per_s": len(barcodes) / seconds, **peak_memory_mib(device),
     }
 
