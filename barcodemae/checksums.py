@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,8 @@ def model_fingerprint(model_dir: str | Path) -> str:
     Hashing a paper-size encoder's 344 MB of weights takes about half a second.
     """
     folder = Path(model_dir)
-    digest = hashlib.sha256(file_sha256(folder / "config.json").encode())
-    for weights in sorted(folder.glob("*.safetensors")):
-        digest.update(f"{weights.name}:{file_sha256(weights)}".encode())
-    return MODEL_FINGERPRINT_PREFIX + digest.hexdigest()
+    return MODEL_FINGERPRINT_PREFIX + _weights_digest(folder, file_sha256(folder / "config.json").encode(),
+                                                      file_sha256)
 
 
 def is_same_model(model_dir: str | Path, recorded: str) -> bool:
@@ -90,11 +89,16 @@ def is_same_model(model_dir: str | Path, recorded: str) -> bool:
     if recorded.startswith(MODEL_FINGERPRINT_PREFIX):
         return model_fingerprint(model_dir) == recorded
     folder = Path(model_dir)
-    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    return _weights_digest(folder, (folder / "config.json").read_bytes(),
+                           lambda weights: f"{weights.stat().st_size}:{weights.stat().st_mtime_ns}") == recorded
+
+
+def _weights_digest(folder: Path, config: bytes, describe: Callable[[Path], str]) -> str:
+    """Hex SHA-256 of ``config`` followed by ``name:describe(file)`` of each ``*.safetensors`` file, by name."""
+    digest = hashlib.sha256(config)
     for weights in sorted(folder.glob("*.safetensors")):
-        stat = weights.stat()
-        digest.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest() == recorded
+        digest.update(f"{weights.name}:{describe(weights)}".encode())
+    return digest.hexdigest()
 
 
 def file_state(path: Path) -> dict[str, int]:

@@ -7,7 +7,8 @@ a randomly initialised ``BarcodeMAEModel`` encoder of the given size (throughput
   per batch size: median seconds per batch, barcodes/s, peak memory, achieved FLOP/s and its ratio to the FLOP/s
   of a large square matmul measured in the same run (the utilisation).
 - ``end_to_end``: ``barcodemae.inference.embed_barcodes`` on raw strings (cleaning, tokenising, batching,
-  transfers included), in the reading ``--frames`` asked (``all``: six tokenizations per barcode, averaged).
+  transfers included), in the reading ``--frames`` asked (``all``: one tokenization per reading frame, six for
+  the 6-mers used here, averaged).
 - ``extrapolation``: hours to embed all 5,150,000 BIOSCAN-5M barcodes at the best model-only and the end-to-end
   rate. Only a GPU run answers the issue's target (< 1 h on one H100); a CPU run prints the CPU figure.
 
@@ -143,8 +144,7 @@ def measure_end_to_end(
         raise RuntimeError(f"{name} returned {len(vectors)} embeddings for {len(barcodes)} barcodes")
     return {
         "engine": name, "barcodes": len(barcodes), "batch_size": args.e2e_batch_size, "frames": args.frames,
-        "seconds": seconds,
-        "barcodes_per_s": len(barcodes) / seconds, **peak_memory_mib(device),
+        "seconds": seconds, "barcodes_per_s": len(barcodes) / seconds, **peak_memory_mib(device),
     }
 
 

@@ -2,9 +2,9 @@
 
 The public names load on first use (:func:`barcodemae.lazy_names.lazy_names`): importing
 :mod:`barcodemae.tokenization.sequence_cleaning` (the cleaning policy, standard library only) must not load torch
-and transformers first, or ``identify`` with a k-mer index starts seconds late. ``BarcodeTokenizer`` comes
-from :mod:`.auto_tokenizer`, which registers it with ``AutoTokenizer`` (keyed by the BarcodeMAE config class): whoever
-imports the tokenizer from here gets the same ``AutoTokenizer`` as before.
+and transformers first, or ``identify`` with a k-mer index and ``qc`` without a model start seconds late.
+``BarcodeTokenizer`` comes from :mod:`.auto_tokenizer`, which registers it with ``AutoTokenizer`` (keyed by the
+BarcodeMAE config class): whoever imports the tokenizer from here gets the same ``AutoTokenizer`` as before.
 """
 
 from barcodemae.lazy_names import lazy_names

@@ -2,8 +2,8 @@
 
 Why a module of its own: the registration needs transformers and the model package (it is keyed by the BarcodeMAE
 config class), and :mod:`barcodemae.tokenization` must stay light, because the sequence-cleaning policy under it is
-imported by commands that never tokenize (``identify`` with a k-mer index). The package's ``BarcodeTokenizer``
-comes from here, so its first use registers it: a saved tokenizer folder then loads with
+imported by commands that never tokenize (``identify`` with a k-mer index, ``qc`` without a model). The package's
+``BarcodeTokenizer`` comes from here, so its first use registers it: a saved tokenizer folder then loads with
 ``AutoTokenizer.from_pretrained`` as our class, without ``trust_remote_code``. Not a saved code file:
 :mod:`.tokenization_barcodemae` may import only torch and transformers.
 """
