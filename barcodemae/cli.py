@@ -1,12 +1,13 @@
-"""The ``barcodemae`` command: ``embed``, ``identify build|query``, ``qc``, ``export``, ``train-bpe``, ``train`` and
-``evaluate``.
+"""The ``barcodemae`` command: ``embed``, ``identify build|query``, ``qc``, ``export``, ``train-bpe``, ``train``,
+``evaluate``, ``train-qc`` and ``convert``.
 
 Each subcommand is a thin argparse layer over one library function (:func:`barcodemae.embed_files.embed_file`,
 :func:`barcodemae.identify.build_reference_index` / :func:`~barcodemae.identify.identify_file`,
 :func:`barcodemae.qc.check_files.check_file`, :func:`barcodemae.export.export_encoder`,
 :func:`barcodemae.bpe_files.train_bpe_on_file`), so everything the CLI does
-is also scriptable from Python (``train`` hands its arguments to train.py's :func:`barcodemae.training.command.main`,
-``evaluate`` to eval/run.py's :func:`barcodemae.eval.run.main`, so one command lists every entry point). The
+is also scriptable from Python (``train``, ``evaluate``, ``train-qc`` and ``convert`` hand their arguments to
+train.py's, eval/run.py's, eval/qc.py's and barcodemae-convert's own ``main``: :data:`FORWARDED_COMMANDS`, so one
+command lists every entry point). The
 embedding options (batch size, device, dtype, pooling, layer, progress, remote code) and their defaults are
 :mod:`barcodemae.embedding_settings`'s.
 A run prints a JSON summary on stdout (for scripts) and ends with a short human summary on stderr (what was written
@@ -21,6 +22,7 @@ tests/test_cli_startup.py checks it and bench/bench_startup.py times it.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -216,18 +218,35 @@ def add_train_bpe_parser(commands: Subcommands) -> None:
                            help="fail on the first invalid record instead of skipping and counting it")
 
 
+FORWARDED_COMMANDS: dict[str, tuple[str, str]] = {
+    "train": (
+        "barcodemae.training.command",
+        "pretrain BarcodeMAE/BarcodeBERT/ENBED (every argument goes to train.py; `barcodemae train --help`)",
+    ),
+    "evaluate": (
+        "barcodemae.eval.run",
+        ("the BIOSCAN-5M evaluation protocol on a model or a baseline (every argument goes to eval/run.py; "
+         "`barcodemae evaluate --help`)"),
+    ),
+    "train-qc": (
+        "barcodemae.eval.qc",
+        ("fine-tune and score an ENBED error detector / read corrector for `qc --model` (every argument goes to "
+         "eval/qc.py; `barcodemae train-qc --help`)"),
+    ),
+    "convert": (
+        "barcodemae.conversion.convert",
+        ("convert the authors' BarcodeMAE/BarcodeBERT checkpoints into a model folder (the same as "
+         "barcodemae-convert; `barcodemae convert --help`)"),
+    ),
+}
+"""Commands with parsers of their own (the scripts' ``main(argv, prog)`` in each module): ``barcodemae --help`` lists
+them, :func:`main` hands them every argument after their name, so one command lists every entry point."""
+
+
 def add_forwarded_parsers(commands: Subcommands) -> None:
-    """``train`` and ``evaluate``: listed here, parsed by train.py's and eval/run.py's own parsers
-    (:func:`main` hands them their arguments)."""
-    commands.add_parser(
-        "train", add_help=False,
-        help="pretrain BarcodeMAE/BarcodeBERT (every argument goes to train.py; `barcodemae train --help`)",
-    )
-    commands.add_parser(
-        "evaluate", add_help=False,
-        help="the BIOSCAN-5M evaluation protocol on a model or a baseline (every argument goes to eval/run.py; "
-        "`barcodemae evaluate --help`)",
-    )
+    """The :data:`FORWARDED_COMMANDS`: listed here, parsed by their own parsers."""
+    for name, (_, summary) in FORWARDED_COMMANDS.items():
+        commands.add_parser(name, add_help=False, help=summary)
 
 
 def add_export_parser(commands: Subcommands) -> None:
@@ -368,17 +387,12 @@ def command_ending(args: argparse.Namespace, summary: dict) -> Ending:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``barcodemae`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["train"]:
-        from barcodemae.training.command import main as train_main
-
-        return train_main(argv[1:], prog="barcodemae train")
-    if argv[:1] == ["evaluate"]:
-        from barcodemae.eval.run import main as evaluate_main
-
-        return evaluate_main(argv[1:], prog="barcodemae evaluate")
+    if argv and argv[0] in FORWARDED_COMMANDS:
+        module = importlib.import_module(FORWARDED_COMMANDS[argv[0]][0])
+        return module.main(argv[1:], prog=f"barcodemae {argv[0]}")
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command not in COMMANDS:  # train or evaluate after a barcodemae option: their parser is not this one
+    if args.command not in COMMANDS:  # a forwarded command after a barcodemae option: their parser is not this one
         parser.error(f"give barcodemae {args.command}'s options after it, and none before it")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     def run() -> int:

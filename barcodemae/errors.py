@@ -23,10 +23,10 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundErro
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed from (``train.py``) or exported (``barcodemae export``); the message names
-    the folder or file and what is wrong.
+    """A checkpoint that cannot be resumed from (``train.py``), exported (``barcodemae export``) or converted
+    (``barcodemae convert``); the message names the folder or file and what is wrong.
 
-    Why one class, and a ``ValueError``: both entry points report it as an expected failure (one line, exit status 2)
+    Why one class, and a ``ValueError``: every entry point reports it as an expected failure (one line, exit status 2)
     without a per-entry-point exception list, and code that catches checkpoint problems catches one type.
     """
 
@@ -86,6 +86,15 @@ def check_writable_folder(folder: str | Path) -> None:
         raise PermissionError(f"{folder}: cannot write output here ({error.strerror or error})") from error
 
 
+def check_new_folder(folder: str | Path) -> None:
+    """Fail before long work when ``folder`` already holds files (a folder of its own is written there, and a user's
+    files must not be overwritten or mixed with it), or cannot be written."""
+    folder = Path(folder)
+    if folder.is_dir() and any(folder.iterdir()):
+        raise FileExistsError(f"{folder}: output folder exists and is not empty; choose a new folder")
+    check_writable_folder(folder)
+
+
 def check_output_file(
     path: str | Path, inputs: tuple[str | Path, ...] = (), input_folders: tuple[str | Path, ...] = ()
 ) -> None:
@@ -107,6 +116,7 @@ def check_output_file(
 __all__ = [
     "EXPECTED_ERRORS",
     "CheckpointError",
+    "check_new_folder",
     "check_output_file",
     "check_writable_folder",
     "naming_output",

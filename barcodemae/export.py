@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from barcodemae.errors import CheckpointError
+from barcodemae.errors import CheckpointError, check_new_folder
 from barcodemae.file_modes import apply_umask
 from barcodemae.inference import reading_frames
 from barcodemae.run_layout import RESULTS_FILE, TRAINING_ARGS_FILE, RunLayout
@@ -356,8 +356,7 @@ def export_encoder(
     """
     files = locate_checkpoint(checkpoint, config_dir=config_dir, tokenizer_dir=tokenizer_dir, results=results)
     output = Path(output_dir)
-    if output.exists() and any(output.iterdir()):
-        raise FileExistsError(f"{output}: output folder exists and is not empty; choose a new folder")
+    check_new_folder(output)
     model = load_frozen_encoder(files)
     tokenizer = BarcodeTokenizer.from_pretrained(files.tokenizer_dir)
     if len(tokenizer) != model.config.vocab_size:

@@ -368,8 +368,8 @@ RATE_HELP = {
 units); ``n_run_max_length`` is no flag."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = CommandParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = CommandParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--model", required=True, help="ENBED folder (train.py's final_model) or 'none' (fresh)")
     parser.add_argument("--preset", default="enbed-tiny", help="sizes of the fresh model of --model none")
     parser.add_argument("--data", required=True, help="BIOSCAN-5M format CSV (.csv or .csv.gz)")
@@ -410,9 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``eval/qc.py``: expected failures are one line on stderr and exit status 2."""
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``eval/qc.py`` and ``barcodemae train-qc`` (``prog``, the name its usage and errors give): expected failures
+    are one line on stderr and exit status 2."""
+    args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     def run() -> int:
@@ -421,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         print_ending(qc_evaluation_ending(results, output_dir=args.output))
         return 0
 
-    return report_errors("eval/qc.py", run)
+    return report_errors(prog or "eval/qc.py", run)
 
 
 if __name__ == "__main__":

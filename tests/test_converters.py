@@ -589,3 +589,28 @@ print("OK", tokenizer.framing)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK cls" in result.stdout
+
+
+def test_convert_refuses_a_used_output_folder_and_a_bad_checkpoint(tmp_path, capsys):
+    """``barcodemae convert`` (the same command as barcodemae-convert) writes a new folder only: a folder holding a
+    user's files is refused before any work, a checkpoint that is no state dict is one line naming it; exit 2."""
+    from barcodemae.cli import main as barcodemae_main
+
+    checkpoint = tmp_path / "mae.pt"
+    torch.save(authors_mae().state_dict(), checkpoint)
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("keep me")
+    assert barcodemae_main(["convert", "--checkpoint", str(checkpoint), "--output", str(used)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"barcodemae convert: error: {used}: output folder exists and is not empty; choose a new folder"
+    )
+    assert sorted(path.name for path in used.iterdir()) == ["notes.txt"]
+    assert (used / "notes.txt").read_text() == "keep me"
+
+    not_a_state_dict = tmp_path / "list.pt"
+    torch.save([torch.zeros(2)], not_a_state_dict)
+    assert main(["--checkpoint", str(not_a_state_dict), "--output", str(tmp_path / "new")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"barcodemae-convert: error: {not_a_state_dict}: expected a state dict, got list"
+    )

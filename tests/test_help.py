@@ -184,20 +184,22 @@ def test_the_documentation_spells_each_commands_flags_one_way():
 
 
 def test_barcodemae_help_lists_every_command(capsys):
-    """``barcodemae --help`` names train.py's and eval/run.py's commands beside its own; their options go after them."""
+    """``barcodemae --help`` names train.py's, eval/run.py's, eval/qc.py's and barcodemae-convert's commands beside its
+    own; their options go after them."""
     from barcodemae.cli import main
 
     with pytest.raises(SystemExit):
         main(["--help"])
     shown = capsys.readouterr().out
     listed = re.findall(r"^    ([a-z-]+) ", shown, re.MULTILINE)
-    assert sorted(listed) == ["embed", "evaluate", "export", "identify", "qc", "train", "train-bpe"]
+    assert sorted(listed) == ["convert", "embed", "evaluate", "export", "identify", "qc", "train", "train-bpe",
+                              "train-qc"]
     with pytest.raises(SystemExit) as stop:
         main(["-v", "evaluate"])
     assert stop.value.code == 2 and "give barcodemae evaluate's options after it" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "train-qc", "convert"])
 def test_barcodemae_subcommand_usage_names_itself(command, capsys):
     """``barcodemae train --help`` shows ``usage: barcodemae train``, not train.py's or the bare command's name."""
     from barcodemae.cli import main

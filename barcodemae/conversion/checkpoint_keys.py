@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from barcodemae.errors import CheckpointError
 from barcodemae.state_dicts import strip_wrapper_prefixes
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 
@@ -56,7 +57,7 @@ def load_original_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise ValueError(f"{path}: no state dict found (top-level keys: {sorted(state)[:10]})")
         state = state[wrapper]
     if not isinstance(state, dict):
-        raise TypeError(f"{path}: expected a state dict, got {type(state).__name__}")
+        raise CheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
     tensors = {}
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):

@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 
+from barcodemae.errors import check_new_folder, report_errors
 from barcodemae.file_modes import apply_umask
+from barcodemae.flag_spellings import CommandParser
 from barcodemae.tokenization import BarcodeTokenizer
 from modeling_barcodemae.configuration_barcodemae import BarcodeMAEConfig
 from modeling_barcodemae.modeling_barcodemae import BarcodeMAEForPreTraining
@@ -121,8 +123,9 @@ def convert_checkpoint(
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """``barcodemae-convert``'s options (also ``barcodemae convert``'s)."""
+    parser = CommandParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="original .pt/.bin/.safetensors state dict")
     parser.add_argument("--output", required=True, help="folder to write (model.safetensors, config.json, code)")
     parser.add_argument("--tokenizer", help=f"tokenizer to save with it: {BarcodeTokenizer.SPEC_GRAMMAR}")
@@ -138,8 +141,19 @@ def main(argv: list[str] | None = None) -> None:
         help="as_is: keep token ids; barcodebert_kmer: re-index the authors' k-mer vocabulary onto our k-mer "
         "tokenizer and save it with the original's framing; auto: barcodebert_kmer when the sizes say so",
     )
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``barcodemae-convert`` and ``barcodemae convert`` (``prog``, the name its usage and errors give): a bad
+    checkpoint or an output folder already in use is one line on stderr and exit status 2."""
+    args = build_parser(prog).parse_args(argv)
+    return report_errors(prog or "barcodemae-convert", lambda: convert_command(args))
+
+
+def convert_command(args: argparse.Namespace) -> int:
+    """Convert ``args.checkpoint`` into the new folder ``args.output``; print what was done as JSON."""
+    check_new_folder(args.output)
     encoder_config = json.loads(Path(args.bert_config).read_text()) if args.bert_config else None
     decoder_config = json.loads(Path(args.decoder_bert_config).read_text()) if args.decoder_bert_config else None
     tokenizer = BarcodeTokenizer.from_spec(args.tokenizer) if args.tokenizer else None
@@ -179,7 +193,8 @@ def main(argv: list[str] | None = None) -> None:
             indent=2,
         )
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
