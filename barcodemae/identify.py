@@ -225,7 +225,7 @@ class ReferenceIndex:
         return CallThresholds.from_dict(stored) if stored else None
 
     def search(
-        self, queries: np.ndarray, top_k: int = DEFAULT_TOP_K, query_block: int = 4096
+        self, queries: np.ndarray, top_k: int = DEFAULT_TOP_K, query_block: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Indices and cosine similarities ``(n_queries, k)`` of the ``top_k`` nearest references, best first."""
         if queries.ndim != 2 or queries.shape[1] != self.embeddings.shape[1]:

@@ -41,6 +41,27 @@ def test_faiss_and_blocked_search_find_the_same_neighbours(monkeypatch) -> None:
     np.testing.assert_array_equal(blocked_indices, np.argsort(-brute, axis=1)[:, :7])
 
 
+def test_blocked_search_holds_a_bounded_block_and_breaks_ties_by_reference_order(monkeypatch) -> None:
+    """Whatever the number of queries, one block multiplies at most SEARCH_CELLS similarities; equal similarities
+    (duplicate references: the same barcode deposited twice) rank the earlier reference first, in every block."""
+    references, queries = clustered(200, 90)
+    references = np.concatenate([references, references[:50]])  # rows 200-249 repeat rows 0-49
+    monkeypatch.setattr(index_search, "REFERENCE_BLOCK", 64)
+    monkeypatch.setattr(index_search, "SEARCH_CELLS", 64 * 16)
+    blocks = []
+    top_k_columns = index_search.top_k_columns
+    monkeypatch.setattr(index_search, "top_k_columns",
+                        lambda block, k: blocks.append(block.size) or top_k_columns(block, k))
+    indices, similarities = blocked_search(references, queries, 6)
+    assert len(blocks) > 10 and max(blocks) <= 64 * 16
+    brute = queries @ references.T
+    expected = np.argsort(-brute, axis=1, kind="stable")[:, :6]  # stable: the earlier of two equal rows first
+    np.testing.assert_allclose(similarities, np.take_along_axis(brute, expected, axis=1), atol=1e-6)
+    np.testing.assert_array_equal(indices[:, 0], expected[:, 0])
+    duplicated = np.isin(indices, np.arange(50)).any(axis=1)
+    assert duplicated.any() and not np.isin(indices[:, 0], np.arange(200, 250)).any()
+
+
 def test_a_large_index_is_searched_by_faiss_with_the_same_answer(monkeypatch) -> None:
     pytest.importorskip("faiss")
     references, queries = clustered(300, 20)
