@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from barcodemae.checksums import file_fingerprint, model_fingerprint
+from barcodemae.checksums import file_fingerprint, is_same_model, model_fingerprint
 from barcodemae.data import CleaningReport, load_barcodes, open_barcode_file
 from barcodemae.embedding_settings import DEFAULT_EMBEDDING, DEFAULT_SHARD_SIZE, EmbeddingSettings
 from barcodemae.errors import check_output_file, naming_output, reserve_space
@@ -133,10 +133,13 @@ class ShardStore:
 
     The manifest also records the run's *identity* (input file, model, shard size, pooling, layer, frames, record
     count); resuming with anything different is refused, because mixing shards of two runs would give wrong
-    vectors without any error.
+    vectors without any error. ``same`` names the entries compared by a rule rather than by equality: the model's
+    fingerprint, which an unfinished run of an older version recorded by size and mtime
+    (:func:`~barcodemae.checksums.is_same_model`).
     """
 
-    def __init__(self, folder: Path, identity: dict[str, Any], resume: bool) -> None:
+    def __init__(self, folder: Path, identity: dict[str, Any], resume: bool,
+                 same: Mapping[str, Callable[[Any], bool]] | None = None) -> None:
         self.folder = folder
         self.manifest_path = folder / MANIFEST
         if self.manifest_path.exists():
@@ -146,7 +149,10 @@ class ShardStore:
                     "or delete the folder to start again"
                 )
             manifest = json.loads(self.manifest_path.read_text())
-            changed = sorted(k for k in identity if manifest["identity"].get(k) != identity[k])
+            stored = manifest["identity"]
+            rules = same or {}
+            changed = sorted(k for k in identity if not (rules[k](stored.get(k)) if k in rules and k in stored
+                                                          else stored.get(k) == identity[k]))
             if changed:
                 raise ValueError(
                     f"{folder}: cannot resume, the run differs from the stored one in {changed}; "
@@ -362,7 +368,8 @@ def embed_file(
         "frames": settings.frames,
         "dtype": settings.dtype,
     }
-    store = ShardStore(Path(f"{output}.parts"), identity, resume)
+    store = ShardStore(Path(f"{output}.parts"), identity, resume,
+                       same={"model": lambda recorded: is_same_model(model_dir, recorded)})
     matrix_path = store.folder / "embeddings.npy"
     embed = partial(embed_barcodes, model, tokenizer, **settings.forward_options(), progress=False)
     computed, reused = embed_records(embed, table.column("dna_barcode"), matrix_path, store, shard_size=shard_size,

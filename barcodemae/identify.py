@@ -447,7 +447,8 @@ def build_reference_index(
     identity = {"reference": reference, "split": split,
                 "embedder": embedder.fingerprint, "num_records": len(dataset),
                 "records": records_fingerprint(table), "shard_size": shard_size}
-    store = ShardStore(output / PARTS, identity, resume)
+    store = ShardStore(output / PARTS, identity, resume, same={
+        "embedder": lambda recorded: embedder.matches({"kind": embedder.kind, "fingerprint": recorded})})
     embed_records(embedder.embed, table.column("dna_barcode"), output / EMBEDDINGS, store, shard_size=shard_size,
                   progress=settings.progress, ids=table.column("processid"))
     embeddings = np.load(output / EMBEDDINGS, mmap_mode="r+")

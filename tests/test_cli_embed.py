@@ -4,6 +4,7 @@ included), duplicate ids warned about, NaN/inf vectors refused, and a .npy matri
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -153,6 +154,50 @@ def test_touched_or_respelled_input_resumes(model_folder: Path, fixture_csv: Pat
     assert code == 0, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out)
     assert (summary["shards_reused"], summary["shards_computed"]) == (2, 5)
+
+
+def test_a_run_begun_before_content_fingerprints_resumes_from_the_same_model(model_folder: Path, fixture_csv: Path,
+                                                                            tmp_path, monkeypatch, capsys) -> None:
+    """An unfinished run whose manifest recorded the older size-and-mtime model fingerprint resumes from that model
+    (its shards are reused), and is refused once the model's weights were rewritten."""
+    model = tmp_path / "model"
+    shutil.copytree(model_folder, model)
+    output = tmp_path / "out.npy"
+    real = embeddings_api.embed_barcodes
+    calls = {"n": 0}
+
+    def killed_on_third_shard(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated kill")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embeddings_api, "embed_barcodes", killed_on_third_shard)
+    with pytest.raises(KeyboardInterrupt):
+        embed_file(model, fixture_csv, output, shard_size=32, settings=QUIET)
+    monkeypatch.setattr(embeddings_api, "embed_barcodes", real)
+    manifest_path = Path(f"{output}.parts") / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    weights = (model / "model.safetensors").stat()
+    legacy = hashlib.sha256((model / "config.json").read_bytes())
+    legacy.update(f"model.safetensors:{weights.st_size}:{weights.st_mtime_ns}".encode())
+    manifest["identity"]["model"] = legacy.hexdigest()  # as an older version recorded it
+    manifest_path.write_text(json.dumps(manifest))
+    args = ["embed", "--model", str(model), "--input", str(fixture_csv), "--output", str(output),
+            "--shard-size", "32", "--no-progress", "--resume"]
+
+    saved = model / "model.safetensors"
+    original = saved.read_bytes()
+    saved.write_bytes(original[:-4] + bytes(4))  # other weights, same size: the legacy rule sees the new mtime
+    assert main(args) == 2
+    assert "['model']" in capsys.readouterr().err
+    saved.write_bytes(original)
+    os.utime(saved, ns=(weights.st_atime_ns, weights.st_mtime_ns))
+    assert main(args) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["shards_reused"], summary["shards_computed"]) == (2, 5)
+    full = embed_file(model, fixture_csv, tmp_path / "full.npy", shard_size=32, settings=QUIET)
+    np.testing.assert_array_equal(np.load(output), np.load(full.output))
 
 
 def test_rejected_records_are_reported_not_lost(model_folder: Path, fixture_csv: Path, tmp_path) -> None:
