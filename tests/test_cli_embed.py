@@ -10,7 +10,9 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,20 +82,25 @@ def test_embed_demo_to_parquet_matches_python_api(model_folder: Path, demo_csv: 
     assert json.loads((tmp_path / "demo_test.parquet.cleaning_report.json").read_text())["kept"] == 779
 
 
+def killed_on_shard(shard: int, embed: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """``embed`` that raises ``KeyboardInterrupt`` at its ``shard``-th call (1-based), as a kill mid-run would."""
+    calls = {"n": 0}
+
+    def killed(*args: Any, **kwargs: Any) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == shard:
+            raise KeyboardInterrupt("simulated kill")
+        return embed(*args, **kwargs)
+
+    return killed
+
+
 def test_resume_after_kill_equals_full_run(model_folder: Path, fixture_csv: Path, tmp_path, monkeypatch) -> None:
     full = embed_file(model_folder, fixture_csv, tmp_path / "full.npy", shard_size=32, settings=QUIET)
     assert full.shards_computed == 7 and full.shards_reused == 0
 
     real = embeddings_api.embed_barcodes
-    calls = {"n": 0}
-
-    def killed_on_fourth_shard(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt("simulated kill")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(embeddings_api, "embed_barcodes", killed_on_fourth_shard)
+    monkeypatch.setattr(embeddings_api, "embed_barcodes", killed_on_shard(4, real))
     output = tmp_path / "run.npy"
     with pytest.raises(KeyboardInterrupt):
         embed_file(model_folder, fixture_csv, output, shard_size=32, settings=QUIET)
@@ -134,15 +141,7 @@ def test_touched_or_respelled_input_resumes(model_folder: Path, fixture_csv: Pat
     data = tmp_path / "input.csv"
     shutil.copyfile(fixture_csv, data)
     real = embeddings_api.embed_barcodes
-    calls = {"n": 0}
-
-    def killed_on_third_shard(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("simulated kill")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(embeddings_api, "embed_barcodes", killed_on_third_shard)
+    monkeypatch.setattr(embeddings_api, "embed_barcodes", killed_on_shard(3, real))
     with pytest.raises(KeyboardInterrupt):
         embed_file(model_folder, data, tmp_path / "out.npy", shard_size=32, settings=QUIET)
     monkeypatch.setattr(embeddings_api, "embed_barcodes", real)
@@ -164,15 +163,7 @@ def test_a_run_begun_before_content_fingerprints_resumes_from_the_same_model(mod
     shutil.copytree(model_folder, model)
     output = tmp_path / "out.npy"
     real = embeddings_api.embed_barcodes
-    calls = {"n": 0}
-
-    def killed_on_third_shard(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("simulated kill")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(embeddings_api, "embed_barcodes", killed_on_third_shard)
+    monkeypatch.setattr(embeddings_api, "embed_barcodes", killed_on_shard(3, real))
     with pytest.raises(KeyboardInterrupt):
         embed_file(model, fixture_csv, output, shard_size=32, settings=QUIET)
     monkeypatch.setattr(embeddings_api, "embed_barcodes", real)
