@@ -14,6 +14,10 @@ queries counts once: on ``val_unseen`` one species of 89 queries moved the first
 share and precision of each call level (``--thresholds``) and the seconds ``identify`` took per query (embedding
 excluded: it does not depend on the setting; say whether the machine was busy).
 
+``--model-share W`` (with ``--model``) retrieves by both at once: each barcode's unit model vector and unit k-mer
+profile, scaled by ``sqrt(W)`` and ``sqrt(1 - W)`` and concatenated, so that the cosine of two such vectors is ``W``
+times the model's cosine plus ``1 - W`` times the k-mer profiles'.
+
 Choose the defaults on ``val`` / ``val_unseen`` only, never on ``test``.
 """
 
@@ -49,9 +53,21 @@ def parse_settings(text: str) -> list[tuple[int, int]]:
     return settings
 
 
+def retrieval_vectors(model: Path | None, barcodes: list[str], kmer: int, frames: str | None,
+                      model_share: float | None) -> np.ndarray:
+    """``(n, d)`` unit rows the index searches: the model's (or the k-mer profiles' without a model), or with
+    ``model_share`` both, weighted as the module says."""
+    if model is None or model_share is None:
+        return unit_rows(embed(model, barcodes, kmer, frames))
+    if not 0 <= model_share <= 1:
+        raise ValueError(f"--model-share must be in [0, 1], got {model_share}")
+    return np.concatenate([np.sqrt(model_share) * unit_rows(embed(model, barcodes, kmer, frames)),
+                           np.sqrt(1 - model_share) * unit_rows(embed(None, barcodes, kmer))], axis=1)
+
+
 def measure(data: Path, *, model: Path | None, kmer: int, frames: str | None = None, query_split: str,
             reference_split: str, queries: int | None, settings: list[tuple[int, int]], thresholds: str,
-            seed: int) -> dict[str, Any]:
+            seed: int, model_share: float | None = None) -> dict[str, Any]:
     references = load_bioscan5m(data, reference_split).select_columns(COLUMNS).to_pandas()
     pool = load_bioscan5m(data, query_split).select_columns(COLUMNS).to_pandas()
     if queries is not None and queries < len(pool):
@@ -60,10 +76,10 @@ def measure(data: Path, *, model: Path | None, kmer: int, frames: str | None = N
     barcodes = pool["dna_barcode"].tolist()
     sequences = np.array(references["dna_barcode"].tolist(), dtype=bytes)
     anchor = choose_anchor(pa.array(references["dna_barcode"]))  # as `identify build` places the references
-    index = ReferenceIndex(unit_rows(embed(model, references["dna_barcode"].tolist(), kmer, frames)),
+    index = ReferenceIndex(retrieval_vectors(model, references["dna_barcode"].tolist(), kmer, frames, model_share),
                            pa.Table.from_pandas(references.drop(columns="dna_barcode"), preserve_index=False),
                            {"screen_anchor": anchor}, sequences=sequences, shifts=anchor_shifts(sequences, anchor))
-    vectors = embed(model, barcodes, kmer, frames)
+    vectors = retrieval_vectors(model, barcodes, kmer, frames, model_share)
     truth = {rank: pool[rank].to_numpy(dtype=object) for rank in IDENTITY_RANKS}
     query_species = pool["species"].fillna("").to_numpy(dtype=object)
 
@@ -96,6 +112,7 @@ def measure(data: Path, *, model: Path | None, kmer: int, frames: str | None = N
         rows.append(row)
         print(json.dumps(row), flush=True)
     return {"data": str(data), "embedding": str(model) if model else f"{kmer}-mer frequencies", "frames": frames,
+            "model_share": model_share,
             "query_split": query_split, "reference_split": reference_split, "queries": len(pool),
             "references": len(references), "thresholds": thresholds, "rows": rows}
 
@@ -122,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kmer", type=int, default=5, help="k of the k-mer frequencies without --model")
     parser.add_argument("--frames", choices=FRAMES, default=None,
                         help="--model's reading frames, as identify build --frames (default: the model's own)")
+    parser.add_argument("--model-share", type=float, default=None,
+                        help="retrieve by this share of --model's cosine plus the rest of the k-mer profiles'")
     parser.add_argument("--query-split", default="val_unseen")
     parser.add_argument("--reference-split", default="train")
     parser.add_argument("--queries", type=int, default=None, help="random queries of the split (default: all)")
@@ -132,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = measure(args.data, model=args.model, kmer=args.kmer, frames=args.frames, query_split=args.query_split,
                      reference_split=args.reference_split, queries=args.queries,
-                     settings=parse_settings(args.settings), thresholds=args.thresholds, seed=args.seed)
+                     settings=parse_settings(args.settings), thresholds=args.thresholds, seed=args.seed,
+                     model_share=args.model_share)
     if args.output:
         args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(markdown(report))

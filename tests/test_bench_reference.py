@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -321,6 +322,28 @@ def test_screen_sweep_screening_the_whole_library_makes_the_top_hit_independent_
         assert sum(shares) == pytest.approx(1.0, abs=1e-3)
     assert sweep_main(["--data", str(fixture_csv), "--settings", "2:0"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("| 2 | – |")
+
+
+def test_screen_sweep_model_share_mixes_the_two_cosines(monkeypatch):
+    """``--model-share W``: the cosine of two retrieval vectors is W x the model's cosine + (1 - W) x the k-mer
+    profiles'; without it the model's unit rows alone; a share outside [0, 1] is refused."""
+    import screen_sweep
+
+    rng = np.random.default_rng(0)
+    model_rows, kmer_rows = rng.normal(size=(5, 8)), rng.random(size=(5, 16))
+    monkeypatch.setattr(screen_sweep, "embed",
+                        lambda model, barcodes, kmer, frames=None: model_rows if model else kmer_rows)
+
+    def cosines(rows: np.ndarray) -> np.ndarray:
+        unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        return unit @ unit.T
+
+    mixed = screen_sweep.retrieval_vectors(Path("m"), ["A"] * 5, 5, None, 0.25)
+    np.testing.assert_allclose(mixed @ mixed.T, 0.25 * cosines(model_rows) + 0.75 * cosines(kmer_rows), atol=1e-6)
+    alone = screen_sweep.retrieval_vectors(Path("m"), ["A"] * 5, 5, None, None)
+    np.testing.assert_allclose(alone @ alone.T, cosines(model_rows), atol=1e-6)
+    with pytest.raises(ValueError, match="model-share"):
+        screen_sweep.retrieval_vectors(Path("m"), ["A"] * 5, 5, None, 1.5)
 
 
 def test_bench_screen_kernels_agree_with_local_scores(fixture_csv, capsys):
