@@ -149,7 +149,8 @@ def test_quality_table_reads_runs_and_reports_mean_and_sd(tmp_path):
         (run / "eval").mkdir(parents=True)
         metrics = {
             "closed_world_species": {"linear_probe": {"accuracy": probe}, "one_nn": {"accuracy": 0.9}},
-            "open_world_genus": {"one_nn": {"accuracy": 0.3, "macro_accuracy": 0.2}},
+            "open_world_genus": {"one_nn": {"accuracy": 0.3 + seed / 10, "macro_accuracy": 0.2},
+                                 "knn": {str(k): {"accuracy": k / 10 + seed / 10} for k in (1, 3, 5, 7)}},
             "bin_reconstruction": {"dna_bin": {"ami": 0.7}},
             "headline": {"harmonic_mean": 0.4},
         }
@@ -162,9 +163,11 @@ def test_quality_table_reads_runs_and_reports_mean_and_sd(tmp_path):
         )
     lines = []
     with mock.patch("builtins.print", lines.append):
-        quality_table_main([f"tiny MAE={tmp_path}/mae-*"])
-    row = lines[0].splitlines()[-1]
-    assert row.startswith("| tiny MAE | 2 | 60.00 ± 14.14 | 90.00 ± 0.00 |") and row.endswith("| 11.00 ± 1.41 |")
+        quality_table_main([f"tiny MAE={tmp_path}/mae-*", "--per-seed"])
+    table, per_seed = lines[0].split("\n\n")
+    row = table.splitlines()[-1]
+    assert row.startswith("| tiny MAE | 2 | 60.00 ± 14.14 | 90.00 ± 0.00 | 35.00 ± 7.07 | 35.00 / 55.00 / 75.00 |")
+    assert row.endswith("| 11.00 ± 1.41 |") and per_seed == "tiny MAE: genus 1-NN 30.00 / 40.00"
     with pytest.raises(SystemExit):
         quality_table_main([f"none={tmp_path}/nothing-*"])
 
