@@ -133,8 +133,8 @@ class ShardStore:
 
     The manifest also records the run's *identity* (input file, model, shard size, pooling, layer, frames, record
     count); resuming with anything different is refused, because mixing shards of two runs would give wrong
-    vectors without any error. ``same`` names the entries compared by a rule rather than by equality: the model's
-    fingerprint, which an unfinished run of an older version recorded by size and mtime
+    vectors without any error. ``same`` names the entries that may also match by a rule when they are not equal:
+    the model's fingerprint, which an unfinished run of an older version recorded by size and mtime
     (:func:`~barcodemae.checksums.is_same_model`).
     """
 
@@ -149,10 +149,10 @@ class ShardStore:
                     "or delete the folder to start again"
                 )
             manifest = json.loads(self.manifest_path.read_text())
-            stored = manifest["identity"]
-            rules = same or {}
-            changed = sorted(k for k in identity if not (rules[k](stored.get(k)) if k in rules and k in stored
-                                                          else stored.get(k) == identity[k]))
+            stored, rules = manifest["identity"], same or {}
+            # equal entries match at once (no second hash of the model); a rule is asked only about the others
+            changed = sorted(k for k in identity if stored.get(k) != identity[k]
+                             and not (k in rules and k in stored and rules[k](stored[k])))
             if changed:
                 raise ValueError(
                     f"{folder}: cannot resume, the run differs from the stored one in {changed}; "
